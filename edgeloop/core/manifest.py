@@ -1,0 +1,307 @@
+"""The model manifest: the one contract between training, the registry and the device."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeloop.core import wire
+from edgeloop.core.errors import ManifestError, ValidationError
+from edgeloop.core.names import validate_model_name
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_SCHEMA_VERSION = 1
+SUPPORTED_DTYPES = ("float32",)
+PRECISIONS = ("fp32", "int8-dynamic", "int8-static")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One model file and what it claims to be; the device verifies sha256 before loading it."""
+
+    file: str
+    sha256: str
+    bytes: int
+    precision: str
+
+    def __post_init__(self) -> None:
+        if "/" in self.file or self.file.startswith(".") or not self.file:
+            raise ManifestError("artifacts.file", f"{self.file!r} must be a plain file name")
+        if not _SHA256.match(self.sha256):
+            raise ManifestError("artifacts.sha256", f"{self.sha256!r} is not a lowercase hex SHA-256")
+        if self.bytes <= 0:
+            raise ManifestError("artifacts.bytes", f"must be > 0, got {self.bytes}")
+        if self.precision not in PRECISIONS:
+            raise ManifestError("artifacts.precision", f"{self.precision!r}; expected one of {PRECISIONS}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Artifact:
+        """Parse one artifacts entry."""
+        where = "artifacts[]"
+        wire.only_keys(data, {"file", "sha256", "bytes", "precision"}, where)
+        return cls(
+            file=wire.text(data, "file", where),
+            sha256=wire.text(data, "sha256", where),
+            bytes=wire.integer(data, "bytes", where, minimum=1),
+            precision=wire.text(data, "precision", where),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"file": self.file, "sha256": self.sha256, "bytes": self.bytes, "precision": self.precision}
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    """What one inference request must look like; the device rejects anything else."""
+
+    name: str
+    dtype: str
+    features: tuple[str, ...]
+    minimum: float
+    maximum: float
+
+    def __post_init__(self) -> None:
+        if self.dtype not in SUPPORTED_DTYPES:
+            raise ManifestError("input.dtype", f"{self.dtype!r}; expected one of {SUPPORTED_DTYPES}")
+        if not self.features:
+            raise ManifestError("input.features", "must name at least one feature")
+        if self.minimum > self.maximum:
+            raise ManifestError("input.minimum", f"{self.minimum} is above maximum {self.maximum}")
+
+    @property
+    def width(self) -> int:
+        """Number of features per request."""
+        return len(self.features)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InputSchema:
+        """Parse the input section."""
+        where = "input"
+        wire.only_keys(data, {"name", "dtype", "features", "minimum", "maximum"}, where)
+        features = wire.sequence(data, "features", where)
+        if not all(isinstance(f, str) and f for f in features):
+            raise ManifestError("input.features", "must be a list of non-empty strings")
+        return cls(
+            name=wire.text(data, "name", where),
+            dtype=wire.text(data, "dtype", where),
+            features=tuple(features),
+            minimum=wire.number(data, "minimum", where),
+            maximum=wire.number(data, "maximum", where),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "features": list(self.features),
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+        }
+
+
+@dataclass(frozen=True)
+class OutputSchema:
+    """Which model output holds the class probabilities (shape [batch, len(labels)])."""
+
+    probabilities: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OutputSchema:
+        """Parse the output section."""
+        wire.only_keys(data, {"probabilities"}, "output")
+        return cls(probabilities=wire.text(data, "probabilities", "output"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"probabilities": self.probabilities}
+
+
+@dataclass(frozen=True)
+class Golden:
+    """Known inputs with the labels the model must give: the device's self-test after a swap."""
+
+    inputs: tuple[tuple[float, ...], ...]
+    labels: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.inputs) != len(self.labels):
+            raise ManifestError("golden", f"{len(self.inputs)} inputs but {len(self.labels)} labels")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Golden:
+        """Parse the golden section."""
+        wire.only_keys(data, {"inputs", "labels"}, "golden")
+        rows = wire.sequence(data, "inputs", "golden")
+        labels = wire.sequence(data, "labels", "golden")
+        try:
+            inputs = tuple(tuple(float(v) for v in row) for row in rows)
+        except (TypeError, ValueError) as exc:
+            raise ManifestError("golden.inputs", "must be a list of lists of numbers") from exc
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in labels):
+            raise ManifestError("golden.labels", "must be a list of label indices")
+        return cls(inputs=inputs, labels=tuple(labels))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"inputs": [list(r) for r in self.inputs], "labels": list(self.labels)}
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model came from, so a registry version can be traced back to data and code."""
+
+    dataset: str
+    dataset_sha256: str
+    training_job: str
+    code_version: str
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Lineage:
+        """Parse the lineage section."""
+        where = "lineage"
+        wire.only_keys(
+            data, {"dataset", "dataset_sha256", "training_job", "code_version", "hyperparameters"}, where
+        )
+        return cls(
+            dataset=wire.text(data, "dataset", where),
+            dataset_sha256=wire.text(data, "dataset_sha256", where),
+            training_job=wire.text(data, "training_job", where),
+            code_version=wire.text(data, "code_version", where),
+            hyperparameters=wire.string_map(data, "hyperparameters", where),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "dataset": self.dataset,
+            "dataset_sha256": self.dataset_sha256,
+            "training_job": self.training_job,
+            "code_version": self.code_version,
+            "hyperparameters": dict(self.hyperparameters),
+        }
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    """Everything the registry and the device need to trust and run one trained model."""
+
+    model_name: str
+    created_at: str
+    artifacts: tuple[Artifact, ...]
+    selected: str
+    input: InputSchema
+    output: OutputSchema
+    labels: tuple[str, ...]
+    metrics: Mapping[str, Mapping[str, float]]
+    golden: Golden
+    lineage: Lineage
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        try:
+            validate_model_name(self.model_name)
+        except ValidationError as exc:
+            raise ManifestError("model_name", exc.message) from exc
+        if self.schema_version != MANIFEST_SCHEMA_VERSION:
+            raise ManifestError("schema_version", f"{self.schema_version}; this edgeloop reads 1")
+        files = [a.file for a in self.artifacts]
+        if self.selected not in files:
+            raise ManifestError("selected", f"{self.selected!r} is not one of the artifacts {files}")
+        if len(self.labels) < 2:
+            raise ManifestError("labels", "a classifier needs at least two labels")
+        if self.selected_artifact.precision not in self.metrics:
+            raise ManifestError("metrics", f"no metrics for the selected {self.selected_artifact.precision}")
+        bad = [x for x in self.golden.labels if not 0 <= x < len(self.labels)]
+        if bad:
+            raise ManifestError("golden.labels", f"indices {bad} are outside the {len(self.labels)} labels")
+        widths = {len(row) for row in self.golden.inputs}
+        if widths - {self.input.width}:
+            raise ManifestError("golden.inputs", f"rows must have {self.input.width} values")
+
+    @property
+    def selected_artifact(self) -> Artifact:
+        """The artifact the device should load."""
+        return next(a for a in self.artifacts if a.file == self.selected)
+
+    @property
+    def holdout_accuracy(self) -> float:
+        """Holdout accuracy of the selected artifact."""
+        return self.metrics[self.selected_artifact.precision]["accuracy"]
+
+    @classmethod
+    def from_dict(cls, data: object) -> ModelManifest:
+        """Parse and validate a manifest; any problem raises ManifestError naming the field."""
+        try:
+            return cls._parse(wire.mapping(data, "manifest"))
+        except ManifestError:
+            raise
+        except ValidationError as exc:
+            raise ManifestError(exc.field, exc.message) from exc
+
+    @classmethod
+    def _parse(cls, data: Mapping[str, Any]) -> ModelManifest:
+        keys = {"schema_version", "model_name", "created_at", "artifacts", "selected", "input", "output"}
+        wire.only_keys(data, keys | {"labels", "metrics", "golden", "lineage"}, "manifest")
+        labels = wire.sequence(data, "labels", "manifest")
+        if not all(isinstance(x, str) for x in labels):
+            raise ManifestError("labels", "must be a list of strings")
+        return cls(
+            schema_version=wire.integer(data, "schema_version", "manifest"),
+            model_name=wire.text(data, "model_name", "manifest"),
+            created_at=wire.text(data, "created_at", "manifest"),
+            artifacts=tuple(
+                Artifact.from_dict(wire.mapping(a, "artifacts[]"))
+                for a in wire.sequence(data, "artifacts", "manifest")
+            ),
+            selected=wire.text(data, "selected", "manifest"),
+            input=InputSchema.from_dict(wire.mapping(data.get("input"), "input")),
+            output=OutputSchema.from_dict(wire.mapping(data.get("output"), "output")),
+            labels=tuple(labels),
+            metrics=_parse_metrics(wire.mapping(data.get("metrics"), "metrics")),
+            golden=Golden.from_dict(wire.mapping(data.get("golden"), "golden")),
+            lineage=Lineage.from_dict(wire.mapping(data.get("lineage"), "lineage")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, the exact inverse of from_dict."""
+        return {
+            "schema_version": self.schema_version,
+            "model_name": self.model_name,
+            "created_at": self.created_at,
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            "selected": self.selected,
+            "input": self.input.to_dict(),
+            "output": self.output.to_dict(),
+            "labels": list(self.labels),
+            "metrics": {k: dict(v) for k, v in self.metrics.items()},
+            "golden": self.golden.to_dict(),
+            "lineage": self.lineage.to_dict(),
+        }
+
+    def to_json(self) -> str:
+        """Canonical JSON text (sorted keys), so the same manifest always hashes the same."""
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelManifest:
+        """Parse manifest JSON text."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ManifestError("manifest", f"is not valid JSON ({exc})") from exc
+        return cls.from_dict(data)
+
+
+def _parse_metrics(data: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for variant, values in data.items():
+        values = wire.mapping(values, f"metrics.{variant}")
+        out[variant] = {k: wire.number(values, k, f"metrics.{variant}") for k in values}
+    return out

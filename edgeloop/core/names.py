@@ -1,0 +1,101 @@
+"""Every name the cloud, the devices and the local stack must agree on: topics, shadows, components."""
+
+from __future__ import annotations
+
+import re
+
+from edgeloop.core.errors import ValidationError
+
+HEALTH_SHADOW = "edgeloop-health"
+"""The named shadow where each device reports its health; the classic shadow stays the user's."""
+
+INFERENCE_COMPONENT = "com.edgeloop.Inference"
+MODEL_COMPONENT_PREFIX = "com.edgeloop.model."
+FLEET_THING_GROUP = "edgeloop-fleet"
+"""The thing group every edgeloop device joins; the skeleton deploys to it as one ring."""
+
+MODEL_PACKAGE_GROUP_PREFIX = "edgeloop-"
+TOPIC_ROOT = "edgeloop"
+INPUTS_LOCAL_TOPIC = "edgeloop/inference/inputs"
+"""Greengrass local pub/sub topic where sensors on the device publish inference requests."""
+
+_MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+_THING_NAME = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
+
+
+def validate_model_name(name: str) -> str:
+    """Model names become S3 prefixes, package groups and component names, so keep them plain."""
+    if not _MODEL_NAME.match(name):
+        raise ValidationError(
+            "model_name", f"{name!r} must be 2-40 lowercase letters, digits or '-', starting with a letter"
+        )
+    return name
+
+
+def validate_thing_name(name: str) -> str:
+    """Thing names are interpolated into MQTT topics, so wildcards and slashes are refused."""
+    if not _THING_NAME.match(name):
+        raise ValidationError("thing_name", f"{name!r} must be 1-128 of [a-zA-Z0-9:_-]")
+    return name
+
+
+def results_topic(thing_name: str) -> str:
+    """Where a device publishes batches of inference results (MQTT QoS 1)."""
+    return f"{TOPIC_ROOT}/things/{validate_thing_name(thing_name)}/results"
+
+
+RESULTS_TOPIC_FILTER = f"{TOPIC_ROOT}/things/+/results"
+
+
+def thing_from_results_topic(topic: str) -> str:
+    """Inverse of results_topic, used by the cloud side to trust the topic over the payload."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != TOPIC_ROOT or parts[1] != "things" or parts[3] != "results":
+        raise ValidationError("topic", f"{topic!r} is not a results topic")
+    return validate_thing_name(parts[2])
+
+
+def shadow_topic(thing_name: str, operation: str, shadow_name: str = HEALTH_SHADOW) -> str:
+    """The reserved IoT Core topic for a named-shadow operation (update, update/accepted, ...)."""
+    return f"$aws/things/{validate_thing_name(thing_name)}/shadow/name/{shadow_name}/{operation}"
+
+
+SHADOW_UPDATE_TOPIC_FILTER = f"$aws/things/+/shadow/name/{HEALTH_SHADOW}/update"
+
+
+def thing_from_shadow_topic(topic: str) -> str:
+    """Extract the thing name from a named-shadow topic of the health shadow."""
+    parts = topic.split("/")
+    if len(parts) < 7 or parts[:2] != ["$aws", "things"] or parts[3:6] != ["shadow", "name", HEALTH_SHADOW]:
+        raise ValidationError("topic", f"{topic!r} is not a {HEALTH_SHADOW} shadow topic")
+    return validate_thing_name(parts[2])
+
+
+def model_component_name(model_name: str) -> str:
+    """Greengrass component that carries one model's artifacts."""
+    return MODEL_COMPONENT_PREFIX + validate_model_name(model_name)
+
+
+def model_package_group(model_name: str) -> str:
+    """SageMaker Model Registry group holding every version of one model."""
+    return MODEL_PACKAGE_GROUP_PREFIX + validate_model_name(model_name)
+
+
+def component_version(model_version: int) -> str:
+    """Greengrass needs semantic versions; registry versions are integers, so map N to N.0.0."""
+    if model_version < 1:
+        raise ValidationError("model_version", f"{model_version} must be >= 1")
+    return f"{model_version}.0.0"
+
+
+def model_version_from_component(version: str) -> int:
+    """Inverse of component_version, refusing anything edgeloop did not publish."""
+    major, _, rest = version.partition(".")
+    if rest != "0.0" or not major.isdigit() or int(major) < 1:
+        raise ValidationError("component_version", f"{version!r} is not of the form N.0.0")
+    return int(major)
+
+
+def artifact_prefix(model_name: str, model_version: int) -> str:
+    """Stable S3 prefix for a registered version's artifacts: component versions are immutable."""
+    return f"models/{validate_model_name(model_name)}/{model_version}/"

@@ -1,0 +1,86 @@
+"""Greengrass recipes rendered from the core's names, so accessControl can never drift from the code."""
+
+from __future__ import annotations
+
+import json
+import string
+from typing import Any
+
+from edgeloop.core.errors import ValidationError
+from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
+from edgeloop.core.names import (
+    HEALTH_SHADOW,
+    INFERENCE_COMPONENT,
+    INPUTS_LOCAL_TOPIC,
+    RESULTS_TOPIC_FILTER,
+)
+from edgeloop.core.registry import RegistryRecord
+from edgeloop.core.settings import DeviceConfig
+
+RECIPE_FORMAT_VERSION = "2020-01-25"
+PUBLISHER = "edgeloop"
+INFERENCE_ARCHIVE = "inference.zip"
+"""The inference component's one artifact: main.py plus the edgeloop core and device packages."""
+
+
+def inference_recipe_values(component_version: str, archive_uri: str) -> dict[str, str]:
+    """Every placeholder of the inference recipe template, from the core's definitions."""
+    return {
+        "COMPONENT_NAME": INFERENCE_COMPONENT,
+        "COMPONENT_VERSION": component_version,
+        "ARCHIVE_URI": archive_uri,
+        "ARCHIVE_DIR": INFERENCE_ARCHIVE.removesuffix(".zip"),
+        "RESULTS_TOPIC": RESULTS_TOPIC_FILTER.replace("+", "{iot:thingName}"),
+        "HEALTH_SHADOW_RESOURCE": f"$aws/things/{{iot:thingName}}/shadow/name/{HEALTH_SHADOW}",
+        "INPUTS_TOPIC": INPUTS_LOCAL_TOPIC,
+        "DEFAULT_CONFIGURATION": json.dumps(DeviceConfig().to_config()),
+    }
+
+
+def render_recipe(template: str, values: dict[str, str]) -> dict[str, Any]:
+    """Fill a ${NAME} template; a placeholder without a value is an error, never left in place."""
+    quoted = {k: v if k == "DEFAULT_CONFIGURATION" else json.dumps(v)[1:-1] for k, v in values.items()}
+    try:
+        text = string.Template(template).substitute(quoted)
+    except KeyError as exc:
+        raise ValidationError("recipe template", f"placeholder ${{{exc.args[0]}}} has no value") from exc
+    except ValueError as exc:
+        raise ValidationError("recipe template", str(exc)) from exc
+    try:
+        recipe: dict[str, Any] = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError("recipe template", f"does not render to JSON ({exc})") from exc
+    return recipe
+
+
+def model_recipe(record: RegistryRecord, manifest: ModelManifest) -> dict[str, Any]:
+    """The recipe of a model component: artifacts only, readable by the inference component."""
+    manifest_uri = record.manifest_uri
+    return {
+        "RecipeFormatVersion": RECIPE_FORMAT_VERSION,
+        "ComponentName": record.component_name,
+        "ComponentVersion": record.component_version,
+        "ComponentDescription": (
+            f"edgeloop model {record.model_name} v{record.version} "
+            f"(holdout accuracy {manifest.holdout_accuracy:.4f}, sha256 {record.sha256[:12]})"
+        ),
+        "ComponentPublisher": PUBLISHER,
+        "ComponentConfiguration": {
+            "DefaultConfiguration": {
+                "modelName": record.model_name,
+                "modelVersion": record.version,
+                "manifest": MANIFEST_FILE,
+                "artifact": manifest.selected,
+            }
+        },
+        "Manifests": [
+            {
+                "Platform": {"os": "linux"},
+                "Lifecycle": {},
+                "Artifacts": [
+                    {"Uri": record.artifact_uri, "Permission": {"Read": "ALL", "Execute": "NONE"}},
+                    {"Uri": manifest_uri, "Permission": {"Read": "ALL", "Execute": "NONE"}},
+                ],
+            }
+        ],
+    }

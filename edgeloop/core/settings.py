@@ -1,0 +1,118 @@
+"""Configuration keys and their validation, defined once for the cloud handlers and the device."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from edgeloop.core import wire
+from edgeloop.core.errors import ConfigError, ValidationError
+from edgeloop.core.names import INFERENCE_COMPONENT, MODEL_COMPONENT_PREFIX
+
+ENV_ARTIFACTS_BUCKET = "EDGELOOP_ARTIFACTS_BUCKET"
+ENV_FLEET_THING_GROUP_ARN = "EDGELOOP_FLEET_THING_GROUP_ARN"
+ENV_INFERENCE_COMPONENT_VERSION = "EDGELOOP_INFERENCE_COMPONENT_VERSION"
+ENV_AUTO_APPROVE_MIN_ACCURACY = "EDGELOOP_AUTO_APPROVE_MIN_ACCURACY"
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """What every cloud handler needs from its environment, checked once at cold start."""
+
+    artifacts_bucket: str
+    fleet_thing_group_arn: str
+    inference_component_version: str
+    auto_approve_min_accuracy: float | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CloudSettings:
+        """Read and validate the handler environment; a missing key names itself."""
+
+        def need(key: str) -> str:
+            value = env.get(key, "")
+            if not value:
+                raise ConfigError(key, "environment variable is required")
+            return value
+
+        arn = need(ENV_FLEET_THING_GROUP_ARN)
+        if not arn.startswith("arn:") or ":thinggroup/" not in arn:
+            raise ConfigError(ENV_FLEET_THING_GROUP_ARN, f"{arn!r} is not a thing group ARN")
+        threshold_text = env.get(ENV_AUTO_APPROVE_MIN_ACCURACY, "")
+        threshold: float | None = None
+        if threshold_text:
+            try:
+                threshold = float(threshold_text)
+            except ValueError as exc:
+                raise ConfigError(ENV_AUTO_APPROVE_MIN_ACCURACY, f"{threshold_text!r} is not a number") from exc
+            if not 0.0 <= threshold <= 1.0:
+                raise ConfigError(ENV_AUTO_APPROVE_MIN_ACCURACY, f"{threshold} is outside [0, 1]")
+        return cls(
+            artifacts_bucket=need(ENV_ARTIFACTS_BUCKET),
+            fleet_thing_group_arn=arn,
+            inference_component_version=need(ENV_INFERENCE_COMPONENT_VERSION),
+            auto_approve_min_accuracy=threshold,
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The inverse of from_env: what the stack and the local stack put in a handler's environment."""
+        env = {
+            ENV_ARTIFACTS_BUCKET: self.artifacts_bucket,
+            ENV_FLEET_THING_GROUP_ARN: self.fleet_thing_group_arn,
+            ENV_INFERENCE_COMPONENT_VERSION: self.inference_component_version,
+        }
+        if self.auto_approve_min_accuracy is not None:
+            env[ENV_AUTO_APPROVE_MIN_ACCURACY] = str(self.auto_approve_min_accuracy)
+        return env
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """The inference component's configuration (Greengrass ComponentConfiguration, camelCase keys)."""
+
+    modelComponent: str = ""  # noqa: N815 - Greengrass configuration keys are camelCase
+    modelComponentVersion: str = ""  # noqa: N815
+    batchMax: int = 32  # noqa: N815
+    batchWaitMs: int = 10  # noqa: N815
+    forwardBatchSize: int = 200  # noqa: N815
+    healthIntervalSeconds: float = 5.0  # noqa: N815
+    intraOpThreads: int = 1  # noqa: N815
+
+    def __post_init__(self) -> None:
+        if self.modelComponent and not self.modelComponent.startswith(MODEL_COMPONENT_PREFIX):
+            raise ConfigError("modelComponent", f"{self.modelComponent!r} must start with {MODEL_COMPONENT_PREFIX}")
+        if bool(self.modelComponent) != bool(self.modelComponentVersion):
+            raise ConfigError("modelComponentVersion", "modelComponent and its version are set together")
+        for name, low, high in (
+            ("batchMax", 1, 4096),
+            ("batchWaitMs", 0, 10_000),
+            ("forwardBatchSize", 1, 10_000),
+            ("intraOpThreads", 1, 64),
+        ):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(name, f"{value} is outside [{low}, {high}]")
+        if not 0.05 <= self.healthIntervalSeconds <= 86_400:
+            raise ConfigError("healthIntervalSeconds", f"{self.healthIntervalSeconds} is outside [0.05, 86400]")
+
+    @classmethod
+    def from_config(cls, data: Mapping[str, Any]) -> DeviceConfig:
+        """Validate a configuration document: unknown keys and wrong types are errors, not defaults."""
+        try:
+            wire.only_keys(data, {f.name for f in fields(cls)}, INFERENCE_COMPONENT)
+        except ValidationError as exc:
+            raise ConfigError(exc.field, exc.message) from exc
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            expected = {"str": str, "int": int, "float": (int, float)}[str(f.type)]
+            if isinstance(value, bool) or not isinstance(value, expected):
+                raise ConfigError(f.name, f"expected {f.type}, got {value!r}")
+            values[f.name] = float(value) if f.type == "float" else value
+        return cls(**values)
+
+    def to_config(self) -> dict[str, Any]:
+        """The configuration document (the recipe's DefaultConfiguration uses the defaults)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
