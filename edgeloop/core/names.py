@@ -21,11 +21,12 @@ INPUTS_LOCAL_TOPIC = "edgeloop/inference/inputs"
 
 _MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 _THING_NAME = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
+_COMPONENT_VERSION = re.compile(r"[1-9][0-9]*\.0\.0")
 
 
 def validate_model_name(name: str) -> str:
     """Model names become S3 prefixes, package groups and component names, so keep them plain."""
-    if not _MODEL_NAME.match(name):
+    if not _MODEL_NAME.fullmatch(name):
         raise ValidationError(
             "model_name", f"{name!r} must be 2-40 lowercase letters, digits or '-', starting with a letter"
         )
@@ -34,7 +35,7 @@ def validate_model_name(name: str) -> str:
 
 def validate_thing_name(name: str) -> str:
     """Thing names are interpolated into MQTT topics, so wildcards and slashes are refused."""
-    if not _THING_NAME.match(name):
+    if not _THING_NAME.fullmatch(name):
         raise ValidationError("thing_name", f"{name!r} must be 1-128 of [a-zA-Z0-9:_-]")
     return name
 
@@ -81,6 +82,13 @@ def model_package_group(model_name: str) -> str:
     return MODEL_PACKAGE_GROUP_PREFIX + validate_model_name(model_name)
 
 
+def model_from_package_group(group: str) -> str:
+    """Inverse of model_package_group, refusing groups edgeloop does not own."""
+    if not group.startswith(MODEL_PACKAGE_GROUP_PREFIX):
+        raise ValidationError("model_package_group", f"{group!r} does not start with {MODEL_PACKAGE_GROUP_PREFIX!r}")
+    return validate_model_name(group.removeprefix(MODEL_PACKAGE_GROUP_PREFIX))
+
+
 def component_version(model_version: int) -> str:
     """Greengrass needs semantic versions; registry versions are integers, so map N to N.0.0."""
     if model_version < 1:
@@ -90,12 +98,13 @@ def component_version(model_version: int) -> str:
 
 def model_version_from_component(version: str) -> int:
     """Inverse of component_version, refusing anything edgeloop did not publish."""
-    major, _, rest = version.partition(".")
-    if rest != "0.0" or not major.isdigit() or int(major) < 1:
+    if not _COMPONENT_VERSION.fullmatch(version):
         raise ValidationError("component_version", f"{version!r} is not of the form N.0.0")
-    return int(major)
+    return int(version.partition(".")[0])
 
 
-def artifact_prefix(model_name: str, model_version: int) -> str:
-    """Stable S3 prefix for a registered version's artifacts: component versions are immutable."""
-    return f"models/{validate_model_name(model_name)}/{model_version}/"
+def artifact_prefix(model_name: str, sha256: str) -> str:
+    """Content-addressed S3 prefix for a model's artifacts: a retried upload rewrites the same bytes."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValidationError("sha256", f"{sha256!r} is not a lowercase hex SHA-256")
+    return f"models/{validate_model_name(model_name)}/{sha256}/"

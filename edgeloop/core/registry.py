@@ -57,15 +57,14 @@ class RegistryRecord:
 
     def to_metadata(self) -> dict[str, str]:
         """CustomerMetadataProperties for the model package (strings only, as SageMaker requires)."""
-        values = (
-            self.model_name,
-            self.training_job,
-            self.artifact_uri,
-            self.manifest_uri,
-            self.sha256,
-            f"{self.holdout_accuracy:.6f}",
+        return package_metadata(
+            model_name=self.model_name,
+            training_job=self.training_job,
+            artifact_uri=self.artifact_uri,
+            manifest_uri=self.manifest_uri,
+            sha256=self.sha256,
+            holdout_accuracy=self.holdout_accuracy,
         )
-        return {_META_PREFIX + k: v for k, v in zip(_META_KEYS, values, strict=True)}
 
     @classmethod
     def from_package(
@@ -93,3 +92,24 @@ class RegistryRecord:
             sha256=wire.text(meta, "sha256", where),
             holdout_accuracy=accuracy,
         )
+
+
+def package_metadata(
+    *,
+    model_name: str,
+    training_job: str,
+    artifact_uri: str,
+    manifest_uri: str,
+    sha256: str,
+    holdout_accuracy: float,
+) -> dict[str, str]:
+    """The metadata written with a new model package, before the registry has assigned its version."""
+    values = (model_name, training_job, artifact_uri, manifest_uri, sha256, f"{holdout_accuracy:.6f}")
+    return {_META_PREFIX + k: v for k, v in zip(_META_KEYS, values, strict=True)}
+
+
+def initial_approval(holdout_accuracy: float, auto_approve_min_accuracy: float | None) -> ApprovalStatus:
+    """New versions wait for a human unless a policy threshold is set and met."""
+    if auto_approve_min_accuracy is not None and holdout_accuracy >= auto_approve_min_accuracy:
+        return ApprovalStatus.APPROVED
+    return ApprovalStatus.PENDING

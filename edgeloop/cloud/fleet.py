@@ -1,0 +1,233 @@
+"""Fleet-control port: Greengrass v2 components and deployments (moto has no greengrassv2)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edgeloop.cloud.errors import AWS_ERRORS, error_code
+from edgeloop.core.deployments import ComponentDeployment, DeploymentSpec
+from edgeloop.core.errors import FleetControlError, NotFoundError, ValidationError
+
+
+@dataclass(frozen=True)
+class ComponentRef:
+    """A created component version."""
+
+    name: str
+    version: str
+    arn: str
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """What Greengrass says about one deployment."""
+
+    deployment_id: str
+    target_arn: str
+    name: str
+    status: str
+    components: Mapping[str, ComponentDeployment]
+
+
+class FleetControl(Protocol):
+    """Greengrass v2 as edgeloop uses it.
+
+    `create_component_version` is idempotent for an identical recipe and raises FleetControlError
+    when the version exists with a different recipe (component versions are immutable).
+    `create_deployment` replaces the target's previous deployment, as Greengrass keeps one per target.
+    `get_deployment` and `get_component_recipe` raise NotFoundError for unknown ids or versions.
+    """
+
+    def create_component_version(self, recipe: Mapping[str, Any]) -> ComponentRef: ...
+
+    def get_component_recipe(self, name: str, version: str) -> dict[str, Any]: ...
+
+    def create_deployment(self, spec: DeploymentSpec) -> str: ...
+
+    def get_deployment(self, deployment_id: str) -> DeploymentInfo: ...
+
+
+def component_arn(region: str, account: str, name: str, version: str) -> str:
+    """The ARN Greengrass gives a private component version."""
+    return f"arn:aws:greengrass:{region}:{account}:components:{name}:versions:{version}"
+
+
+def _recipe_identity(recipe: Mapping[str, Any]) -> tuple[str, str]:
+    name, version = recipe.get("ComponentName"), recipe.get("ComponentVersion")
+    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
+        raise ValidationError("recipe", "needs ComponentName and ComponentVersion strings")
+    return name, version
+
+
+DEPLOYMENT_POLICIES: Mapping[str, Any] = {
+    "failureHandlingPolicy": "ROLLBACK",
+    "componentUpdatePolicy": {"timeoutInSeconds": 60, "action": "NOTIFY_COMPONENTS"},
+    "configurationValidationPolicy": {"timeoutInSeconds": 60},
+}
+"""Per-device rollback on failure; components may defer an update while they finish a batch."""
+
+JOB_CONFIGURATION: Mapping[str, Any] = {
+    "jobExecutionsRolloutConfig": {
+        "exponentialRate": {
+            "baseRatePerMinute": 10,
+            "incrementFactor": 2.0,
+            "rateIncreaseCriteria": {"numberOfSucceededThings": 10},
+        },
+        "maximumPerMinute": 1000,
+    },
+    "abortConfig": {
+        "criteriaList": [
+            {
+                "failureType": "FAILED",
+                "action": "CANCEL",
+                "thresholdPercentage": 10.0,
+                "minNumberOfExecutedThings": 5,
+            }
+        ]
+    },
+    "timeoutConfig": {"inProgressTimeoutInMinutes": 60},
+}
+"""IoT Jobs pacing and abort for the skeleton's single ring; metric-gated rings come with rollouts."""
+
+
+class GreengrassFleetControl:
+    """FleetControl on the greengrassv2 API."""
+
+    def __init__(self, greengrass: Any, *, account: str) -> None:
+        self._gg = greengrass
+        self._account = account
+        self._region = str(greengrass.meta.region_name)
+
+    def create_component_version(self, recipe: Mapping[str, Any]) -> ComponentRef:
+        """Create the version; if it exists, accept it only when its recipe is identical."""
+        name, version = _recipe_identity(recipe)
+        try:
+            response = self._gg.create_component_version(inlineRecipe=json.dumps(recipe, sort_keys=True).encode())
+        except AWS_ERRORS as exc:
+            if error_code(exc) != "ConflictException":
+                raise FleetControlError(f"could not create component {name} {version}: {exc}") from exc
+            return self._existing(recipe, name, version)
+        return ComponentRef(response["componentName"], response["componentVersion"], response["arn"])
+
+    def get_component_recipe(self, name: str, version: str) -> dict[str, Any]:
+        """Fetch a component version's recipe as JSON."""
+        arn = component_arn(self._region, self._account, name, version)
+        try:
+            response = self._gg.get_component(arn=arn, recipeOutputFormat="JSON")
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise NotFoundError(f"component {name} {version} does not exist") from exc
+            raise FleetControlError(f"could not read component {name} {version}: {exc}") from exc
+        recipe: dict[str, Any] = json.loads(response["recipe"])
+        return recipe
+
+    def create_deployment(self, spec: DeploymentSpec) -> str:
+        """Create a deployment with per-device rollback and a paced, abortable IoT job."""
+        try:
+            response = self._gg.create_deployment(
+                targetArn=spec.target_arn,
+                deploymentName=spec.name,
+                components={name: c.to_api() for name, c in spec.components.items()},
+                deploymentPolicies=dict(DEPLOYMENT_POLICIES),
+                iotJobConfiguration=dict(JOB_CONFIGURATION),
+            )
+        except AWS_ERRORS as exc:
+            raise FleetControlError(f"could not deploy {spec.name} to {spec.target_arn}: {exc}") from exc
+        return str(response["deploymentId"])
+
+    def get_deployment(self, deployment_id: str) -> DeploymentInfo:
+        """Describe one deployment."""
+        try:
+            response = self._gg.get_deployment(deploymentId=deployment_id)
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise NotFoundError(f"deployment {deployment_id} does not exist") from exc
+            raise FleetControlError(f"could not read deployment {deployment_id}: {exc}") from exc
+        return DeploymentInfo(
+            deployment_id=response["deploymentId"],
+            target_arn=response["targetArn"],
+            name=response.get("deploymentName", ""),
+            status=response["deploymentStatus"],
+            components={name: _component_from_api(spec) for name, spec in (response.get("components") or {}).items()},
+        )
+
+    def _existing(self, recipe: Mapping[str, Any], name: str, version: str) -> ComponentRef:
+        if self.get_component_recipe(name, version) != json.loads(json.dumps(recipe)):
+            raise FleetControlError(
+                f"component {name} {version} already exists with a different recipe; "
+                "component versions are immutable, publish a new version"
+            )
+        return ComponentRef(name, version, component_arn(self._region, self._account, name, version))
+
+
+def _component_from_api(spec: Mapping[str, Any]) -> ComponentDeployment:
+    update = spec.get("configurationUpdate") or {}
+    merge = json.loads(update["merge"]) if update.get("merge") else {}
+    return ComponentDeployment(version=spec["componentVersion"], merge=merge)
+
+
+class MemoryFleetControl:
+    """In-memory FleetControl; the local Greengrass stand-in builds on it to deliver deployments."""
+
+    def __init__(self, region: str = "us-east-1", account: str = "123456789012") -> None:
+        self._region, self._account = region, account
+        self._recipes: dict[tuple[str, str], dict[str, Any]] = {}
+        self._deployments: dict[str, DeploymentInfo] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[DeploymentInfo], None]] = []
+
+    def on_deployment(self, listener: Callable[[DeploymentInfo], None]) -> None:
+        """Call listener with every new deployment (the stand-in's nucleus subscribes here)."""
+        self._listeners.append(listener)
+
+    def create_component_version(self, recipe: Mapping[str, Any]) -> ComponentRef:
+        """Store the recipe; identical re-creation is accepted, a different recipe refused."""
+        name, version = _recipe_identity(recipe)
+        normalized = json.loads(json.dumps(recipe))
+        with self._lock:
+            existing = self._recipes.setdefault((name, version), normalized)
+        if existing != normalized:
+            raise FleetControlError(
+                f"component {name} {version} already exists with a different recipe; "
+                "component versions are immutable, publish a new version"
+            )
+        return ComponentRef(name, version, component_arn(self._region, self._account, name, version))
+
+    def get_component_recipe(self, name: str, version: str) -> dict[str, Any]:
+        """Return a stored recipe."""
+        with self._lock:
+            recipe = self._recipes.get((name, version))
+        if recipe is None:
+            raise NotFoundError(f"component {name} {version} does not exist")
+        return json.loads(json.dumps(recipe))  # type: ignore[no-any-return]
+
+    def create_deployment(self, spec: DeploymentSpec) -> str:
+        """Record the deployment as the target's latest and tell the listeners."""
+        with self._lock:
+            deployment_id = f"deployment-{next(self._ids):06d}"
+            for old_id, old in self._deployments.items():
+                if old.target_arn == spec.target_arn and old.status == "ACTIVE":
+                    self._deployments[old_id] = _with_status(old, "INACTIVE")
+            info = DeploymentInfo(deployment_id, spec.target_arn, spec.name, "ACTIVE", dict(spec.components))
+            self._deployments[deployment_id] = info
+        for listener in self._listeners:
+            listener(info)
+        return deployment_id
+
+    def get_deployment(self, deployment_id: str) -> DeploymentInfo:
+        """Return one deployment."""
+        with self._lock:
+            info = self._deployments.get(deployment_id)
+        if info is None:
+            raise NotFoundError(f"deployment {deployment_id} does not exist")
+        return info
+
+
+def _with_status(info: DeploymentInfo, status: str) -> DeploymentInfo:
+    return DeploymentInfo(info.deployment_id, info.target_arn, info.name, status, info.components)

@@ -1,0 +1,62 @@
+"""What a Greengrass deployment of one model version contains; pure, so the cloud and stand-in agree."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeloop.core.names import HEALTH_SHADOW, INFERENCE_COMPONENT
+from edgeloop.core.registry import RegistryRecord
+
+SHADOW_MANAGER_COMPONENT = "aws.greengrass.ShadowManager"
+SHADOW_MANAGER_VERSION = "2.3.9"
+
+
+@dataclass(frozen=True)
+class ComponentDeployment:
+    """One component in a deployment: its version and the configuration merged over its defaults."""
+
+    version: str
+    merge: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_api(self) -> dict[str, Any]:
+        """The greengrassv2 CreateDeployment shape (the merge travels as a JSON string)."""
+        spec: dict[str, Any] = {"componentVersion": self.version}
+        if self.merge:
+            spec["configurationUpdate"] = {"merge": json.dumps(self.merge, sort_keys=True)}
+        return spec
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """A whole deployment: Greengrass keeps one per target, so it lists every component."""
+
+    target_arn: str
+    name: str
+    components: Mapping[str, ComponentDeployment]
+
+
+def model_deployment(record: RegistryRecord, *, target_arn: str, inference_version: str) -> DeploymentSpec:
+    """Deploy one registry version: the model, the inference component pointed at it, shadow sync."""
+    return DeploymentSpec(
+        target_arn=target_arn,
+        name=f"edgeloop-{record.model_name}-v{record.version}",
+        components={
+            record.component_name: ComponentDeployment(record.component_version),
+            INFERENCE_COMPONENT: ComponentDeployment(
+                inference_version,
+                {"modelComponent": record.component_name, "modelComponentVersion": record.component_version},
+            ),
+            SHADOW_MANAGER_COMPONENT: ComponentDeployment(
+                SHADOW_MANAGER_VERSION,
+                {
+                    "synchronize": {
+                        "coreThing": {"classic": False, "namedShadows": [HEALTH_SHADOW]},
+                        "direction": "deviceToCloud",
+                    }
+                },
+            ),
+        },
+    )

@@ -1,0 +1,86 @@
+"""The EventBridge events edgeloop reacts to, parsed once into dataclasses the handlers pass on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from edgeloop.core import wire
+from edgeloop.core.errors import ValidationError
+from edgeloop.core.registry import ApprovalStatus
+
+SAGEMAKER_SOURCE = "aws.sagemaker"
+TRAINING_JOB_STATE_CHANGE = "SageMaker Training Job State Change"
+MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+
+
+def _detail(event: object, detail_type: str) -> Mapping[str, Any]:
+    data = wire.mapping(event, "event")
+    if data.get("source") != SAGEMAKER_SOURCE or data.get("detail-type") != detail_type:
+        raise ValidationError(
+            "event",
+            f"expected source {SAGEMAKER_SOURCE!r} and detail-type {detail_type!r}, "
+            f"got {data.get('source')!r} / {data.get('detail-type')!r}",
+        )
+    return wire.mapping(data.get("detail"), "event.detail")
+
+
+@dataclass(frozen=True)
+class TrainingJobStateChange:
+    """A training job changed state; only Completed jobs carry a model to register."""
+
+    job_name: str
+    status: str
+    model_artifacts_uri: str | None
+    failure_reason: str
+
+    @property
+    def completed(self) -> bool:
+        """Only a Completed job has artifacts worth reading."""
+        return self.status == "Completed"
+
+    @classmethod
+    def from_event(cls, event: object) -> TrainingJobStateChange:
+        """Parse the EventBridge event; a Completed job without artifacts is an error, not a skip."""
+        detail = _detail(event, TRAINING_JOB_STATE_CHANGE)
+        status = wire.text(detail, "TrainingJobStatus", "event.detail")
+        artifacts = detail.get("ModelArtifacts") or {}
+        uri = wire.mapping(artifacts, "event.detail.ModelArtifacts").get("S3ModelArtifacts")
+        if status == "Completed" and not (isinstance(uri, str) and uri.startswith("s3://")):
+            raise ValidationError(
+                "event.detail.ModelArtifacts.S3ModelArtifacts", f"a Completed job needs an s3:// URI, got {uri!r}"
+            )
+        return cls(
+            job_name=wire.text(detail, "TrainingJobName", "event.detail"),
+            status=status,
+            model_artifacts_uri=uri if isinstance(uri, str) else None,
+            failure_reason=str(detail.get("FailureReason", "")),
+        )
+
+
+@dataclass(frozen=True)
+class ModelPackageStateChange:
+    """A model package version was created or its approval changed."""
+
+    group_name: str
+    version: int
+    approval: ApprovalStatus
+    package_arn: str
+
+    @classmethod
+    def from_event(cls, event: object) -> ModelPackageStateChange:
+        """Parse the EventBridge event for a versioned model package."""
+        detail = _detail(event, MODEL_PACKAGE_STATE_CHANGE)
+        where = "event.detail"
+        status = wire.text(detail, "ModelApprovalStatus", where)
+        try:
+            approval = ApprovalStatus(status)
+        except ValueError as exc:
+            raise ValidationError(f"{where}.ModelApprovalStatus", f"{status!r} is not an approval status") from exc
+        return cls(
+            group_name=wire.text(detail, "ModelPackageGroupName", where),
+            version=wire.integer(detail, "ModelPackageVersion", where, minimum=1),
+            approval=approval,
+            package_arn=wire.text(detail, "ModelPackageArn", where),
+        )

@@ -1,0 +1,173 @@
+"""The greengrassv2 adapter against botocore's Stubber (moto has no greengrassv2), and the in-memory fake."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from edgeloop.cloud.fleet import (
+    DEPLOYMENT_POLICIES,
+    GreengrassFleetControl,
+    MemoryFleetControl,
+    component_arn,
+)
+from edgeloop.core.deployments import ComponentDeployment, DeploymentSpec
+from edgeloop.core.errors import FleetControlError, NotFoundError
+
+ACCOUNT = "123456789012"
+GROUP_ARN = f"arn:aws:iot:us-east-1:{ACCOUNT}:thinggroup/edgeloop-fleet"
+RECIPE = {
+    "RecipeFormatVersion": "2020-01-25",
+    "ComponentName": "com.edgeloop.model.digits",
+    "ComponentVersion": "1.0.0",
+    "Manifests": [{"Platform": {"os": "linux"}, "Lifecycle": {}}],
+}
+SPEC = DeploymentSpec(
+    target_arn=GROUP_ARN,
+    name="edgeloop-digits-v1",
+    components={
+        "com.edgeloop.model.digits": ComponentDeployment("1.0.0"),
+        "com.edgeloop.Inference": ComponentDeployment("0.1.0", {"modelComponentVersion": "1.0.0"}),
+    },
+)
+ARN = component_arn("us-east-1", ACCOUNT, "com.edgeloop.model.digits", "1.0.0")
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[GreengrassFleetControl, Stubber]]:
+    client = boto3.client(
+        "greengrassv2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    with Stubber(client) as stubber:
+        yield GreengrassFleetControl(client, account=ACCOUNT), stubber
+        stubber.assert_no_pending_responses()
+
+
+def _created() -> dict[str, Any]:
+    return {
+        "arn": ARN,
+        "componentName": "com.edgeloop.model.digits",
+        "componentVersion": "1.0.0",
+        "creationTimestamp": datetime(2026, 11, 24, tzinfo=UTC),
+        "status": {"componentState": "DEPLOYABLE", "message": "NONE", "errors": {}},
+    }
+
+
+def test_create_component_version_sends_the_recipe_as_json(stubbed: Any) -> None:
+    fleet, stubber = stubbed
+    stubber.add_response(
+        "create_component_version",
+        _created(),
+        {"inlineRecipe": json.dumps(RECIPE, sort_keys=True).encode()},
+    )
+    ref = fleet.create_component_version(RECIPE)
+    assert (ref.name, ref.version, ref.arn) == ("com.edgeloop.model.digits", "1.0.0", ARN)
+
+
+def test_existing_version_with_the_same_recipe_is_accepted(stubbed: Any) -> None:
+    fleet, stubber = stubbed
+    stubber.add_client_error("create_component_version", "ConflictException", http_status_code=409)
+    stubber.add_response(
+        "get_component",
+        {"recipeOutputFormat": "JSON", "recipe": json.dumps(RECIPE).encode()},
+        {"arn": ARN, "recipeOutputFormat": "JSON"},
+    )
+    assert fleet.create_component_version(RECIPE).arn == ARN
+
+
+def test_existing_version_with_another_recipe_is_refused(stubbed: Any) -> None:
+    fleet, stubber = stubbed
+    stubber.add_client_error("create_component_version", "ConflictException", http_status_code=409)
+    other = {**RECIPE, "ComponentDescription": "changed"}
+    stubber.add_response(
+        "get_component",
+        {"recipeOutputFormat": "JSON", "recipe": json.dumps(other).encode()},
+        {"arn": ARN, "recipeOutputFormat": "JSON"},
+    )
+    with pytest.raises(FleetControlError, match="immutable"):
+        fleet.create_component_version(RECIPE)
+
+
+def test_other_service_errors_become_fleet_control_errors(stubbed: Any) -> None:
+    fleet, stubber = stubbed
+    stubber.add_client_error("create_component_version", "ValidationException", "bad recipe", 400)
+    with pytest.raises(FleetControlError, match="com.edgeloop.model.digits 1.0.0: .*bad recipe"):
+        fleet.create_component_version(RECIPE)
+
+
+def test_create_deployment_sends_rollback_policy_and_paced_job(stubbed: Any) -> None:
+    fleet, stubber = stubbed
+    stubber.add_response(
+        "create_deployment",
+        {"deploymentId": "d-1", "iotJobId": "j-1", "iotJobArn": "arn:aws:iot:us-east-1:1:job/j-1"},
+        {
+            "targetArn": GROUP_ARN,
+            "deploymentName": "edgeloop-digits-v1",
+            "components": {
+                "com.edgeloop.model.digits": {"componentVersion": "1.0.0"},
+                "com.edgeloop.Inference": {
+                    "componentVersion": "0.1.0",
+                    "configurationUpdate": {"merge": '{"modelComponentVersion": "1.0.0"}'},
+                },
+            },
+            "deploymentPolicies": dict(DEPLOYMENT_POLICIES),
+            "iotJobConfiguration": ANY,
+        },
+    )
+    assert fleet.create_deployment(SPEC) == "d-1"
+
+
+def test_get_deployment_parses_components_and_merge(stubbed: Any) -> None:
+    fleet, stubber = stubbed
+    stubber.add_response(
+        "get_deployment",
+        {
+            "targetArn": GROUP_ARN,
+            "deploymentId": "d-1",
+            "deploymentName": "edgeloop-digits-v1",
+            "deploymentStatus": "ACTIVE",
+            "components": {
+                "com.edgeloop.Inference": {
+                    "componentVersion": "0.1.0",
+                    "configurationUpdate": {"merge": '{"modelComponentVersion": "1.0.0"}'},
+                }
+            },
+        },
+        {"deploymentId": "d-1"},
+    )
+    info = fleet.get_deployment("d-1")
+    assert info.status == "ACTIVE"
+    assert info.components["com.edgeloop.Inference"].merge == {"modelComponentVersion": "1.0.0"}
+
+
+def test_unknown_deployment_is_not_found(stubbed: Any) -> None:
+    fleet, stubber = stubbed
+    stubber.add_client_error("get_deployment", "ResourceNotFoundException", http_status_code=404)
+    with pytest.raises(NotFoundError, match="d-404"):
+        fleet.get_deployment("d-404")
+
+
+def test_memory_fake_honours_the_same_contract() -> None:
+    fleet = MemoryFleetControl(account=ACCOUNT)
+    seen: list[str] = []
+    fleet.on_deployment(lambda info: seen.append(info.deployment_id))
+    assert fleet.create_component_version(RECIPE).arn == ARN
+    assert fleet.create_component_version(json.loads(json.dumps(RECIPE))).arn == ARN
+    with pytest.raises(FleetControlError, match="immutable"):
+        fleet.create_component_version({**RECIPE, "ComponentDescription": "changed"})
+    assert fleet.get_component_recipe("com.edgeloop.model.digits", "1.0.0") == RECIPE
+    with pytest.raises(NotFoundError):
+        fleet.get_component_recipe("com.edgeloop.model.digits", "2.0.0")
+    first = fleet.create_deployment(SPEC)
+    second = fleet.create_deployment(SPEC)
+    assert seen == [first, second]
+    assert fleet.get_deployment(first).status == "INACTIVE"
+    assert fleet.get_deployment(second).status == "ACTIVE"
+    with pytest.raises(NotFoundError):
+        fleet.get_deployment("nope")

@@ -1,0 +1,129 @@
+"""Publishing a trained model and deploying an approved one, with S3 and SageMaker on moto."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+from support import FAKE_ONNX, load_event, manifest_for, model_tarball
+
+from edgeloop.cloud.artifacts import S3ArtifactStore
+from edgeloop.cloud.fleet import MemoryFleetControl
+from edgeloop.cloud.publish import deploy_approved, publish_trained_model, read_model_archive
+from edgeloop.cloud.registry import SageMakerRegistry
+from edgeloop.core.errors import IntegrityError, ManifestError, ModelFormatError, NotFoundError
+from edgeloop.core.events import ModelPackageStateChange, TrainingJobStateChange
+from edgeloop.core.names import INFERENCE_COMPONENT
+from edgeloop.core.registry import ApprovalStatus
+from edgeloop.core.settings import CloudSettings
+
+GROUP_ARN = "arn:aws:iot:us-east-1:123456789012:thinggroup/edgeloop-fleet"
+ARCHIVE_URI = "s3://edgeloop-data/training-output/edgeloop-digits-20261124-120000/output/model.tar.gz"
+
+
+def _settings(min_accuracy: float | None = None) -> CloudSettings:
+    return CloudSettings("edgeloop-artifacts", GROUP_ARN, "0.1.0", min_accuracy)
+
+
+def _good_archive() -> bytes:
+    return model_tarball({"manifest.json": manifest_for(FAKE_ONNX).to_json().encode(), "model.onnx": FAKE_ONNX})
+
+
+@pytest.fixture
+def deps(s3: Any, sagemaker: Any) -> dict[str, Any]:
+    registry = SageMakerRegistry(sagemaker)
+    registry.ensure_group("digits")
+    return {"store": S3ArtifactStore(s3), "registry": registry, "fleet": MemoryFleetControl(), "settings": _settings()}
+
+
+def _completed() -> TrainingJobStateChange:
+    return TrainingJobStateChange.from_event(load_event("training_job_completed"))
+
+
+def test_publish_copies_artifacts_registers_and_creates_the_component(deps: dict[str, Any], s3: Any) -> None:
+    deps["store"].put(ARCHIVE_URI, _good_archive())
+    published = publish_trained_model(_completed(), **deps)
+    record = published.record
+    assert (record.model_name, record.version, record.approval) == ("digits", 1, ApprovalStatus.PENDING)
+    assert deps["store"].get(record.artifact_uri) == FAKE_ONNX
+    assert hashlib.sha256(FAKE_ONNX).hexdigest() in record.artifact_uri
+    recipe = deps["fleet"].get_component_recipe("com.edgeloop.model.digits", "1.0.0")
+    assert [a["Uri"] for a in recipe["Manifests"][0]["Artifacts"]] == [record.artifact_uri, record.manifest_uri]
+
+
+def test_publishing_the_same_event_twice_converges_on_one_version(deps: dict[str, Any]) -> None:
+    deps["store"].put(ARCHIVE_URI, _good_archive())
+    first = publish_trained_model(_completed(), **deps)
+    second = publish_trained_model(_completed(), **deps)
+    assert first == second
+    assert len(deps["registry"].versions("digits")) == 1
+
+
+def test_auto_approval_policy_approves_accurate_models(deps: dict[str, Any]) -> None:
+    deps["store"].put(ARCHIVE_URI, _good_archive())
+    deps["settings"] = _settings(min_accuracy=0.95)
+    assert publish_trained_model(_completed(), **deps).record.approval is ApprovalStatus.APPROVED
+
+
+@pytest.mark.parametrize(
+    ("files", "error", "match"),
+    [
+        ({"model.onnx": FAKE_ONNX}, ModelFormatError, "no manifest.json"),
+        ({"manifest.json": manifest_for(FAKE_ONNX).to_json().encode()}, ModelFormatError, "no model.onnx"),
+        (
+            {"manifest.json": manifest_for(FAKE_ONNX).to_json().encode(), "model.onnx": FAKE_ONNX + b"x"},
+            IntegrityError,
+            "manifest says sha256",
+        ),
+        ({"manifest.json": b"{not json", "model.onnx": FAKE_ONNX}, ManifestError, "not valid JSON"),
+        (
+            {"manifest.json": manifest_for(b"PK-zip").to_json().encode(), "model.onnx": b"PK-zip"},
+            ModelFormatError,
+            "not an ONNX model",
+        ),
+    ],
+    ids=["no-manifest", "no-artifact", "sha-mismatch", "manifest-not-json", "not-onnx"],
+)
+def test_bad_archives_are_refused_and_nothing_is_registered(
+    deps: dict[str, Any], files: dict[str, bytes], error: type[Exception], match: str
+) -> None:
+    deps["store"].put(ARCHIVE_URI, model_tarball(files))
+    with pytest.raises(error, match=match):
+        publish_trained_model(_completed(), **deps)
+    assert deps["registry"].versions("digits") == []
+
+
+def test_an_archive_that_is_not_tar_is_a_model_format_error() -> None:
+    with pytest.raises(ModelFormatError, match=r"not a readable tar\.gz"):
+        read_model_archive(b"definitely not a tarball")
+
+
+def test_missing_archive_is_not_found(deps: dict[str, Any]) -> None:
+    with pytest.raises(NotFoundError, match="model.tar.gz does not exist"):
+        publish_trained_model(_completed(), **deps)
+
+
+def test_deploy_approved_deploys_model_inference_and_shadow_sync(deps: dict[str, Any]) -> None:
+    deps["store"].put(ARCHIVE_URI, _good_archive())
+    publish_trained_model(_completed(), **deps)
+    deps["registry"].set_approval("digits", 1, ApprovalStatus.APPROVED)
+    change = ModelPackageStateChange.from_event(load_event("model_package_approved"))
+    fleet = deps["fleet"]
+    deployment_id = deploy_approved(change, registry=deps["registry"], fleet=fleet, settings=deps["settings"])
+    assert deployment_id is not None
+    info = fleet.get_deployment(deployment_id)
+    assert info.target_arn == GROUP_ARN
+    assert info.components["com.edgeloop.model.digits"].version == "1.0.0"
+    assert info.components[INFERENCE_COMPONENT].merge == {
+        "modelComponent": "com.edgeloop.model.digits",
+        "modelComponentVersion": "1.0.0",
+    }
+
+
+def test_deploy_refuses_a_version_the_registry_no_longer_approves(deps: dict[str, Any]) -> None:
+    deps["store"].put(ARCHIVE_URI, _good_archive())
+    publish_trained_model(_completed(), **deps)
+    change = ModelPackageStateChange.from_event(load_event("model_package_approved"))
+    with pytest.raises(NotFoundError, match="PendingManualApproval in the registry"):
+        deploy_approved(change, registry=deps["registry"], fleet=deps["fleet"], settings=deps["settings"])

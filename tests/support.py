@@ -1,0 +1,58 @@
+"""Builders shared by every test tier (importable as `support`, since tests/ is on pytest's pythonpath)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from edgeloop.core.manifest import (
+    Artifact,
+    Golden,
+    InputSchema,
+    Lineage,
+    ModelManifest,
+    OutputSchema,
+)
+
+EVENTS_DIR = Path(__file__).parent / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A deep copy of a real-shaped sample event from tests/events/, safe to mutate."""
+    return copy.deepcopy(json.loads((EVENTS_DIR / f"{name}.json").read_text()))
+
+
+def manifest_for(artifact: bytes, *, model_name: str = "digits", accuracy: float = 0.97) -> ModelManifest:
+    """A valid manifest describing `artifact` (a 4-feature, 3-class classifier)."""
+    return ModelManifest(
+        model_name=model_name,
+        created_at="2026-11-24T12:00:00Z",
+        artifacts=(Artifact("model.onnx", hashlib.sha256(artifact).hexdigest(), len(artifact), "fp32"),),
+        selected="model.onnx",
+        input=InputSchema("input", "float32", ("a", "b", "c", "d"), 0.0, 16.0),
+        output=OutputSchema("probabilities"),
+        labels=("0", "1", "2"),
+        metrics={"fp32": {"accuracy": accuracy}},
+        golden=Golden(inputs=((1.0, 2.0, 3.0, 4.0),), labels=(1,)),
+        lineage=Lineage("builtin:test", "0" * 64, "job-1", "0.1.0", {"seed": "0"}),
+    )
+
+
+def model_tarball(files: dict[str, bytes]) -> bytes:
+    """A SageMaker-style model.tar.gz holding the given files under ./ as the training job writes them."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"./{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+FAKE_ONNX = b"\x08\x07" + b"onnx-bytes-for-cloud-tests" * 8
+"""Bytes that start like an ONNX ModelProto; the cloud side never loads a model, it only moves and hashes it."""
