@@ -60,3 +60,15 @@ def model_deployment(record: RegistryRecord, *, target_arn: str, inference_versi
             ),
         },
     )
+
+
+def merge_configuration(base: Mapping[str, Any], merge: Mapping[str, Any]) -> dict[str, Any]:
+    """Greengrass's configuration merge: objects merge key by key, every other value replaces."""
+    merged: dict[str, Any] = dict(base)
+    for key, value in merge.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge_configuration(current, value)
+        else:
+            merged[key] = value
+    return merged

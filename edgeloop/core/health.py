@@ -84,8 +84,11 @@ class HealthReport:
         """Parse a shadow's `reported` object, refusing anything that is not a health report."""
         where = "health"
         d = wire.mapping(data, where)
-        wire.only_keys(d, {f for f in cls.__dataclass_fields__}, where)
+        wire.only_keys(d, set(cls.__dataclass_fields__), where)
         latency = wire.mapping(d.get("latency"), f"{where}.latency")
+        wire.only_keys(latency, {"p50_ms", "p99_ms", "max_ms"}, f"{where}.latency")
+        if not isinstance(d.get("connected"), bool):
+            raise ValidationError(f"{where}.connected", f"expected true or false, got {d.get('connected')!r}")
         state = wire.text(d, "model_state", where)
         if state not in ModelState.__members__.values():
             raise ValidationError(f"{where}.model_state", f"{state!r} is not a model state")
@@ -104,7 +107,7 @@ class HealthReport:
             buffer_depth=wire.integer(d, "buffer_depth", where, minimum=0),
             records_produced=wire.integer(d, "records_produced", where, minimum=0),
             records_delivered=wire.integer(d, "records_delivered", where, minimum=0),
-            connected=bool(d.get("connected")),
+            connected=d["connected"],
             reported_at=wire.number(d, "reported_at", where),
             schema_version=wire.integer(d, "schema_version", where),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -139,10 +140,9 @@ class Golden:
         wire.only_keys(data, {"inputs", "labels"}, "golden")
         rows = wire.sequence(data, "inputs", "golden")
         labels = wire.sequence(data, "labels", "golden")
-        try:
-            inputs = tuple(tuple(float(v) for v in row) for row in rows)
-        except (TypeError, ValueError) as exc:
-            raise ManifestError("golden.inputs", "must be a list of lists of numbers") from exc
+        if not all(isinstance(row, list | tuple) and all(map(_is_finite, row)) for row in rows):
+            raise ManifestError("golden.inputs", "must be a list of lists of finite numbers")
+        inputs = tuple(tuple(float(v) for v in row) for row in rows)
         if not all(isinstance(x, int) and not isinstance(x, bool) for x in labels):
             raise ManifestError("golden.labels", "must be a list of label indices")
         return cls(inputs=inputs, labels=tuple(labels))
@@ -166,9 +166,7 @@ class Lineage:
     def from_dict(cls, data: Mapping[str, Any]) -> Lineage:
         """Parse the lineage section."""
         where = "lineage"
-        wire.only_keys(
-            data, {"dataset", "dataset_sha256", "training_job", "code_version", "hyperparameters"}, where
-        )
+        wire.only_keys(data, {"dataset", "dataset_sha256", "training_job", "code_version", "hyperparameters"}, where)
         return cls(
             dataset=wire.text(data, "dataset", where),
             dataset_sha256=wire.text(data, "dataset_sha256", where),
@@ -216,8 +214,8 @@ class ModelManifest:
             raise ManifestError("selected", f"{self.selected!r} is not one of the artifacts {files}")
         if len(self.labels) < 2:
             raise ManifestError("labels", "a classifier needs at least two labels")
-        if self.selected_artifact.precision not in self.metrics:
-            raise ManifestError("metrics", f"no metrics for the selected {self.selected_artifact.precision}")
+        if "accuracy" not in self.metrics.get(self.selected_artifact.precision, {}):
+            raise ManifestError("metrics", f"no accuracy for the selected {self.selected_artifact.precision}")
         bad = [x for x in self.golden.labels if not 0 <= x < len(self.labels)]
         if bad:
             raise ManifestError("golden.labels", f"indices {bad} are outside the {len(self.labels)} labels")
@@ -257,8 +255,7 @@ class ModelManifest:
             model_name=wire.text(data, "model_name", "manifest"),
             created_at=wire.text(data, "created_at", "manifest"),
             artifacts=tuple(
-                Artifact.from_dict(wire.mapping(a, "artifacts[]"))
-                for a in wire.sequence(data, "artifacts", "manifest")
+                Artifact.from_dict(wire.mapping(a, "artifacts[]")) for a in wire.sequence(data, "artifacts", "manifest")
             ),
             selected=wire.text(data, "selected", "manifest"),
             input=InputSchema.from_dict(wire.mapping(data.get("input"), "input")),
@@ -297,6 +294,10 @@ class ModelManifest:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ManifestError("manifest", f"is not valid JSON ({exc})") from exc
         return cls.from_dict(data)
+
+
+def _is_finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _parse_metrics(data: Mapping[str, Any]) -> dict[str, dict[str, float]]:

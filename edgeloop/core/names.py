@@ -62,6 +62,15 @@ def shadow_topic(thing_name: str, operation: str, shadow_name: str = HEALTH_SHAD
 
 
 SHADOW_UPDATE_TOPIC_FILTER = f"$aws/things/+/shadow/name/{HEALTH_SHADOW}/update"
+NAMED_SHADOW_UPDATE_FILTER = "$aws/things/+/shadow/name/+/update"
+
+
+def parse_named_shadow_topic(topic: str) -> tuple[str, str, str]:
+    """Split $aws/things/<thing>/shadow/name/<shadow>/<operation...> into its three parts."""
+    parts = topic.split("/")
+    if len(parts) < 7 or parts[:2] != ["$aws", "things"] or parts[3:5] != ["shadow", "name"] or not parts[5]:
+        raise ValidationError("topic", f"{topic!r} is not a named-shadow topic")
+    return validate_thing_name(parts[2]), parts[5], "/".join(parts[6:])
 
 
 def thing_from_shadow_topic(topic: str) -> str:
@@ -108,3 +117,14 @@ def artifact_prefix(model_name: str, sha256: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ValidationError("sha256", f"{sha256!r} is not a lowercase hex SHA-256")
     return f"models/{validate_model_name(model_name)}/{sha256}/"
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT filter matching ('+' one level, '#' the rest), as IoT Core rules and subscriptions use it."""
+    filter_parts, topic_parts = topic_filter.split("/"), topic.split("/")
+    for index, part in enumerate(filter_parts):
+        if part == "#":
+            return True
+        if index >= len(topic_parts) or (part != "+" and part != topic_parts[index]):
+            return False
+    return len(filter_parts) == len(topic_parts)

@@ -23,17 +23,47 @@ INFERENCE_ARCHIVE = "inference.zip"
 """The inference component's one artifact: main.py plus the edgeloop core and device packages."""
 
 
+ACCESS_CONTROL_KEY = "accessControl"
+"""Greengrass reads IPC authorization from this key of the component's configuration."""
+
+
+def inference_access_control() -> dict[str, Any]:
+    """The inference component's IPC permissions, each resource built from the core's names."""
+    thing_var = "{iot:thingName}"
+    return {
+        "aws.greengrass.ipc.mqttproxy": {
+            f"{INFERENCE_COMPONENT}:mqttproxy:1": {
+                "policyDescription": "Publish this device's inference results.",
+                "operations": ["aws.greengrass#PublishToIoTCore"],
+                "resources": [RESULTS_TOPIC_FILTER.replace("+", thing_var)],
+            }
+        },
+        "aws.greengrass.ShadowManager": {
+            f"{INFERENCE_COMPONENT}:shadow:1": {
+                "policyDescription": "Read and write this device's health shadow.",
+                "operations": ["aws.greengrass#GetThingShadow", "aws.greengrass#UpdateThingShadow"],
+                "resources": [f"$aws/things/{thing_var}/shadow/name/{HEALTH_SHADOW}"],
+            }
+        },
+        "aws.greengrass.ipc.pubsub": {
+            f"{INFERENCE_COMPONENT}:pubsub:1": {
+                "policyDescription": "Receive inference requests from local sensor components.",
+                "operations": ["aws.greengrass#SubscribeToTopic"],
+                "resources": [INPUTS_LOCAL_TOPIC],
+            }
+        },
+    }
+
+
 def inference_recipe_values(component_version: str, archive_uri: str) -> dict[str, str]:
     """Every placeholder of the inference recipe template, from the core's definitions."""
+    defaults: dict[str, Any] = {**DeviceConfig().to_config(), ACCESS_CONTROL_KEY: inference_access_control()}
     return {
         "COMPONENT_NAME": INFERENCE_COMPONENT,
         "COMPONENT_VERSION": component_version,
         "ARCHIVE_URI": archive_uri,
         "ARCHIVE_DIR": INFERENCE_ARCHIVE.removesuffix(".zip"),
-        "RESULTS_TOPIC": RESULTS_TOPIC_FILTER.replace("+", "{iot:thingName}"),
-        "HEALTH_SHADOW_RESOURCE": f"$aws/things/{{iot:thingName}}/shadow/name/{HEALTH_SHADOW}",
-        "INPUTS_TOPIC": INPUTS_LOCAL_TOPIC,
-        "DEFAULT_CONFIGURATION": json.dumps(DeviceConfig().to_config()),
+        "DEFAULT_CONFIGURATION": json.dumps(defaults, sort_keys=True),
     }
 
 

@@ -118,14 +118,18 @@ def split_by_size(records: Iterable[Record], max_bytes: int = MAX_MESSAGE_BYTES)
     """Group records, in order, into batches whose encoded size stays under max_bytes."""
     batches: list[list[Record]] = []
     current: list[Record] = []
-    size = 40
+    size = 0
     for record in records:
+        envelope = len(encode_batch(record.thing_name, []))
         cost = len(json.dumps(record.to_wire(), separators=(",", ":"))) + 1
-        if cost + 40 > max_bytes:
-            raise ValidationError("record", f"seq {record.seq} alone is {cost} bytes, over {max_bytes}")
+        if cost + envelope > max_bytes:
+            too_big = f"seq {record.seq} alone makes a {cost + envelope}-byte batch, over {max_bytes}"
+            raise ValidationError("record", too_big)
         if current and size + cost > max_bytes:
             batches.append(current)
-            current, size = [], 40
+            current = []
+        if not current:
+            size = envelope
         current.append(record)
         size += cost
     if current:

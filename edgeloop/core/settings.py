@@ -10,10 +10,18 @@ from edgeloop.core import wire
 from edgeloop.core.errors import ConfigError, ValidationError
 from edgeloop.core.names import INFERENCE_COMPONENT, MODEL_COMPONENT_PREFIX
 
+GREENGRASS_RESERVED_KEYS = frozenset({"accessControl"})
+"""Configuration keys Greengrass itself reads; the component sees them but does not interpret them."""
+
 ENV_ARTIFACTS_BUCKET = "EDGELOOP_ARTIFACTS_BUCKET"
 ENV_FLEET_THING_GROUP_ARN = "EDGELOOP_FLEET_THING_GROUP_ARN"
 ENV_INFERENCE_COMPONENT_VERSION = "EDGELOOP_INFERENCE_COMPONENT_VERSION"
 ENV_AUTO_APPROVE_MIN_ACCURACY = "EDGELOOP_AUTO_APPROVE_MIN_ACCURACY"
+_CONFIG_TYPES: Mapping[str, type[str] | type[int] | tuple[type[int], type[float]]] = {
+    "str": str,
+    "int": int,
+    "float": (int, float),
+}
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,7 @@ class DeviceConfig:
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> DeviceConfig:
         """Validate a configuration document: unknown keys and wrong types are errors, not defaults."""
+        data = {k: v for k, v in data.items() if k not in GREENGRASS_RESERVED_KEYS}
         try:
             wire.only_keys(data, {f.name for f in fields(cls)}, INFERENCE_COMPONENT)
         except ValidationError as exc:
@@ -107,7 +116,7 @@ class DeviceConfig:
             if f.name not in data:
                 continue
             value = data[f.name]
-            expected = {"str": str, "int": int, "float": (int, float)}[str(f.type)]
+            expected = _CONFIG_TYPES[str(f.type)]
             if isinstance(value, bool) or not isinstance(value, expected):
                 raise ConfigError(f.name, f"expected {f.type}, got {value!r}")
             values[f.name] = float(value) if f.type == "float" else value

@@ -1,0 +1,220 @@
+"""The model manifest: exact round trips, and every validation rule names the field it guards."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from edgeloop.core.errors import ManifestError, ValidationError
+from edgeloop.core.manifest import MANIFEST_SCHEMA_VERSION, ModelManifest
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def test_dict_round_trip_is_exact(manifest_dict: Callable[..., dict[str, Any]]) -> None:
+    data = manifest_dict()
+    manifest = ModelManifest.from_dict(data)
+    assert manifest.to_dict() == data
+    assert ModelManifest.from_dict(manifest.to_dict()) == manifest
+
+
+def test_json_round_trip_is_exact_and_canonical(make_manifest: Callable[..., ModelManifest]) -> None:
+    manifest = make_manifest()
+    text = manifest.to_json()
+    assert ModelManifest.from_json(text) == manifest
+    assert ModelManifest.from_json(text.encode()) == manifest
+    assert ModelManifest.from_json(text).to_json() == text
+    assert text == json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"
+
+
+def test_key_order_does_not_change_the_json(manifest_dict: Callable[..., dict[str, Any]]) -> None:
+    data = manifest_dict()
+    reordered = dict(reversed(list(data.items())))
+    assert ModelManifest.from_dict(reordered).to_json() == ModelManifest.from_dict(data).to_json()
+
+
+def test_parsed_values_and_properties(make_manifest: Callable[..., ModelManifest]) -> None:
+    manifest = make_manifest()
+    assert manifest.schema_version == MANIFEST_SCHEMA_VERSION
+    assert manifest.selected_artifact.file == "model.int8.onnx"
+    assert manifest.selected_artifact.precision == "int8-dynamic"
+    assert manifest.holdout_accuracy == 0.9375
+    assert manifest.input.width == 3
+    assert manifest.golden.inputs == ((5.1, 3.5, 1.4), (6.5, 3.0, 5.2))
+    assert manifest.labels == ("setosa", "versicolor", "virginica")
+    assert manifest.lineage.hyperparameters == {"max_iter": "200", "hidden": "16"}
+
+
+def test_integers_in_float_fields_read_as_floats(manifest_dict: Callable[..., dict[str, Any]]) -> None:
+    data = manifest_dict()
+    data["input"]["minimum"] = 0
+    data["golden"]["inputs"] = [[5, 3, 1], [6, 3, 5]]
+    manifest = ModelManifest.from_dict(data)
+    assert isinstance(manifest.input.minimum, float)
+    assert all(isinstance(v, float) for row in manifest.golden.inputs for v in row)
+
+
+def test_manifest_is_frozen(make_manifest: Callable[..., ModelManifest]) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        make_manifest().selected = "model.onnx"  # type: ignore[misc]
+
+
+def _set(path: str, value: Any) -> Mutation:
+    """A mutation that sets data[a][b]... = value for path 'a.b...' (integers index lists)."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = data
+        for key in parents:
+            target = target[int(key)] if key.isdigit() else target[key]
+        target[int(last) if last.isdigit() else last] = value
+
+    return mutate
+
+
+def _delete(path: str) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = data
+        for key in parents:
+            target = target[int(key)] if key.isdigit() else target[key]
+        del target[last]
+
+    return mutate
+
+
+INVALID: list[Any] = [
+    # sha256
+    pytest.param(_set("artifacts.0.sha256", "abc123"), "artifacts.sha256", id="sha256-short"),
+    pytest.param(_set("artifacts.0.sha256", "AB" * 32), "artifacts.sha256", id="sha256-uppercase"),
+    pytest.param(_set("artifacts.1.sha256", "g" * 64), "artifacts.sha256", id="sha256-not-hex"),
+    # unknown keys, at every level
+    pytest.param(_set("signature", "x"), "manifest", id="unknown-top-level"),
+    pytest.param(_set("artifacts.0.colour", "red"), "artifacts[]", id="unknown-artifact"),
+    pytest.param(_set("input.scale", 1.0), "input", id="unknown-input"),
+    pytest.param(_set("output.logits", "x"), "output", id="unknown-output"),
+    pytest.param(_set("golden.weights", []), "golden", id="unknown-golden"),
+    pytest.param(_set("lineage.owner", "me"), "lineage", id="unknown-lineage"),
+    # missing keys
+    pytest.param(_delete("created_at"), "manifest.created_at", id="missing-created_at"),
+    pytest.param(_delete("schema_version"), "manifest.schema_version", id="missing-schema_version"),
+    pytest.param(_delete("labels"), "manifest.labels", id="missing-labels"),
+    pytest.param(_delete("input"), "input", id="missing-input"),
+    pytest.param(_delete("metrics"), "metrics", id="missing-metrics"),
+    pytest.param(_delete("artifacts.0.sha256"), "artifacts[].sha256", id="missing-artifact-sha256"),
+    pytest.param(_delete("input.features"), "input.features", id="missing-features"),
+    pytest.param(_delete("output.probabilities"), "output.probabilities", id="missing-probabilities"),
+    pytest.param(_delete("golden.labels"), "golden.labels", id="missing-golden-labels"),
+    pytest.param(_delete("lineage.training_job"), "lineage.training_job", id="missing-training_job"),
+    pytest.param(_delete("lineage.hyperparameters"), "lineage.hyperparameters", id="missing-hyperparameters"),
+    # cross-field rules
+    pytest.param(_set("selected", "model.fp16.onnx"), "selected", id="selected-not-an-artifact"),
+    pytest.param(_set("labels", ["only"]), "labels", id="one-label"),
+    pytest.param(_set("labels", []), "labels", id="no-labels"),
+    pytest.param(_set("labels", ["a", 2]), "labels", id="label-not-string"),
+    pytest.param(_set("golden.labels", [0, 3]), "golden.labels", id="golden-label-too-high"),
+    pytest.param(_set("golden.labels", [-1, 0]), "golden.labels", id="golden-label-negative"),
+    pytest.param(_set("golden.inputs", [[1.0, 2.0, 3.0], [1.0, 2.0]]), "golden.inputs", id="golden-row-short"),
+    pytest.param(_set("golden.inputs", [[1.0, 2.0, 3.0], [1, 2, 3, 4]]), "golden.inputs", id="golden-row-long"),
+    pytest.param(_set("golden.labels", [0]), "golden", id="golden-count-mismatch"),
+    pytest.param(_delete("metrics.int8-dynamic"), "metrics", id="no-metrics-for-selected"),
+    pytest.param(_set("metrics.int8-dynamic", {"f1": 0.9}), "metrics", id="no-accuracy-for-selected"),
+    pytest.param(_set("metrics.fp32", 0.96), "metrics.fp32", id="metrics-not-object"),
+    pytest.param(_set("model_name", "Iris"), "model_name", id="model-name-upper"),
+    pytest.param(_set("model_name", "iris_v2"), "model_name", id="model-name-underscore"),
+    pytest.param(_set("model_name", "iris\n"), "model_name", id="model-name-newline"),
+    pytest.param(_set("schema_version", 2), "schema_version", id="schema-version-2"),
+    pytest.param(_set("schema_version", 0), "schema_version", id="schema-version-0"),
+    pytest.param(_set("schema_version", "1"), "manifest.schema_version", id="schema-version-string"),
+    # booleans where integers are required
+    pytest.param(_set("schema_version", True), "manifest.schema_version", id="bool-schema_version"),
+    pytest.param(_set("artifacts.0.bytes", True), "artifacts[].bytes", id="bool-bytes"),
+    pytest.param(_set("golden.labels", [True, 0]), "golden.labels", id="bool-golden-label"),
+    pytest.param(_set("golden.inputs", [[True, 2.0, 3.0], [1.0, 2.0, 3.0]]), "golden.inputs", id="bool-golden"),
+    pytest.param(_set("input.minimum", False), "input.minimum", id="bool-minimum"),
+    # non-finite numbers
+    pytest.param(_set("input.minimum", math.nan), "input.minimum", id="nan-minimum"),
+    pytest.param(_set("input.maximum", math.inf), "input.maximum", id="inf-maximum"),
+    pytest.param(_set("metrics.fp32.accuracy", math.nan), "metrics.fp32.accuracy", id="nan-accuracy"),
+    pytest.param(_set("golden.inputs.0", [math.nan, 1.0, 2.0]), "golden.inputs", id="nan-golden"),
+    pytest.param(_set("golden.inputs.1", [1.0, -math.inf, 2.0]), "golden.inputs", id="inf-golden"),
+    # other type and range rules
+    pytest.param(_set("golden.inputs", ["123", "456"]), "golden.inputs", id="golden-row-string"),
+    pytest.param(_set("golden.inputs.0", ["5.1", 3.5, 1.4]), "golden.inputs", id="golden-value-string"),
+    pytest.param(_set("artifacts.0.bytes", 0), "artifacts[].bytes", id="bytes-zero"),
+    pytest.param(_set("artifacts.0.bytes", 2048.0), "artifacts[].bytes", id="bytes-float"),
+    pytest.param(_set("artifacts.0.precision", "fp16"), "artifacts.precision", id="precision-unknown"),
+    pytest.param(_set("artifacts.0.file", "sub/model.onnx"), "artifacts.file", id="file-with-slash"),
+    pytest.param(_set("artifacts.0.file", "../model.onnx"), "artifacts.file", id="file-dotdot"),
+    pytest.param(_set("artifacts", {"file": "x"}), "manifest.artifacts", id="artifacts-not-list"),
+    pytest.param(_set("artifacts.0", "model.onnx"), "artifacts[]", id="artifact-not-object"),
+    pytest.param(_set("input.dtype", "float64"), "input.dtype", id="dtype-unsupported"),
+    pytest.param(_set("input.features", []), "input.features", id="no-features"),
+    pytest.param(_set("input.features", ["a", ""]), "input.features", id="empty-feature"),
+    pytest.param(_set("input.minimum", 11.0), "input.minimum", id="minimum-above-maximum"),
+    pytest.param(_set("created_at", ""), "manifest.created_at", id="created_at-empty"),
+    pytest.param(_set("lineage.hyperparameters.max_iter", 200), "lineage.hyperparameters.max_iter", id="hyper-int"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), INVALID)
+def test_every_rule_names_its_field(manifest_dict: Callable[..., dict[str, Any]], mutate: Mutation, field: str) -> None:
+    data = manifest_dict()
+    mutate(data)
+    with pytest.raises(ManifestError) as info:
+        ModelManifest.from_dict(data)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+
+
+def test_unknown_key_message_names_the_key(manifest_dict: Callable[..., dict[str, Any]]) -> None:
+    with pytest.raises(ManifestError, match="signature"):
+        ModelManifest.from_dict(manifest_dict(signature="x"))
+
+
+@pytest.mark.parametrize("data", [[], "manifest", None, 3], ids=["list", "str", "null", "int"])
+def test_non_object_is_refused(data: object) -> None:
+    with pytest.raises(ManifestError) as info:
+        ModelManifest.from_dict(data)
+    assert info.value.field == "manifest"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{", "", "not json", b"\xff\xfe\x00", '{"a": 1,}'],
+    ids=["truncated", "empty", "words", "bad-utf8", "comma"],
+)
+def test_invalid_json_is_a_manifest_error(text: str | bytes) -> None:
+    with pytest.raises(ManifestError, match="is not valid JSON") as info:
+        ModelManifest.from_json(text)
+    assert info.value.field == "manifest"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ('"minimum": -1.5', '"minimum": NaN', "input.minimum"),
+        ('"maximum": 10.25', '"maximum": Infinity', "input.maximum"),
+        ('"accuracy": 0.96', '"accuracy": -Infinity', "metrics.fp32.accuracy"),
+        ("5.1", "NaN", "golden.inputs"),
+    ],
+    ids=["nan-minimum", "inf-maximum", "inf-accuracy", "nan-golden"],
+)
+def test_non_finite_json_literals_are_refused(
+    make_manifest: Callable[..., ModelManifest], old: str, new: str, field: str
+) -> None:
+    text = make_manifest().to_json()
+    assert old in text
+    with pytest.raises(ManifestError) as info:
+        ModelManifest.from_json(text.replace(old, new, 1))
+    assert info.value.field == field
+
+
+def test_manifest_error_is_a_validation_error(manifest_dict: Callable[..., dict[str, Any]]) -> None:
+    with pytest.raises(ValidationError):
+        ModelManifest.from_dict(manifest_dict(labels=["one"]))

@@ -1,0 +1,174 @@
+"""Topic, shadow and component names: every inverse must undo its function and refuse the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeloop.core import names
+from edgeloop.core.errors import ValidationError
+
+THINGS = ["edge-dev-1", "a", "Plant:7_line-2", "x" * 128]
+
+
+@pytest.mark.parametrize("thing", THINGS, ids=["plain", "one-char", "all-classes", "128-chars"])
+def test_results_topic_and_inverse(thing: str) -> None:
+    topic = names.results_topic(thing)
+    assert topic == f"edgeloop/things/{thing}/results"
+    assert names.thing_from_results_topic(topic) == thing
+    assert names.RESULTS_TOPIC_FILTER.replace("+", thing) == topic
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "edgeloop/things/dev/result",
+        "edgeloop/thing/dev/results",
+        "other/things/dev/results",
+        "edgeloop/things/a/b/results",
+        "edgeloop/things//results",
+        "edgeloop/things/+/results",
+        "edgeloop/things/#/results",
+        "/edgeloop/things/dev/results",
+    ],
+    ids=["suffix", "things", "root", "extra-level", "empty-thing", "plus", "hash", "leading-slash"],
+)
+def test_thing_from_results_topic_refuses(topic: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        names.thing_from_results_topic(topic)
+    assert info.value.field in {"topic", "thing_name"}
+
+
+@pytest.mark.parametrize("operation", ["update", "update/accepted", "update/rejected", "get", "get/accepted"])
+def test_shadow_topic_and_inverse(operation: str) -> None:
+    topic = names.shadow_topic("edge-dev-1", operation)
+    assert topic == f"$aws/things/edge-dev-1/shadow/name/{names.HEALTH_SHADOW}/{operation}"
+    assert names.thing_from_shadow_topic(topic) == "edge-dev-1"
+
+
+def test_shadow_update_filter_matches_shadow_topic() -> None:
+    assert names.SHADOW_UPDATE_TOPIC_FILTER.replace("+", "edge-dev-1") == names.shadow_topic("edge-dev-1", "update")
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "$aws/things/edge-dev-1/shadow/update",
+        "$aws/things/edge-dev-1/shadow/name/other/update",
+        "$aws/things/edge-dev-1/shadow/name/edgeloop-health",
+        "aws/things/edge-dev-1/shadow/name/edgeloop-health/update",
+        "$aws/things/a+b/shadow/name/edgeloop-health/update",
+        "edgeloop/things/edge-dev-1/results",
+    ],
+    ids=["classic", "other-shadow", "no-operation", "no-dollar", "wildcard-thing", "results-topic"],
+)
+def test_thing_from_shadow_topic_refuses(topic: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        names.thing_from_shadow_topic(topic)
+    assert info.value.field in {"topic", "thing_name"}
+
+
+@pytest.mark.parametrize(
+    "thing",
+    ["+", "#", "dev/1", "dev+1", "dev#", "", "x" * 129, "dev 1", "dev\n", "dév"],
+    ids=["plus", "hash", "slash", "plus-inside", "hash-inside", "empty", "129-chars", "space", "newline", "unicode"],
+)
+def test_bad_thing_names_are_refused_everywhere(thing: str) -> None:
+    for build in (names.validate_thing_name, names.results_topic, lambda t: names.shadow_topic(t, "update")):
+        with pytest.raises(ValidationError) as info:
+            build(thing)
+        assert info.value.field == "thing_name"
+
+
+@pytest.mark.parametrize("model", ["ab", "iris-classifier", "m2", "a" + "b" * 39], ids=["2", "dash", "digit", "40"])
+def test_good_model_names(model: str) -> None:
+    assert names.validate_model_name(model) == model
+    assert names.model_component_name(model) == names.MODEL_COMPONENT_PREFIX + model
+    assert names.model_package_group(model) == names.MODEL_PACKAGE_GROUP_PREFIX + model
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["a", "Iris", "1iris", "iris-", "-iris", "a" * 41, "iris_v2", "iris.v2", "iris\n", "iris/x", ""],
+    ids=[
+        "1-char",
+        "upper",
+        "digit-first",
+        "dash-last",
+        "dash-first",
+        "41",
+        "underscore",
+        "dot",
+        "newline",
+        "slash",
+        "empty",
+    ],
+)
+def test_bad_model_names(model: str) -> None:
+    for build in (names.validate_model_name, names.model_component_name, names.model_package_group):
+        with pytest.raises(ValidationError) as info:
+            build(model)
+        assert info.value.field == "model_name"
+
+
+@pytest.mark.parametrize("version", [1, 2, 10, 999, 12345])
+def test_component_version_round_trip(version: int) -> None:
+    text = names.component_version(version)
+    assert text == f"{version}.0.0"
+    assert names.model_version_from_component(text) == version
+
+
+@pytest.mark.parametrize("version", [0, -1])
+def test_component_version_refuses_below_one(version: int) -> None:
+    with pytest.raises(ValidationError) as info:
+        names.component_version(version)
+    assert info.value.field == "model_version"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1.2.0",
+        "1.0.1",
+        "0.0.0",
+        "x.0.0",
+        "01.0.0",
+        "-1.0.0",
+        "1.0",
+        "1.0.0.0",
+        "1.0.0-rc1",
+        " 1.0.0",
+        "1.0.0\n",
+        "",
+        "\u00b2.0.0",
+        "\uff11.0.0",
+    ],
+    ids=[
+        "minor",
+        "patch",
+        "zero",
+        "letter",
+        "leading-zero",
+        "negative",
+        "two-parts",
+        "four-parts",
+        "prerelease",
+        "space",
+        "newline",
+        "empty",
+        "superscript",
+        "fullwidth",
+    ],
+)
+def test_model_version_from_component_refuses(text: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        names.model_version_from_component(text)
+    assert info.value.field == "component_version"
+
+
+def test_artifact_prefix_is_content_addressed() -> None:
+    sha = "ab" * 32
+    assert names.artifact_prefix("iris-classifier", sha) == f"models/iris-classifier/{sha}/"
+    with pytest.raises(ValidationError, match=r"^sha256:"):
+        names.artifact_prefix("iris-classifier", "AB" * 32)
+    with pytest.raises(ValidationError, match=r"^model_name:"):
+        names.artifact_prefix("Iris", sha)

@@ -1,0 +1,200 @@
+"""Settings: the handler environment and the device configuration, each bad value named."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import Any
+
+import pytest
+
+from edgeloop.core.errors import ConfigError, ValidationError
+from edgeloop.core.names import INFERENCE_COMPONENT, model_component_name
+from edgeloop.core.settings import (
+    ENV_ARTIFACTS_BUCKET,
+    ENV_AUTO_APPROVE_MIN_ACCURACY,
+    ENV_FLEET_THING_GROUP_ARN,
+    ENV_INFERENCE_COMPONENT_VERSION,
+    CloudSettings,
+    DeviceConfig,
+)
+
+REQUIRED_ENV = [ENV_ARTIFACTS_BUCKET, ENV_FLEET_THING_GROUP_ARN, ENV_INFERENCE_COMPONENT_VERSION]
+
+
+def test_cloud_settings_from_env(cloud_env: dict[str, str]) -> None:
+    settings = CloudSettings.from_env(cloud_env)
+    assert settings == CloudSettings(
+        artifacts_bucket="edgeloop-artifacts",
+        fleet_thing_group_arn="arn:aws:iot:eu-west-1:123456789012:thinggroup/edgeloop-fleet",
+        inference_component_version="1.0.0",
+        auto_approve_min_accuracy=0.9,
+    )
+
+
+@pytest.mark.parametrize("threshold", ["0.9", "0", "1", "0.123456789", None], ids=lambda t: f"threshold={t}")
+def test_cloud_settings_env_round_trip(cloud_env: dict[str, str], threshold: str | None) -> None:
+    env = dict(cloud_env)
+    env.pop(ENV_AUTO_APPROVE_MIN_ACCURACY)
+    if threshold is not None:
+        env[ENV_AUTO_APPROVE_MIN_ACCURACY] = threshold
+    settings = CloudSettings.from_env(env)
+    assert CloudSettings.from_env(settings.to_env()) == settings
+    assert settings.to_env().keys() == env.keys()
+
+
+def test_cloud_settings_ignore_unrelated_variables(cloud_env: dict[str, str]) -> None:
+    assert CloudSettings.from_env({**cloud_env, "PATH": "/usr/bin", "AWS_REGION": "eu-west-1"}) == (
+        CloudSettings.from_env(cloud_env)
+    )
+
+
+@pytest.mark.parametrize("key", REQUIRED_ENV)
+@pytest.mark.parametrize("how", ["missing", "empty"])
+def test_missing_env_var_is_named(cloud_env: dict[str, str], key: str, how: str) -> None:
+    env = dict(cloud_env)
+    if how == "missing":
+        del env[key]
+    else:
+        env[key] = ""
+    with pytest.raises(ConfigError) as info:
+        CloudSettings.from_env(env)
+    assert info.value.field == key
+    assert key in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (ENV_FLEET_THING_GROUP_ARN, "edgeloop-fleet"),
+        (ENV_FLEET_THING_GROUP_ARN, "arn:aws:iot:eu-west-1:123456789012:thing/edge-dev-1"),
+        (ENV_AUTO_APPROVE_MIN_ACCURACY, "high"),
+        (ENV_AUTO_APPROVE_MIN_ACCURACY, "1.5"),
+        (ENV_AUTO_APPROVE_MIN_ACCURACY, "-0.1"),
+        (ENV_AUTO_APPROVE_MIN_ACCURACY, "nan"),
+    ],
+    ids=["arn-plain-name", "arn-of-a-thing", "threshold-word", "threshold-above-1", "threshold-negative", "nan"],
+)
+def test_invalid_env_var_is_named(cloud_env: dict[str, str], key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        CloudSettings.from_env({**cloud_env, key: value})
+    assert info.value.field == key
+
+
+def test_device_config_defaults() -> None:
+    assert DeviceConfig().to_config() == {
+        "modelComponent": "",
+        "modelComponentVersion": "",
+        "batchMax": 32,
+        "batchWaitMs": 10,
+        "forwardBatchSize": 200,
+        "healthIntervalSeconds": 5.0,
+        "intraOpThreads": 1,
+    }
+    assert DeviceConfig.from_config({}) == DeviceConfig()
+
+
+def test_device_config_round_trip() -> None:
+    config = DeviceConfig(
+        modelComponent=model_component_name("iris-classifier"),
+        modelComponentVersion="3.0.0",
+        batchMax=256,
+        batchWaitMs=0,
+        forwardBatchSize=10_000,
+        healthIntervalSeconds=0.05,
+        intraOpThreads=64,
+    )
+    assert DeviceConfig.from_config(config.to_config()) == config
+
+
+def test_device_config_reads_integer_seconds_as_float() -> None:
+    config = DeviceConfig.from_config({"healthIntervalSeconds": 30})
+    assert config.healthIntervalSeconds == 30.0
+    assert isinstance(config.healthIntervalSeconds, float)
+
+
+TYPE_ERRORS: list[Any] = [
+    pytest.param("batchMax", True, id="bool-for-int"),
+    pytest.param("batchMax", "32", id="str-for-int"),
+    pytest.param("batchWaitMs", 10.0, id="float-for-int"),
+    pytest.param("intraOpThreads", None, id="null-for-int"),
+    pytest.param("healthIntervalSeconds", False, id="bool-for-float"),
+    pytest.param("healthIntervalSeconds", "5", id="str-for-float"),
+    pytest.param("modelComponent", 5, id="int-for-str"),
+    pytest.param("modelComponentVersion", ["3.0.0"], id="list-for-str"),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), TYPE_ERRORS)
+def test_device_config_type_errors(key: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        DeviceConfig.from_config({key: value})
+    assert info.value.field == key
+    assert repr(value) in info.value.message
+
+
+@pytest.mark.parametrize("key", ["batchmax", "modelVersion", "BatchMax"])
+def test_device_config_unknown_keys(key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        DeviceConfig.from_config({key: 1})
+    assert info.value.field == INFERENCE_COMPONENT
+    assert key in info.value.message
+
+
+RANGES = [
+    ("batchMax", 1, 4096),
+    ("batchWaitMs", 0, 10_000),
+    ("forwardBatchSize", 1, 10_000),
+    ("intraOpThreads", 1, 64),
+]
+
+
+@pytest.mark.parametrize(("key", "low", "high"), RANGES, ids=[r[0] for r in RANGES])
+def test_device_config_integer_ranges(key: str, low: int, high: int) -> None:
+    assert getattr(DeviceConfig.from_config({key: low}), key) == low
+    assert getattr(DeviceConfig.from_config({key: high}), key) == high
+    for value in (low - 1, high + 1):
+        with pytest.raises(ConfigError) as info:
+            DeviceConfig.from_config({key: value})
+        assert info.value.field == key
+
+
+@pytest.mark.parametrize("value", [0.0499, 86_400.5, 0, -5.0, math.nan, math.inf], ids=str)
+def test_device_config_health_interval_range(value: float) -> None:
+    with pytest.raises(ConfigError) as info:
+        DeviceConfig.from_config({"healthIntervalSeconds": value})
+    assert info.value.field == "healthIntervalSeconds"
+
+
+@pytest.mark.parametrize("value", [0.05, 86_400])
+def test_device_config_health_interval_bounds(value: float) -> None:
+    assert DeviceConfig.from_config({"healthIntervalSeconds": value}).healthIntervalSeconds == value
+
+
+@pytest.mark.parametrize(
+    "component", ["com.example.model.iris", "iris-classifier", "com.edgeloop.modelx", INFERENCE_COMPONENT]
+)
+def test_model_component_needs_the_prefix(component: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        DeviceConfig.from_config({"modelComponent": component, "modelComponentVersion": "1.0.0"})
+    assert info.value.field == "modelComponent"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"modelComponent": model_component_name("iris-classifier")},
+        {"modelComponentVersion": "1.0.0"},
+        {"modelComponent": model_component_name("iris-classifier"), "modelComponentVersion": ""},
+    ],
+    ids=["component-only", "version-only", "empty-version"],
+)
+def test_model_component_and_version_go_together(config: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        DeviceConfig.from_config(config)
+    assert info.value.field == "modelComponentVersion"
+
+
+def test_config_error_is_a_validation_error() -> None:
+    assert issubclass(ConfigError, ValidationError)
+    assert {f.name for f in fields(DeviceConfig)} == set(DeviceConfig().to_config())

@@ -1,0 +1,187 @@
+"""SageMaker conventions: SM_* variables, hyperparameters.json and flags drive the run, in that order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeloop.core.errors import ConfigError, UsageError, ValidationError
+from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
+from edgeloop.training import main
+from edgeloop.training.conventions import JobEnvironment, build_config
+from edgeloop.training.train import METRICS_FILE, MODEL_FILE
+
+
+@pytest.fixture
+def ml(tmp_path: Path) -> Path:
+    """An /opt/ml look-alike with an empty input/config."""
+    (tmp_path / "input" / "config").mkdir(parents=True)
+    return tmp_path
+
+
+def _env(ml: Path, **extra: str) -> dict[str, str]:
+    return {
+        "SM_MODEL_DIR": str(ml / "model"),
+        "SM_OUTPUT_DATA_DIR": str(ml / "output" / "data"),
+        "SM_INPUT_CONFIG_DIR": str(ml / "input" / "config"),
+        **extra,
+    }
+
+
+def _write_hyperparameters(ml: Path, values: dict[str, str]) -> None:
+    (ml / "input" / "config" / "hyperparameters.json").write_text(json.dumps(values))
+
+
+def test_sagemaker_environment_and_hyperparameters_file_drive_the_run(ml: Path) -> None:
+    # What the SageMaker Python SDK writes: every value a string, strings JSON-encoded once more.
+    _write_hyperparameters(
+        ml,
+        {
+            "model_name": '"digits-sm"',
+            "dataset": '"builtin:digits"',
+            "hidden": '"16"',
+            "max_iter": "5",
+            "seed": "3",
+            "sagemaker_program": '"train.py"',
+            "sagemaker_region": '"us-east-1"',
+        },
+    )
+    env = _env(ml, SM_TRAINING_ENV=json.dumps({"job_name": "edgeloop-digits-2026", "hosts": ["algo-1"]}))
+
+    assert main([], env) == 0
+
+    manifest = ModelManifest.from_json((ml / "model" / MANIFEST_FILE).read_text())
+    assert (ml / "model" / MODEL_FILE).is_file()
+    assert manifest.model_name == "digits-sm"
+    assert manifest.lineage.training_job == "edgeloop-digits-2026"
+    assert manifest.lineage.hyperparameters["hidden"] == "16"
+    assert manifest.lineage.hyperparameters["max_iter"] == "5"
+    assert manifest.lineage.hyperparameters["seed"] == "3"
+    metrics = json.loads((ml / "output" / "data" / METRICS_FILE).read_text())
+    assert metrics["training_job"] == "edgeloop-digits-2026"
+
+
+def test_a_local_run_is_named_local_with_a_timestamp(ml: Path) -> None:
+    assert main(["--max-iter", "2", "--hidden", "8"], _env(ml)) == 0
+    manifest = ModelManifest.from_json((ml / "model" / MANIFEST_FILE).read_text())
+    assert manifest.lineage.training_job.startswith("local-")
+    assert manifest.lineage.training_job.endswith("Z")
+
+
+def test_sm_hps_is_read_before_the_hyperparameters_file(ml: Path) -> None:
+    _write_hyperparameters(ml, {"max_iter": "11", "seed": "1"})
+    config = build_config([], _env(ml, SM_HPS=json.dumps({"max_iter": 22})))
+    assert config.max_iter == 22
+    assert config.seed == 0, "the file is not merged in when SM_HPS is set"
+
+
+def test_flags_override_hyperparameters_which_override_defaults(ml: Path) -> None:
+    env = _env(ml, SM_HPS=json.dumps({"max_iter": 3, "seed": 4}))
+    config = build_config(["--max-iter", "7"], env)
+    assert (config.max_iter, config.seed, config.hidden, config.holdout_fraction) == (7, 4, (64,), 0.2)
+
+
+def test_toolkit_style_underscore_flags_are_accepted(ml: Path) -> None:
+    argv = ["--max_iter", "9", "--holdout_fraction", "0.3", "--model_name", "m-1", "--model_dir", "/x/model"]
+    config = build_config(argv, _env(ml))
+    assert (config.max_iter, config.holdout_fraction, config.model_name) == (9, 0.3, "m-1")
+    assert config.model_dir == Path("/x/model")
+
+
+def test_typed_sm_hps_values_are_taken_as_their_text(ml: Path) -> None:
+    env = _env(ml, SM_HPS=json.dumps({"hidden": [32, 16], "holdout_fraction": 0.25, "label_column": "y"}))
+    config = build_config([], env)
+    assert (config.hidden, config.holdout_fraction, config.label_column) == ((32, 16), 0.25, "y")
+
+
+def test_paths_come_from_sm_variables_and_flags_win(ml: Path) -> None:
+    env = _env(ml, SM_CHANNEL_TRAIN=str(ml / "train"), SM_CHANNEL_VALIDATION=str(ml / "val"))
+    job = JobEnvironment.from_env(env)
+    assert job.channels == {"train": ml / "train", "validation": ml / "val"}
+    assert build_config([], env).train_dir == ml / "train"
+    config = build_config(["--train", "/data/t", "--output-data-dir", "/data/out"], env)
+    assert (config.train_dir, config.output_data_dir) == (Path("/data/t"), Path("/data/out"))
+    assert config.model_dir == ml / "model"
+
+
+def test_without_sm_variables_the_fixed_opt_ml_paths_are_used(ml: Path) -> None:
+    job = JobEnvironment.from_env({"SM_INPUT_CONFIG_DIR": str(ml / "input" / "config")})
+    assert job.model_dir == Path("/opt/ml/model")
+    assert job.output_data_dir == Path("/opt/ml/output/data")
+    assert (job.channels, job.training_job, job.hyperparameters) == ({}, None, {})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("max_iter", "abc", "hyperparameter max_iter: 'abc' is not an integer"),
+        ("seed", "1.5", "hyperparameter seed: '1.5' is not an integer"),
+        ("holdout_fraction", "most", "hyperparameter holdout_fraction: 'most' is not a number"),
+        ("hidden", "64,x", "hyperparameter hidden: '64,x' is not a comma-separated list of integers"),
+        ("max_iter", "0", "hyperparameter max_iter: must be >= 1, got 0"),
+        ("holdout_fraction", "1.5", "hyperparameter holdout_fraction: 1.5 must be strictly between 0 and 1"),
+        ("hidden", "64,0", "hyperparameter hidden: (64, 0) must be one or more layer sizes >= 1"),
+        ("model_name", "Digits_V2", "hyperparameter model_name: 'Digits_V2' must be 2-40 lowercase"),
+    ],
+)
+def test_bad_hyperparameters_are_refused_by_name(ml: Path, name: str, value: str, message: str) -> None:
+    _write_hyperparameters(ml, {name: value})
+    with pytest.raises(ValidationError) as caught:
+        build_config([], _env(ml))
+    assert str(caught.value).startswith(message)
+
+
+def test_a_bad_flag_value_names_the_flag(ml: Path) -> None:
+    with pytest.raises(ValidationError, match=r"^--max-iter: 'lots' is not an integer$"):
+        build_config(["--max-iter", "lots"], _env(ml))
+
+
+def test_unknown_hyperparameters_are_refused_but_sagemaker_reserved_ones_are_not(ml: Path) -> None:
+    _write_hyperparameters(ml, {"max_iters": "5", "sagemaker_program": '"x.py"'})
+    with pytest.raises(ConfigError, match=r"unknown hyperparameter\(s\) \['max_iters'\]"):
+        build_config([], _env(ml))
+
+
+def test_unknown_flags_are_a_usage_error(ml: Path) -> None:
+    with pytest.raises(UsageError, match="unrecognized arguments: --epochs"):
+        build_config(["--epochs", "3"], _env(ml))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SM_TRAINING_ENV", "{not json", "SM_TRAINING_ENV: is not valid JSON"),
+        ("SM_TRAINING_ENV", '{"hosts": []}', "SM_TRAINING_ENV.job_name: expected a non-empty string"),
+        ("SM_HPS", "[1, 2]", "SM_HPS: expected a JSON object, got list"),
+        ("SM_HPS", '{"seed": true}', "hyperparameter seed: True is not a string or a number"),
+    ],
+)
+def test_malformed_sagemaker_variables_are_refused(ml: Path, variable: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_config([], _env(ml, **{variable: value}))
+    assert str(caught.value).startswith(message)
+
+
+def test_a_csv_dataset_needs_a_model_name(ml: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^model_name: is required for a CSV dataset"):
+        build_config(["--dataset", "csv"], _env(ml))
+
+
+def test_main_reports_one_error_line_and_exit_code_and_writes_nothing(
+    ml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--max-iter", "abc"], _env(ml)) == ValidationError.exit_code
+    captured = capsys.readouterr()
+    assert captured.err == "error: --max-iter: 'abc' is not an integer\n"
+    assert not (ml / "model").exists()
+
+
+def test_main_writes_the_failure_reason_where_sagemaker_reads_it(ml: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (ml / "output").mkdir()
+    env = _env(ml, SM_OUTPUT_DIR=str(ml / "output"))
+    assert main(["--dataset", "builtin:mnist"], env) == ConfigError.exit_code
+    failure = (ml / "output" / "failure").read_text()
+    assert failure.startswith("dataset: 'builtin:mnist' is not a dataset")
+    assert capsys.readouterr().err == f"error: {failure}\n"
