@@ -16,8 +16,7 @@ from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.core.events import TrainingJobStateChange
 from edgeloop.core.settings import CloudSettings
 
-log = logging.getLogger()
-log.setLevel(logging.INFO)
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -51,4 +50,5 @@ def handle(event: Any, deps: dict[str, Any]) -> dict[str, Any]:
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Lambda entry point; errors propagate so EventBridge retries and then dead-letters the event."""
+    logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
     return handle(event, _deps())

@@ -84,3 +84,10 @@ class ModelPackageStateChange:
             approval=approval,
             package_arn=wire.text(detail, "ModelPackageArn", where),
         )
+
+
+EVENT_ROUTES: dict[str, str] = {
+    TRAINING_JOB_STATE_CHANGE: "training_completed",
+    MODEL_PACKAGE_STATE_CHANGE: "model_approved",
+}
+"""Which handler in functions/ each SageMaker event goes to; the stack's rules and the local bus share it."""

@@ -16,6 +16,8 @@ FLEET_THING_GROUP = "edgeloop-fleet"
 
 MODEL_PACKAGE_GROUP_PREFIX = "edgeloop-"
 TOPIC_ROOT = "edgeloop"
+TRAINING_OUTPUT_PREFIX = "training-output/"
+"""Data-bucket prefix where SageMaker training jobs write model.tar.gz; the registration λ reads only here."""
 INPUTS_LOCAL_TOPIC = "edgeloop/inference/inputs"
 """Greengrass local pub/sub topic where sensors on the device publish inference requests."""
 

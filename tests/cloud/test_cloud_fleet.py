@@ -41,9 +41,7 @@ ARN = component_arn("us-east-1", ACCOUNT, "com.edgeloop.model.digits", "1.0.0")
 
 @pytest.fixture
 def stubbed() -> Iterator[tuple[GreengrassFleetControl, Stubber]]:
-    client = boto3.client(
-        "greengrassv2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
+    client = boto3.client("greengrassv2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(client) as stubber:
         yield GreengrassFleetControl(client, account=ACCOUNT), stubber
         stubber.assert_no_pending_responses()
@@ -97,7 +95,7 @@ def test_existing_version_with_another_recipe_is_refused(stubbed: Any) -> None:
 def test_other_service_errors_become_fleet_control_errors(stubbed: Any) -> None:
     fleet, stubber = stubbed
     stubber.add_client_error("create_component_version", "ValidationException", "bad recipe", 400)
-    with pytest.raises(FleetControlError, match="com.edgeloop.model.digits 1.0.0: .*bad recipe"):
+    with pytest.raises(FleetControlError, match=r"com\.edgeloop\.model\.digits 1\.0\.0: .*bad recipe"):
         fleet.create_component_version(RECIPE)
 
 

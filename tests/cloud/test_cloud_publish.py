@@ -100,7 +100,7 @@ def test_an_archive_that_is_not_tar_is_a_model_format_error() -> None:
 
 
 def test_missing_archive_is_not_found(deps: dict[str, Any]) -> None:
-    with pytest.raises(NotFoundError, match="model.tar.gz does not exist"):
+    with pytest.raises(NotFoundError, match=r"model\.tar\.gz does not exist"):
         publish_trained_model(_completed(), **deps)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from support import FAKE_ONNX, manifest_for
+
 from edgeloop.cloud.registry import MemoryRegistry, SageMakerRegistry, latest_approved
 from edgeloop.core.errors import NotFoundError, RegistryError
 from edgeloop.core.registry import ApprovalStatus
@@ -19,7 +19,9 @@ def registry(request: pytest.FixtureRequest) -> Any:
     return SageMakerRegistry(request.getfixturevalue("sagemaker"))
 
 
-def _register(registry: Any, job: str, approval: ApprovalStatus = ApprovalStatus.PENDING, accuracy: float = 0.97) -> Any:
+def _register(
+    registry: Any, job: str, approval: ApprovalStatus = ApprovalStatus.PENDING, accuracy: float = 0.97
+) -> Any:
     manifest = manifest_for(FAKE_ONNX, accuracy=accuracy)
     return registry.register(
         manifest,

@@ -172,3 +172,45 @@ def test_artifact_prefix_is_content_addressed() -> None:
         names.artifact_prefix("iris-classifier", "AB" * 32)
     with pytest.raises(ValidationError, match=r"^model_name:"):
         names.artifact_prefix("Iris", sha)
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "topic", "matches"),
+    [
+        ("edgeloop/things/+/results", "edgeloop/things/dev-1/results", True),
+        ("edgeloop/things/+/results", "edgeloop/things/dev-1/other", False),
+        ("edgeloop/things/+/results", "edgeloop/things/results", False),
+        ("edgeloop/#", "edgeloop/things/dev-1/results", True),
+        ("edgeloop/#", "other/things", False),
+        ("$aws/things/+/shadow/name/+/update", "$aws/things/d/shadow/name/edgeloop-health/update", True),
+        ("$aws/things/+/shadow/name/+/update", "$aws/things/d/shadow/name/edgeloop-health/update/accepted", False),
+        ("a/b", "a/b/c", False),
+    ],
+)
+def test_topic_matches(topic_filter: str, topic: str, matches: bool) -> None:
+    assert names.topic_matches(topic_filter, topic) is matches
+
+
+def test_parse_named_shadow_topic_round_trips_shadow_topic() -> None:
+    topic = names.shadow_topic("dev-1", "update/accepted")
+    assert names.parse_named_shadow_topic(topic) == ("dev-1", names.HEALTH_SHADOW, "update/accepted")
+
+
+@pytest.mark.parametrize(
+    ("topic", "field"),
+    [
+        ("$aws/things/dev/shadow/update", "topic"),
+        ("edgeloop/things/d/results", "topic"),
+        ("$aws/things/dev/shadow/name//update", "topic"),
+        ("$aws/things//shadow/name/x/update", "thing_name"),
+    ],
+)
+def test_parse_named_shadow_topic_refuses_other_topics(topic: str, field: str) -> None:
+    with pytest.raises(ValidationError, match=f"^{field}:"):
+        names.parse_named_shadow_topic(topic)
+
+
+def test_model_from_package_group_inverts_model_package_group() -> None:
+    assert names.model_from_package_group(names.model_package_group("digits")) == "digits"
+    with pytest.raises(ValidationError, match="does not start with 'edgeloop-'"):
+        names.model_from_package_group("other-digits")

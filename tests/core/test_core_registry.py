@@ -134,3 +134,16 @@ def test_package_metadata_is_what_the_record_writes(make_registry_record: MakeRe
 )
 def test_initial_approval(accuracy: float, threshold: float | None, expected: ApprovalStatus) -> None:
     assert initial_approval(accuracy, threshold) is expected
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "threshold", "expected"),
+    [
+        (0.97, None, ApprovalStatus.PENDING),
+        (0.97, 0.95, ApprovalStatus.APPROVED),
+        (0.95, 0.95, ApprovalStatus.APPROVED),
+        (0.94, 0.95, ApprovalStatus.PENDING),
+    ],
+)
+def test_initial_approval_policy(accuracy: float, threshold: float | None, expected: ApprovalStatus) -> None:
+    assert initial_approval(accuracy, threshold) is expected

@@ -71,7 +71,7 @@ def test_cold_start_without_configuration_names_the_missing_variable(
     monkeypatch.delenv("EDGELOOP_ARTIFACTS_BUCKET", raising=False)
     training_completed._deps.cache_clear()
     try:
-        with pytest.raises(ConfigError, match="EDGELOOP_FLEET_THING_GROUP_ARN|EDGELOOP_ARTIFACTS_BUCKET"):
+        with pytest.raises(ConfigError, match=r"EDGELOOP_FLEET_THING_GROUP_ARN|EDGELOOP_ARTIFACTS_BUCKET"):
             training_completed.handler({}, None)
     finally:
         training_completed._deps.cache_clear()

@@ -1,0 +1,1 @@
+"""The `edgeloop` command: one module per command group."""

@@ -1,0 +1,110 @@
+"""Cloud-side services of the local stack that moto cannot play: the shadow service over MQTT and the
+destination of the results topic rule. Both write into moto, so the demo reads back what devices sent."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from edgeloop.core.errors import ValidationError
+from edgeloop.core.names import parse_named_shadow_topic, thing_from_results_topic
+from edgeloop.core.records import InferenceResult, RecordKind, decode_batch
+
+log = logging.getLogger(__name__)
+
+
+class ShadowService:
+    """IoT Core's shadow service for named shadows over MQTT: update, then accepted or rejected."""
+
+    def __init__(self, iot_data: Any, publish: Callable[[str, bytes], None]) -> None:
+        self._iot_data = iot_data
+        self._publish = publish
+        self.accepted = 0
+        self.rejected = 0
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        """Apply one update document published on $aws/things/<thing>/shadow/name/<shadow>/update."""
+        thing, shadow, operation = parse_named_shadow_topic(topic)
+        if operation != "update":
+            return
+        try:
+            response = self._iot_data.update_thing_shadow(thingName=thing, shadowName=shadow, payload=payload)
+        except ClientError as exc:
+            self.rejected += 1
+            error = exc.response.get("Error", {})
+            body = {"code": exc.response["ResponseMetadata"]["HTTPStatusCode"], "message": error.get("Message", "")}
+            self._publish(f"{topic}/rejected", json.dumps(body).encode())
+            log.warning("shadow update of %s/%s rejected: %s", thing, shadow, body)
+            return
+        self.accepted += 1
+        self._publish(f"{topic}/accepted", response["payload"].read())
+
+
+@dataclass(frozen=True)
+class DeliveredResult:
+    """A result as the cloud received it."""
+
+    thing_name: str
+    seq: int
+    result: InferenceResult
+
+
+class ResultsIngest:
+    """Stand-in for the results topic rule's destination: dedupes by (thing, seq), stores batches in S3.
+
+    Object keys are deterministic (thing and sequence range), so a redelivered batch overwrites its own
+    object instead of adding a copy; duplicates are counted, never double-counted as delivered.
+    """
+
+    def __init__(self, s3: Any, bucket: str, prefix: str = "results/") -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._prefix = prefix
+        self._lock = threading.Lock()
+        self._seen: set[tuple[str, int]] = set()
+        self._results: dict[tuple[str, int], DeliveredResult] = {}
+        self.duplicates = 0
+        self.invalid = 0
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        """Ingest one batch message from a device's results topic."""
+        thing = thing_from_results_topic(topic)
+        try:
+            records = decode_batch(payload)
+        except ValidationError:
+            self.invalid += 1
+            raise
+        if any(r.thing_name != thing for r in records):
+            self.invalid += 1
+            raise ValidationError("batch.thing_name", f"batch on {topic} claims another thing")
+        if not records:
+            return
+        key = f"{self._prefix}{thing}/{records[0].seq:012d}-{records[-1].seq:012d}.json"
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=payload, ContentType="application/json")
+        with self._lock:
+            for record in records:
+                identity = (thing, record.seq)
+                if identity in self._seen:
+                    self.duplicates += 1
+                    continue
+                self._seen.add(identity)
+                if record.kind is RecordKind.RESULT:
+                    result = InferenceResult.from_payload(record.payload)
+                    self._results[identity] = DeliveredResult(thing, record.seq, result)
+
+    def delivered_count(self, thing_name: str) -> int:
+        """Distinct records of any kind received from one device."""
+        with self._lock:
+            return sum(1 for thing, _ in self._seen if thing == thing_name)
+
+    def results(self, thing_name: str) -> list[DeliveredResult]:
+        """Every distinct inference result received from one device, in sequence order."""
+        with self._lock:
+            found = [d for (thing, _), d in self._results.items() if thing == thing_name]
+        return sorted(found, key=lambda d: d.seq)

@@ -1,0 +1,76 @@
+"""Simulated core devices: the real edgeloop.device runtime in a thread, reached through the stand-ins."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgeloop.cloud.artifacts import ArtifactStore
+from edgeloop.core.health import HealthReport
+from edgeloop.core.names import INFERENCE_COMPONENT
+from edgeloop.core.settings import DeviceConfig
+from edgeloop.device.buffer import SqliteBuffer
+from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
+from edgeloop.device.uplink import MqttUplink
+from edgeloop.local.greengrass import LocalNucleus
+
+UPLINK_TIMEOUT_S = 10.0
+
+
+class SimulatedDevice:
+    """One Greengrass core device as the local stack simulates it (a stand-in, running real device code)."""
+
+    def __init__(self, thing_name: str, root: Path, *, broker: tuple[str, int], artifacts: ArtifactStore) -> None:
+        self.thing_name = thing_name
+        work = root / "work" / INFERENCE_COMPONENT
+        work.mkdir(parents=True, exist_ok=True)
+        self._buffer = SqliteBuffer(work / "buffer.sqlite", thing_name)
+        host, port = broker
+        self._uplink = MqttUplink.connect(host, port, thing_name, timeout_s=UPLINK_TIMEOUT_S)
+        self.runtime = DeviceRuntime(
+            thing_name=thing_name,
+            buffer=self._buffer,
+            uplink=self._uplink,
+            clock=time.time,
+            model_root=root / "packages" / "artifacts",
+            config=DeviceConfig(),
+        )
+        self.nucleus = LocalNucleus(thing_name, root, artifacts=artifacts, on_configuration=self.runtime.apply_config)
+        self._inputs: queue.Queue[InferenceRequest] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self.runtime.run, args=(self._inputs, self._stop), name=f"device-{thing_name}", daemon=True
+        )
+        self.submitted = 0
+
+    def start(self) -> None:
+        """Start the component's main loop."""
+        self._thread.start()
+
+    def submit(self, request_id: str, features: Sequence[float]) -> None:
+        """A local sensor publishes one inference request (the IPC pub/sub path on a real device)."""
+        self.submitted += 1
+        self._inputs.put((request_id, list(features)))
+
+    def health(self) -> HealthReport:
+        """The runtime's current health, read in-process (the cloud reads the shadow instead)."""
+        return self.runtime.health()
+
+    def settled(self) -> bool:
+        """Every submitted request answered and every record delivered."""
+        report = self.health()
+        answered = report.inferences + report.rejected_inputs
+        return self._inputs.empty() and answered >= self.submitted and report.buffer_depth == 0
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the loop (it forwards and reports once more), then release the buffer and connection; idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
+        self._uplink.close()
+        self._buffer.close()

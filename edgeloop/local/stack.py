@@ -1,0 +1,198 @@
+"""The embedded local stack: moto in server mode, the IoT Core and Greengrass stand-ins, provisioned
+the way the CDK stack provisions an AWS account."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+from edgeloop import __version__
+from edgeloop.cloud.artifacts import S3ArtifactStore
+from edgeloop.cloud.registry import SageMakerRegistry
+from edgeloop.core.errors import EdgeloopError
+from edgeloop.core.events import MODEL_PACKAGE_STATE_CHANGE, SAGEMAKER_SOURCE
+from edgeloop.core.names import FLEET_THING_GROUP, NAMED_SHADOW_UPDATE_FILTER, RESULTS_TOPIC_FILTER
+from edgeloop.core.recipes import INFERENCE_ARCHIVE
+from edgeloop.core.registry import RegistryRecord
+from edgeloop.core.settings import CloudSettings
+from edgeloop.local.broker import LocalIotCore, Rule
+from edgeloop.local.cloud import ResultsIngest, ShadowService
+from edgeloop.local.devices import SimulatedDevice
+from edgeloop.local.greengrass import LocalGreengrass
+from edgeloop.local.lambdas import LocalEventBus
+from edgeloop.packaging import build_inference_archive, inference_recipe
+
+log = logging.getLogger(__name__)
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+"""moto's default account: the local stack's resources all live there."""
+AUTO_APPROVE_MIN_ACCURACY = 0.95
+"""The local stack's approval policy: versions at or above this holdout accuracy are approved."""
+
+
+@dataclass(frozen=True)
+class StackNames:
+    """Resource names of one local stack (a short random suffix keeps runs apart)."""
+
+    artifacts_bucket: str
+    data_bucket: str
+    thing_group: str
+
+    @classmethod
+    def fresh(cls) -> StackNames:
+        """Names for a new stack."""
+        suffix = uuid.uuid4().hex[:8]
+        return cls(f"edgeloop-artifacts-{suffix}", f"edgeloop-data-{suffix}", FLEET_THING_GROUP)
+
+
+class LocalStack:
+    """Everything the loop needs from 'the cloud', on 127.0.0.1, with nothing to install but pip packages."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.names = StackNames.fresh()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.iot_core = LocalIotCore()
+        self.devices: dict[str, SimulatedDevice] = {}
+        self._started = False
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start moto and the broker, then wire the shadow service and the results rule into moto."""
+        if not log.isEnabledFor(logging.INFO):
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server's per-request access log
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self.iot_core.start()
+        self._started = True
+        self.store = S3ArtifactStore(self.client("s3"))
+        self.registry = SageMakerRegistry(self.client("sagemaker"))
+        self.greengrass = LocalGreengrass(self.client("iot"), region=REGION, account=ACCOUNT)
+        self.results = ResultsIngest(self.client("s3"), self.names.data_bucket)
+        self.shadows = ShadowService(self.client("iot-data"), self.iot_core.publish)
+        self.iot_core.add_reserved_service(NAMED_SHADOW_UPDATE_FILTER, self.shadows)
+        self.iot_core.add_rule(Rule("edgeloop_results", RESULTS_TOPIC_FILTER, self.results))
+
+    def stop(self) -> None:
+        """Stop devices first (they flush), then the broker (it drains rules), then moto."""
+        for device in self.devices.values():
+            device.stop()
+        if self._started:
+            self.iot_core.stop()
+            self._moto.stop()
+            self._started = False
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the local cloud (fixed fake credentials: nothing can reach AWS)."""
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+        )
+
+    # --- provisioning (what `cdk deploy` creates in an account) ----------------------------------
+
+    @property
+    def thing_group_arn(self) -> str:
+        """The fleet thing group's ARN."""
+        return f"arn:aws:iot:{REGION}:{ACCOUNT}:thinggroup/{self.names.thing_group}"
+
+    @property
+    def inference_version(self) -> str:
+        """The inference component version this checkout publishes."""
+        return __version__
+
+    def settings(self) -> CloudSettings:
+        """The handlers' environment, as the stack sets it."""
+        return CloudSettings(
+            artifacts_bucket=self.names.artifacts_bucket,
+            fleet_thing_group_arn=self.thing_group_arn,
+            inference_component_version=self.inference_version,
+            auto_approve_min_accuracy=AUTO_APPROVE_MIN_ACCURACY,
+        )
+
+    def provision(self, model_name: str) -> None:
+        """Buckets, model package group, fleet thing group and the inference component version."""
+        s3 = self.client("s3")
+        for bucket in (self.names.artifacts_bucket, self.names.data_bucket):
+            s3.create_bucket(Bucket=bucket)
+        self.registry.ensure_group(model_name)
+        self.client("iot").create_thing_group(thingGroupName=self.names.thing_group)
+        staging = self.work_dir / "staging"
+        build_inference_archive(staging)
+        uri = f"s3://{self.names.artifacts_bucket}/components/inference/{self.inference_version}/{INFERENCE_ARCHIVE}"
+        self.store.put(uri, (staging / INFERENCE_ARCHIVE).read_bytes())
+        self.greengrass.create_component_version(inference_recipe(self.inference_version, uri))
+
+    def event_bus(self) -> LocalEventBus:
+        """EventBridge rules to the real handlers, with the adapters the stack would configure."""
+        common = {"registry": self.registry, "fleet": self.greengrass, "settings": self.settings()}
+        return LocalEventBus({"training_completed": {**common, "store": self.store}, "model_approved": common})
+
+    def add_device(self, thing_name: str) -> SimulatedDevice:
+        """Register a thing in the fleet group and bring its simulated core device online."""
+        iot = self.client("iot")
+        iot.create_thing(thingName=thing_name)
+        iot.add_thing_to_thing_group(thingGroupName=self.names.thing_group, thingName=thing_name)
+        device = SimulatedDevice(
+            thing_name,
+            self.work_dir / "devices" / thing_name,
+            broker=(self.iot_core.host, self.iot_core.port),
+            artifacts=self.store,
+        )
+        self.devices[thing_name] = device
+        self.greengrass.register_nucleus(device.nucleus)
+        device.start()
+        return device
+
+    # --- SageMaker behaviour moto does not emulate -------------------------------------------------
+
+    def model_package_event(self, record: RegistryRecord) -> dict[str, Any]:
+        """The "SageMaker Model Package State Change" event SageMaker emits (moto emits none)."""
+        package = self.client("sagemaker").describe_model_package(ModelPackageName=record.package_arn)
+        if int(package["ModelPackageVersion"]) != record.version:
+            raise EdgeloopError(
+                f"{record.package_arn} is version {package['ModelPackageVersion']}, not {record.version}"
+            )
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": MODEL_PACKAGE_STATE_CHANGE,
+            "source": SAGEMAKER_SOURCE,
+            "account": ACCOUNT,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": REGION,
+            "resources": [record.package_arn],
+            "detail": {
+                "ModelPackageGroupName": package["ModelPackageGroupName"],
+                "ModelPackageVersion": int(package["ModelPackageVersion"]),
+                "ModelPackageArn": record.package_arn,
+                "ModelPackageStatus": package["ModelPackageStatus"],
+                "ModelApprovalStatus": package["ModelApprovalStatus"],
+            },
+        }

@@ -1,0 +1,137 @@
+"""Build what leaves the repository: the inference component's zip and recipe, and each Lambda's folder.
+
+Used by the CDK app and by the local stack, so both ship byte-identical code. It reads files from
+the source tree (an editable install), which is why it lives outside the pure core.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from edgeloop.core.errors import NotFoundError, ValidationError
+from edgeloop.core.names import INFERENCE_COMPONENT
+from edgeloop.core.recipes import INFERENCE_ARCHIVE, inference_recipe_values, render_recipe
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INFERENCE_COMPONENT_DIR = REPO_ROOT / "greengrass_components" / INFERENCE_COMPONENT
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+RECIPE_TEMPLATE = "recipe.template.json"
+COMPONENT_ENTRY = "main.py"
+DEVICE_PACKAGES = ("core", "device")
+"""Subpackages of edgeloop the inference component runs; cloud, training, local and cli stay home."""
+LAMBDA_PACKAGES = ("core", "cloud")
+"""Subpackages of edgeloop a handler may import; boto3 comes from the Lambda runtime."""
+
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_ZIP_FILE_MODE = 0o100644
+_UNIX = 3
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+_FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_SKIPPED_SUFFIXES = frozenset({".pyc", ".pyo"})
+
+
+def inference_recipe(component_version: str, archive_uri: str, *, root: Path = REPO_ROOT) -> dict[str, Any]:
+    """The inference component's recipe, rendered from the template and the core's names."""
+    if not _SEMVER.match(component_version):
+        raise ValidationError("component_version", f"{component_version!r} is not MAJOR.MINOR.PATCH")
+    template = _require(_component_dir(root) / RECIPE_TEMPLATE, "the inference recipe template")
+    return render_recipe(template.read_text(encoding="utf-8"), inference_recipe_values(component_version, archive_uri))
+
+
+def build_inference_archive(dest: Path, *, root: Path = REPO_ROOT) -> str:
+    """Write dest/inference.zip reproducibly and return its sha256 hex: same sources, same bytes.
+
+    Entries sit at the archive root (main.py, edgeloop/...): Greengrass unpacks inference.zip into
+    {artifacts:decompressedPath}/inference/, which is where the recipe's Run script looks.
+    Entries are stored, not deflated, so the bytes do not depend on the zlib build either.
+    """
+    entries = [(COMPONENT_ENTRY, _require(_component_dir(root) / COMPONENT_ENTRY, "the inference main.py"))]
+    entries += _package_entries(root, DEVICE_PACKAGES)
+    data = _zip_bytes(entries)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / INFERENCE_ARCHIVE).write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    log.info("built %s: %d files, %d bytes, sha256 %s", dest / INFERENCE_ARCHIVE, len(entries), len(data), digest)
+    return digest
+
+
+def stage_lambda_asset(function_name: str, dest: Path, *, root: Path = REPO_ROOT) -> Path:
+    """Stage dest/<function_name>/ as a plain folder Lambda runs as is; returns that folder.
+
+    It holds functions/<function_name>.py and only edgeloop's core and cloud packages, copied
+    without timestamps or caches, so the CDK asset hash changes only when the code does.
+    """
+    if not _FUNCTION_NAME.match(function_name):
+        raise ValidationError("function_name", f"{function_name!r} must be a lowercase Python module name")
+    handler = _require(root / "functions" / f"{function_name}.py", f"the handler of Lambda {function_name!r}")
+    entries = [(handler.name, handler), *_package_entries(root, LAMBDA_PACKAGES)]
+    target = dest / function_name
+    if target.exists():
+        shutil.rmtree(target)
+    for name, source in entries:
+        out = target / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, out)
+    log.info("staged Lambda %s in %s: %d files", function_name, target, len(entries))
+    return target
+
+
+def _component_dir(root: Path) -> Path:
+    return _require(root / "greengrass_components" / INFERENCE_COMPONENT, "the inference component folder")
+
+
+def _require(path: Path, what: str) -> Path:
+    """Name the missing piece and the likely cause instead of failing later with a bare OSError."""
+    if not path.exists():
+        raise NotFoundError(
+            f"{what} is missing at {path}; edgeloop packages its own source tree, so use a git checkout "
+            "with an editable install (pip install -e .)"
+        )
+    return path
+
+
+def _package_entries(root: Path, subpackages: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """(archive name, file) for edgeloop/__init__.py and every shippable file of the given subpackages."""
+    package = root / "edgeloop"
+    entries = [("edgeloop/__init__.py", _require(package / "__init__.py", "edgeloop/__init__.py"))]
+    for sub in subpackages:
+        _require(package / sub / "__init__.py", f"the edgeloop.{sub} package")
+        entries += _tree(package / sub, f"edgeloop/{sub}")
+    return sorted(entries)
+
+
+def _tree(source: Path, prefix: str) -> list[tuple[str, Path]]:
+    """Every regular file under source, leaving caches, compiled and hidden files behind."""
+    entries = []
+    for path in source.rglob("*"):
+        relative = path.relative_to(source)
+        if path.is_file() and not _skipped(relative):
+            entries.append((f"{prefix}/{relative.as_posix()}", path))
+    return entries
+
+
+def _skipped(relative: Path) -> bool:
+    return relative.suffix in _SKIPPED_SUFFIXES or any(
+        part == "__pycache__" or part.startswith(".") for part in relative.parts
+    )
+
+
+def _zip_bytes(entries: list[tuple[str, Path]]) -> bytes:
+    """A zip of the entries in name order with fixed times and modes: only content decides the bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, source in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.create_system = _UNIX
+            info.external_attr = _ZIP_FILE_MODE << 16
+            archive.writestr(info, source.read_bytes())
+    return buffer.getvalue()

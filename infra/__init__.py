@@ -1,0 +1,1 @@
+"""The CDK app that deploys edgeloop to one AWS account and region."""

@@ -1,0 +1,128 @@
+"""The CDK context keys the stack reads, validated once so a typo fails synth with the key's name."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import edgeloop
+from edgeloop.core.errors import ConfigError, ValidationError
+from edgeloop.core.names import validate_model_name
+
+CONTEXT_ENV_NAME = "edgeloop:envName"
+CONTEXT_ACCOUNT = "edgeloop:account"
+CONTEXT_REGION = "edgeloop:region"
+CONTEXT_MODEL_NAME = "edgeloop:modelName"
+CONTEXT_AUTO_APPROVE = "edgeloop:autoApproveMinAccuracy"
+CONTEXT_INFERENCE_VERSION = "edgeloop:inferenceComponentVersion"
+CONTEXT_CDK_NAG = "edgeloop:cdkNag"
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_MODEL_NAME = "digits"
+
+_ENV_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,14}[a-z0-9])?")
+_ACCOUNT = re.compile(r"\d{12}")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d")
+_SEMVER = re.compile(r"(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)")
+
+ContextGetter = Callable[[str], object]
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """One deployment of edgeloop: which environment, account, region and model it serves."""
+
+    env_name: str
+    account: str | None
+    region: str
+    model_name: str
+    inference_component_version: str
+    auto_approve_min_accuracy: float | None
+    cdk_nag: bool
+
+    @property
+    def stack_name(self) -> str:
+        """CloudFormation stack name; generated resource names start with it."""
+        return f"edgeloop-{self.env_name}"
+
+    @property
+    def resource_prefix(self) -> str:
+        """Prefix of the names we set explicitly (functions, role alias, IoT policy)."""
+        return self.stack_name
+
+    @classmethod
+    def from_context(cls, get: ContextGetter) -> StackConfig:
+        """Read every edgeloop:* context key (cdk.json or -c key=value); bad values raise ConfigError."""
+        return cls(
+            env_name=_matching(get, CONTEXT_ENV_NAME, _ENV_NAME, "1-16 lowercase letters, digits or '-'", None),
+            account=_account(get),
+            region=_matching(get, CONTEXT_REGION, _REGION, "an AWS region such as us-east-1", DEFAULT_REGION),
+            model_name=_model_name(get),
+            inference_component_version=_matching(
+                get, CONTEXT_INFERENCE_VERSION, _SEMVER, "MAJOR.MINOR.PATCH", edgeloop.__version__
+            ),
+            auto_approve_min_accuracy=_fraction(get, CONTEXT_AUTO_APPROVE),
+            cdk_nag=_flag(get, CONTEXT_CDK_NAG, default=True),
+        )
+
+
+def _text(get: ContextGetter, key: str, default: str | None) -> str:
+    value = get(key)
+    if value is None:
+        if default is None:
+            raise ConfigError(key, f"is required: set it in cdk.json or pass -c {key}=...")
+        return default
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a string, got {value!r}")
+    return value
+
+
+def _matching(get: ContextGetter, key: str, pattern: re.Pattern[str], shape: str, default: str | None) -> str:
+    value = _text(get, key, default)
+    if not pattern.fullmatch(value):
+        raise ConfigError(key, f"{value!r} is not {shape}")
+    return value
+
+
+def _account(get: ContextGetter) -> str | None:
+    """None keeps the stack account-agnostic: CloudFormation fills the account in at deploy time."""
+    if get(CONTEXT_ACCOUNT) is None:
+        return None
+    return _matching(get, CONTEXT_ACCOUNT, _ACCOUNT, "a 12-digit AWS account id", None)
+
+
+def _model_name(get: ContextGetter) -> str:
+    value = _text(get, CONTEXT_MODEL_NAME, DEFAULT_MODEL_NAME)
+    try:
+        return validate_model_name(value)
+    except ValidationError as exc:
+        raise ConfigError(CONTEXT_MODEL_NAME, exc.message) from exc
+
+
+def _fraction(get: ContextGetter, key: str) -> float | None:
+    """A number in [0, 1]; -c passes strings, cdk.json passes numbers, so both are read."""
+    value = get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(key, f"expected a number in [0, 1], got {value!r}")
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise ConfigError(key, f"{value!r} is not a number") from exc
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise ConfigError(key, f"{value!r} is outside [0, 1]")
+    return number
+
+
+def _flag(get: ContextGetter, key: str, *, default: bool) -> bool:
+    value = get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise ConfigError(key, f"expected true or false, got {value!r}")

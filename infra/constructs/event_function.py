@@ -1,0 +1,104 @@
+"""One handler from functions/ behind one EventBridge rule, with its own role, log group and dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.nag import grant
+
+RUNTIME = lambda_.Runtime.PYTHON_3_11
+HANDLER_ENTRY = "handler"
+RETRY_ATTEMPTS = 2
+
+
+class EventFunction(Construct):
+    """A Lambda fed by an EventBridge rule; events it cannot handle after retries land in its queue.
+
+    The role starts empty apart from its own logs and queue: the composing stack grants the rest.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function_name: str,
+        asset_dir: Path,
+        resource_prefix: str,
+        environment: Mapping[str, str],
+        event_pattern: events.EventPattern,
+        description: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        cdk.Validations.of(self.dead_letters).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-SQS3",
+                reason="This queue is itself the dead-letter queue of the function and its rule.",
+            )
+        )
+        self.log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.THREE_MONTHS)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{resource_prefix} {function_name}: only what the handler calls",
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=f"{resource_prefix}-{function_name.replace('_', '-')}",
+            description=description,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=f"{function_name}.{HANDLER_ENTRY}",
+            code=lambda_.Code.from_asset(str(asset_dir)),
+            environment=dict(environment),
+            role=self.role,
+            log_group=self.log_group,
+            memory_size=512,
+            timeout=cdk.Duration.minutes(2),
+            retry_attempts=RETRY_ATTEMPTS,
+            dead_letter_queue=self.dead_letters,
+        )
+        self.log_group.grant_write(self.role)
+        cdk.Validations.of(self.function).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-L1",
+                reason="Python 3.11 is the version edgeloop supports and tests; upgrade with the package.",
+            )
+        )
+        self.rule = events.Rule(
+            self,
+            "Rule",
+            description=description,
+            event_pattern=event_pattern,
+            targets=[
+                targets.LambdaFunction(
+                    self.function,
+                    dead_letter_queue=self.dead_letters,
+                    retry_attempts=RETRY_ATTEMPTS,
+                    max_event_age=cdk.Duration.hours(6),
+                )
+            ],
+        )
+
+    def allow(self, *statements: iam.PolicyStatement, wildcard_reason: str | None = None) -> None:
+        """Grant the handler exactly these statements; any wildcard in them needs its reason."""
+        grant(self.role, *statements, wildcard_reason=wildcard_reason)

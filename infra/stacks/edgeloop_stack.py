@@ -1,0 +1,203 @@
+"""The one edgeloop stack: storage, registry, fleet and the two event handlers, granted where they meet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from edgeloop.core.events import (
+    EVENT_ROUTES,
+    MODEL_PACKAGE_STATE_CHANGE,
+    SAGEMAKER_SOURCE,
+    TRAINING_JOB_STATE_CHANGE,
+)
+from edgeloop.core.names import INFERENCE_COMPONENT, TRAINING_OUTPUT_PREFIX, model_component_name
+from edgeloop.core.recipes import INFERENCE_ARCHIVE
+from edgeloop.core.registry import ApprovalStatus
+from edgeloop.core.settings import CloudSettings
+from edgeloop.packaging import build_inference_archive, stage_lambda_asset
+from infra.config import StackConfig
+from infra.constructs.event_function import EventFunction
+from infra.constructs.fleet import MODELS_PREFIX, Fleet
+from infra.constructs.registry import ModelRegistry
+from infra.constructs.storage import Storage
+
+TRAINING_COMPLETED = EVENT_ROUTES[TRAINING_JOB_STATE_CHANGE]
+MODEL_APPROVED = EVENT_ROUTES[MODEL_PACKAGE_STATE_CHANGE]
+
+
+class EdgeloopStack(cdk.Stack):
+    """Everything one edgeloop environment needs in one account and region."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig, staging_dir: Path) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            stack_name=config.stack_name,
+            description=f"edgeloop {config.env_name}: model registry, event handlers and Greengrass fleet",
+            env=cdk.Environment(account=config.account, region=config.region),
+        )
+        cdk.Tags.of(self).add("edgeloop:env", config.env_name)
+        self.config = config
+        archive_dir = staging_dir / "inference"
+        build_inference_archive(archive_dir)
+        self.storage = Storage(self, "Storage", env_name=config.env_name)
+        self.registry = ModelRegistry(self, "Registry", model_name=config.model_name)
+        self.fleet = Fleet(
+            self,
+            "Fleet",
+            resource_prefix=config.resource_prefix,
+            artifacts=self.storage.artifacts,
+            key=self.storage.key,
+            inference_archive=archive_dir / INFERENCE_ARCHIVE,
+            inference_component_version=config.inference_component_version,
+        )
+        settings = CloudSettings(
+            artifacts_bucket=self.storage.artifacts.bucket_name,
+            fleet_thing_group_arn=self.fleet.thing_group_arn,
+            inference_component_version=config.inference_component_version,
+            auto_approve_min_accuracy=config.auto_approve_min_accuracy,
+        )
+        self.training_completed = self._function(
+            TRAINING_COMPLETED,
+            staging_dir,
+            settings,
+            detail_type=TRAINING_JOB_STATE_CHANGE,
+            detail={"TrainingJobStatus": ["Completed"]},
+            description="Register a completed training job's model and create its Greengrass component",
+        )
+        self.model_approved = self._function(
+            MODEL_APPROVED,
+            staging_dir,
+            settings,
+            detail_type=MODEL_PACKAGE_STATE_CHANGE,
+            detail={
+                "ModelPackageGroupName": [self.registry.group_name],
+                "ModelApprovalStatus": [ApprovalStatus.APPROVED.value],
+            },
+            description="Deploy an approved model version to the fleet",
+        )
+        self._grant_training_completed()
+        self._grant_model_approved()
+        self._outputs()
+
+    def _function(
+        self,
+        name: str,
+        staging_dir: Path,
+        settings: CloudSettings,
+        *,
+        detail_type: str,
+        detail: dict[str, Any],
+        description: str,
+    ) -> EventFunction:
+        """A handler from functions/ staged as plain Python, on a rule for one SageMaker event."""
+        return EventFunction(
+            self,
+            "".join(part.title() for part in name.split("_")),
+            function_name=name,
+            asset_dir=stage_lambda_asset(name, staging_dir / "functions"),
+            resource_prefix=self.config.resource_prefix,
+            environment=settings.to_env(),
+            event_pattern=events.EventPattern(source=[SAGEMAKER_SOURCE], detail_type=[detail_type], detail=detail),
+            description=description,
+        )
+
+    def _component_arns(self, component: str) -> list[str]:
+        """A component and all its versions (CreateComponentVersion acts on the first, reads on the second)."""
+        base = self.format_arn(
+            service="greengrass",
+            resource="components",
+            resource_name=component,
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        return [base, f"{base}:versions:*"]
+
+    def _grant_training_completed(self) -> None:
+        """Read the job's model.tar.gz, write models/, register a version, create the model component."""
+        self.training_completed.allow(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[self.storage.data.arn_for_objects(f"{TRAINING_OUTPUT_PREFIX}*")],
+            ),
+            iam.PolicyStatement(
+                actions=["s3:PutObject"],
+                resources=[self.storage.artifacts.arn_for_objects(f"{MODELS_PREFIX}*")],
+            ),
+            wildcard_reason="Training jobs name their output folders and models are stored under their sha256, "
+            "so only the prefix is known at deploy time.",
+        )
+        self.training_completed.allow(
+            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.storage.key.key_arn]),
+            iam.PolicyStatement(actions=["sagemaker:DescribeModelPackageGroup"], resources=[self.registry.group_arn]),
+        )
+        self.training_completed.allow(
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateModelPackage"],
+                resources=[self.registry.group_arn, self.registry.package_arns],
+            ),
+            _read_model_packages(self.registry.package_arns),
+            _list_model_packages(),
+            iam.PolicyStatement(
+                actions=["greengrass:CreateComponentVersion", "greengrass:GetComponent"],
+                resources=self._component_arns(model_component_name(self.config.model_name)),
+            ),
+            wildcard_reason="Package and component versions are numbered by the registry as models arrive; "
+            "ListModelPackages supports no resource-level permission.",
+        )
+
+    def _grant_model_approved(self) -> None:
+        """Read the approved version and deploy it to the fleet's thing group."""
+        self.model_approved.allow(
+            iam.PolicyStatement(
+                actions=["iot:DescribeThingGroup", "iot:CreateJob"], resources=[self.fleet.thing_group_arn]
+            ),
+        )
+        self.model_approved.allow(
+            _read_model_packages(self.registry.package_arns),
+            _list_model_packages(),
+            # CreateDeployment supports no resource-level permission; the IoT calls Greengrass makes
+            # with our credentials (its dependent actions) are what bind it to the fleet's group.
+            iam.PolicyStatement(actions=["greengrass:CreateDeployment"], resources=["*"]),
+            iam.PolicyStatement(
+                actions=["iot:CreateJob", "iot:DescribeJob", "iot:UpdateJob", "iot:CancelJob"],
+                resources=[self.format_arn(service="iot", resource="job", resource_name="*")],
+            ),
+            iam.PolicyStatement(
+                actions=["iot:DescribeThing", "iot:GetThingShadow", "iot:UpdateThingShadow", "iot:DeleteThingShadow"],
+                resources=[self.format_arn(service="iot", resource="thing", resource_name="*")],
+            ),
+            wildcard_reason="greengrass:CreateDeployment and sagemaker:ListModelPackages accept only '*'; "
+            "Greengrass names the IoT jobs and touches the things of whichever devices are in the fleet "
+            "group; package versions are numbered by the registry.",
+        )
+
+    def _outputs(self) -> None:
+        """What the CLI, the docs and an operator need after deploy."""
+        for name, value in {
+            "ArtifactsBucketName": self.storage.artifacts.bucket_name,
+            "DataBucketName": self.storage.data.bucket_name,
+            "ModelPackageGroupName": self.registry.group_name,
+            "FleetThingGroupArn": self.fleet.thing_group_arn,
+            "InferenceComponentArn": self.fleet.inference_component.attr_arn,
+            "InferenceComponentName": INFERENCE_COMPONENT,
+            "TokenExchangeRoleAlias": self.fleet.role_alias.role_alias or "",
+            "DevicePolicyName": self.fleet.device_policy.policy_name or "",
+            "TrainingOutputUri": f"s3://{self.storage.data.bucket_name}/{TRAINING_OUTPUT_PREFIX}",
+        }.items():
+            cdk.CfnOutput(self, name, value=value)
+
+
+def _list_model_packages() -> iam.PolicyStatement:
+    """ListModelPackages has no resource-level permission; it is read-only and finds versions by number."""
+    return iam.PolicyStatement(actions=["sagemaker:ListModelPackages"], resources=["*"])
+
+
+def _read_model_packages(package_arns: str) -> iam.PolicyStatement:
+    """Describe the group's versions (the registry record lives in their customer metadata)."""
+    return iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[package_arns])

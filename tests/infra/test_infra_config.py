@@ -1,0 +1,99 @@
+"""infra.config: every edgeloop:* context key is documented in cdk.json and a bad value names its key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import edgeloop
+from edgeloop.core.errors import ConfigError
+from infra import config as cfg
+from infra.config import StackConfig
+
+CONTEXT_KEYS = sorted(v for k, v in vars(cfg).items() if k.startswith("CONTEXT_"))
+
+
+def _config(context: dict[str, Any]) -> StackConfig:
+    return StackConfig.from_context(context.get)
+
+
+def test_cdk_json_context_is_valid_and_documents_every_key(cdk_context: dict[str, Any]) -> None:
+    config = _config(cdk_context)
+    docs = " ".join(json.loads((Path(cfg.__file__).parents[1] / "cdk.json").read_text())["context"]["//"])
+    assert sorted(cdk_context) == CONTEXT_KEYS
+    assert all(f"{key}:" in docs for key in CONTEXT_KEYS)
+    assert (config.env_name, config.stack_name, config.region, config.model_name) == (
+        "dev",
+        "edgeloop-dev",
+        "us-east-1",
+        "digits",
+    )
+
+
+def test_defaults_follow_the_package_and_leave_the_account_to_deploy_time() -> None:
+    config = _config({cfg.CONTEXT_ENV_NAME: "prod"})
+    assert config.inference_component_version == edgeloop.__version__
+    assert config.account is None
+    assert config.auto_approve_min_accuracy is None
+    assert config.cdk_nag is True
+
+
+def test_command_line_strings_are_read_like_cdk_json_values() -> None:
+    config = _config(
+        {
+            cfg.CONTEXT_ENV_NAME: "stage-2",
+            cfg.CONTEXT_ACCOUNT: "123456789012",
+            cfg.CONTEXT_REGION: "eu-central-1",
+            cfg.CONTEXT_AUTO_APPROVE: "0.95",
+            cfg.CONTEXT_INFERENCE_VERSION: "2.10.0",
+            cfg.CONTEXT_CDK_NAG: "false",
+        }
+    )
+    assert (config.account, config.region, config.auto_approve_min_accuracy) == ("123456789012", "eu-central-1", 0.95)
+    assert (config.inference_component_version, config.cdk_nag) == ("2.10.0", False)
+    assert _config({cfg.CONTEXT_ENV_NAME: "dev", cfg.CONTEXT_AUTO_APPROVE: 1}).auto_approve_min_accuracy == 1.0
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (cfg.CONTEXT_ENV_NAME, None),
+        (cfg.CONTEXT_ENV_NAME, "Dev"),
+        (cfg.CONTEXT_ENV_NAME, "dev_1"),
+        (cfg.CONTEXT_ENV_NAME, "dev-"),
+        (cfg.CONTEXT_ENV_NAME, "a" * 17),
+        (cfg.CONTEXT_ENV_NAME, 7),
+        (cfg.CONTEXT_ACCOUNT, "12345"),
+        (cfg.CONTEXT_ACCOUNT, 123456789012),
+        (cfg.CONTEXT_REGION, "US-EAST-1"),
+        (cfg.CONTEXT_REGION, "useast1"),
+        (cfg.CONTEXT_MODEL_NAME, "Digits"),
+        (cfg.CONTEXT_MODEL_NAME, "d"),
+        (cfg.CONTEXT_AUTO_APPROVE, "1.5"),
+        (cfg.CONTEXT_AUTO_APPROVE, -0.1),
+        (cfg.CONTEXT_AUTO_APPROVE, "high"),
+        (cfg.CONTEXT_AUTO_APPROVE, "nan"),
+        (cfg.CONTEXT_AUTO_APPROVE, ""),
+        (cfg.CONTEXT_AUTO_APPROVE, True),
+        (cfg.CONTEXT_INFERENCE_VERSION, "1.0"),
+        (cfg.CONTEXT_INFERENCE_VERSION, "0.1.0.dev1"),
+        (cfg.CONTEXT_CDK_NAG, "yes"),
+    ],
+)
+def test_a_bad_context_value_raises_naming_its_key(key: str, value: object) -> None:
+    context: dict[str, Any] = {cfg.CONTEXT_ENV_NAME: "dev", key: value}
+    with pytest.raises(ConfigError) as raised:
+        _config(context)
+    assert raised.value.field == key
+
+
+def test_build_app_refuses_bad_context_before_staging_anything(tmp_path: Path, cdk_context: dict[str, Any]) -> None:
+    from infra.app import build_app
+
+    cdk_context[cfg.CONTEXT_AUTO_APPROVE] = "2"
+    with pytest.raises(ConfigError, match=r"edgeloop:autoApproveMinAccuracy: '2' is outside \[0, 1\]"):
+        build_app(staging_dir=tmp_path / "staging", context=cdk_context, outdir=str(tmp_path / "out"))
+    assert not (tmp_path / "staging").exists()

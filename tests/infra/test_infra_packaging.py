@@ -1,0 +1,250 @@
+"""edgeloop.packaging: the inference zip is reproducible and minimal, Lambda folders carry no device code."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeloop.core.errors import NotFoundError, ValidationError
+from edgeloop.core.names import INFERENCE_COMPONENT
+from edgeloop.core.recipes import INFERENCE_ARCHIVE
+from edgeloop.packaging import (
+    FUNCTIONS_DIR,
+    INFERENCE_COMPONENT_DIR,
+    REPO_ROOT,
+    build_inference_archive,
+    inference_recipe,
+    stage_lambda_asset,
+)
+
+FUNCTIONS = sorted(p.stem for p in FUNCTIONS_DIR.glob("*.py") if not p.name.startswith("_"))
+LAMBDA_RUNTIME_MODULES = {"boto3", "botocore"}
+"""Third-party modules the Lambda Python runtime provides; anything else would have to be bundled."""
+DEVICE_ONLY_MODULES = {"numpy", "onnxruntime", "awscrt", "awsiot", "sklearn", "onnx", "skl2onnx"}
+LAMBDA_ASSET_BUDGET_BYTES = 200 * 1024
+
+
+def _source_files(package: str) -> set[str]:
+    """What the archive should hold from one edgeloop subpackage, read from the source tree."""
+    base = REPO_ROOT / "edgeloop" / package
+    return {
+        f"edgeloop/{package}/{p.relative_to(base).as_posix()}"
+        for p in base.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
+
+
+def _fake_tree(root: Path, *, main: bool = True) -> Path:
+    """A minimal source tree with caches, hidden files and packages that must all stay out of the zip."""
+    files = {
+        "edgeloop/__init__.py": "",
+        "edgeloop/core/__init__.py": "",
+        "edgeloop/core/names.py": "X = 1\n",
+        "edgeloop/core/__pycache__/names.cpython-311.pyc": "compiled",
+        "edgeloop/core/stale.pyc": "compiled",
+        "edgeloop/core/.editor-swap": "junk",
+        "edgeloop/device/__init__.py": "",
+        "edgeloop/device/sub/runtime.py": "Y = 2\n",
+        "edgeloop/cloud/__init__.py": "",
+        "edgeloop/training/__init__.py": "",
+        f"greengrass_components/{INFERENCE_COMPONENT}/recipe.template.json": "{}",
+        f"greengrass_components/{INFERENCE_COMPONENT}/README.md": "not shipped",
+    }
+    if main:
+        files[f"greengrass_components/{INFERENCE_COMPONENT}/main.py"] = "print('hi')\n"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_inference_archive_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
+    first = build_inference_archive(tmp_path / "a")
+    second = build_inference_archive(tmp_path / "b")
+    data = (tmp_path / "a" / INFERENCE_ARCHIVE).read_bytes()
+    assert first == second == hashlib.sha256(data).hexdigest()
+    assert data == (tmp_path / "b" / INFERENCE_ARCHIVE).read_bytes()
+
+
+def test_inference_archive_ignores_file_times_and_modes(tmp_path: Path) -> None:
+    root = _fake_tree(tmp_path / "src")
+    first = build_inference_archive(tmp_path / "a", root=root)
+    names = root / "edgeloop" / "core" / "names.py"
+    os.utime(names, (2_000_000_000, 2_000_000_000))
+    names.chmod(0o755)
+    assert build_inference_archive(tmp_path / "b", root=root) == first
+
+
+def test_inference_archive_holds_main_and_only_the_core_and_device_packages(tmp_path: Path) -> None:
+    build_inference_archive(tmp_path)
+    with zipfile.ZipFile(tmp_path / INFERENCE_ARCHIVE) as archive:
+        infos = archive.infolist()
+    names = [i.filename for i in infos]
+    expected = {"main.py", "edgeloop/__init__.py"} | _source_files("core") | _source_files("device")
+    assert set(names) == expected
+    assert names == sorted(names)
+    assert all(i.date_time == (1980, 1, 1, 0, 0, 0) and i.external_attr >> 16 == 0o100644 for i in infos)
+
+
+def test_inference_archive_main_is_the_components_main(tmp_path: Path) -> None:
+    build_inference_archive(tmp_path)
+    with zipfile.ZipFile(tmp_path / INFERENCE_ARCHIVE) as archive:
+        assert archive.read("main.py") == (INFERENCE_COMPONENT_DIR / "main.py").read_bytes()
+
+
+def test_inference_archive_leaves_caches_hidden_files_and_other_packages_out(tmp_path: Path) -> None:
+    root = _fake_tree(tmp_path / "src")
+    build_inference_archive(tmp_path / "out", root=root)
+    with zipfile.ZipFile(tmp_path / "out" / INFERENCE_ARCHIVE) as archive:
+        assert archive.namelist() == [
+            "edgeloop/__init__.py",
+            "edgeloop/core/__init__.py",
+            "edgeloop/core/names.py",
+            "edgeloop/device/__init__.py",
+            "edgeloop/device/sub/runtime.py",
+            "main.py",
+        ]
+
+
+def test_inference_archive_without_main_names_the_missing_file(tmp_path: Path) -> None:
+    root = _fake_tree(tmp_path / "src", main=False)
+    with pytest.raises(NotFoundError, match=r"inference main\.py is missing at .*main\.py"):
+        build_inference_archive(tmp_path / "out", root=root)
+
+
+def test_inference_archive_without_a_device_package_names_it(tmp_path: Path) -> None:
+    root = _fake_tree(tmp_path / "src")
+    (root / "edgeloop" / "device" / "__init__.py").unlink()
+    with pytest.raises(NotFoundError, match=r"edgeloop\.device package"):
+        build_inference_archive(tmp_path / "out", root=root)
+
+
+def test_inference_recipe_points_at_the_archive_and_passes_the_schema(
+    validate_recipe: Callable[[dict[str, Any]], None],
+) -> None:
+    recipe = inference_recipe("1.2.3", "s3://bucket/key/inference.zip")
+    validate_recipe(recipe)
+    assert (recipe["ComponentName"], recipe["ComponentVersion"]) == (INFERENCE_COMPONENT, "1.2.3")
+    [manifest] = recipe["Manifests"]
+    assert [a["Uri"] for a in manifest["Artifacts"]] == ["s3://bucket/key/inference.zip"]
+
+
+@pytest.mark.parametrize("version", ["1.0", "v1.0.0", "01.0.0", "1.0.0.0", ""])
+def test_inference_recipe_refuses_a_non_semantic_version(version: str) -> None:
+    with pytest.raises(ValidationError, match="component_version"):
+        inference_recipe(version, "s3://bucket/inference.zip")
+
+
+def _imported_roots(path: Path) -> set[str]:
+    """Top-level modules a file imports (absolute imports only; relative ones stay inside the folder)."""
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module)
+    return roots
+
+
+def _tree_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_every_handler_is_found() -> None:
+    assert {"training_completed", "model_approved"} <= set(FUNCTIONS)
+
+
+@pytest.mark.parametrize("function_name", FUNCTIONS)
+def test_lambda_asset_holds_the_handler_with_core_and_cloud_only(function_name: str, tmp_path: Path) -> None:
+    folder = stage_lambda_asset(function_name, tmp_path)
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    expected = {f"{function_name}.py", "edgeloop/__init__.py"} | _source_files("core") | _source_files("cloud")
+    assert folder == tmp_path / function_name
+    assert files == expected
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < LAMBDA_ASSET_BUDGET_BYTES
+
+
+@pytest.mark.parametrize("function_name", FUNCTIONS)
+def test_lambda_asset_imports_only_stdlib_boto3_and_staged_edgeloop(function_name: str, tmp_path: Path) -> None:
+    folder = stage_lambda_asset(function_name, tmp_path)
+    allowed = set(sys.stdlib_module_names) | LAMBDA_RUNTIME_MODULES | {"edgeloop"}
+    for path in folder.rglob("*.py"):
+        modules = _imported_roots(path)
+        assert not {m.split(".")[0] for m in modules} & DEVICE_ONLY_MODULES, path
+        assert {m.split(".")[0] for m in modules} <= allowed, path
+        for module in (m for m in modules if m.startswith("edgeloop.")):
+            parts = module.split(".")
+            staged = folder.joinpath(*parts)
+            assert staged.with_suffix(".py").is_file() or (staged / "__init__.py").is_file(), (path, module)
+
+
+_BLOCKING_IMPORT = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(name + " is not in the Lambda runtime")
+sys.meta_path.insert(0, Block())
+import {handler}, edgeloop
+assert edgeloop.__file__.startswith({folder!r}), edgeloop.__file__
+assert callable({handler}.handler)
+"""
+
+
+@pytest.mark.parametrize("function_name", FUNCTIONS)
+def test_lambda_asset_imports_in_a_runtime_without_device_packages(function_name: str, tmp_path: Path) -> None:
+    folder = stage_lambda_asset(function_name, tmp_path)
+    code = _BLOCKING_IMPORT.format(blocked=DEVICE_ONLY_MODULES, handler=function_name, folder=str(folder))
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_lambda_asset_is_deterministic_and_restaging_drops_stale_files(tmp_path: Path) -> None:
+    first = _tree_digest(stage_lambda_asset(FUNCTIONS[0], tmp_path / "a"))
+    folder = stage_lambda_asset(FUNCTIONS[0], tmp_path / "b")
+    (folder / "stale.py").write_text("left over\n")
+    restaged = stage_lambda_asset(FUNCTIONS[0], tmp_path / "b")
+    assert not (restaged / "stale.py").exists()
+    assert _tree_digest(restaged) == first
+
+
+def test_lambda_asset_leaves_caches_and_other_packages_out(tmp_path: Path) -> None:
+    root = _fake_tree(tmp_path / "src")
+    (root / "functions").mkdir()
+    (root / "functions" / "probe.py").write_text("def handler(event, context):\n    return {}\n")
+    (root / "edgeloop" / "cloud" / "__pycache__").mkdir()
+    (root / "edgeloop" / "cloud" / "__pycache__" / "x.pyc").write_text("compiled")
+    folder = stage_lambda_asset("probe", tmp_path / "out", root=root)
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert files == [
+        "edgeloop/__init__.py",
+        "edgeloop/cloud/__init__.py",
+        "edgeloop/core/__init__.py",
+        "edgeloop/core/names.py",
+        "probe.py",
+    ]
+
+
+def test_lambda_asset_for_a_missing_handler_names_it(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match=r"handler of Lambda 'no_such_function' is missing"):
+        stage_lambda_asset("no_such_function", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../etc", "Training", "a-b", "", "x" * 65])
+def test_lambda_asset_refuses_a_name_that_is_not_a_module(name: str, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="function_name"):
+        stage_lambda_asset(name, tmp_path)

@@ -1,0 +1,89 @@
+"""The local cloud services against moto: the MQTT shadow service and the results ingest."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from edgeloop.core.errors import ValidationError
+from edgeloop.core.names import results_topic, shadow_topic
+from edgeloop.core.records import InferenceResult, Record, RecordKind, encode_batch
+from edgeloop.local.cloud import ResultsIngest, ShadowService
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        yield
+
+
+def _result(thing: str, seq: int, label: int = 3) -> Record:
+    payload = InferenceResult(f"{thing}-{seq}", str(label), label, 0.9, 1, 0.1).to_payload()
+    return Record(thing, seq, RecordKind.RESULT, 1.0, payload)
+
+
+def test_shadow_update_is_stored_and_accepted(aws: None) -> None:
+    iot = boto3.client("iot", region_name="us-east-1")
+    iot.create_thing(thingName="dev-1")
+    published: list[tuple[str, bytes]] = []
+    service = ShadowService(boto3.client("iot-data", region_name="us-east-1"), lambda t, p: published.append((t, p)))
+    topic = shadow_topic("dev-1", "update")
+    service(topic, json.dumps({"state": {"reported": {"inferences": 7}}}).encode())
+    shadow = boto3.client("iot-data", region_name="us-east-1").get_thing_shadow(
+        thingName="dev-1", shadowName="edgeloop-health"
+    )
+    assert json.loads(shadow["payload"].read())["state"]["reported"] == {"inferences": 7}
+    assert [t for t, _ in published] == [f"{topic}/accepted"]
+    assert service.accepted == 1
+
+
+def test_shadow_update_for_an_unknown_thing_is_rejected_on_the_rejected_topic(aws: None) -> None:
+    published: list[tuple[str, bytes]] = []
+    service = ShadowService(boto3.client("iot-data", region_name="us-east-1"), lambda t, p: published.append((t, p)))
+    topic = shadow_topic("ghost", "update")
+    service(topic, b'{"state": {"reported": {}}}')
+    assert [t for t, _ in published] == [f"{topic}/rejected"]
+    assert service.rejected == 1
+
+
+@pytest.fixture
+def ingest(aws: None) -> tuple[ResultsIngest, Any]:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="edgeloop-data")
+    return ResultsIngest(s3, "edgeloop-data"), s3
+
+
+def test_results_are_stored_under_deterministic_keys_and_deduplicated(ingest: tuple[ResultsIngest, Any]) -> None:
+    sink, s3 = ingest
+    batch = encode_batch("dev-1", [_result("dev-1", 1), _result("dev-1", 2)])
+    sink(results_topic("dev-1"), batch)
+    sink(results_topic("dev-1"), batch)  # a retry after a lost PUBACK
+    sink(results_topic("dev-1"), encode_batch("dev-1", [_result("dev-1", 2), _result("dev-1", 3)]))
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="edgeloop-data")["Contents"]]
+    assert keys == ["results/dev-1/000000000001-000000000002.json", "results/dev-1/000000000002-000000000003.json"]
+    assert sink.delivered_count("dev-1") == 3
+    assert sink.duplicates == 3
+    assert [d.seq for d in sink.results("dev-1")] == [1, 2, 3]
+    assert sink.delivered_count("dev-2") == 0
+
+
+def test_a_batch_claiming_another_thing_is_refused(ingest: tuple[ResultsIngest, Any]) -> None:
+    sink, _ = ingest
+    with pytest.raises(ValidationError, match="claims another thing"):
+        sink(results_topic("dev-1"), encode_batch("dev-2", [_result("dev-2", 1)]))
+    assert sink.delivered_count("dev-1") == sink.delivered_count("dev-2") == 0
+    assert sink.invalid == 1
+
+
+def test_a_malformed_batch_is_refused_and_counted(ingest: tuple[ResultsIngest, Any]) -> None:
+    sink, _ = ingest
+    with pytest.raises(ValidationError):
+        sink(results_topic("dev-1"), b"not json")
+    assert sink.invalid == 1

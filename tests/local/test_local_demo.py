@@ -1,0 +1,75 @@
+"""The main job end to end: `edgeloop demo` on the embedded local stack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeloop.cli.main import main
+from edgeloop.core.errors import UsageError
+from edgeloop.local.demo import DemoOptions
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, Path]:
+    out = tmp_path_factory.mktemp("demo")
+    code = main(["demo", "--devices", "3", "--out", str(out)])
+    return code, json.loads((out / "summary.json").read_text()), out
+
+
+def test_demo_closes_the_loop(demo_run: tuple[int, dict, Path]) -> None:
+    code, summary, _ = demo_run
+    assert code == 0
+    model = summary["model"]
+    assert model["holdout_accuracy"] >= 0.95
+    assert len(summary["devices"]) == 3
+    for device in summary["devices"]:
+        assert device["inferences"] > 0
+        assert device["model_version"] == model["version"]
+        assert device["health"]["model_version"] == model["version"]
+        assert device["health"]["model_state"] == "active"
+        assert device["stream_accuracy"] >= 0.85
+    records = summary["records"]
+    assert records["produced"] == sum(d["inferences"] for d in summary["devices"]) > 0
+    assert records["delivered"] == records["produced"]
+    assert records["lost"] == 0
+
+
+def test_demo_leaves_only_the_summary(demo_run: tuple[int, dict, Path]) -> None:
+    _, _, out = demo_run
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--devices", "0"], "--devices: must be between 1 and 100, got 0"),
+        (["demo", "--devices", "many"], "'many' is not a whole number"),
+        (["demo", "--colour"], "unrecognized arguments: --colour"),
+        (["launch"], "invalid choice: 'launch'"),
+    ],
+)
+def test_bad_options_exit_2_with_one_clear_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_out_that_is_a_file_is_refused_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "taken"
+    target.write_text("not a directory")
+    assert main(["demo", "--out", str(target)]) == 2
+    assert "--out:" in capsys.readouterr().err
+    assert target.read_text() == "not a directory"
+
+
+def test_demo_options_validate_their_own_fields(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--devices"):
+        DemoOptions(devices=101, out=tmp_path)
