@@ -84,7 +84,22 @@ def render_recipe(template: str, values: dict[str, str]) -> dict[str, Any]:
 
 
 def model_recipe(record: RegistryRecord, manifest: ModelManifest) -> dict[str, Any]:
-    """The recipe of a model component: artifacts only, readable by the inference component."""
+    """The recipe of a model component: artifacts only, readable by the inference component.
+
+    The device finds the files by name, so the URIs must end in the manifest's own file names.
+    """
+    if record.model_name != manifest.model_name:
+        raise ValidationError("model_name", f"record is {record.model_name!r} but manifest is {manifest.model_name!r}")
+    if record.sha256 != manifest.selected_artifact.sha256:
+        raise ValidationError(
+            "sha256", f"record {record.sha256} differs from manifest {manifest.selected_artifact.sha256}"
+        )
+    for field, uri, name in (
+        ("artifact_uri", record.artifact_uri, manifest.selected),
+        ("manifest_uri", record.manifest_uri, MANIFEST_FILE),
+    ):
+        if not uri.endswith(f"/{name}"):
+            raise ValidationError(field, f"{uri!r} must end with /{name}: the device looks the file up by name")
     manifest_uri = record.manifest_uri
     return {
         "RecipeFormatVersion": RECIPE_FORMAT_VERSION,

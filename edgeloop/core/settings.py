@@ -116,6 +116,8 @@ class DeviceConfig:
             if f.name not in data:
                 continue
             value = data[f.name]
+            if f.type == "int" and isinstance(value, float) and value.is_integer():
+                value = int(value)  # JSON from the nucleus may carry whole numbers as 32.0
             expected = _CONFIG_TYPES[str(f.type)]
             if isinstance(value, bool) or not isinstance(value, expected):
                 raise ConfigError(f.name, f"expected {f.type}, got {value!r}")

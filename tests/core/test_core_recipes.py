@@ -170,3 +170,22 @@ def test_model_recipe_passes_the_greengrass_schema(
     recipe_errors: RecipeErrors,
 ) -> None:
     assert recipe_errors(model_recipe(make_registry_record(), make_manifest())) == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"model_name": "other"}, "model_name"),
+        ({"sha256": "f" * 64}, "sha256"),
+        ({"artifact_uri": "s3://edgeloop-artifacts/models/digits/x/renamed.onnx"}, "artifact_uri"),
+        ({"manifest_uri": "s3://edgeloop-artifacts/models/digits/x/manifest.yaml"}, "manifest_uri"),
+    ],
+)
+def test_model_recipe_refuses_a_record_that_disagrees_with_its_manifest(
+    make_registry_record: Callable[..., RegistryRecord],
+    make_manifest: Callable[..., ModelManifest],
+    overrides: dict[str, Any],
+    field: str,
+) -> None:
+    with pytest.raises(ValidationError, match=f"^{field}:"):
+        model_recipe(make_registry_record(**overrides), make_manifest())

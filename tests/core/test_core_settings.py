@@ -113,10 +113,16 @@ def test_device_config_reads_integer_seconds_as_float() -> None:
     assert isinstance(config.healthIntervalSeconds, float)
 
 
+def test_device_config_takes_whole_floats_for_ints_as_the_nucleus_may_send_them() -> None:
+    config = DeviceConfig.from_config({"batchMax": 16.0, "batchWaitMs": 0.0})
+    assert (config.batchMax, config.batchWaitMs) == (16, 0)
+    assert isinstance(config.batchMax, int)
+
+
 TYPE_ERRORS: list[Any] = [
     pytest.param("batchMax", True, id="bool-for-int"),
     pytest.param("batchMax", "32", id="str-for-int"),
-    pytest.param("batchWaitMs", 10.0, id="float-for-int"),
+    pytest.param("batchWaitMs", 10.5, id="fraction-for-int"),
     pytest.param("intraOpThreads", None, id="null-for-int"),
     pytest.param("healthIntervalSeconds", False, id="bool-for-float"),
     pytest.param("healthIntervalSeconds", "5", id="str-for-float"),

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import results_topic, shadow_topic
 from edgeloop.core.records import InferenceResult, Record, RecordKind, encode_batch
 from edgeloop.local.cloud import ResultsIngest, ShadowService
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        yield
 
 
 def _result(thing: str, seq: int, label: int = 3) -> Record:
@@ -54,9 +44,7 @@ def test_shadow_update_for_an_unknown_thing_is_rejected_on_the_rejected_topic(aw
 
 
 @pytest.fixture
-def ingest(aws: None) -> tuple[ResultsIngest, Any]:
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket="edgeloop-data")
+def ingest(s3: Any) -> tuple[ResultsIngest, Any]:
     return ResultsIngest(s3, "edgeloop-data"), s3
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from edgeloop.cloud.artifacts import MemoryArtifactStore
 from edgeloop.core.deployments import ComponentDeployment, DeploymentSpec
@@ -23,13 +21,10 @@ MODEL = "com.edgeloop.model.digits"
 
 
 @pytest.fixture
-def iot(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("iot", region_name="us-east-1")
-        client.create_thing_group(thingGroupName=GROUP)
-        yield client
+def iot(aws: None) -> Any:
+    client = boto3.client("iot", region_name="us-east-1")
+    client.create_thing_group(thingGroupName=GROUP)
+    return client
 
 
 def _model_recipe(uri: str) -> dict[str, Any]:

@@ -1,0 +1,43 @@
+"""`edgeloop train` forwards its options to the training entry point and maps its errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeloop.cli.main import main
+from edgeloop.core.manifest import ModelManifest
+
+
+def test_train_forwards_options_and_writes_model_and_manifest(tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    assert main(["train", "--model-dir", str(model_dir), "--max-iter", "40", "--hidden", "16"]) == 0
+    manifest = ModelManifest.from_json((model_dir / "manifest.json").read_bytes())
+    assert manifest.lineage.hyperparameters["max_iter"] == "40"
+    assert (model_dir / manifest.selected).is_file()
+
+
+def test_train_with_nan_data_exits_2_with_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    channel = tmp_path / "train"
+    channel.mkdir()
+    (channel / "data.csv").write_text("a,b,label\n1,2,0\nnan,3,1\n4,5,0\n5,6,1\n")
+    model_dir = tmp_path / "model"
+    code = main(
+        ["train", "--model-dir", str(model_dir), "--dataset", "csv", "--train", str(channel), "--model-name", "tab"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "NaN" in err[0]
+    assert not (model_dir / "manifest.json").exists()
+    assert not (model_dir / "model.onnx").exists()
+
+
+def test_options_for_other_commands_are_still_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--max-iter", "3"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --max-iter 3" in capsys.readouterr().err
