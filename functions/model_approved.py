@@ -21,11 +21,11 @@ log = logging.getLogger(__name__)
 @functools.cache
 def _deps() -> dict[str, Any]:
     """Clients built once per cold start, never at import time."""
-    account = boto3.client("sts").get_caller_identity()["Account"]
+    settings = CloudSettings.from_env(os.environ)
     return {
         "registry": SageMakerRegistry(boto3.client("sagemaker")),
-        "fleet": GreengrassFleetControl(boto3.client("greengrassv2"), account=account),
-        "settings": CloudSettings.from_env(os.environ),
+        "fleet": GreengrassFleetControl(boto3.client("greengrassv2"), account=settings.account),
+        "settings": settings,
     }
 
 

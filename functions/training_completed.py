@@ -11,7 +11,7 @@ import boto3
 
 from edgeloop.cloud.artifacts import S3ArtifactStore
 from edgeloop.cloud.fleet import GreengrassFleetControl
-from edgeloop.cloud.publish import publish_trained_model
+from edgeloop.cloud.publish import is_edgeloop_training_output, publish_trained_model
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.core.events import TrainingJobStateChange
 from edgeloop.core.settings import CloudSettings
@@ -22,12 +22,12 @@ log = logging.getLogger(__name__)
 @functools.cache
 def _deps() -> dict[str, Any]:
     """Clients built once per cold start, never at import time."""
-    account = boto3.client("sts").get_caller_identity()["Account"]
+    settings = CloudSettings.from_env(os.environ)
     return {
         "store": S3ArtifactStore(boto3.client("s3")),
         "registry": SageMakerRegistry(boto3.client("sagemaker")),
-        "fleet": GreengrassFleetControl(boto3.client("greengrassv2"), account=account),
-        "settings": CloudSettings.from_env(os.environ),
+        "fleet": GreengrassFleetControl(boto3.client("greengrassv2"), account=settings.account),
+        "settings": settings,
     }
 
 
@@ -36,6 +36,9 @@ def handle(event: Any, deps: dict[str, Any]) -> dict[str, Any]:
     change = TrainingJobStateChange.from_event(event)
     if not change.completed:
         return {"status": "ignored", "trainingJob": change.job_name, "reason": f"job is {change.status}"}
+    if not is_edgeloop_training_output(change, deps["settings"]):
+        reason = f"model {change.model_artifacts_uri} is outside {deps['settings'].training_output_uri}"
+        return {"status": "ignored", "trainingJob": change.job_name, "reason": reason}
     published = publish_trained_model(change, **deps)
     return {
         "status": "published",

@@ -54,5 +54,20 @@ def model_tarball(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-FAKE_ONNX = b"\x08\x07" + b"onnx-bytes-for-cloud-tests" * 8
-"""Bytes that start like an ONNX ModelProto; the cloud side never loads a model, it only moves and hashes it."""
+def tiny_onnx_model() -> bytes:
+    """A real, loadable ONNX model (Identity over 3 floats) for tests that move, hash and recognise models."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Identity", ["input"], ["probabilities"])
+    graph = helper.make_graph(
+        [node],
+        "edgeloop-test",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return bytes(model.SerializeToString())
+
+
+FAKE_ONNX = tiny_onnx_model()
+"""A genuine ONNX model's bytes; the cloud side never runs it, it verifies, moves and hashes it."""

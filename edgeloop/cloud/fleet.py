@@ -41,6 +41,8 @@ class FleetControl(Protocol):
     when the version exists with a different recipe (component versions are immutable).
     `create_deployment` replaces the target's previous deployment, as Greengrass keeps one per target.
     `get_deployment` and `get_component_recipe` raise NotFoundError for unknown ids or versions.
+    `latest_deployment` is the target's current deployment (None before the first), so a redelivered
+    approval can tell that its deployment already exists.
     """
 
     def create_component_version(self, recipe: Mapping[str, Any]) -> ComponentRef: ...
@@ -50,6 +52,8 @@ class FleetControl(Protocol):
     def create_deployment(self, spec: DeploymentSpec) -> str: ...
 
     def get_deployment(self, deployment_id: str) -> DeploymentInfo: ...
+
+    def latest_deployment(self, target_arn: str) -> DeploymentInfo | None: ...
 
 
 def component_arn(region: str, account: str, name: str, version: str) -> str:
@@ -63,6 +67,9 @@ def _recipe_identity(recipe: Mapping[str, Any]) -> tuple[str, str]:
         raise ValidationError("recipe", "needs ComponentName and ComponentVersion strings")
     return name, version
 
+
+PUBLIC_COMPONENT_PREFIX = "aws.greengrass."
+"""Components AWS publishes; they exist in every account, so the stand-in does not hold their recipes."""
 
 DEPLOYMENT_POLICIES: Mapping[str, Any] = {
     "failureHandlingPolicy": "ROLLBACK",
@@ -156,6 +163,15 @@ class GreengrassFleetControl:
             components={name: _component_from_api(spec) for name, spec in (response.get("components") or {}).items()},
         )
 
+    def latest_deployment(self, target_arn: str) -> DeploymentInfo | None:
+        """The target's latest deployment, described in full."""
+        try:
+            response = self._gg.list_deployments(targetArn=target_arn, historyFilter="LATEST_ONLY")
+        except AWS_ERRORS as exc:
+            raise FleetControlError(f"could not list deployments of {target_arn}: {exc}") from exc
+        deployments = response.get("deployments") or []
+        return self.get_deployment(deployments[0]["deploymentId"]) if deployments else None
+
     def _existing(self, recipe: Mapping[str, Any], name: str, version: str) -> ComponentRef:
         if self.get_component_recipe(name, version) != json.loads(json.dumps(recipe)):
             raise FleetControlError(
@@ -208,7 +224,10 @@ class MemoryFleetControl:
         return json.loads(json.dumps(recipe))  # type: ignore[no-any-return]
 
     def create_deployment(self, spec: DeploymentSpec) -> str:
-        """Record the deployment as the target's latest and tell the listeners."""
+        """Record the deployment as the target's latest and tell the listeners; private components must exist."""
+        for name, component in spec.components.items():
+            if not name.startswith(PUBLIC_COMPONENT_PREFIX):
+                self.get_component_recipe(name, component.version)
         with self._lock:
             deployment_id = f"deployment-{next(self._ids):06d}"
             for old_id, old in self._deployments.items():
@@ -219,6 +238,12 @@ class MemoryFleetControl:
         for listener in self._listeners:
             listener(info)
         return deployment_id
+
+    def latest_deployment(self, target_arn: str) -> DeploymentInfo | None:
+        """The target's most recent deployment."""
+        with self._lock:
+            mine = [d for d in self._deployments.values() if d.target_arn == target_arn]
+        return mine[-1] if mine else None
 
     def get_deployment(self, deployment_id: str) -> DeploymentInfo:
         """Return one deployment."""

@@ -15,7 +15,8 @@ from edgeloop.core.deployments import model_deployment
 from edgeloop.core.errors import IntegrityError, ModelFormatError, NotFoundError
 from edgeloop.core.events import ModelPackageStateChange, TrainingJobStateChange
 from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
-from edgeloop.core.names import artifact_prefix, model_from_package_group
+from edgeloop.core.names import INFERENCE_COMPONENT, artifact_prefix, model_from_package_group
+from edgeloop.core.onnx_format import check_onnx_model
 from edgeloop.core.recipes import model_recipe
 from edgeloop.core.registry import ApprovalStatus, RegistryRecord, initial_approval
 from edgeloop.core.settings import CloudSettings
@@ -23,8 +24,6 @@ from edgeloop.core.settings import CloudSettings
 log = logging.getLogger(__name__)
 
 MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
-ONNX_MAGIC_HINT = b"\x08"
-"""An ONNX ModelProto starts with field 1 (ir_version, varint): tag byte 0x08."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,7 @@ def read_model_archive(data: bytes) -> ModelArchive:
             f"{expected.file}: manifest says sha256 {expected.sha256} ({expected.bytes} bytes), "
             f"archive holds sha256 {actual} ({len(artifact)} bytes)"
         )
-    if not artifact.startswith(ONNX_MAGIC_HINT):
-        raise ModelFormatError(f"{expected.file} is not an ONNX model (unexpected first byte)")
+    check_onnx_model(artifact, expected.file)
     return ModelArchive(manifest, manifest_bytes, artifact)
 
 
@@ -88,7 +86,7 @@ def publish_trained_model(
 
     Every step is idempotent, so a redelivered event converges on the same version and component.
     """
-    if not change.completed or change.model_artifacts_uri is None:
+    if not is_edgeloop_training_output(change, settings) or change.model_artifacts_uri is None:
         raise NotFoundError(f"training job {change.job_name} is {change.status}; it has no model to publish")
     archive = read_model_archive(store.get(change.model_artifacts_uri, max_bytes=MAX_ARCHIVE_BYTES))
     manifest = archive.manifest
@@ -103,11 +101,21 @@ def publish_trained_model(
         training_job=change.job_name,
         artifact_uri=artifact_uri,
         manifest_uri=manifest_uri,
-        approval=initial_approval(manifest.holdout_accuracy, settings.auto_approve_min_accuracy),
+        approval=ApprovalStatus.PENDING,
     )
     component = fleet.create_component_version(model_recipe(record, manifest))
+    # Approve only once the component exists: approval is what triggers the deployment.
+    policy = initial_approval(manifest.holdout_accuracy, settings.auto_approve_min_accuracy)
+    if record.approval is ApprovalStatus.PENDING and policy is ApprovalStatus.APPROVED:
+        record = registry.set_approval(record.model_name, record.version, ApprovalStatus.APPROVED)
     log.info("published %s v%s as %s %s", record.model_name, record.version, component.name, component.version)
     return Published(record, component)
+
+
+def is_edgeloop_training_output(change: TrainingJobStateChange, settings: CloudSettings) -> bool:
+    """Only completed jobs that wrote under edgeloop's training-output prefix carry our models."""
+    uri = change.model_artifacts_uri
+    return change.completed and uri is not None and uri.startswith(settings.training_output_uri)
 
 
 def deploy_approved(
@@ -119,11 +127,18 @@ def deploy_approved(
     record = registry.get(model_from_package_group(change.group_name), change.version)
     if record.approval is not ApprovalStatus.APPROVED:
         raise NotFoundError(f"{record.model_name} v{record.version} is {record.approval} in the registry now")
+    # Both components must exist; NotFoundError makes the event retry rather than deploy a broken set.
+    fleet.get_component_recipe(record.component_name, record.component_version)
+    fleet.get_component_recipe(INFERENCE_COMPONENT, settings.inference_component_version)
     spec = model_deployment(
         record,
         target_arn=settings.fleet_thing_group_arn,
         inference_version=settings.inference_component_version,
     )
+    latest = fleet.latest_deployment(spec.target_arn)
+    if latest is not None and dict(latest.components) == dict(spec.components):
+        log.info("%s v%s is already deployed as %s", record.model_name, record.version, latest.deployment_id)
+        return latest.deployment_id
     deployment_id = fleet.create_deployment(spec)
     log.info("deployed %s v%s to %s as %s", record.model_name, record.version, spec.target_arn, deployment_id)
     return deployment_id
@@ -133,6 +148,7 @@ __all__ = [
     "ModelArchive",
     "Published",
     "deploy_approved",
+    "is_edgeloop_training_output",
     "parse_s3_uri",
     "publish_trained_model",
     "read_model_archive",

@@ -13,6 +13,8 @@ from edgeloop.core.registry import ApprovalStatus
 SAGEMAKER_SOURCE = "aws.sagemaker"
 TRAINING_JOB_STATE_CHANGE = "SageMaker Training Job State Change"
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+TRAINING_JOB_COMPLETED = "Completed"
+MODEL_PACKAGE_COMPLETED = "Completed"
 
 
 def _detail(event: object, detail_type: str) -> Mapping[str, Any]:
@@ -38,7 +40,7 @@ class TrainingJobStateChange:
     @property
     def completed(self) -> bool:
         """Only a Completed job has artifacts worth reading."""
-        return self.status == "Completed"
+        return self.status == TRAINING_JOB_COMPLETED
 
     @classmethod
     def from_event(cls, event: object) -> TrainingJobStateChange:
@@ -47,7 +49,7 @@ class TrainingJobStateChange:
         status = wire.text(detail, "TrainingJobStatus", "event.detail")
         artifacts = detail.get("ModelArtifacts") or {}
         uri = wire.mapping(artifacts, "event.detail.ModelArtifacts").get("S3ModelArtifacts")
-        if status == "Completed" and not (isinstance(uri, str) and uri.startswith("s3://")):
+        if status == TRAINING_JOB_COMPLETED and not (isinstance(uri, str) and uri.startswith("s3://")):
             raise ValidationError(
                 "event.detail.ModelArtifacts.S3ModelArtifacts", f"a Completed job needs an s3:// URI, got {uri!r}"
             )

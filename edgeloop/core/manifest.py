@@ -133,6 +133,8 @@ class Golden:
     def __post_init__(self) -> None:
         if len(self.inputs) != len(self.labels):
             raise ManifestError("golden", f"{len(self.inputs)} inputs but {len(self.labels)} labels")
+        if not self.inputs:
+            raise ManifestError("golden", "needs at least one input: an empty self-test would pass any model")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Golden:
@@ -210,12 +212,17 @@ class ModelManifest:
         if self.schema_version != MANIFEST_SCHEMA_VERSION:
             raise ManifestError("schema_version", f"{self.schema_version}; this edgeloop reads 1")
         files = [a.file for a in self.artifacts]
+        if len(set(files)) != len(files):
+            raise ManifestError("artifacts", f"file names must be unique, got {files}")
         if self.selected not in files:
             raise ManifestError("selected", f"{self.selected!r} is not one of the artifacts {files}")
         if len(self.labels) < 2:
             raise ManifestError("labels", "a classifier needs at least two labels")
         if "accuracy" not in self.metrics.get(self.selected_artifact.precision, {}):
             raise ManifestError("metrics", f"no accuracy for the selected {self.selected_artifact.precision}")
+        for variant, values in self.metrics.items():
+            if "accuracy" in values and not 0.0 <= values["accuracy"] <= 1.0:
+                raise ManifestError(f"metrics.{variant}.accuracy", f"{values['accuracy']} is outside [0, 1]")
         bad = [x for x in self.golden.labels if not 0 <= x < len(self.labels)]
         if bad:
             raise ManifestError("golden.labels", f"indices {bad} are outside the {len(self.labels)} labels")

@@ -16,6 +16,12 @@ FLEET_THING_GROUP = "edgeloop-fleet"
 
 MODEL_PACKAGE_GROUP_PREFIX = "edgeloop-"
 TOPIC_ROOT = "edgeloop"
+MODELS_PREFIX = "models/"
+"""Artifacts-bucket prefix of registered model artifacts; devices (via the token exchange role) read only here."""
+RESULTS_PREFIX = "results/"
+"""Data-bucket prefix where the results topic rule stores each batch message as one object."""
+RESULTS_OBJECT_KEY_TEMPLATE = RESULTS_PREFIX + "${topic(3)}/${get(records, 0).seq}.json"
+"""IoT rule S3 key: thing and first sequence number, so a redelivered batch overwrites its own object."""
 TRAINING_OUTPUT_PREFIX = "training-output/"
 """Data-bucket prefix where SageMaker training jobs write model.tar.gz; the registration λ reads only here."""
 INPUTS_LOCAL_TOPIC = "edgeloop/inference/inputs"
@@ -118,7 +124,7 @@ def artifact_prefix(model_name: str, sha256: str) -> str:
     """Content-addressed S3 prefix for a model's artifacts: a retried upload rewrites the same bytes."""
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ValidationError("sha256", f"{sha256!r} is not a lowercase hex SHA-256")
-    return f"models/{validate_model_name(model_name)}/{sha256}/"
+    return f"{MODELS_PREFIX}{validate_model_name(model_name)}/{sha256}/"
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
@@ -130,3 +136,8 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
         if index >= len(topic_parts) or (part != "+" and part != topic_parts[index]):
             return False
     return len(filter_parts) == len(topic_parts)
+
+
+def results_object_key(thing_name: str, first_seq: int) -> str:
+    """What RESULTS_OBJECT_KEY_TEMPLATE renders to for one batch (the local stand-in writes the same keys)."""
+    return f"{RESULTS_PREFIX}{validate_thing_name(thing_name)}/{first_seq}.json"

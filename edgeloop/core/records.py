@@ -48,6 +48,10 @@ class Record:
         return {"seq": self.seq, "kind": self.kind.name.lower(), "at": self.created_at, "payload": self.payload}
 
 
+MAX_REQUEST_ID_CHARS = 128
+"""Bounds a result record's size, so one request can never make a record too big to forward."""
+
+
 @dataclass(frozen=True)
 class InferenceResult:
     """What one inference produced; the payload of a RESULT record."""
@@ -58,6 +62,12 @@ class InferenceResult:
     confidence: float
     model_version: int
     latency_ms: float
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.request_id) <= MAX_REQUEST_ID_CHARS:
+            raise ValidationError(
+                "request_id", f"must be 1-{MAX_REQUEST_ID_CHARS} characters, got {len(self.request_id)}"
+            )
 
     def to_payload(self) -> dict[str, Any]:
         """Payload form for a Record."""

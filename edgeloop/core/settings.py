@@ -17,6 +17,7 @@ ENV_ARTIFACTS_BUCKET = "EDGELOOP_ARTIFACTS_BUCKET"
 ENV_FLEET_THING_GROUP_ARN = "EDGELOOP_FLEET_THING_GROUP_ARN"
 ENV_INFERENCE_COMPONENT_VERSION = "EDGELOOP_INFERENCE_COMPONENT_VERSION"
 ENV_AUTO_APPROVE_MIN_ACCURACY = "EDGELOOP_AUTO_APPROVE_MIN_ACCURACY"
+ENV_TRAINING_OUTPUT_URI = "EDGELOOP_TRAINING_OUTPUT_URI"
 _CONFIG_TYPES: Mapping[str, type[str] | type[int] | tuple[type[int], type[float]]] = {
     "str": str,
     "int": int,
@@ -32,6 +33,7 @@ class CloudSettings:
     fleet_thing_group_arn: str
     inference_component_version: str
     auto_approve_min_accuracy: float | None
+    training_output_uri: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudSettings:
@@ -55,12 +57,21 @@ class CloudSettings:
                 raise ConfigError(ENV_AUTO_APPROVE_MIN_ACCURACY, f"{threshold_text!r} is not a number") from exc
             if not 0.0 <= threshold <= 1.0:
                 raise ConfigError(ENV_AUTO_APPROVE_MIN_ACCURACY, f"{threshold} is outside [0, 1]")
+        output_uri = need(ENV_TRAINING_OUTPUT_URI)
+        if not output_uri.startswith("s3://") or not output_uri.endswith("/"):
+            raise ConfigError(ENV_TRAINING_OUTPUT_URI, f"{output_uri!r} must be an s3:// prefix ending in '/'")
         return cls(
             artifacts_bucket=need(ENV_ARTIFACTS_BUCKET),
             fleet_thing_group_arn=arn,
             inference_component_version=need(ENV_INFERENCE_COMPONENT_VERSION),
             auto_approve_min_accuracy=threshold,
+            training_output_uri=output_uri,
         )
+
+    @property
+    def account(self) -> str:
+        """The account id, read from the fleet thing group ARN (no STS call needed)."""
+        return self.fleet_thing_group_arn.split(":")[4]
 
     def to_env(self) -> dict[str, str]:
         """The inverse of from_env: what the stack and the local stack put in a handler's environment."""
@@ -68,6 +79,7 @@ class CloudSettings:
             ENV_ARTIFACTS_BUCKET: self.artifacts_bucket,
             ENV_FLEET_THING_GROUP_ARN: self.fleet_thing_group_arn,
             ENV_INFERENCE_COMPONENT_VERSION: self.inference_component_version,
+            ENV_TRAINING_OUTPUT_URI: self.training_output_uri,
         }
         if self.auto_approve_min_accuracy is not None:
             env[ENV_AUTO_APPROVE_MIN_ACCURACY] = str(self.auto_approve_min_accuracy)

@@ -17,6 +17,7 @@ from awsiot.greengrasscoreipc.model import ConfigurationUpdateEvents, Subscripti
 from edgeloop.core import wire
 from edgeloop.core.errors import ConfigError, ValidationError
 from edgeloop.core.names import INPUTS_LOCAL_TOPIC, validate_thing_name
+from edgeloop.core.records import MAX_REQUEST_ID_CHARS
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import SqliteBuffer
 from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
@@ -29,8 +30,6 @@ IPC_TIMEOUT_S = 10.0
 INPUT_QUEUE_SIZE = 10_000
 """Requests waiting for the loop; beyond this they are refused and counted rather than piling up."""
 BUFFER_FILE = "buffer.sqlite3"
-GREENGRASS_KEYS = frozenset({"accessControl"})
-"""Keys the nucleus keeps in every component's configuration that are not ours to validate."""
 
 
 def thing_name_from_env(env: Mapping[str, str]) -> str:
@@ -51,7 +50,7 @@ def read_config(ipc: GreengrassCoreIPCClientV2) -> DeviceConfig:
     value = ipc.get_configuration(key_path=[]).value
     if not isinstance(value, Mapping):
         raise ConfigError("configuration", f"expected an object from GetConfiguration, got {value!r}")
-    return DeviceConfig.from_config({k: v for k, v in value.items() if k not in GREENGRASS_KEYS})
+    return DeviceConfig.from_config(value)
 
 
 def parse_request(message: bytes | str | Mapping[str, Any] | None) -> InferenceRequest:
@@ -64,6 +63,8 @@ def parse_request(message: bytes | str | Mapping[str, Any] | None) -> InferenceR
     data = wire.mapping(message, "request")
     wire.only_keys(data, {"request_id", "features"}, "request")
     request_id = wire.text(data, "request_id", "request")
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise ValidationError("request.request_id", f"is {len(request_id)} characters; at most {MAX_REQUEST_ID_CHARS}")
     features = wire.sequence(data, "features", "request")
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in features):
         raise ValidationError("request.features", f"request {request_id}: must be a list of numbers")

@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from edgeloop.core.errors import ValidationError
-from edgeloop.core.names import parse_named_shadow_topic, thing_from_results_topic
+from edgeloop.core.names import parse_named_shadow_topic, results_object_key, thing_from_results_topic
 from edgeloop.core.records import InferenceResult, RecordKind, decode_batch
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,14 @@ class DeliveredResult:
 class ResultsIngest:
     """Stand-in for the results topic rule's destination: dedupes by (thing, seq), stores batches in S3.
 
-    Object keys are deterministic (thing and sequence range), so a redelivered batch overwrites its own
-    object instead of adding a copy; duplicates are counted, never double-counted as delivered.
+    Object keys are those of the stack's results rule (RESULTS_OBJECT_KEY_TEMPLATE: thing and first
+    sequence number), so a redelivered batch overwrites its own object; duplicates are counted, never
+    double-counted as delivered.
     """
 
-    def __init__(self, s3: Any, bucket: str, prefix: str = "results/") -> None:
+    def __init__(self, s3: Any, bucket: str) -> None:
         self._s3 = s3
         self._bucket = bucket
-        self._prefix = prefix
         self._lock = threading.Lock()
         self._seen: set[tuple[str, int]] = set()
         self._results: dict[tuple[str, int], DeliveredResult] = {}
@@ -85,7 +85,12 @@ class ResultsIngest:
             raise ValidationError("batch.thing_name", f"batch on {topic} claims another thing")
         if not records:
             return
-        key = f"{self._prefix}{thing}/{records[0].seq:012d}-{records[-1].seq:012d}.json"
+        try:  # parse the whole batch before counting any of it
+            results = {r.seq: InferenceResult.from_payload(r.payload) for r in records if r.kind is RecordKind.RESULT}
+        except ValidationError:
+            self.invalid += 1
+            raise
+        key = results_object_key(thing, records[0].seq)
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=payload, ContentType="application/json")
         with self._lock:
             for record in records:
@@ -94,9 +99,8 @@ class ResultsIngest:
                     self.duplicates += 1
                     continue
                 self._seen.add(identity)
-                if record.kind is RecordKind.RESULT:
-                    result = InferenceResult.from_payload(record.payload)
-                    self._results[identity] = DeliveredResult(thing, record.seq, result)
+                if record.seq in results:
+                    self._results[identity] = DeliveredResult(thing, record.seq, results[record.seq])
 
     def delivered_count(self, thing_name: str) -> int:
         """Distinct records of any kind received from one device."""

@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 
 from edgeloop.core.errors import EdgeloopError, UsageError
+from edgeloop.core.events import SAGEMAKER_SOURCE, TRAINING_JOB_STATE_CHANGE
 from edgeloop.core.health import HealthReport
 from edgeloop.core.names import (
     HEALTH_SHADOW,
     INFERENCE_COMPONENT,
     TRAINING_OUTPUT_PREFIX,
-    model_version_from_component,
 )
 from edgeloop.core.registry import ApprovalStatus
 from edgeloop.local.greengrass import ExecutionStatus
-from edgeloop.local.stack import ACCOUNT, LocalStack
+from edgeloop.local.stack import ACCOUNT, REGION, LocalStack
 from edgeloop.training import TrainingConfig, TrainingResult, train
 
 MAX_DEVICES = 100
@@ -47,8 +47,18 @@ class DemoOptions:
     def __post_init__(self) -> None:
         if not 1 <= self.devices <= MAX_DEVICES:
             raise UsageError("--devices", f"must be between 1 and {MAX_DEVICES}, got {self.devices}")
-        if self.out.exists() and not self.out.is_dir():
-            raise UsageError("--out", f"{self.out} exists and is not a directory")
+        check_output_dir(self.out)
+
+
+def check_output_dir(out: Path) -> None:
+    """Refuse an --out that could not take summary.json, before minutes of work are spent."""
+    if out.exists() and not out.is_dir():
+        raise UsageError("--out", f"{out} exists and is not a directory")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError("--out", f"{existing} is not a directory, so {out} cannot be created under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError("--out", f"{existing} is not writable")
 
 
 def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
@@ -75,15 +85,14 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
             raise EdgeloopError(f"{record.model_name} v{record.version} was not approved: {record.approval}")
         deployed = bus.put(stack.model_package_event(record)).result
         deployment_id = str(deployed["deploymentId"])
-        deployment = _check_deployment(stack, deployment_id, len(things))
+        _check_deployment(stack, deployment_id, len(things))
         progress(f"model_approved λ: deployment {deployment_id} reached {len(things)} devices, all verified the model")
         truth = _stream(stack, things, trained)
         progress(f"streamed {len(truth)} held-out samples through the devices")
         _wait_until_settled(stack, progress)
-        for device in stack.devices.values():
-            device.stop()
-        stack.iot_core.drain()
-        summary = _summary(stack, record, manifest.holdout_accuracy, things, truth, deployment)
+        final = {thing: _stop_device(stack, thing) for thing in things}
+        _wait_for_final_shadows(stack, final)
+        summary = _summary(stack, record, manifest.holdout_accuracy, things, truth)
         summary["run"] = {"wall_s": round(time.monotonic() - started, 2), "deployment_id": deployment_id}
     _check_promises(summary, options.devices)
     write_summary(options.out, summary)
@@ -119,11 +128,11 @@ def _training_job(stack: LocalStack, options: DemoOptions, work: Path) -> tuple[
     event = {
         "version": "0",
         "id": f"local-{job}",
-        "detail-type": "SageMaker Training Job State Change",
-        "source": "aws.sagemaker",
+        "detail-type": TRAINING_JOB_STATE_CHANGE,
+        "source": SAGEMAKER_SOURCE,
         "account": ACCOUNT,
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": "us-east-1",
+        "region": REGION,
         "resources": [described["TrainingJobArn"]],
         "detail": detail,
     }
@@ -149,13 +158,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _check_deployment(stack: LocalStack, deployment_id: str, expected: int) -> Any:
+def _check_deployment(stack: LocalStack, deployment_id: str, expected: int) -> None:
+    """Every device must have installed, verified and activated the model (their job executions)."""
     outcomes = stack.greengrass.outcomes(deployment_id)
     failed = [o for o in outcomes if o.status is not ExecutionStatus.SUCCEEDED]
     if failed or len(outcomes) != expected:
         details = "; ".join(f"{o.thing_name}: {o.detail}" for o in failed) or f"{len(outcomes)} of {expected} reached"
         raise EdgeloopError(f"deployment {deployment_id} did not succeed everywhere: {details}")
-    return stack.greengrass.get_deployment(deployment_id)
 
 
 def _stream(stack: LocalStack, things: list[str], trained: TrainingResult) -> dict[str, int]:
@@ -189,29 +198,61 @@ def _wait_until_settled(stack: LocalStack, progress: Progress) -> None:
         time.sleep(0.2)
 
 
+def _stop_device(stack: LocalStack, thing: str) -> HealthReport:
+    """Stop one device (it forwards and reports a last time) and return its final in-process health."""
+    device = stack.devices[thing]
+    device.stop()
+    if device.final_health is None:
+        raise EdgeloopError(f"{thing} stopped without a final health report")
+    return device.final_health
+
+
+def _wait_for_final_shadows(stack: LocalStack, final: dict[str, HealthReport]) -> None:
+    """The shadow service runs after the broker's PUBACK; wait until every last report has landed."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    pending = dict(final)
+    while pending:
+        stack.iot_core.drain()
+        for thing, report in list(pending.items()):
+            reported = _read_shadow(stack, thing)["state"]["reported"]
+            if (
+                reported.get("records_produced") == report.records_produced
+                and reported.get("records_delivered") == report.records_delivered
+            ):
+                del pending[thing]
+        if pending and time.monotonic() > deadline:
+            raise EdgeloopError(f"final health reports never reached the shadows of {sorted(pending)}")
+        if pending:
+            time.sleep(0.1)
+
+
+def _read_shadow(stack: LocalStack, thing: str) -> dict[str, Any]:
+    payload = stack.client("iot-data").get_thing_shadow(thingName=thing, shadowName=HEALTH_SHADOW)["payload"]
+    document: dict[str, Any] = json.loads(payload.read())
+    return document
+
+
 def _summary(
     stack: LocalStack,
     record: Any,
     holdout_accuracy: float,
     things: list[str],
     truth: dict[str, int],
-    deployment: Any,
 ) -> dict[str, Any]:
-    iot_data = stack.client("iot-data")
-    deployed_version = model_version_from_component(deployment.components[record.component_name].version)
     devices = []
     produced = delivered = 0
     for thing in things:
-        shadow = json.loads(iot_data.get_thing_shadow(thingName=thing, shadowName=HEALTH_SHADOW)["payload"].read())
+        shadow = _read_shadow(stack, thing)
         health = HealthReport.from_shadow(shadow)
         results = stack.results.results(thing)
+        versions = sorted({d.result.model_version for d in results})
         correct = sum(1 for d in results if truth[d.result.request_id] == d.result.label_index)
         produced += health.records_produced
         delivered += stack.results.delivered_count(thing)
         devices.append(
             {
                 "thing_name": thing,
-                "model_version": deployed_version,
+                "model_version": versions[0] if len(versions) == 1 else versions,
                 "inferences": health.inferences,
                 "results_delivered": len(results),
                 "stream_accuracy": round(correct / len(results), 4) if results else None,
@@ -252,6 +293,8 @@ def _check_promises(summary: dict[str, Any], devices: int) -> None:
     if len(summary["devices"]) != devices:
         problems.append(f"{len(summary['devices'])} devices reported, expected {devices}")
     for device in summary["devices"]:
+        if device["model_version"] != version:
+            problems.append(f"{device['thing_name']} answered with model version(s) {device['model_version']}")
         if device["health"].get("model_version") != version:
             problems.append(f"{device['thing_name']} reports model v{device['health'].get('model_version')}")
         if device["inferences"] <= 0:
@@ -264,9 +307,12 @@ def _check_promises(summary: dict[str, Any], devices: int) -> None:
 
 def write_summary(out: Path, summary: dict[str, Any]) -> Path:
     """Write DIR/summary.json atomically: a reader never sees half a file."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=out, prefix=f".{SUMMARY_FILE}.")
+    except OSError as exc:
+        raise UsageError("--out", f"cannot write {out / SUMMARY_FILE}: {exc.strerror or exc}") from exc
     target = out / SUMMARY_FILE
-    fd, temp = tempfile.mkstemp(dir=out, prefix=f".{SUMMARY_FILE}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2, sort_keys=False)

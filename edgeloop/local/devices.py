@@ -9,10 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgeloop.cloud.artifacts import ArtifactStore
-from edgeloop.core.health import HealthReport
+from edgeloop.core.errors import ModelFormatError
+from edgeloop.core.health import HealthReport, ModelState
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import SqliteBuffer
+from edgeloop.device.component import BUFFER_FILE, model_root
 from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
 from edgeloop.device.uplink import MqttUplink
 from edgeloop.local.greengrass import LocalNucleus
@@ -27,7 +29,7 @@ class SimulatedDevice:
         self.thing_name = thing_name
         work = root / "work" / INFERENCE_COMPONENT
         work.mkdir(parents=True, exist_ok=True)
-        self._buffer = SqliteBuffer(work / "buffer.sqlite", thing_name)
+        self._buffer = SqliteBuffer(work / BUFFER_FILE, thing_name)
         host, port = broker
         self._uplink = MqttUplink.connect(host, port, thing_name, timeout_s=UPLINK_TIMEOUT_S)
         self.runtime = DeviceRuntime(
@@ -35,16 +37,25 @@ class SimulatedDevice:
             buffer=self._buffer,
             uplink=self._uplink,
             clock=time.time,
-            model_root=root / "packages" / "artifacts",
+            model_root=model_root(root),
             config=DeviceConfig(),
         )
-        self.nucleus = LocalNucleus(thing_name, root, artifacts=artifacts, on_configuration=self.runtime.apply_config)
+        self.nucleus = LocalNucleus(thing_name, root, artifacts=artifacts, on_configuration=self._configure)
         self._inputs: queue.Queue[InferenceRequest] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self.runtime.run, args=(self._inputs, self._stop), name=f"device-{thing_name}", daemon=True
         )
         self.submitted = 0
+        self.final_health: HealthReport | None = None
+        """The runtime's last health, taken after its loop ended and before the buffer closed."""
+
+    def _configure(self, config: DeviceConfig) -> None:
+        """Apply a deployment's configuration; a model the runtime refused fails this device's deployment."""
+        self.runtime.apply_config(config)
+        health = self.runtime.health()
+        if config.modelComponent and health.model_state is ModelState.REJECTED:
+            raise ModelFormatError(f"{config.modelComponent} {config.modelComponentVersion}: {health.model_detail}")
 
     def start(self) -> None:
         """Start the component's main loop."""
@@ -72,5 +83,6 @@ class SimulatedDevice:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=timeout)
+        self.final_health = self.runtime.health()
         self._uplink.close()
         self._buffer.close()

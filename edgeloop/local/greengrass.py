@@ -22,16 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.cloud.artifacts import ArtifactStore
-from edgeloop.cloud.fleet import DeploymentInfo, MemoryFleetControl
+from edgeloop.cloud.fleet import PUBLIC_COMPONENT_PREFIX, DeploymentInfo, MemoryFleetControl
 from edgeloop.core.deployments import merge_configuration
 from edgeloop.core.errors import EdgeloopError, NotFoundError
 from edgeloop.core.names import INFERENCE_COMPONENT
-from edgeloop.core.recipes import ACCESS_CONTROL_KEY
 from edgeloop.core.settings import DeviceConfig
+from edgeloop.device.component import model_root
 
 log = logging.getLogger(__name__)
-
-PUBLIC_COMPONENT_PREFIX = "aws.greengrass."
 
 
 class ExecutionStatus(StrEnum):
@@ -61,6 +59,8 @@ class LocalNucleus:
         artifacts: ArtifactStore,
         on_configuration: Callable[[DeviceConfig], None],
     ) -> None:
+        """on_configuration hands the merged configuration to the component; it raises if the component
+        refuses it (as a component that fails its configuration validation fails the deployment)."""
         self.thing_name = thing_name
         self.root = root
         self._artifacts = artifacts
@@ -69,7 +69,7 @@ class LocalNucleus:
     @property
     def artifacts_root(self) -> Path:
         """Where Greengrass keeps component artifacts: <root>/packages/artifacts."""
-        return self.root / "packages" / "artifacts"
+        return model_root(self.root)
 
     def apply(self, deployment: DeploymentInfo, recipes: Mapping[str, Mapping[str, Any]]) -> DeviceOutcome:
         """Install every private component of the deployment, then configure the inference component."""
@@ -79,9 +79,7 @@ class LocalNucleus:
             inference = deployment.components.get(INFERENCE_COMPONENT)
             if inference is not None:
                 defaults = recipes[INFERENCE_COMPONENT]["ComponentConfiguration"]["DefaultConfiguration"]
-                merged = merge_configuration(defaults, inference.merge)
-                merged.pop(ACCESS_CONTROL_KEY, None)
-                self._on_configuration(DeviceConfig.from_config(merged))
+                self._on_configuration(DeviceConfig.from_config(merge_configuration(defaults, inference.merge)))
         except EdgeloopError as exc:
             log.warning("%s: deployment %s failed: %s", self.thing_name, deployment.deployment_id, exc)
             return DeviceOutcome(self.thing_name, ExecutionStatus.FAILED, str(exc))

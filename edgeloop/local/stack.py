@@ -19,7 +19,12 @@ from edgeloop.cloud.artifacts import S3ArtifactStore
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.core.errors import EdgeloopError
 from edgeloop.core.events import MODEL_PACKAGE_STATE_CHANGE, SAGEMAKER_SOURCE
-from edgeloop.core.names import FLEET_THING_GROUP, NAMED_SHADOW_UPDATE_FILTER, RESULTS_TOPIC_FILTER
+from edgeloop.core.names import (
+    FLEET_THING_GROUP,
+    NAMED_SHADOW_UPDATE_FILTER,
+    RESULTS_TOPIC_FILTER,
+    TRAINING_OUTPUT_PREFIX,
+)
 from edgeloop.core.recipes import INFERENCE_ARCHIVE
 from edgeloop.core.registry import RegistryRecord
 from edgeloop.core.settings import CloudSettings
@@ -134,6 +139,7 @@ class LocalStack:
             fleet_thing_group_arn=self.thing_group_arn,
             inference_component_version=self.inference_version,
             auto_approve_min_accuracy=AUTO_APPROVE_MIN_ACCURACY,
+            training_output_uri=f"s3://{self.names.data_bucket}/{TRAINING_OUTPUT_PREFIX}",
         )
 
     def provision(self, model_name: str) -> None:

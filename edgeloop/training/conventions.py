@@ -41,18 +41,21 @@ RESERVED_PREFIXES = ("sagemaker_", "_")
 class JobEnvironment:
     """What the SageMaker container (or a local imitation of it) tells the entry point."""
 
-    model_dir: Path
-    output_data_dir: Path
+    model_dir: Path | None
+    output_data_dir: Path | None
     channels: Mapping[str, Path] = field(default_factory=dict)
     training_job: str | None = None
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> JobEnvironment:
-        """Read SM_* variables, falling back to SageMaker's fixed /opt/ml paths."""
+        """Read SM_* variables; SageMaker's fixed /opt/ml paths apply only inside a training job."""
+        in_job = bool(env.get(ENV_TRAINING_ENV) or env.get(ENV_MODEL_DIR))
+        model_dir = env.get(ENV_MODEL_DIR) or (DEFAULT_MODEL_DIR if in_job else None)
+        output_dir = env.get(ENV_OUTPUT_DATA_DIR) or (DEFAULT_OUTPUT_DATA_DIR if in_job else None)
         return cls(
-            model_dir=Path(env.get(ENV_MODEL_DIR) or DEFAULT_MODEL_DIR),
-            output_data_dir=Path(env.get(ENV_OUTPUT_DATA_DIR) or DEFAULT_OUTPUT_DATA_DIR),
+            model_dir=Path(model_dir) if model_dir else None,
+            output_data_dir=Path(output_dir) if output_dir else None,
             channels={
                 key.removeprefix(CHANNEL_PREFIX).lower(): Path(value)
                 for key, value in sorted(env.items())
@@ -155,9 +158,12 @@ def build_config(argv: Sequence[str], env: Mapping[str, str]) -> TrainingConfig:
             given[name] = ("--" + name.replace("_", "-"), value)
     train_dir = Path(args.train) if args.train else job.channels.get(TRAIN_CHANNEL)
     typed = _typed(given)
+    model_dir = Path(args.model_dir) if args.model_dir else job.model_dir
+    if model_dir is None:
+        raise UsageError("--model-dir", f"is required outside a SageMaker training job (no {ENV_MODEL_DIR} set)")
     try:
         return TrainingConfig(
-            model_dir=Path(args.model_dir) if args.model_dir else job.model_dir,
+            model_dir=model_dir,
             output_data_dir=Path(args.output_data_dir) if args.output_data_dir else job.output_data_dir,
             train_dir=train_dir,
             training_job=job.training_job,

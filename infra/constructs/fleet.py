@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +16,45 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from edgeloop.core.names import FLEET_THING_GROUP, RESULTS_TOPIC_FILTER, SHADOW_UPDATE_TOPIC_FILTER
+from edgeloop.core.names import FLEET_THING_GROUP, MODELS_PREFIX, RESULTS_TOPIC_FILTER, SHADOW_UPDATE_TOPIC_FILTER
 from edgeloop.packaging import inference_recipe
 from infra.nag import grant
 
 THING_NAME = "${iot:Connection.Thing.ThingName}"
 """IoT policy variable: the policy is evaluated per connection, so each device only gets its own names."""
-MODELS_PREFIX = "models/"
 SHADOW_PUBLISH = ("update", "get")
 SHADOW_RECEIVE = ("update/accepted", "update/rejected", "update/delta", "get/accepted", "get/rejected")
+THING_TOPIC_ROOT = f"$aws/things/{THING_NAME}"
+"""The reserved topics of the connected thing; the variable is followed by '/', so no other thing matches."""
+GREENGRASS_TOPICS = ("greengrass/health/json", "greengrassv2/health/json", "jobs/*", "shadow/*")
+"""What the nucleus publishes and receives: health, IoT jobs (deployments) and shadows (ShadowManager)."""
+GREENGRASS_FILTERS = ("jobs/*", "shadow/*")
+GREENGRASS_DATA_PLANE = (
+    "greengrass:GetComponentVersionArtifact",
+    "greengrass:ResolveComponentCandidates",
+    "greengrass:GetDeploymentConfiguration",
+    "greengrass:ListThingGroupsForCoreDevice",
+)
+"""Calls the nucleus makes with its certificate; AWS authorizes them only on Resource '*'."""
 
 
 def device_results_topic() -> str:
     """The results topic with the policy variable in the thing's place."""
     return RESULTS_TOPIC_FILTER.replace("+", THING_NAME)
+
+
+def device_client_ids() -> list[str]:
+    """The nucleus connects as the thing, and as thing#2, thing#3... once one connection holds 50 subscriptions.
+
+    AWS's minimal policy writes client/<thing>*; with the policy variable that would also let a device
+    connect as any thing whose name starts with its own (and so disconnect it), hence the '#'.
+    """
+    return [THING_NAME, f"{THING_NAME}#*"]
+
+
+def device_shadow_things() -> list[str]:
+    """The thing's classic shadow (thing/<thing>) and its named shadows (thing/<thing>/<shadow>)."""
+    return [THING_NAME, f"{THING_NAME}/*"]
 
 
 def device_shadow_topic(operation: str) -> str:
@@ -108,25 +134,37 @@ class Fleet(Construct):
         return role
 
     def _device_policy_document(self) -> dict[str, Any]:
-        """Each device may connect as itself, publish its results and health, and hear its shadow's replies."""
+        """AWS's minimal Greengrass v2 core-device policy for the connected thing, plus edgeloop's own topics."""
         stack = cdk.Stack.of(self)
 
-        def arn(resource: str, name: str) -> str:
-            return stack.format_arn(service="iot", resource=resource, resource_name=name)
+        def arns(resource: str, names: Iterable[str]) -> list[str]:
+            return [stack.format_arn(service="iot", resource=resource, resource_name=name) for name in names]
 
+        greengrass_topics = [f"{THING_TOPIC_ROOT}/{t}" for t in GREENGRASS_TOPICS]
+        greengrass_filters = [f"{THING_TOPIC_ROOT}/{t}" for t in GREENGRASS_FILTERS]
         published = [device_results_topic(), *(device_shadow_topic(op) for op in SHADOW_PUBLISH)]
         received = [device_shadow_topic(op) for op in SHADOW_RECEIVE]
         return {
             "Version": "2012-10-17",
             "Statement": [
-                {"Effect": "Allow", "Action": "iot:Connect", "Resource": arn("client", THING_NAME)},
-                {"Effect": "Allow", "Action": "iot:Publish", "Resource": [arn("topic", t) for t in published]},
-                {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": [arn("topicfilter", t) for t in received]},
-                {"Effect": "Allow", "Action": "iot:Receive", "Resource": [arn("topic", t) for t in received]},
-                {
-                    "Effect": "Allow",
-                    "Action": "iot:AssumeRoleWithCertificate",
-                    "Resource": self.role_alias.attr_role_alias_arn,
-                },
+                _allow(["iot:Connect"], arns("client", device_client_ids())),
+                _allow(["iot:Publish", "iot:Receive"], arns("topic", greengrass_topics)),
+                _allow(["iot:Subscribe"], arns("topicfilter", greengrass_filters)),
+                _allow(
+                    ["iot:GetThingShadow", "iot:UpdateThingShadow", "iot:DeleteThingShadow"],
+                    arns("thing", device_shadow_things()),
+                ),
+                _allow(["iot:AssumeRoleWithCertificate"], [self.role_alias.attr_role_alias_arn]),
+                # No finer resource exists for these; cdk-nag has no IoT-policy rule to acknowledge.
+                _allow(list(GREENGRASS_DATA_PLANE), ["*"]),
+                # edgeloop's own topics (the health shadow's are inside shadow/* too; kept to name them).
+                _allow(["iot:Publish"], arns("topic", published)),
+                _allow(["iot:Subscribe"], arns("topicfilter", received)),
+                _allow(["iot:Receive"], arns("topic", received)),
             ],
         }
+
+
+def _allow(actions: list[str], resources: list[str]) -> dict[str, Any]:
+    """One IoT policy statement."""
+    return {"Effect": "Allow", "Action": actions, "Resource": resources}

@@ -12,19 +12,22 @@ from constructs import Construct
 
 from edgeloop.core.events import (
     EVENT_ROUTES,
+    MODEL_PACKAGE_COMPLETED,
     MODEL_PACKAGE_STATE_CHANGE,
     SAGEMAKER_SOURCE,
+    TRAINING_JOB_COMPLETED,
     TRAINING_JOB_STATE_CHANGE,
 )
-from edgeloop.core.names import INFERENCE_COMPONENT, TRAINING_OUTPUT_PREFIX, model_component_name
+from edgeloop.core.names import INFERENCE_COMPONENT, MODELS_PREFIX, TRAINING_OUTPUT_PREFIX, model_component_name
 from edgeloop.core.recipes import INFERENCE_ARCHIVE
 from edgeloop.core.registry import ApprovalStatus
 from edgeloop.core.settings import CloudSettings
 from edgeloop.packaging import build_inference_archive, stage_lambda_asset
 from infra.config import StackConfig
 from infra.constructs.event_function import EventFunction
-from infra.constructs.fleet import MODELS_PREFIX, Fleet
+from infra.constructs.fleet import Fleet
 from infra.constructs.registry import ModelRegistry
+from infra.constructs.results import Results
 from infra.constructs.storage import Storage
 
 TRAINING_COMPLETED = EVENT_ROUTES[TRAINING_JOB_STATE_CHANGE]
@@ -48,6 +51,9 @@ class EdgeloopStack(cdk.Stack):
         build_inference_archive(archive_dir)
         self.storage = Storage(self, "Storage", env_name=config.env_name)
         self.registry = ModelRegistry(self, "Registry", model_name=config.model_name)
+        self.results = Results(self, "Results", data=self.storage.data)
+        self.training_output_uri = f"s3://{self.storage.data.bucket_name}/{TRAINING_OUTPUT_PREFIX}"
+        """Where training jobs write model.tar.gz, the only artifacts training_completed accepts."""
         self.fleet = Fleet(
             self,
             "Fleet",
@@ -62,13 +68,18 @@ class EdgeloopStack(cdk.Stack):
             fleet_thing_group_arn=self.fleet.thing_group_arn,
             inference_component_version=config.inference_component_version,
             auto_approve_min_accuracy=config.auto_approve_min_accuracy,
+            training_output_uri=self.training_output_uri,
         )
         self.training_completed = self._function(
             TRAINING_COMPLETED,
             staging_dir,
             settings,
             detail_type=TRAINING_JOB_STATE_CHANGE,
-            detail={"TrainingJobStatus": ["Completed"]},
+            detail={
+                "TrainingJobStatus": [TRAINING_JOB_COMPLETED],
+                # Only jobs writing into our data bucket: any other completed job in the account is not ours.
+                "ModelArtifacts": {"S3ModelArtifacts": events.Match.prefix(self.training_output_uri)},
+            },
             description="Register a completed training job's model and create its Greengrass component",
         )
         self.model_approved = self._function(
@@ -78,6 +89,7 @@ class EdgeloopStack(cdk.Stack):
             detail_type=MODEL_PACKAGE_STATE_CHANGE,
             detail={
                 "ModelPackageGroupName": [self.registry.group_name],
+                "ModelPackageStatus": [MODEL_PACKAGE_COMPLETED],
                 "ModelApprovalStatus": [ApprovalStatus.APPROVED.value],
             },
             description="Deploy an approved model version to the fleet",
@@ -188,7 +200,9 @@ class EdgeloopStack(cdk.Stack):
             "InferenceComponentName": INFERENCE_COMPONENT,
             "TokenExchangeRoleAlias": self.fleet.role_alias.role_alias or "",
             "DevicePolicyName": self.fleet.device_policy.policy_name or "",
-            "TrainingOutputUri": f"s3://{self.storage.data.bucket_name}/{TRAINING_OUTPUT_PREFIX}",
+            "TrainingOutputUri": self.training_output_uri,
+            "ResultsUri": self.results.uri,
+            "ResultsFailedDeliveriesQueueUrl": self.results.failed.queue_url,
         }.items():
             cdk.CfnOutput(self, name, value=value)
 

@@ -151,6 +151,38 @@ def test_unknown_deployment_is_not_found(stubbed: Any) -> None:
         fleet.get_deployment("d-404")
 
 
+def test_latest_deployment_lists_then_describes(stubbed: Any) -> None:
+    fleet, stubber = stubbed
+    stubber.add_response(
+        "list_deployments",
+        {"deployments": [{"deploymentId": "d-9", "targetArn": GROUP_ARN, "isLatestForTarget": True}]},
+        {"targetArn": GROUP_ARN, "historyFilter": "LATEST_ONLY"},
+    )
+    stubber.add_response(
+        "get_deployment",
+        {"targetArn": GROUP_ARN, "deploymentId": "d-9", "deploymentStatus": "ACTIVE", "components": {}},
+        {"deploymentId": "d-9"},
+    )
+    latest = fleet.latest_deployment(GROUP_ARN)
+    assert latest is not None
+    assert latest.deployment_id == "d-9"
+
+
+def test_no_deployment_yet_is_none(stubbed: Any) -> None:
+    fleet, stubber = stubbed
+    stubber.add_response(
+        "list_deployments", {"deployments": []}, {"targetArn": GROUP_ARN, "historyFilter": "LATEST_ONLY"}
+    )
+    assert fleet.latest_deployment(GROUP_ARN) is None
+
+
+def test_memory_fake_refuses_to_deploy_a_component_version_that_does_not_exist() -> None:
+    fleet = MemoryFleetControl(account=ACCOUNT)
+    with pytest.raises(NotFoundError, match=r"com\.edgeloop\.model\.digits 1\.0\.0 does not exist"):
+        fleet.create_deployment(SPEC)
+    assert fleet.latest_deployment(GROUP_ARN) is None
+
+
 def test_memory_fake_honours_the_same_contract() -> None:
     fleet = MemoryFleetControl(account=ACCOUNT)
     seen: list[str] = []
@@ -160,6 +192,7 @@ def test_memory_fake_honours_the_same_contract() -> None:
     with pytest.raises(FleetControlError, match="immutable"):
         fleet.create_component_version({**RECIPE, "ComponentDescription": "changed"})
     assert fleet.get_component_recipe("com.edgeloop.model.digits", "1.0.0") == RECIPE
+    fleet.create_component_version({**RECIPE, "ComponentName": "com.edgeloop.Inference", "ComponentVersion": "0.1.0"})
     with pytest.raises(NotFoundError):
         fleet.get_component_recipe("com.edgeloop.model.digits", "2.0.0")
     first = fleet.create_deployment(SPEC)
@@ -167,5 +200,6 @@ def test_memory_fake_honours_the_same_contract() -> None:
     assert seen == [first, second]
     assert fleet.get_deployment(first).status == "INACTIVE"
     assert fleet.get_deployment(second).status == "ACTIVE"
+    assert fleet.latest_deployment(GROUP_ARN) == fleet.get_deployment(second)
     with pytest.raises(NotFoundError):
         fleet.get_deployment("nope")

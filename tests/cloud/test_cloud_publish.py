@@ -17,13 +17,17 @@ from edgeloop.core.events import ModelPackageStateChange, TrainingJobStateChange
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.registry import ApprovalStatus
 from edgeloop.core.settings import CloudSettings
+from edgeloop.packaging import inference_recipe
 
+NOT_ONNX = b"\x08\x07 this is not onnx"
+"""Starts like a ModelProto (ir_version) but is no model: a first-byte sniff would let it through."""
 GROUP_ARN = "arn:aws:iot:us-east-1:123456789012:thinggroup/edgeloop-fleet"
+TRAINING_OUTPUT = "s3://edgeloop-data/training-output/"
 ARCHIVE_URI = "s3://edgeloop-data/training-output/edgeloop-digits-20261124-120000/output/model.tar.gz"
 
 
 def _settings(min_accuracy: float | None = None) -> CloudSettings:
-    return CloudSettings("edgeloop-artifacts", GROUP_ARN, "0.1.0", min_accuracy)
+    return CloudSettings("edgeloop-artifacts", GROUP_ARN, "0.1.0", min_accuracy, TRAINING_OUTPUT)
 
 
 def _good_archive() -> bytes:
@@ -34,7 +38,9 @@ def _good_archive() -> bytes:
 def deps(s3: Any, sagemaker: Any) -> dict[str, Any]:
     registry = SageMakerRegistry(sagemaker)
     registry.ensure_group("digits")
-    return {"store": S3ArtifactStore(s3), "registry": registry, "fleet": MemoryFleetControl(), "settings": _settings()}
+    fleet = MemoryFleetControl()
+    fleet.create_component_version(inference_recipe("0.1.0", "s3://edgeloop-artifacts/components/inference.zip"))
+    return {"store": S3ArtifactStore(s3), "registry": registry, "fleet": fleet, "settings": _settings()}
 
 
 def _completed() -> TrainingJobStateChange:
@@ -60,10 +66,27 @@ def test_publishing_the_same_event_twice_converges_on_one_version(deps: dict[str
     assert len(deps["registry"].versions("digits")) == 1
 
 
-def test_auto_approval_policy_approves_accurate_models(deps: dict[str, Any]) -> None:
+def test_auto_approval_policy_approves_accurate_models_after_their_component_exists(deps: dict[str, Any]) -> None:
     deps["store"].put(ARCHIVE_URI, _good_archive())
     deps["settings"] = _settings(min_accuracy=0.95)
-    assert publish_trained_model(_completed(), **deps).record.approval is ApprovalStatus.APPROVED
+    record = publish_trained_model(_completed(), **deps).record
+    assert record.approval is ApprovalStatus.APPROVED
+    assert deps["registry"].get("digits", 1).approval is ApprovalStatus.APPROVED
+    assert deps["fleet"].get_component_recipe(record.component_name, record.component_version)
+
+
+def test_models_below_the_policy_threshold_wait_for_a_human(deps: dict[str, Any]) -> None:
+    deps["store"].put(ARCHIVE_URI, _good_archive())
+    deps["settings"] = _settings(min_accuracy=0.99)
+    assert publish_trained_model(_completed(), **deps).record.approval is ApprovalStatus.PENDING
+
+
+def test_a_job_outside_the_training_output_prefix_is_not_published(deps: dict[str, Any]) -> None:
+    event = load_event("training_job_completed")
+    event["detail"]["ModelArtifacts"]["S3ModelArtifacts"] = "s3://someone-else/output/model.tar.gz"
+    with pytest.raises(NotFoundError, match="no model to publish"):
+        publish_trained_model(TrainingJobStateChange.from_event(event), **deps)
+    assert deps["registry"].versions("digits") == []
 
 
 @pytest.mark.parametrize(
@@ -82,8 +105,13 @@ def test_auto_approval_policy_approves_accurate_models(deps: dict[str, Any]) -> 
             ModelFormatError,
             "not an ONNX model",
         ),
+        (
+            {"manifest.json": manifest_for(NOT_ONNX).to_json().encode(), "model.onnx": NOT_ONNX},
+            ModelFormatError,
+            "not an ONNX model",
+        ),
     ],
-    ids=["no-manifest", "no-artifact", "sha-mismatch", "manifest-not-json", "not-onnx"],
+    ids=["no-manifest", "no-artifact", "sha-mismatch", "manifest-not-json", "zip-not-onnx", "onnx-lookalike"],
 )
 def test_bad_archives_are_refused_and_nothing_is_registered(
     deps: dict[str, Any], files: dict[str, bytes], error: type[Exception], match: str
@@ -119,6 +147,33 @@ def test_deploy_approved_deploys_model_inference_and_shadow_sync(deps: dict[str,
         "modelComponent": "com.edgeloop.model.digits",
         "modelComponentVersion": "1.0.0",
     }
+
+
+def test_a_redelivered_approval_does_not_deploy_twice(deps: dict[str, Any]) -> None:
+    deps["store"].put(ARCHIVE_URI, _good_archive())
+    publish_trained_model(_completed(), **deps)
+    deps["registry"].set_approval("digits", 1, ApprovalStatus.APPROVED)
+    change = ModelPackageStateChange.from_event(load_event("model_package_approved"))
+    kwargs = {"registry": deps["registry"], "fleet": deps["fleet"], "settings": deps["settings"]}
+    first = deploy_approved(change, **kwargs)
+    assert deploy_approved(change, **kwargs) == first
+    assert deps["fleet"].latest_deployment(GROUP_ARN).deployment_id == first
+
+
+def test_deploy_waits_for_a_missing_component_instead_of_deploying_a_broken_set(
+    deps: dict[str, Any], sagemaker: Any
+) -> None:
+    deps["registry"].register(
+        manifest_for(FAKE_ONNX),
+        training_job="job-without-component",
+        artifact_uri="s3://edgeloop-artifacts/models/digits/a/model.onnx",
+        manifest_uri="s3://edgeloop-artifacts/models/digits/a/manifest.json",
+        approval=ApprovalStatus.APPROVED,
+    )
+    change = ModelPackageStateChange.from_event(load_event("model_package_approved"))
+    with pytest.raises(NotFoundError, match=r"com\.edgeloop\.model\.digits 1\.0\.0 does not exist"):
+        deploy_approved(change, registry=deps["registry"], fleet=deps["fleet"], settings=deps["settings"])
+    assert deps["fleet"].latest_deployment(GROUP_ARN) is None
 
 
 def test_deploy_refuses_a_version_the_registry_no_longer_approves(deps: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from edgeloop.core.settings import (
     ENV_AUTO_APPROVE_MIN_ACCURACY,
     ENV_FLEET_THING_GROUP_ARN,
     ENV_INFERENCE_COMPONENT_VERSION,
+    ENV_TRAINING_OUTPUT_URI,
 )
 
 SPECS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
@@ -164,6 +165,7 @@ def cloud_env() -> dict[str, str]:
         ENV_FLEET_THING_GROUP_ARN: "arn:aws:iot:eu-west-1:123456789012:thinggroup/edgeloop-fleet",
         ENV_INFERENCE_COMPONENT_VERSION: "1.0.0",
         ENV_AUTO_APPROVE_MIN_ACCURACY: "0.9",
+        ENV_TRAINING_OUTPUT_URI: "s3://edgeloop-data/training-output/",
     }
 
 

@@ -218,3 +218,24 @@ def test_non_finite_json_literals_are_refused(
 def test_manifest_error_is_a_validation_error(manifest_dict: Callable[..., dict[str, Any]]) -> None:
     with pytest.raises(ValidationError):
         ModelManifest.from_dict(manifest_dict(labels=["one"]))
+
+
+def test_an_empty_golden_set_is_refused(manifest_dict: Callable[..., dict[str, Any]]) -> None:
+    with pytest.raises(ManifestError, match="empty self-test would pass any model"):
+        ModelManifest.from_dict(manifest_dict(golden={"inputs": [], "labels": []}))
+
+
+def test_duplicate_artifact_file_names_are_refused(manifest_dict: Callable[..., dict[str, Any]]) -> None:
+    data = manifest_dict()
+    data["artifacts"] = [data["artifacts"][0], dict(data["artifacts"][0])]
+    with pytest.raises(ManifestError, match="file names must be unique"):
+        ModelManifest.from_dict(data)
+
+
+@pytest.mark.parametrize("accuracy", [1.5, -0.1, 7.5])
+def test_accuracy_outside_zero_one_is_refused(manifest_dict: Callable[..., dict[str, Any]], accuracy: float) -> None:
+    data = manifest_dict()
+    variant = next(iter(data["metrics"]))
+    data["metrics"][variant]["accuracy"] = accuracy
+    with pytest.raises(ManifestError, match=r"accuracy: .* is outside \[0, 1\]"):
+        ModelManifest.from_dict(data)

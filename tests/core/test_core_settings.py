@@ -15,11 +15,17 @@ from edgeloop.core.settings import (
     ENV_AUTO_APPROVE_MIN_ACCURACY,
     ENV_FLEET_THING_GROUP_ARN,
     ENV_INFERENCE_COMPONENT_VERSION,
+    ENV_TRAINING_OUTPUT_URI,
     CloudSettings,
     DeviceConfig,
 )
 
-REQUIRED_ENV = [ENV_ARTIFACTS_BUCKET, ENV_FLEET_THING_GROUP_ARN, ENV_INFERENCE_COMPONENT_VERSION]
+REQUIRED_ENV = [
+    ENV_ARTIFACTS_BUCKET,
+    ENV_FLEET_THING_GROUP_ARN,
+    ENV_INFERENCE_COMPONENT_VERSION,
+    ENV_TRAINING_OUTPUT_URI,
+]
 
 
 def test_cloud_settings_from_env(cloud_env: dict[str, str]) -> None:
@@ -29,7 +35,15 @@ def test_cloud_settings_from_env(cloud_env: dict[str, str]) -> None:
         fleet_thing_group_arn="arn:aws:iot:eu-west-1:123456789012:thinggroup/edgeloop-fleet",
         inference_component_version="1.0.0",
         auto_approve_min_accuracy=0.9,
+        training_output_uri="s3://edgeloop-data/training-output/",
     )
+    assert settings.account == "123456789012"
+
+
+@pytest.mark.parametrize("uri", ["https://b/training-output/", "s3://b/training-output"])
+def test_training_output_uri_must_be_an_s3_prefix(cloud_env: dict[str, str], uri: str) -> None:
+    with pytest.raises(ConfigError, match=ENV_TRAINING_OUTPUT_URI):
+        CloudSettings.from_env({**cloud_env, ENV_TRAINING_OUTPUT_URI: uri})
 
 
 @pytest.mark.parametrize("threshold", ["0.9", "0", "1", "0.123456789", None], ids=lambda t: f"threshold={t}")

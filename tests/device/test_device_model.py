@@ -102,7 +102,7 @@ def test_a_feature_count_the_model_does_not_take_is_refused(make_model_dir: Mode
         return replace(
             manifest,
             input=replace(manifest.input, features=manifest.input.features[:10]),
-            golden=replace(manifest.golden, inputs=(), labels=()),
+            golden=replace(manifest.golden, inputs=(manifest.golden.inputs[0][:10],), labels=(0,)),
         )
 
     with pytest.raises(ModelFormatError, match="takes 64 features, manifest lists 10"):

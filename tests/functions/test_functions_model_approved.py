@@ -10,11 +10,14 @@ from support import FAKE_ONNX, manifest_for
 from edgeloop.cloud.fleet import MemoryFleetControl
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.core.errors import ValidationError
+from edgeloop.core.recipes import model_recipe
 from edgeloop.core.registry import ApprovalStatus
 from edgeloop.core.settings import CloudSettings
+from edgeloop.packaging import inference_recipe
 from functions import model_approved
 
 GROUP_ARN = "arn:aws:iot:us-east-1:123456789012:thinggroup/edgeloop-fleet"
+TRAINING_OUTPUT = "s3://edgeloop-data/training-output/"
 
 
 @pytest.fixture
@@ -24,12 +27,16 @@ def deps(sagemaker: Any) -> dict[str, Any]:
     registry.register(
         manifest_for(FAKE_ONNX),
         training_job="job-1",
-        artifact_uri="s3://edgeloop-artifacts/models/digits/a/model.onnx",
+        artifact_uri="s3://edgeloop-artifacts/models/digits/a/model.onnx",  # ends with manifest.selected
         manifest_uri="s3://edgeloop-artifacts/models/digits/a/manifest.json",
         approval=ApprovalStatus.APPROVED,
     )
-    settings = CloudSettings("edgeloop-artifacts", GROUP_ARN, "0.1.0", None)
-    return {"registry": registry, "fleet": MemoryFleetControl(), "settings": settings}
+    settings = CloudSettings("edgeloop-artifacts", GROUP_ARN, "0.1.0", None, TRAINING_OUTPUT)
+    fleet = MemoryFleetControl()
+    record = registry.get("digits", 1)
+    fleet.create_component_version(model_recipe(record, manifest_for(FAKE_ONNX)))
+    fleet.create_component_version(inference_recipe("0.1.0", "s3://edgeloop-artifacts/components/inference.zip"))
+    return {"registry": registry, "fleet": fleet, "settings": settings}
 
 
 def test_approved_version_is_deployed_to_the_fleet(deps: dict[str, Any], event: Any) -> None:

@@ -15,6 +15,7 @@ from edgeloop.core.settings import CloudSettings
 from functions import training_completed
 
 GROUP_ARN = "arn:aws:iot:us-east-1:123456789012:thinggroup/edgeloop-fleet"
+TRAINING_OUTPUT = "s3://edgeloop-data/training-output/"
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def deps(s3: Any, sagemaker: Any) -> dict[str, Any]:
         "s3://edgeloop-data/training-output/edgeloop-digits-20261124-120000/output/model.tar.gz",
         model_tarball({"manifest.json": manifest_for(FAKE_ONNX).to_json().encode(), "model.onnx": FAKE_ONNX}),
     )
-    settings = CloudSettings("edgeloop-artifacts", GROUP_ARN, "0.1.0", None)
+    settings = CloudSettings("edgeloop-artifacts", GROUP_ARN, "0.1.0", None, TRAINING_OUTPUT)
     return {"store": store, "registry": registry, "fleet": MemoryFleetControl(), "settings": settings}
 
 
@@ -49,6 +50,15 @@ def test_failed_job_is_ignored_with_its_status(deps: dict[str, Any], event: Any)
     result = training_completed.handle(event("training_job_failed"), deps)
     assert result["status"] == "ignored"
     assert result["reason"] == "job is Failed"
+    assert deps["registry"].versions("digits") == []
+
+
+def test_a_job_that_wrote_elsewhere_is_ignored_not_failed(deps: dict[str, Any], event: Any) -> None:
+    foreign = event("training_job_completed")
+    foreign["detail"]["ModelArtifacts"]["S3ModelArtifacts"] = "s3://other-team/jobs/x/output/model.tar.gz"
+    result = training_completed.handle(foreign, deps)
+    assert result["status"] == "ignored"
+    assert "outside s3://edgeloop-data/training-output/" in result["reason"]
     assert deps["registry"].versions("digits") == []
 
 

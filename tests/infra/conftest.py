@@ -11,12 +11,11 @@ from typing import Any
 
 import jsonschema
 import pytest
+from infra_specs import RECIPE_SCHEMA, require_spec
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SPECS_DIR = REPO_ROOT.parent / "shared" / "specs"
-RECIPE_SCHEMA = SPECS_DIR / "greengrass-recipe.schema.json"
 
 
 def _cdk_json_context() -> dict[str, Any]:
@@ -55,9 +54,7 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 @pytest.fixture(scope="session")
 def validate_recipe() -> Callable[[dict[str, Any]], None]:
     """Validate a recipe against the Greengrass kit's schema from ../shared/specs (beside the repo in CI)."""
-    if not RECIPE_SCHEMA.exists():
-        pytest.skip(f"recipe schema not found at {RECIPE_SCHEMA}; CI checks out ../shared beside the repository")
-    validator = jsonschema.Draft7Validator(json.loads(RECIPE_SCHEMA.read_text()))
+    validator = jsonschema.Draft7Validator(json.loads(require_spec(RECIPE_SCHEMA, os.environ).read_text()))
 
     def validate(recipe: dict[str, Any]) -> None:
         validator.validate(_lower_keys(recipe))

@@ -11,22 +11,38 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from edgeloop.core.events import MODEL_PACKAGE_STATE_CHANGE, SAGEMAKER_SOURCE, TRAINING_JOB_STATE_CHANGE
+from edgeloop.core.events import (
+    MODEL_PACKAGE_COMPLETED,
+    MODEL_PACKAGE_STATE_CHANGE,
+    SAGEMAKER_SOURCE,
+    TRAINING_JOB_COMPLETED,
+    TRAINING_JOB_STATE_CHANGE,
+)
 from edgeloop.core.names import (
     FLEET_THING_GROUP,
     INFERENCE_COMPONENT,
+    TRAINING_OUTPUT_PREFIX,
     model_component_name,
     model_package_group,
     results_topic,
     shadow_topic,
 )
 from edgeloop.core.recipes import INFERENCE_ARCHIVE
-from edgeloop.core.settings import ENV_AUTO_APPROVE_MIN_ACCURACY, CloudSettings
+from edgeloop.core.settings import ENV_AUTO_APPROVE_MIN_ACCURACY, ENV_TRAINING_OUTPUT_URI, CloudSettings
 from infra.nag import flatten_reference
 
 THING_VARIABLE = "${iot:Connection.Thing.ThingName}"
+THING = THING_VARIABLE.replace("${", "<").replace("}", ">")
+"""The policy variable as flatten_reference renders it."""
 WILDCARD_ONLY_ACTIONS = {"sagemaker:ListModelPackages", "greengrass:CreateDeployment"}
 """Actions AWS authorizes only on Resource '*'; nothing else may use it."""
+GREENGRASS_CORE_DATA_PLANE = {
+    "greengrass:GetComponentVersionArtifact",
+    "greengrass:ResolveComponentCandidates",
+    "greengrass:GetDeploymentConfiguration",
+    "greengrass:ListThingGroupsForCoreDevice",
+}
+"""What AWS's minimal core-device policy allows on '*' (written out here, not imported, to check the stack)."""
 
 
 def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -60,18 +76,34 @@ def _statements_of_role(template: dict[str, Any], role_id: str) -> list[dict[str
     ]
 
 
-def _matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
-    """EventBridge matching for the patterns we use: exact-value lists, nested objects."""
+def _render(node: Any, refs: dict[str, str]) -> str:
+    """A CloudFormation string value with each Ref replaced as if deployed (only Ref and Fn::Join occur)."""
+    if isinstance(node, str):
+        return node
+    if "Ref" in node:
+        return refs[node["Ref"]]
+    delimiter, parts = node["Fn::Join"]
+    return str(delimiter).join(_render(part, refs) for part in parts)
+
+
+def _matches(pattern: dict[str, Any], event: dict[str, Any], refs: dict[str, str] | None = None) -> bool:
+    """EventBridge matching for the patterns we use: exact values, prefixes, nested objects."""
     for key, expected in pattern.items():
         if key not in event:
             return False
         value = event[key]
         if isinstance(expected, dict):
-            if not isinstance(value, dict) or not _matches(expected, value):
+            if not isinstance(value, dict) or not _matches(expected, value, refs):
                 return False
-        elif value not in expected:
+        elif not any(_value_matches(e, value, refs or {}) for e in expected):
             return False
     return True
+
+
+def _value_matches(expected: Any, value: Any, refs: dict[str, str]) -> bool:
+    if isinstance(expected, dict) and set(expected) == {"prefix"}:
+        return isinstance(value, str) and value.startswith(_render(expected["prefix"], refs))
+    return bool(value == expected)
 
 
 def _rule_for(template: dict[str, Any], function_id: str) -> dict[str, Any]:
@@ -138,27 +170,41 @@ def test_model_package_group_is_named_by_the_core(synthesized: Any) -> None:
 def test_handlers_run_python_311_with_the_core_settings_and_a_dead_letter_queue(synthesized: Any, name: str) -> None:
     props = _function(synthesized.template, f"{name}.handler")
     env = props["Environment"]["Variables"]
-    settings = CloudSettings("bucket", "arn:aws:iot:r:1:thinggroup/g", "0.1.0", None)
+    settings = CloudSettings("bucket", "arn:aws:iot:r:1:thinggroup/g", "0.1.0", None, "s3://data/out/")
+    data_id = _logical_id(synthesized, synthesized.stack.storage.data)
     assert props["Runtime"] == "python3.11"
     assert props["FunctionName"] == f"edgeloop-dev-{name.replace('_', '-')}"
     assert set(env) == set(settings.to_env())
     assert env[next(iter(settings.to_env()))] == {"Ref": _logical_id(synthesized, synthesized.stack.storage.artifacts)}
+    assert _render(env[ENV_TRAINING_OUTPUT_URI], {data_id: "data"}) == f"s3://data/{TRAINING_OUTPUT_PREFIX}"
     assert "Fn::GetAtt" in props["DeadLetterConfig"]["TargetArn"]
     assert props["Code"]["S3Key"].endswith(".zip")
 
 
-def test_training_completed_rule_takes_completed_jobs_only(
+def test_training_completed_rule_takes_completed_jobs_writing_to_our_training_output_only(
     synthesized: Any, event: Callable[[str], dict[str, Any]]
 ) -> None:
     function_id = _logical_id(synthesized, synthesized.stack.training_completed.function)
+    data_id = _logical_id(synthesized, synthesized.stack.storage.data)
     rule = _rule_for(synthesized.template, function_id)
+    output_prefix = {"Fn::Join": ["", ["s3://", {"Ref": data_id}, f"/{TRAINING_OUTPUT_PREFIX}"]]}
     assert rule["EventPattern"] == {
         "source": [SAGEMAKER_SOURCE],
         "detail-type": [TRAINING_JOB_STATE_CHANGE],
-        "detail": {"TrainingJobStatus": ["Completed"]},
+        "detail": {
+            "TrainingJobStatus": [TRAINING_JOB_COMPLETED],
+            "ModelArtifacts": {"S3ModelArtifacts": [{"prefix": output_prefix}]},
+        },
     }
-    assert _matches(rule["EventPattern"], event("training_job_completed"))
-    assert not _matches(rule["EventPattern"], event("training_job_failed"))
+    deployed = {data_id: "edgeloop-data"}  # the bucket the sample events name
+    completed = event("training_job_completed")
+    elsewhere = event("training_job_completed")
+    elsewhere["detail"]["ModelArtifacts"]["S3ModelArtifacts"] = "s3://edgeloop-data/other-team/job/output/model.tar.gz"
+    other_bucket = event("training_job_completed")
+    other_bucket["detail"]["ModelArtifacts"]["S3ModelArtifacts"] = "s3://someone-else/training-output/j/model.tar.gz"
+    results = [_matches(rule["EventPattern"], e, deployed) for e in (completed, elsewhere, other_bucket)]
+    assert results == [True, False, False]
+    assert not _matches(rule["EventPattern"], event("training_job_failed"), deployed)
     assert "DeadLetterConfig" in rule["Targets"][0]
 
 
@@ -172,9 +218,13 @@ def test_model_approved_rule_takes_approvals_of_our_group_only(
     pending["detail"]["ModelApprovalStatus"] = "PendingManualApproval"
     other_group = event("model_package_approved")
     other_group["detail"]["ModelPackageGroupName"] = "someone-elses-models"
+    in_progress = event("model_package_approved")
+    in_progress["detail"]["ModelPackageStatus"] = "InProgress"
     assert pattern["source"] == [SAGEMAKER_SOURCE]
     assert pattern["detail-type"] == [MODEL_PACKAGE_STATE_CHANGE]
-    assert [_matches(pattern, e) for e in (approved, pending, other_group)] == [True, False, False]
+    assert pattern["detail"]["ModelPackageStatus"] == [MODEL_PACKAGE_COMPLETED]
+    matched = [_matches(pattern, e) for e in (approved, pending, other_group, in_progress)]
+    assert matched == [True, False, False, False]
 
 
 def test_only_actions_without_resource_permissions_use_a_bare_wildcard(synthesized: Any) -> None:
@@ -214,38 +264,73 @@ def test_fleet_thing_group_is_named_by_the_core(synthesized: Any) -> None:
     assert group["Properties"]["ThingGroupName"] == FLEET_THING_GROUP
 
 
-def _device_statements(synthesized: Any) -> dict[str, list[str]]:
+def _device_statements(synthesized: Any) -> list[tuple[set[str], list[str]]]:
     [policy] = _of_type(synthesized.template, "AWS::IoT::Policy").values()
-    return {
-        s["Action"]: [flatten_reference(r) for r in _as_list(s["Resource"])]
+    return [
+        (set(_as_list(s["Action"])), [flatten_reference(r) for r in _as_list(s["Resource"])])
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow"
+    ]
+
+
+def _device_grants(synthesized: Any, action: str, resource_type: str) -> set[str]:
+    """The resource names (after ':<type>/') the device policy allows for one action."""
+    return {
+        r.split(f":{resource_type}/", 1)[1]
+        for actions, resources in _device_statements(synthesized)
+        if action in actions
+        for r in resources
+        if f":{resource_type}/" in r
     }
 
 
-def test_device_policy_confines_each_device_to_its_own_topics(synthesized: Any) -> None:
-    statements = _device_statements(synthesized)
-    own = [r for action, rs in statements.items() if action != "iot:AssumeRoleWithCertificate" for r in rs]
+def test_device_policy_confines_each_device_to_its_own_names(synthesized: Any) -> None:
+    own = [
+        r
+        for actions, resources in _device_statements(synthesized)
+        if not actions & ({"iot:AssumeRoleWithCertificate"} | GREENGRASS_CORE_DATA_PLANE)
+        for r in resources
+    ]
     assert own
-    assert all(THING_VARIABLE.replace("${", "<").replace("}", ">") in r for r in own)
-    assert not any(c in r.split(":", 5)[-1] for r in own for c in "*+#")
+    assert all(THING in r for r in own)
+    # A wildcard right after the thing variable would reach every thing whose name starts with this one's.
+    assert not [r for r in own if f"{THING}*" in r or f"{THING}+" in r]
+    assert all(r.partition(THING)[2][:1] in ("", "/", "#") for r in own)
+
+
+def test_device_policy_grants_aws_minimal_greengrass_core_device_policy(synthesized: Any) -> None:
+    root = f"$aws/things/{THING}"
+    assert _device_grants(synthesized, "iot:Connect", "client") == {THING, f"{THING}#*"}
+    greengrass_topics = {f"{root}/{t}" for t in ("greengrass/health/json", "greengrassv2/health/json")}
+    greengrass_topics |= {f"{root}/jobs/*", f"{root}/shadow/*"}
+    assert greengrass_topics <= _device_grants(synthesized, "iot:Publish", "topic")
+    assert greengrass_topics <= _device_grants(synthesized, "iot:Receive", "topic")
+    assert {f"{root}/jobs/*", f"{root}/shadow/*"} <= _device_grants(synthesized, "iot:Subscribe", "topicfilter")
+    for action in ("iot:GetThingShadow", "iot:UpdateThingShadow", "iot:DeleteThingShadow"):
+        assert _device_grants(synthesized, action, "thing") == {THING, f"{THING}/*"}
+    [alias] = [
+        r for actions, rs in _device_statements(synthesized) if "iot:AssumeRoleWithCertificate" in actions for r in rs
+    ]
+    assert alias.endswith(".RoleAliasArn>")
+
+
+def test_device_policy_allows_a_bare_wildcard_only_for_greengrass_data_plane_calls(synthesized: Any) -> None:
+    wildcard = [(actions, resources) for actions, resources in _device_statements(synthesized) if "*" in resources]
+    assert wildcard == [(GREENGRASS_CORE_DATA_PLANE, ["*"])]
 
 
 def test_device_policy_uses_the_cores_topic_names(synthesized: Any) -> None:
-    statements = _device_statements(synthesized)
-    thing = THING_VARIABLE.replace("${", "<").replace("}", ">")  # as flatten_reference renders it
-
     def topic(name: str) -> str:
-        return name.replace("THING", thing)
+        return name.replace("THING", THING)
 
-    assert statements["iot:Connect"][0].endswith(f":client/{thing}")
-    assert {r.split(":topic/", 1)[1] for r in statements["iot:Publish"]} >= {
-        topic(results_topic("THING")),
-        topic(shadow_topic("THING", "update")),
-    }
-    subscribed = {r.split(":topicfilter/", 1)[1] for r in statements["iot:Subscribe"]}
-    received = {r.split(":topic/", 1)[1] for r in statements["iot:Receive"]}
+    assert {topic(results_topic("THING")), topic(shadow_topic("THING", "update"))} <= _device_grants(
+        synthesized, "iot:Publish", "topic"
+    )
+    subscribed = _device_grants(synthesized, "iot:Subscribe", "topicfilter")
+    received = _device_grants(synthesized, "iot:Receive", "topic")
     expected = {topic(shadow_topic("THING", op)) for op in ("update/accepted", "update/rejected", "update/delta")}
-    assert expected <= subscribed == received
+    assert expected <= subscribed
+    assert expected <= received
 
 
 def _inline_recipe(synthesized: Any) -> tuple[dict[str, Any], list[Any]]:
@@ -287,6 +372,8 @@ def test_outputs_name_what_an_operator_needs(synthesized: Any) -> None:
         "ModelPackageGroupName",
         "FleetThingGroupArn",
         "InferenceComponentArn",
+        "TrainingOutputUri",
+        "ResultsUri",
     }
     assert synthesized.template["Outputs"]["ModelPackageGroupName"]["Value"] == model_package_group("digits")
 

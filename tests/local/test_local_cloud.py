@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from edgeloop.core.errors import ValidationError
-from edgeloop.core.names import results_topic, shadow_topic
+from edgeloop.core.names import results_object_key, results_topic, shadow_topic
 from edgeloop.core.records import InferenceResult, Record, RecordKind, encode_batch
 from edgeloop.local.cloud import ResultsIngest, ShadowService
 
@@ -55,7 +55,7 @@ def test_results_are_stored_under_deterministic_keys_and_deduplicated(ingest: tu
     sink(results_topic("dev-1"), batch)  # a retry after a lost PUBACK
     sink(results_topic("dev-1"), encode_batch("dev-1", [_result("dev-1", 2), _result("dev-1", 3)]))
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="edgeloop-data")["Contents"]]
-    assert keys == ["results/dev-1/000000000001-000000000002.json", "results/dev-1/000000000002-000000000003.json"]
+    assert keys == [results_object_key("dev-1", 1), results_object_key("dev-1", 2)]
     assert sink.delivered_count("dev-1") == 3
     assert sink.duplicates == 3
     assert [d.seq for d in sink.results("dev-1")] == [1, 2, 3]
@@ -68,6 +68,16 @@ def test_a_batch_claiming_another_thing_is_refused(ingest: tuple[ResultsIngest, 
         sink(results_topic("dev-1"), encode_batch("dev-2", [_result("dev-2", 1)]))
     assert sink.delivered_count("dev-1") == sink.delivered_count("dev-2") == 0
     assert sink.invalid == 1
+
+
+def test_a_batch_with_one_bad_result_counts_none_of_it(ingest: tuple[ResultsIngest, Any]) -> None:
+    sink, s3 = ingest
+    bad = Record("dev-1", 2, RecordKind.RESULT, 1.0, {"request_id": "x"})
+    with pytest.raises(ValidationError, match="result"):
+        sink(results_topic("dev-1"), encode_batch("dev-1", [_result("dev-1", 1), bad]))
+    assert sink.delivered_count("dev-1") == 0
+    assert sink.invalid == 1
+    assert "Contents" not in s3.list_objects_v2(Bucket="edgeloop-data")
 
 
 def test_a_malformed_batch_is_refused_and_counted(ingest: tuple[ResultsIngest, Any]) -> None:

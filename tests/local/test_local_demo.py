@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgeloop.cli.main import main
-from edgeloop.core.errors import UsageError
-from edgeloop.local.demo import DemoOptions
+from edgeloop.core.errors import EdgeloopError, UsageError
+from edgeloop.local.demo import DemoOptions, _check_promises
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +73,34 @@ def test_out_that_is_a_file_is_refused_before_anything_runs(tmp_path: Path, caps
     assert target.read_text() == "not a directory"
 
 
+def test_out_under_a_file_is_refused_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["demo", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a directory, so" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_demo_options_validate_their_own_fields(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--devices"):
         DemoOptions(devices=101, out=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "problem"),
+    [
+        (lambda s: s["devices"][0].update(model_version=[1, 2]), "answered with model version(s) [1, 2]"),
+        (lambda s: s["devices"][1]["health"].update(model_version=7), "reports model v7"),
+        (lambda s: s["devices"][0].update(inferences=0), "made no inferences"),
+        (lambda s: s["records"].update(lost=3), "3 records lost"),
+        (lambda s: s["devices"].pop(), "2 devices reported, expected 3"),
+    ],
+    ids=["mixed-versions", "shadow-version", "idle-device", "lost-records", "missing-device"],
+)
+def test_a_broken_promise_fails_the_demo(demo_run: tuple[int, dict, Path], breakage: Any, problem: str) -> None:
+    summary = copy.deepcopy(demo_run[1])
+    _check_promises(summary, 3)
+    breakage(summary)
+    with pytest.raises(EdgeloopError, match=re.escape(problem)):
+        _check_promises(summary, 3)

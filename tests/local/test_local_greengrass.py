@@ -10,6 +10,7 @@ import pytest
 
 from edgeloop.cloud.artifacts import MemoryArtifactStore
 from edgeloop.core.deployments import ComponentDeployment, DeploymentSpec
+from edgeloop.core.errors import ModelFormatError
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.local.greengrass import ExecutionStatus, LocalGreengrass, LocalNucleus
@@ -36,10 +37,15 @@ def _model_recipe(uri: str) -> dict[str, Any]:
     }
 
 
-def _setup(iot: Any, tmp_path: Path, things: list[str], members: list[str]) -> tuple[LocalGreengrass, dict]:
+def _store() -> MemoryArtifactStore:
     store = MemoryArtifactStore()
     store.put("s3://artifacts/models/digits/abc/model.onnx", b"\x08model")
     store.put("s3://artifacts/components/inference.zip", b"PKzip")
+    return store
+
+
+def _setup(iot: Any, tmp_path: Path, things: list[str], members: list[str]) -> tuple[LocalGreengrass, dict]:
+    store = _store()
     greengrass = LocalGreengrass(iot, region="us-east-1", account="123456789012")
     greengrass.create_component_version(_model_recipe("s3://artifacts/models/digits/abc/model.onnx"))
     greengrass.create_component_version(inference_recipe("0.1.0", "s3://artifacts/components/inference.zip"))
@@ -107,3 +113,17 @@ def test_a_bad_configuration_fails_the_device_with_the_key_named(iot: Any, tmp_p
     assert outcome.status is ExecutionStatus.FAILED
     assert "batchMax" in outcome.detail
     assert configs["dev-1"] == []
+
+
+def test_a_component_that_refuses_its_configuration_fails_the_device(iot: Any, tmp_path: Path) -> None:
+    greengrass, _ = _setup(iot, tmp_path, [], members=[])
+    iot.create_thing(thingName="dev-9")
+    iot.add_thing_to_thing_group(thingGroupName=GROUP, thingName="dev-9")
+
+    def refuse(config: DeviceConfig) -> None:
+        raise ModelFormatError("self-test failed: golden row 0 answered 3, expected 1")
+
+    greengrass.register_nucleus(LocalNucleus("dev-9", tmp_path / "dev-9", artifacts=_store(), on_configuration=refuse))
+    [outcome] = greengrass.outcomes(greengrass.create_deployment(SPEC))
+    assert outcome.status is ExecutionStatus.FAILED
+    assert "self-test failed" in outcome.detail

@@ -106,11 +106,21 @@ def test_paths_come_from_sm_variables_and_flags_win(ml: Path) -> None:
     assert config.model_dir == ml / "model"
 
 
-def test_without_sm_variables_the_fixed_opt_ml_paths_are_used(ml: Path) -> None:
-    job = JobEnvironment.from_env({"SM_INPUT_CONFIG_DIR": str(ml / "input" / "config")})
+def test_inside_a_job_without_sm_paths_the_fixed_opt_ml_paths_are_used(ml: Path) -> None:
+    env = {"SM_INPUT_CONFIG_DIR": str(ml / "input" / "config"), "SM_TRAINING_ENV": '{"job_name": "j-1"}'}
+    job = JobEnvironment.from_env(env)
     assert job.model_dir == Path("/opt/ml/model")
     assert job.output_data_dir == Path("/opt/ml/output/data")
-    assert (job.channels, job.training_job, job.hyperparameters) == ({}, None, {})
+    assert (job.channels, job.training_job, job.hyperparameters) == ({}, "j-1", {})
+
+
+def test_a_local_run_never_defaults_to_opt_ml(ml: Path) -> None:
+    env = {"SM_INPUT_CONFIG_DIR": str(ml / "input" / "config")}
+    job = JobEnvironment.from_env(env)
+    assert (job.model_dir, job.output_data_dir) == (None, None)
+    assert build_config(["--model-dir", str(ml / "m")], env).output_data_dir is None
+    with pytest.raises(UsageError, match="--model-dir: is required outside a SageMaker training job"):
+        build_config([], env)
 
 
 @pytest.mark.parametrize(
