@@ -21,6 +21,7 @@ class ModelState(StrEnum):
     VERIFYING = "verifying"
     ACTIVE = "active"
     REJECTED = "rejected"
+    ROLLED_BACK = "rolled_back"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ from edgeloop.core.names import INFERENCE_COMPONENT, MODEL_COMPONENT_PREFIX
 GREENGRASS_RESERVED_KEYS = frozenset({"accessControl"})
 """Configuration keys Greengrass itself reads; the component sees them but does not interpret them."""
 
+GRAPH_OPTIMIZATIONS = ("disabled", "basic", "extended", "all")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 ENV_ARTIFACTS_BUCKET = "EDGELOOP_ARTIFACTS_BUCKET"
 ENV_FLEET_THING_GROUP_ARN = "EDGELOOP_FLEET_THING_GROUP_ARN"
 ENV_INFERENCE_COMPONENT_VERSION = "EDGELOOP_INFERENCE_COMPONENT_VERSION"
@@ -96,7 +99,17 @@ class DeviceConfig:
     batchWaitMs: int = 10  # noqa: N815
     forwardBatchSize: int = 200  # noqa: N815
     healthIntervalSeconds: float = 5.0  # noqa: N815
+    healthMinIntervalSeconds: float = 1.0  # noqa: N815 - floor between reports triggered by a change
     intraOpThreads: int = 1  # noqa: N815
+    interOpThreads: int = 1  # noqa: N815
+    graphOptimization: str = "all"  # noqa: N815 - onnxruntime graph optimization level
+    modelPublicKey: str = ""  # noqa: N815 - PEM ECDSA P-256 key; when set, unsigned models are refused
+    keepModelVersions: int = 2  # noqa: N815 - verified previous versions kept on disk for local rollback
+    probationSeconds: float = 300.0  # noqa: N815 - watch a new model this long after activation
+    probationMaxErrorRate: float = 0.05  # noqa: N815 - roll back locally above this error rate
+    probationMinRequests: int = 20  # noqa: N815 - no verdict on fewer requests than this
+    bufferMaxBytes: int = 256 * 1024 * 1024  # noqa: N815 - the durable buffer's bound; eviction beyond
+    logLevel: str = "INFO"  # noqa: N815
 
     def __post_init__(self) -> None:
         if self.modelComponent and not self.modelComponent.startswith(MODEL_COMPONENT_PREFIX):
@@ -108,12 +121,24 @@ class DeviceConfig:
             ("batchWaitMs", 0, 10_000),
             ("forwardBatchSize", 1, 10_000),
             ("intraOpThreads", 1, 64),
+            ("interOpThreads", 1, 64),
+            ("keepModelVersions", 0, 10),
+            ("probationMinRequests", 1, 1_000_000),
+            ("bufferMaxBytes", 1024 * 1024, 64 * 1024**3),
+            ("healthIntervalSeconds", 0.05, 86_400),
+            ("healthMinIntervalSeconds", 0.05, 86_400),
+            ("probationSeconds", 0, 7 * 86_400),
+            ("probationMaxErrorRate", 0.0, 1.0),
         ):
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigError(name, f"{value} is outside [{low}, {high}]")
-        if not 0.05 <= self.healthIntervalSeconds <= 86_400:
-            raise ConfigError("healthIntervalSeconds", f"{self.healthIntervalSeconds} is outside [0.05, 86400]")
+        if self.graphOptimization not in GRAPH_OPTIMIZATIONS:
+            raise ConfigError("graphOptimization", f"{self.graphOptimization!r}; expected one of {GRAPH_OPTIMIZATIONS}")
+        if self.logLevel not in LOG_LEVELS:
+            raise ConfigError("logLevel", f"{self.logLevel!r}; expected one of {LOG_LEVELS}")
+        if self.modelPublicKey and "BEGIN PUBLIC KEY" not in self.modelPublicKey:
+            raise ConfigError("modelPublicKey", "must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> DeviceConfig:

@@ -103,9 +103,36 @@ def test_device_config_defaults() -> None:
         "batchWaitMs": 10,
         "forwardBatchSize": 200,
         "healthIntervalSeconds": 5.0,
+        "healthMinIntervalSeconds": 1.0,
         "intraOpThreads": 1,
+        "interOpThreads": 1,
+        "graphOptimization": "all",
+        "modelPublicKey": "",
+        "keepModelVersions": 2,
+        "probationSeconds": 300.0,
+        "probationMaxErrorRate": 0.05,
+        "probationMinRequests": 20,
+        "bufferMaxBytes": 256 * 1024 * 1024,
+        "logLevel": "INFO",
     }
     assert DeviceConfig.from_config({}) == DeviceConfig()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("graphOptimization", "fastest", "expected one of"),
+        ("logLevel", "verbose", "expected one of"),
+        ("modelPublicKey", "not a key", "PEM public key"),
+        ("probationMaxErrorRate", 1.5, "outside"),
+        ("bufferMaxBytes", 10, "outside"),
+        ("keepModelVersions", 11, "outside"),
+    ],
+)
+def test_device_config_new_keys_are_validated(key: str, value: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        DeviceConfig.from_config({key: value})
+    assert info.value.field == key
 
 
 def test_device_config_round_trip() -> None:
