@@ -14,6 +14,7 @@ from edgeloop.core.names import (
     INPUTS_LOCAL_TOPIC,
     RESULTS_TOPIC_FILTER,
 )
+from edgeloop.core.overrides import DESIRED_CHANGE_OPERATION
 from edgeloop.core.registry import RegistryRecord
 from edgeloop.core.settings import DeviceConfig
 
@@ -22,6 +23,9 @@ PUBLISHER = "edgeloop"
 INFERENCE_ARCHIVE = "inference.zip"
 """The inference component's one artifact: main.py plus the edgeloop core and device packages."""
 
+
+DEVICE_REQUIREMENTS = ("onnxruntime>=1.18", "numpy>=1.26", "awsiotsdk>=1.21", "cryptography>=42")
+"""What the inference component installs into its venv on the device; pyproject's `device` extra matches."""
 
 ACCESS_CONTROL_KEY = "accessControl"
 """Greengrass reads IPC authorization from this key of the component's configuration."""
@@ -50,7 +54,12 @@ def inference_access_control() -> dict[str, Any]:
                 "policyDescription": "Receive inference requests from local sensor components.",
                 "operations": ["aws.greengrass#SubscribeToTopic"],
                 "resources": [INPUTS_LOCAL_TOPIC],
-            }
+            },
+            f"{INFERENCE_COMPONENT}:shadow-delta:1": {
+                "policyDescription": "Follow desired-state changes (config overrides) of this device's health shadow.",
+                "operations": ["aws.greengrass#SubscribeToTopic"],
+                "resources": [f"$aws/things/{thing_var}/shadow/name/{HEALTH_SHADOW}/{DESIRED_CHANGE_OPERATION}"],
+            },
         },
     }
 
@@ -64,6 +73,7 @@ def inference_recipe_values(component_version: str, archive_uri: str) -> dict[st
         "ARCHIVE_URI": archive_uri,
         "ARCHIVE_DIR": INFERENCE_ARCHIVE.removesuffix(".zip"),
         "DEFAULT_CONFIGURATION": json.dumps(defaults, sort_keys=True),
+        "DEVICE_REQUIREMENTS": " ".join(f"'{requirement}'" for requirement in DEVICE_REQUIREMENTS),
     }
 
 

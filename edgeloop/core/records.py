@@ -145,3 +145,94 @@ def split_by_size(records: Iterable[Record], max_bytes: int = MAX_MESSAGE_BYTES)
     if current:
         batches.append(current)
     return batches
+
+
+BILLING_UNIT_BYTES = 5 * 1024
+"""IoT Core meters messages in 5 KB increments: a 5.1 KB message costs as much as a 10 KB one."""
+IOT_CORE_MAX_PAYLOAD_BYTES = 128 * 1024
+"""IoT Core refuses a publish whose payload is larger than this."""
+
+
+def billed_units(size: int, unit_bytes: int = BILLING_UNIT_BYTES) -> int:
+    """How many metering units IoT Core charges for a payload of size bytes (at least one)."""
+    return max(1, -(-size // unit_bytes))
+
+
+def record_cost(record: Record) -> int:
+    """Bytes one record adds to an encoded batch: its JSON and the comma before the next one."""
+    return len(json.dumps(record.to_wire(), separators=(",", ":"))) + 1
+
+
+def batch_size(thing_name: str, costs: Iterable[int]) -> int:
+    """Exact encoded size of a batch from its records' costs (the last record has no comma)."""
+    total = sum(costs)
+    return len(encode_batch(thing_name, [])) + total - 1 if total else len(encode_batch(thing_name, []))
+
+
+@dataclass(frozen=True)
+class Packing:
+    """Records cut into messages to publish in order, records no message can carry, and how many wait."""
+
+    messages: tuple[tuple[Record, ...], ...]
+    oversized: tuple[Record, ...]
+    held_back: int
+
+
+def pack_messages(
+    records: Sequence[Record],
+    *,
+    more_waiting: bool,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    unit_bytes: int = BILLING_UNIT_BYTES,
+) -> Packing:
+    """Cut records, in order, into messages that fill whole billing units.
+
+    Messages are contiguous runs of the given order, so publishing them in turn keeps every class's
+    order. Each is filled up to the largest whole number of units under max_bytes. When more records
+    wait behind these, the last, partly filled message is trimmed back to a unit boundary (or held
+    entirely when it is not the only one): its records lead the next, fuller round instead. A record
+    that alone exceeds max_bytes can never be sent and is returned in ``oversized``.
+    """
+    if max_bytes < 1 or unit_bytes < 1:
+        raise ValidationError("max_bytes", f"max_bytes and unit_bytes must be >= 1, got {max_bytes}, {unit_bytes}")
+    capacity = max_bytes // unit_bytes * unit_bytes if max_bytes >= unit_bytes else max_bytes
+    messages: list[list[tuple[Record, int]]] = []
+    oversized: list[Record] = []
+    current: list[tuple[Record, int]] = []
+    total = 0
+    for record in records:
+        cost = record_cost(record)
+        if batch_size(record.thing_name, [cost]) > max_bytes:
+            oversized.append(record)
+            continue
+        if current and batch_size(record.thing_name, [total, cost]) > capacity:
+            messages.append(current)
+            current, total = [], 0
+        current.append((record, cost))
+        total += cost
+    if current:
+        messages.append(current)
+    held_back = 0
+    if more_waiting and messages:
+        last = messages.pop()
+        kept = _trim_to_unit(last, unit_bytes)
+        if not kept and not messages:
+            kept = last  # never stall: a lone message below one unit still goes
+        held_back = len(last) - len(kept)
+        if kept:
+            messages.append(kept)
+    return Packing(tuple(tuple(r for r, _ in m) for m in messages), tuple(oversized), held_back)
+
+
+def _trim_to_unit(message: list[tuple[Record, int]], unit_bytes: int) -> list[tuple[Record, int]]:
+    """The longest prefix of message whose size is at most its last whole unit boundary (may be empty)."""
+    thing = message[0][0].thing_name
+    boundary = batch_size(thing, [c for _, c in message]) // unit_bytes * unit_bytes
+    kept: list[tuple[Record, int]] = []
+    total = 0
+    for item in message:
+        if batch_size(thing, [total, item[1]]) > boundary:
+            break
+        kept.append(item)
+        total += item[1]
+    return kept

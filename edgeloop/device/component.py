@@ -1,4 +1,11 @@
-"""Wiring of the inference component to the nucleus: configuration, local inputs, durable buffer, uplink."""
+"""Wiring of the inference component to the nucleus: configuration, local inputs, durable buffer, uplink, shadow.
+
+Configuration reaches the runtime in two steps: a deployment's configuration is validated through IPC
+before it lands (SubscribeToValidateConfigurationUpdates: REJECTED with the reason, so the deployment
+fails instead of the device), then applied when it lands (SubscribeToConfigurationUpdate). Tuning
+overrides come from the health shadow's desired section (ShadowManager's local update/delta topic) and
+go through DeviceRuntime.apply_overrides, which reports what it refused in the shadow.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +19,26 @@ from pathlib import Path
 from typing import Any
 
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
-from awsiot.greengrasscoreipc.model import ConfigurationUpdateEvents, SubscriptionResponseMessage
+from awsiot.greengrasscoreipc.model import (
+    ConfigurationUpdateEvents,
+    ConfigurationValidityReport,
+    ConfigurationValidityStatus,
+    GreengrassCoreIPCError,
+    ResourceNotFoundError,
+    SubscriptionResponseMessage,
+    ValidateConfigurationUpdateEvents,
+)
 
 from edgeloop.core import wire
 from edgeloop.core.errors import ConfigError, ValidationError
-from edgeloop.core.names import INPUTS_LOCAL_TOPIC, validate_thing_name
+from edgeloop.core.names import HEALTH_SHADOW, INPUTS_LOCAL_TOPIC, shadow_topic, validate_thing_name
+from edgeloop.core.overrides import DESIRED_CHANGE_OPERATION, OverrideResult
 from edgeloop.core.records import MAX_REQUEST_ID_CHARS
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import SqliteBuffer
+from edgeloop.device.models import STORE_FOLDER
 from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
+from edgeloop.device.signing import load_public_key
 from edgeloop.device.uplink import IpcUplink
 
 log = logging.getLogger(__name__)
@@ -47,10 +65,25 @@ def model_root(greengrass_root: Path) -> Path:
 
 def read_config(ipc: GreengrassCoreIPCClientV2) -> DeviceConfig:
     """The component's whole configuration, validated (the nucleus's own keys set aside)."""
-    value = ipc.get_configuration(key_path=[]).value
+    return validate_config(ipc.get_configuration(key_path=[]).value)
+
+
+def validate_config(value: object) -> DeviceConfig:
+    """A configuration document checked as far as the device can before using it (the public key is parsed)."""
     if not isinstance(value, Mapping):
-        raise ConfigError("configuration", f"expected an object from GetConfiguration, got {value!r}")
-    return DeviceConfig.from_config(value)
+        raise ConfigError("configuration", f"expected an object, got {type(value).__name__}")
+    config = DeviceConfig.from_config(value)
+    if config.modelPublicKey:
+        load_public_key(config.modelPublicKey)
+    return config
+
+
+def apply_log_level(level: str) -> None:
+    """Put the process's log level where the configuration (or a desired-state override) says."""
+    root = logging.getLogger()
+    if root.level != logging.getLevelName(level):
+        root.setLevel(level)
+        log.info("log level is now %s", level)
 
 
 def parse_request(message: bytes | str | Mapping[str, Any] | None) -> InferenceRequest:
@@ -98,17 +131,78 @@ def _message_body(event: SubscriptionResponseMessage) -> bytes | str | Mapping[s
     return body
 
 
+def handle_validate_config(event: ValidateConfigurationUpdateEvents, *, ipc: GreengrassCoreIPCClientV2) -> bool:
+    """Answer the nucleus before a deployment's configuration lands: ACCEPTED, or REJECTED with the reason."""
+    proposed = event.validate_configuration_update_event
+    if proposed is None:
+        log.error("configuration validation event without a configuration; nothing to answer")
+        return False
+    try:
+        validate_config(proposed.configuration)
+    except ConfigError as exc:
+        log.error("deployment %s: configuration refused: %s", proposed.deployment_id, exc)
+        _send_validity(ipc, ConfigurationValidityStatus.REJECTED, proposed.deployment_id, str(exc))
+        return False
+    _send_validity(ipc, ConfigurationValidityStatus.ACCEPTED, proposed.deployment_id, "configuration is valid")
+    return True
+
+
+def _send_validity(ipc: GreengrassCoreIPCClientV2, status: str, deployment_id: str | None, message: str) -> None:
+    report = ConfigurationValidityReport(status=status, deployment_id=deployment_id, message=message)
+    ipc.send_configuration_validity_report(configuration_validity_report=report)
+
+
 def handle_config_update(
-    event: ConfigurationUpdateEvents, *, ipc: GreengrassCoreIPCClientV2, runtime: DeviceRuntime
+    event: ConfigurationUpdateEvents,
+    *,
+    ipc: GreengrassCoreIPCClientV2,
+    runtime: DeviceRuntime,
+    buffer: SqliteBuffer | None = None,
 ) -> bool:
-    """Re-read and apply the configuration; an invalid one is logged and the current one kept."""
+    """Re-read and apply the configuration (desired-state overrides stay on top); an invalid one is kept out."""
     try:
         config = read_config(ipc)
     except ConfigError as exc:
         log.error("configuration update refused, keeping the current one: %s", exc)
         return False
-    runtime.apply_config(config)
+    runtime.reconfigure(config)
+    if buffer is not None:
+        buffer.set_max_bytes(config.bufferMaxBytes)
+    apply_log_level(runtime.config.logLevel)
     return True
+
+
+def read_desired(ipc: GreengrassCoreIPCClientV2, thing_name: str) -> Mapping[str, Any]:
+    """The health shadow's desired section ({} when the shadow or the section does not exist yet)."""
+    try:
+        payload = ipc.get_thing_shadow(thing_name=thing_name, shadow_name=HEALTH_SHADOW).payload
+    except ResourceNotFoundError:
+        return {}
+    try:
+        document = json.loads(payload or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError("shadow", f"{HEALTH_SHADOW} is not JSON ({exc})") from exc
+    state = wire.mapping(document, "shadow").get("state") or {}
+    return wire.mapping(wire.mapping(state, "shadow.state").get("desired") or {}, "shadow.state.desired")
+
+
+def sync_overrides(ipc: GreengrassCoreIPCClientV2, runtime: DeviceRuntime, thing_name: str) -> OverrideResult | None:
+    """Apply the desired section as it is now; if it cannot be read, the overrides in force stay (None)."""
+    try:
+        desired = read_desired(ipc, thing_name)
+    except (GreengrassCoreIPCError, ValidationError) as exc:
+        log.error("desired state of %s not read, overrides unchanged: %s", HEALTH_SHADOW, exc)
+        return None
+    result = runtime.apply_overrides(desired)
+    apply_log_level(runtime.config.logLevel)
+    return result
+
+
+def handle_shadow_delta(
+    event: SubscriptionResponseMessage, *, ipc: GreengrassCoreIPCClientV2, runtime: DeviceRuntime, thing_name: str
+) -> bool:
+    """A desired-state change: re-read the whole desired section (a delta omits what did not change) and apply it."""
+    return sync_overrides(ipc, runtime, thing_name) is not None
 
 
 def _stream_error(what: str, error: Exception) -> bool:
@@ -124,21 +218,45 @@ def build_runtime(
     work_dir: Path,
     *,
     clock: Callable[[], float] = time.time,
+    component_version: str | None = None,
 ) -> tuple[DeviceRuntime, queue.Queue[InferenceRequest]]:
-    """Build the runtime from the component configuration and subscribe it to config and inputs."""
+    """Build the runtime from the component configuration and subscribe it to config, inputs and desired state."""
     work_dir.mkdir(parents=True, exist_ok=True)
+    config = read_config(ipc)
+    apply_log_level(config.logLevel)
+    buffer = SqliteBuffer(work_dir / BUFFER_FILE, thing_name, max_bytes=config.bufferMaxBytes)
     runtime = DeviceRuntime(
         thing_name=thing_name,
-        buffer=SqliteBuffer(work_dir / BUFFER_FILE, thing_name),
+        buffer=buffer,
         uplink=IpcUplink(ipc, IPC_TIMEOUT_S),
         clock=clock,
         model_root=model_root(greengrass_root),
-        config=read_config(ipc),
+        config=config,
+        store_dir=work_dir / STORE_FOLDER,
+        component_version=component_version,
     )
     inputs: queue.Queue[InferenceRequest] = queue.Queue(maxsize=INPUT_QUEUE_SIZE)
+    _subscribe(ipc, runtime, buffer, inputs, thing_name)
+    handle_config_update(ConfigurationUpdateEvents(), ipc=ipc, runtime=runtime, buffer=buffer)  # changed meanwhile?
+    sync_overrides(ipc, runtime, thing_name)
+    return runtime, inputs
+
+
+def _subscribe(
+    ipc: GreengrassCoreIPCClientV2,
+    runtime: DeviceRuntime,
+    buffer: SqliteBuffer,
+    inputs: queue.Queue[InferenceRequest],
+    thing_name: str,
+) -> None:
+    """Every IPC stream the component follows, each with its handler."""
+    ipc.subscribe_to_validate_configuration_updates(
+        on_stream_event=partial(handle_validate_config, ipc=ipc),
+        on_stream_error=partial(_stream_error, "configuration validation"),
+    )
     ipc.subscribe_to_configuration_update(
         key_path=[],
-        on_stream_event=partial(handle_config_update, ipc=ipc, runtime=runtime),
+        on_stream_event=partial(handle_config_update, ipc=ipc, runtime=runtime, buffer=buffer),
         on_stream_error=partial(_stream_error, "configuration"),
     )
     ipc.subscribe_to_topic(
@@ -146,5 +264,9 @@ def build_runtime(
         on_stream_event=partial(handle_input_message, runtime=runtime, inputs=inputs),
         on_stream_error=partial(_stream_error, INPUTS_LOCAL_TOPIC),
     )
-    runtime.apply_config(read_config(ipc))  # a change between the first read and the subscription
-    return runtime, inputs
+    delta = shadow_topic(thing_name, DESIRED_CHANGE_OPERATION)
+    ipc.subscribe_to_topic(
+        topic=delta,
+        on_stream_event=partial(handle_shadow_delta, ipc=ipc, runtime=runtime, thing_name=thing_name),
+        on_stream_error=partial(_stream_error, delta),
+    )

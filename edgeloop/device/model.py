@@ -1,19 +1,22 @@
-"""The model manager's loader: trust nothing on disk until its digest, shape and self-test check out."""
+"""The model loader and engine: trust nothing on disk until its digest, shape and self-test check out."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from edgeloop.core.errors import IntegrityError, ModelFormatError, NotFoundError
+from edgeloop.core.errors import ConfigError, IntegrityError, ModelFormatError, NotFoundError
 from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
+from edgeloop.core.settings import GRAPH_OPTIMIZATIONS, DeviceConfig
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +27,50 @@ ORT_ERRORS: tuple[type[Exception], ...] = tuple(
 )
 """onnxruntime's exceptions all derive straight from Exception, so they are listed rather than caught broadly."""
 
+GRAPH_OPTIMIZATION_LEVELS: Mapping[str, ort.GraphOptimizationLevel] = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+assert tuple(GRAPH_OPTIMIZATION_LEVELS) == GRAPH_OPTIMIZATIONS, "settings and the engine name the same levels"
+
+INPUT_TYPES: Mapping[str, type[np.floating[Any]]] = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+"""Session input types the engine feeds; the manifest's features are cast to the session's own type."""
+
 _NUMERIC_KINDS = "fiu"
+_NOT_A_ROW = "features must be a flat list of numbers"
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How an onnxruntime session is tuned for a small CPU; a change means a reload."""
+
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+            expected = tuple(GRAPH_OPTIMIZATION_LEVELS)
+            raise ConfigError("graphOptimization", f"{self.graph_optimization!r}; expected one of {expected}")
+        for name in ("intra_op_threads", "inter_op_threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_config(cls, config: DeviceConfig) -> SessionSettings:
+        """The session part of the component configuration."""
+        return cls(config.intraOpThreads, config.interOpThreads, config.graphOptimization)
+
+    def session_options(self) -> ort.SessionOptions:
+        """Sequential execution, fixed thread pools and the chosen graph optimization level."""
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = self.inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = GRAPH_OPTIMIZATION_LEVELS[self.graph_optimization]
+        return options
 
 
 @dataclass(frozen=True)
@@ -37,12 +83,23 @@ class ScreenedBatch:
 
 
 @dataclass(frozen=True)
+class InputLayout:
+    """How flat feature rows become the session's input: per-row shape, element type, fixed batch size."""
+
+    row_shape: tuple[int, ...]
+    dtype: type[np.floating[Any]] = np.float32
+    fixed_batch: int | None = None
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     """A verified, self-tested onnxruntime session and the manifest that vouches for it."""
 
     manifest: ModelManifest
     version: int
     session: ort.InferenceSession = field(repr=False)
+    layout: InputLayout | None = None
+    """None means [N, width] float32, the layout edgeloop's own training exports."""
 
     @property
     def width(self) -> int:
@@ -50,47 +107,72 @@ class LoadedModel:
         return self.manifest.input.width
 
     def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Label indices and their probabilities for a screened float32 batch of shape [n, width]."""
-        if batch.shape[0] == 0:
+        """Label indices and their probabilities for a screened batch of shape [n, width]."""
+        rows = batch.shape[0]
+        if rows == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        names = [self.manifest.output.probabilities]
+        probabilities = self._probabilities(batch)
+        if probabilities.shape != (rows, len(self.manifest.labels)):
+            expected = (rows, len(self.manifest.labels))
+            name = self.manifest.output.probabilities
+            raise ModelFormatError(f"output {name!r} has shape {probabilities.shape}, expected {expected}")
+        return probabilities.argmax(axis=1), probabilities.max(axis=1)
+
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        layout = self.layout
+        if layout is None:
+            return self._run(batch if batch.dtype == np.float32 else self._feedable(batch))
+        feed = self._feedable(batch).reshape((batch.shape[0], *layout.row_shape))
+        size = layout.fixed_batch
+        if size is None or size == feed.shape[0]:
+            return self._run(feed)
+        pad = -feed.shape[0] % size
+        padded = np.concatenate([feed, np.repeat(feed[-1:], pad, axis=0)]) if pad else feed
+        parts = [self._run(padded[i : i + size]) for i in range(0, padded.shape[0], size)]
+        return np.concatenate(parts)[: feed.shape[0]]
+
+    def _run(self, feed: np.ndarray) -> np.ndarray:
         try:
-            (probabilities,) = self.session.run(names, {self.manifest.input.name: batch})
+            (probabilities,) = self.session.run([self.manifest.output.probabilities], {self.manifest.input.name: feed})
         except ORT_ERRORS as exc:
             raise ModelFormatError(f"inference failed: {exc}") from exc
-        expected = (batch.shape[0], len(self.manifest.labels))
-        if probabilities.shape != expected:
-            raise ModelFormatError(f"output {names[0]!r} has shape {probabilities.shape}, expected {expected}")
-        labels = probabilities.argmax(axis=1)
-        return labels, probabilities[np.arange(len(labels)), labels]
+        if not isinstance(probabilities, np.ndarray):
+            raise ModelFormatError(f"output {self.manifest.output.probabilities!r} is not a tensor")
+        return probabilities
 
     def check_input(self, row: object) -> str | None:
         """Why one request's features cannot be fed to the model, or None when they can."""
         try:
             values = np.asarray(row)
         except (ValueError, TypeError):
-            return "features must be a flat list of numbers"
+            return _NOT_A_ROW
         return self._row_reason(values)
 
-    def screen(self, rows: Sequence[object]) -> ScreenedBatch:
+    def screen(self, rows: Sequence[object] | np.ndarray) -> ScreenedBatch:
         """Check a whole batch with numpy at once; only the bad rows are looked at one by one."""
         matrix = _as_matrix(rows, self.width)
         if matrix is None:
             return self._screen_rows(rows)
         schema = self.manifest.input
+        if _within(matrix, schema.minimum, schema.maximum):
+            return ScreenedBatch(self._feedable(matrix), tuple(range(matrix.shape[0])))
         with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(matrix).all(axis=1) | (matrix < schema.minimum).any(axis=1)
-            bad |= (matrix > schema.maximum).any(axis=1)
-        rejected = {int(i): self._bad_row_reason(matrix[i]) for i in np.flatnonzero(bad)}
-        accepted = tuple(int(i) for i in np.flatnonzero(~bad))
-        return ScreenedBatch(matrix[~bad].astype(np.float32), accepted, rejected)
+            good = (matrix.min(axis=1) >= schema.minimum) & (matrix.max(axis=1) <= schema.maximum)
+            good &= np.isfinite(matrix).all(axis=1)
+        bad = np.flatnonzero(~good).tolist()
+        rejected = {i: self._bad_row_reason(matrix[i]) for i in bad}
+        return ScreenedBatch(self._feedable(matrix[good]), tuple(np.flatnonzero(good).tolist()), rejected)
 
-    def _screen_rows(self, rows: Sequence[object]) -> ScreenedBatch:
+    def _screen_rows(self, rows: Sequence[object] | np.ndarray) -> ScreenedBatch:
         reasons = [self.check_input(row) for row in rows]
         accepted = tuple(i for i, reason in enumerate(reasons) if reason is None)
-        matrix = np.array([rows[i] for i in accepted], dtype=np.float32).reshape(len(accepted), self.width)
+        matrix = np.array([rows[i] for i in accepted], dtype=np.float64).reshape(len(accepted), self.width)
         rejected = {i: reason for i, reason in enumerate(reasons) if reason is not None}
-        return ScreenedBatch(matrix, accepted, rejected)
+        return ScreenedBatch(self._feedable(matrix), accepted, rejected)
+
+    def _feedable(self, matrix: np.ndarray) -> np.ndarray:
+        """Contiguous and in the session's element type (float32 unless the model takes double)."""
+        return np.ascontiguousarray(matrix, dtype=self.layout.dtype if self.layout else np.float32)
 
     def _bad_row_reason(self, values: np.ndarray) -> str:
         reason = self._row_reason(values)
@@ -100,7 +182,7 @@ class LoadedModel:
     def _row_reason(self, values: np.ndarray) -> str | None:
         schema = self.manifest.input
         if values.ndim != 1:
-            return "features must be a flat list of numbers"
+            return _NOT_A_ROW
         if values.shape[0] != self.width:
             return f"expected {self.width} features, got {values.shape[0]}"
         if values.dtype.kind not in _NUMERIC_KINDS:
@@ -115,28 +197,44 @@ class LoadedModel:
         return None
 
 
-def _as_matrix(rows: Sequence[object], width: int) -> np.ndarray | None:
-    """The batch as a float64 [n, width] array, or None when some row is ragged or not numeric."""
+def _as_matrix(rows: Sequence[object] | np.ndarray, width: int) -> np.ndarray | None:
+    """The batch as a numeric [n, width] array, or None when some row is ragged or not numeric."""
     try:
         matrix = np.asarray(rows)
     except (ValueError, TypeError):
         return None
     if matrix.ndim != 2 or matrix.shape[1] != width or matrix.dtype.kind not in _NUMERIC_KINDS:
         return None
-    return matrix.astype(np.float64, copy=False)
+    return matrix
 
 
-def load_model(model_dir: Path, *, version: int, intra_op_threads: int = 1) -> LoadedModel:
-    """Verify, load, check and self-test the model in a model component's artifact folder."""
+def _within(matrix: np.ndarray, minimum: float, maximum: float) -> bool:
+    """Every value in [minimum, maximum] (NaN fails both comparisons): two reductions for the common case."""
+    if not (math.isfinite(minimum) and math.isfinite(maximum)) and not np.isfinite(matrix).all():
+        return False
+    return bool(minimum <= np.minimum.reduce(matrix, axis=None) and np.maximum.reduce(matrix, axis=None) <= maximum)
+
+
+def load_model(
+    model_dir: Path,
+    *,
+    version: int,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+    graph_optimization: str = "all",
+    settings: SessionSettings | None = None,
+) -> LoadedModel:
+    """Verify, load, check, self-test and warm up the model in a model component's artifact folder."""
+    settings = settings or SessionSettings(intra_op_threads, inter_op_threads, graph_optimization)
     manifest = read_manifest(model_dir)
     artifact_path = model_dir / manifest.selected
     verify_artifact(artifact_path, manifest)
-    session = _open_session(artifact_path, intra_op_threads)
-    _check_signature(session, manifest)
-    model = LoadedModel(manifest=manifest, version=version, session=session)
+    session = _open_session(artifact_path, settings)
+    layout = input_layout(session, manifest)
+    model = LoadedModel(manifest=manifest, version=version, session=session, layout=layout)
     _self_test(model)
     _warm_up(model)
-    log.info("loaded %s v%d from %s", manifest.model_name, version, artifact_path)
+    log.info("loaded %s v%d from %s (%s)", manifest.model_name, version, artifact_path, settings)
     return model
 
 
@@ -164,32 +262,66 @@ def verify_artifact(path: Path, manifest: ModelManifest) -> None:
         raise IntegrityError(f"{path.name}: {size} bytes, manifest expects {expected.bytes}")
 
 
-def _open_session(path: Path, intra_op_threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+def _open_session(path: Path, settings: SessionSettings) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), settings.session_options(), providers=["CPUExecutionProvider"])
     except ORT_ERRORS as exc:
         raise ModelFormatError(f"{path.name} is not a loadable ONNX model: {exc}") from exc
 
 
-def _check_signature(session: ort.InferenceSession, manifest: ModelManifest) -> None:
-    """The session must take exactly the manifest's input and produce its probabilities output."""
-    inputs = {i.name: i for i in session.get_inputs()}
+def input_layout(session: ort.InferenceSession, manifest: ModelManifest) -> InputLayout | None:
+    """Check the session against the manifest and say how to feed it (None: plain [N, width] float32)."""
     schema = manifest.input
+    inputs = {i.name: i for i in session.get_inputs()}
     if list(inputs) != [schema.name]:
         raise ModelFormatError(f"model inputs are {list(inputs)}, manifest declares only {schema.name!r}")
     declared = inputs[schema.name]
-    if declared.type != "tensor(float)":
-        raise ModelFormatError(f"input {schema.name!r} is {declared.type}, manifest says {schema.dtype}")
-    width = declared.shape[-1] if declared.shape else None
-    if isinstance(width, int) and width != schema.width:
-        raise ModelFormatError(f"input {schema.name!r} takes {width} features, manifest lists {schema.width}")
-    outputs = [o.name for o in session.get_outputs()]
-    if manifest.output.probabilities not in outputs:
-        raise ModelFormatError(f"model outputs are {outputs}, no {manifest.output.probabilities!r}")
+    dtype = INPUT_TYPES.get(declared.type)
+    if dtype is None:
+        raise ModelFormatError(f"input {schema.name!r} is {declared.type}; the engine feeds {sorted(INPUT_TYPES)}")
+    _check_output(session, manifest)
+    dims = list(declared.shape or [None, schema.width])
+    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
+    row_shape = _row_shape(schema.name, dims, schema.width)
+    if (row_shape, dtype, batch) == ((schema.width,), np.float32, None):
+        return None
+    return InputLayout(row_shape, dtype, batch)
+
+
+def _row_shape(name: str, shape: list[Any], width: int) -> tuple[int, ...]:
+    """The per-row input shape (all but the batch dimension): fixed dimensions must hold width values."""
+    dims = shape[1:]
+    if not dims:
+        raise ModelFormatError(f"input {name!r} is one number per row, the manifest lists {width} features")
+    known = [d for d in dims if isinstance(d, int) and d > 0]
+    free = len(dims) - len(known)
+    product = math.prod(known)
+    if free == 0 and product != width:
+        raise ModelFormatError(f"input {name!r} takes {product} features, manifest lists {width} (shape {shape})")
+    if free > 1:
+        raise ModelFormatError(f"input {name!r} has {free} free dimensions {shape}; at most one can be inferred")
+    if free == 1:
+        if width % product:
+            raise ModelFormatError(f"input {name!r} {shape} cannot hold the manifest's {width} features")
+        return tuple(d if isinstance(d, int) and d > 0 else width // product for d in dims)
+    return tuple(known)
+
+
+def _check_output(session: ort.InferenceSession, manifest: ModelManifest) -> None:
+    """The probabilities output must exist and be a [N, classes] tensor (a ZipMap's list of dicts is refused)."""
+    name = manifest.output.probabilities
+    outputs = {o.name: o for o in session.get_outputs()}
+    if name not in outputs:
+        raise ModelFormatError(f"model outputs are {list(outputs)}, no {name!r}")
+    declared = outputs[name]
+    if not declared.type.startswith("tensor("):
+        raise ModelFormatError(
+            f"output {name!r} is {declared.type}, not a tensor: export it without ZipMap "
+            "(skl2onnx: options={'zipmap': False}) so probabilities come as [N, classes]"
+        )
+    classes = declared.shape[-1] if declared.shape else None
+    if isinstance(classes, int) and classes != len(manifest.labels):
+        raise ModelFormatError(f"output {name!r} has {classes} classes, manifest lists {len(manifest.labels)} labels")
 
 
 def _self_test(model: LoadedModel) -> None:
@@ -197,7 +329,7 @@ def _self_test(model: LoadedModel) -> None:
     golden = model.manifest.golden
     if not golden.inputs:
         return
-    labels, _ = model.predict(np.asarray(golden.inputs, dtype=np.float32))
+    labels, _ = model.predict(np.asarray(golden.inputs, dtype=np.float64))
     wrong = [i for i, (got, want) in enumerate(zip(labels.tolist(), golden.labels, strict=True)) if got != want]
     if wrong:
         raise ModelFormatError(
@@ -207,7 +339,8 @@ def _self_test(model: LoadedModel) -> None:
 
 
 def _warm_up(model: LoadedModel) -> None:
-    """One run at the middle of the input range, so the first real request does not pay for allocation."""
+    """Runs at batch 1 and a full batch, so the first real requests do not pay for allocation."""
     schema = model.manifest.input
     middle = (schema.minimum + schema.maximum) / 2
-    model.predict(np.full((1, schema.width), middle, dtype=np.float32))
+    for rows in (1, 32):
+        model.predict(np.full((rows, schema.width), middle, dtype=np.float64))

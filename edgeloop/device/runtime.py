@@ -7,31 +7,41 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeloop.core.errors import EdgeloopError, LinkError, ModelFormatError
-from edgeloop.core.health import HealthReport, LatencySummary, ModelState
-from edgeloop.core.names import HEALTH_SHADOW, model_component_name, model_version_from_component, results_topic
-from edgeloop.core.records import InferenceResult, RecordKind, encode_batch, split_by_size
+from edgeloop.core.errors import LinkError, ModelFormatError, StoreError
+from edgeloop.core.health import (
+    DETAIL_MAX_BYTES,
+    VERSION_MAX_BYTES,
+    HealthReport,
+    LatencySummary,
+    ReportPolicy,
+    clip,
+    report_due,
+)
+from edgeloop.core.names import HEALTH_SHADOW, results_topic
+from edgeloop.core.overrides import OverrideResult, resolve_overrides
+from edgeloop.core.probation import ModelStatus
+from edgeloop.core.records import InferenceResult, RecordKind
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import RecordBuffer
+from edgeloop.device.forwarder import Forwarder
 from edgeloop.device.model import LoadedModel, ScreenedBatch, load_model
+from edgeloop.device.models import ModelManager, default_store_dir
 from edgeloop.device.uplink import Uplink
 
 log = logging.getLogger(__name__)
 
 NO_ACTIVE_MODEL = "no active model"
 FORWARD_INTERVAL_S = 1.0
-"""How long results may wait before a partial batch is forwarded, and the retry pause after a LinkError."""
+"""How long a partial batch may wait before it is forwarded; also the base of the backoff after a LinkError."""
 IDLE_POLL_S = 0.1
 """How often an idle loop wakes to forward, report and notice the stop event."""
 LATENCY_WINDOW = 10_000
 """Latency samples kept between health reports; bounded so a long outage cannot grow memory."""
-DETAIL_MAX_CHARS = 500
-"""model_detail is cut to this, so an error message cannot push the shadow past its 8 KB limit."""
 STOP_FORWARD_ROUNDS = 10
 """Forward rounds attempted on stop; what is left stays durable in the buffer for the next start."""
 
@@ -68,26 +78,38 @@ class DeviceRuntime:
         model_root: Path,
         config: DeviceConfig,
         forward_interval_s: float = FORWARD_INTERVAL_S,
+        store_dir: Path | None = None,
+        component_version: str | None = None,
     ) -> None:
         self._thing = thing_name
         self._topic = results_topic(thing_name)
         self._buffer = buffer
         self._uplink = uplink
         self._clock = clock
-        self._model_root = model_root
         self._forward_interval_s = forward_interval_s
         self._config = DeviceConfig()
         self._apply_lock = threading.Lock()
-        self._swap_lock = threading.Lock()
-        self._model: LoadedModel | None = None
-        self._state = ModelState.NONE
-        self._detail = ""
-        self._target: tuple[str, str, int] | None = None
+        self._models = ModelManager(
+            model_root=model_root,
+            store_dir=store_dir or default_store_dir(model_root),
+            clock=clock,
+            loader=self._load_model,
+        )
+        self._target: tuple[object, ...] | None = None
         self._tally_lock = threading.Lock()
         self._tally = _Tally()
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._next_forward = 0.0
+        self._forwarder = Forwarder(thing_name, buffer, uplink, backoff_base_s=forward_interval_s)
         self._next_health = 0.0
+        self._component_version = component_version
+        self._confidence_sum = 0.0
+        self._reported: HealthReport | None = None
+        self._report_tried_at: float | None = None
+        self._override_lock = threading.Lock()
+        self._base_config = self._overridden_config = config
+        self._desired: dict[str, Any] = {}
+        self._overrides = OverrideResult(config)
         self.apply_config(config)
 
     @property
@@ -101,54 +123,41 @@ class DeviceRuntime:
         """Take a new configuration; a changed model is verified first and swapped in only if it passes."""
         with self._apply_lock:
             self._config = config
+            self._models.configure(config)
             target = None
             if config.modelComponent:
-                target = (config.modelComponent, config.modelComponentVersion, config.intraOpThreads)
+                target = (
+                    config.modelComponent,
+                    config.modelComponentVersion,
+                    config.modelPublicKey,
+                    config.intraOpThreads,
+                    config.interOpThreads,
+                    config.graphOptimization,
+                )
             if target == self._target:
                 return
             self._target = target
             if target is None:
-                self._swap(None, ModelState.NONE, "no model configured")
+                self._models.clear("no model configured")
             else:
-                self._change_model(config)
+                self._models.activate(config)
 
-    def _change_model(self, config: DeviceConfig) -> None:
-        """VERIFYING while loading, then ACTIVE on the new model or REJECTED on the previous one."""
-        label = f"{config.modelComponent} {config.modelComponentVersion}"
-        self._set_state(ModelState.VERIFYING, f"verifying {label}")
-        try:
-            model = self._load(config)
-        except (EdgeloopError, OSError) as exc:
-            log.error("model %s rejected, keeping the previous one: %s", label, exc)
-            self._set_state(ModelState.REJECTED, f"{label} rejected: {exc}")
-            return
-        log.info("model %s active", label)
-        self._swap(model, ModelState.ACTIVE, f"{label} active")
+    def _load_model(self, model_dir: Path, version: int, config: DeviceConfig) -> LoadedModel:
+        """The engine's loader with this configuration's session settings (the manager verifies around it)."""
+        return load_model(
+            model_dir,
+            version=version,
+            intra_op_threads=config.intraOpThreads,
+            inter_op_threads=config.interOpThreads,
+            graph_optimization=config.graphOptimization,
+        )
 
-    def _load(self, config: DeviceConfig) -> LoadedModel:
-        """Load a model component's artifacts, laid out as Greengrass does: <root>/<component>/<version>/."""
-        version = model_version_from_component(config.modelComponentVersion)
-        model_dir = self._model_root / config.modelComponent / config.modelComponentVersion
-        model = load_model(model_dir, version=version, intra_op_threads=config.intraOpThreads)
-        carried_by = model_component_name(model.manifest.model_name)
-        if carried_by != config.modelComponent:
-            raise ModelFormatError(
-                f"{model_dir} holds model {model.manifest.model_name!r}, not {config.modelComponent}"
-            )
-        return model
-
-    def _swap(self, model: LoadedModel | None, state: ModelState, detail: str) -> None:
-        """Replace the model in one step; a batch already running keeps the model it started with."""
-        with self._swap_lock:
-            self._model, self._state, self._detail = model, state, detail[:DETAIL_MAX_CHARS]
-
-    def _set_state(self, state: ModelState, detail: str) -> None:
-        with self._swap_lock:
-            self._state, self._detail = state, detail[:DETAIL_MAX_CHARS]
+    def model_status(self) -> ModelStatus:
+        """The model manager's state, version and rollbacks, for the health report."""
+        return self._models.status()
 
     def _active_model(self) -> LoadedModel | None:
-        with self._swap_lock:
-            return self._model
+        return self._models.active()
 
     # --- inference -----------------------------------------------------------------------------
 
@@ -165,40 +174,57 @@ class DeviceRuntime:
         log.warning("input rejected: %s", reason)
         self._count(rejected_inputs=1)
 
-    def _infer_batch(self, batch: Sequence[InferenceRequest]) -> list[InferenceResult | Rejected]:
+    def _infer_batch(self, batch: Sequence[InferenceRequest]) -> Sequence[InferenceResult | Rejected]:
+        """Screen, run and buffer one micro-batch; bad rows get their reason, the rest go through together."""
         model = self._active_model()
         if model is None:
             self._count(rejected_inputs=len(batch))
             return [Rejected(request_id, NO_ACTIVE_MODEL) for request_id, _ in batch]
         started = time.perf_counter()
         screened = model.screen([features for _, features in batch])
+        if not screened.rejected:
+            return self._predict(model, screened, [request_id for request_id, _ in batch], started)
+        self._count(rejected_inputs=len(screened.rejected))
         answers: dict[int, InferenceResult | Rejected] = {
             i: Rejected(batch[i][0], reason) for i, reason in screened.rejected.items()
         }
-        self._count(rejected_inputs=len(screened.rejected))
+        shown = "; ".join(f"{batch[i][0]}: {reason}" for i, reason in list(screened.rejected.items())[:5])
+        log.warning("%d of %d inputs rejected (first ones: %s)", len(answers), len(batch), shown)
         if screened.accepted:
-            answers.update(self._predict(model, screened, [batch[i][0] for i in screened.accepted], started))
+            done = self._predict(model, screened, [batch[i][0] for i in screened.accepted], started)
+            answers.update(zip(screened.accepted, done, strict=True))
         return [answers[i] for i in range(len(batch))]
 
     def _predict(
         self, model: LoadedModel, screened: ScreenedBatch, request_ids: list[str], started: float
-    ) -> dict[int, InferenceResult | Rejected]:
+    ) -> Sequence[InferenceResult | Rejected]:
         """Run the accepted rows, then buffer their results in one append (one group commit)."""
         try:
             labels, confidences = model.predict(screened.matrix)
         except ModelFormatError as exc:
             log.error("inference failed on a batch of %d: %s", len(request_ids), exc)
             self._count(errors=1)
-            return {i: Rejected(rid, str(exc)) for i, rid in zip(screened.accepted, request_ids, strict=True)}
-        per_request_ms = (time.perf_counter() - started) * 1000 / len(request_ids)
-        names = model.manifest.labels
+            self._models.observe(model, requests=len(request_ids), errors=len(request_ids))
+            return [Rejected(rid, str(exc)) for rid in request_ids]
+        batch_ms = (time.perf_counter() - started) * 1000
+        names, version = model.manifest.labels, model.version
         results = [
-            InferenceResult(rid, names[label], label, confidence, model.version, per_request_ms)
+            InferenceResult(rid, names[label], label, confidence, version, batch_ms)
             for rid, label, confidence in zip(request_ids, labels.tolist(), confidences.tolist(), strict=True)
         ]
-        self._buffer.append(RecordKind.RESULT, [r.to_payload() for r in results], self._clock())
-        self._count(inferences=len(results), latency_ms=per_request_ms, samples=len(results))
-        return dict(zip(screened.accepted, results, strict=True))
+        self._store(results)
+        confidence_sum = float(confidences.sum())
+        self._count(inferences=len(results), latency_ms=batch_ms, samples=len(results), confidence_sum=confidence_sum)
+        self._models.observe(model, requests=len(results), errors=0)
+        return results
+
+    def _store(self, results: Sequence[InferenceResult]) -> None:
+        """One append per batch; a refused append is logged and counted, the answers still go back."""
+        try:
+            self._buffer.append(RecordKind.RESULT, [r.to_payload() for r in results], self._clock())
+        except StoreError as exc:
+            log.error("%d results were not buffered: %s", len(results), exc)
+            self._count(errors=1)
 
     def _count(
         self,
@@ -208,41 +234,47 @@ class DeviceRuntime:
         errors: int = 0,
         latency_ms: float = 0.0,
         samples: int = 0,
+        confidence_sum: float = 0.0,
     ) -> None:
+        """One lock round per batch: counters since start, the latency window and the window's confidence sum."""
         with self._tally_lock:
             self._tally.inferences += inferences
             self._tally.rejected_inputs += rejected_inputs
             self._tally.errors += errors
-            self._latencies.extend([latency_ms] * samples)
+            if samples:
+                self._latencies.extend([latency_ms] * samples)
+                self._confidence_sum += confidence_sum
 
     # --- forwarding and health -----------------------------------------------------------------
 
-    def forward(self) -> int:
-        """Publish the next buffered records; each batch is acked only after the uplink confirmed it."""
-        records = self._buffer.peek(self._config.forwardBatchSize)
-        delivered = 0
-        for batch in split_by_size(records):
-            try:
-                self._uplink.publish(self._topic, encode_batch(self._thing, batch))
-            except LinkError as exc:
-                log.warning("forwarding paused, %d records stay buffered: %s", len(records) - delivered, exc)
-                break
-            delivered += self._buffer.ack(record.seq for record in batch)
-        return delivered
+    @property
+    def forwarder(self) -> Forwarder:
+        """The store-and-forward side: uplink state, last sync and counters for the health report."""
+        return self._forwarder
+
+    def forward(self, *, flush: bool = False) -> int:
+        """Publish the next buffered records, packed and paced; each is acked only after the uplink confirmed it."""
+        return self._forwarder.drain(self._clock(), self._config.forwardBatchSize, flush=flush)
+
+    def _flush(self) -> int:
+        """A forward round on shutdown: a partly filled last message goes too."""
+        return self.forward(flush=True)
 
     def health(self) -> HealthReport:
-        """The current health report (latency over the window since the last successful report)."""
-        with self._swap_lock:
-            model, state, detail = self._model, self._state, self._detail
+        """The current health report (latency and confidence over the window since the last successful report)."""
+        status = self.model_status()
         stats = self._buffer.stats()
+        forwarder = self._forwarder.stats()
         with self._tally_lock:
-            tally, samples = _Tally(**vars(self._tally)), list(self._latencies)
+            tally, samples, confidence_sum = _Tally(**vars(self._tally)), list(self._latencies), self._confidence_sum
+        now = self._clock()
+        oldest = stats.oldest_created_at
         return HealthReport(
             thing_name=self._thing,
-            model_name=model.manifest.model_name if model else None,
-            model_version=model.version if model else None,
-            model_state=state,
-            model_detail=detail,
+            model_name=status.model_name,
+            model_version=status.version,
+            model_state=status.state,
+            model_detail=clip(status.detail, DETAIL_MAX_BYTES),
             inferences=tally.inferences,
             rejected_inputs=tally.rejected_inputs,
             errors=tally.errors,
@@ -251,20 +283,80 @@ class DeviceRuntime:
             records_produced=stats.produced,
             records_delivered=stats.acked,
             connected=self._uplink.connected,
-            reported_at=self._clock(),
+            reported_at=now,
+            component_version=_clipped(self._component_version),
+            model_component_version=_clipped(status.component_version),
+            model_activated_at=status.activated_at,
+            model_rollbacks=status.rollbacks,
+            model_signed=status.signed,
+            model_on_probation=status.on_probation if status.model_name else None,
+            mean_confidence=round(confidence_sum / len(samples), 4) if samples else None,
+            buffer_bytes=stats.bytes,
+            oldest_record_age_s=None if oldest is None else round(max(0.0, now - oldest), 3),
+            evictions=dict(stats.evicted_by_kind),
+            refusals=dict(stats.refused_by_kind),
+            quarantined=stats.quarantined,
+            uplink_state=forwarder.state.value,
+            last_sync_at=forwarder.last_success_at,
+            overrides=self._overrides.report,
         )
 
     def report_health(self) -> bool:
-        """Write the health shadow; False (not an exception) when the uplink is down."""
-        report = self.health()
+        """Write the health shadow now; False (not an exception) when the uplink is down."""
+        return self._send_health(self.health())
+
+    def report_health_if_due(self) -> bool:
+        """Write the health shadow if the interval is up or something significant changed (core.health.report_due)."""
+        current = self.health()
+        now = current.reported_at
+        reason = report_due(self._reported, current, now, ReportPolicy.from_config(self._config), self._report_tried_at)
+        if reason is None:
+            return False
+        log.debug("health report due: %s", reason)
+        return self._send_health(current)
+
+    def _send_health(self, report: HealthReport) -> bool:
+        """One shadow write; on success the latency and confidence window starts over."""
+        self._report_tried_at = report.reported_at
         try:
             self._uplink.update_shadow(self._thing, HEALTH_SHADOW, report.to_shadow_update())
         except LinkError as exc:
             log.warning("health report not sent: %s", exc)
             return False
+        self._reported = report
         with self._tally_lock:
             self._latencies.clear()
+            self._confidence_sum = 0.0
         return True
+
+    # --- desired-state overrides -----------------------------------------------------------------
+
+    @property
+    def overrides(self) -> OverrideResult:
+        """What the last desired section did: overrides applied and refused (with reasons)."""
+        return self._overrides
+
+    def apply_overrides(self, desired: Mapping[str, Any]) -> OverrideResult:
+        """Tune the running configuration from the shadow's desired section; refused keys keep their value."""
+        with self._override_lock:
+            self._desired = dict(desired)
+            if self._config != self._overridden_config:
+                self._base_config = self._config  # apply_config was called directly: that is the new base
+            return self._apply_overridden()
+
+    def reconfigure(self, base: DeviceConfig) -> OverrideResult:
+        """Take a new component configuration, keeping the desired-state overrides on top of it."""
+        with self._override_lock:
+            self._base_config = base
+            return self._apply_overridden()
+
+    def _apply_overridden(self) -> OverrideResult:
+        result = resolve_overrides(self._base_config, self._desired)
+        for key, reason in result.rejected.items():
+            log.warning("desired-state override %s refused: %s", key, reason)
+        self._overrides, self._overridden_config = result, result.config
+        self.apply_config(result.config)
+        return result
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -299,12 +391,11 @@ class DeviceRuntime:
         """Forward and report when due; a full forward round means a backlog, so stay due."""
         now = self._clock()
         if now >= self._next_forward:
-            delivered = self._guarded(self.forward)
-            full = delivered == self._config.forwardBatchSize
-            self._next_forward = now if full else now + self._forward_interval_s
+            self._guarded(self.forward)
+            self._next_forward = self._forwarder.next_drain_at(now, self._forward_interval_s)
         if now >= self._next_health:
-            self._next_health = now + self._config.healthIntervalSeconds
-            self._guarded(self.report_health)
+            self._next_health = now + ReportPolicy.from_config(self._config).floor_s
+            self._guarded(self.report_health_if_due)
 
     def _finish(self, inputs: queue.Queue[InferenceRequest]) -> None:
         left: list[InferenceRequest] = []
@@ -316,7 +407,7 @@ class DeviceRuntime:
         if left:
             self._guarded(self.infer, left)
         for _ in range(STOP_FORWARD_ROUNDS):
-            if self._guarded(self.forward) != self._config.forwardBatchSize:
+            if not self._guarded(self._flush) or not self._forwarder.more_waiting:
                 break
         self._guarded(self.report_health)
 
@@ -328,3 +419,8 @@ class DeviceRuntime:
             log.exception("%s failed; the loop carries on", step.__name__)
             self._count(errors=1)
             return None
+
+
+def _clipped(version: str | None) -> str | None:
+    """A version string cut to its shadow budget."""
+    return None if version is None else clip(version, VERSION_MAX_BYTES)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from awscrt import io, mqtt
 from awscrt.exceptions import AwsCrtError
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
-from awsiot.greengrasscoreipc.model import QOS
+from awsiot.greengrasscoreipc.model import QOS, ConnectionStatus, IoTCoreConnectionStatusEvent
 
 from edgeloop.core.errors import LinkError
 from edgeloop.core.names import shadow_topic
@@ -64,11 +64,50 @@ class IpcUplink:
         self._ipc = ipc
         self._timeout_s = timeout_s
         self._connected = True
+        self._nucleus_link: bool | None = None
+        self._status_lock = threading.Lock()
 
     @property
     def connected(self) -> bool:
-        """Whether the last exchange with the nucleus succeeded (optimistic until one fails)."""
-        return self._connected
+        """The nucleus's own IoT Core connection status when watched, else whether the last exchange succeeded."""
+        with self._status_lock:
+            return self._connected if self._nucleus_link is None else self._nucleus_link
+
+    def watch_connection_status(self) -> bool:
+        """Follow the nucleus's IoT Core connection (SubscribeToIoTCoreConnectionStatus); False if refused.
+
+        An older nucleus or a recipe without the operation's authorization refuses the subscription;
+        the uplink then keeps judging the link by each exchange's outcome, which is logged, not hidden.
+        """
+        try:
+            future, _ = self._ipc.subscribe_to_iot_core_connection_status_async(
+                on_stream_event=self._on_status,
+                on_stream_error=self._on_status_error,
+                on_stream_closed=self._on_status_closed,
+            )
+            future.result(timeout=self._timeout_s)
+        except TRANSPORT_ERRORS as exc:
+            log.warning("IoT Core connection status not available, judging the link by outcomes: %s", exc)
+            return False
+        return True
+
+    def _on_status(self, event: IoTCoreConnectionStatusEvent) -> None:
+        status = event.connection_status_event.status if event.connection_status_event else None
+        if status is None:
+            log.warning("IoT Core connection status event without a status: %r", event)
+            return
+        with self._status_lock:
+            self._nucleus_link = status == ConnectionStatus.CONNECTED
+        log.info("nucleus reports IoT Core connection %s", status)
+
+    def _on_status_error(self, error: Exception) -> bool:
+        log.warning("IoT Core connection status stream failed, judging the link by outcomes: %s", error)
+        self._on_status_closed()
+        return True  # close the stream
+
+    def _on_status_closed(self) -> None:
+        with self._status_lock:
+            self._nucleus_link = None
 
     def publish(self, topic: str, payload: bytes) -> None:
         """PublishToIoTCore at QoS 1; the nucleus takes over delivery once it answers."""
@@ -91,9 +130,11 @@ class IpcUplink:
         try:
             call().result(timeout=self._timeout_s)
         except TRANSPORT_ERRORS as exc:
-            self._connected = False
+            with self._status_lock:
+                self._connected = False
             raise LinkError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
-        self._connected = True
+        with self._status_lock:
+            self._connected = True
 
 
 class ConnectionWatch:

@@ -15,6 +15,7 @@ from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import SqliteBuffer
 from edgeloop.device.component import BUFFER_FILE, model_root
+from edgeloop.device.models import STORE_FOLDER
 from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
 from edgeloop.device.uplink import MqttUplink
 from edgeloop.local.greengrass import LocalNucleus
@@ -39,6 +40,7 @@ class SimulatedDevice:
             clock=time.time,
             model_root=model_root(root),
             config=DeviceConfig(),
+            store_dir=work / STORE_FOLDER,
         )
         self.nucleus = LocalNucleus(thing_name, root, artifacts=artifacts, on_configuration=self._configure)
         self._inputs: queue.Queue[InferenceRequest] = queue.Queue()

@@ -112,7 +112,7 @@ def _health_report(**overrides: Any) -> HealthReport:
         "inferences": 1200,
         "rejected_inputs": 4,
         "errors": 1,
-        "latency": LatencySummary(p50_ms=0.25, p99_ms=1.5, max_ms=3.75),
+        "latency": LatencySummary(p50_ms=0.25, p95_ms=1.25, p99_ms=1.5, max_ms=3.75, samples=1200),
         "buffer_depth": 17,
         "records_produced": 1204,
         "records_delivered": 1187,

@@ -13,6 +13,7 @@ from edgeloop.core import names
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
 from edgeloop.core.recipes import (
+    DEVICE_REQUIREMENTS,
     INFERENCE_ARCHIVE,
     PUBLISHER,
     RECIPE_FORMAT_VERSION,
@@ -189,3 +190,17 @@ def test_model_recipe_refuses_a_record_that_disagrees_with_its_manifest(
 ) -> None:
     with pytest.raises(ValidationError, match=f"^{field}:"):
         model_recipe(make_registry_record(**overrides), make_manifest())
+
+
+def test_device_requirements_match_the_device_extra() -> None:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    extra = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]["device"]
+    assert tuple(extra) == DEVICE_REQUIREMENTS
+
+
+def test_install_script_pins_every_device_requirement(recipe: dict[str, Any]) -> None:
+    script = recipe["Manifests"][0]["Lifecycle"]["Install"]["Script"]
+    for requirement in DEVICE_REQUIREMENTS:
+        assert f"'{requirement}'" in script

@@ -1,10 +1,12 @@
-"""The component wiring against an autospec'd IPC client: configuration, local inputs, config updates."""
+"""The component wiring against an autospec'd IPC client: configuration, validation, inputs, desired-state overrides."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Callable
+import logging
+import re
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from types import ModuleType
@@ -17,16 +19,33 @@ from awsiot.greengrasscoreipc.model import (
     BinaryMessage,
     ConfigurationUpdateEvent,
     ConfigurationUpdateEvents,
+    ConfigurationValidityReport,
+    ConfigurationValidityStatus,
     GetConfigurationResponse,
+    GetThingShadowResponse,
     JsonMessage,
+    ResourceNotFoundError,
+    ServiceError,
     SubscriptionResponseMessage,
+    ValidateConfigurationUpdateEvent,
+    ValidateConfigurationUpdateEvents,
 )
 
-from edgeloop.core.errors import ConfigError, ValidationError
-from edgeloop.core.health import ModelState
-from edgeloop.core.names import INFERENCE_COMPONENT, INPUTS_LOCAL_TOPIC, model_component_name
+from edgeloop.core import errors
+from edgeloop.core.errors import ConfigError, EdgeloopError, ValidationError
+from edgeloop.core.health import HealthReport, ModelState
+from edgeloop.core.names import (
+    HEALTH_SHADOW,
+    INFERENCE_COMPONENT,
+    INPUTS_LOCAL_TOPIC,
+    model_component_name,
+    shadow_topic,
+)
+from edgeloop.core.overrides import DESIRED_CHANGE_OPERATION, NOT_OVERRIDABLE
+from edgeloop.core.recipes import inference_recipe_values, render_recipe
 from edgeloop.core.records import decode_batch
 from edgeloop.core.settings import DeviceConfig
+from edgeloop.device import component
 from edgeloop.device.component import (
     BUFFER_FILE,
     build_runtime,
@@ -39,6 +58,8 @@ if TYPE_CHECKING:
 
 THING = "dev-1"
 MAIN = Path(__file__).parents[2] / "greengrass_components" / INFERENCE_COMPONENT / "main.py"
+TEMPLATE = MAIN.parent / "recipe.template.json"
+DELTA_TOPIC = shadow_topic(THING, DESIRED_CHANGE_OPERATION)
 ACCESS_CONTROL = {"aws.greengrass.ipc.pubsub": {"x": {"operations": ["aws.greengrass#SubscribeToTopic"]}}}
 
 
@@ -59,7 +80,16 @@ def ipc() -> Any:
     done.set_result(None)
     client.publish_to_iot_core_async.return_value = done
     client.update_thing_shadow_async.return_value = done
+    client.get_thing_shadow.side_effect = ResourceNotFoundError(message="no shadow yet")
     return client
+
+
+@pytest.fixture(autouse=True)
+def root_log_level() -> Iterator[None]:
+    """The component sets the process's log level; put pytest's back afterwards."""
+    level = logging.getLogger().level
+    yield
+    logging.getLogger().setLevel(level)
 
 
 @pytest.fixture
@@ -67,9 +97,39 @@ def greengrass_root(model_root: Path) -> Path:
     return model_root.parents[1]
 
 
-def handler(mock: Any) -> Callable[[Any], Any]:
-    on_event: Callable[[Any], Any] = mock.call_args.kwargs["on_stream_event"]
+def handler(mock: Any, topic: str | None = None) -> Callable[[Any], Any]:
+    """The stream handler given to a subscription (to subscribe_to_topic: the one for that topic)."""
+    calls = [c for c in mock.call_args_list if topic is None or c.kwargs.get("topic") == topic]
+    assert len(calls) == 1, f"expected one subscription, got {calls}"
+    on_event: Callable[[Any], Any] = calls[0].kwargs["on_stream_event"]
     return on_event
+
+
+def on_input_of(ipc: Any) -> Callable[[Any], Any]:
+    return handler(ipc.subscribe_to_topic, INPUTS_LOCAL_TOPIC)
+
+
+def shadow(desired: dict[str, Any] | None) -> GetThingShadowResponse:
+    state: dict[str, Any] = {"reported": {"thing_name": THING}}
+    if desired is not None:
+        state["desired"] = desired
+    return GetThingShadowResponse(payload=json.dumps({"state": state, "version": 3}).encode())
+
+
+def validation_event(configuration: Any, deployment_id: str = "dep-1") -> ValidateConfigurationUpdateEvents:
+    event = ValidateConfigurationUpdateEvent(configuration=configuration, deployment_id=deployment_id)
+    return ValidateConfigurationUpdateEvents(validate_configuration_update_event=event)
+
+
+def validity_reports(ipc: Any) -> list[ConfigurationValidityReport]:
+    return [c.kwargs["configuration_validity_report"] for c in ipc.send_configuration_validity_report.call_args_list]
+
+
+def last_shadow_update(ipc: Any) -> dict[str, Any]:
+    call = ipc.update_thing_shadow_async.call_args.kwargs
+    assert (call["thing_name"], call["shadow_name"]) == (THING, HEALTH_SHADOW)
+    document: dict[str, Any] = json.loads(call["payload"])
+    return document
 
 
 def message(body: bytes) -> SubscriptionResponseMessage:
@@ -87,8 +147,9 @@ def test_build_runtime_loads_the_configured_model_and_subscribes(
     health = runtime.health()
     assert (health.model_name, health.model_version, health.model_state) == ("digits", 1, ModelState.ACTIVE)
     assert (tmp_path / "work" / BUFFER_FILE).exists()
-    assert ipc.subscribe_to_topic.call_args.kwargs["topic"] == INPUTS_LOCAL_TOPIC
+    assert {c.kwargs["topic"] for c in ipc.subscribe_to_topic.call_args_list} == {INPUTS_LOCAL_TOPIC, DELTA_TOPIC}
     assert ipc.subscribe_to_configuration_update.call_args.kwargs["key_path"] == []
+    ipc.subscribe_to_validate_configuration_updates.assert_called_once()
     assert inputs.empty()
 
 
@@ -96,7 +157,7 @@ def test_input_messages_are_queued_and_bad_ones_counted(
     ipc: Any, greengrass_root: Path, tmp_path: Path, digits_model: DigitsModel
 ) -> None:
     runtime, inputs = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
-    on_input = handler(ipc.subscribe_to_topic)
+    on_input = on_input_of(ipc)
     features = digits_model.rows[0].tolist()
 
     assert on_input(message(json.dumps({"request_id": "a", "features": features}).encode())) is True
@@ -116,7 +177,7 @@ def test_a_full_input_queue_refuses_and_counts(
 ) -> None:
     monkeypatch.setattr("edgeloop.device.component.INPUT_QUEUE_SIZE", 1)
     runtime, inputs = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
-    on_input = handler(ipc.subscribe_to_topic)
+    on_input = on_input_of(ipc)
     body = json.dumps({"request_id": "a", "features": [1.0]}).encode()
 
     assert on_input(message(body)) is True
@@ -210,7 +271,257 @@ def test_main_exits_with_the_error_code_and_closes_ipc(
     monkeypatch.setattr(main.signal, "signal", lambda *_: None)  # leave pytest's own handlers alone
     monkeypatch.delenv("AWS_IOT_THING_NAME", raising=False)
 
-    code = main.main(["--greengrass-root", str(tmp_path), "--work-dir", str(tmp_path / "work")])
+    code = main.main(
+        ["--greengrass-root", str(tmp_path), "--work-dir", str(tmp_path / "work"), "--component-version", "1.0.0"]
+    )
 
     assert code == ConfigError.exit_code
+    ipc.close.assert_called_once()
+
+
+# --- configuration validated before it lands ------------------------------------------------------
+
+
+def test_a_valid_deployment_configuration_is_accepted(ipc: Any, greengrass_root: Path, tmp_path: Path) -> None:
+    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    on_validate = handler(ipc.subscribe_to_validate_configuration_updates)
+
+    assert on_validate(validation_event(component_config(batchMax=64), "dep-7")) is True
+
+    [report] = validity_reports(ipc)
+    assert (report.status, report.deployment_id) == (ConfigurationValidityStatus.ACCEPTED, "dep-7")
+    assert runtime.config == DeviceConfig()  # validating does not apply; the update event does
+
+
+@pytest.mark.parametrize(
+    ("configuration", "named"),
+    [
+        pytest.param(component_config(batchMax="many"), "batchMax", id="wrong-type"),
+        pytest.param(component_config(batchMax=0), "batchMax", id="out-of-range"),
+        pytest.param(component_config(batchMx=3), "batchMx", id="unknown-key"),
+        pytest.param(component_config(logLevel="TRACE"), "logLevel", id="log-level"),
+        pytest.param(
+            component_config(modelPublicKey="-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n"),
+            "modelPublicKey",
+            id="unparseable-public-key",
+        ),
+        pytest.param(["not", "an", "object"], "configuration", id="not-an-object"),
+    ],
+)
+def test_an_invalid_deployment_configuration_is_rejected_with_its_reason(
+    ipc: Any, greengrass_root: Path, tmp_path: Path, configuration: Any, named: str
+) -> None:
+    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+
+    assert handler(ipc.subscribe_to_validate_configuration_updates)(validation_event(configuration)) is False
+
+    [report] = validity_reports(ipc)
+    assert (report.status, report.deployment_id) == (ConfigurationValidityStatus.REJECTED, "dep-1")
+    assert named in report.message
+    assert runtime.config == DeviceConfig()
+
+
+def test_a_validation_event_without_a_configuration_gets_no_answer(
+    ipc: Any, greengrass_root: Path, tmp_path: Path
+) -> None:
+    build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    assert handler(ipc.subscribe_to_validate_configuration_updates)(ValidateConfigurationUpdateEvents()) is False
+    assert validity_reports(ipc) == []
+
+
+def test_a_configuration_update_moves_the_buffer_bound(
+    ipc: Any, greengrass_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[Any] = []
+    real = component.SqliteBuffer
+    monkeypatch.setattr(component, "SqliteBuffer", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    ipc.get_configuration.return_value = GetConfigurationResponse(value=component_config(bufferMaxBytes=2 * 1024**2))
+    build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    assert made[0].stats().max_bytes == 2 * 1024**2
+
+    ipc.get_configuration.return_value = GetConfigurationResponse(value=component_config(bufferMaxBytes=3 * 1024**2))
+    assert handler(ipc.subscribe_to_configuration_update)(ConfigurationUpdateEvents()) is True
+
+    assert made[0].stats().max_bytes == 3 * 1024**2
+
+
+# --- log level ------------------------------------------------------------------------------------
+
+
+def test_the_configured_log_level_is_applied_and_follows_updates(
+    ipc: Any, greengrass_root: Path, tmp_path: Path
+) -> None:
+    ipc.get_configuration.return_value = GetConfigurationResponse(value=component_config(logLevel="DEBUG"))
+    build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    assert logging.getLogger().level == logging.DEBUG
+
+    ipc.get_configuration.return_value = GetConfigurationResponse(value=component_config(logLevel="ERROR"))
+    handler(ipc.subscribe_to_configuration_update)(ConfigurationUpdateEvents())
+
+    assert logging.getLogger().level == logging.ERROR
+
+
+# --- desired-state overrides ----------------------------------------------------------------------
+
+
+def test_desired_state_at_start_is_applied(ipc: Any, greengrass_root: Path, tmp_path: Path) -> None:
+    ipc.get_thing_shadow.side_effect = None
+    ipc.get_thing_shadow.return_value = shadow({"batchMax": 8, "logLevel": "WARNING"})
+
+    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+
+    assert (runtime.config.batchMax, runtime.config.logLevel) == (8, "WARNING")
+    assert logging.getLogger().level == logging.WARNING
+    ipc.get_thing_shadow.assert_called_with(thing_name=THING, shadow_name=HEALTH_SHADOW)
+
+
+def test_a_delta_re_reads_desired_and_applies_it(ipc: Any, greengrass_root: Path, tmp_path: Path) -> None:
+    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    ipc.get_thing_shadow.side_effect = None
+    ipc.get_thing_shadow.return_value = shadow({"healthIntervalSeconds": 60, "probationMaxErrorRate": 0.2})
+    delta = message(json.dumps({"state": {"healthIntervalSeconds": 60}, "version": 4}).encode())
+
+    assert handler(ipc.subscribe_to_topic, DELTA_TOPIC)(delta) is True
+
+    assert (runtime.config.healthIntervalSeconds, runtime.config.probationMaxErrorRate) == (60.0, 0.2)
+    assert runtime.overrides.applied == {"healthIntervalSeconds": 60.0, "probationMaxErrorRate": 0.2}
+
+
+def test_a_bad_override_is_reported_with_its_reason_and_the_config_stays(
+    ipc: Any, greengrass_root: Path, tmp_path: Path
+) -> None:
+    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    ipc.get_thing_shadow.side_effect = None
+    ipc.get_thing_shadow.return_value = shadow(
+        {"batchMax": 0, "modelComponent": "com.edgeloop.model.evil", "batchWaitMs": 2}
+    )
+
+    handler(ipc.subscribe_to_topic, DELTA_TOPIC)(message(b"{}"))
+    assert runtime.report_health() is True
+
+    assert runtime.config == DeviceConfig(batchWaitMs=2)
+    reported = last_shadow_update(ipc)["state"]["reported"]
+    assert reported["overrides"]["applied"] == [{"key": "batchWaitMs", "value": 2}]
+    rejected = {item["key"]: item["reason"] for item in reported["overrides"]["rejected"]}
+    assert rejected["modelComponent"] == NOT_OVERRIDABLE
+    assert "outside [1, 4096]" in rejected["batchMax"]
+    assert HealthReport.from_reported(reported).overrides.rejected == rejected
+
+
+def test_overrides_stay_on_top_of_a_new_deployment_configuration(
+    ipc: Any, greengrass_root: Path, tmp_path: Path
+) -> None:
+    ipc.get_thing_shadow.side_effect = None
+    ipc.get_thing_shadow.return_value = shadow({"batchMax": 8})
+    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+
+    ipc.get_configuration.return_value = GetConfigurationResponse(value=component_config(batchMax=64, batchWaitMs=5))
+    handler(ipc.subscribe_to_configuration_update)(ConfigurationUpdateEvents())
+    assert (runtime.config.batchMax, runtime.config.batchWaitMs) == (8, 5)
+
+    ipc.get_thing_shadow.return_value = shadow(None)  # the override was removed from desired
+    handler(ipc.subscribe_to_topic, DELTA_TOPIC)(message(b"{}"))
+    assert (runtime.config.batchMax, runtime.config.batchWaitMs) == (64, 5)
+    assert runtime.overrides.applied == {}
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param(ServiceError(message="shadow manager down"), id="ipc-error"),
+        pytest.param(GetThingShadowResponse(payload=b"{not json"), id="not-json"),
+        pytest.param(GetThingShadowResponse(payload=b'{"state": {"desired": [1]}}'), id="desired-not-object"),
+    ],
+)
+def test_unreadable_desired_state_keeps_the_overrides_in_force(
+    ipc: Any, greengrass_root: Path, tmp_path: Path, failure: Any
+) -> None:
+    ipc.get_thing_shadow.side_effect = None
+    ipc.get_thing_shadow.return_value = shadow({"batchMax": 8})
+    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    if isinstance(failure, Exception):
+        ipc.get_thing_shadow.side_effect = failure
+    else:
+        ipc.get_thing_shadow.return_value = failure
+
+    assert handler(ipc.subscribe_to_topic, DELTA_TOPIC)(message(b"{}")) is False
+
+    assert runtime.config.batchMax == 8
+    assert runtime.overrides.applied == {"batchMax": 8}
+
+
+def test_the_health_report_carries_the_component_version(ipc: Any, greengrass_root: Path, tmp_path: Path) -> None:
+    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work", component_version="1.4.2")
+
+    assert runtime.report_health() is True
+
+    reported = last_shadow_update(ipc)["state"]["reported"]
+    assert reported["component_version"] == "1.4.2"
+    assert HealthReport.from_reported(reported).uplink_state == "connected"
+
+
+# --- recipe and entry point -----------------------------------------------------------------------
+
+
+def rendered_recipe(version: str = "1.4.2") -> dict[str, Any]:
+    return render_recipe(TEMPLATE.read_text(), inference_recipe_values(version, "s3://bucket/inference.zip"))
+
+
+def test_the_recipe_passes_the_component_version_and_runs_unbuffered() -> None:
+    script = rendered_recipe("1.4.2")["Manifests"][0]["Lifecycle"]["Run"]["Script"]
+    assert " -u " in script
+    assert script.endswith("--component-version 1.4.2")
+
+
+def test_every_topic_the_component_subscribes_to_is_authorized(ipc: Any, greengrass_root: Path, tmp_path: Path) -> None:
+    build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    acl = rendered_recipe()["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]
+    allowed = {
+        resource.replace("{iot:thingName}", THING)
+        for policy in acl["aws.greengrass.ipc.pubsub"].values()
+        if "aws.greengrass#SubscribeToTopic" in policy["operations"]
+        for resource in policy["resources"]
+    }
+    assert {c.kwargs["topic"] for c in ipc.subscribe_to_topic.call_args_list} <= allowed
+
+
+def _exit_code_table() -> dict[int, str]:
+    rows = re.findall(r"^\| (\d+)\s+\| (.+?)\s*\|$", _load_main().__doc__ or "", flags=re.MULTILINE)
+    return {int(code): meaning for code, meaning in rows}
+
+
+def _error_classes(root: type[EdgeloopError] = EdgeloopError) -> list[type[EdgeloopError]]:
+    return [root, *(c for sub in root.__subclasses__() for c in _error_classes(sub))]
+
+
+def test_the_exit_code_table_matches_the_error_hierarchy() -> None:
+    table = _exit_code_table()
+    codes = {cls.exit_code for cls in _error_classes() if cls.__module__ == errors.__name__}
+    assert set(table) == codes | {0}
+    for cls in _error_classes():
+        lineage = [base.__name__ for base in cls.__mro__ if issubclass(base, EdgeloopError)]
+        assert any(name in table[cls.exit_code] for name in lineage), f"{cls.__name__} not in row {cls.exit_code}"
+
+
+def test_main_hands_the_component_version_to_the_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    main = _load_main()
+    ipc = create_autospec(GreengrassCoreIPCClientV2, instance=True)
+    seen: dict[str, Any] = {}
+
+    class Runtime:
+        def run(self, inputs: Any, stop: Any) -> None:
+            seen["ran"] = True
+
+    def fake_build(*args: Any, **kwargs: Any) -> tuple[Runtime, None]:
+        seen.update(kwargs)
+        return Runtime(), None
+
+    monkeypatch.setattr(main, "GreengrassCoreIPCClientV2", lambda: ipc)
+    monkeypatch.setattr(main, "build_runtime", fake_build)
+    monkeypatch.setattr(main.signal, "signal", lambda *_: None)
+    monkeypatch.setenv("AWS_IOT_THING_NAME", THING)
+
+    code = main.main(["--greengrass-root", str(tmp_path), "--work-dir", str(tmp_path), "--component-version", "2.0.1"])
+
+    assert (code, seen["component_version"], seen["ran"]) == (0, "2.0.1", True)
     ipc.close.assert_called_once()

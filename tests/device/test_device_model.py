@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
-from edgeloop.core.errors import IntegrityError, ManifestError, ModelFormatError, NotFoundError
+from edgeloop.core.errors import ConfigError, IntegrityError, ManifestError, ModelFormatError, NotFoundError
 from edgeloop.core.manifest import MANIFEST_FILE, Artifact, ModelManifest, OutputSchema
-from edgeloop.device.model import LoadedModel, load_model
+from edgeloop.core.settings import GRAPH_OPTIMIZATIONS, DeviceConfig
+from edgeloop.device.model import GRAPH_OPTIMIZATION_LEVELS, InputLayout, LoadedModel, SessionSettings, load_model
 
 if TYPE_CHECKING:
-    from conftest import DigitsModel, ModelDirFactory
+    from conftest import DigitsModel, ForeignDirFactory, ForeignModel, ModelDirFactory
 
 
 def artifact_path(folder: Path) -> Path:
@@ -206,3 +208,182 @@ def test_screen_accepts_a_numpy_batch(model: LoadedModel, digits_model: DigitsMo
 
     assert len(screened.accepted) == len(digits_model.rows)
     assert screened.rejected == {}
+
+
+# --- session tuning --------------------------------------------------------------------------------
+
+
+def test_session_settings_come_from_the_component_configuration() -> None:
+    config = DeviceConfig(intraOpThreads=2, interOpThreads=3, graphOptimization="extended")
+
+    assert SessionSettings.from_config(config) == SessionSettings(2, 3, "extended")
+
+
+@pytest.mark.parametrize("level", GRAPH_OPTIMIZATIONS)
+def test_every_graph_optimization_level_loads_and_gives_the_same_labels(
+    make_model_dir: ModelDirFactory, digits_model: DigitsModel, level: str
+) -> None:
+    model = load_model(make_model_dir(), version=1, settings=SessionSettings(2, 2, level))
+
+    options = model.session.get_session_options()
+    assert options.graph_optimization_level == GRAPH_OPTIMIZATION_LEVELS[level]
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 2)
+    assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert model.predict(digits_model.rows)[0].tolist() == digits_model.labels.tolist()
+
+
+def test_thread_counts_can_also_be_given_one_by_one(make_model_dir: ModelDirFactory) -> None:
+    model = load_model(make_model_dir(), version=1, intra_op_threads=3, graph_optimization="basic")
+
+    options = model.session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (3, 1)
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+
+
+def test_an_unknown_graph_optimization_level_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="'fastest'; expected one of"):
+        SessionSettings(graph_optimization="fastest")
+
+
+def test_loading_warms_the_session_up_at_one_row_and_a_full_batch(
+    make_model_dir: ModelDirFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    real_predict = LoadedModel.predict
+
+    def spy(self: LoadedModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(batch.shape[0])
+        return real_predict(self, batch)
+
+    monkeypatch.setattr(LoadedModel, "predict", spy)
+
+    load_model(make_model_dir(), version=1)
+
+    assert seen == [8, 1, 32]
+
+
+# --- any ONNX model with a manifest ---------------------------------------------------------------
+
+
+def test_an_image_model_gets_flat_feature_rows_reshaped_to_its_input(
+    make_foreign_dir: ForeignDirFactory, image_model: ForeignModel
+) -> None:
+    image = image_model
+
+    model = load_model(make_foreign_dir(image), version=1)
+    labels, confidence = model.predict(model.screen(image.rows.tolist()).matrix)
+
+    assert model.layout == InputLayout(row_shape=(1, 8, 8))
+    assert labels.tolist() == image.labels.tolist()
+    assert ((confidence > 0) & (confidence <= 1)).all()
+
+
+def test_a_model_with_a_fixed_batch_size_is_run_in_chunks_of_that_size(
+    make_foreign_dir: ForeignDirFactory, fixed_batch_image_model: ForeignModel
+) -> None:
+    image = fixed_batch_image_model
+
+    model = load_model(make_foreign_dir(image), version=1)
+
+    assert model.layout == InputLayout(row_shape=(1, 8, 8), fixed_batch=1)
+    assert model.predict(image.rows[:5])[0].tolist() == image.labels[:5].tolist()
+    assert model.predict(image.rows[:1])[0].tolist() == image.labels[:1].tolist()
+
+
+def test_a_model_taking_doubles_is_fed_doubles(
+    make_foreign_dir: ForeignDirFactory, iris_double_model: ForeignModel
+) -> None:
+    iris = iris_double_model
+
+    model = load_model(make_foreign_dir(iris), version=1)
+    screened = model.screen(iris.rows.tolist())
+
+    assert model.layout == InputLayout(row_shape=(4,), dtype=np.float64)
+    assert screened.matrix.dtype == np.float64
+    assert model.predict(screened.matrix)[0].tolist() == iris.labels.tolist()
+
+
+def test_a_zipmap_output_is_refused_with_the_fix(
+    make_foreign_dir: ForeignDirFactory, iris_zipmap_model: ForeignModel
+) -> None:
+    folder = make_foreign_dir(iris_zipmap_model)
+
+    with pytest.raises(ModelFormatError, match=r"'output_probability' is seq\(map.*not a tensor.*zipmap"):
+        load_model(folder, version=1)
+
+
+def with_features(model: ForeignModel, count: int) -> ModelManifest:
+    manifest: ModelManifest = model.manifest
+    rows = tuple(tuple([1.0] * count) for _ in manifest.golden.inputs)
+    features = tuple(f"f{i}" for i in range(count))
+    return replace(
+        manifest, input=replace(manifest.input, features=features), golden=replace(manifest.golden, inputs=rows)
+    )
+
+
+def test_an_image_input_that_cannot_hold_the_features_is_refused(
+    make_foreign_dir: ForeignDirFactory, three_channel_image_model: ForeignModel
+) -> None:
+    image = three_channel_image_model
+    folder = make_foreign_dir(image, manifest=with_features(image, 64))
+
+    with pytest.raises(ModelFormatError, match=r"takes 192 features, manifest lists 64 \(shape \['N', 3, 8, 8\]\)"):
+        load_model(folder, version=1)
+
+
+def test_a_model_with_more_than_one_input_is_refused(
+    make_foreign_dir: ForeignDirFactory, make_foreign_manifest: Callable[..., ModelManifest]
+) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["probs"])],
+        "two-inputs",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 2]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 2])],
+    )
+    onnx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    rows, labels = np.ones((4, 2)), np.ones(4, dtype=np.int64)
+    manifest = make_foreign_manifest("pair", onnx, input_name="a", output="probs", rows=rows, labels=labels, classes=2)
+
+    with pytest.raises(ModelFormatError, match=r"model inputs are \['a', 'b'\], manifest declares only 'a'"):
+        load_model(make_foreign_dir(onnx=onnx, manifest=manifest), version=1)
+
+
+def test_a_model_with_two_free_feature_dimensions_is_refused(
+    make_foreign_dir: ForeignDirFactory, make_foreign_manifest: Callable[..., ModelManifest]
+) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMax", ["a"], ["probs"], axes=[1], keepdims=0)],
+        "free-dims",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", "H", "W"])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", "W"])],
+    )
+    onnx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], ir_version=8).SerializeToString()
+    rows, labels = np.ones((4, 4)), np.zeros(4, dtype=np.int64)
+    manifest = make_foreign_manifest("free", onnx, input_name="a", output="probs", rows=rows, labels=labels, classes=2)
+
+    with pytest.raises(ModelFormatError, match=r"2 free dimensions \['N', 'H', 'W'\]; at most one"):
+        load_model(make_foreign_dir(onnx=onnx, manifest=manifest), version=1)
+
+
+def test_a_classes_count_that_differs_from_the_labels_is_refused(
+    make_foreign_dir: ForeignDirFactory, iris_model: ForeignModel
+) -> None:
+    iris = iris_model
+    manifest = replace(
+        iris.manifest, labels=("setosa", "versicolor"), golden=replace(iris.manifest.golden, labels=(0,) * 4)
+    )
+
+    with pytest.raises(ModelFormatError, match="has 3 classes, manifest lists 2 labels"):
+        load_model(make_foreign_dir(iris, manifest=manifest), version=1)
+
+
+def test_screen_accepts_integer_rows_and_numpy_rows(model: LoadedModel, digits_model: DigitsModel) -> None:
+    screened = model.screen([[0] * 64, digits_model.rows[0], [16] * 64])
+
+    assert screened.accepted == (0, 1, 2)
+    assert screened.matrix.dtype == np.float32
+    assert screened.matrix.flags.c_contiguous

@@ -382,7 +382,7 @@ def test_the_latency_window_resets_only_after_a_successful_report(device: Device
 
     device.uplink.online = True
     assert device.runtime.report_health() is True
-    assert device.runtime.health().latency == LatencySummary(0.0, 0.0, 0.0)
+    assert device.runtime.health().latency == LatencySummary.from_samples([])
     assert device.runtime.health().inferences == 3
 
 

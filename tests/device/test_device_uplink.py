@@ -15,7 +15,13 @@ from unittest.mock import create_autospec
 import pytest
 from awscrt import mqtt
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
-from awsiot.greengrasscoreipc.model import QOS, UnauthorizedError
+from awsiot.greengrasscoreipc.model import (
+    QOS,
+    ConnectionStatus,
+    ConnectionStatusEvent,
+    IoTCoreConnectionStatusEvent,
+    UnauthorizedError,
+)
 
 from edgeloop.core.errors import LinkError
 from edgeloop.core.names import HEALTH_SHADOW, NAMED_SHADOW_UPDATE_FILTER, results_topic, shadow_topic
@@ -315,3 +321,57 @@ def test_ipc_link_comes_back_up_after_a_success(ipc: Any) -> None:
     uplink.publish("t", b"")
 
     assert uplink.connected is True
+
+
+def _status(status: str) -> IoTCoreConnectionStatusEvent:
+    return IoTCoreConnectionStatusEvent(connection_status_event=ConnectionStatusEvent(status=status))
+
+
+def _watched(ipc: Any) -> tuple[IpcUplink, dict[str, Any]]:
+    ipc.subscribe_to_iot_core_connection_status_async.return_value = (_done(), None)
+    uplink = IpcUplink(ipc, timeout_s=1.0)
+    assert uplink.watch_connection_status() is True
+    return uplink, ipc.subscribe_to_iot_core_connection_status_async.call_args.kwargs
+
+
+def test_ipc_connection_status_events_drive_connected(ipc: Any) -> None:
+    uplink, handlers = _watched(ipc)
+
+    handlers["on_stream_event"](_status(ConnectionStatus.DISCONNECTED))
+    assert uplink.connected is False
+    handlers["on_stream_event"](_status(ConnectionStatus.CONNECTED))
+    assert uplink.connected is True
+
+
+def test_ipc_status_beats_a_single_outcome_while_watched(ipc: Any) -> None:
+    uplink, handlers = _watched(ipc)
+    handlers["on_stream_event"](_status(ConnectionStatus.DISCONNECTED))
+    ipc.publish_to_iot_core_async.return_value = _done()
+
+    uplink.publish("t", b"")  # the nucleus spools it, but IoT Core is still unreachable
+
+    assert uplink.connected is False
+
+
+def test_ipc_a_failed_status_stream_falls_back_to_outcomes(ipc: Any) -> None:
+    uplink, handlers = _watched(ipc)
+    handlers["on_stream_event"](_status(ConnectionStatus.DISCONNECTED))
+
+    assert handlers["on_stream_error"](RuntimeError("stream reset")) is True
+
+    assert uplink.connected is True  # no exchange has failed yet
+
+
+def test_ipc_a_refused_status_subscription_keeps_outcome_based_state(ipc: Any) -> None:
+    ipc.subscribe_to_iot_core_connection_status_async.return_value = (
+        _done(error=UnauthorizedError(message="not authorized")),
+        None,
+    )
+    uplink = IpcUplink(ipc, timeout_s=1.0)
+
+    assert uplink.watch_connection_status() is False
+
+    ipc.publish_to_iot_core_async.return_value = _done(error=UnauthorizedError(message="no"))
+    with pytest.raises(LinkError):
+        uplink.publish("t", b"")
+    assert uplink.connected is False

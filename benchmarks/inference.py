@@ -1,0 +1,306 @@
+"""Inference path vs bare onnxruntime, side by side in one run, on the digits MLP trained here.
+
+The path is the component's: micro-batching (the runtime loop's queue collect), validation, inference,
+post-processing, health statistics and the hand-off to the buffer (an in-memory buffer, so disk fsync
+does not dominate: `--buffer memory` is MemoryBuffer, `--buffer sqlite` is SqliteBuffer on ":memory:").
+Message decoding is excluded: requests arrive as (request_id, list of floats), what the component's
+message parser produces. The bare side is `session.run` on a session opened with the same settings,
+fed the same rows as numpy arrays.
+
+    python benchmarks/inference.py [--quick] [--batch 32] [--buffer memory|sqlite]
+
+Prints a few human-readable lines, then, as its last line, one JSON object with the keys
+bare_p50_us, path_p50_us, ratio_p50, bare_per_s, bare_batched_per_s, path_per_s,
+speedup_vs_naive, fraction_of_limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from _common import emit
+
+from edgeloop.core.names import component_version, model_component_name
+from edgeloop.core.records import Record, RecordKind
+from edgeloop.core.settings import DeviceConfig
+from edgeloop.device.buffer import MemoryBuffer, RecordBuffer, SqliteBuffer
+from edgeloop.device.model import SessionSettings
+from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
+from edgeloop.device.uplink import MemoryUplink
+from edgeloop.training.config import TrainingConfig
+from edgeloop.training.train import train
+
+THING = "bench-1"
+MODEL = "digits"
+PROBABILITIES = "probabilities"
+KEYS = (
+    "bare_p50_us",
+    "path_p50_us",
+    "ratio_p50",
+    "bare_per_s",
+    "bare_batched_per_s",
+    "path_per_s",
+    "speedup_vs_naive",
+    "fraction_of_limit",
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many timed calls each measurement makes."""
+
+    latency_calls: int
+    single_calls: int
+    batched_rows: int
+    path_rows: int
+    trickle: int
+    max_iter: int
+
+
+QUICK = Sizes(latency_calls=3_000, single_calls=5_000, batched_rows=100_000, path_rows=40_000, trickle=40, max_iter=20)
+FULL = Sizes(
+    latency_calls=20_000, single_calls=50_000, batched_rows=1_000_000, path_rows=400_000, trickle=200, max_iter=200
+)
+
+
+class TimedBuffer:
+    """Wraps a buffer and notes when each append landed, to see what the micro-batch wait added."""
+
+    def __init__(self, inner: RecordBuffer) -> None:
+        self.inner = inner
+        self.appended_at: list[tuple[float, int]] = []
+
+    def append(self, kind: RecordKind, payloads: Sequence[Mapping[str, Any]], now: float) -> list[Record]:
+        """Store, then note the time and how many records landed."""
+        records = self.inner.append(kind, payloads, now)
+        self.appended_at.append((time.perf_counter(), len(records)))
+        return records
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class NullBuffer:
+    """Takes the hand-off and keeps nothing: shows what the engine costs without the buffer's append."""
+
+    def __init__(self, stats_from: RecordBuffer) -> None:
+        self._stats_from = stats_from
+
+    def append(self, kind: RecordKind, payloads: Sequence[Mapping[str, Any]], now: float) -> list[Record]:
+        """Drop the payloads."""
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stats_from, name)
+
+
+def train_model(root: Path, max_iter: int) -> Path:
+    """The digits MLP, written where Greengrass would unpack its model component (version 1)."""
+    model_dir = root / model_component_name(MODEL) / component_version(1)
+    train(TrainingConfig(model_dir=model_dir, model_name=MODEL, max_iter=max_iter))
+    return model_dir
+
+
+def make_buffer(kind: str) -> RecordBuffer:
+    """The hand-off target: in memory either way, so the engine rather than fsync is measured."""
+    return MemoryBuffer(THING) if kind == "memory" else SqliteBuffer(":memory:", THING)
+
+
+def make_runtime(
+    model_root: Path, buffer: RecordBuffer | TimedBuffer | NullBuffer, config: DeviceConfig
+) -> DeviceRuntime:
+    """A device runtime on a frozen clock, so forwarding and shadow reports stay out of the timed loop.
+
+    probationSeconds=0 in the config measures the steady state: a frozen clock would otherwise keep the
+    model on probation for the whole run, and probation only watches the first minutes after a swap.
+    """
+    runtime = DeviceRuntime(
+        thing_name=THING,
+        buffer=buffer,
+        uplink=MemoryUplink(),
+        clock=lambda: 1_000.0,
+        model_root=model_root,
+        config=config,
+    )
+    if runtime.health().model_state != "active":
+        raise SystemExit(f"model did not load: {runtime.health().model_detail}")
+    return runtime
+
+
+def per_call_us(call: Callable[[int], object], calls: int) -> list[float]:
+    """Wall time of each call in microseconds."""
+    timer = time.perf_counter
+    out = []
+    for i in range(calls):
+        started = timer()
+        call(i)
+        out.append((timer() - started) * 1e6)
+    return out
+
+
+def interleaved_p50(bare: Callable[[int], object], path: Callable[[int], object], calls: int) -> tuple[float, float]:
+    """p50 of both sides measured in alternating blocks, so machine noise hits them alike."""
+    bare_us: list[float] = []
+    path_us: list[float] = []
+    block = max(1, calls // 10)
+    for start in range(0, calls, block):
+        bare_us += per_call_us(partial(_shifted, bare, start), block)
+        path_us += per_call_us(partial(_shifted, path, start), block)
+    return statistics.median(bare_us), statistics.median(path_us)
+
+
+def _shifted(call: Callable[[int], object], start: int, i: int) -> object:
+    return call(start + i)
+
+
+def rows_per_s(call: Callable[[int], object], calls: int, rows_per_call: int) -> float:
+    """Throughput of repeated calls."""
+    started = time.perf_counter()
+    for i in range(calls):
+        call(i)
+    return calls * rows_per_call / (time.perf_counter() - started)
+
+
+def sustained(runtime: DeviceRuntime, buffer: RecordBuffer, requests: list[InferenceRequest]) -> float:
+    """Requests per second through the runtime loop with the input queue never empty."""
+    inputs: queue.Queue[InferenceRequest] = queue.Queue()
+    for request in requests:
+        inputs.put_nowait(request)
+    stop = threading.Event()
+    before = buffer.stats().produced
+    loop = threading.Thread(target=runtime.run, args=(inputs, stop), daemon=True)
+    started = time.perf_counter()
+    loop.start()
+    while buffer.stats().produced - before < len(requests):
+        time.sleep(0.002)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    loop.join()
+    return len(requests) / elapsed
+
+
+def wait_bound(model_root: Path, config: DeviceConfig, requests: list[InferenceRequest], gap_s: float) -> list[float]:
+    """Added latency (ms) of a lone request: queued to buffered, while the loop waits batchWaitMs for company."""
+    timed = TimedBuffer(MemoryBuffer(THING))
+    runtime = make_runtime(model_root, timed, config)
+    inputs: queue.Queue[InferenceRequest] = queue.Queue()
+    stop = threading.Event()
+    loop = threading.Thread(target=runtime.run, args=(inputs, stop), daemon=True)
+    loop.start()
+    queued_at = []
+    for request in requests:
+        time.sleep(gap_s)
+        queued_at.append(time.perf_counter())
+        inputs.put(request)
+    while sum(n for _, n in timed.appended_at) < len(requests):
+        time.sleep(0.002)
+    stop.set()
+    loop.join()
+    landed = [at for at, n in timed.appended_at for _ in range(n)]
+    return [(done - put) * 1000 for put, done in zip(queued_at, landed, strict=True)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every measurement and print the JSON line last."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: under a minute on 2 cores")
+    parser.add_argument("--batch", type=int, default=DeviceConfig().batchMax, help="micro-batch size (batchMax)")
+    parser.add_argument("--wait-ms", type=int, default=DeviceConfig().batchWaitMs, help="batchWaitMs")
+    parser.add_argument("--buffer", choices=("memory", "sqlite"), default="memory", help="hand-off target")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    logging.basicConfig(level=logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="edgeloop-bench-") as tmp:
+        model_root = Path(tmp) / "packages" / "artifacts"
+        model_dir = train_model(model_root, sizes.max_iter)
+        result = measure(model_root, model_dir, args, sizes)
+    emit(result, KEYS)
+    return 0
+
+
+def measure(model_root: Path, model_dir: Path, args: argparse.Namespace, sizes: Sizes) -> dict[str, float]:
+    """Both sides on the same model and the same rows."""
+    from edgeloop.core.manifest import ModelManifest
+
+    manifest = ModelManifest.from_json((model_dir / "manifest.json").read_bytes())
+    config = DeviceConfig(
+        modelComponent=model_component_name(MODEL),
+        modelComponentVersion=component_version(1),
+        batchMax=args.batch,
+        batchWaitMs=args.wait_ms,
+        probationSeconds=0,
+    )
+    settings = SessionSettings.from_config(config)
+    session = ort.InferenceSession(
+        str(model_dir / manifest.selected), settings.session_options(), providers=["CPUExecutionProvider"]
+    )
+    rng = np.random.default_rng(0)
+    golden = np.asarray(manifest.golden.inputs, dtype=np.float32)
+    noise = rng.uniform(-0.5, 0.5, size=(1024, golden.shape[1])).astype(np.float32)
+    rows = np.clip(golden[np.arange(1024) % len(golden)] + noise, manifest.input.minimum, manifest.input.maximum)
+    requests: list[InferenceRequest] = [(f"req-{i}", row.tolist()) for i, row in enumerate(rows)]
+    name, count, batch = manifest.input.name, len(rows), args.batch
+
+    buffer = make_buffer(args.buffer)
+    runtime = make_runtime(model_root, buffer, config)
+
+    def bare(i: int) -> object:
+        return session.run([PROBABILITIES], {name: rows[i % count : i % count + 1]})
+
+    def path(i: int) -> object:
+        return runtime.infer([requests[i % count]])
+
+    batches = [rows[i : i + batch] for i in range(0, count - batch + 1, batch)]
+
+    def bare_batched(i: int) -> object:
+        return session.run([PROBABILITIES], {name: batches[i % len(batches)]})
+
+    bare_p50, path_p50 = interleaved_p50(bare, path, sizes.latency_calls)
+    bare_per_s = rows_per_s(bare, sizes.single_calls, 1)
+    bare_batched_per_s = rows_per_s(bare_batched, sizes.batched_rows // batch, batch)
+    stream = [requests[i % count] for i in range(sizes.path_rows)]
+    fresh = make_buffer(args.buffer)  # empty, so the loop's first forward round has nothing to publish
+    path_per_s = sustained(make_runtime(model_root, fresh, config), fresh, stream)
+
+    engine = make_runtime(model_root, NullBuffer(buffer), config)
+    engine_p50 = statistics.median(per_call_us(lambda i: engine.infer([requests[i % count]]), sizes.latency_calls))
+    engine_per_s = rows_per_s(lambda i: engine.infer(requests[(i * batch) % (count - batch) :][:batch]), 400, batch)
+    waits = wait_bound(model_root, config, requests[: sizes.trickle], gap_s=max(0.02, 3 * args.wait_ms / 1000))
+    sys.stdout.write(
+        f"model: digits MLP {model_dir / manifest.selected} ({manifest.input.width} features, "
+        f"{len(manifest.labels)} classes); session: {settings}\n"
+        f"buffer: {type(buffer).__name__}{' on :memory:' if args.buffer == 'sqlite' else ''}; "
+        f"micro-batch: batchMax={batch}, batchWaitMs={args.wait_ms}\n"
+        f"engine alone (hand-off to a no-op buffer, no loop): p50 {engine_p50:.2f} us at batch 1, "
+        f"{engine_per_s:,.0f}/s at batch {batch}; the rest of path_per_s goes to the buffer's append and the loop\n"
+        f"wait bound: a lone request waited p50 {statistics.median(waits):.2f} ms, max {max(waits):.2f} ms "
+        f"from queue to buffer (bound: batchWaitMs={args.wait_ms} + one batch)\n"
+    )
+    return {
+        "bare_p50_us": round(bare_p50, 2),
+        "path_p50_us": round(path_p50, 2),
+        "ratio_p50": round(path_p50 / bare_p50, 3),
+        "bare_per_s": round(bare_per_s),
+        "bare_batched_per_s": round(bare_batched_per_s),
+        "path_per_s": round(path_per_s),
+        "speedup_vs_naive": round(path_per_s / bare_per_s, 3),
+        "fraction_of_limit": round(path_per_s / bare_batched_per_s, 3),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Store-and-forward: drains the buffer through the uplink, paced and packed, acking only what was confirmed."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgeloop.core.backoff import IOT_CORE_PUBLISHES_PER_S, TokenBucket, UplinkState, full_jitter_delay, uplink_state
+from edgeloop.core.errors import LinkError, StoreError
+from edgeloop.core.names import results_topic
+from edgeloop.core.records import (
+    BILLING_UNIT_BYTES,
+    MAX_MESSAGE_BYTES,
+    Record,
+    RecordKind,
+    batch_size,
+    billed_units,
+    encode_batch,
+    pack_messages,
+    record_cost,
+)
+from edgeloop.device.buffer import RecordBuffer
+from edgeloop.device.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+PUBLISH_RATE_PER_S = IOT_CORE_PUBLISHES_PER_S - 10
+"""Records stay under IoT Core's per-connection limit with room for shadow updates on the same link."""
+PUBLISH_BURST = 10
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 60.0
+RECORD_REFUSED_EVENT = "record_refused"
+"""The EVENT record that stands in, for the cloud, for a record too large to ever be published."""
+
+
+@dataclass(frozen=True)
+class ForwarderStats:
+    """What the health report says about forwarding: link state, last sync and cumulative counters."""
+
+    state: UplinkState
+    last_success_at: float | None
+    next_attempt_at: float | None
+    messages: int
+    records: int
+    bytes: int
+    billed_units: int
+    failures: int
+    consecutive_failures: int
+    refused_oversized: int
+    last_error: str
+
+
+class Forwarder:
+    """Moves records from the buffer to the uplink; the buffer forgets a record only after its confirmation."""
+
+    def __init__(
+        self,
+        thing_name: str,
+        buffer: RecordBuffer,
+        uplink: Uplink,
+        *,
+        rate_per_s: float = PUBLISH_RATE_PER_S,
+        burst: float = PUBLISH_BURST,
+        backoff_base_s: float = BACKOFF_BASE_S,
+        backoff_cap_s: float = BACKOFF_CAP_S,
+        max_bytes: int = MAX_MESSAGE_BYTES,
+        unit_bytes: int = BILLING_UNIT_BYTES,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._thing = thing_name
+        self._topic = results_topic(thing_name)
+        self._buffer = buffer
+        self._uplink = uplink
+        self._bucket = TokenBucket.full(rate_per_s, burst, 0.0)
+        self._backoff = (backoff_base_s, backoff_cap_s)
+        self._max_bytes = max_bytes
+        self._unit_bytes = unit_bytes
+        self._rand = rand
+        self._last_success_at: float | None = None
+        self._next_attempt_at: float | None = None
+        self._down_at_failure = False
+        self._more_waiting = False
+        self._messages = self._records = self._bytes = self._units = 0
+        self._failures = self._consecutive = self._refused = 0
+        self._last_error = ""
+        full_jitter_delay(1, base_s=backoff_base_s, cap_s=backoff_cap_s, rand=lambda: 0.0)  # validates the bounds
+
+    @property
+    def state(self) -> UplinkState:
+        """connected, backing_off (last publish failed, retry pending) or offline (the uplink says down)."""
+        return uplink_state(link_up=self._uplink.connected, consecutive_failures=self._consecutive)
+
+    @property
+    def last_success_at(self) -> float | None:
+        """When a message was last confirmed (the health report's last successful sync)."""
+        return self._last_success_at
+
+    @property
+    def next_attempt_at(self) -> float | None:
+        """When drain will next try the uplink; None when it may try right away."""
+        return self._next_attempt_at
+
+    @property
+    def more_waiting(self) -> bool:
+        """Whether the last drain left records that can go without waiting for the clock."""
+        return self._more_waiting
+
+    def stats(self) -> ForwarderStats:
+        """A snapshot for the health report."""
+        return ForwarderStats(
+            state=self.state,
+            last_success_at=self._last_success_at,
+            next_attempt_at=self._next_attempt_at,
+            messages=self._messages,
+            records=self._records,
+            bytes=self._bytes,
+            billed_units=self._units,
+            failures=self._failures,
+            consecutive_failures=self._consecutive,
+            refused_oversized=self._refused,
+            last_error=self._last_error,
+        )
+
+    def drain(self, now: float, limit: int, *, flush: bool = False) -> int:
+        """Publish up to limit buffered records in packed messages; returns how many were confirmed and acked.
+
+        Nothing is sent while backing off (unless the uplink came back since the failure) or once the
+        rate limit is spent; the first failed publish ends the round and schedules a jittered retry.
+        flush sends a partly filled last message too (used on shutdown).
+        """
+        self._more_waiting = False
+        if not self._due(now):
+            return 0
+        records = self._buffer.peek(limit)
+        if not records:
+            return 0
+        full = len(records) == limit
+        packing = pack_messages(
+            records, more_waiting=full and not flush, max_bytes=self._max_bytes, unit_bytes=self._unit_bytes
+        )
+        if packing.oversized:
+            self._refuse(packing.oversized, now)
+        delivered = 0
+        for message in packing.messages:
+            if not self._take_token(now):
+                self._more_waiting = True
+                return delivered
+            try:
+                payload = encode_batch(self._thing, message)
+                self._uplink.publish(self._topic, payload)
+            except LinkError as exc:
+                self._failed(exc, now)
+                return delivered
+            delivered += self._confirmed(message, len(payload), now)
+        self._more_waiting = full or bool(packing.oversized)
+        return delivered
+
+    def next_drain_at(self, now: float, idle_s: float) -> float:
+        """When the loop should call drain again: at once for a backlog, at the pacing deadline, or after idle_s."""
+        pending = self._next_attempt_at
+        if pending is not None and pending > now:
+            if self._consecutive and self._down_at_failure:
+                return min(pending, now + idle_s)  # keep looking: a link coming back ends the wait early
+            return pending
+        return now if self._more_waiting else now + idle_s
+
+    def _due(self, now: float) -> bool:
+        """Not before the backoff expires, unless the link was down at the failure and is back up now."""
+        if self._next_attempt_at is None or now >= self._next_attempt_at:
+            return True
+        return self._consecutive > 0 and self._down_at_failure and self._uplink.connected
+
+    def _take_token(self, now: float) -> bool:
+        bucket = self._bucket.take(now)
+        if bucket is None:
+            self._next_attempt_at = now + self._bucket.wait_s(now)
+            return False
+        self._bucket = bucket
+        return True
+
+    def _confirmed(self, message: tuple[Record, ...], size: int, now: float) -> int:
+        """The far side has the message: only now may the buffer forget its records."""
+        acked = self._buffer.ack(record.seq for record in message)
+        self._messages += 1
+        self._records += len(message)
+        self._bytes += size
+        self._units += billed_units(size, self._unit_bytes)
+        self._consecutive = 0
+        self._next_attempt_at = None
+        self._last_success_at = now
+        return acked
+
+    def _failed(self, exc: LinkError, now: float) -> None:
+        self._failures += 1
+        self._consecutive += 1
+        self._down_at_failure = not self._uplink.connected
+        base_s, cap_s = self._backoff
+        delay = full_jitter_delay(self._consecutive, base_s=base_s, cap_s=cap_s, rand=self._rand)
+        self._next_attempt_at = now + delay
+        self._last_error = str(exc)
+        log.warning(
+            "forwarding paused for %.2fs (failure %d), records stay buffered: %s", delay, self._consecutive, exc
+        )
+
+    def _refuse(self, records: tuple[Record, ...], now: float) -> None:
+        """Take never-sendable records out (so they cannot block the queue), leaving an EVENT that says so."""
+        events = []
+        for record in records:
+            size = batch_size(self._thing, [record_cost(record)])
+            reason = f"encoded alone it is {size} bytes, over the {self._max_bytes}-byte message limit"
+            log.error("record seq %d (%s) refused: %s", record.seq, record.kind.name.lower(), reason)
+            events.append(
+                {
+                    "event": RECORD_REFUSED_EVENT,
+                    "seq": record.seq,
+                    "kind": record.kind.name.lower(),
+                    "bytes": size,
+                    "reason": reason,
+                }
+            )
+        try:
+            self._buffer.append(RecordKind.EVENT, events, now)  # durable first: a crash here re-refuses, never hides
+        except StoreError as exc:  # a full buffer must not keep an unsendable record blocking the queue
+            log.error("could not buffer the refusal events for seqs %s: %s", [r.seq for r in records], exc)
+        self._refused += self._buffer.ack(record.seq for record in records)

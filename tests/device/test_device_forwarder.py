@@ -1,0 +1,302 @@
+"""The forwarder: ordered, packed, paced drains that ack only confirmed records and back off on failure."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeloop.core.backoff import UplinkState
+from edgeloop.core.errors import LinkError
+from edgeloop.core.names import results_topic
+from edgeloop.core.records import BILLING_UNIT_BYTES, MAX_MESSAGE_BYTES, RecordKind, billed_units, decode_batch
+from edgeloop.core.settings import DeviceConfig
+from edgeloop.device.buffer import MemoryBuffer, RecordBuffer, SqliteBuffer
+from edgeloop.device.forwarder import RECORD_REFUSED_EVENT, Forwarder
+from edgeloop.device.runtime import DeviceRuntime
+from edgeloop.device.uplink import MemoryUplink
+
+THING = "dev-1"
+HALF = 0.5
+
+
+class ScriptedUplink(MemoryUplink):
+    """MemoryUplink that can fail the next n publishes while staying 'connected', and notes the buffer."""
+
+    def __init__(self, buffer: RecordBuffer) -> None:
+        super().__init__()
+        self.buffer = buffer
+        self.fail_next = 0
+        self.depth_during_publish: list[int] = []
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.depth_during_publish.append(self.buffer.stats().depth)
+        if self.fail_next:
+            self.fail_next -= 1
+            raise LinkError("no PUBACK within the timeout")
+        super().publish(topic, payload)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def buffer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecordBuffer]:
+    made: Any = MemoryBuffer(THING) if request.param == "memory" else SqliteBuffer(tmp_path / "b.sqlite3", THING)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def uplink(buffer: RecordBuffer) -> ScriptedUplink:
+    return ScriptedUplink(buffer)
+
+
+def forwarder(buffer: RecordBuffer, uplink: MemoryUplink, **kwargs: Any) -> Forwarder:
+    return Forwarder(THING, buffer, uplink, **{"rand": lambda: HALF, **kwargs})
+
+
+def fill(buffer: RecordBuffer, kind: RecordKind, count: int, *, blob: int = 100) -> list[int]:
+    return [r.seq for r in buffer.append(kind, [{"i": i, "blob": "x" * blob} for i in range(count)], now=1.0)]
+
+
+def delivered(uplink: MemoryUplink) -> list[tuple[RecordKind, int]]:
+    return [(r.kind, r.seq) for _, payload in uplink.published for r in decode_batch(payload)]
+
+
+def test_drain_delivers_by_priority_in_seq_order_then_acks(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:
+    results = fill(buffer, RecordKind.RESULT, 30)
+    alerts = fill(buffer, RecordKind.ALERT, 5)
+    events = fill(buffer, RecordKind.EVENT, 5)
+
+    count = forwarder(buffer, uplink).drain(10.0, 100)
+
+    assert count == 40
+    assert delivered(uplink) == (
+        [(RecordKind.ALERT, s) for s in alerts]
+        + [(RecordKind.EVENT, s) for s in events]
+        + [(RecordKind.RESULT, s) for s in results]
+    )
+    assert {topic for topic, _ in uplink.published} == {results_topic(THING)}
+    assert uplink.depth_during_publish == [40]  # nothing acked before the confirmation
+    assert buffer.stats().depth == 0
+
+
+def test_counters_and_last_success(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:
+    fill(buffer, RecordKind.RESULT, 10)
+    fwd = forwarder(buffer, uplink)
+
+    fwd.drain(10.0, 100)
+
+    stats = fwd.stats()
+    size = len(uplink.published[0][1])
+    assert (stats.messages, stats.records, stats.bytes, stats.billed_units) == (1, 10, size, billed_units(size))
+    assert (stats.state, stats.last_success_at, stats.next_attempt_at) == (UplinkState.CONNECTED, 10.0, None)
+    assert (stats.failures, stats.consecutive_failures, stats.last_error) == (0, 0, "")
+
+
+def test_a_failed_publish_keeps_the_records_and_backs_off(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:
+    fill(buffer, RecordKind.RESULT, 10)
+    fwd = forwarder(buffer, uplink, backoff_base_s=2.0)
+    uplink.fail_next = 1
+
+    assert fwd.drain(10.0, 100) == 0
+
+    assert buffer.stats().depth == 10
+    assert fwd.state is UplinkState.BACKING_OFF
+    assert fwd.next_attempt_at == 10.0 + HALF * 2.0
+    assert fwd.stats().last_error.endswith("no PUBACK within the timeout")
+    assert fwd.drain(10.5, 100) == 0  # still backing off: the uplink is not even asked
+    assert len(uplink.depth_during_publish) == 1
+    assert fwd.drain(11.0, 100) == 10
+    assert (fwd.state, fwd.last_success_at, fwd.stats().failures) == (UplinkState.CONNECTED, 11.0, 1)
+
+
+def test_backoff_grows_exponentially_to_the_cap(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:
+    fill(buffer, RecordKind.RESULT, 1)
+    fwd = forwarder(buffer, uplink, backoff_base_s=1.0, backoff_cap_s=8.0, rand=lambda: 0.999999)
+    uplink.fail_next = 6
+    now, waits = 0.0, []
+    for _ in range(6):
+        fwd.drain(now, 10)
+        assert fwd.next_attempt_at is not None
+        waits.append(round(fwd.next_attempt_at - now, 3))
+        now = fwd.next_attempt_at
+
+    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert fwd.stats().consecutive_failures == 6
+
+
+def test_an_offline_uplink_is_reported_and_its_return_ends_the_wait(buffer: RecordBuffer) -> None:
+    uplink = MemoryUplink(online=False)
+    fill(buffer, RecordKind.EVENT, 3)
+    fwd = forwarder(buffer, uplink, backoff_base_s=30.0)
+
+    assert fwd.drain(0.0, 10) == 0
+    assert fwd.state is UplinkState.OFFLINE
+    assert fwd.next_drain_at(0.0, idle_s=1.0) == 1.0  # keeps looking although the backoff is 15 s
+    assert fwd.drain(1.0, 10) == 0
+
+    uplink.online = True
+    assert fwd.drain(1.0, 10) == 3
+    assert fwd.stats().state is UplinkState.CONNECTED
+
+
+def test_the_rate_limit_paces_publishes(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:
+    fill(buffer, RecordKind.SAMPLE, 60, blob=6_000)  # about one record per unit: many messages
+    fwd = forwarder(buffer, uplink, rate_per_s=10, burst=3, max_bytes=BILLING_UNIT_BYTES * 2)
+
+    assert fwd.drain(0.0, 60) > 0
+
+    assert len(uplink.published) == 3
+    assert fwd.more_waiting
+    assert fwd.next_attempt_at == pytest.approx(0.1)
+    assert fwd.state is UplinkState.CONNECTED
+    assert fwd.drain(0.05, 60) == 0
+    assert fwd.drain(0.1, 60) > 0
+    assert len(uplink.published) == 4
+
+
+def test_no_window_of_one_second_sees_more_than_rate_plus_burst(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:
+    fill(buffer, RecordKind.RESULT, 400, blob=3_000)
+    fwd = forwarder(buffer, uplink, rate_per_s=20, burst=5, max_bytes=BILLING_UNIT_BYTES * 2)
+    times: list[float] = []
+    for step in range(3_000):  # the loop polls every millisecond for three seconds
+        now = step / 1000
+        before = len(uplink.published)
+        fwd.drain(now, 50)
+        times.extend([now] * (len(uplink.published) - before))
+
+    assert len(times) > 40
+    assert max(sum(1 for t in times if start <= t < start + 1) for start in times) <= 25
+
+
+def test_an_oversized_record_is_refused_counted_and_does_not_block(
+    buffer: RecordBuffer, uplink: ScriptedUplink
+) -> None:
+    before = fill(buffer, RecordKind.SAMPLE, 2)
+    (huge,) = buffer.append(RecordKind.SAMPLE, [{"blob": "y" * (MAX_MESSAGE_BYTES + 10)}], now=1.0)
+    after = fill(buffer, RecordKind.SAMPLE, 2)
+    fwd = forwarder(buffer, uplink)
+
+    while fwd.drain(5.0, 100) or fwd.more_waiting:
+        pass
+
+    assert [seq for _, seq in delivered(uplink) if _ is RecordKind.SAMPLE] == before + after
+    (event,) = [r for _, p in uplink.published for r in decode_batch(p) if r.kind is RecordKind.EVENT]
+    assert event.payload["event"] == RECORD_REFUSED_EVENT
+    assert (event.payload["seq"], event.payload["kind"]) == (huge.seq, "sample")
+    assert event.payload["bytes"] > MAX_MESSAGE_BYTES
+    assert fwd.stats().refused_oversized == 1
+    assert buffer.stats().depth == 0
+
+
+def test_a_partial_tail_waits_for_the_next_round_unless_flushed(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:
+    fill(buffer, RecordKind.RESULT, 400, blob=300)  # more than one message's worth
+    fwd = forwarder(buffer, uplink)
+
+    first = fwd.drain(0.0, 300)  # 300 of 400 peeked: more are waiting, so the tail is trimmed
+
+    assert 0 < first < 300
+    assert fwd.more_waiting
+    sizes = [len(p) for _, p in uplink.published]
+    assert all(s % BILLING_UNIT_BYTES > BILLING_UNIT_BYTES - 500 or s % BILLING_UNIT_BYTES == 0 for s in sizes)
+
+    rest = fwd.drain(0.0, 400, flush=True)
+
+    assert first + rest == 400
+    assert [seq for _, seq in delivered(uplink)] == list(range(1, 401))
+
+
+def test_a_failure_mid_round_acks_exactly_the_confirmed_messages(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:
+    fill(buffer, RecordKind.RESULT, 300, blob=1_000)  # three messages
+
+    class FailSecond(ScriptedUplink):
+        def publish(self, topic: str, payload: bytes) -> None:
+            if self.published:
+                raise LinkError("connection lost")
+            super().publish(topic, payload)
+
+    failing = FailSecond(buffer)
+    count = forwarder(buffer, failing).drain(0.0, 300, flush=True)
+
+    first = decode_batch(failing.published[0][1])
+    assert count == len(first) < 300
+    assert [r.seq for r in buffer.peek(1_000)] == list(range(len(first) + 1, 301))
+
+
+def test_anything_but_a_link_error_propagates_and_acks_nothing(buffer: RecordBuffer) -> None:
+    class Buggy(MemoryUplink):
+        def publish(self, topic: str, payload: bytes) -> None:
+            raise RuntimeError("driver bug")
+
+    fill(buffer, RecordKind.RESULT, 3)
+    with pytest.raises(RuntimeError, match="driver bug"):
+        forwarder(buffer, Buggy()).drain(0.0, 10)
+    assert buffer.stats().depth == 3
+
+
+def test_next_drain_at(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:
+    fwd = forwarder(buffer, uplink, backoff_base_s=4.0)
+    assert fwd.next_drain_at(5.0, idle_s=1.0) == 6.0  # idle: poll again later
+    fill(buffer, RecordKind.RESULT, 20)
+    fwd.drain(5.0, 10)
+    assert fwd.next_drain_at(5.0, idle_s=1.0) == 5.0  # backlog: at once
+    uplink.fail_next = 1
+    fwd.drain(5.0, 10)
+    assert fwd.next_drain_at(5.0, idle_s=1.0) == 7.0  # link up but failing: wait out the backoff
+
+
+# --- wired into the runtime ---------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def runtime(buffer: RecordBuffer, uplink: MemoryUplink, clock: Clock, tmp_path: Path, **config: Any) -> DeviceRuntime:
+    return DeviceRuntime(
+        thing_name=THING,
+        buffer=buffer,
+        uplink=uplink,
+        clock=clock,
+        model_root=tmp_path / "packages" / "artifacts",  # laid out as Greengrass does
+        config=DeviceConfig(**config),
+    )
+
+
+def test_the_runtime_backs_off_instead_of_hammering_a_failing_uplink(
+    buffer: RecordBuffer, uplink: ScriptedUplink, tmp_path: Path
+) -> None:
+    fill(buffer, RecordKind.EVENT, 5)
+    clock = Clock()
+    device = runtime(buffer, uplink, clock, tmp_path)
+    uplink.fail_next = 1
+
+    assert device.forward() == 0
+    assert device.forward() == 0
+    assert len(uplink.depth_during_publish) == 1  # the second call waited out the backoff
+    assert device.forwarder.state is UplinkState.BACKING_OFF
+
+    clock.now += 60.0
+    assert device.forward() == 5
+    assert device.forwarder.last_success_at == clock.now
+
+
+def test_stopping_the_runtime_flushes_partial_messages(
+    buffer: RecordBuffer, uplink: ScriptedUplink, tmp_path: Path
+) -> None:
+    fill(buffer, RecordKind.RESULT, 350, blob=300)
+    device = runtime(buffer, uplink, Clock(), tmp_path, forwardBatchSize=300)
+    stop = threading.Event()
+    stop.set()
+
+    device.run(queue.Queue(), stop)
+
+    assert buffer.stats().depth == 0
+    assert [seq for _, seq in delivered(uplink)] == list(range(1, 351))

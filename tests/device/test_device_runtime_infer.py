@@ -1,0 +1,172 @@
+"""The runtime's inference path: micro-batches, foreign models, refused appends and the batching wait bound."""
+
+from __future__ import annotations
+
+import math
+import queue
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from edgeloop.core.errors import StoreError
+from edgeloop.core.names import model_component_name
+from edgeloop.core.records import InferenceResult, Record, RecordKind
+from edgeloop.core.settings import DeviceConfig
+from edgeloop.device.buffer import MemoryBuffer
+from edgeloop.device.runtime import IDLE_POLL_S, DeviceRuntime, InferenceRequest, Rejected
+from edgeloop.device.uplink import MemoryUplink
+
+if TYPE_CHECKING:
+    from conftest import DigitsModel, ForeignDirFactory, ForeignModel, ModelDirFactory
+
+THING = "dev-1"
+
+
+def runtime(model_root: Path, buffer: MemoryBuffer, model: str = "digits", **overrides: Any) -> DeviceRuntime:
+    config = DeviceConfig(
+        modelComponent=model_component_name(model), modelComponentVersion="1.0.0", **{"batchMax": 8, **overrides}
+    )
+    return DeviceRuntime(
+        thing_name=THING,
+        buffer=buffer,
+        uplink=MemoryUplink(),
+        clock=lambda: 1_000.0,
+        model_root=model_root,
+        config=config,
+    )
+
+
+def requests(rows: Sequence[Sequence[float]], n: int) -> list[InferenceRequest]:
+    return [(f"r{i}", list(rows[i % len(rows)])) for i in range(n)]
+
+
+class FullBuffer(MemoryBuffer):
+    """A buffer whose bound is filled by more important records: every RESULT append is refused."""
+
+    def append(self, kind: RecordKind, payloads: Sequence[Mapping[str, Any]], now: float) -> list[Record]:
+        raise StoreError(f"buffer full: {len(payloads)} {kind.name.lower()} records do not fit")
+
+
+def test_a_refused_append_is_counted_and_the_answers_still_go_back(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    device = runtime(model_root, FullBuffer(THING))
+
+    answers = device.infer(requests(digits_model.rows.tolist(), 3))
+
+    assert [a.label for a in answers if isinstance(a, InferenceResult)] == [str(v) for v in digits_model.labels[:3]]
+    health = device.health()
+    assert (health.inferences, health.errors, health.buffer_depth) == (3, 1, 0)
+
+
+def test_results_of_one_micro_batch_share_its_latency_and_arrive_in_one_append(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    buffer = MemoryBuffer(THING)
+    device = runtime(model_root, buffer, batchMax=4)
+
+    answers = device.infer(requests(digits_model.rows.tolist(), 6))
+
+    latencies = [a.latency_ms for a in answers if isinstance(a, InferenceResult)]
+    assert len(set(latencies[:4])) == 1
+    assert len(set(latencies[4:])) == 1
+    assert min(latencies) > 0
+    stored = [InferenceResult.from_payload(r.payload) for r in buffer.peek(100)]
+    assert [s.request_id for s in stored] == [f"r{i}" for i in range(6)]
+    assert {s.latency_ms for s in stored} == {round(v, 4) for v in latencies}
+
+
+def test_a_batch_of_only_bad_rows_appends_nothing(make_model_dir: ModelDirFactory, model_root: Path) -> None:
+    make_model_dir(1)
+    buffer = MemoryBuffer(THING)
+    device = runtime(model_root, buffer)
+
+    bad: list[tuple[str, Any]] = [("nan", [math.nan] * 64), ("short", [1.0]), ("text", ["x"] * 64)]
+
+    answers = device.infer(bad)
+
+    assert all(isinstance(a, Rejected) for a in answers)
+    assert (buffer.stats().produced, device.health().rejected_inputs) == (0, 3)
+
+
+def test_an_image_model_from_elsewhere_is_served_from_flat_feature_rows(
+    make_foreign_dir: ForeignDirFactory, model_root: Path, image_model: ForeignModel
+) -> None:
+    image = image_model
+    make_foreign_dir(image)
+    buffer = MemoryBuffer(THING)
+    device = runtime(model_root, buffer, model="pixels")
+    batch = requests(image.rows.tolist(), 10)
+    batch[3] = ("too-bright", [255.0] * 64)
+
+    answers = device.infer(batch)
+
+    expected = [f"class-{v}" for v in image.labels[:10]]
+    assert [a.label if isinstance(a, InferenceResult) else None for a in answers] == [
+        *expected[:3],
+        None,
+        *expected[4:],
+    ]
+    assert "outside [0.0, 16.0]" in str(answers[3])
+    assert buffer.stats().produced == 9
+
+
+class RecordingQueue(queue.Queue[InferenceRequest]):
+    """A queue that notes how long each get was allowed to block."""
+
+    def __init__(self, items: Sequence[InferenceRequest]) -> None:
+        super().__init__()
+        self.timeouts: list[float] = []
+        for item in items:
+            self.put_nowait(item)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> InferenceRequest:
+        self.timeouts.append(timeout if block and timeout is not None else 0.0)
+        return super().get(block=False)
+
+
+@pytest.mark.parametrize("wait_ms", [0, 25])
+def test_a_micro_batch_waits_at_most_batch_wait_ms_for_company(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel, wait_ms: int
+) -> None:
+    make_model_dir(1)
+    device = runtime(model_root, MemoryBuffer(THING), batchMax=8, batchWaitMs=wait_ms)
+    inputs = RecordingQueue(requests(digits_model.rows.tolist(), 3))
+
+    batch = device._collect(inputs)
+
+    assert [rid for rid, _ in batch] == ["r0", "r1", "r2"]
+    first, *rest = inputs.timeouts
+    assert first == IDLE_POLL_S
+    assert len(rest) == 3
+    assert all(0 <= t <= wait_ms / 1000 for t in rest)
+    assert rest == sorted(rest, reverse=True)
+
+
+def test_a_full_micro_batch_goes_without_waiting_for_more(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    device = runtime(model_root, MemoryBuffer(THING), batchMax=4, batchWaitMs=10_000)
+    inputs = RecordingQueue(requests(digits_model.rows.tolist(), 10))
+
+    batch = device._collect(inputs)
+
+    assert len(batch) == 4
+    assert len(inputs.timeouts) == 4
+    assert inputs.qsize() == 6
+
+
+def test_rejected_inputs_are_logged_with_their_reasons(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_model_dir(1)
+    device = runtime(model_root, MemoryBuffer(THING))
+
+    device.infer([*requests(digits_model.rows.tolist(), 2), ("short", [1.0])])
+
+    assert "1 of 3 inputs rejected (first ones: short: expected 64 features, got 1)" in caplog.text
