@@ -36,7 +36,7 @@ from typing import Any
 
 from _common import emit, parse_args
 
-from edgeloop.core.records import InferenceResult, RecordKind
+from edgeloop.core.records import RecordKind
 from edgeloop.device.buffer import SqliteBuffer
 
 KEYS = (
@@ -55,7 +55,15 @@ UNBOUNDED = 64 * 1024**3
 """The largest bufferMaxBytes: peers have no bound, so eviction is kept out of the append measurement."""
 TURN_CALLS = 10
 """Calls each store makes per turn before the next store's turn."""
-PAYLOAD = InferenceResult("req-000001", "7", 7, 0.981234, 3, 0.4321).to_payload()
+PAYLOAD = {
+    "request_id": "req-000001",
+    "label": "7",
+    "label_index": 7,
+    "confidence": 0.981234,
+    "model_version": 3,
+    "latency_ms": 0.4321,
+}
+"""One inference result's worth of payload (~120 bytes of JSON), the same dict for every store."""
 
 
 Step = Callable[[], int]

@@ -47,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _p99(latency: dict[str, Any]) -> str:
+    """p99 of the last report's window; '-' when that window held no requests (nothing to measure)."""
+    return f"{latency['p99_ms']:.3f}" if latency.get("samples") else "-"
+
+
 def render_summary(summary: dict[str, Any], path: Path) -> str:
     """A short human-readable account of the run."""
     model, records = summary["model"], summary["records"]
@@ -54,7 +59,8 @@ def render_summary(summary: dict[str, Any], path: Path) -> str:
         f"model     {model['name']} v{model['version']}  sha256 {model['sha256'][:16]}…  "
         f"holdout accuracy {model['holdout_accuracy']:.4f}  ({model['approval']})",
         f"records   produced {records['produced']}  delivered {records['delivered']}  lost {records['lost']}  "
-        f"duplicates ignored {records['duplicates_ignored']}",
+        f"duplicates ignored {records['duplicates_ignored']}  "
+        f"(carrying {sum(d['results_delivered'] for d in summary['devices'])} results: one record per micro-batch)",
         "",
         f"{'device':<22}{'model':>7}{'inferences':>12}{'accuracy':>10}{'p99 ms':>9}{'buffer':>8}  shadow",
     ]
@@ -63,7 +69,7 @@ def render_summary(summary: dict[str, Any], path: Path) -> str:
         accuracy = device["stream_accuracy"]
         lines.append(
             f"{device['thing_name']:<22}{'v' + str(health['model_version']):>7}{device['inferences']:>12}"
-            f"{(f'{accuracy:.3f}' if accuracy is not None else '-'):>10}{health['latency']['p99_ms']:>9.3f}"
+            f"{(f'{accuracy:.3f}' if accuracy is not None else '-'):>10}{_p99(health['latency']):>9}"
             f"{health['buffer_depth']:>8}  {health['model_state']} (v{device['shadow_version']})"
         )
     lines += ["", f"summary written to {path}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -54,7 +55,7 @@ MAX_REQUEST_ID_CHARS = 128
 
 @dataclass(frozen=True)
 class InferenceResult:
-    """What one inference produced; the payload of a RESULT record."""
+    """What one inference produced: DeviceRuntime.infer's answer (RESULT records carry them as InferenceBatch)."""
 
     request_id: str
     label: str
@@ -69,29 +70,108 @@ class InferenceResult:
                 "request_id", f"must be 1-{MAX_REQUEST_ID_CHARS} characters, got {len(self.request_id)}"
             )
 
+
+MAX_RESULTS_PER_RECORD = 64
+"""Results one RESULT record carries at most: 64 request ids of 128 escaped astral characters and label names
+of 200 ASCII characters still fit one message (tests/core/test_core_records.py checks it)."""
+
+
+@dataclass(frozen=True)
+class InferenceBatch:
+    """The results of one micro-batch, column by column: the payload of one RESULT record.
+
+    Every result of a micro-batch was answered by the same model version and waited the batch's wall time
+    (``latency_ms``). Label names travel with the indices, so the cloud reports names without the manifest.
+    """
+
+    request_ids: tuple[str, ...]
+    label_indices: tuple[int, ...]
+    labels: tuple[str, ...]
+    confidences: tuple[float, ...]
+    model_version: int
+    latency_ms: float
+
+    def __post_init__(self) -> None:
+        n = len(self.request_ids)
+        if not 0 < n <= MAX_RESULTS_PER_RECORD:
+            raise ValidationError("results.request_ids", f"must hold 1-{MAX_RESULTS_PER_RECORD} results, got {n}")
+        lengths = {len(self.label_indices), len(self.labels), len(self.confidences)}
+        if lengths != {n}:
+            raise ValidationError("results", f"columns differ in length: {n} request ids, {sorted(lengths)} others")
+        if not 0 < min(map(len, self.request_ids)) <= max(map(len, self.request_ids)) <= MAX_REQUEST_ID_CHARS:
+            raise ValidationError("results.request_ids", f"each must be 1-{MAX_REQUEST_ID_CHARS} characters")
+        if min(self.label_indices) < 0:
+            raise ValidationError("results.label_indices", f"must be >= 0, got {min(self.label_indices)}")
+        if not math.isfinite(sum(self.confidences)):
+            bad = [c for c in self.confidences if not math.isfinite(c)]
+            if bad:  # a finite sum can overflow; only a non-finite value is refused
+                raise ValidationError("results.confidences", f"must be finite, got {bad[0]!r}")
+        if self.model_version < 1:
+            raise ValidationError("results.model_version", f"must be >= 1, got {self.model_version}")
+        if not math.isfinite(self.latency_ms):
+            raise ValidationError("results.latency_ms", f"must be finite, got {self.latency_ms!r}")
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
     def to_payload(self) -> dict[str, Any]:
-        """Payload form for a Record."""
+        """Payload form for a Record: one JSON list per column."""
         return {
-            "request_id": self.request_id,
-            "label": self.label,
-            "label_index": self.label_index,
-            "confidence": round(self.confidence, 6),
             "model_version": self.model_version,
             "latency_ms": round(self.latency_ms, 4),
+            "request_ids": list(self.request_ids),
+            "label_indices": list(self.label_indices),
+            "labels": list(self.labels),
+            "confidences": list(self.confidences),
         }
 
     @classmethod
-    def from_payload(cls, data: Mapping[str, Any]) -> InferenceResult:
-        """Parse a RESULT record's payload."""
-        where = "result"
+    def from_payload(cls, data: Mapping[str, Any]) -> InferenceBatch:
+        """Parse a RESULT record's payload, refusing wrong types, unequal columns or one label with two names."""
+        where = "results"
+        wire.only_keys(
+            data, {"model_version", "latency_ms", "request_ids", "label_indices", "labels", "confidences"}, where
+        )
+        request_ids = _column(data, "request_ids", str)
+        indices = _column(data, "label_indices", int)
+        labels = _column(data, "labels", str)
+        confidences = tuple(float(c) for c in _column(data, "confidences", float))
+        if not all(labels):
+            raise ValidationError(f"{where}.labels", "label names must be non-empty")
+        names: dict[int, str] = {}
+        for index, label in zip(indices, labels, strict=False):
+            if names.setdefault(index, label) != label:
+                raise ValidationError(
+                    f"{where}.labels", f"label index {index} is named both {names[index]!r} and {label!r}"
+                )
         return cls(
-            request_id=wire.text(data, "request_id", where),
-            label=wire.text(data, "label", where),
-            label_index=wire.integer(data, "label_index", where, minimum=0),
-            confidence=wire.number(data, "confidence", where),
+            request_ids=request_ids,
+            label_indices=indices,
+            labels=labels,
+            confidences=confidences,
             model_version=wire.integer(data, "model_version", where, minimum=1),
             latency_ms=wire.number(data, "latency_ms", where),
         )
+
+    def rows(self) -> list[InferenceResult]:
+        """One InferenceResult per request, for callers that want them one by one."""
+        version, latency = self.model_version, self.latency_ms
+        return [
+            InferenceResult(rid, label, index, confidence, version, latency)
+            for rid, label, index, confidence in zip(
+                self.request_ids, self.labels, self.label_indices, self.confidences, strict=True
+            )
+        ]
+
+
+def _column(data: Mapping[str, Any], key: str, kind: type) -> tuple[Any, ...]:
+    """A JSON list whose items all have one type (booleans are not numbers; integers are floats)."""
+    values = wire.sequence(data, key, "results")
+    accepted = (int, float) if kind is float else (kind,)
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, accepted):
+            raise ValidationError(f"results.{key}", f"expected {kind.__name__} items, got {value!r}")
+    return tuple(values)
 
 
 def encode_batch(thing_name: str, records: Sequence[Record]) -> bytes:

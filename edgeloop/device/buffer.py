@@ -87,11 +87,14 @@ class RecordBuffer(Protocol):
     Semantics every implementation honours (tests/device/test_device_buffer.py checks them):
 
     - ``append(kind, payloads, now)`` stores one record per payload, all of the given kind and
-      created at ``now``, and returns them. Each gets the next per-device sequence number,
-      starting at 1 and strictly increasing for the life of the buffer (across restarts for a
-      durable one; a number is never reused, even after eviction). The records are durable when append
-      returns, and the call is one transaction: either every payload is stored or none is (group commit).
-      Payloads must be JSON objects; they come back from ``peek`` as parsed JSON.
+      created at ``now``, and returns them carrying the payloads as given (not a parsed copy of the
+      stored JSON: they were just proven serialisable, and callers keep their own objects). Each gets
+      the next per-device sequence number, starting at 1 and strictly increasing for the life of the
+      buffer (across restarts for a durable one; a number is never reused, even after eviction). The
+      records are durable when append returns, and the call is one transaction: either every payload is
+      stored or none is (group commit).
+      Payloads must be JSON objects; they come back from ``peek`` parsed from the stored JSON, so a
+      payload changed by its caller after append is stored unchanged.
     - The buffer holds at most ``max_bytes`` of payload JSON. An append that would exceed it evicts
       older records as edgeloop.core.buffer_policy says (lowest priority and oldest first, alerts last,
       never a more important class than the append's own); an append that still cannot fit is refused
@@ -130,12 +133,16 @@ class RecordBuffer(Protocol):
         ...
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+"""Built once: json.dumps with options builds a new encoder per call, a visible cost per single append."""
+
+
 def _payload_json(payload: Mapping[str, Any]) -> str:
     """JSON text of one payload (ASCII, so its length is its size in bytes), refusing what the wire cannot carry."""
     if not isinstance(payload, Mapping):
         raise ValidationError("payload", f"expected an object, got {type(payload).__name__}")
     try:
-        return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        return _ENCODER.encode(payload)
     except (TypeError, ValueError) as exc:
         raise ValidationError("payload", f"is not JSON-serialisable ({exc})") from exc
 
@@ -203,7 +210,7 @@ class MemoryBuffer:
         self._thing = validate_thing_name(thing_name)
         self._max_bytes = _check_max_bytes(max_bytes)
         self._lock = threading.Lock()
-        self._queues: dict[RecordKind, OrderedDict[int, tuple[Record, int]]] = {k: OrderedDict() for k in RecordKind}
+        self._queues: dict[RecordKind, OrderedDict[int, tuple[float, str]]] = {k: OrderedDict() for k in RecordKind}
         self._kind_of: dict[int, RecordKind] = {}
         self._ledger = _Ledger()
 
@@ -213,20 +220,20 @@ class MemoryBuffer:
             self._max_bytes = _check_max_bytes(max_bytes)
 
     def append(self, kind: RecordKind, payloads: Sequence[Mapping[str, Any]], now: float) -> list[Record]:
-        """Store records and give them sequence numbers (payloads round-trip JSON, as in SQLite)."""
+        """Store records as JSON text (peek parses it back, as in SQLite) and give them sequence numbers."""
         texts = [_payload_json(p) for p in payloads]
         if not texts:
             return []
         with self._lock:
             self._make_room(kind, texts)
             first = self._ledger.last_seq + 1
-            records = [Record(self._thing, first + i, kind, now, json.loads(text)) for i, text in enumerate(texts)]
-            for record, text in zip(records, texts, strict=True):
-                self._queues[kind][record.seq] = (record, len(text))
-                self._kind_of[record.seq] = kind
-            self._ledger.last_seq += len(records)
+            queue = self._queues[kind]
+            for seq, text in enumerate(texts, first):
+                queue[seq] = (now, text)
+                self._kind_of[seq] = kind
+            self._ledger.last_seq += len(texts)
             self._ledger.add(kind, len(texts), sum(map(len, texts)))
-        return records
+        return [Record(self._thing, seq, kind, now, payload) for seq, payload in enumerate(payloads, first)]
 
     def _make_room(self, kind: RecordKind, texts: list[str]) -> None:
         try:
@@ -242,8 +249,8 @@ class MemoryBuffer:
         self._ledger.note_evictions(victims)
 
     def _oldest(self, kind: RecordKind) -> Iterator[Victim]:
-        for seq, (_, size) in self._queues[kind].items():
-            yield seq, size
+        for seq, (_, text) in self._queues[kind].items():
+            yield seq, len(text)
 
     def peek(self, limit: int) -> list[Record]:
         """The next records to forward, most important and oldest first."""
@@ -251,10 +258,10 @@ class MemoryBuffer:
         out: list[Record] = []
         with self._lock:
             for kind in sorted(RecordKind):
-                for record, _ in self._queues[kind].values():
+                for seq, (created_at, text) in self._queues[kind].items():
                     if len(out) == limit:
                         return out
-                    out.append(record)
+                    out.append(Record(self._thing, seq, kind, created_at, json.loads(text)))
         return out
 
     def ack(self, seqs: Iterable[int]) -> int:
@@ -264,8 +271,8 @@ class MemoryBuffer:
             for seq in seqs:
                 kind = self._kind_of.pop(seq, None)
                 if kind is not None:
-                    _, size = self._queues[kind].pop(seq)
-                    self._ledger.remove(kind, 1, size)
+                    _, text = self._queues[kind].pop(seq)
+                    self._ledger.remove(kind, 1, len(text))
                     removed += 1
             self._ledger.acked += removed
         return removed
@@ -273,7 +280,7 @@ class MemoryBuffer:
     def stats(self) -> BufferStats:
         """Depth, bytes and lifetime counters."""
         with self._lock:
-            firsts = [next(iter(q.values()))[0].created_at for q in self._queues.values() if q]
+            firsts = [next(iter(q.values()))[0] for q in self._queues.values() if q]
             return self._ledger.stats(self._max_bytes, min(firsts, default=None))
 
     def close(self) -> None:
@@ -289,6 +296,7 @@ _SCHEMA = (
     " size INTEGER NOT NULL, PRIMARY KEY (kind, seq)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL)",
 )
+_INSERT = "INSERT INTO queue (seq, kind, created_at, payload, size) VALUES (?, ?, ?, ?, ?)"
 _ACK_CHUNK = 500
 _VICTIM_PAGE = 256
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -557,12 +565,15 @@ class SqliteBuffer:
             if last > self._reserved:
                 self._reserve(last)
             rows = [(first + i, int(kind), now, text, len(text)) for i, text in enumerate(texts)]
-            victims = self._transaction(lambda conn: self._write(conn, kind, need, rows))
+            if need == 0 and len(rows) == 1:  # one autocommitted statement is one transaction: fewer round trips
+                victims = self._insert_one(rows[0])
+            else:
+                victims = self._transaction(lambda conn: self._write(conn, kind, need, rows))
             if victims or self._ledger.evicting:
                 self._ledger.note_evictions(victims)
             self._ledger.last_seq = last
             self._ledger.add(kind, len(rows), size)
-        return [Record(self._thing, seq, kind, now, json.loads(text)) for seq, _, _, text, _ in rows]
+        return [Record(self._thing, seq, kind, now, payload) for seq, payload in enumerate(payloads, first)]
 
     def _write(
         self, conn: sqlite3.Connection, kind: RecordKind, need: int, rows: list[tuple[int, int, float, str, int]]
@@ -575,8 +586,15 @@ class SqliteBuffer:
             )
         if victims:  # meta last_seq covers every deleted seq (see _load)
             conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (rows[-1][0],))
-        conn.executemany("INSERT INTO queue (seq, kind, created_at, payload, size) VALUES (?, ?, ?, ?, ?)", rows)
+        conn.executemany(_INSERT, rows)
         return victims
+
+    def _insert_one(self, row: tuple[int, int, float, str, int]) -> dict[RecordKind, list[Victim]]:
+        try:
+            self._conn.execute(_INSERT, row)
+        except sqlite3.Error as exc:
+            raise StoreError(f"buffer write failed: {exc}") from exc
+        return {}
 
     @staticmethod
     def _oldest(conn: sqlite3.Connection, kind: RecordKind) -> Iterator[Victim]:

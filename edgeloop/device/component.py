@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import (
     ConfigurationUpdateEvents,
@@ -101,7 +102,7 @@ def parse_request(message: bytes | str | Mapping[str, Any] | None) -> InferenceR
     features = wire.sequence(data, "features", "request")
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in features):
         raise ValidationError("request.features", f"request {request_id}: must be a list of numbers")
-    return request_id, [float(v) for v in features]
+    return request_id, np.array(features, dtype=np.float64)
 
 
 def handle_input_message(
@@ -157,7 +158,6 @@ def handle_config_update(
     *,
     ipc: GreengrassCoreIPCClientV2,
     runtime: DeviceRuntime,
-    buffer: SqliteBuffer | None = None,
 ) -> bool:
     """Re-read and apply the configuration (desired-state overrides stay on top); an invalid one is kept out."""
     try:
@@ -165,9 +165,7 @@ def handle_config_update(
     except ConfigError as exc:
         log.error("configuration update refused, keeping the current one: %s", exc)
         return False
-    runtime.reconfigure(config)
-    if buffer is not None:
-        buffer.set_max_bytes(config.bufferMaxBytes)
+    runtime.reconfigure(config)  # the runtime also applies the buffer bound
     apply_log_level(runtime.config.logLevel)
     return True
 
@@ -237,7 +235,7 @@ def build_runtime(
     )
     inputs: queue.Queue[InferenceRequest] = queue.Queue(maxsize=INPUT_QUEUE_SIZE)
     _subscribe(ipc, runtime, buffer, inputs, thing_name)
-    handle_config_update(ConfigurationUpdateEvents(), ipc=ipc, runtime=runtime, buffer=buffer)  # changed meanwhile?
+    handle_config_update(ConfigurationUpdateEvents(), ipc=ipc, runtime=runtime)  # changed meanwhile?
     sync_overrides(ipc, runtime, thing_name)
     return runtime, inputs
 
@@ -256,7 +254,7 @@ def _subscribe(
     )
     ipc.subscribe_to_configuration_update(
         key_path=[],
-        on_stream_event=partial(handle_config_update, ipc=ipc, runtime=runtime, buffer=buffer),
+        on_stream_event=partial(handle_config_update, ipc=ipc, runtime=runtime),
         on_stream_error=partial(_stream_error, "configuration"),
     )
     ipc.subscribe_to_topic(

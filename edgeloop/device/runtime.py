@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeloop.core.errors import LinkError, ModelFormatError, StoreError
 from edgeloop.core.health import (
     DETAIL_MAX_BYTES,
@@ -25,7 +27,7 @@ from edgeloop.core.health import (
 from edgeloop.core.names import HEALTH_SHADOW, results_topic
 from edgeloop.core.overrides import OverrideResult, resolve_overrides
 from edgeloop.core.probation import ModelStatus
-from edgeloop.core.records import InferenceResult, RecordKind
+from edgeloop.core.records import MAX_RESULTS_PER_RECORD, InferenceBatch, InferenceResult, RecordKind
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import RecordBuffer
 from edgeloop.device.forwarder import Forwarder
@@ -45,7 +47,9 @@ LATENCY_WINDOW = 10_000
 STOP_FORWARD_ROUNDS = 10
 """Forward rounds attempted on stop; what is left stays durable in the buffer for the next start."""
 
-InferenceRequest = tuple[str, Sequence[float]]
+InferenceRequest = tuple[str, Sequence[float] | np.ndarray]
+"""(request id, features). Decoders hand over 1-D numpy rows: a batch of them becomes one matrix in a
+single copy, where lists of Python floats cost ~1 µs per row to convert."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,34 @@ class Rejected:
     reason: str
 
 
+CONFIDENCE_DECIMALS = 6
+"""Confidences travel rounded: more digits than a float32 holds only lengthen the records."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One micro-batch's outcome, kept columnar: results for the rows at `accepted`, reasons for the rest."""
+
+    results: tuple[InferenceBatch, ...]
+    accepted: Sequence[int]
+    rejected: Mapping[int, str]
+
+    def rejected_at(self, positions: Sequence[int]) -> dict[int, str]:
+        """The rejections re-keyed from this outcome's rows to the given batch positions."""
+        return {positions[i]: reason for i, reason in self.rejected.items()}
+
+    def answers(self, batch: Sequence[InferenceRequest]) -> list[InferenceResult | Rejected]:
+        """Per-request answers, in the batch's order (built only for infer's callers)."""
+        rows = [row for results in self.results for row in results.rows()]
+        if not self.rejected:
+            return list(rows)
+        answers: dict[int, InferenceResult | Rejected] = {
+            i: Rejected(batch[i][0], reason) for i, reason in self.rejected.items()
+        }
+        answers.update(zip(self.accepted, rows, strict=True))
+        return [answers[i] for i in range(len(batch))]
+
+
 @dataclass
 class _Tally:
     """Counters since start, shared by the loop and the IPC handler threads (guarded by a lock)."""
@@ -63,6 +95,21 @@ class _Tally:
     inferences: int = 0
     rejected_inputs: int = 0
     errors: int = 0
+
+
+def take_queued(inputs: queue.Queue[InferenceRequest], into: list[InferenceRequest], limit: int) -> int:
+    """Move up to limit already-queued requests into `into` under one acquisition of the queue's lock.
+
+    Same effect as repeated get_nowait() (producers blocked on a bounded queue are woken), without
+    paying a lock round and exception machinery per request.
+    """
+    with inputs.mutex:
+        waiting = inputs.queue
+        count = min(limit, len(waiting))
+        into.extend(waiting.popleft() for _ in range(count))
+        if count:
+            inputs.not_full.notify(count)
+    return count
 
 
 class DeviceRuntime:
@@ -123,6 +170,7 @@ class DeviceRuntime:
         """Take a new configuration; a changed model is verified first and swapped in only if it passes."""
         with self._apply_lock:
             self._config = config
+            self._buffer.set_max_bytes(config.bufferMaxBytes)
             self._models.configure(config)
             target = None
             if config.modelComponent:
@@ -166,64 +214,77 @@ class DeviceRuntime:
         size = self._config.batchMax
         answers: list[InferenceResult | Rejected] = []
         for start in range(0, len(requests), size):
-            answers.extend(self._infer_batch(requests[start : start + size]))
+            batch = requests[start : start + size]
+            answers.extend(self._infer_batch(batch).answers(batch))
         return answers
+
+    def _serve(self, requests: Sequence[InferenceRequest]) -> None:
+        """The loop's infer: the same screening, inference and buffering, without answers nobody reads."""
+        size = self._config.batchMax
+        for start in range(0, len(requests), size):
+            self._infer_batch(requests[start : start + size])
 
     def reject_input(self, reason: str) -> None:
         """Count a request refused before it reached the runtime (unparseable message, full queue)."""
         log.warning("input rejected: %s", reason)
         self._count(rejected_inputs=1)
 
-    def _infer_batch(self, batch: Sequence[InferenceRequest]) -> Sequence[InferenceResult | Rejected]:
+    def _infer_batch(self, batch: Sequence[InferenceRequest]) -> _Outcome:
         """Screen, run and buffer one micro-batch; bad rows get their reason, the rest go through together."""
         model = self._active_model()
         if model is None:
             self._count(rejected_inputs=len(batch))
-            return [Rejected(request_id, NO_ACTIVE_MODEL) for request_id, _ in batch]
+            return _Outcome((), (), dict.fromkeys(range(len(batch)), NO_ACTIVE_MODEL))
         started = time.perf_counter()
         screened = model.screen([features for _, features in batch])
         if not screened.rejected:
             return self._predict(model, screened, [request_id for request_id, _ in batch], started)
         self._count(rejected_inputs=len(screened.rejected))
-        answers: dict[int, InferenceResult | Rejected] = {
-            i: Rejected(batch[i][0], reason) for i, reason in screened.rejected.items()
-        }
         shown = "; ".join(f"{batch[i][0]}: {reason}" for i, reason in list(screened.rejected.items())[:5])
-        log.warning("%d of %d inputs rejected (first ones: %s)", len(answers), len(batch), shown)
-        if screened.accepted:
-            done = self._predict(model, screened, [batch[i][0] for i in screened.accepted], started)
-            answers.update(zip(screened.accepted, done, strict=True))
-        return [answers[i] for i in range(len(batch))]
+        log.warning("%d of %d inputs rejected (first ones: %s)", len(screened.rejected), len(batch), shown)
+        if not screened.accepted:
+            return _Outcome((), (), screened.rejected)
+        done = self._predict(model, screened, [batch[i][0] for i in screened.accepted], started)
+        accepted = screened.accepted if done.results else ()
+        return _Outcome(done.results, accepted, {**screened.rejected, **done.rejected_at(screened.accepted)})
 
-    def _predict(
-        self, model: LoadedModel, screened: ScreenedBatch, request_ids: list[str], started: float
-    ) -> Sequence[InferenceResult | Rejected]:
-        """Run the accepted rows, then buffer their results in one append (one group commit)."""
+    def _predict(self, model: LoadedModel, screened: ScreenedBatch, request_ids: list[str], started: float) -> _Outcome:
+        """Run the accepted rows, then buffer their results as RESULT records in one append (one group commit)."""
+        n = len(request_ids)
         try:
             labels, confidences = model.predict(screened.matrix)
         except ModelFormatError as exc:
-            log.error("inference failed on a batch of %d: %s", len(request_ids), exc)
+            log.error("inference failed on a batch of %d: %s", n, exc)
             self._count(errors=1)
-            self._models.observe(model, requests=len(request_ids), errors=len(request_ids))
-            return [Rejected(rid, str(exc)) for rid in request_ids]
+            self._models.observe(model, requests=n, errors=n)
+            return _Outcome((), (), dict.fromkeys(range(n), str(exc)))
         batch_ms = (time.perf_counter() - started) * 1000
-        names, version = model.manifest.labels, model.version
-        results = [
-            InferenceResult(rid, names[label], label, confidence, version, batch_ms)
-            for rid, label, confidence in zip(request_ids, labels.tolist(), confidences.tolist(), strict=True)
-        ]
+        indices = labels.tolist()
+        names = list(map(model.manifest.labels.__getitem__, indices))
+        rounded = _rounded(confidences)
+        results = tuple(
+            InferenceBatch(
+                tuple(request_ids[i : i + MAX_RESULTS_PER_RECORD]),
+                tuple(indices[i : i + MAX_RESULTS_PER_RECORD]),
+                tuple(names[i : i + MAX_RESULTS_PER_RECORD]),
+                tuple(rounded[i : i + MAX_RESULTS_PER_RECORD]),
+                model.version,
+                batch_ms,
+            )
+            for i in range(0, n, MAX_RESULTS_PER_RECORD)
+        )
         self._store(results)
-        confidence_sum = float(confidences.sum())
-        self._count(inferences=len(results), latency_ms=batch_ms, samples=len(results), confidence_sum=confidence_sum)
-        self._models.observe(model, requests=len(results), errors=0)
-        return results
+        confidence_sum = sum(rounded)
+        self._count(inferences=n, latency_ms=batch_ms, samples=n, confidence_sum=confidence_sum)
+        self._models.observe(model, requests=n, errors=0)
+        return _Outcome(results, tuple(range(n)), {})
 
-    def _store(self, results: Sequence[InferenceResult]) -> None:
-        """One append per batch; a refused append is logged and counted, the answers still go back."""
+    def _store(self, results: Sequence[InferenceBatch]) -> None:
+        """One append per micro-batch; a refused append is logged and counted, the answers still go back."""
         try:
             self._buffer.append(RecordKind.RESULT, [r.to_payload() for r in results], self._clock())
         except StoreError as exc:
-            log.error("%d results were not buffered: %s", len(results), exc)
+            log.error("%d results were not buffered: %s", sum(map(len, results)), exc)
             self._count(errors=1)
 
     def _count(
@@ -367,7 +428,7 @@ class DeviceRuntime:
         while not stop.is_set():
             batch = self._collect(inputs)
             if batch:
-                self._guarded(self.infer, batch)
+                self._guarded(self._serve, batch)
             self._tick()
         self._finish(inputs)
 
@@ -380,9 +441,13 @@ class DeviceRuntime:
         config = self._config
         deadline = time.monotonic() + config.batchWaitMs / 1000
         while len(batch) < config.batchMax:
+            if take_queued(inputs, batch, config.batchMax - len(batch)):
+                continue  # what is already queued is taken in one lock round, without a timed wait
             remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
             try:
-                batch.append(inputs.get(timeout=remaining) if remaining > 0 else inputs.get_nowait())
+                batch.append(inputs.get(timeout=remaining))
             except queue.Empty:
                 break
         return batch
@@ -405,7 +470,7 @@ class DeviceRuntime:
             except queue.Empty:
                 break
         if left:
-            self._guarded(self.infer, left)
+            self._guarded(self._serve, left)
         for _ in range(STOP_FORWARD_ROUNDS):
             if not self._guarded(self._flush) or not self._forwarder.more_waiting:
                 break
@@ -419,6 +484,18 @@ class DeviceRuntime:
             log.exception("%s failed; the loop carries on", step.__name__)
             self._count(errors=1)
             return None
+
+
+SMALL_BATCH = 4
+"""Up to this many confidences are rounded in plain Python: numpy's fixed cost is larger there."""
+
+
+def _rounded(confidences: np.ndarray) -> list[float]:
+    """Confidences as Python floats rounded to CONFIDENCE_DECIMALS, one numpy pass for a real batch."""
+    if len(confidences) <= SMALL_BATCH:
+        return [round(c, CONFIDENCE_DECIMALS) for c in confidences.tolist()]
+    rounded: list[float] = confidences.astype(np.float64).round(CONFIDENCE_DECIMALS).tolist()
+    return rounded
 
 
 def _clipped(version: str | None) -> str | None:

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import parse_named_shadow_topic, results_object_key, thing_from_results_topic
-from edgeloop.core.records import InferenceResult, RecordKind, decode_batch
+from edgeloop.core.records import InferenceBatch, InferenceResult, RecordKind, decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,11 @@ class ShadowService:
 
 @dataclass(frozen=True)
 class DeliveredResult:
-    """A result as the cloud received it."""
+    """A result as the cloud received it: one row of the RESULT record (thing, seq) at `index`."""
 
     thing_name: str
     seq: int
+    index: int
     result: InferenceResult
 
 
@@ -60,7 +61,8 @@ class ResultsIngest:
 
     Object keys are those of the stack's results rule (RESULTS_OBJECT_KEY_TEMPLATE: thing and first
     sequence number), so a redelivered batch overwrites its own object; duplicates are counted, never
-    double-counted as delivered.
+    double-counted as delivered. A RESULT record holds a micro-batch of results (InferenceBatch), which
+    is expanded here into one DeliveredResult per request.
     """
 
     def __init__(self, s3: Any, bucket: str) -> None:
@@ -68,7 +70,7 @@ class ResultsIngest:
         self._bucket = bucket
         self._lock = threading.Lock()
         self._seen: set[tuple[str, int]] = set()
-        self._results: dict[tuple[str, int], DeliveredResult] = {}
+        self._results: dict[tuple[str, int], list[DeliveredResult]] = {}
         self.duplicates = 0
         self.invalid = 0
 
@@ -86,7 +88,7 @@ class ResultsIngest:
         if not records:
             return
         try:  # parse the whole batch before counting any of it
-            results = {r.seq: InferenceResult.from_payload(r.payload) for r in records if r.kind is RecordKind.RESULT}
+            results = {r.seq: InferenceBatch.from_payload(r.payload) for r in records if r.kind is RecordKind.RESULT}
         except ValidationError:
             self.invalid += 1
             raise
@@ -100,7 +102,8 @@ class ResultsIngest:
                     continue
                 self._seen.add(identity)
                 if record.seq in results:
-                    self._results[identity] = DeliveredResult(thing, record.seq, results[record.seq])
+                    rows = results[record.seq].rows()
+                    self._results[identity] = [DeliveredResult(thing, record.seq, i, row) for i, row in enumerate(rows)]
 
     def delivered_count(self, thing_name: str) -> int:
         """Distinct records of any kind received from one device."""
@@ -110,5 +113,5 @@ class ResultsIngest:
     def results(self, thing_name: str) -> list[DeliveredResult]:
         """Every distinct inference result received from one device, in sequence order."""
         with self._lock:
-            found = [d for (thing, _), d in self._results.items() if thing == thing_name]
-        return sorted(found, key=lambda d: d.seq)
+            found = [d for (thing, _), rows in self._results.items() if thing == thing_name for d in rows]
+        return sorted(found, key=lambda d: (d.seq, d.index))

@@ -8,6 +8,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from edgeloop.cloud.artifacts import ArtifactStore
 from edgeloop.core.errors import ModelFormatError
 from edgeloop.core.health import HealthReport, ModelState
@@ -66,7 +68,7 @@ class SimulatedDevice:
     def submit(self, request_id: str, features: Sequence[float]) -> None:
         """A local sensor publishes one inference request (the IPC pub/sub path on a real device)."""
         self.submitted += 1
-        self._inputs.put((request_id, list(features)))
+        self._inputs.put((request_id, np.asarray(features, dtype=np.float64)))
 
     def health(self) -> HealthReport:
         """The runtime's current health, read in-process (the cloud reads the shadow instead)."""

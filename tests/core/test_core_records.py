@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,9 @@ import pytest
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.records import (
     MAX_MESSAGE_BYTES,
+    MAX_REQUEST_ID_CHARS,
+    MAX_RESULTS_PER_RECORD,
+    InferenceBatch,
     InferenceResult,
     Record,
     RecordKind,
@@ -154,26 +158,97 @@ def test_default_limit_is_below_the_iot_core_payload_limit() -> None:
     assert MAX_MESSAGE_BYTES < 128 * 1024
 
 
-def test_inference_result_payload_round_trip() -> None:
-    result = InferenceResult("req-1", "setosa", 0, 0.9876541, 3, 0.123456)
-    payload = result.to_payload()
-    assert payload["confidence"] == 0.987654
-    assert payload["latency_ms"] == 0.1235
-    assert InferenceResult.from_payload(payload) == InferenceResult("req-1", "setosa", 0, 0.987654, 3, 0.1235)
+def _results(**changes: Any) -> InferenceBatch:
+    fields: dict[str, Any] = {
+        "request_ids": ("req-1", "req-2"),
+        "label_indices": (0, 2),
+        "labels": ("setosa", "virginica"),
+        "confidences": (0.987654, 0.5),
+        "model_version": 3,
+        "latency_ms": 0.123456,
+    }
+    return InferenceBatch(**{**fields, **changes})
+
+
+def test_inference_batch_payload_is_columnar_and_round_trips() -> None:
+    payload = _results().to_payload()
+
+    assert payload == {
+        "model_version": 3,
+        "latency_ms": 0.1235,
+        "request_ids": ["req-1", "req-2"],
+        "label_indices": [0, 2],
+        "labels": ["setosa", "virginica"],
+        "confidences": [0.987654, 0.5],
+    }
+    assert InferenceBatch.from_payload(json.loads(json.dumps(payload))) == _results(latency_ms=0.1235)
+
+
+def test_inference_batch_rows_are_one_result_per_request() -> None:
+    assert _results().rows() == [
+        InferenceResult("req-1", "setosa", 0, 0.987654, 3, 0.123456),
+        InferenceResult("req-2", "virginica", 2, 0.5, 3, 0.123456),
+    ]
 
 
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"label_index": -1}, "result.label_index"),
-        ({"model_version": 0}, "result.model_version"),
-        ({"confidence": "high"}, "result.confidence"),
-        ({"request_id": ""}, "result.request_id"),
+        ({"label_indices": [0, -1]}, "results.label_indices"),
+        ({"label_indices": [0, True]}, "results.label_indices"),
+        ({"label_indices": [0]}, "results"),
+        ({"confidences": [0.5, "high"]}, "results.confidences"),
+        ({"labels": ["setosa", ""]}, "results.labels"),
+        ({"labels": ["setosa", "other"], "label_indices": [0, 0]}, "results.labels"),
+        ({"request_ids": ["req-1", ""]}, "results.request_ids"),
+        ({"request_ids": [], "label_indices": [], "labels": [], "confidences": []}, "results.request_ids"),
+        ({"model_version": 0}, "results.model_version"),
+        ({"latency_ms": None}, "results.latency_ms"),
+        ({"extra": 1}, "results"),
     ],
-    ids=["label-index", "model-version", "confidence", "request-id"],
+    ids=[
+        "negative-index",
+        "bool-index",
+        "short-column",
+        "text-confidence",
+        "empty-label",
+        "one-index-two-names",
+        "empty-request-id",
+        "no-results",
+        "model-version",
+        "latency",
+        "unknown-key",
+    ],
 )
-def test_inference_result_refuses(changes: dict[str, Any], field: str) -> None:
-    payload = {**InferenceResult("req-1", "setosa", 0, 0.9, 3, 0.5).to_payload(), **changes}
+def test_inference_batch_payload_refuses(changes: dict[str, Any], field: str) -> None:
+    payload = {**_results().to_payload(), **changes}
     with pytest.raises(ValidationError) as info:
-        InferenceResult.from_payload(payload)
+        InferenceBatch.from_payload(payload)
     assert info.value.field == field
+
+
+def test_two_indices_may_share_a_name_but_one_index_has_one_name() -> None:
+    payload = {**_results().to_payload(), "labels": ["same", "same"]}
+    assert InferenceBatch.from_payload(payload).labels == ("same", "same")
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_inference_batch_refuses_a_non_finite_confidence(bad: float) -> None:
+    with pytest.raises(ValidationError) as info:
+        _results(confidences=(0.5, bad))
+    assert info.value.field == "results.confidences"
+
+
+def test_inference_batch_holds_at_most_max_results_per_record() -> None:
+    n = MAX_RESULTS_PER_RECORD + 1
+    with pytest.raises(ValidationError, match=f"1-{MAX_RESULTS_PER_RECORD} results"):
+        _results(request_ids=("r",) * n, label_indices=(0,) * n, labels=("a",) * n, confidences=(0.5,) * n)
+
+
+def test_a_full_result_record_with_worst_case_ids_fits_one_message() -> None:
+    n = MAX_RESULTS_PER_RECORD
+    ids = tuple(f"{i:03d}" + "\U0001f600" * (MAX_REQUEST_ID_CHARS - 3) for i in range(n))
+    batch = InferenceBatch(ids, (1_000_000,) * n, ("x" * 200,) * n, (0.12345678901234566,) * n, 2**31, 1e9)
+    record = Record(THING, 2**53, RecordKind.RESULT, 1.7e9, batch.to_payload())
+
+    assert len(encode_batch(THING, [record])) < MAX_MESSAGE_BYTES

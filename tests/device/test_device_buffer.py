@@ -597,3 +597,15 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_append_and_redelivers_no
         assert seen["acked"].isdisjoint(stored)
     assert len(seen["appended"]) > 20
     assert seen["acked"]
+
+
+def test_append_returns_the_given_payloads_and_stores_a_copy(buffer: RecordBuffer) -> None:
+    payloads = _payloads(2)
+    first, second = buffer.append(RecordKind.RESULT, payloads, now=1.0)
+    assert first.payload is payloads[0]
+    assert second.payload is payloads[1]
+
+    payloads[0]["i"] = 99  # a caller changing its object after append changes nothing stored
+    payloads[1]["nested"]["values"].append("late")
+
+    assert [r.payload for r in buffer.peek(10)] == _payloads(2)

@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from unittest.mock import create_autospec
 
+import numpy as np
 import pytest
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import (
@@ -43,7 +44,7 @@ from edgeloop.core.names import (
 )
 from edgeloop.core.overrides import DESIRED_CHANGE_OPERATION, NOT_OVERRIDABLE
 from edgeloop.core.recipes import inference_recipe_values, render_recipe
-from edgeloop.core.records import decode_batch
+from edgeloop.core.records import InferenceBatch, decode_batch
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device import component
 from edgeloop.device.component import (
@@ -166,8 +167,11 @@ def test_input_messages_are_queued_and_bad_ones_counted(
     assert on_input(message(b'{"request_id": "c", "features": ["x"]}')) is False
     assert on_input(SubscriptionResponseMessage()) is False
 
-    assert inputs.get_nowait() == ("a", features)
-    assert inputs.get_nowait() == ("b", [1.0])
+    (first, first_row), (second, second_row) = inputs.get_nowait(), inputs.get_nowait()
+    assert (first, second) == ("a", "b")
+    assert first_row.tolist() == features  # decoded straight into a float64 row for the batch matrix
+    assert second_row.dtype == np.float64
+    assert second_row.tolist() == [1.0]
     assert inputs.empty()
     assert runtime.health().rejected_inputs == 3
 
@@ -228,7 +232,8 @@ def test_the_wired_runtime_publishes_through_ipc(
     assert runtime.forward() == 1
 
     payload = ipc.publish_to_iot_core_async.call_args.kwargs["payload"]
-    assert [r.payload["request_id"] for r in decode_batch(payload)] == ["a"]
+    (record,) = decode_batch(payload)
+    assert InferenceBatch.from_payload(record.payload).request_ids == ("a",)
 
 
 def test_thing_name_comes_from_the_nucleus_environment() -> None:

@@ -387,3 +387,38 @@ def test_screen_accepts_integer_rows_and_numpy_rows(model: LoadedModel, digits_m
     assert screened.accepted == (0, 1, 2)
     assert screened.matrix.dtype == np.float32
     assert screened.matrix.flags.c_contiguous
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        [8.0] * 63,
+        ["8"] * 64,
+        [True] * 64,
+        [None] * 64,
+        [8.0] * 63 + [math.nan],
+        [math.nan] + [8.0] * 63,
+        [math.inf] + [8.0] * 63,
+        [8.0] * 5 + [-0.5] + [8.0] * 58,
+        [8.0] * 9 + [17] + [8.0] * 54,
+        [8.0] * 63 + [10**400],
+    ],
+    ids=["short", "text", "bools", "nulls", "nan-last", "nan-first", "inf", "below", "above", "huge-int"],
+)
+def test_a_lone_bad_row_is_rejected_with_the_row_check_reason(model: LoadedModel, row: list[object]) -> None:
+    screened = model.screen([row])
+
+    assert screened.accepted == ()
+    assert screened.rejected == {0: model.check_input(row)}
+    assert screened.matrix.shape == (0, 64)
+
+
+@pytest.mark.parametrize("row", [VALID, [0] * 64, [16.0] * 64, [0, 16.0] * 32], ids=["floats", "ints", "top", "mixed"])
+def test_a_lone_good_row_is_fed_as_the_full_screen_would(model: LoadedModel, row: list[float]) -> None:
+    screened = model.screen([row])
+    full = model.screen([row, row])
+
+    assert (screened.accepted, dict(screened.rejected)) == ((0,), {})
+    assert screened.matrix.dtype == full.matrix.dtype == np.float32
+    assert screened.matrix.flags.c_contiguous
+    assert np.array_equal(screened.matrix, full.matrix[:1])

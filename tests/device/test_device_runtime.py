@@ -18,7 +18,7 @@ import pytest
 from edgeloop.core.errors import LinkError, ModelFormatError
 from edgeloop.core.health import HealthReport, LatencySummary, ModelState
 from edgeloop.core.names import HEALTH_SHADOW, model_component_name, results_topic
-from edgeloop.core.records import InferenceResult, Record, RecordKind, decode_batch
+from edgeloop.core.records import InferenceBatch, InferenceResult, Record, RecordKind, decode_batch
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device import runtime as runtime_module
 from edgeloop.device.buffer import MemoryBuffer, SqliteBuffer
@@ -88,6 +88,13 @@ def buffered(buffer: MemoryBuffer) -> list[Record]:
     return buffer.peek(1_000_000)
 
 
+def result_rows(records: list[Record]) -> list[InferenceResult]:
+    """The results RESULT records carry (one record per micro-batch), one per request, in record order."""
+    return [
+        row for r in records if r.kind is RecordKind.RESULT for row in InferenceBatch.from_payload(r.payload).rows()
+    ]
+
+
 # --- inference ----------------------------------------------------------------------------------
 
 
@@ -107,7 +114,8 @@ def test_infer_answers_every_request_in_order_and_buffers_the_results(
     assert "NaN" in answers[1].reason
     assert isinstance(answers[4], Rejected)
     assert "expected 64 features" in answers[4].reason
-    stored = [InferenceResult.from_payload(r.payload) for r in buffered(device.buffer)]
+    assert len(buffered(device.buffer)) == 1  # one micro-batch, one record
+    stored = result_rows(buffered(device.buffer))
     assert [(s.request_id, s.label, s.model_version) for s in stored] == [
         (r.request_id, r.label, r.model_version) for r in results
     ]
@@ -124,7 +132,7 @@ def test_infer_micro_batches_with_one_append_per_batch(
 
     class CountingBuffer(MemoryBuffer):
         def append(self, kind: RecordKind, payloads: Sequence[Mapping[str, Any]], now: float) -> list[Record]:
-            appends.append(len(payloads))
+            appends.append(sum(len(p["request_ids"]) for p in payloads))
             return super().append(kind, payloads, now)
 
     dev = make_device(config(batchMax=4), buffer=CountingBuffer(THING))
@@ -132,7 +140,8 @@ def test_infer_micro_batches_with_one_append_per_batch(
     dev.runtime.infer(requests(digits_model, 10))
 
     assert appends == [4, 4, 2]
-    assert [r.seq for r in buffered(dev.buffer)] == list(range(1, 11))
+    assert [r.seq for r in buffered(dev.buffer)] == [1, 2, 3]
+    assert [r.request_id for r in result_rows(buffered(dev.buffer))] == [f"r{i}" for i in range(10)]
 
 
 def test_without_a_model_every_request_is_rejected_and_counted(
@@ -269,7 +278,7 @@ def test_a_model_switch_mid_stream_answers_each_batch_with_exactly_one_version(
     by_request = {
         a.request_id: a.model_version for answers in batches for a in answers if isinstance(a, InferenceResult)
     }
-    stored = [InferenceResult.from_payload(r.payload) for r in buffered(device.buffer)]
+    stored = result_rows(buffered(device.buffer))
     assert {s.request_id: s.model_version for s in stored} == by_request
 
 
@@ -295,22 +304,22 @@ def test_forward_acks_only_after_publish_returned(
     make_model_dir(1)
     buffer = MemoryBuffer(THING)
     uplink = WatchingUplink(buffer)
-    dev = make_device(buffer=buffer, uplink=uplink)
+    dev = make_device(config(batchMax=2), buffer=buffer, uplink=uplink)
     dev.runtime.infer(requests(digits_model, 6))
 
     delivered = dev.runtime.forward()
 
-    assert delivered == 6
-    assert uplink.held_during_publish == [[1, 2, 3, 4, 5, 6]]
+    assert delivered == 3
+    assert uplink.held_during_publish == [[1, 2, 3]]
     ((topic, payload),) = uplink.published
     assert topic == results_topic(THING)
-    assert [r.seq for r in decode_batch(payload)] == [1, 2, 3, 4, 5, 6]
+    assert [r.seq for r in decode_batch(payload)] == [1, 2, 3]
     assert buffered(buffer) == []
-    assert dev.runtime.health().records_delivered == 6
+    assert dev.runtime.health().records_delivered == 3
 
 
 def test_forward_moves_at_most_forward_batch_size(device: Device, digits_model: DigitsModel) -> None:
-    device.runtime.apply_config(config(forwardBatchSize=4))
+    device.runtime.apply_config(config(forwardBatchSize=4, batchMax=1))
     device.runtime.infer(requests(digits_model, 10))
 
     assert device.runtime.forward() == 4
@@ -324,16 +333,18 @@ def test_offline_records_stay_buffered_then_drain_in_order(device: Device, digit
     assert device.runtime.forward() == 0
     device.runtime.infer(requests(digits_model, 7, prefix="b"))
     assert device.runtime.forward() == 0
-    assert device.runtime.health().buffer_depth == 14
+    assert device.runtime.health().buffer_depth == 2
 
     device.uplink.online = True
-    device.runtime.apply_config(config(forwardBatchSize=5))
+    device.runtime.apply_config(config(forwardBatchSize=1))
     while device.runtime.forward():
         pass
 
     delivered = [r for _, payload in device.uplink.published for r in decode_batch(payload)]
-    assert [r.seq for r in delivered] == list(range(1, 15))
-    assert [r.payload["request_id"] for r in delivered] == [f"a{i}" for i in range(7)] + [f"b{i}" for i in range(7)]
+    assert len(device.uplink.published) == 2
+    assert [r.seq for r in delivered] == [1, 2]
+    expected = [f"a{i}" for i in range(7)] + [f"b{i}" for i in range(7)]
+    assert [r.request_id for r in result_rows(delivered)] == expected
     assert device.runtime.health().buffer_depth == 0
 
 
@@ -369,7 +380,7 @@ def test_the_health_shadow_document_parses_back(device: Device, digits_model: Di
     assert (thing, shadow) == (THING, HEALTH_SHADOW)
     report = HealthReport.from_shadow(document)
     assert report == expected
-    assert (report.inferences, report.rejected_inputs, report.records_delivered) == (3, 1, 3)
+    assert (report.inferences, report.rejected_inputs, report.records_delivered) == (3, 1, 1)
     assert report.connected is True
 
 
@@ -399,13 +410,13 @@ def test_run_after_stop_answers_the_queue_forwards_and_reports(device: Device, d
     device.runtime.run(inputs, stop)
 
     delivered = [r for _, payload in device.uplink.published for r in decode_batch(payload)]
-    assert sorted(r.payload["request_id"] for r in delivered) == sorted(f"r{i}" for i in range(20))
+    assert sorted(r.request_id for r in result_rows(delivered)) == sorted(f"r{i}" for i in range(20))
     report = HealthReport.from_shadow(device.uplink.shadows[-1][2])
-    assert (report.inferences, report.buffer_depth, report.records_delivered) == (20, 0, 20)
+    assert (report.inferences, report.buffer_depth, report.records_delivered) == (20, 0, 3)  # batches of 8
 
 
 class SignallingUplink(MemoryUplink):
-    """Lets a test wait until the loop has delivered a number of records."""
+    """Lets a test wait until the loop has delivered a number of results."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -417,11 +428,11 @@ class SignallingUplink(MemoryUplink):
             self.changed.notify_all()
 
     def delivered(self) -> int:
-        return sum(len(decode_batch(p)) for _, p in self.published)
+        return len(result_rows([r for _, p in self.published for r in decode_batch(p)]))
 
-    def wait_for(self, records: int) -> bool:
+    def wait_for(self, results: int) -> bool:
         with self.changed:
-            return self.changed.wait_for(lambda: self.delivered() >= records, WAIT_S)
+            return self.changed.wait_for(lambda: self.delivered() >= results, WAIT_S)
 
 
 def test_run_serves_a_stream_until_stopped(
@@ -476,7 +487,7 @@ def test_nothing_the_uplink_raises_stops_the_loop(
     device.runtime.run(inputs, stop)
 
     health = device.runtime.health()
-    assert (health.inferences, health.buffer_depth) == (3, 3)
+    assert (health.inferences, health.buffer_depth) == (3, 1)
     assert health.errors >= 1
 
 
@@ -514,3 +525,17 @@ def test_changing_intra_op_threads_reloads_the_model(device: Device, monkeypatch
 
     assert loads == [2]
     assert device.runtime.health().model_state == ModelState.ACTIVE
+
+
+def test_a_configuration_sets_the_buffer_bound(make_model_dir: ModelDirFactory, model_root: Path) -> None:
+    buffer = MemoryBuffer(THING)
+    device = DeviceRuntime(
+        thing_name=THING,
+        buffer=buffer,
+        uplink=MemoryUplink(),
+        clock=lambda: 1_000.0,
+        model_root=model_root,
+        config=DeviceConfig(),
+    )
+    device.apply_config(DeviceConfig(bufferMaxBytes=2 * 1024 * 1024))
+    assert buffer.stats().max_bytes == 2 * 1024 * 1024

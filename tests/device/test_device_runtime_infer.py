@@ -12,7 +12,7 @@ import pytest
 
 from edgeloop.core.errors import StoreError
 from edgeloop.core.names import model_component_name
-from edgeloop.core.records import InferenceResult, Record, RecordKind
+from edgeloop.core.records import InferenceBatch, InferenceResult, Record, RecordKind
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import MemoryBuffer
 from edgeloop.device.runtime import IDLE_POLL_S, DeviceRuntime, InferenceRequest, Rejected
@@ -75,9 +75,11 @@ def test_results_of_one_micro_batch_share_its_latency_and_arrive_in_one_append(
     assert len(set(latencies[:4])) == 1
     assert len(set(latencies[4:])) == 1
     assert min(latencies) > 0
-    stored = [InferenceResult.from_payload(r.payload) for r in buffer.peek(100)]
-    assert [s.request_id for s in stored] == [f"r{i}" for i in range(6)]
-    assert {s.latency_ms for s in stored} == {round(v, 4) for v in latencies}
+    records = buffer.peek(100)
+    assert [r.seq for r in records] == [1, 2]  # one RESULT record per micro-batch
+    stored = [InferenceBatch.from_payload(r.payload) for r in records]
+    assert [s.request_ids for s in stored] == [("r0", "r1", "r2", "r3"), ("r4", "r5")]
+    assert [s.latency_ms for s in stored] == [round(latencies[0], 4), round(latencies[4], 4)]
 
 
 def test_a_batch_of_only_bad_rows_appends_nothing(make_model_dir: ModelDirFactory, model_root: Path) -> None:
@@ -112,7 +114,9 @@ def test_an_image_model_from_elsewhere_is_served_from_flat_feature_rows(
         *expected[4:],
     ]
     assert "outside [0.0, 16.0]" in str(answers[3])
-    assert buffer.stats().produced == 9
+    stored = [row for r in buffer.peek(10) for row in InferenceBatch.from_payload(r.payload).rows()]
+    assert [s.request_id for s in stored] == [rid for rid, _ in batch if rid != "too-bright"]
+    assert [s.label for s in stored] == [*expected[:3], *expected[4:]]
 
 
 class RecordingQueue(queue.Queue[InferenceRequest]):
@@ -142,9 +146,10 @@ def test_a_micro_batch_waits_at_most_batch_wait_ms_for_company(
     assert [rid for rid, _ in batch] == ["r0", "r1", "r2"]
     first, *rest = inputs.timeouts
     assert first == IDLE_POLL_S
-    assert len(rest) == 3
     assert all(0 <= t <= wait_ms / 1000 for t in rest)
-    assert rest == sorted(rest, reverse=True)
+    timed = [t for t in rest if t > 0]  # queued requests are taken without waiting; the deadline never moves
+    assert len(timed) == (1 if wait_ms else 0)
+    assert timed == sorted(timed, reverse=True)
 
 
 def test_a_full_micro_batch_goes_without_waiting_for_more(
@@ -157,7 +162,7 @@ def test_a_full_micro_batch_goes_without_waiting_for_more(
     batch = device._collect(inputs)
 
     assert len(batch) == 4
-    assert len(inputs.timeouts) == 4
+    assert inputs.timeouts == [IDLE_POLL_S]  # one wait for the first request; the rest were taken as queued
     assert inputs.qsize() == 6
 
 
@@ -170,3 +175,30 @@ def test_rejected_inputs_are_logged_with_their_reasons(
     device.infer([*requests(digits_model.rows.tolist(), 2), ("short", [1.0])])
 
     assert "1 of 3 inputs rejected (first ones: short: expected 64 features, got 1)" in caplog.text
+
+
+def test_take_queued_moves_what_is_waiting_in_order_and_wakes_blocked_producers() -> None:
+    import queue as queue_module
+    import threading
+
+    from edgeloop.device.runtime import take_queued
+
+    inputs: queue_module.Queue = queue_module.Queue(maxsize=3)
+    for i in range(3):
+        inputs.put((f"r{i}", [float(i)]))
+    unblocked = threading.Event()
+
+    def producer() -> None:
+        inputs.put(("r3", [3.0]))  # blocks until take_queued frees a slot
+        unblocked.set()
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    taken: list = []
+    assert take_queued(inputs, taken, limit=2) == 2
+    assert [request_id for request_id, _ in taken] == ["r0", "r1"]
+    assert unblocked.wait(5)
+    thread.join(5)
+    assert take_queued(inputs, taken, limit=10) == 2
+    assert [request_id for request_id, _ in taken] == ["r0", "r1", "r2", "r3"]
+    assert take_queued(inputs, taken, limit=10) == 0

@@ -10,13 +10,15 @@ import pytest
 
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import results_object_key, results_topic, shadow_topic
-from edgeloop.core.records import InferenceResult, Record, RecordKind, encode_batch
+from edgeloop.core.records import InferenceBatch, Record, RecordKind, encode_batch
 from edgeloop.local.cloud import ResultsIngest, ShadowService
 
 
-def _result(thing: str, seq: int, label: int = 3) -> Record:
-    payload = InferenceResult(f"{thing}-{seq}", str(label), label, 0.9, 1, 0.1).to_payload()
-    return Record(thing, seq, RecordKind.RESULT, 1.0, payload)
+def _result(thing: str, seq: int, label: int = 3, size: int = 2) -> Record:
+    """One RESULT record carrying a micro-batch of `size` results."""
+    ids = tuple(f"{thing}-{seq}-{i}" for i in range(size))
+    batch = InferenceBatch(ids, (label,) * size, (str(label),) * size, (0.9,) * size, 1, 0.1)
+    return Record(thing, seq, RecordKind.RESULT, 1.0, batch.to_payload())
 
 
 def test_shadow_update_is_stored_and_accepted(aws: None) -> None:
@@ -58,8 +60,28 @@ def test_results_are_stored_under_deterministic_keys_and_deduplicated(ingest: tu
     assert keys == [results_object_key("dev-1", 1), results_object_key("dev-1", 2)]
     assert sink.delivered_count("dev-1") == 3
     assert sink.duplicates == 3
-    assert [d.seq for d in sink.results("dev-1")] == [1, 2, 3]
+    assert [(d.seq, d.result.request_id) for d in sink.results("dev-1")] == [
+        (seq, f"dev-1-{seq}-{i}") for seq in (1, 2, 3) for i in range(2)
+    ]
     assert sink.delivered_count("dev-2") == 0
+
+
+def test_each_result_of_a_batch_record_is_delivered_with_its_label_name(ingest: tuple[ResultsIngest, Any]) -> None:
+    sink, _ = ingest
+    batch = InferenceBatch(("a", "b", "c"), (2, 0, 2), ("cat", "dog", "cat"), (0.5, 0.75, 1.0), 4, 2.5)
+    sink(
+        results_topic("dev-1"), encode_batch("dev-1", [Record("dev-1", 7, RecordKind.RESULT, 1.0, batch.to_payload())])
+    )
+
+    delivered = sink.results("dev-1")
+    assert [(d.seq, d.index) for d in delivered] == [(7, 0), (7, 1), (7, 2)]
+    assert [(d.result.request_id, d.result.label, d.result.confidence) for d in delivered] == [
+        ("a", "cat", 0.5),
+        ("b", "dog", 0.75),
+        ("c", "cat", 1.0),
+    ]
+    assert {(d.result.model_version, d.result.latency_ms) for d in delivered} == {(4, 2.5)}
+    assert sink.delivered_count("dev-1") == 1
 
 
 def test_a_batch_claiming_another_thing_is_refused(ingest: tuple[ResultsIngest, Any]) -> None:
@@ -72,8 +94,9 @@ def test_a_batch_claiming_another_thing_is_refused(ingest: tuple[ResultsIngest, 
 
 def test_a_batch_with_one_bad_result_counts_none_of_it(ingest: tuple[ResultsIngest, Any]) -> None:
     sink, s3 = ingest
-    bad = Record("dev-1", 2, RecordKind.RESULT, 1.0, {"request_id": "x"})
-    with pytest.raises(ValidationError, match="result"):
+    unequal = {**_result("dev-1", 2).payload, "confidences": [0.9]}
+    bad = Record("dev-1", 2, RecordKind.RESULT, 1.0, unequal)
+    with pytest.raises(ValidationError, match="columns differ"):
         sink(results_topic("dev-1"), encode_batch("dev-1", [_result("dev-1", 1), bad]))
     assert sink.delivered_count("dev-1") == 0
     assert sink.invalid == 1
