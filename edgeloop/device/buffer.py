@@ -520,8 +520,9 @@ class SqliteBuffer:
         if self._sidecar is None:
             self._reserved = upto
             return
-        self._reserved = upto + SEQ_RESERVE
-        SeqMark(self._thing, self._reserved, self._ledger.quarantined).write(self._sidecar)
+        reserved = upto + SEQ_RESERVE
+        SeqMark(self._thing, reserved, self._ledger.quarantined).write(self._sidecar)
+        self._reserved = reserved  # only once durable: a failed write must not let a seq pass the mark
 
     @staticmethod
     def _meta(conn: sqlite3.Connection, key: str) -> Any:

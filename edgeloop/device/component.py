@@ -223,10 +223,12 @@ def build_runtime(
     config = read_config(ipc)
     apply_log_level(config.logLevel)
     buffer = SqliteBuffer(work_dir / BUFFER_FILE, thing_name, max_bytes=config.bufferMaxBytes)
+    uplink = IpcUplink(ipc, IPC_TIMEOUT_S)
+    uplink.watch_connection_status()  # hold records in our buffer, not the nucleus's spooler, while offline
     runtime = DeviceRuntime(
         thing_name=thing_name,
         buffer=buffer,
-        uplink=IpcUplink(ipc, IPC_TIMEOUT_S),
+        uplink=uplink,
         clock=clock,
         model_root=model_root(greengrass_root),
         config=config,

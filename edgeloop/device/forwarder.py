@@ -153,6 +153,10 @@ class Forwarder:
             except LinkError as exc:
                 self._failed(exc, now)
                 return delivered
+            except Exception as exc:  # an adapter bug must back off like an outage, not retry every tick
+                log.exception("publish to %s failed unexpectedly; backing off", self._topic)
+                self._failed(exc, now)
+                return delivered
             delivered += self._confirmed(message, len(payload), now)
         self._more_waiting = full or bool(packing.oversized)
         return delivered
@@ -192,7 +196,7 @@ class Forwarder:
         self._last_success_at = now
         return acked
 
-    def _failed(self, exc: LinkError, now: float) -> None:
+    def _failed(self, exc: Exception, now: float) -> None:
         self._failures += 1
         self._consecutive += 1
         self._down_at_failure = not self._uplink.connected

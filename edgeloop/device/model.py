@@ -176,6 +176,8 @@ class LoadedModel:
         """
         if type(row) is not list or len(row) != self.width:
             return None
+        if any(type(value) is bool for value in row):
+            return None  # the full screen names booleans as what they are
         try:
             low, high = min(row), max(row)
         except TypeError:

@@ -337,9 +337,10 @@ class ModelManager:
         return model, bool(config.modelPublicKey)
 
     def _reject(self, entry: KeptVersion, detail: str) -> None:
-        """Keep serving the current model unless it is the one that failed; else fall back to the newest kept one."""
+        """Keep serving the current model unless it failed, or unless a key is configured (then every candidate,
+        the current one included, is re-verified against it): an unsigned model never outlives a new key."""
         with self._lock:
-            keep = self._serving.model is not None and self._serving.entry != entry
+            keep = self._serving.model is not None and self._serving.entry != entry and not self._config.modelPublicKey
             if keep:
                 self._serving = replace(self._serving, state=ModelState.REJECTED, detail=_clip(detail))
         if not keep:

@@ -27,7 +27,13 @@ from edgeloop.core.health import (
 from edgeloop.core.names import HEALTH_SHADOW, results_topic
 from edgeloop.core.overrides import OverrideResult, resolve_overrides
 from edgeloop.core.probation import ModelStatus
-from edgeloop.core.records import MAX_RESULTS_PER_RECORD, InferenceBatch, InferenceResult, RecordKind
+from edgeloop.core.records import (
+    MAX_REQUEST_ID_CHARS,
+    MAX_RESULTS_PER_RECORD,
+    InferenceBatch,
+    InferenceResult,
+    RecordKind,
+)
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import RecordBuffer
 from edgeloop.device.forwarder import Forwarder
@@ -38,6 +44,8 @@ from edgeloop.device.uplink import Uplink
 log = logging.getLogger(__name__)
 
 NO_ACTIVE_MODEL = "no active model"
+NON_FINITE_OUTPUT = "the model produced a non-finite probability (counted as an inference error)"
+BAD_REQUEST_ID = f"request_id must be 1-{MAX_REQUEST_ID_CHARS} characters"
 FORWARD_INTERVAL_S = 1.0
 """How long a partial batch may wait before it is forwarded; also the base of the backoff after a LinkError."""
 IDLE_POLL_S = 0.1
@@ -236,17 +244,31 @@ class DeviceRuntime:
             self._count(rejected_inputs=len(batch))
             return _Outcome((), (), dict.fromkeys(range(len(batch)), NO_ACTIVE_MODEL))
         started = time.perf_counter()
+        ids = [request_id for request_id, _ in batch]
+        if not (ids and min(map(len, ids)) > 0 and max(map(len, ids)) <= MAX_REQUEST_ID_CHARS):
+            return self._without_bad_ids(batch, ids)
         screened = model.screen([features for _, features in batch])
         if not screened.rejected:
-            return self._predict(model, screened, [request_id for request_id, _ in batch], started)
+            return self._predict(model, screened, ids, started)
         self._count(rejected_inputs=len(screened.rejected))
         shown = "; ".join(f"{batch[i][0]}: {reason}" for i, reason in list(screened.rejected.items())[:5])
         log.warning("%d of %d inputs rejected (first ones: %s)", len(screened.rejected), len(batch), shown)
         if not screened.accepted:
             return _Outcome((), (), screened.rejected)
         done = self._predict(model, screened, [batch[i][0] for i in screened.accepted], started)
-        accepted = screened.accepted if done.results else ()
+        accepted = tuple(screened.accepted[i] for i in done.accepted)
         return _Outcome(done.results, accepted, {**screened.rejected, **done.rejected_at(screened.accepted)})
+
+    def _without_bad_ids(self, batch: Sequence[InferenceRequest], ids: list[str]) -> _Outcome:
+        """Refuse requests whose id could not travel in a record; the rest of the batch goes on."""
+        bad = {i: BAD_REQUEST_ID for i, request_id in enumerate(ids) if not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS}
+        self._count(rejected_inputs=len(bad))
+        log.warning("%d of %d requests rejected: %s", len(bad), len(batch), BAD_REQUEST_ID)
+        good = [i for i in range(len(batch)) if i not in bad]
+        if not good:
+            return _Outcome((), (), bad)
+        done = self._infer_batch([batch[i] for i in good])
+        return _Outcome(done.results, tuple(good[i] for i in done.accepted), {**bad, **done.rejected_at(good)})
 
     def _predict(self, model: LoadedModel, screened: ScreenedBatch, request_ids: list[str], started: float) -> _Outcome:
         """Run the accepted rows, then buffer their results as RESULT records in one append (one group commit)."""
@@ -258,6 +280,21 @@ class DeviceRuntime:
             self._count(errors=1)
             self._models.observe(model, requests=n, errors=n)
             return _Outcome((), (), dict.fromkeys(range(n), str(exc)))
+        finite = np.isfinite(confidences)
+        rejected: dict[int, str] = {}
+        kept: Sequence[int] = range(n)
+        if not finite.all():  # a model emitting NaN/inf is failing: count it, keep the batch's good rows
+            bad, keep = np.flatnonzero(~finite).tolist(), np.flatnonzero(finite)
+            log.error("model v%s gave non-finite probabilities for %d of %d rows", model.version, len(bad), n)
+            self._count(errors=len(bad))
+            self._models.observe(model, requests=len(bad), errors=len(bad))
+            rejected = dict.fromkeys(bad, NON_FINITE_OUTPUT)
+            if not keep.size:
+                return _Outcome((), (), rejected)
+            kept = keep.tolist()
+            labels, confidences = labels[keep], confidences[keep]
+            request_ids = [request_ids[i] for i in kept]
+            n = len(request_ids)
         batch_ms = (time.perf_counter() - started) * 1000
         indices = labels.tolist()
         names = list(map(model.manifest.labels.__getitem__, indices))
@@ -277,7 +314,7 @@ class DeviceRuntime:
         confidence_sum = sum(rounded)
         self._count(inferences=n, latency_ms=batch_ms, samples=n, confidence_sum=confidence_sum)
         self._models.observe(model, requests=n, errors=0)
-        return _Outcome(results, tuple(range(n)), {})
+        return _Outcome(results, tuple(kept), rejected)
 
     def _store(self, results: Sequence[InferenceBatch]) -> None:
         """One append per micro-batch; a refused append is logged and counted, the answers still go back."""
@@ -469,8 +506,9 @@ class DeviceRuntime:
                 left.append(inputs.get_nowait())
             except queue.Empty:
                 break
-        if left:
-            self._guarded(self._serve, left)
+        size = self._config.batchMax
+        for start in range(0, len(left), size):  # one guard per micro-batch: a failure loses only its own
+            self._guarded(self._serve, left[start : start + size])
         for _ in range(STOP_FORWARD_ROUNDS):
             if not self._guarded(self._flush) or not self._forwarder.more_waiting:
                 break

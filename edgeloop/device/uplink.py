@@ -110,7 +110,15 @@ class IpcUplink:
             self._nucleus_link = None
 
     def publish(self, topic: str, payload: bytes) -> None:
-        """PublishToIoTCore at QoS 1; the nucleus takes over delivery once it answers."""
+        """PublishToIoTCore at QoS 1; refused while the nucleus reports IoT Core down.
+
+        The nucleus answers a publish even when offline (it spools, by default in memory and dropping the
+        oldest when full), so acknowledging then would move records from our durable buffer into a lossy
+        one. While the watched status is DISCONNECTED, records stay in the buffer instead.
+        """
+        with self._status_lock:
+            if self._nucleus_link is False:
+                raise LinkError(f"publish to {topic} held back: the nucleus reports IoT Core disconnected")
         self._wait(
             f"publish to {topic}",
             lambda: self._ipc.publish_to_iot_core_async(topic_name=topic, qos=QOS.AT_LEAST_ONCE, payload=payload),

@@ -81,6 +81,7 @@ def ipc() -> Any:
     done.set_result(None)
     client.publish_to_iot_core_async.return_value = done
     client.update_thing_shadow_async.return_value = done
+    client.subscribe_to_iot_core_connection_status_async.return_value = (done, None)
     client.get_thing_shadow.side_effect = ResourceNotFoundError(message="no shadow yet")
     return client
 
@@ -151,6 +152,7 @@ def test_build_runtime_loads_the_configured_model_and_subscribes(
     assert {c.kwargs["topic"] for c in ipc.subscribe_to_topic.call_args_list} == {INPUTS_LOCAL_TOPIC, DELTA_TOPIC}
     assert ipc.subscribe_to_configuration_update.call_args.kwargs["key_path"] == []
     ipc.subscribe_to_validate_configuration_updates.assert_called_once()
+    ipc.subscribe_to_iot_core_connection_status_async.assert_called_once()  # offline: records stay buffered
     assert inputs.empty()
 
 

@@ -226,15 +226,20 @@ def test_a_failure_mid_round_acks_exactly_the_confirmed_messages(buffer: RecordB
     assert [r.seq for r in buffer.peek(1_000)] == list(range(len(first) + 1, 301))
 
 
-def test_anything_but_a_link_error_propagates_and_acks_nothing(buffer: RecordBuffer) -> None:
+def test_an_unexpected_publish_error_backs_off_and_acks_nothing(buffer: RecordBuffer) -> None:
     class Buggy(MemoryUplink):
         def publish(self, topic: str, payload: bytes) -> None:
             raise RuntimeError("driver bug")
 
     fill(buffer, RecordKind.RESULT, 3)
-    with pytest.raises(RuntimeError, match="driver bug"):
-        forwarder(buffer, Buggy()).drain(0.0, 10)
+    fwd = forwarder(buffer, Buggy())
+    assert fwd.drain(0.0, 10) == 0
     assert buffer.stats().depth == 3
+    stats = fwd.stats()
+    assert stats.failures == 1
+    assert "driver bug" in str(stats.last_error)
+    assert fwd.next_attempt_at is not None
+    assert fwd.next_attempt_at > 0.0  # backing off, not retrying on the next tick
 
 
 def test_next_drain_at(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:

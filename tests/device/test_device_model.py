@@ -422,3 +422,17 @@ def test_a_lone_good_row_is_fed_as_the_full_screen_would(model: LoadedModel, row
     assert screened.matrix.dtype == full.matrix.dtype == np.float32
     assert screened.matrix.flags.c_contiguous
     assert np.array_equal(screened.matrix, full.matrix[:1])
+
+
+def test_the_single_row_fast_path_agrees_with_the_batch_screen_on_odd_rows(
+    model: LoadedModel, digits_model: DigitsModel
+) -> None:
+    with_bool = digits_model.rows[0].tolist()
+    with_bool[5] = True  # decoders refuse booleans; a direct caller's list must be judged as in a batch
+    out_of_range = digits_model.rows[0].tolist()
+    out_of_range[3] = 1e9
+    for row in (with_bool, out_of_range):
+        single = model.screen([row])
+        batched = model.screen([row, digits_model.rows[1].tolist()])
+        assert (0 in single.accepted) == (0 in batched.accepted)
+        assert single.rejected.get(0) == batched.rejected.get(0)

@@ -524,6 +524,24 @@ def test_configuring_a_key_stops_an_unsigned_model(
     assert kept(dev.store) == ["1.0.0"]
 
 
+def test_a_key_arriving_with_a_new_unsigned_version_stops_the_unsigned_current_one_too(
+    make_model_dir: ModelDirFactory,
+    make_device: Callable[..., Device],
+    digits_model: DigitsModel,
+    public_key_pem: str,
+) -> None:
+    make_model_dir(1)
+    make_model_dir(2)
+    dev = make_device()  # v1, unsigned, active
+
+    dev.runtime.apply_config(config(2, modelPublicKey=public_key_pem))  # key and an unsigned v2 together
+
+    status = dev.runtime.model_status()
+    assert status.state is ModelState.REJECTED
+    assert status.version is None
+    assert dev.runtime.infer(requests(digits_model, 1)) == [Rejected("r0", NO_ACTIVE_MODEL)]
+
+
 def test_a_kept_version_that_no_longer_verifies_is_skipped_for_an_older_one(
     make_model_dir: ModelDirFactory, make_device: Callable[..., Device], digits_model: DigitsModel, store_dir: Path
 ) -> None:

@@ -488,7 +488,8 @@ def test_nothing_the_uplink_raises_stops_the_loop(
 
     health = device.runtime.health()
     assert (health.inferences, health.buffer_depth) == (3, 1)
-    assert health.errors >= 1
+    assert health.uplink_state == "backing_off"  # an adapter bug backs off like an outage
+    assert device.runtime.forwarder.stats().failures >= 1
 
 
 def test_config_changes_apply_to_batching_without_reloading_the_model(

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
 
 from edgeloop.core.errors import StoreError
@@ -15,7 +16,15 @@ from edgeloop.core.names import model_component_name
 from edgeloop.core.records import InferenceBatch, InferenceResult, Record, RecordKind
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import MemoryBuffer
-from edgeloop.device.runtime import IDLE_POLL_S, DeviceRuntime, InferenceRequest, Rejected
+from edgeloop.device.model import LoadedModel
+from edgeloop.device.runtime import (
+    BAD_REQUEST_ID,
+    IDLE_POLL_S,
+    NON_FINITE_OUTPUT,
+    DeviceRuntime,
+    InferenceRequest,
+    Rejected,
+)
 from edgeloop.device.uplink import MemoryUplink
 
 if TYPE_CHECKING:
@@ -194,6 +203,8 @@ def test_take_queued_moves_what_is_waiting_in_order_and_wakes_blocked_producers(
 
     thread = threading.Thread(target=producer)
     thread.start()
+    thread.join(0.2)  # give the producer time to block on the full queue, so the wake-up is what frees it
+    assert not unblocked.is_set()
     taken: list = []
     assert take_queued(inputs, taken, limit=2) == 2
     assert [request_id for request_id, _ in taken] == ["r0", "r1"]
@@ -202,3 +213,45 @@ def test_take_queued_moves_what_is_waiting_in_order_and_wakes_blocked_producers(
     assert take_queued(inputs, taken, limit=10) == 2
     assert [request_id for request_id, _ in taken] == ["r0", "r1", "r2", "r3"]
     assert take_queued(inputs, taken, limit=10) == 0
+
+
+def test_a_model_emitting_nan_fails_those_rows_only_and_counts_as_inference_errors(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_model_dir(1)
+    buffer = MemoryBuffer(THING)
+    device = runtime(model_root, buffer)
+    real_predict = LoadedModel.predict
+
+    def nan_for_first_row(self: LoadedModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels, confidences = real_predict(self, batch)
+        confidences = confidences.copy()
+        confidences[0] = np.nan
+        return labels, confidences
+
+    monkeypatch.setattr(LoadedModel, "predict", nan_for_first_row)
+    answers = device.infer(requests(digits_model.rows.tolist(), 8))
+
+    assert answers[0] == Rejected("r0", NON_FINITE_OUTPUT)
+    assert [a.request_id for a in answers[1:] if isinstance(a, InferenceResult)] == [f"r{i}" for i in range(1, 8)]
+    [record] = buffer.peek(10)
+    assert list(InferenceBatch.from_payload(record.payload).request_ids) == [f"r{i}" for i in range(1, 8)]
+    health = device.health()
+    assert (health.errors, health.inferences) == (1, 7)
+
+
+def test_an_unusable_request_id_is_refused_alone(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    buffer = MemoryBuffer(THING)
+    device = runtime(model_root, buffer)
+    row = digits_model.rows[0].tolist()
+
+    answers = device.infer([("x" * 200, row), ("ok", row), ("", row)])
+
+    assert answers[0] == Rejected("x" * 200, BAD_REQUEST_ID)
+    assert isinstance(answers[1], InferenceResult)
+    assert answers[2] == Rejected("", BAD_REQUEST_ID)
+    assert device.health().rejected_inputs == 2
+    assert buffer.stats().depth == 1

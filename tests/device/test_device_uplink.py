@@ -343,14 +343,34 @@ def test_ipc_connection_status_events_drive_connected(ipc: Any) -> None:
     assert uplink.connected is True
 
 
-def test_ipc_status_beats_a_single_outcome_while_watched(ipc: Any) -> None:
+def test_ipc_publish_is_held_back_while_the_nucleus_reports_iot_core_down(ipc: Any) -> None:
     uplink, handlers = _watched(ipc)
     handlers["on_stream_event"](_status(ConnectionStatus.DISCONNECTED))
     ipc.publish_to_iot_core_async.return_value = _done()
 
-    uplink.publish("t", b"")  # the nucleus spools it, but IoT Core is still unreachable
-
+    with pytest.raises(LinkError, match="nucleus reports IoT Core disconnected"):
+        uplink.publish("t", b"")  # the nucleus would spool it in memory: the record must stay in our buffer
+    ipc.publish_to_iot_core_async.assert_not_called()
     assert uplink.connected is False
+
+    handlers["on_stream_event"](_status(ConnectionStatus.CONNECTED))
+    uplink.publish("t", b"")
+    assert ipc.publish_to_iot_core_async.call_count == 1
+
+
+def test_forwarder_acks_nothing_while_the_nucleus_is_offline(ipc: Any) -> None:
+    from edgeloop.core.records import RecordKind
+    from edgeloop.device.buffer import MemoryBuffer
+    from edgeloop.device.forwarder import Forwarder
+
+    uplink, handlers = _watched(ipc)
+    handlers["on_stream_event"](_status(ConnectionStatus.DISCONNECTED))
+    ipc.publish_to_iot_core_async.return_value = _done()
+    buffer = MemoryBuffer(THING)
+    buffer.append(RecordKind.EVENT, [{"n": 1}, {"n": 2}], 1.0)
+
+    assert Forwarder(THING, buffer, uplink).drain(10.0, 100, flush=True) == 0
+    assert buffer.stats().depth == 2
 
 
 def test_ipc_a_failed_status_stream_falls_back_to_outcomes(ipc: Any) -> None:
