@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -245,7 +246,7 @@ class DeviceRuntime:
             return _Outcome((), (), dict.fromkeys(range(len(batch)), NO_ACTIVE_MODEL))
         started = time.perf_counter()
         ids = [request_id for request_id, _ in batch]
-        if not (ids and min(map(len, ids)) > 0 and max(map(len, ids)) <= MAX_REQUEST_ID_CHARS):
+        if not all(ids) or max(map(len, ids), default=0) > MAX_REQUEST_ID_CHARS:  # "" is falsy: one C pass each
             return self._without_bad_ids(batch, ids)
         screened = model.screen([features for _, features in batch])
         if not screened.rejected:
@@ -280,10 +281,10 @@ class DeviceRuntime:
             self._count(errors=1)
             self._models.observe(model, requests=n, errors=n)
             return _Outcome((), (), dict.fromkeys(range(n), str(exc)))
-        finite = np.isfinite(confidences)
         rejected: dict[int, str] = {}
         kept: Sequence[int] = range(n)
-        if not finite.all():  # a model emitting NaN/inf is failing: count it, keep the batch's good rows
+        if not math.isfinite(np.add.reduce(confidences, axis=None)):  # NaN/inf anywhere poisons the sum
+            finite = np.isfinite(confidences)  # a model emitting NaN/inf is failing: count it, keep good rows
             bad, keep = np.flatnonzero(~finite).tolist(), np.flatnonzero(finite)
             log.error("model v%s gave non-finite probabilities for %d of %d rows", model.version, len(bad), n)
             self._count(errors=len(bad))
