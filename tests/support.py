@@ -71,3 +71,13 @@ def tiny_onnx_model() -> bytes:
 
 FAKE_ONNX = tiny_onnx_model()
 """A genuine ONNX model's bytes; the cloud side never runs it, it verifies, moves and hashes it."""
+
+
+class FakeClock:
+    """A settable clock for code that takes `clock: Callable[[], float]`."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

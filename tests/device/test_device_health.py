@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support import FakeClock
 
 from edgeloop.core.health import REPORTED_MAX_BYTES, HealthReport, ModelState
 from edgeloop.core.names import HEALTH_SHADOW, model_component_name
@@ -24,14 +25,6 @@ if TYPE_CHECKING:
 THING = "dev-1"
 COMPONENT = model_component_name("digits")
 MiB = 1024 * 1024
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Device:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+from support import FakeClock
 
 from edgeloop.core.errors import LinkError, ModelFormatError
 from edgeloop.core.health import HealthReport, LatencySummary, ModelState
@@ -32,14 +33,6 @@ if TYPE_CHECKING:
 THING = "dev-1"
 COMPONENT = model_component_name("digits")
 WAIT_S = 10.0
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def config(version: int | None = 1, **overrides: Any) -> DeviceConfig:
