@@ -159,7 +159,8 @@ class DeviceRuntime:
         self._forwarder = Forwarder(thing_name, buffer, uplink, backoff_base_s=forward_interval_s)
         self._next_health = 0.0
         self._component_version = component_version
-        self._confidence_sum = 0.0
+        self._confidences: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        """Per-inference confidences, aligned with _latencies (same appends, same bound)."""
         self._reported: HealthReport | None = None
         self._report_tried_at: float | None = None
         self._override_lock = threading.Lock()
@@ -312,8 +313,7 @@ class DeviceRuntime:
             for i in range(0, n, MAX_RESULTS_PER_RECORD)
         )
         self._store(results)
-        confidence_sum = sum(rounded)
-        self._count(inferences=n, latency_ms=batch_ms, samples=n, confidence_sum=confidence_sum)
+        self._count(inferences=n, latency_ms=batch_ms, samples=n, confidences=rounded)
         self._models.observe(model, requests=n, errors=0)
         return _Outcome(results, tuple(kept), rejected)
 
@@ -333,16 +333,16 @@ class DeviceRuntime:
         errors: int = 0,
         latency_ms: float = 0.0,
         samples: int = 0,
-        confidence_sum: float = 0.0,
+        confidences: Sequence[float] = (),
     ) -> None:
-        """One lock round per batch: counters since start, the latency window and the window's confidence sum."""
+        """One lock round per batch: counters since start, and the latency and confidence windows (per inference)."""
         with self._tally_lock:
             self._tally.inferences += inferences
             self._tally.rejected_inputs += rejected_inputs
             self._tally.errors += errors
             if samples:
                 self._latencies.extend([latency_ms] * samples)
-                self._confidence_sum += confidence_sum
+                self._confidences.extend(confidences)
 
     # --- forwarding and health -----------------------------------------------------------------
 
@@ -365,7 +365,7 @@ class DeviceRuntime:
         stats = self._buffer.stats()
         forwarder = self._forwarder.stats()
         with self._tally_lock:
-            tally, samples, confidence_sum = _Tally(**vars(self._tally)), list(self._latencies), self._confidence_sum
+            tally, samples, confidences = _Tally(**vars(self._tally)), list(self._latencies), list(self._confidences)
         now = self._clock()
         oldest = stats.oldest_created_at
         return HealthReport(
@@ -389,7 +389,7 @@ class DeviceRuntime:
             model_rollbacks=status.rollbacks,
             model_signed=status.signed,
             model_on_probation=status.on_probation if status.model_name else None,
-            mean_confidence=round(confidence_sum / len(samples), 4) if samples else None,
+            mean_confidence=round(sum(confidences) / len(confidences), 4) if confidences else None,
             buffer_bytes=stats.bytes,
             oldest_record_age_s=None if oldest is None else round(max(0.0, now - oldest), 3),
             evictions=dict(stats.evicted_by_kind),
@@ -423,9 +423,10 @@ class DeviceRuntime:
             log.warning("health report not sent: %s", exc)
             return False
         self._reported = report
-        with self._tally_lock:
-            self._latencies.clear()
-            self._confidence_sum = 0.0
+        with self._tally_lock:  # drop what this report covered; samples that arrived since stay for the next
+            for window in (self._latencies, self._confidences):
+                for _ in range(min(report.latency.samples, len(window))):
+                    window.popleft()
         return True
 
     # --- desired-state overrides -----------------------------------------------------------------

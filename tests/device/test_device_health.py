@@ -281,3 +281,20 @@ def test_reconfigure_keeps_the_overrides_on_a_new_base(make_device: Callable[...
     assert (device.runtime.config.batchMax, device.runtime.config.healthIntervalSeconds) == (4, 9.0)
     device.runtime.apply_overrides({})
     assert device.runtime.config == with_model(batchMax=64, healthIntervalSeconds=9.0)
+
+
+def test_inferences_made_while_a_report_is_in_flight_stay_for_the_next_report(
+    make_device: Callable[..., Device], digits_model: DigitsModel
+) -> None:
+    device = make_device()
+    runtime = device.runtime
+    runtime.infer(features(digits_model, 3))
+    snapshot = runtime.health()  # the report that is about to be sent covers these 3
+    runtime.infer(features(digits_model, 2))  # arrive before the send completes
+
+    assert runtime._send_health(snapshot) is True
+
+    after = runtime.health()
+    assert snapshot.latency.samples == 3
+    assert after.latency.samples == 2
+    assert after.mean_confidence is not None
