@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from awscrt import mqtt
 
 # The contract tests run here again, against the harness fixture defined below.
 from test_device_uplink import (  # noqa: F401 - imported to be collected
     WAIT_S,
     Harness,
     Inbox,
+    listen,
     test_connected_while_up,
     test_offline_calls_raise_link_error,
     test_publish_delivers_the_payload_to_the_topic,
@@ -84,15 +84,6 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     broker.stop()
 
 
-def _subscriber(broker: Mosquitto, *topic_filters: str) -> tuple[mqtt.Connection, Inbox]:
-    inbox = Inbox()
-    connection = connect_mqtt(broker.host, broker.port, f"sub-{uuid.uuid4().hex[:8]}")
-    for topic_filter in topic_filters:
-        future, _ = connection.subscribe(topic_filter, mqtt.QoS.AT_LEAST_ONCE, callback=inbox.on_message)
-        future.result(timeout=WAIT_S)
-    return connection, inbox
-
-
 class MosquittoHarness(Harness):
     """MqttUplink on mosquitto; a second client sees results and shadow updates ($aws topics are plain topics)."""
 
@@ -101,7 +92,7 @@ class MosquittoHarness(Harness):
         connection = connect_mqtt(broker.host, broker.port, f"dev-{uuid.uuid4().hex[:8]}", watch=self.watch)
         self.mqtt = MqttUplink(connection, WAIT_S, watch=self.watch)
         self.uplink = self.mqtt
-        self.subscriber, self.inbox = _subscriber(broker, "edgeloop/#", NAMED_SHADOW_UPDATE_FILTER)
+        self.subscriber, self.inbox = listen(broker, "edgeloop/#", NAMED_SHADOW_UPDATE_FILTER)
 
     def published(self, count: int) -> list[tuple[str, bytes]]:
         return [m for m in self.inbox.wait_for(count) if m[0].startswith("edgeloop/")]
@@ -132,7 +123,7 @@ def test_a_forwarder_drains_a_mixed_buffer_through_mosquitto_in_class_order(mosq
         for kind in (RecordKind.RESULT, RecordKind.ALERT, RecordKind.SAMPLE):
             buffer.append(kind, [{"pad": "x" * 200}] * 4, now=1.0)
     expected = [(r.kind, r.seq) for r in buffer.peek(10_000)]
-    subscriber, inbox = _subscriber(mosquitto, RESULTS_TOPIC_FILTER)
+    subscriber, inbox = listen(mosquitto, RESULTS_TOPIC_FILTER)
     uplink = MqttUplink.connect(mosquitto.host, mosquitto.port, thing, timeout_s=WAIT_S)
     forwarder = Forwarder(thing, buffer, uplink)
     try:

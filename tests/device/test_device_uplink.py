@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from unittest.mock import create_autospec
 
 import pytest
@@ -99,7 +99,15 @@ class Inbox:
             return list(self.messages)
 
 
-def _subscriber(broker: EmbeddedBroker, *topic_filters: str) -> tuple[mqtt.Connection, Inbox]:
+class Endpoint(Protocol):
+    """Any local broker a test runs: where to connect."""
+
+    host: str
+    port: int
+
+
+def listen(broker: Endpoint, *topic_filters: str) -> tuple[mqtt.Connection, Inbox]:
+    """A second client that records what arrives on the given filters."""
     inbox = Inbox()
     connection = connect_mqtt(broker.host, broker.port, f"sub-{uuid.uuid4().hex[:8]}")
     for topic_filter in topic_filters:
@@ -147,7 +155,7 @@ class MqttHarness(Harness):
         self.uplink = self.mqtt
         self.shadows = broker.shadows
         self.seen_before = len(broker.shadows.documents)
-        self.subscriber, self.inbox = _subscriber(broker, "edgeloop/#")
+        self.subscriber, self.inbox = listen(broker, "edgeloop/#")
 
     def published(self, count: int) -> list[tuple[str, bytes]]:
         return [m for m in self.inbox.wait_for(count) if m[0].startswith("edgeloop/")]
@@ -236,7 +244,7 @@ def test_connect_to_a_port_nobody_listens_on_is_a_link_error() -> None:
 def test_publishes_after_a_shadow_update_still_arrive(broker: EmbeddedBroker) -> None:
     """IoT Core consumes reserved topics without dropping the client (plain amqtt would drop it)."""
     uplink = MqttUplink.connect(broker.host, broker.port, f"dev-{uuid.uuid4().hex[:8]}", timeout_s=WAIT_S)
-    subscriber, inbox = _subscriber(broker, "edgeloop/#")
+    subscriber, inbox = listen(broker, "edgeloop/#")
     uplink.update_shadow(THING, HEALTH_SHADOW, {"state": {"reported": {"n": 1}}})
     uplink.publish(results_topic(THING), b"after")
     assert inbox.wait_for(1) == [(results_topic(THING), b"after")]
