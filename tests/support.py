@@ -12,6 +12,9 @@ from typing import Any
 
 from edgeloop.core.manifest import (
     Artifact,
+    Baseline,
+    FeatureBaseline,
+    Gate,
     Golden,
     InputSchema,
     Lineage,
@@ -40,6 +43,25 @@ def manifest_for(artifact: bytes, *, model_name: str = "digits", accuracy: float
         metrics={"fp32": {"accuracy": accuracy}},
         golden=Golden(inputs=((1.0, 2.0, 3.0, 4.0),), labels=(1,)),
         lineage=Lineage("builtin:test", "0" * 64, "job-1", "0.1.0", {"seed": "0"}),
+        gate=FP32_GATE,
+        baseline=uniform_baseline(("a", "b", "c", "d"), 0.0, 16.0),
+    )
+
+
+FP32_GATE = Gate(metric="accuracy", bound=0.01, drop=0.0, passed=True)
+"""The gate of a manifest whose only variant is fp32: nothing to compare, so it passes."""
+
+
+def uniform_baseline(features: tuple[str, ...], low: float, high: float) -> Baseline:
+    """A baseline of features spread evenly over [low, high] in four bins, for manifests built by hand."""
+    step = (high - low) / 4 if high > low else 0.25
+    edges = (low + step, low + 2 * step, low + 3 * step)
+    return Baseline(
+        rows=100,
+        features=tuple(FeatureBaseline(n, low + 2 * step, step * 2, low, high, edges, (0.25,) * 4) for n in features),
+        confidence_mean=0.9,
+        confidence_edges=(0.5, 0.9),
+        confidence_fractions=(0.1, 0.3, 0.6),
     )
 
 

@@ -14,9 +14,13 @@ from edgeloop.core.errors import ManifestError, ValidationError
 from edgeloop.core.names import validate_model_name
 
 MANIFEST_FILE = "manifest.json"
-MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION = 2
 SUPPORTED_DTYPES = ("float32",)
 PRECISIONS = ("fp32", "int8-dynamic", "int8-static")
+REFERENCE_PRECISION = "fp32"
+"""The variant every other one is gated against: the model as trained."""
+GATE_TOLERANCE = 1e-4
+"""Slack when the manifest's own gate arithmetic is re-checked (metrics travel rounded)."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -155,6 +159,166 @@ class Golden:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """The accuracy gate's decision: each variant's drop versus the reference, and whether the model may ship.
+
+    `drop` is the selected variant's; `rejected` names every variant the gate refused, with why. A manifest
+    whose gate did not pass is never registered as deployable.
+    """
+
+    metric: str
+    bound: float
+    drop: float
+    passed: bool
+    reference: str = REFERENCE_PRECISION
+    minimum: float | None = None
+    """An absolute floor on the reference's metric (None: only the drop is gated)."""
+    rejected: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.metric:
+            raise ManifestError("gate.metric", "must name a metric")
+        if not 0.0 <= self.bound <= 1.0:
+            raise ManifestError("gate.bound", f"{self.bound} is outside [0, 1]")
+        if self.passed and self.drop > self.bound + GATE_TOLERANCE:
+            raise ManifestError("gate.passed", f"true although drop {self.drop} exceeds bound {self.bound}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Gate:
+        """Parse the gate section."""
+        where = "gate"
+        wire.only_keys(data, {"metric", "bound", "drop", "passed", "reference", "minimum", "rejected"}, where)
+        passed = data.get("passed")
+        if not isinstance(passed, bool):
+            raise ManifestError("gate.passed", f"expected true or false, got {passed!r}")
+        minimum = data.get("minimum")
+        return cls(
+            metric=wire.text(data, "metric", where),
+            bound=wire.number(data, "bound", where),
+            drop=wire.number(data, "drop", where),
+            passed=passed,
+            reference=wire.text(data, "reference", where),
+            minimum=None if minimum is None else wire.number(data, "minimum", where),
+            rejected=wire.string_map(data, "rejected", where),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "metric": self.metric,
+            "bound": self.bound,
+            "drop": self.drop,
+            "passed": self.passed,
+            "reference": self.reference,
+            "minimum": self.minimum,
+            "rejected": dict(self.rejected),
+        }
+
+
+@dataclass(frozen=True)
+class FeatureBaseline:
+    """One feature's training distribution: summary statistics and a binned histogram for drift scores (PSI).
+
+    `edges` are the inner bin edges (ascending, len(fractions) - 1 of them): bin 0 is (-inf, edges[0]),
+    the last is [edges[-1], inf), so a device can bin any value without knowing the training range.
+    """
+
+    name: str
+    mean: float
+    std: float
+    minimum: float
+    maximum: float
+    edges: tuple[float, ...]
+    fractions: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        where = f"baseline.features[{self.name}]"
+        if self.std < 0:
+            raise ManifestError(f"{where}.std", f"must be >= 0, got {self.std}")
+        if self.minimum > self.maximum:
+            raise ManifestError(f"{where}.minimum", f"{self.minimum} is above maximum {self.maximum}")
+        if len(self.fractions) != len(self.edges) + 1:
+            raise ManifestError(f"{where}.fractions", f"needs len(edges) + 1 = {len(self.edges) + 1} values")
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise ManifestError(f"{where}.edges", "must be strictly ascending")
+        if any(f < 0 for f in self.fractions) or abs(sum(self.fractions) - 1.0) > 1e-3:
+            raise ManifestError(f"{where}.fractions", "must be non-negative and sum to 1")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureBaseline:
+        """Parse one feature's baseline."""
+        where = "baseline.features[]"
+        wire.only_keys(data, {"name", "mean", "std", "minimum", "maximum", "edges", "fractions"}, where)
+        return cls(
+            name=wire.text(data, "name", where),
+            mean=wire.number(data, "mean", where),
+            std=wire.number(data, "std", where),
+            minimum=wire.number(data, "minimum", where),
+            maximum=wire.number(data, "maximum", where),
+            edges=_numbers(data, "edges", where),
+            fractions=_numbers(data, "fractions", where),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "name": self.name,
+            "mean": self.mean,
+            "std": self.std,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "edges": list(self.edges),
+            "fractions": list(self.fractions),
+        }
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the model saw in training, per feature and for its own confidence: the device's drift reference."""
+
+    rows: int
+    features: tuple[FeatureBaseline, ...]
+    confidence_mean: float
+    confidence_edges: tuple[float, ...]
+    confidence_fractions: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if self.rows < 1:
+            raise ManifestError("baseline.rows", f"must be >= 1, got {self.rows}")
+        if not 0.0 <= self.confidence_mean <= 1.0:
+            raise ManifestError("baseline.confidence_mean", f"{self.confidence_mean} is outside [0, 1]")
+        if len(self.confidence_fractions) != len(self.confidence_edges) + 1:
+            raise ManifestError("baseline.confidence_fractions", "needs len(confidence_edges) + 1 values")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Baseline:
+        """Parse the baseline section."""
+        where = "baseline"
+        keys = {"rows", "features", "confidence_mean", "confidence_edges", "confidence_fractions"}
+        wire.only_keys(data, keys, where)
+        return cls(
+            rows=wire.integer(data, "rows", where, minimum=1),
+            features=tuple(
+                FeatureBaseline.from_dict(wire.mapping(f, "baseline.features[]"))
+                for f in wire.sequence(data, "features", where)
+            ),
+            confidence_mean=wire.number(data, "confidence_mean", where),
+            confidence_edges=_numbers(data, "confidence_edges", where),
+            confidence_fractions=_numbers(data, "confidence_fractions", where),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "rows": self.rows,
+            "features": [f.to_dict() for f in self.features],
+            "confidence_mean": self.confidence_mean,
+            "confidence_edges": list(self.confidence_edges),
+            "confidence_fractions": list(self.confidence_fractions),
+        }
+
+
+@dataclass(frozen=True)
 class Lineage:
     """Where a model came from, so a registry version can be traced back to data and code."""
 
@@ -163,18 +327,27 @@ class Lineage:
     training_job: str
     code_version: str
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    parent_version: int | None = None
+    """The registry version this model was retrained from (None for a first model)."""
+
+    def __post_init__(self) -> None:
+        if self.parent_version is not None and self.parent_version < 1:
+            raise ManifestError("lineage.parent_version", f"must be >= 1, got {self.parent_version}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Lineage:
         """Parse the lineage section."""
         where = "lineage"
-        wire.only_keys(data, {"dataset", "dataset_sha256", "training_job", "code_version", "hyperparameters"}, where)
+        keys = {"dataset", "dataset_sha256", "training_job", "code_version", "hyperparameters", "parent_version"}
+        wire.only_keys(data, keys, where)
+        parent = data.get("parent_version")
         return cls(
             dataset=wire.text(data, "dataset", where),
             dataset_sha256=wire.text(data, "dataset_sha256", where),
             training_job=wire.text(data, "training_job", where),
             code_version=wire.text(data, "code_version", where),
             hyperparameters=wire.string_map(data, "hyperparameters", where),
+            parent_version=None if parent is None else wire.integer(data, "parent_version", where, minimum=1),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,6 +358,7 @@ class Lineage:
             "training_job": self.training_job,
             "code_version": self.code_version,
             "hyperparameters": dict(self.hyperparameters),
+            "parent_version": self.parent_version,
         }
 
 
@@ -202,6 +376,8 @@ class ModelManifest:
     metrics: Mapping[str, Mapping[str, float]]
     golden: Golden
     lineage: Lineage
+    gate: Gate
+    baseline: Baseline
     schema_version: int = MANIFEST_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -210,7 +386,9 @@ class ModelManifest:
         except ValidationError as exc:
             raise ManifestError("model_name", exc.message) from exc
         if self.schema_version != MANIFEST_SCHEMA_VERSION:
-            raise ManifestError("schema_version", f"{self.schema_version}; this edgeloop reads 1")
+            raise ManifestError(
+                "schema_version", f"{self.schema_version}; this edgeloop reads {MANIFEST_SCHEMA_VERSION}"
+            )
         files = [a.file for a in self.artifacts]
         if len(set(files)) != len(files):
             raise ManifestError("artifacts", f"file names must be unique, got {files}")
@@ -229,6 +407,34 @@ class ModelManifest:
         widths = {len(row) for row in self.golden.inputs}
         if widths - {self.input.width}:
             raise ManifestError("golden.inputs", f"rows must have {self.input.width} values")
+        self._check_gate()
+        names = tuple(f.name for f in self.baseline.features)
+        if names != self.input.features:
+            raise ManifestError("baseline.features", f"must describe the input features in order, got {names}")
+
+    def _check_gate(self) -> None:
+        """The gate must be about variants that exist, and the selected one must be one it let through."""
+        gate = self.gate
+        if gate.reference not in self.metrics or gate.metric not in self.metrics[gate.reference]:
+            raise ManifestError("gate.metric", f"no {gate.metric!r} for the reference variant {gate.reference!r}")
+        unknown = sorted(set(gate.rejected) - set(self.metrics))
+        if unknown:
+            raise ManifestError("gate.rejected", f"names variants without metrics: {unknown}")
+        selected = self.selected_artifact.precision
+        if selected in gate.rejected:
+            raise ManifestError("selected", f"{selected} was rejected by the gate: {gate.rejected[selected]}")
+        if gate.metric not in self.metrics.get(selected, {}):
+            raise ManifestError("gate.metric", f"no {gate.metric!r} for the selected variant {selected!r}")
+        expected = self.metrics[gate.reference][gate.metric] - self.metrics[selected][gate.metric]
+        if abs(expected - gate.drop) > GATE_TOLERANCE:
+            raise ManifestError(
+                "gate.drop", f"{gate.drop} does not match the metrics (reference - selected = {expected})"
+            )
+
+    @property
+    def deployable(self) -> bool:
+        """Whether the accuracy gate let this model through: the registry never approves one that it did not."""
+        return self.gate.passed
 
     @property
     def selected_artifact(self) -> Artifact:
@@ -253,7 +459,7 @@ class ModelManifest:
     @classmethod
     def _parse(cls, data: Mapping[str, Any]) -> ModelManifest:
         keys = {"schema_version", "model_name", "created_at", "artifacts", "selected", "input", "output"}
-        wire.only_keys(data, keys | {"labels", "metrics", "golden", "lineage"}, "manifest")
+        wire.only_keys(data, keys | {"labels", "metrics", "golden", "lineage", "gate", "baseline"}, "manifest")
         labels = wire.sequence(data, "labels", "manifest")
         if not all(isinstance(x, str) for x in labels):
             raise ManifestError("labels", "must be a list of strings")
@@ -271,6 +477,8 @@ class ModelManifest:
             metrics=_parse_metrics(wire.mapping(data.get("metrics"), "metrics")),
             golden=Golden.from_dict(wire.mapping(data.get("golden"), "golden")),
             lineage=Lineage.from_dict(wire.mapping(data.get("lineage"), "lineage")),
+            gate=Gate.from_dict(wire.mapping(data.get("gate"), "gate")),
+            baseline=Baseline.from_dict(wire.mapping(data.get("baseline"), "baseline")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -287,6 +495,8 @@ class ModelManifest:
             "metrics": {k: dict(v) for k, v in self.metrics.items()},
             "golden": self.golden.to_dict(),
             "lineage": self.lineage.to_dict(),
+            "gate": self.gate.to_dict(),
+            "baseline": self.baseline.to_dict(),
         }
 
     def to_json(self) -> str:
@@ -305,6 +515,13 @@ class ModelManifest:
 
 def _is_finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers(data: Mapping[str, Any], key: str, where: str) -> tuple[float, ...]:
+    values = wire.sequence(data, key, where)
+    if not all(map(_is_finite, values)):
+        raise ManifestError(f"{where}.{key}", "must be a list of finite numbers")
+    return tuple(float(v) for v in values)
 
 
 def _parse_metrics(data: Mapping[str, Any]) -> dict[str, dict[str, float]]:

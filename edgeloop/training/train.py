@@ -22,6 +22,8 @@ from edgeloop.core.errors import EdgeloopError
 from edgeloop.core.manifest import (
     MANIFEST_FILE,
     Artifact,
+    Baseline,
+    Gate,
     Golden,
     InputSchema,
     Lineage,
@@ -29,6 +31,7 @@ from edgeloop.core.manifest import (
     OutputSchema,
 )
 from edgeloop.training import model as mdl
+from edgeloop.training.baseline import baseline
 from edgeloop.training.config import TrainingConfig
 from edgeloop.training.conventions import build_config
 from edgeloop.training.data import Dataset, check_holdout, load_dataset
@@ -37,6 +40,8 @@ from edgeloop.training.outputs import prepare_dirs, publish, write_atomic
 MODEL_FILE = "model.onnx"
 METRICS_FILE = "metrics.json"
 PRECISION = "fp32"
+GATE_BOUND = 0.01
+"""Default accuracy drop a compressed variant may have versus fp32: one percentage point."""
 GOLDEN_ROWS = 8
 RANGE_MARGIN = 0.5
 """The input range the device accepts: the observed [min, max] widened by half its span on each side.
@@ -94,12 +99,14 @@ def train(config: TrainingConfig) -> TrainingResult:
         float(np.mean(predicted == pipeline.predict(parts.x_holdout))),
     )  # fmt: skip
     chosen = mdl.golden_rows(predicted, probabilities, GOLDEN_ROWS)
+    _, train_probabilities = mdl.predict_onnx(onnx_bytes, parts.x_train)
     manifest = _manifest(
         config, dataset, job, started, onnx_bytes, metrics,
         Golden(
             inputs=tuple(tuple(float(v) for v in parts.x_holdout[i]) for i in chosen),
             labels=tuple(int(predicted[i]) for i in chosen),
         ),
+        baseline(parts.x_train, dataset.feature_names, train_probabilities.max(axis=1)),
     )  # fmt: skip
     paths = publish(config.model_dir, {MODEL_FILE: onnx_bytes, MANIFEST_FILE: manifest.to_json().encode()})
     metrics_path = _write_metrics(config.output_data_dir, manifest, sklearn_accuracy)
@@ -134,6 +141,7 @@ def _manifest(
     onnx_bytes: bytes,
     metrics: Mapping[str, float],
     golden: Golden,
+    training_baseline: Baseline,
 ) -> ModelManifest:
     """The manifest: the one contract the registry and the device read."""
     return ModelManifest(
@@ -160,6 +168,8 @@ def _manifest(
             code_version=edgeloop.__version__,
             hyperparameters=config.hyperparameters(),
         ),
+        gate=Gate(metric="accuracy", bound=GATE_BOUND, drop=0.0, passed=True),
+        baseline=training_baseline,
     )
 
 

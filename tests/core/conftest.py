@@ -30,7 +30,7 @@ FP32_SHA = "0123456789abcdef" * 4
 INT8_SHA = "fedcba9876543210" * 4
 
 _MANIFEST: dict[str, Any] = {
-    "schema_version": 1,
+    "schema_version": 2,
     "model_name": "iris-classifier",
     "created_at": "2026-11-24T12:00:00Z",
     "artifacts": [
@@ -58,6 +58,34 @@ _MANIFEST: dict[str, Any] = {
         "training_job": "edgeloop-iris-20261124",
         "code_version": "4257f3f",
         "hyperparameters": {"max_iter": "200", "hidden": "16"},
+        "parent_version": 3,
+    },
+    "gate": {
+        "metric": "accuracy",
+        "bound": 0.025,
+        "drop": 0.0225,
+        "passed": True,
+        "reference": "fp32",
+        "minimum": 0.9,
+        "rejected": {},
+    },
+    "baseline": {
+        "rows": 120,
+        "features": [
+            {
+                "name": n,
+                "mean": 3.0,
+                "std": 1.5,
+                "minimum": 0.1,
+                "maximum": 7.9,
+                "edges": [2.0, 3.0, 4.5],
+                "fractions": [0.2, 0.3, 0.3, 0.2],
+            }
+            for n in ("sepal_length", "sepal_width", "petal_length")
+        ],
+        "confidence_mean": 0.91,
+        "confidence_edges": [0.5, 0.9],
+        "confidence_fractions": [0.05, 0.25, 0.7],
     },
 }
 

@@ -48,6 +48,22 @@ def test_parsed_values_and_properties(make_manifest: Callable[..., ModelManifest
     assert manifest.golden.inputs == ((5.1, 3.5, 1.4), (6.5, 3.0, 5.2))
     assert manifest.labels == ("setosa", "versicolor", "virginica")
     assert manifest.lineage.hyperparameters == {"max_iter": "200", "hidden": "16"}
+    assert manifest.lineage.parent_version == 3
+    assert manifest.deployable
+    assert manifest.gate.drop == pytest.approx(0.96 - 0.9375)
+    assert [f.name for f in manifest.baseline.features] == list(manifest.input.features)
+
+
+def test_a_gate_that_did_not_pass_makes_the_model_undeployable(manifest_dict: Callable[..., dict[str, Any]]) -> None:
+    data = manifest_dict()
+    data["gate"]["passed"] = False
+    assert not ModelManifest.from_dict(data).deployable
+
+
+def test_a_first_model_has_no_parent_version(manifest_dict: Callable[..., dict[str, Any]]) -> None:
+    data = manifest_dict()
+    data["lineage"]["parent_version"] = None
+    assert ModelManifest.from_dict(data).lineage.parent_version is None
 
 
 def test_integers_in_float_fields_read_as_floats(manifest_dict: Callable[..., dict[str, Any]]) -> None:
@@ -112,6 +128,42 @@ INVALID: list[Any] = [
     pytest.param(_delete("golden.labels"), "golden.labels", id="missing-golden-labels"),
     pytest.param(_delete("lineage.training_job"), "lineage.training_job", id="missing-training_job"),
     pytest.param(_delete("lineage.hyperparameters"), "lineage.hyperparameters", id="missing-hyperparameters"),
+    # gate, baseline and lineage (schema 2)
+    pytest.param(_delete("gate"), "gate", id="missing-gate"),
+    pytest.param(_set("gate.passed", "yes"), "gate.passed", id="gate-passed-not-bool"),
+    pytest.param(_set("gate.bound", 1.5), "gate.bound", id="gate-bound-above-1"),
+    pytest.param(_set("gate.bound", 0.01), "gate.passed", id="gate-passed-although-drop-exceeds-bound"),
+    pytest.param(_set("gate.drop", 0.001), "gate.drop", id="gate-drop-disagrees-with-metrics"),
+    pytest.param(_set("gate.metric", "auc"), "gate.metric", id="gate-metric-not-measured"),
+    pytest.param(_set("gate.reference", "fp16"), "gate.metric", id="gate-reference-without-metrics"),
+    pytest.param(_set("gate.rejected", {"int8-dynamic": "dropped 2.3 points"}), "selected", id="selected-was-rejected"),
+    pytest.param(_set("gate.rejected", {"int8-static": "x"}), "gate.rejected", id="gate-rejects-unknown-variant"),
+    pytest.param(_set("gate.colour", "red"), "gate", id="unknown-gate"),
+    pytest.param(_delete("baseline"), "baseline", id="missing-baseline"),
+    pytest.param(_set("baseline.rows", 0), "baseline.rows", id="baseline-no-rows"),
+    pytest.param(_set("baseline.features", []), "baseline.features", id="baseline-features-missing"),
+    pytest.param(_set("baseline.features.0.name", "petal_width"), "baseline.features", id="baseline-feature-renamed"),
+    pytest.param(
+        _set("baseline.features.0.edges", [3.0, 2.0, 4.5]),
+        "baseline.features[sepal_length].edges",
+        id="baseline-edges-descending",
+    ),
+    pytest.param(
+        _set("baseline.features.0.fractions", [0.5, 0.5]),
+        "baseline.features[sepal_length].fractions",
+        id="baseline-fraction-count",
+    ),
+    pytest.param(
+        _set("baseline.features.0.fractions", [0.5, 0.5, 0.5, 0.5]),
+        "baseline.features[sepal_length].fractions",
+        id="baseline-fractions-sum",
+    ),
+    pytest.param(
+        _set("baseline.features.0.edges", [2.0, float("nan"), 4.5]), "baseline.features[].edges", id="baseline-edge-nan"
+    ),
+    pytest.param(_set("baseline.confidence_mean", 1.2), "baseline.confidence_mean", id="baseline-confidence-above-1"),
+    pytest.param(_set("lineage.parent_version", 0), "lineage.parent_version", id="parent-version-0"),
+    pytest.param(_set("lineage.parent_version", "3"), "lineage.parent_version", id="parent-version-string"),
     # cross-field rules
     pytest.param(_set("selected", "model.fp16.onnx"), "selected", id="selected-not-an-artifact"),
     pytest.param(_set("labels", ["only"]), "labels", id="one-label"),
@@ -128,7 +180,8 @@ INVALID: list[Any] = [
     pytest.param(_set("model_name", "Iris"), "model_name", id="model-name-upper"),
     pytest.param(_set("model_name", "iris_v2"), "model_name", id="model-name-underscore"),
     pytest.param(_set("model_name", "iris\n"), "model_name", id="model-name-newline"),
-    pytest.param(_set("schema_version", 2), "schema_version", id="schema-version-2"),
+    pytest.param(_set("schema_version", 1), "schema_version", id="schema-version-1"),
+    pytest.param(_set("schema_version", 3), "schema_version", id="schema-version-3"),
     pytest.param(_set("schema_version", 0), "schema_version", id="schema-version-0"),
     pytest.param(_set("schema_version", "1"), "manifest.schema_version", id="schema-version-string"),
     # booleans where integers are required

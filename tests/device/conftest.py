@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from support import FP32_GATE, uniform_baseline
 
 from edgeloop.core.manifest import (
     MANIFEST_FILE,
@@ -93,6 +94,8 @@ def digits_manifest(model: DigitsModel, artifact: bytes) -> ModelManifest:
             labels=tuple(int(v) for v in model.labels[:8]),
         ),
         lineage=Lineage(dataset="sklearn:digits", dataset_sha256="0" * 64, training_job="tests", code_version="tests"),
+        gate=FP32_GATE,
+        baseline=uniform_baseline(tuple(f"pixel_{i}" for i in range(WIDTH)), 0.0, 16.0),
     )
 
 
@@ -212,6 +215,10 @@ def foreign_manifest(
             labels=tuple(int(v) for v in labels[:4]),
         ),
         lineage=Lineage(dataset="tests", dataset_sha256="0" * 64, training_job="tests", code_version="tests"),
+        gate=FP32_GATE,
+        baseline=uniform_baseline(
+            tuple(f"f{i}" for i in range(rows.shape[1])), float(np.floor(rows.min())), float(np.ceil(rows.max()))
+        ),
     )
 
 

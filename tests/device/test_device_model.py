@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 import pytest
+from support import uniform_baseline
 
 from edgeloop.core.errors import ConfigError, IntegrityError, ManifestError, ModelFormatError, NotFoundError
 from edgeloop.core.manifest import MANIFEST_FILE, Artifact, ModelManifest, OutputSchema
@@ -105,6 +106,7 @@ def test_a_feature_count_the_model_does_not_take_is_refused(make_model_dir: Mode
             manifest,
             input=replace(manifest.input, features=manifest.input.features[:10]),
             golden=replace(manifest.golden, inputs=(manifest.golden.inputs[0][:10],), labels=(0,)),
+            baseline=replace(manifest.baseline, features=manifest.baseline.features[:10]),
         )
 
     with pytest.raises(ModelFormatError, match="takes 64 features, manifest lists 10"):
@@ -317,7 +319,10 @@ def with_features(model: ForeignModel, count: int) -> ModelManifest:
     rows = tuple(tuple([1.0] * count) for _ in manifest.golden.inputs)
     features = tuple(f"f{i}" for i in range(count))
     return replace(
-        manifest, input=replace(manifest.input, features=features), golden=replace(manifest.golden, inputs=rows)
+        manifest,
+        input=replace(manifest.input, features=features),
+        golden=replace(manifest.golden, inputs=rows),
+        baseline=uniform_baseline(features, manifest.input.minimum, manifest.input.maximum),
     )
 
 

@@ -1,0 +1,51 @@
+"""Per-feature training statistics written into the manifest: the reference the device's drift monitor compares to."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeloop.core.manifest import Baseline, FeatureBaseline
+
+BINS = 10
+"""Histogram bins per feature: PSI over ten quantile bins is the usual choice (each bin ~10% of training rows)."""
+CONFIDENCE_EDGES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+"""Fixed confidence bins: the mass near 1 is where a confident model lives and where drift shows first."""
+DECIMALS = 6
+
+
+def feature_baseline(name: str, column: np.ndarray) -> FeatureBaseline:
+    """Summary statistics and quantile bins of one feature (ties collapse bins, so edges stay strictly ascending)."""
+    values = column.astype(np.float64)
+    inner = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1]))
+    counts = np.bincount(np.searchsorted(inner, values, side="right"), minlength=inner.size + 1)
+    fractions = counts / counts.sum()
+    return FeatureBaseline(
+        name=name,
+        mean=round(float(values.mean()), DECIMALS),
+        std=round(float(values.std()), DECIMALS),
+        minimum=float(values.min()),
+        maximum=float(values.max()),
+        edges=tuple(round(float(e), DECIMALS) for e in inner),
+        fractions=_rounded_fractions(fractions),
+    )
+
+
+def baseline(features: np.ndarray, names: tuple[str, ...], confidences: np.ndarray) -> Baseline:
+    """The manifest's baseline: every feature of the training rows, and the model's confidence on them."""
+    counts = np.bincount(np.searchsorted(np.asarray(CONFIDENCE_EDGES), confidences, side="right"),
+                         minlength=len(CONFIDENCE_EDGES) + 1)  # fmt: skip
+    return Baseline(
+        rows=int(features.shape[0]),
+        features=tuple(feature_baseline(name, features[:, i]) for i, name in enumerate(names)),
+        confidence_mean=round(float(np.mean(confidences)), DECIMALS),
+        confidence_edges=CONFIDENCE_EDGES,
+        confidence_fractions=_rounded_fractions(counts / counts.sum()),
+    )
+
+
+def _rounded_fractions(fractions: np.ndarray) -> tuple[float, ...]:
+    """Fractions rounded for the manifest, the rounding error put on the largest so they still sum to 1."""
+    rounded = [round(float(f), DECIMALS) for f in fractions]
+    largest = int(np.argmax(fractions))
+    rounded[largest] = round(rounded[largest] + 1.0 - sum(rounded), DECIMALS)
+    return tuple(rounded)

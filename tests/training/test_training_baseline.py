@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from edgeloop.training.baseline import BINS, baseline, feature_baseline
+
+
+def test_quantile_bins_hold_about_a_tenth_of_the_rows_each() -> None:
+    column = np.random.default_rng(0).normal(5.0, 2.0, 10_000)
+    stats = feature_baseline("x", column)
+    assert len(stats.edges) == BINS - 1
+    assert all(f == pytest.approx(0.1, abs=0.002) for f in stats.fractions)
+    assert stats.mean == pytest.approx(5.0, abs=0.05)
+    assert stats.std == pytest.approx(2.0, abs=0.05)
+    assert sum(stats.fractions) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_a_constant_feature_gets_one_edge_and_all_rows_in_one_bin() -> None:
+    stats = feature_baseline("x", np.full(50, 3.0))
+    assert stats.edges == (3.0,)
+    assert stats.fractions == (0.0, 1.0)
+    assert stats.std == 0.0
+
+
+def test_a_sparse_feature_collapses_tied_edges() -> None:
+    column = np.array([0.0] * 90 + list(range(1, 11)), dtype=np.float64)
+    stats = feature_baseline("pixel", column)
+    assert list(stats.edges) == sorted(set(stats.edges))
+    assert sum(stats.fractions) == pytest.approx(1.0)
+
+
+def test_baseline_describes_every_feature_and_the_confidence() -> None:
+    features = np.random.default_rng(1).uniform(0, 1, (200, 3))
+    confidences = np.linspace(0.4, 1.0, 200)
+    result = baseline(features, ("a", "b", "c"), confidences)
+    assert [f.name for f in result.features] == ["a", "b", "c"]
+    assert result.rows == 200
+    assert result.confidence_mean == pytest.approx(0.7, abs=1e-6)
+    assert len(result.confidence_fractions) == len(result.confidence_edges) + 1
