@@ -39,7 +39,7 @@ from edgeloop.core.records import Record, RecordKind
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import MemoryBuffer, RecordBuffer, SqliteBuffer
 from edgeloop.device.model import SessionSettings
-from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
+from edgeloop.device.runtime import COMMIT_MAX_RESULTS, DeviceRuntime, InferenceRequest
 from edgeloop.device.uplink import MemoryUplink
 from edgeloop.training.config import TrainingConfig
 from edgeloop.training.train import train
@@ -152,15 +152,23 @@ def per_call_us(call: Callable[[int], object], calls: int) -> list[float]:
     return out
 
 
-def interleaved_p50(bare: Callable[[int], object], path: Callable[[int], object], calls: int) -> tuple[float, float]:
-    """p50 of both sides measured in alternating blocks, so machine noise hits them alike."""
+def interleaved(
+    bare: Callable[[int], object], path: Callable[[int], object], calls: int
+) -> tuple[list[float], list[float]]:
+    """Per-call times of both sides measured in alternating blocks, so machine noise hits them alike."""
     bare_us: list[float] = []
     path_us: list[float] = []
     block = max(1, calls // 10)
     for start in range(0, calls, block):
         bare_us += per_call_us(partial(_shifted, bare, start), block)
         path_us += per_call_us(partial(_shifted, path, start), block)
-    return statistics.median(bare_us), statistics.median(path_us)
+    return bare_us, path_us
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of the samples."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 def _shifted(call: Callable[[int], object], start: int, i: int) -> object:
@@ -265,14 +273,19 @@ def measure(model_root: Path, model_dir: Path, args: argparse.Namespace, sizes: 
         return session.run([PROBABILITIES], {name: rows[i % count : i % count + 1]})
 
     def path(i: int) -> object:
-        return runtime.infer([requests[i % count]])
+        return runtime.serve([requests[i % count]])  # what the component loop calls with a micro-batch of one
+
+    def answered(i: int) -> object:
+        return runtime.infer([requests[i % count]])  # the library call: answers back, results committed on return
 
     batches = [rows[i : i + batch] for i in range(0, count - batch + 1, batch)]
 
     def bare_batched(i: int) -> object:
         return session.run([PROBABILITIES], {name: batches[i % len(batches)]})
 
-    bare_p50, path_p50 = interleaved_p50(bare, path, sizes.latency_calls)
+    bare_us, path_us = interleaved(bare, path, sizes.latency_calls)
+    bare_p50, path_p50 = statistics.median(bare_us), statistics.median(path_us)
+    _, answered_us = interleaved(bare, answered, sizes.latency_calls)
     bare_per_s = rows_per_s(bare, sizes.single_calls, 1)
     bare_batched_per_s = rows_per_s(bare_batched, sizes.batched_rows // batch, batch)
     stream = [requests[i % count] for i in range(sizes.path_rows)]
@@ -280,14 +293,18 @@ def measure(model_root: Path, model_dir: Path, args: argparse.Namespace, sizes: 
     path_per_s = sustained(make_runtime(model_root, fresh, config), stream)
 
     engine = make_runtime(model_root, NullBuffer(buffer), config)
-    engine_p50 = statistics.median(per_call_us(lambda i: engine.infer([requests[i % count]]), sizes.latency_calls))
-    engine_per_s = rows_per_s(lambda i: engine.infer(requests[(i * batch) % (count - batch) :][:batch]), 400, batch)
+    engine_p50 = statistics.median(per_call_us(lambda i: engine.serve([requests[i % count]]), sizes.latency_calls))
+    engine_per_s = rows_per_s(lambda i: engine.serve(requests[(i * batch) % (count - batch) :][:batch]), 400, batch)
     waits = wait_bound(model_root, config, requests[: sizes.trickle], gap_s=max(0.02, 3 * args.wait_ms / 1000))
     sys.stdout.write(
         f"model: digits MLP {model_dir / manifest.selected} ({manifest.input.width} features, "
         f"{len(manifest.labels)} classes); session: {settings}\n"
         f"buffer: {type(buffer).__name__}{' on :memory:' if args.buffer == 'sqlite' else ''}; "
         f"micro-batch: batchMax={batch}, batchWaitMs={args.wait_ms}\n"
+        f"path at batch 1 (serve): p50 {path_p50:.2f} us, p99 {percentile(path_us, 99):.2f} us, mean "
+        f"{statistics.fmean(path_us):.2f} us (p99 and mean carry the group commit every resultCommitMs / "
+        f"{COMMIT_MAX_RESULTS} results); bare p99 {percentile(bare_us, 99):.2f} us\n"
+        f"infer() (answers back, committed to the buffer on return): p50 {statistics.median(answered_us):.2f} us\n"
         f"engine alone (hand-off to a no-op buffer, no loop): p50 {engine_p50:.2f} us at batch 1, "
         f"{engine_per_s:,.0f}/s at batch {batch}; the rest of path_per_s goes to the buffer's append and the loop\n"
         f"wait bound: a lone request waited p50 {statistics.median(waits):.2f} ms, max {max(waits):.2f} ms "

@@ -34,6 +34,7 @@ OVERRIDABLE_KEYS = frozenset(
         "probationMinRequests",
         "batchMax",
         "batchWaitMs",
+        "resultCommitMs",
         "forwardBatchSize",
         "logLevel",
     }

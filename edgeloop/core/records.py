@@ -116,14 +116,9 @@ class InferenceBatch:
 
     def to_payload(self) -> dict[str, Any]:
         """Payload form for a Record: one JSON list per column."""
-        return {
-            "model_version": self.model_version,
-            "latency_ms": round(self.latency_ms, 4),
-            "request_ids": list(self.request_ids),
-            "label_indices": list(self.label_indices),
-            "labels": list(self.labels),
-            "confidences": list(self.confidences),
-        }
+        return result_payload(
+            self.request_ids, self.label_indices, self.labels, self.confidences, self.model_version, self.latency_ms
+        )
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> InferenceBatch:
@@ -162,6 +157,29 @@ class InferenceBatch:
                 self.request_ids, self.labels, self.label_indices, self.confidences, strict=True
             )
         ]
+
+
+def result_payload(
+    request_ids: Sequence[str],
+    label_indices: Sequence[int],
+    labels: Sequence[str],
+    confidences: Sequence[float],
+    model_version: int,
+    latency_ms: float,
+) -> dict[str, Any]:
+    """A RESULT record's payload, one JSON list per column (InferenceBatch.from_payload reads it back).
+
+    The device's batch-1 path calls this directly with values that are valid by construction, skipping
+    InferenceBatch's checks; everything else goes through InferenceBatch.to_payload.
+    """
+    return {
+        "model_version": model_version,
+        "latency_ms": round(latency_ms, 4),
+        "request_ids": list(request_ids),
+        "label_indices": list(label_indices),
+        "labels": list(labels),
+        "confidences": list(confidences),
+    }
 
 
 def _column(data: Mapping[str, Any], key: str, kind: type) -> tuple[Any, ...]:

@@ -97,6 +97,7 @@ class DeviceConfig:
     modelComponentVersion: str = ""  # noqa: N815
     batchMax: int = 32  # noqa: N815
     batchWaitMs: int = 10  # noqa: N815
+    resultCommitMs: int = 20  # noqa: N815 - results wait at most this long to be committed together (0: every batch)
     forwardBatchSize: int = 200  # noqa: N815
     healthIntervalSeconds: float = 5.0  # noqa: N815
     healthMinIntervalSeconds: float = 1.0  # noqa: N815 - floor between reports triggered by a change
@@ -119,6 +120,7 @@ class DeviceConfig:
         for name, low, high in (
             ("batchMax", 1, 4096),
             ("batchWaitMs", 0, 10_000),
+            ("resultCommitMs", 0, 10_000),
             ("forwardBatchSize", 1, 10_000),
             ("intraOpThreads", 1, 64),
             ("interOpThreads", 1, 64),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,10 @@ _NUMERIC_KINDS = "fiu"
 _PLAIN_NUMBERS = (int, float)
 """Exact types the batch-1 screen takes (not bool); anything else goes through numpy's screen."""
 _NOT_A_ROW = "features must be a flat list of numbers"
+_FLOAT_ARRAYS = (np.float64, np.float32)
+"""Element types a decoded 1-D row may have for the batch-1 screen (what the component's decoders produce)."""
+
+SessionRun = Callable[[list[str], dict[str, np.ndarray], Any], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,27 @@ class LoadedModel:
     session: ort.InferenceSession = field(repr=False)
     layout: InputLayout | None = None
     """None means [N, width] float32, the layout edgeloop's own training exports."""
+    _run_session: SessionRun = field(init=False, repr=False, compare=False)
+    _output_names: list[str] = field(init=False, repr=False, compare=False)
+    _bounds: tuple[float, float, bool] = field(init=False, repr=False, compare=False)
+    _quick_shape: tuple[int, ...] | None = field(init=False, repr=False, compare=False)
+    """The 1-D row shape the batch-1 path takes; None when the session needs another layout."""
+
+    def __post_init__(self) -> None:
+        # InferenceSession.run re-checks input names, OrtValue ownership and graph capture on every call (~1 us,
+        # a sixth of a small model's run). load_model checks the names once, the engine feeds only numpy arrays on
+        # the CPU provider, so the C++ session's own run is the same call without that cost.
+        inner = getattr(self.session, "_sess", None)
+        run = getattr(inner, "run", None)
+        if not callable(run):
+            session = self.session
+            run = lambda names, feed, _options: session.run(names, feed)  # noqa: E731
+        schema = self.manifest.input
+        object.__setattr__(self, "_run_session", run)
+        object.__setattr__(self, "_output_names", [self.manifest.output.probabilities])
+        finite = math.isfinite(schema.minimum) and math.isfinite(schema.maximum)
+        object.__setattr__(self, "_bounds", (schema.minimum, schema.maximum, finite))
+        object.__setattr__(self, "_quick_shape", (schema.width,) if self.layout is None else None)
 
     @property
     def width(self) -> int:
@@ -118,7 +143,10 @@ class LoadedModel:
             expected = (rows, len(self.manifest.labels))
             name = self.manifest.output.probabilities
             raise ModelFormatError(f"output {name!r} has shape {probabilities.shape}, expected {expected}")
-        return probabilities.argmax(axis=1), probabilities.max(axis=1)
+        confidences = probabilities.max(axis=1)
+        if not math.isfinite(np.add.reduce(probabilities, axis=None)):  # a row with any NaN/inf is not an answer
+            confidences = np.where(np.isfinite(probabilities).all(axis=1), confidences, np.nan)
+        return probabilities.argmax(axis=1), confidences
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         layout = self.layout
@@ -135,12 +163,49 @@ class LoadedModel:
 
     def _run(self, feed: np.ndarray) -> np.ndarray:
         try:
-            (probabilities,) = self.session.run([self.manifest.output.probabilities], {self.manifest.input.name: feed})
+            (probabilities,) = self._run_session(self._output_names, {self.manifest.input.name: feed}, None)
         except ORT_ERRORS as exc:
             raise ModelFormatError(f"inference failed: {exc}") from exc
         if not isinstance(probabilities, np.ndarray):
             raise ModelFormatError(f"output {self.manifest.output.probabilities!r} is not a tensor")
         return probabilities
+
+    def screen_row(self, row: object) -> np.ndarray | None:
+        """A lone decoded row ready to feed ([1, width] float32), or None when the full screen must judge it.
+
+        The batch-1 path: a 1-D float array in range costs two reductions and a cast; anything else (lists,
+        other layouts, a bad row) goes through screen(), which gives the reason for a bad one.
+        """
+        if type(row) is not np.ndarray or row.shape != self._quick_shape or row.dtype.type not in _FLOAT_ARRAYS:
+            return None
+        low, high, finite = self._bounds
+        if not (low <= np.minimum.reduce(row) and np.maximum.reduce(row) <= high):  # NaN fails both comparisons
+            return None
+        if not finite and not np.isfinite(row).all():
+            return None
+        return np.array(row, dtype=np.float32, ndmin=2)
+
+    def predict_row(self, feed: np.ndarray) -> tuple[int, float]:
+        """Label index and confidence of one screened row; a non-finite confidence is the caller's to refuse.
+
+        Plain Python over the ten-odd probabilities is cheaper than numpy's argmax and max at batch 1.
+        """
+        try:
+            (probabilities,) = self._run_session(self._output_names, {self.manifest.input.name: feed}, None)
+            rows: list[list[float]] = probabilities.tolist()
+        except ORT_ERRORS as exc:
+            raise ModelFormatError(f"inference failed: {exc}") from exc
+        except AttributeError as exc:
+            raise ModelFormatError(f"output {self.manifest.output.probabilities!r} is not a tensor") from exc
+        if len(rows) != 1 or len(rows[0]) != len(self.manifest.labels):
+            expected = (1, len(self.manifest.labels))
+            name = self.manifest.output.probabilities
+            raise ModelFormatError(f"output {name!r} has shape {probabilities.shape}, expected {expected}")
+        (row,) = rows
+        if not math.isfinite(sum(row)):  # max() skips a NaN that is not first: refuse any non-finite value
+            return 0, math.nan
+        confidence = max(row)
+        return row.index(confidence), confidence
 
     def check_input(self, row: object) -> str | None:
         """Why one request's features cannot be fed to the model, or None when they can."""

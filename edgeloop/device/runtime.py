@@ -31,9 +31,9 @@ from edgeloop.core.probation import ModelStatus
 from edgeloop.core.records import (
     MAX_REQUEST_ID_CHARS,
     MAX_RESULTS_PER_RECORD,
-    InferenceBatch,
     InferenceResult,
     RecordKind,
+    result_payload,
 )
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import RecordBuffer
@@ -55,6 +55,8 @@ LATENCY_WINDOW = 10_000
 """Latency samples kept between health reports; bounded so a long outage cannot grow memory."""
 STOP_FORWARD_ROUNDS = 10
 """Forward rounds attempted on stop; what is left stays durable in the buffer for the next start."""
+COMMIT_MAX_RESULTS = 256
+"""Staged results committed together at most: one buffer transaction (one fsync) for up to this many."""
 
 InferenceRequest = tuple[str, Sequence[float] | np.ndarray]
 """(request id, features). Decoders hand over 1-D numpy rows: a batch of them becomes one matrix in a
@@ -73,11 +75,26 @@ CONFIDENCE_DECIMALS = 6
 """Confidences travel rounded: more digits than a float32 holds only lengthen the records."""
 
 
+ResultColumns = tuple[Sequence[str], Sequence[int], Sequence[str], Sequence[float], int, float]
+"""One RESULT record's results as core.records.result_payload's arguments: request ids, label indices, label
+names, confidences, model version, latency (ms). Valid by construction (ids and outputs are checked before),
+kept as plain columns until the commit turns them into a record or infer's caller asks for answers."""
+
+
+def _answers(columns: ResultColumns) -> list[InferenceResult]:
+    """One InferenceResult per request of a record's columns."""
+    request_ids, indices, labels, confidences, version, latency_ms = columns
+    return [
+        InferenceResult(rid, label, index, confidence, version, latency_ms)
+        for rid, label, index, confidence in zip(request_ids, labels, indices, confidences, strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """One micro-batch's outcome, kept columnar: results for the rows at `accepted`, reasons for the rest."""
 
-    results: tuple[InferenceBatch, ...]
+    results: tuple[ResultColumns, ...]
     accepted: Sequence[int]
     rejected: Mapping[int, str]
 
@@ -87,7 +104,7 @@ class _Outcome:
 
     def answers(self, batch: Sequence[InferenceRequest]) -> list[InferenceResult | Rejected]:
         """Per-request answers, in the batch's order (built only for infer's callers)."""
-        rows = [row for results in self.results for row in results.rows()]
+        rows = [row for columns in self.results for row in _answers(columns)]
         if not self.rejected:
             return list(rows)
         answers: dict[int, InferenceResult | Rejected] = {
@@ -167,6 +184,12 @@ class DeviceRuntime:
         self._base_config = self._overridden_config = config
         self._desired: dict[str, Any] = {}
         self._overrides = OverrideResult(config)
+        self._commit_lock = threading.Lock()
+        self._staged: list[ResultColumns] = []
+        """Micro-batch results not yet in the buffer, one RESULT record each: committed together (see _stage)."""
+        self._staged_results = 0
+        self._commit_by = 0.0
+        """When the oldest staged result must be committed (time.monotonic)."""
         self.apply_config(config)
 
     @property
@@ -220,16 +243,29 @@ class DeviceRuntime:
     # --- inference -----------------------------------------------------------------------------
 
     def infer(self, requests: Sequence[InferenceRequest]) -> list[InferenceResult | Rejected]:
-        """Answer every request, in order, with a result (buffered for the cloud) or a rejection."""
-        size = self._config.batchMax
-        answers: list[InferenceResult | Rejected] = []
-        for start in range(0, len(requests), size):
-            batch = requests[start : start + size]
-            answers.extend(self._infer_batch(batch).answers(batch))
+        """Answer every request, in order, with a result or a rejection; the results are in the buffer on return."""
+        answer = self._infer_one(requests[0]) if len(requests) == 1 else None
+        if answer is not None:
+            answers: list[InferenceResult | Rejected] = (
+                [answer] if isinstance(answer, Rejected) else [*_answers(answer)]
+            )
+        else:
+            size = self._config.batchMax
+            answers = []
+            for start in range(0, len(requests), size):
+                batch = requests[start : start + size]
+                answers.extend(self._infer_batch(batch).answers(batch))
+        self.commit()
         return answers
 
-    def _serve(self, requests: Sequence[InferenceRequest]) -> None:
-        """The loop's infer: the same screening, inference and buffering, without answers nobody reads."""
+    def serve(self, requests: Sequence[InferenceRequest]) -> None:
+        """The component loop's path: the same screening, inference and staging, without answers nobody reads.
+
+        Results are staged and committed to the buffer together, within resultCommitMs, at COMMIT_MAX_RESULTS,
+        or as soon as the loop finds its input queue idle (see run); commit() forces it.
+        """
+        if len(requests) == 1 and self._infer_one(requests[0]) is not None:
+            return
         size = self._config.batchMax
         for start in range(0, len(requests), size):
             self._infer_batch(requests[start : start + size])
@@ -238,6 +274,43 @@ class DeviceRuntime:
         """Count a request refused before it reached the runtime (unparseable message, full queue)."""
         log.warning("input rejected: %s", reason)
         self._count(rejected_inputs=1)
+
+    def _infer_one(self, request: InferenceRequest) -> ResultColumns | Rejected | None:
+        """A lone request the quick way: same checks, counts and record as a micro-batch of one, minus the fixed costs.
+
+        None, before anything was counted or stored, sends the request down the general path: no model, an
+        id that cannot travel, or a row the quick screen cannot vouch for (which the full screen then explains).
+        """
+        model = self._models.active()
+        request_id, features = request
+        if model is None or not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS:
+            return None
+        started = time.perf_counter()
+        feed = model.screen_row(features)
+        if feed is None:
+            return None
+        try:
+            index, confidence = model.predict_row(feed)
+        except ModelFormatError as exc:
+            log.error("inference failed on a batch of 1: %s", exc)
+            self._count(errors=1)
+            self._models.observe(model, requests=1, errors=1)
+            return Rejected(request_id, str(exc))
+        if not math.isfinite(confidence):
+            log.error("model v%s gave non-finite probabilities for 1 of 1 rows", model.version)
+            self._count(errors=1)
+            self._models.observe(model, requests=1, errors=1)
+            return Rejected(request_id, NON_FINITE_OUTPUT)
+        latency_ms = (time.perf_counter() - started) * 1000
+        rounded = round(confidence, CONFIDENCE_DECIMALS)
+        columns = ((request_id,), (index,), (model.manifest.labels[index],), (rounded,), model.version, latency_ms)
+        self._stage(columns, 1)
+        with self._tally_lock:  # _count's work for one inference, without its keyword plumbing
+            self._tally.inferences += 1
+            self._latencies.append(latency_ms)
+            self._confidences.append(rounded)
+        self._models.observe(model, requests=1, errors=0)
+        return columns
 
     def _infer_batch(self, batch: Sequence[InferenceRequest]) -> _Outcome:
         """Screen, run and buffer one micro-batch; bad rows get their reason, the rest go through together."""
@@ -301,29 +374,59 @@ class DeviceRuntime:
         indices = labels.tolist()
         names = list(map(model.manifest.labels.__getitem__, indices))
         rounded = _rounded(confidences)
-        results = tuple(
-            InferenceBatch(
-                tuple(request_ids[i : i + MAX_RESULTS_PER_RECORD]),
-                tuple(indices[i : i + MAX_RESULTS_PER_RECORD]),
-                tuple(names[i : i + MAX_RESULTS_PER_RECORD]),
-                tuple(rounded[i : i + MAX_RESULTS_PER_RECORD]),
-                model.version,
-                batch_ms,
+        if n <= MAX_RESULTS_PER_RECORD:
+            results: tuple[ResultColumns, ...] = ((request_ids, indices, names, rounded, model.version, batch_ms),)
+        else:
+            step = MAX_RESULTS_PER_RECORD
+            results = tuple(
+                (
+                    request_ids[i : i + step],
+                    indices[i : i + step],
+                    names[i : i + step],
+                    rounded[i : i + step],
+                    model.version,
+                    batch_ms,
+                )
+                for i in range(0, n, step)
             )
-            for i in range(0, n, MAX_RESULTS_PER_RECORD)
-        )
-        self._store(results)
+        for columns in results:
+            self._stage(columns, len(columns[0]))
         self._count(inferences=n, latency_ms=batch_ms, samples=n, confidences=rounded)
         self._models.observe(model, requests=n, errors=0)
         return _Outcome(results, tuple(kept), rejected)
 
-    def _store(self, results: Sequence[InferenceBatch]) -> None:
-        """One append per micro-batch; a refused append is logged and counted, the answers still go back."""
-        try:
-            self._buffer.append(RecordKind.RESULT, [r.to_payload() for r in results], self._clock())
-        except StoreError as exc:
-            log.error("%d results were not buffered: %s", sum(map(len, results)), exc)
-            self._count(errors=1)
+    def _stage(self, staged: ResultColumns, results: int) -> None:
+        """Hold a micro-batch's RESULT records for a group commit: one buffer transaction for many micro-batches.
+
+        A durable append costs an fsync, milliseconds on an SD card; committing every resultCommitMs (and at
+        COMMIT_MAX_RESULTS, and whenever the input queue idles) turns one fsync per micro-batch into one per
+        window. Staged results are as volatile as the queued requests in front of the runtime; 0 commits each.
+        """
+        with self._commit_lock:
+            now = time.monotonic()
+            if not self._staged:
+                self._commit_by = now + self._config.resultCommitMs / 1000
+            self._staged.append(staged)
+            self._staged_results += results
+            due = self._staged_results >= COMMIT_MAX_RESULTS or now >= self._commit_by
+        if due:
+            self.commit()
+
+    def commit(self) -> int:
+        """Append every staged RESULT record to the buffer in one transaction; a refusal is logged and counted."""
+        with self._commit_lock:
+            staged, results = self._staged, self._staged_results
+            if not staged:
+                return 0
+            self._staged, self._staged_results = [], 0
+            payloads = [result_payload(*columns) for columns in staged]
+            try:
+                self._buffer.append(RecordKind.RESULT, payloads, self._clock())
+            except StoreError as exc:
+                log.error("%d results in %d records were not buffered: %s", results, len(payloads), exc)
+                self._count(errors=1)
+                return 0
+        return len(payloads)
 
     def _count(
         self,
@@ -467,12 +570,14 @@ class DeviceRuntime:
         while not stop.is_set():
             batch = self._collect(inputs)
             if batch:
-                self._guarded(self._serve, batch)
+                self._guarded(self.serve, batch)
             self._tick()
         self._finish(inputs)
 
     def _collect(self, inputs: queue.Queue[InferenceRequest]) -> list[InferenceRequest]:
         """One micro-batch: wait for a first request, then up to batchWaitMs for batchMax of them."""
+        if self._staged and not inputs.qsize():  # idle: nothing to share a commit with, so commit now
+            self._guarded(self.commit)
         try:
             batch = [inputs.get(timeout=IDLE_POLL_S)]
         except queue.Empty:
@@ -510,7 +615,8 @@ class DeviceRuntime:
                 break
         size = self._config.batchMax
         for start in range(0, len(left), size):  # one guard per micro-batch: a failure loses only its own
-            self._guarded(self._serve, left[start : start + size])
+            self._guarded(self.serve, left[start : start + size])
+        self._guarded(self.commit)
         for _ in range(STOP_FORWARD_ROUNDS):
             if not self._guarded(self._flush) or not self._forwarder.more_waiting:
                 break

@@ -101,6 +101,7 @@ def test_device_config_defaults() -> None:
         "modelComponentVersion": "",
         "batchMax": 32,
         "batchWaitMs": 10,
+        "resultCommitMs": 20,
         "forwardBatchSize": 200,
         "healthIntervalSeconds": 5.0,
         "healthMinIntervalSeconds": 1.0,
@@ -191,6 +192,7 @@ def test_device_config_unknown_keys(key: str) -> None:
 RANGES = [
     ("batchMax", 1, 4096),
     ("batchWaitMs", 0, 10_000),
+    ("resultCommitMs", 0, 10_000),
     ("forwardBatchSize", 1, 10_000),
     ("intraOpThreads", 1, 64),
 ]

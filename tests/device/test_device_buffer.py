@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,6 +168,10 @@ def test_a_payload_that_is_not_json_stores_nothing_of_the_call(buffer: RecordBuf
         buffer.append(RecordKind.RESULT, [{"ok": 1}, {"bad": object()}], now=1.0)
     with pytest.raises(ValidationError, match="payload"):
         buffer.append(RecordKind.RESULT, [{"nan": float("nan")}], now=1.0)
+    circular: dict[str, Any] = {"a": []}
+    circular["a"].append(circular)
+    with pytest.raises(ValidationError, match="payload"):
+        buffer.append(RecordKind.RESULT, [circular], now=1.0)
 
     assert buffer.stats().produced == 0
     assert buffer.peek(10) == []
@@ -609,3 +614,14 @@ def test_append_returns_the_given_payloads_and_stores_a_copy(buffer: RecordBuffe
     payloads[1]["nested"]["values"].append("late")
 
     assert [r.payload for r in buffer.peek(10)] == _payloads(2)
+
+
+def test_payloads_are_stored_as_compact_ascii_json_and_read_back_unchanged(buffer: RecordBuffer) -> None:
+    payload = {"text": 'caf\u00e9 \U0001f600 "q"', "n": [1, 2.5, -0.0, 1e300], "nested": {"b": None, "t": True}}
+    buffer.append(RecordKind.EVENT, [payload], now=1.0)
+
+    [back] = buffer.peek(1)
+
+    assert back.payload == payload
+    expected = json.dumps(payload, separators=(",", ":"))
+    assert buffer.stats().bytes == len(expected) == len(expected.encode())

@@ -24,7 +24,7 @@ from edgeloop.core.settings import DeviceConfig
 from edgeloop.device import runtime as runtime_module
 from edgeloop.device.buffer import MemoryBuffer, SqliteBuffer
 from edgeloop.device.model import LoadedModel, load_model
-from edgeloop.device.runtime import NO_ACTIVE_MODEL, DeviceRuntime, InferenceRequest, Rejected
+from edgeloop.device.runtime import COMMIT_MAX_RESULTS, NO_ACTIVE_MODEL, DeviceRuntime, InferenceRequest, Rejected
 from edgeloop.device.uplink import MemoryUplink
 
 if TYPE_CHECKING:
@@ -117,24 +117,80 @@ def test_infer_answers_every_request_in_order_and_buffers_the_results(
     assert health.latency.max_ms > 0
 
 
-def test_infer_micro_batches_with_one_append_per_batch(
+class CountingBuffer(MemoryBuffer):
+    """Notes each append as the result counts of the records it carried."""
+
+    def __init__(self, thing_name: str) -> None:
+        super().__init__(thing_name)
+        self.appends: list[list[int]] = []
+
+    def append(self, kind: RecordKind, payloads: Sequence[Mapping[str, Any]], now: float) -> list[Record]:
+        self.appends.append([len(p["request_ids"]) for p in payloads])
+        return super().append(kind, payloads, now)
+
+
+def test_infer_makes_one_record_per_micro_batch_and_commits_them_in_one_append(
     make_model_dir: ModelDirFactory, make_device: Callable[..., Device], digits_model: DigitsModel
 ) -> None:
     make_model_dir(1)
-    appends: list[int] = []
-
-    class CountingBuffer(MemoryBuffer):
-        def append(self, kind: RecordKind, payloads: Sequence[Mapping[str, Any]], now: float) -> list[Record]:
-            appends.append(sum(len(p["request_ids"]) for p in payloads))
-            return super().append(kind, payloads, now)
-
-    dev = make_device(config(batchMax=4), buffer=CountingBuffer(THING))
+    buffer = CountingBuffer(THING)
+    dev = make_device(config(batchMax=4), buffer=buffer)
 
     dev.runtime.infer(requests(digits_model, 10))
 
-    assert appends == [4, 4, 2]
+    assert buffer.appends == [[4, 4, 2]]  # three records, one transaction
     assert [r.seq for r in buffered(dev.buffer)] == [1, 2, 3]
     assert [r.request_id for r in result_rows(buffered(dev.buffer))] == [f"r{i}" for i in range(10)]
+
+
+def test_serve_stages_results_until_the_commit_window_closes(
+    make_model_dir: ModelDirFactory, make_device: Callable[..., Device], digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    buffer = CountingBuffer(THING)
+    dev = make_device(config(batchMax=4, resultCommitMs=10_000), buffer=buffer)
+    rows = requests(digits_model, 10)
+
+    dev.runtime.serve(rows[:4])
+    dev.runtime.serve(rows[4:5])
+    assert buffer.appends == []
+    assert dev.runtime.health().inferences == 5, "counted when answered, committed later"
+
+    assert dev.runtime.commit() == 2
+    assert buffer.appends == [[4, 1]]
+    assert dev.runtime.commit() == 0, "nothing staged twice"
+    assert [r.request_id for r in result_rows(buffered(dev.buffer))] == [f"r{i}" for i in range(5)]
+
+
+def test_serve_commits_every_micro_batch_when_the_window_is_zero(
+    make_model_dir: ModelDirFactory, make_device: Callable[..., Device], digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    buffer = CountingBuffer(THING)
+    dev = make_device(config(batchMax=4, resultCommitMs=0), buffer=buffer)
+    rows = requests(digits_model, 6)
+
+    dev.runtime.serve(rows[:4])
+    dev.runtime.serve(rows[4:5])
+    dev.runtime.serve(rows[5:6])
+
+    assert buffer.appends == [[4], [1], [1]]
+
+
+def test_serve_commits_once_enough_results_are_staged(
+    make_model_dir: ModelDirFactory, make_device: Callable[..., Device], digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    buffer = CountingBuffer(THING)
+    dev = make_device(config(batchMax=64, resultCommitMs=10_000), buffer=buffer)
+    rows = requests(digits_model, COMMIT_MAX_RESULTS + 1)
+
+    for start in range(0, COMMIT_MAX_RESULTS, 64):
+        dev.runtime.serve(rows[start : start + 64])
+    dev.runtime.serve(rows[COMMIT_MAX_RESULTS:])
+
+    assert buffer.appends == [[64] * (COMMIT_MAX_RESULTS // 64)]
+    assert dev.runtime.commit() == 1
 
 
 def test_without_a_model_every_request_is_rejected_and_counted(
@@ -457,6 +513,48 @@ def test_run_serves_a_stream_until_stopped(
     assert buffer.stats().depth == 0
     assert HealthReport.from_shadow(uplink.shadows[-1][2]).inferences == 30
     buffer.close()
+
+
+def test_run_commits_staged_results_as_soon_as_its_queue_idles(
+    make_model_dir: ModelDirFactory, make_device: Callable[..., Device], digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    buffer = CountingBuffer(THING)
+    dev = make_device(config(batchWaitMs=1, resultCommitMs=10_000), buffer=buffer)
+    inputs: queue.Queue[InferenceRequest] = queue.Queue()
+    stop = threading.Event()
+    loop = threading.Thread(target=dev.runtime.run, args=(inputs, stop))
+    loop.start()
+    try:
+        inputs.put(requests(digits_model, 1)[0])
+        deadline = time.monotonic() + WAIT_S
+        while buffer.stats().produced < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert buffer.stats().produced == 1, "an idle loop does not sit on a result for the whole window"
+    finally:
+        stop.set()
+        loop.join(WAIT_S)
+    assert buffer.appends == [[1]]
+
+
+def test_stopping_commits_what_is_staged_and_what_was_queued(
+    make_model_dir: ModelDirFactory, make_device: Callable[..., Device], digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    dev = make_device(config(resultCommitMs=10_000))
+    inputs: queue.Queue[InferenceRequest] = queue.Queue()
+    dev.runtime.serve(requests(digits_model, 3, prefix="staged-"))
+    for request in requests(digits_model, 5, prefix="queued-"):
+        inputs.put(request)
+    stop = threading.Event()
+    stop.set()
+
+    dev.runtime.run(inputs, stop)
+
+    delivered = [r for _, payload in dev.uplink.published for r in decode_batch(payload)]
+    ids = [r.request_id for r in result_rows(delivered + buffered(dev.buffer))]
+    assert sorted(ids) == sorted([f"staged-{i}" for i in range(3)] + [f"queued-{i}" for i in range(5)])
+    assert dev.buffer.stats().produced == len(delivered) + dev.buffer.stats().depth
 
 
 def test_nothing_the_uplink_raises_stops_the_loop(

@@ -255,3 +255,87 @@ def test_an_unusable_request_id_is_refused_alone(
     assert answers[2] == Rejected("", BAD_REQUEST_ID)
     assert device.health().rejected_inputs == 2
     assert buffer.stats().depth == 1
+
+
+# --- the batch-1 path: a lone decoded row (1-D numpy) takes LoadedModel.screen_row / predict_row ---
+
+
+def test_a_lone_numpy_row_gets_the_same_answer_and_record_as_the_general_path(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    quick_buffer, general_buffer = MemoryBuffer(THING), MemoryBuffer(THING)
+    quick, general = runtime(model_root, quick_buffer), runtime(model_root, general_buffer)
+
+    for i, row in enumerate(digits_model.rows[:6]):
+        [fast] = quick.infer([(f"r{i}", row.astype(np.float64))])  # ndarray: the quick path
+        [slow] = general.infer([(f"r{i}", row.tolist())])  # a list: the general screen
+        assert isinstance(fast, InferenceResult)
+        assert isinstance(slow, InferenceResult)
+        assert (fast.label, fast.label_index, fast.confidence) == (slow.label, slow.label_index, slow.confidence)
+        assert fast.label_index == digits_model.labels[i]
+
+    def rows(buffer: MemoryBuffer) -> list[tuple[str, int, str, float]]:
+        out = []
+        for record in buffer.peek(100):
+            batch = InferenceBatch.from_payload(record.payload)
+            out += list(zip(batch.request_ids, batch.label_indices, batch.labels, batch.confidences, strict=True))
+        return out
+
+    assert rows(quick_buffer) == rows(general_buffer)
+    assert [r.kind for r in quick_buffer.peek(100)] == [RecordKind.RESULT] * 6
+    assert quick.health().inferences == 6
+    assert quick.health().latency.samples == 6
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        pytest.param(lambda row: np.append(row, 1.0), "expected 64 features, got 65", id="too-long"),
+        pytest.param(lambda row: np.where(np.arange(64) == 3, np.nan, row), "'pixel_3' is NaN", id="nan"),
+        pytest.param(lambda row: np.where(np.arange(64) == 5, np.inf, row), "'pixel_5' is NaN or infinite", id="inf"),
+        pytest.param(lambda row: np.where(np.arange(64) == 7, 99.0, row), "'pixel_7' = 99.0 is outside", id="range"),
+        pytest.param(lambda row: row.reshape(8, 8), "flat list of numbers", id="2-d"),
+    ],
+)
+def test_a_lone_bad_numpy_row_is_refused_with_the_general_paths_reason(
+    make_model_dir: ModelDirFactory,
+    model_root: Path,
+    digits_model: DigitsModel,
+    change: Any,
+    reason: str,
+) -> None:
+    make_model_dir(1)
+    buffer = MemoryBuffer(THING)
+    device = runtime(model_root, buffer)
+
+    [answer] = device.infer([("bad", change(digits_model.rows[0].astype(np.float64)))])
+
+    assert isinstance(answer, Rejected)
+    assert reason in answer.reason
+    assert buffer.stats().depth == 0
+    assert (device.health().rejected_inputs, device.health().inferences) == (1, 0)
+
+
+def test_a_lone_row_whose_output_is_nan_is_an_inference_error_not_a_result(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_model_dir(1)
+    buffer = MemoryBuffer(THING)
+    device = runtime(model_root, buffer)
+    model = device._active_model()
+    assert model is not None
+    real_run = model._run_session
+
+    def nan_second_class(names: list[str], feed: dict[str, np.ndarray], options: Any) -> list[Any]:
+        (probabilities,) = real_run(names, feed, options)
+        probabilities = probabilities.copy()
+        probabilities[:, 1] = np.nan  # not the first value: max() alone would skip it
+        return [probabilities]
+
+    object.__setattr__(model, "_run_session", nan_second_class)
+    [answer] = device.infer([("r0", digits_model.rows[0].astype(np.float64))])
+
+    assert answer == Rejected("r0", NON_FINITE_OUTPUT)
+    assert buffer.stats().depth == 0
+    assert (device.health().errors, device.health().inferences) == (1, 0)
