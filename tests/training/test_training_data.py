@@ -109,8 +109,8 @@ def test_digits_is_hashed_over_its_arrays_and_stable() -> None:
 
 
 def test_an_unknown_dataset_spec_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"^dataset: 'builtin:iris' is not a dataset; expected one of"):
-        load_dataset("builtin:iris", None, "label")
+    with pytest.raises(ConfigError, match=r"^dataset: 'builtin:mnist' is not a dataset; expected one of"):
+        load_dataset("builtin:mnist", None, "label")
 
 
 def _rows(n: int, classes: tuple[str, ...] = ("a", "b")) -> list[str]:

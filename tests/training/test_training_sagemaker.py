@@ -175,7 +175,7 @@ def test_malformed_sagemaker_variables_are_refused(ml: Path, variable: str, valu
 
 
 def test_a_csv_dataset_needs_a_model_name(ml: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^model_name: is required for a CSV dataset"):
+    with pytest.raises(ConfigError, match=r"^model_name: is required for user data \('csv'\)"):
         build_config(["--dataset", "csv"], _env(ml))
 
 
