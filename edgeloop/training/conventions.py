@@ -124,8 +124,8 @@ def _hp_text(name: str, value: object) -> str:
         if isinstance(decoded, bool) or not isinstance(decoded, str | int | float | list):
             return value
         value = decoded
-    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return ",".join(str(v) for v in value)
+    if isinstance(value, list) and all(isinstance(v, int | str) and not isinstance(v, bool) for v in value):
+        return ",".join(str(v) for v in value)  # hidden [64, 32] or features ["a", "b"]
     if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
         return str(value)
     raise ConfigError(f"hyperparameter {name}", f"{value!r} is not a string or a number")

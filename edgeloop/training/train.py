@@ -112,16 +112,10 @@ def train(config: TrainingConfig, builders: Mapping[str, Builder] = BUILDERS) ->
     sklearn_accuracy = float(pipeline.score(parts.x_holdout, parts.y_holdout))
     fp32 = mdl.to_onnx(pipeline, len(dataset.feature_names), len(dataset.labels))
     variants = _build_variants(config, fp32, _onnx_metadata(config, dataset, job), parts, builders)
-    decision = decide(
-        {p: m.metrics[config.gate_metric] for p, m in variants.measured.items()},
-        {p: len(m) for p, m in variants.models.items()},
-        metric=config.gate_metric, bound=config.gate_bound, minimum=config.gate_minimum,
-    )  # fmt: skip
+    decision = _decide(config, variants)
     manifest = _manifest(config, dataset, job, started, variants, decision, parts)
     _log_outcome(manifest, decision, sklearn_accuracy)
-    shipped = {a.file: variants.models[a.precision] for a in manifest.artifacts}
-    stale = [variant_file(p) for p in PRECISIONS if variant_file(p) not in shipped]
-    paths = publish(config.model_dir, {**shipped, MANIFEST_FILE: manifest.to_json().encode()}, remove=stale)
+    paths = _publish(config.model_dir, manifest, variants)
     metrics_path = _write_metrics(config.output_data_dir, manifest, sklearn_accuracy, variants.skipped)
     log.info("wrote %s to %s", ", ".join(paths), config.model_dir)
     return TrainingResult(
@@ -161,6 +155,22 @@ def _build_variants(
             continue
         variants.models[precision] = model
     return variants
+
+
+def _decide(config: TrainingConfig, variants: _Variants) -> GateDecision:
+    """The core gate over what each variant measured on the declared metric, and its size."""
+    return decide(
+        {p: m.metrics[config.gate_metric] for p, m in variants.measured.items()},
+        {p: len(m) for p, m in variants.models.items()},
+        metric=config.gate_metric, bound=config.gate_bound, minimum=config.gate_minimum,
+    )  # fmt: skip
+
+
+def _publish(model_dir: Path, manifest: ModelManifest, variants: _Variants) -> dict[str, Path]:
+    """The shipped variants, then the manifest; variant files of an earlier run that this one does not ship go."""
+    shipped = {a.file: variants.models[a.precision] for a in manifest.artifacts}
+    stale = [variant_file(p) for p in PRECISIONS if variant_file(p) not in shipped]
+    return publish(model_dir, {**shipped, MANIFEST_FILE: manifest.to_json().encode()}, remove=stale)
 
 
 def _measure(model: bytes, parts: mdl.Split) -> Measured:

@@ -326,3 +326,15 @@ def test_data_that_does_not_match_the_declared_schema_is_refused_and_writes_noth
     with pytest.raises(TrainingDataError, match=message):
         train(_config(tmp_path, channel, features=declared))
     assert not (tmp_path / "model").exists()
+
+
+def test_a_parquet_file_given_by_path_trains_with_the_declared_schema(tmp_path: Path) -> None:
+    path = _parquet(tmp_path, _frame()) / "data.parquet"
+    argv = ["--out", str(tmp_path / "model"), "--data", str(path), "--label-column", "size", "--model-name", "sizes"]
+    assert main([*argv, "--features", "y,x", "--hidden", "4", "--max-iter", "50"], {}) == 0
+    manifest = ModelManifest.from_json((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest.input.features == ("y", "x")
+    assert manifest.lineage.dataset == path.resolve().as_uri()
+    assert manifest.lineage.dataset_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert manifest.lineage.hyperparameters["features"] == "y,x"
+    assert manifest.labels == ("big", "small")

@@ -91,9 +91,10 @@ def test_toolkit_style_underscore_flags_are_accepted(ml: Path) -> None:
 
 
 def test_typed_sm_hps_values_are_taken_as_their_text(ml: Path) -> None:
-    env = _env(ml, SM_HPS=json.dumps({"hidden": [32, 16], "holdout_fraction": 0.25, "label_column": "y"}))
-    config = build_config([], env)
+    hps = {"hidden": [32, 16], "holdout_fraction": 0.25, "label_column": "y", "features": ["a", "b"]}
+    config = build_config([], _env(ml, SM_HPS=json.dumps(hps)))
     assert (config.hidden, config.holdout_fraction, config.label_column) == ((32, 16), 0.25, "y")
+    assert config.features == ("a", "b")
 
 
 def test_paths_come_from_sm_variables_and_flags_win(ml: Path) -> None:
