@@ -86,7 +86,28 @@ def _preprocessed(model: bytes, work: Path) -> Path:
     source, target = work / "fp32.onnx", work / "pre.onnx"
     source.write_bytes(model)
     quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+    target.write_bytes(_typed_scaler_outputs(target.read_bytes()))
     return target
+
+
+def _typed_scaler_outputs(model: bytes) -> bytes:
+    """Declare the float output of each ai.onnx.ml Scaler, which ONNX shape inference leaves untyped.
+
+    Without a type the static quantizer skips every activation after the scaler, and "static INT8"
+    quietly becomes weight-only; with it, the MatMuls get calibrated QDQ activations as intended.
+    """
+    import onnx
+
+    proto = onnx.load_from_string(model)
+    known = {info.name: info for info in [*proto.graph.input, *proto.graph.value_info]}
+    for node in proto.graph.node:
+        if node.op_type == "Scaler" and node.input[0] in known and node.output[0] not in known:
+            info = proto.graph.value_info.add()
+            info.CopyFrom(known[node.input[0]])
+            info.name = node.output[0]
+            info.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    data: bytes = onnx.shape_inference.infer_shapes(proto).SerializeToString()
+    return data
 
 
 def quantize_dynamic_int8(model: bytes, calibration: np.ndarray) -> bytes:

@@ -13,7 +13,7 @@ from edgeloop.core.errors import ModelFormatError
 from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
 from edgeloop.device.model import load_model
 from edgeloop.training import TrainingConfig, TrainingResult, main, train
-from edgeloop.training.variants import BUILDERS, quantize_static_int8
+from edgeloop.training.variants import BUILDERS, quantize_dynamic_int8
 
 
 def _config(root: Path, **overrides: object) -> TrainingConfig:
@@ -32,34 +32,34 @@ def _scrambled(model: bytes) -> bytes:
     return data
 
 
-def _damaged_static(model: bytes, calibration: np.ndarray) -> bytes:
-    """A static INT8 variant built from a broken graph: the smallest file, and a useless one."""
-    return quantize_static_int8(_scrambled(model), calibration)
+def _damaged_dynamic(model: bytes, calibration: np.ndarray) -> bytes:
+    """A dynamic INT8 variant built from a broken graph: the smallest file, and a useless one."""
+    return quantize_dynamic_int8(_scrambled(model), calibration)
 
 
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory: pytest.TempPathFactory) -> TrainingResult:
     root = tmp_path_factory.mktemp("damaged")
-    return train(_config(root), builders={**BUILDERS, "int8-static": _damaged_static})
+    return train(_config(root), builders={**BUILDERS, "int8-dynamic": _damaged_dynamic})
 
 
 def test_a_variant_that_loses_accuracy_is_rejected_although_it_is_the_smallest(damaged: TrainingResult) -> None:
     manifest = damaged.manifest
     metrics = manifest.metrics
-    assert metrics["int8-static"]["bytes"] < min(metrics["fp32"]["bytes"], metrics["int8-dynamic"]["bytes"])
-    assert metrics["int8-static"]["accuracy"] < 0.5
-    reason = manifest.gate.rejected["int8-static"]
+    assert metrics["int8-dynamic"]["bytes"] < min(metrics["fp32"]["bytes"], metrics["int8-static"]["bytes"])
+    assert metrics["int8-dynamic"]["accuracy"] < 0.5
+    reason = manifest.gate.rejected["int8-dynamic"]
     assert reason.startswith("accuracy drop ")
     assert reason.endswith("exceeds the bound 0.0100")
-    assert manifest.selected_artifact.precision == "int8-dynamic"
+    assert manifest.selected_artifact.precision == "int8-static"
     assert manifest.gate.passed
 
 
 def test_a_rejected_variant_is_measured_but_never_shipped(damaged: TrainingResult) -> None:
     manifest = damaged.manifest
-    assert [a.precision for a in manifest.artifacts] == ["fp32", "int8-dynamic"]
+    assert [a.precision for a in manifest.artifacts] == ["fp32", "int8-static"]
     model_dir = damaged.model_path.parent
-    assert sorted(p.name for p in model_dir.iterdir()) == [MANIFEST_FILE, "model.int8-dynamic.onnx", "model.onnx"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [MANIFEST_FILE, "model.int8-static.onnx", "model.onnx"]
     assert ModelManifest.from_json((model_dir / MANIFEST_FILE).read_text()).gate.rejected == manifest.gate.rejected
     load_model(model_dir, version=1)  # the device verifies and self-tests what was selected instead
 
@@ -68,11 +68,18 @@ def test_the_variant_table_shows_the_rejection_and_one_selected_row(damaged: Tra
     table = damaged.variant_table.splitlines()
     assert table[0].split()[:4] == ["precision", "file", "bytes", "accuracy"]
     rows = {line.split()[0]: line for line in table[1:4]}
-    assert "(not shipped)" in rows["int8-static"]
-    assert "rejected: accuracy drop" in rows["int8-static"]
-    assert rows["int8-dynamic"].endswith("pass <- selected")
+    assert "(not shipped)" in rows["int8-dynamic"]
+    assert "rejected: accuracy drop" in rows["int8-dynamic"]
+    assert rows["int8-static"].endswith("pass <- selected")
     assert sum("<- selected" in line for line in table) == 1
-    assert table[4] == "gate: accuracy drop <= 0.0100 vs fp32: passed; selected model.int8-dynamic.onnx (int8-dynamic)"
+    assert table[4] == "gate: accuracy drop <= 0.0100 vs fp32: passed; selected model.int8-static.onnx (int8-static)"
+
+
+def test_static_int8_quantizes_activations_with_calibrated_ranges(damaged: TrainingResult) -> None:
+    graph = onnx.load(str(damaged.model_path.parent / "model.int8-static.onnx")).graph
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("QuantizeLinear") >= 4, "activations around both MatMuls, not only the weights"
+    assert "DequantizeLinear" in ops
 
 
 def test_a_variant_that_cannot_be_built_is_skipped_with_why_and_the_rest_ship(tmp_path: Path) -> None:
