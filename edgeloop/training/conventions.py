@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
 from edgeloop.core.errors import ConfigError, UsageError, ValidationError
-from edgeloop.training.config import TrainingConfig
-from edgeloop.training.data import DIGITS, check_spec
+from edgeloop.training.config import NOT_HYPERPARAMETERS, TrainingConfig
+from edgeloop.training.data import BUILTIN_PREFIX, FILE_KINDS, check_spec
+from edgeloop.training.model import FAMILIES, MLP
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_OUTPUT_DATA_DIR = "/opt/ml/output/data"
@@ -30,9 +31,11 @@ ENV_HPS = "SM_HPS"
 ENV_TRAINING_ENV = "SM_TRAINING_ENV"
 CHANNEL_PREFIX = "SM_CHANNEL_"
 TRAIN_CHANNEL = "train"
-DEFAULT_DIGITS_MODEL_NAME = "digits"
 
-HYPERPARAMETERS = ("model_name", "dataset", "label_column", "hidden", "max_iter", "seed", "holdout_fraction")
+HYPERPARAMETERS = (*(f.name for f in fields(TrainingConfig) if f.name not in NOT_HYPERPARAMETERS), "parent_version")
+"""Every key a hyperparameters file or SM_HPS may hold, each also a --flag (parent_version goes to the lineage)."""
+ALIASES = {"model_dir": ("--out",), "dataset": ("--data",), "family": ("--model",)}
+"""Short spellings for a local run: `edgeloop train --out DIR --data builtin:wine --model trees`."""
 RESERVED_PREFIXES = ("sagemaker_", "_")
 """Keys SageMaker adds itself (sagemaker_program, _tuning_objective_metric, ...): not ours to refuse."""
 
@@ -121,8 +124,8 @@ def _hp_text(name: str, value: object) -> str:
         if isinstance(decoded, bool) or not isinstance(decoded, str | int | float | list):
             return value
         value = decoded
-    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return ",".join(str(v) for v in value)
+    if isinstance(value, list) and all(isinstance(v, int | str) and not isinstance(v, bool) for v in value):
+        return ",".join(str(v) for v in value)  # hidden [64, 32] or features ["a", "b"]
     if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
         return str(value)
     raise ConfigError(f"hyperparameter {name}", f"{value!r} is not a string or a number")
@@ -137,12 +140,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m edgeloop.training", description="Train, export ONNX, write a manifest.")
-    parser.add_argument("--model-dir", "--model_dir", dest="model_dir", help=f"default ${ENV_MODEL_DIR}")
+    parser.add_argument("--model-dir", "--model_dir", *ALIASES["model_dir"], dest="model_dir",
+                        help=f"where the model and manifest.json go; default ${ENV_MODEL_DIR}")  # fmt: skip
     parser.add_argument("--output-data-dir", "--output_data_dir", dest="output_data_dir")
     parser.add_argument("--train", help=f"the train channel directory; default ${CHANNEL_PREFIX}TRAIN")
     for name in HYPERPARAMETERS:
         flag = name.replace("_", "-")
-        spellings = [f"--{flag}"] + ([f"--{name}"] if flag != name else [])
+        spellings = [f"--{flag}", *([f"--{name}"] if flag != name else []), *ALIASES.get(name, ())]
         parser.add_argument(*spellings, dest=name, help=f"overrides hyperparameter {name}")
     return parser
 
@@ -158,6 +162,7 @@ def build_config(argv: Sequence[str], env: Mapping[str, str]) -> TrainingConfig:
             given[name] = ("--" + name.replace("_", "-"), value)
     train_dir = Path(args.train) if args.train else job.channels.get(TRAIN_CHANNEL)
     typed = _typed(given)
+    train_dir = _data_file(typed, train_dir, args.train is not None)
     model_dir = Path(args.model_dir) if args.model_dir else job.model_dir
     if model_dir is None:
         raise UsageError("--model-dir", f"is required outside a SageMaker training job (no {ENV_MODEL_DIR} set)")
@@ -174,23 +179,51 @@ def build_config(argv: Sequence[str], env: Mapping[str, str]) -> TrainingConfig:
         raise type(exc)(source, exc.message) from exc
 
 
+def _data_file(typed: dict[str, Any], train_dir: Path | None, train_given: bool) -> Path | None:
+    """A local convenience: `--data path/to/file.csv` reads that file, as `csv:file.csv` in its folder would."""
+    spec = str(typed.get("dataset", ""))
+    path = Path(spec)
+    kind = path.suffix.removeprefix(".")
+    if not spec or spec.startswith(BUILTIN_PREFIX) or kind not in FILE_KINDS or not path.is_file():
+        return train_dir
+    if train_given:
+        raise UsageError("--data", f"{spec!r} is a file path; name it inside --train as {kind}:{path.name} instead")
+    typed["dataset"] = f"{kind}:{path.name}"
+    return path.parent
+
+
 def _typed(given: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
     """Parse each given hyperparameter string to its type; the error names where the value came from."""
-    out: dict[str, Any] = {}
-    for name, (source, text) in given.items():
-        if name in ("max_iter", "seed"):
-            out[name] = _integer(source, text)
-        elif name == "holdout_fraction":
-            out[name] = _fraction(source, text)
-        elif name == "hidden":
-            out[name] = _layers(source, text)
-        else:
-            out[name] = text.strip()
+    out: dict[str, Any] = {name: _PARSERS.get(name, _text)(source, text) for name, (source, text) in given.items()}
+    _check_family(out, given)
     if "model_name" not in out:
-        if check_spec(str(out.get("dataset", DIGITS))) != DIGITS:
-            raise ConfigError("model_name", "is required for a CSV dataset (hyperparameter or --model-name)")
-        out["model_name"] = DEFAULT_DIGITS_MODEL_NAME
+        spec = str(out.get("dataset", TrainingConfig.dataset))
+        if not Path(spec).is_file():
+            check_spec(spec)  # a mistyped spec is named as such, not as a missing model name
+        if not spec.startswith(BUILTIN_PREFIX):
+            raise ConfigError("model_name", f"is required for user data ({spec!r}): hyperparameter or --model-name")
+        out["model_name"] = _default_model_name(spec)
     return out
+
+
+def _default_model_name(spec: str) -> str:
+    """A built-in dataset names its model (builtin:breast_cancer trains breast-cancer)."""
+    return spec.removeprefix(BUILTIN_PREFIX).replace("_", "-")
+
+
+def _check_family(out: Mapping[str, Any], given: Mapping[str, tuple[str, str]]) -> None:
+    """A hyperparameter of another family is a mistake (--hidden for a forest): refuse it rather than ignore it."""
+    family = str(out.get("family", MLP))
+    if family not in FAMILIES:
+        return  # TrainingConfig names the unknown family
+    for name, (source, _) in given.items():
+        owner = next((f for f, spec in FAMILIES.items() if name in spec.hyperparameters), family)
+        if owner != family:
+            raise ConfigError(source, f"applies to family {owner!r}, not {family!r}")
+
+
+def _text(source: str, text: str) -> str:
+    return text.strip()
 
 
 def _integer(source: str, text: str) -> int:
@@ -213,3 +246,23 @@ def _layers(source: str, text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(","))
     except ValueError as exc:
         raise ValidationError(source, f"{text!r} is not a comma-separated list of integers") from exc
+
+
+def _names(source: str, text: str) -> tuple[str, ...]:
+    """Declared feature columns: "a,b,c"."""
+    return tuple(part.strip() for part in text.split(","))
+
+
+_PARSERS: Mapping[str, Callable[[str, str], Any]] = {
+    "max_iter": _integer,
+    "seed": _integer,
+    "n_estimators": _integer,
+    "max_depth": _integer,
+    "parent_version": _integer,
+    "holdout_fraction": _fraction,
+    "gate_bound": _fraction,
+    "gate_minimum": _fraction,
+    "hidden": _layers,
+    "features": _names,
+}
+"""How each typed hyperparameter is read from its text; the rest are plain strings."""

@@ -1,4 +1,4 @@
-"""Training datasets: load the built-in digits or a user CSV, hash them for lineage, refuse bad data."""
+"""Training datasets: built-in sets or user CSV, Parquet or NPZ; hashed for lineage; bad data refused by name."""
 
 from __future__ import annotations
 
@@ -6,16 +6,34 @@ import csv
 import hashlib
 import io
 import math
+import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
 from edgeloop.core.errors import ConfigError, TrainingDataError
 
-DIGITS = "builtin:digits"
+BUILTIN_PREFIX = "builtin:"
+BUILTINS = ("digits", "breast_cancer", "wine", "iris")
+"""Datasets scikit-learn ships inside the package (load_*): nothing is downloaded at run time."""
+DIGITS = f"{BUILTIN_PREFIX}digits"
 CSV = "csv"
-DATASET_SPECS = (DIGITS, CSV, f"{CSV}:<file>.csv")
+PARQUET = "parquet"
+NPZ = "npz"
+FILE_KINDS = (CSV, PARQUET, NPZ)
+"""User data in the train channel: `kind` (the one such file there) or `kind:<file>` (that file)."""
+DATASET_SPECS = (
+    *(f"{BUILTIN_PREFIX}{name}" for name in BUILTINS),
+    *FILE_KINDS,
+    *(f"{k}:<file>.{k}" for k in FILE_KINDS),
+)
+NPZ_FEATURES = "features"
+NPZ_FEATURE_NAMES = "feature_names"
+"""NPZ convention: a 2-D `features` array, a 1-D label array named by the label column, optional names."""
 MIN_FEATURES = 2
 
 
@@ -33,42 +51,54 @@ class Dataset:
     labels: tuple[str, ...]
 
 
-def load_dataset(spec: str, channel_dir: Path | None, label_column: str) -> Dataset:
-    """Load and validate the dataset a spec names: builtin:digits, csv, or csv:<file>.csv in the channel."""
-    check_spec(spec)
-    dataset = _load_digits() if spec == DIGITS else _load_csv(_csv_path(spec, channel_dir), label_column)
+def load_dataset(
+    spec: str, channel_dir: Path | None, label_column: str, features: tuple[str, ...] | None = None
+) -> Dataset:
+    """Load and validate the dataset a spec names; `features`, when declared, is the schema the data must match."""
+    kind = check_spec(spec)
+    if kind == BUILTIN_PREFIX:
+        dataset = _load_builtin(spec.removeprefix(BUILTIN_PREFIX))
+    else:
+        path = _data_path(spec, kind, channel_dir)
+        dataset = _READERS[kind](path, label_column)
+    if features is not None:
+        dataset = match_schema(dataset, features, _where(dataset))
     validate_dataset(dataset)
     return dataset
 
 
 def check_spec(spec: str) -> str:
-    """Refuse a dataset spec before any work is done: builtin:digits, csv or csv:<file>.csv."""
-    if spec != DIGITS and spec != CSV and not spec.startswith(f"{CSV}:"):
-        raise ConfigError("dataset", f"{spec!r} is not a dataset; expected one of {list(DATASET_SPECS)}")
-    return spec
+    """Refuse a dataset spec before any work is done; returns its kind (builtin: or a file kind)."""
+    kind, _, name = spec.partition(":")
+    if spec.startswith(BUILTIN_PREFIX) and name in BUILTINS:
+        return BUILTIN_PREFIX
+    if kind in FILE_KINDS and (not name or name.endswith(f".{kind}")):
+        return kind
+    raise ConfigError("dataset", f"{spec!r} is not a dataset; expected one of {list(DATASET_SPECS)}")
 
 
-def _load_digits() -> Dataset:
-    """The scikit-learn digits set, shipped with the package (never a fetch_* download)."""
-    from sklearn.datasets import load_digits
+def _load_builtin(name: str) -> Dataset:
+    """A scikit-learn bundled set (load_*, shipped in the wheel; never a fetch_* download)."""
+    from sklearn import datasets
 
-    bunch = load_digits()
+    bunch = getattr(datasets, f"load_{name}")()
     data = np.ascontiguousarray(bunch.data, dtype="<f8")
     target = np.ascontiguousarray(bunch.target, dtype="<i8")
     digest = hashlib.sha256(data.tobytes() + target.tobytes()).hexdigest()
     classes = np.unique(target)
+    names = [f"pixel_{i}" for i in range(data.shape[1])] if name == "digits" else list(bunch.feature_names)
     return Dataset(
-        uri=DIGITS,
+        uri=f"{BUILTIN_PREFIX}{name}",
         sha256=digest,
         features=data.astype(np.float32),
         targets=np.searchsorted(classes, target).astype(np.int64),
-        feature_names=tuple(f"pixel_{i}" for i in range(data.shape[1])),
-        labels=tuple(str(c) for c in classes),
+        feature_names=tuple(str(n) for n in names),
+        labels=tuple(str(bunch.target_names[c]) for c in classes),
     )
 
 
-def _csv_path(spec: str, channel_dir: Path | None) -> Path:
-    """The one CSV file a spec names inside the channel directory."""
+def _data_path(spec: str, kind: str, channel_dir: Path | None) -> Path:
+    """The one file of this kind a spec names inside the channel directory."""
     if channel_dir is None:
         raise ConfigError("dataset", f"{spec!r} reads the training channel, but none is set (SM_CHANNEL_TRAIN)")
     if not channel_dir.is_dir():
@@ -76,14 +106,39 @@ def _csv_path(spec: str, channel_dir: Path | None) -> Path:
     name = spec.partition(":")[2]
     if name:
         path = channel_dir / name
-        if "/" in name or path.suffix != ".csv" or not path.is_file():
-            raise ConfigError("dataset", f"{name!r} is not a .csv file in {str(channel_dir)!r}")
+        if "/" in name or not path.is_file():
+            raise ConfigError("dataset", f"{name!r} is not a .{kind} file in {str(channel_dir)!r}")
         return path
-    found = sorted(channel_dir.glob("*.csv"))
+    found = sorted(channel_dir.glob(f"*.{kind}"))
     if len(found) != 1:
         names = [p.name for p in found]
-        raise ConfigError("dataset", f"expected exactly one *.csv in {str(channel_dir)!r}, found {names}")
+        raise ConfigError("dataset", f"expected exactly one *.{kind} in {str(channel_dir)!r}, found {names}")
     return found[0]
+
+
+def _where(dataset: Dataset) -> str:
+    """How errors name a dataset: the file name for user data, the spec for a built-in one."""
+    return dataset.uri.rsplit("/", 1)[-1]
+
+
+def match_schema(dataset: Dataset, declared: tuple[str, ...], where: str) -> Dataset:
+    """The data's feature columns must be exactly the declared ones; they are put in the declared order."""
+    present = dataset.feature_names
+    missing = [name for name in declared if name not in present]
+    if missing:
+        raise TrainingDataError(f"{where} columns", f"lack declared feature(s) {missing}; columns: {list(present)}")
+    extra = [name for name in present if name not in declared]
+    if extra:
+        raise TrainingDataError(f"{where} columns", f"hold column(s) {extra} that are not declared features")
+    order = [present.index(name) for name in declared]
+    return Dataset(
+        uri=dataset.uri,
+        sha256=dataset.sha256,
+        features=np.ascontiguousarray(dataset.features[:, order]),
+        targets=dataset.targets,
+        feature_names=declared,
+        labels=dataset.labels,
+    )
 
 
 def _load_csv(path: Path, label_column: str) -> Dataset:
@@ -100,15 +155,96 @@ def _load_csv(path: Path, label_column: str) -> Dataset:
     label_at = _label_index(header, label_column, path.name)
     feature_names = tuple(h for i, h in enumerate(header) if i != label_at)
     features, raw_labels = _parse_rows(rows[1:], header, label_at, path.name)
+    return _file_dataset(path, raw, features, feature_names, raw_labels)
+
+
+def _file_dataset(
+    path: Path, raw: bytes, features: np.ndarray, names: tuple[str, ...], raw_labels: list[str]
+) -> Dataset:
+    """A user file's dataset: its URI and the hash of its exact bytes, for lineage."""
     labels, targets = _encode_labels(raw_labels)
     return Dataset(
         uri=path.resolve().as_uri(),
         sha256=hashlib.sha256(raw).hexdigest(),
         features=features,
         targets=targets,
-        feature_names=feature_names,
+        feature_names=names,
         labels=labels,
     )
+
+
+def _load_parquet(path: Path, label_column: str) -> Dataset:
+    """One label column, every other column numeric; nulls become NaN and are refused like NaN."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ConfigError(
+            "dataset", f"{path.name}: reading Parquet needs pyarrow (pip install 'edgeloop[training]')"
+        ) from exc
+    raw = path.read_bytes()
+    try:
+        table = pq.read_table(pa.BufferReader(raw))
+    except pa.ArrowException as exc:
+        raise TrainingDataError(path.name, f"is not a readable Parquet file ({exc})") from exc
+    header = [str(name) for name in table.column_names]
+    label_at = _label_index(header, label_column, path.name)
+    names = tuple(h for i, h in enumerate(header) if i != label_at)
+    columns = [_parquet_numbers(table.column(name), name, path.name) for name in names]
+    features = np.stack(columns, axis=1).astype(np.float32) if columns else np.empty((table.num_rows, 0), np.float32)
+    labels = table.column(label_column).to_pylist()
+    if any(label is None or not str(label).strip() for label in labels):
+        row = next(i for i, label in enumerate(labels) if label is None or not str(label).strip())
+        raise TrainingDataError(f"{path.name} row {row}", f"has an empty label in column {label_column!r}")
+    return _file_dataset(path, raw, features, names, [str(label).strip() for label in labels])
+
+
+def _parquet_numbers(column: Any, name: str, where: str) -> np.ndarray:
+    """One numeric Parquet column as float64 (nulls as NaN); any other type is refused by name."""
+    import pyarrow as pa
+
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        raise TrainingDataError(f"{where} column {name!r}", f"has type {column.type}; features must be numbers")
+    return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _load_npz(path: Path, label_column: str) -> Dataset:
+    """NPZ convention: `features` [rows, n], the label column's array [rows], optional `feature_names` [n]."""
+    raw = path.read_bytes()
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise TrainingDataError(path.name, f"is not a readable NPZ of plain arrays ({exc})") from exc
+    for key in (NPZ_FEATURES, label_column):
+        if key not in arrays:
+            raise TrainingDataError(f"{path.name} arrays", f"have no {key!r} array; arrays: {sorted(arrays)}")
+    features, labels = arrays[NPZ_FEATURES], arrays[label_column]
+    if features.ndim != 2 or features.dtype.kind not in "fiu":
+        raise TrainingDataError(
+            f"{path.name} {NPZ_FEATURES}", f"must be a 2-D numeric array, got {features.dtype} {features.shape}"
+        )
+    if labels.ndim != 1 or len(labels) != len(features):
+        raise TrainingDataError(
+            f"{path.name} {label_column}",
+            f"must be 1-D with one label per row ({len(features)}), got shape {labels.shape}",
+        )
+    names = _npz_names(arrays, features.shape[1], path.name)
+    return _file_dataset(
+        path, raw, features.astype(np.float32), names, [str(label).strip() for label in labels.tolist()]
+    )
+
+
+def _npz_names(arrays: dict[str, np.ndarray], width: int, where: str) -> tuple[str, ...]:
+    """Feature names from `feature_names` when the file has them, else feature_0, feature_1, ..."""
+    names = arrays.get(NPZ_FEATURE_NAMES)
+    if names is None:
+        return tuple(f"feature_{i}" for i in range(width))
+    if names.ndim != 1 or len(names) != width or names.dtype.kind != "U":
+        raise TrainingDataError(
+            f"{where} {NPZ_FEATURE_NAMES}", f"must be {width} strings, got {names.dtype} {names.shape}"
+        )
+    return tuple(str(name) for name in names.tolist())
 
 
 def _label_index(header: list[str], label_column: str, where: str) -> int:
@@ -162,6 +298,11 @@ def _label_sort_key(label: str) -> tuple[int, float, str]:
     except ValueError:
         return (1, 0.0, label)
     return (0, number, label) if math.isfinite(number) else (1, 0.0, label)
+
+
+_READERS: Mapping[str, Callable[[Path, str], Dataset]] = MappingProxyType(
+    {CSV: _load_csv, PARQUET: _load_parquet, NPZ: _load_npz}
+)
 
 
 def validate_dataset(dataset: Dataset) -> None:

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeloop.core.errors import ModelFormatError
+
 if TYPE_CHECKING:
+    import onnxruntime as ort
     from sklearn.pipeline import Pipeline
+
+    from edgeloop.training.config import TrainingConfig
 
 INPUT_NAME = "input"
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
+FLOAT_TENSOR = "tensor(float)"
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +47,31 @@ def split(features: np.ndarray, targets: np.ndarray, holdout_fraction: float, se
     return Split(x_train, y_train, x_holdout, y_holdout)
 
 
-def fit(x: np.ndarray, y: np.ndarray, hidden: tuple[int, ...], max_iter: int, seed: int) -> Pipeline:
+def _fit_mlp(x: np.ndarray, y: np.ndarray, config: TrainingConfig) -> Pipeline:
     """StandardScaler + MLP in one Pipeline, so the exported graph takes raw features."""
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    pipeline = Pipeline(
-        [
-            ("scale", StandardScaler()),
-            ("mlp", MLPClassifier(hidden_layer_sizes=hidden, max_iter=max_iter, random_state=seed)),
-        ]
+    mlp = MLPClassifier(hidden_layer_sizes=config.hidden, max_iter=config.max_iter, random_state=config.seed)
+    return _fitted(Pipeline([("scale", StandardScaler()), ("mlp", mlp)]), x, y, config.max_iter)
+
+
+def _fit_trees(x: np.ndarray, y: np.ndarray, config: TrainingConfig) -> Pipeline:
+    """A random forest: no scaling needed, one thread so a seed gives the same trees everywhere."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+
+    forest = RandomForestClassifier(
+        n_estimators=config.n_estimators, max_depth=config.max_depth, random_state=config.seed, n_jobs=1
     )
+    return _fitted(Pipeline([("forest", forest)]), x, y, config.max_iter)
+
+
+def _fitted(pipeline: Pipeline, x: np.ndarray, y: np.ndarray, max_iter: int) -> Pipeline:
+    """Fit, turning a convergence warning into one clear log line (other warnings pass through)."""
+    from sklearn.exceptions import ConvergenceWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         pipeline.fit(x, y)
@@ -64,11 +83,36 @@ def fit(x: np.ndarray, y: np.ndarray, hidden: tuple[int, ...], max_iter: int, se
     return pipeline
 
 
-def to_onnx(pipeline: Pipeline, n_features: int, n_classes: int, metadata: Mapping[str, str]) -> bytes:
+@dataclass(frozen=True)
+class Family:
+    """A model family: how it is fitted, its own hyperparameters, and why INT8 cannot apply (None if it can)."""
+
+    fit: Callable[[np.ndarray, np.ndarray, TrainingConfig], Pipeline]
+    hyperparameters: tuple[str, ...]
+    not_quantizable: str | None = None
+
+
+MLP = "mlp"
+TREES = "trees"
+FAMILIES: Mapping[str, Family] = MappingProxyType(
+    {
+        MLP: Family(_fit_mlp, ("hidden", "max_iter")),
+        TREES: Family(
+            _fit_trees,
+            ("n_estimators", "max_depth"),
+            not_quantizable="tree ensembles do not quantize (no MatMul or Gemm for INT8 to act on)",
+        ),
+    }
+)
+"""Tabular and small-image classifiers (an 8x8 digit is 64 pixel features); the MLP is the default."""
+METRICS = ("accuracy", "macro_f1")
+"""What scores() measures on the holdout: the metrics a gate may be declared on."""
+
+
+def to_onnx(pipeline: Pipeline, n_features: int, n_classes: int) -> bytes:
     """ONNX with input `input` float32 [N, n_features] and outputs `label` int64 [N], `probabilities`."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
-    from sklearn.neural_network import MLPClassifier
 
     model = convert_sklearn(
         pipeline,
@@ -78,26 +122,38 @@ def to_onnx(pipeline: Pipeline, n_features: int, n_classes: int, metadata: Mappi
             (LABEL_OUTPUT, Int64TensorType([None])),
             (PROBABILITIES_OUTPUT, FloatTensorType([None, n_classes])),
         ],
-        options={MLPClassifier: {"zipmap": False}},
+        options={id(pipeline.steps[-1][1]): {"zipmap": False}},
     )
-    for key, value in sorted(metadata.items()):
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
     data: bytes = model.SerializeToString()
     return data
 
 
-def predict_onnx(model: bytes, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Run the exported graph with onnxruntime on CPU: (label indices, probabilities)."""
+def session(model: bytes) -> ort.InferenceSession:
+    """An onnxruntime CPU session set up like a small device: one thread, sequential."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
-    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    labels, probabilities = session.run(
-        [LABEL_OUTPUT, PROBABILITIES_OUTPUT], {INPUT_NAME: np.ascontiguousarray(features, dtype=np.float32)}
-    )
-    return np.asarray(labels, dtype=np.int64), np.asarray(probabilities, dtype=np.float32)
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def check_signature(model: bytes) -> None:
+    """Every variant must take float32 `input` and give float `probabilities`, as the device feeds and reads them."""
+    run = session(model)
+    inputs = [(i.name, i.type) for i in run.get_inputs()]
+    outputs = {o.name: o.type for o in run.get_outputs()}
+    if inputs != [(INPUT_NAME, FLOAT_TENSOR)] or outputs.get(PROBABILITIES_OUTPUT) != FLOAT_TENSOR:
+        raise ModelFormatError(f"graph takes {inputs} and gives {outputs}; expected {INPUT_NAME!r} and "
+                               f"{PROBABILITIES_OUTPUT!r} as {FLOAT_TENSOR}")  # fmt: skip
+
+
+def predict_onnx(model: bytes | ort.InferenceSession, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label indices, probabilities), labels taken as the device takes them: the argmax of the probabilities."""
+    run = session(model) if isinstance(model, bytes) else model
+    (probabilities,) = run.run([PROBABILITIES_OUTPUT], {INPUT_NAME: np.ascontiguousarray(features, dtype=np.float32)})
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    return probabilities.argmax(axis=1).astype(np.int64), probabilities
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

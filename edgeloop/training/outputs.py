@@ -6,7 +6,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from edgeloop.core.errors import ConfigError
@@ -26,8 +26,10 @@ def prepare_dirs(model_dir: Path, output_data_dir: Path | None) -> None:
             raise ConfigError(where, f"cannot write in {str(path)!r} ({exc.strerror or exc})") from exc
 
 
-def publish(model_dir: Path, files: Mapping[str, bytes]) -> dict[str, Path]:
+def publish(model_dir: Path, files: Mapping[str, bytes], remove: Iterable[str] = ()) -> dict[str, Path]:
     """Put files into model_dir all at once; the last file named is moved last (make it the manifest).
+
+    `remove` names files of an earlier run that the new manifest no longer lists; they go after it is in place.
 
     Files are staged in a temporary folder next to model_dir. A missing model_dir is created by
     renaming the whole folder (atomic); an existing one (SageMaker's /opt/ml/model, maybe a mount)
@@ -43,6 +45,8 @@ def publish(model_dir: Path, files: Mapping[str, bytes]) -> dict[str, Path]:
         else:
             for name in files:
                 _replace(staging / name, model_dir / name)
+            for name in remove:
+                (model_dir / name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {name: model_dir / name for name in files}

@@ -11,19 +11,21 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 import edgeloop
 from edgeloop.core.errors import EdgeloopError
+from edgeloop.core.gate import GateDecision, decide
 from edgeloop.core.manifest import (
     MANIFEST_FILE,
+    PRECISIONS,
+    REFERENCE_PRECISION,
     Artifact,
-    Baseline,
-    Gate,
     Golden,
     InputSchema,
     Lineage,
@@ -35,13 +37,13 @@ from edgeloop.training.baseline import baseline
 from edgeloop.training.config import TrainingConfig
 from edgeloop.training.conventions import build_config
 from edgeloop.training.data import Dataset, check_holdout, load_dataset
+from edgeloop.training.model import FAMILIES
 from edgeloop.training.outputs import prepare_dirs, publish, write_atomic
+from edgeloop.training.report import variant_table
+from edgeloop.training.variants import BUILDERS, FP32_FILE, Builder, Measured, measure, stamped, variant_file
 
-MODEL_FILE = "model.onnx"
+MODEL_FILE = FP32_FILE
 METRICS_FILE = "metrics.json"
-PRECISION = "fp32"
-GATE_BOUND = 0.01
-"""Default accuracy drop a compressed variant may have versus fp32: one percentage point."""
 GOLDEN_ROWS = 8
 RANGE_MARGIN = 0.5
 """The input range the device accepts: the observed [min, max] widened by half its span on each side.
@@ -53,9 +55,10 @@ METRIC_DEFINITIONS = (
     {"Name": "holdout:accuracy", "Regex": r"holdout_accuracy=([0-9.]+)"},
     {"Name": "holdout:macro_f1", "Regex": r"holdout_macro_f1=([0-9.]+)"},
 )
-"""SageMaker MetricDefinitions matching the log line train() writes, for the job launcher."""
+"""SageMaker MetricDefinitions matching the log line train() writes (for the selected variant), for the job launcher."""
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +67,7 @@ class TrainingResult:
 
     manifest: ModelManifest
     model_path: Path
+    """The selected variant's file."""
     manifest_path: Path
     metrics_path: Path | None
     x_holdout: np.ndarray
@@ -71,55 +75,121 @@ class TrainingResult:
     y_holdout: np.ndarray
     """int64 label indices into manifest.labels."""
     sklearn_accuracy: float
+    skipped: Mapping[str, str] = field(default_factory=dict)
+    """Precisions not built for this model, with why (a tree ensemble has nothing to quantize)."""
+    failure: str | None = None
+    """Why the model failed the gate (None when it passed): it is then not deployable."""
+
+    @property
+    def variant_table(self) -> str:
+        """The human-readable table of every variant and the gate's verdict."""
+        return variant_table(self.manifest, self.skipped, self.failure)
 
 
-def train(config: TrainingConfig) -> TrainingResult:
-    """Load, validate, fit, export ONNX, score the ONNX graph, then publish model.onnx + manifest.json."""
+@dataclass(frozen=True, eq=False)
+class _Variants:
+    """Every variant built, what each measured, and the precisions that could not be built."""
+
+    models: dict[str, bytes]
+    measured: dict[str, Measured]
+    skipped: dict[str, str]
+
+
+def train(config: TrainingConfig, builders: Mapping[str, Builder] = BUILDERS) -> TrainingResult:
+    """Load, fit, export fp32 and its INT8 variants, gate them on the holdout, publish what passed + manifest.json."""
     started = datetime.now(UTC)
     job = config.training_job or f"local-{started:%Y%m%dT%H%M%SZ}"
     prepare_dirs(config.model_dir, config.output_data_dir)
-    dataset = load_dataset(config.dataset, config.train_dir, config.label_column)
+    dataset = load_dataset(config.dataset, config.train_dir, config.label_column, config.features)
     check_holdout(dataset, config.holdout_fraction)
     parts = mdl.split(dataset.features, dataset.targets, config.holdout_fraction, config.seed)
     log.info(
-        "training %s on %s: %d rows x %d features, %d classes, %d held out",
-        config.model_name, dataset.uri, len(dataset.targets), len(dataset.feature_names),
+        "training %s (%s) on %s: %d rows x %d features, %d classes, %d held out",
+        config.model_name, config.family, dataset.uri, len(dataset.targets), len(dataset.feature_names),
         len(dataset.labels), len(parts.y_holdout),
     )  # fmt: skip
-    pipeline = mdl.fit(parts.x_train, parts.y_train, config.hidden, config.max_iter, config.seed)
+    pipeline = FAMILIES[config.family].fit(parts.x_train, parts.y_train, config)
     sklearn_accuracy = float(pipeline.score(parts.x_holdout, parts.y_holdout))
-    onnx_bytes = mdl.to_onnx(
-        pipeline, len(dataset.feature_names), len(dataset.labels), _onnx_metadata(config, dataset, job)
-    )
-    predicted, probabilities = mdl.predict_onnx(onnx_bytes, parts.x_holdout)
-    metrics = mdl.scores(parts.y_holdout, predicted)
-    log.info(
-        "holdout_accuracy=%.6f holdout_macro_f1=%.6f sklearn_accuracy=%.6f (onnx and sklearn agree on %.4f)",
-        metrics["accuracy"], metrics["macro_f1"], sklearn_accuracy,
-        float(np.mean(predicted == pipeline.predict(parts.x_holdout))),
-    )  # fmt: skip
-    chosen = mdl.golden_rows(predicted, probabilities, GOLDEN_ROWS)
-    _, train_probabilities = mdl.predict_onnx(onnx_bytes, parts.x_train)
-    manifest = _manifest(
-        config, dataset, job, started, onnx_bytes, metrics,
-        Golden(
-            inputs=tuple(tuple(float(v) for v in parts.x_holdout[i]) for i in chosen),
-            labels=tuple(int(predicted[i]) for i in chosen),
-        ),
-        baseline(parts.x_train, dataset.feature_names, train_probabilities.max(axis=1)),
-    )  # fmt: skip
-    paths = publish(config.model_dir, {MODEL_FILE: onnx_bytes, MANIFEST_FILE: manifest.to_json().encode()})
-    metrics_path = _write_metrics(config.output_data_dir, manifest, sklearn_accuracy)
-    log.info("wrote %s and %s (sha256 %s)", paths[MODEL_FILE], paths[MANIFEST_FILE], manifest.artifacts[0].sha256)
+    fp32 = mdl.to_onnx(pipeline, len(dataset.feature_names), len(dataset.labels))
+    variants = _build_variants(config, fp32, _onnx_metadata(config, dataset, job), parts, builders)
+    decision = _decide(config, variants)
+    manifest = _manifest(config, dataset, job, started, variants, decision, parts)
+    _log_outcome(manifest, decision, sklearn_accuracy)
+    paths = _publish(config.model_dir, manifest, variants)
+    metrics_path = _write_metrics(config.output_data_dir, manifest, sklearn_accuracy, variants.skipped)
+    log.info("wrote %s to %s", ", ".join(paths), config.model_dir)
     return TrainingResult(
         manifest=manifest,
-        model_path=paths[MODEL_FILE],
+        model_path=paths[manifest.selected],
         manifest_path=paths[MANIFEST_FILE],
         metrics_path=metrics_path,
         x_holdout=parts.x_holdout,
         y_holdout=parts.y_holdout,
         sklearn_accuracy=sklearn_accuracy,
+        skipped=variants.skipped,
+        failure=decision.failure,
     )
+
+
+def _build_variants(
+    config: TrainingConfig,
+    fp32: bytes,
+    metadata: Mapping[str, str],
+    parts: mdl.Split,
+    builders: Mapping[str, Builder],
+) -> _Variants:
+    """fp32 plus each compressed variant the family allows; one that cannot be built or run is skipped, with why."""
+    reference = stamped(fp32, {**metadata, "precision": REFERENCE_PRECISION})
+    variants = _Variants({REFERENCE_PRECISION: reference}, {REFERENCE_PRECISION: _measure(reference, parts)}, {})
+    why_not = FAMILIES[config.family].not_quantizable
+    for precision, build in builders.items():
+        if why_not is not None:
+            variants.skipped[precision] = why_not
+            continue
+        try:
+            model = stamped(build(fp32, parts.x_train), {**metadata, "precision": precision})
+            variants.measured[precision] = _measure(model, parts)
+        except Exception as exc:  # quantizer and onnxruntime errors have no common base; fp32 still ships
+            log.warning("%s variant skipped: %s", precision, exc, exc_info=True)
+            variants.skipped[precision] = f"could not be built or run ({type(exc).__name__}: {str(exc)[:200]})"
+            continue
+        variants.models[precision] = model
+    return variants
+
+
+def _decide(config: TrainingConfig, variants: _Variants) -> GateDecision:
+    """The core gate over what each variant measured on the declared metric, and its size."""
+    return decide(
+        {p: m.metrics[config.gate_metric] for p, m in variants.measured.items()},
+        {p: len(m) for p, m in variants.models.items()},
+        metric=config.gate_metric, bound=config.gate_bound, minimum=config.gate_minimum,
+    )  # fmt: skip
+
+
+def _publish(model_dir: Path, manifest: ModelManifest, variants: _Variants) -> dict[str, Path]:
+    """The shipped variants, then the manifest; variant files of an earlier run that this one does not ship go."""
+    shipped = {a.file: variants.models[a.precision] for a in manifest.artifacts}
+    stale = [variant_file(p) for p in PRECISIONS if variant_file(p) not in shipped]
+    return publish(model_dir, {**shipped, MANIFEST_FILE: manifest.to_json().encode()}, remove=stale)
+
+
+def _measure(model: bytes, parts: mdl.Split) -> Measured:
+    """Holdout metrics of a variant whose signature the device can run (else ModelFormatError)."""
+    mdl.check_signature(model)
+    return measure(model, parts.x_holdout, parts.y_holdout)
+
+
+def _log_outcome(manifest: ModelManifest, decision: GateDecision, sklearn_accuracy: float) -> None:
+    """The metric line SageMaker scrapes (selected variant), and the gate's verdict."""
+    selected = manifest.metrics[manifest.selected_artifact.precision]
+    log.info(
+        "holdout_accuracy=%.6f holdout_macro_f1=%.6f sklearn_accuracy=%.6f selected=%s",
+        selected["accuracy"], selected["macro_f1"], sklearn_accuracy, manifest.selected,
+    )  # fmt: skip
+    for precision, reason in decision.gate.rejected.items():
+        log.warning("gate rejected %s: %s", precision, reason)
+    if decision.failure is not None:
+        log.error("model failed the gate and is not deployable: %s", decision.failure)
 
 
 def _onnx_metadata(config: TrainingConfig, dataset: Dataset, job: str) -> dict[str, str]:
@@ -138,39 +208,47 @@ def _manifest(
     dataset: Dataset,
     job: str,
     started: datetime,
-    onnx_bytes: bytes,
-    metrics: Mapping[str, float],
-    golden: Golden,
-    training_baseline: Baseline,
+    variants: _Variants,
+    decision: GateDecision,
+    parts: mdl.Split,
 ) -> ModelManifest:
-    """The manifest: the one contract the registry and the device read."""
+    """The manifest the registry and the device read; golden rows and baseline come from the selected variant."""
+    selected = variants.measured[decision.selected]
+    chosen = mdl.golden_rows(selected.labels, selected.probabilities, GOLDEN_ROWS)
+    _, train_probabilities = mdl.predict_onnx(variants.models[decision.selected], parts.x_train)
     return ModelManifest(
         model_name=config.model_name,
         created_at=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        artifacts=(
-            Artifact(
-                file=MODEL_FILE,
-                sha256=hashlib.sha256(onnx_bytes).hexdigest(),
-                bytes=len(onnx_bytes),
-                precision=PRECISION,
-            ),
+        artifacts=tuple(
+            Artifact(file=variant_file(p), sha256=hashlib.sha256(m).hexdigest(), bytes=len(m), precision=p)
+            for p, m in _in_order(variants.models).items()
+            if p not in decision.gate.rejected
         ),
-        selected=MODEL_FILE,
+        selected=variant_file(decision.selected),
         input=_input_schema(dataset),
         output=OutputSchema(probabilities=mdl.PROBABILITIES_OUTPUT),
         labels=dataset.labels,
-        metrics={PRECISION: dict(metrics)},
-        golden=golden,
+        metrics={p: m.metrics for p, m in _in_order(variants.measured).items()},
+        golden=Golden(
+            inputs=tuple(tuple(float(v) for v in parts.x_holdout[i]) for i in chosen),
+            labels=tuple(int(selected.labels[i]) for i in chosen),
+        ),
         lineage=Lineage(
             dataset=dataset.uri,
             dataset_sha256=dataset.sha256,
             training_job=job,
             code_version=edgeloop.__version__,
             hyperparameters=config.hyperparameters(),
+            parent_version=config.parent_version,
         ),
-        gate=Gate(metric="accuracy", bound=GATE_BOUND, drop=0.0, passed=True),
-        baseline=training_baseline,
+        gate=decision.gate,
+        baseline=baseline(parts.x_train, dataset.feature_names, train_probabilities.max(axis=1)),
     )
+
+
+def _in_order(by_precision: Mapping[str, _T]) -> dict[str, _T]:
+    """Per-precision values in PRECISIONS order, so the manifest lists fp32 first whatever was built first."""
+    return {p: by_precision[p] for p in PRECISIONS if p in by_precision}
 
 
 def _input_schema(dataset: Dataset) -> InputSchema:
@@ -186,7 +264,9 @@ def _input_schema(dataset: Dataset) -> InputSchema:
     )
 
 
-def _write_metrics(output_dir: Path | None, manifest: ModelManifest, sklearn_accuracy: float) -> Path | None:
+def _write_metrics(
+    output_dir: Path | None, manifest: ModelManifest, sklearn_accuracy: float, skipped: Mapping[str, str]
+) -> Path | None:
     """metrics.json in the job's output data (SageMaker uploads it as output.tar.gz)."""
     if output_dir is None:
         return None
@@ -195,6 +275,8 @@ def _write_metrics(output_dir: Path | None, manifest: ModelManifest, sklearn_acc
         "training_job": manifest.lineage.training_job,
         "selected": manifest.selected,
         "metrics": {k: dict(v) for k, v in manifest.metrics.items()},
+        "gate": manifest.gate.to_dict(),
+        "skipped": dict(skipped),
         "sklearn_accuracy": round(sklearn_accuracy, 6),
     }
     return write_atomic(output_dir / METRICS_FILE, (json.dumps(body, sort_keys=True, indent=2) + "\n").encode())
@@ -209,6 +291,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         sys.stderr.write(f"error: {exc}\n")
         _report_failure(env, str(exc))
         return exc.exit_code
+    sys.stdout.write(result.variant_table)
     log.info("model %s ready in %s", result.manifest.model_name, result.model_path.parent)
     return 0
 

@@ -18,6 +18,20 @@ def test_train_forwards_options_and_writes_model_and_manifest(tmp_path: Path) ->
     assert (model_dir / manifest.selected).is_file()
 
 
+def test_train_out_prints_the_variant_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model_dir = tmp_path / "model"
+    assert main(["train", "--out", str(model_dir), "--max-iter", "40", "--hidden", "16"]) == 0
+    manifest = ModelManifest.from_json((model_dir / "manifest.json").read_bytes())
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["precision", "file", "bytes", "accuracy", "drop", "p50", "µs", "verdict"]
+    assert [line.split()[0] for line in lines[1:4]] == ["fp32", "int8-dynamic", "int8-static"]
+    (selected,) = [line for line in lines if line.endswith("<- selected")]
+    assert selected.split()[:2] == [manifest.selected_artifact.precision, manifest.selected]
+    assert f"{manifest.holdout_accuracy:.4f}" in selected.split()
+    assert lines[4].startswith("gate: accuracy drop <= 0.0100 vs fp32: passed; selected ")
+    assert len(lines) == 5
+
+
 def test_train_with_nan_data_exits_2_with_one_line_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -91,9 +91,10 @@ def test_toolkit_style_underscore_flags_are_accepted(ml: Path) -> None:
 
 
 def test_typed_sm_hps_values_are_taken_as_their_text(ml: Path) -> None:
-    env = _env(ml, SM_HPS=json.dumps({"hidden": [32, 16], "holdout_fraction": 0.25, "label_column": "y"}))
-    config = build_config([], env)
+    hps = {"hidden": [32, 16], "holdout_fraction": 0.25, "label_column": "y", "features": ["a", "b"]}
+    config = build_config([], _env(ml, SM_HPS=json.dumps(hps)))
     assert (config.hidden, config.holdout_fraction, config.label_column) == ((32, 16), 0.25, "y")
+    assert config.features == ("a", "b")
 
 
 def test_paths_come_from_sm_variables_and_flags_win(ml: Path) -> None:
@@ -175,7 +176,7 @@ def test_malformed_sagemaker_variables_are_refused(ml: Path, variable: str, valu
 
 
 def test_a_csv_dataset_needs_a_model_name(ml: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^model_name: is required for a CSV dataset"):
+    with pytest.raises(ConfigError, match=r"^model_name: is required for user data \('csv'\)"):
         build_config(["--dataset", "csv"], _env(ml))
 
 
@@ -195,3 +196,64 @@ def test_main_writes_the_failure_reason_where_sagemaker_reads_it(ml: Path, capsy
     failure = (ml / "output" / "failure").read_text()
     assert failure.startswith("dataset: 'builtin:mnist' is not a dataset")
     assert capsys.readouterr().err == f"error: {failure}\n"
+
+
+def test_gate_family_schema_and_parent_version_come_typed_from_hyperparameters(ml: Path) -> None:
+    _write_hyperparameters(
+        ml,
+        {
+            "family": '"trees"',
+            "n_estimators": "30",
+            "max_depth": "6",
+            "gate_metric": '"macro_f1"',
+            "gate_bound": "0.02",
+            "gate_minimum": "0.9",
+            "parent_version": "4",
+            "features": '"a,b, c"',
+        },
+    )
+    config = build_config(["--dataset", "csv", "--model-name", "tab"], _env(ml))
+    assert (config.family, config.n_estimators, config.max_depth) == ("trees", 30, 6)
+    assert (config.gate_metric, config.gate_bound, config.gate_minimum) == ("macro_f1", 0.02, 0.9)
+    assert (config.parent_version, config.features) == (4, ("a", "b", "c"))
+    assert "parent_version" not in config.hyperparameters(), "it has its own place in the lineage"
+
+
+def test_local_aliases_out_data_and_model(ml: Path) -> None:
+    config = build_config(["--out", "/x/m", "--data", "builtin:wine", "--model", "trees"], _env(ml))
+    assert (config.model_dir, config.dataset, config.family, config.model_name) == (
+        Path("/x/m"), "builtin:wine", "trees", "wine",
+    )  # fmt: skip
+
+
+def test_data_given_as_a_file_path_reads_that_file(ml: Path) -> None:
+    (ml / "mine").mkdir()
+    (ml / "mine" / "rows.parquet").write_bytes(b"not read here")
+    config = build_config(["--data", str(ml / "mine" / "rows.parquet"), "--model-name", "rows"], _env(ml))
+    assert (config.dataset, config.train_dir) == ("parquet:rows.parquet", ml / "mine")
+    with pytest.raises(UsageError, match=r"^--data: .* is a file path; name it inside --train as parquet:rows.parquet"):
+        build_config(["--data", str(ml / "mine" / "rows.parquet"), "--model-name", "r1", "--train", "/t"], _env(ml))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--n-estimators", "many"], "--n-estimators: 'many' is not an integer"),
+        (["--max-depth", "0", "--model", "trees"], "--max-depth: must be >= 1, got 0"),
+        (["--gate-bound", "high"], "--gate-bound: 'high' is not a number"),
+        (["--gate-bound", "2"], "--gate-bound: 2.0 is outside [0, 1]"),
+        (["--gate-minimum", "-0.1"], "--gate-minimum: -0.1 is outside [0, 1]"),
+        (["--gate-metric", "f1"], "--gate-metric: unknown metric 'f1'; expected one of ['accuracy', 'macro_f1']"),
+        (["--parent-version", "0"], "--parent-version: must be >= 1, got 0"),
+        (["--parent-version", "v3"], "--parent-version: 'v3' is not an integer"),
+        (["--model", "forest"], "--family: unknown family 'forest'; expected one of ['mlp', 'trees']"),
+        (["--model", "trees", "--hidden", "8"], "--hidden: applies to family 'mlp', not 'trees'"),
+        (["--n-estimators", "10"], "--n-estimators: applies to family 'trees', not 'mlp'"),
+        (["--features", "a,,b"], "--features: ['a', '', 'b'] must be one or more non-empty column names"),
+        (["--features", "a,label"], "--features: ['a', 'label'] repeats a name or holds the label column"),
+    ],
+)
+def test_new_options_of_the_wrong_type_or_value_are_refused_by_name(ml: Path, argv: list[str], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        build_config(argv, _env(ml))
+    assert str(caught.value) == message
