@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import edgeloop
 from edgeloop.core.errors import ConfigError, ValidationError
-from edgeloop.core.names import validate_model_name
+from edgeloop.core.names import DEFAULT_MODEL_NAME, validate_model_name
 
 CONTEXT_ENV_NAME = "edgeloop:envName"
 CONTEXT_ACCOUNT = "edgeloop:account"
@@ -20,7 +20,6 @@ CONTEXT_INFERENCE_VERSION = "edgeloop:inferenceComponentVersion"
 CONTEXT_CDK_NAG = "edgeloop:cdkNag"
 
 DEFAULT_REGION = "us-east-1"
-DEFAULT_MODEL_NAME = "digits"
 
 _ENV_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,14}[a-z0-9])?")
 _ACCOUNT = re.compile(r"\d{12}")

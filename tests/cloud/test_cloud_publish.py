@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -195,3 +196,45 @@ def test_deploy_refuses_a_version_the_registry_no_longer_approves(deps: dict[str
     publish_trained_model(_completed(), **deps)
     with pytest.raises(NotFoundError, match="PendingManualApproval in the registry"):
         _on_approval(deps)
+
+
+def _publish_job(deps: dict[str, Any], job: str, manifest: Any) -> Any:
+    """Publish `manifest` as training job `job` (its own archive under training-output/)."""
+    uri = f"s3://edgeloop-data/training-output/{job}/output/model.tar.gz"
+    deps["store"].put(uri, model_tarball({"manifest.json": manifest.to_json().encode(), "model.onnx": FAKE_ONNX}))
+    event = load_event("training_job_completed")
+    event["detail"]["TrainingJobName"] = job
+    event["detail"]["ModelArtifacts"]["S3ModelArtifacts"] = uri
+    return publish_trained_model(TrainingJobStateChange.from_event(event), **deps)
+
+
+def test_a_breaking_input_change_versus_the_approved_version_blocks_auto_approval(deps: dict[str, Any]) -> None:
+    deps["settings"] = _settings(min_accuracy=0.9)
+    first = _publish_job(deps, "job-1", manifest_for(FAKE_ONNX, accuracy=0.97))
+    assert first.record.approval is ApprovalStatus.APPROVED
+    renamed = replace(manifest_for(FAKE_ONNX, accuracy=0.98), labels=("zero", "one", "two"))
+    second = _publish_job(deps, "job-2", renamed)
+    assert second.record.approval is ApprovalStatus.PENDING
+    assert "breaking change vs v1: labels changed" in deps["registry"].get("digits", 2).decision
+    assert second.component is not None, "a breaking version can still be approved by a human"
+
+
+def test_a_version_worse_than_the_approved_one_by_more_than_the_bound_waits_for_a_human(deps: dict[str, Any]) -> None:
+    deps["settings"] = replace(_settings(min_accuracy=0.9), auto_approve_max_drop=0.01)
+    _publish_job(deps, "job-1", manifest_for(FAKE_ONNX, accuracy=0.97))
+    within = _publish_job(deps, "job-2", manifest_for(FAKE_ONNX, accuracy=0.961))
+    worse = _publish_job(deps, "job-3", manifest_for(FAKE_ONNX, accuracy=0.95))
+    assert within.record.approval is ApprovalStatus.APPROVED
+    assert worse.record.approval is ApprovalStatus.PENDING
+    assert "worse than v2's 0.9610" in worse.record.decision
+
+
+def test_lineage_parent_and_approval_reason_are_recorded(deps: dict[str, Any]) -> None:
+    deps["settings"] = _settings(min_accuracy=0.9)
+    child = manifest_for(FAKE_ONNX)
+    child = replace(child, lineage=replace(child.lineage, parent_version=1))
+    record = _publish_job(deps, "job-1", child).record
+    stored = deps["registry"].get("digits", 1)
+    assert (stored.parent_version, stored.approval) == (1, ApprovalStatus.APPROVED)
+    assert stored.approval_description.startswith("auto-approved: gate passed")
+    assert record == stored
