@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 from support import FAKE_ONNX, kms_signing_key, manifest_for, model_tarball
 
 from edgeloop.cloud.artifacts import S3ArtifactStore
@@ -144,3 +146,15 @@ def test_cold_start_without_configuration_names_the_missing_variable(
             training_completed.handler({}, None)
     finally:
         training_completed._deps.cache_clear()
+
+
+def test_a_disabled_key_registers_nothing(deps: dict[str, Any], event: Any, s3: Any) -> None:
+    # moto signs with a disabled key, so KMS's answer is stubbed here, as AWS gives it.
+    kms = boto3.client("kms", region_name="us-east-1")
+    deps["signer"] = KmsSigner(kms, "alias/edgeloop-signing")
+    with Stubber(kms) as stub:
+        stub.add_client_error("sign", "DisabledException", "arn:aws:kms:us-east-1:123456789012:key/k is disabled.")
+        with pytest.raises(SigningError, match="DisabledException"):
+            training_completed.handle(event("training_job_completed"), deps)
+    assert deps["registry"].versions("digits") == []
+    assert s3.list_objects_v2(Bucket="edgeloop-artifacts").get("KeyCount", 0) == 0
