@@ -1,4 +1,4 @@
-"""Lambda: a model package version was approved, so deploy it to the fleet."""
+"""Lambda: a model package's approval changed; an Approved version goes to the deployer (today: the fleet)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import boto3
 
 from edgeloop.cloud.fleet import GreengrassFleetControl
-from edgeloop.cloud.publish import deploy_approved
+from edgeloop.cloud.publish import handle_approval_change
 from edgeloop.cloud.registry import SageMakerRegistry
+from edgeloop.cloud.signing import KmsSigner
 from edgeloop.core.events import ModelPackageStateChange
 from edgeloop.core.settings import CloudSettings
 
@@ -22,24 +23,23 @@ log = logging.getLogger(__name__)
 def _deps() -> dict[str, Any]:
     """Clients built once per cold start, never at import time."""
     settings = CloudSettings.from_env(os.environ)
+    key = settings.signing_key_id
     return {
         "registry": SageMakerRegistry(boto3.client("sagemaker")),
         "fleet": GreengrassFleetControl(boto3.client("greengrassv2"), account=settings.account),
         "settings": settings,
+        "signer": KmsSigner(boto3.client("kms"), key) if key else None,
     }
 
 
 def handle(event: Any, deps: dict[str, Any]) -> dict[str, Any]:
-    """Parse the event, deploy if approved, say what happened."""
+    """Parse the event, act on the new approval status, say what happened."""
     change = ModelPackageStateChange.from_event(event)
-    deployment_id = deploy_approved(change, **deps)
-    if deployment_id is None:
-        return {
-            "status": "ignored",
-            "modelPackage": change.package_arn,
-            "reason": f"approval is {change.approval}",
-        }
-    return {"status": "deployed", "modelPackage": change.package_arn, "deploymentId": deployment_id}
+    outcome = handle_approval_change(change, **deps)
+    result = {"status": outcome.status, "modelPackage": change.package_arn, "reason": outcome.reason}
+    if outcome.deployment_id is not None:
+        result["deploymentId"] = outcome.deployment_id
+    return result
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import edgeloop
 from edgeloop.core.errors import ConfigError, ValidationError
-from edgeloop.core.names import validate_model_name
+from edgeloop.core.names import DEFAULT_MODEL_NAME, validate_model_name
 
 CONTEXT_ENV_NAME = "edgeloop:envName"
 CONTEXT_ACCOUNT = "edgeloop:account"
@@ -18,14 +18,20 @@ CONTEXT_MODEL_NAME = "edgeloop:modelName"
 CONTEXT_AUTO_APPROVE = "edgeloop:autoApproveMinAccuracy"
 CONTEXT_INFERENCE_VERSION = "edgeloop:inferenceComponentVersion"
 CONTEXT_CDK_NAG = "edgeloop:cdkNag"
+CONTEXT_AUTO_APPROVE_MAX_DROP = "edgeloop:autoApproveMaxDrop"
+CONTEXT_TRAINING_SCHEDULE = "edgeloop:trainingSchedule"
+CONTEXT_TRAINING_IMAGE = "edgeloop:trainingImageUri"
+CONTEXT_TRAINING_INSTANCE_TYPE = "edgeloop:trainingInstanceType"
 
 DEFAULT_REGION = "us-east-1"
-DEFAULT_MODEL_NAME = "digits"
 
 _ENV_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,14}[a-z0-9])?")
 _ACCOUNT = re.compile(r"\d{12}")
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d")
 _SEMVER = re.compile(r"(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)")
+_SCHEDULE = re.compile(r"(?:rate\(\d+ (?:minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))")
+_IMAGE = re.compile(r"\S+/\S+(?::\S+|@sha256:[0-9a-f]{64})")
+_INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 
 ContextGetter = Callable[[str], object]
 
@@ -41,6 +47,12 @@ class StackConfig:
     inference_component_version: str
     auto_approve_min_accuracy: float | None
     cdk_nag: bool
+    auto_approve_max_drop: float = 0.0
+    training_schedule: str | None = None
+    """An EventBridge schedule expression (rate(7 days), cron(...)) for the training launcher; None: no schedule."""
+    training_image_uri: str | None = None
+    """The training image; None: <account>.dkr.ecr.<region>.amazonaws.com/edgeloop-training:<inference version>."""
+    training_instance_type: str = "ml.m5.large"
 
     @property
     def stack_name(self) -> str:
@@ -65,6 +77,12 @@ class StackConfig:
             ),
             auto_approve_min_accuracy=_fraction(get, CONTEXT_AUTO_APPROVE),
             cdk_nag=_flag(get, CONTEXT_CDK_NAG, default=True),
+            auto_approve_max_drop=_fraction(get, CONTEXT_AUTO_APPROVE_MAX_DROP) or 0.0,
+            training_schedule=_optional(get, CONTEXT_TRAINING_SCHEDULE, _SCHEDULE, "rate(N unit) or cron(...)"),
+            training_image_uri=_optional(get, CONTEXT_TRAINING_IMAGE, _IMAGE, "an image URI with a tag or digest"),
+            training_instance_type=_matching(
+                get, CONTEXT_TRAINING_INSTANCE_TYPE, _INSTANCE_TYPE, "a SageMaker instance type", "ml.m5.large"
+            ),
         )
 
 
@@ -84,6 +102,11 @@ def _matching(get: ContextGetter, key: str, pattern: re.Pattern[str], shape: str
     if not pattern.fullmatch(value):
         raise ConfigError(key, f"{value!r} is not {shape}")
     return value
+
+
+def _optional(get: ContextGetter, key: str, pattern: re.Pattern[str], shape: str) -> str | None:
+    """A key whose absence (null) switches a feature off or to its default."""
+    return None if get(key) is None else _matching(get, key, pattern, shape, None)
 
 
 def _account(get: ContextGetter) -> str | None:

@@ -45,3 +45,9 @@ def s3(aws: None) -> Any:
 def sagemaker(aws: None) -> Any:
     """A SageMaker client on moto."""
     return boto3.client("sagemaker", region_name=REGION)
+
+
+@pytest.fixture
+def kms(aws: None) -> Any:
+    """A KMS client on moto."""
+    return boto3.client("kms", region_name=REGION)

@@ -103,3 +103,33 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class LocalKeySigner:
+    """The in-memory ManifestSigner: a P-256 key in process (the device's own signing helper), for tests."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        self.key_id = "local-test-key"
+
+    def sign(self, manifest: bytes) -> bytes:
+        from edgeloop.device.signing import sign_manifest
+
+        return sign_manifest(manifest, self._key)
+
+    def public_key_pem(self) -> str:
+        from cryptography.hazmat.primitives import serialization
+
+        return (
+            self._key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+
+
+def kms_signing_key(kms: Any, *, key_spec: str = "ECC_NIST_P256", key_usage: str = "SIGN_VERIFY") -> str:
+    """Create a KMS key (on moto) and return its id; the defaults are the manifest-signing key's."""
+    key: str = kms.create_key(KeySpec=key_spec, KeyUsage=key_usage, Description="edgeloop test")["KeyMetadata"]["KeyId"]
+    return key

@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree; each group adds its own subcommand."""
-    from edgeloop.cli import demo, train
+    from edgeloop.cli import demo, models, train
 
     parser = _Parser(prog="edgeloop", description="Close the loop between AWS and a Greengrass edge fleet.")
     parser.add_argument("--version", action="version", version=f"edgeloop {__version__}")
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo.register(commands)
     train.register(commands)
+    models.register(commands)
     return parser
 
 

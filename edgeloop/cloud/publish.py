@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from edgeloop.cloud.artifacts import ArtifactStore, parse_s3_uri
 from edgeloop.cloud.fleet import ComponentRef, FleetControl
 from edgeloop.cloud.registry import ModelRegistry
+from edgeloop.cloud.signing import ManifestSigner
+from edgeloop.core.approval import ApprovalDecision, ApprovedVersion, decide_approval
 from edgeloop.core.deployments import model_deployment
 from edgeloop.core.errors import IntegrityError, ModelFormatError, NotFoundError
 from edgeloop.core.events import ModelPackageStateChange, TrainingJobStateChange
@@ -18,12 +20,14 @@ from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
 from edgeloop.core.names import INFERENCE_COMPONENT, artifact_prefix, model_from_package_group
 from edgeloop.core.onnx_format import check_onnx_model
 from edgeloop.core.recipes import model_recipe
-from edgeloop.core.registry import ApprovalStatus, RegistryRecord, initial_approval
+from edgeloop.core.registry import ApprovalStatus, RegistryRecord
 from edgeloop.core.settings import CloudSettings
+from edgeloop.core.signing import MANIFEST_SIGNATURE_FILE
 
 log = logging.getLogger(__name__)
 
 MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -34,13 +38,28 @@ class ModelArchive:
     manifest_bytes: bytes
     artifact: bytes
 
+    @property
+    def manifest_sha256(self) -> str:
+        """The manifest's digest: it covers every artifact's, so it addresses the whole model in S3."""
+        return hashlib.sha256(self.manifest_bytes).hexdigest()
+
 
 @dataclass(frozen=True)
 class Published:
-    """What publishing a trained model produced."""
+    """What publishing a trained model produced; a version the gate refused has no component."""
 
     record: RegistryRecord
-    component: ComponentRef
+    component: ComponentRef | None
+    decision: ApprovalDecision
+
+
+@dataclass(frozen=True)
+class ApprovalOutcome:
+    """What an approval change led to: a deployment, a recorded rejection, or nothing."""
+
+    status: str
+    reason: str
+    deployment_id: str | None = None
 
 
 def read_model_archive(data: bytes) -> ModelArchive:
@@ -81,35 +100,69 @@ def publish_trained_model(
     registry: ModelRegistry,
     fleet: FleetControl,
     settings: CloudSettings,
+    signer: ManifestSigner | None = None,
 ) -> Published:
-    """Verify the job's model, copy it to content-addressed keys, register it, create its component.
+    """Verify the job's model, decide its approval, sign it, store it, register it, create its component.
 
-    Every step is idempotent, so a redelivered event converges on the same version and component.
+    Everything that can refuse bad input or a bad key (digest, manifest, schema, KMS Sign) runs before
+    the registry is touched, so a failure registers nothing. Every step is idempotent (content-addressed
+    keys, one version per training job, a recipe that is a pure function of the bytes), so a redelivered
+    event converges on the same version and component.
     """
     if not is_edgeloop_training_output(change, settings) or change.model_artifacts_uri is None:
         raise NotFoundError(f"training job {change.job_name} is {change.status}; it has no model to publish")
     archive = read_model_archive(store.get(change.model_artifacts_uri, max_bytes=MAX_ARCHIVE_BYTES))
     manifest = archive.manifest
-    prefix = (
-        f"s3://{settings.artifacts_bucket}/{artifact_prefix(manifest.model_name, manifest.selected_artifact.sha256)}"
-    )
+    versions = [r for r in registry.versions(manifest.model_name) if r.training_job != change.job_name]
+    decision = decide_approval(manifest, _approved_version(versions, store), settings.approval_policy)
+    prefix = f"s3://{settings.artifacts_bucket}/{artifact_prefix(manifest.model_name, archive.manifest_sha256)}"
     artifact_uri, manifest_uri = prefix + manifest.selected, prefix + MANIFEST_FILE
+    signature = _signature(store, prefix + MANIFEST_SIGNATURE_FILE, archive, signer) if manifest.deployable else None
     store.put(artifact_uri, archive.artifact)
     store.put(manifest_uri, archive.manifest_bytes)
+    if signature is not None:
+        store.put(prefix + MANIFEST_SIGNATURE_FILE, signature)
+    first = ApprovalStatus.REJECTED if decision.status is ApprovalStatus.REJECTED else ApprovalStatus.PENDING
     record = registry.register(
         manifest,
         training_job=change.job_name,
         artifact_uri=artifact_uri,
         manifest_uri=manifest_uri,
-        approval=ApprovalStatus.PENDING,
+        approval=first,
+        signed=signature is not None,
+        decision=decision.description,
     )
-    component = fleet.create_component_version(model_recipe(record, manifest))
+    if not record.deployable:
+        log.warning("%s v%s is not deployable: %s", record.model_name, record.version, decision.description)
+        return Published(record, None, decision)
+    recipe = model_recipe(record, manifest, manifest_bytes=archive.manifest_bytes, signature=signature)
+    component = fleet.create_component_version(recipe)
     # Approve only once the component exists: approval is what triggers the deployment.
-    policy = initial_approval(manifest.holdout_accuracy, settings.auto_approve_min_accuracy)
-    if record.approval is ApprovalStatus.PENDING and policy is ApprovalStatus.APPROVED:
-        record = registry.set_approval(record.model_name, record.version, ApprovalStatus.APPROVED)
+    if record.approval is ApprovalStatus.PENDING and decision.status is ApprovalStatus.APPROVED:
+        record = registry.set_approval(record.model_name, record.version, ApprovalStatus.APPROVED, decision.description)
     log.info("published %s v%s as %s %s", record.model_name, record.version, component.name, component.version)
-    return Published(record, component)
+    return Published(record, component, decision)
+
+
+def _approved_version(versions: list[RegistryRecord], store: ArtifactStore) -> ApprovedVersion | None:
+    """The newest Approved version with its manifest, the one a candidate must stay compatible with."""
+    approved = [r for r in versions if r.approval is ApprovalStatus.APPROVED]
+    if not approved:
+        return None
+    current = approved[-1]
+    manifest = ModelManifest.from_json(store.get(current.manifest_uri, max_bytes=MAX_MANIFEST_BYTES))
+    return ApprovedVersion(current.version, current.holdout_accuracy, manifest)
+
+
+def _signature(store: ArtifactStore, uri: str, archive: ModelArchive, signer: ManifestSigner | None) -> bytes | None:
+    """The manifest's signature: the one a previous attempt stored (ECDSA is randomized, so re-signing would
+    change the recipe's Digest and collide with the component version it created), else a new one."""
+    if signer is None:
+        return None
+    try:
+        return store.get(uri, max_bytes=MAX_MANIFEST_BYTES)
+    except NotFoundError:
+        return signer.sign(archive.manifest_bytes)
 
 
 def is_edgeloop_training_output(change: TrainingJobStateChange, settings: CloudSettings) -> bool:
@@ -118,13 +171,34 @@ def is_edgeloop_training_output(change: TrainingJobStateChange, settings: CloudS
     return change.completed and uri is not None and uri.startswith(settings.training_output_uri)
 
 
-def deploy_approved(
-    change: ModelPackageStateChange, *, registry: ModelRegistry, fleet: FleetControl, settings: CloudSettings
-) -> str | None:
-    """Deploy an Approved version to the fleet; other approval states deploy nothing."""
-    if change.approval is not ApprovalStatus.APPROVED:
-        return None
+def handle_approval_change(
+    change: ModelPackageStateChange,
+    *,
+    registry: ModelRegistry,
+    fleet: FleetControl,
+    settings: CloudSettings,
+    signer: ManifestSigner | None = None,
+) -> ApprovalOutcome:
+    """Approved: hand the version to the deployer (today the fleet deployment); Rejected: record; Pending: nothing."""
+    label = f"{change.group_name} v{change.version}"
+    if change.approval is ApprovalStatus.PENDING:
+        return ApprovalOutcome("ignored", f"{label} awaits manual approval")
     record = registry.get(model_from_package_group(change.group_name), change.version)
+    if change.approval is ApprovalStatus.REJECTED:
+        why = record.approval_description or record.decision or "no reason given"
+        log.info("%s was rejected (%s); nothing is deployed", label, why)
+        return ApprovalOutcome("rejected", f"{label} was rejected: {why}")
+    if not record.deployable:
+        log.error("%s was approved although its accuracy gate failed (%s); refusing to deploy", label, record.gate)
+        return ApprovalOutcome("refused", f"{label} did not pass its accuracy gate ({record.gate}); not deployed")
+    deployment_id = deploy_approved(record, fleet=fleet, settings=settings, signer=signer)
+    return ApprovalOutcome("deployed", f"{label} deployed to {settings.fleet_thing_group_arn}", deployment_id)
+
+
+def deploy_approved(
+    record: RegistryRecord, *, fleet: FleetControl, settings: CloudSettings, signer: ManifestSigner | None = None
+) -> str:
+    """Deploy an Approved version to the fleet, with the signing key's public key when manifests are signed."""
     if record.approval is not ApprovalStatus.APPROVED:
         raise NotFoundError(f"{record.model_name} v{record.version} is {record.approval} in the registry now")
     # Both components must exist; NotFoundError makes the event retry rather than deploy a broken set.
@@ -134,6 +208,7 @@ def deploy_approved(
         record,
         target_arn=settings.fleet_thing_group_arn,
         inference_version=settings.inference_component_version,
+        public_key_pem=signer.public_key_pem() if signer is not None else None,
     )
     latest = fleet.latest_deployment(spec.target_arn)
     if latest is not None and dict(latest.components) == dict(spec.components):
@@ -145,9 +220,11 @@ def deploy_approved(
 
 
 __all__ = [
+    "ApprovalOutcome",
     "ModelArchive",
     "Published",
     "deploy_approved",
+    "handle_approval_change",
     "is_edgeloop_training_output",
     "parse_s3_uri",
     "publish_trained_model",

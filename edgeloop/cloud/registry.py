@@ -7,10 +7,11 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
+from edgeloop.core.approval import clip
 from edgeloop.core.errors import NotFoundError, RegistryError
 from edgeloop.core.manifest import ModelManifest
 from edgeloop.core.names import model_package_group
-from edgeloop.core.registry import ApprovalStatus, RegistryRecord, package_metadata
+from edgeloop.core.registry import ApprovalStatus, RegistryRecord, gate_summary, package_metadata
 
 
 class ModelRegistry(Protocol):
@@ -18,8 +19,10 @@ class ModelRegistry(Protocol):
 
     `register` is idempotent per training job: registering the same job again returns the existing
     version instead of creating a second one (EventBridge delivers at least once). Versions are
-    integers from 1, assigned by the registry. `get` raises NotFoundError for an unknown version.
-    `set_approval` keeps every other field of the record. `versions` is ordered by version.
+    integers from 1, assigned by the registry; the record's gate, lineage parent and signed flag come
+    from the manifest and the caller. `get` raises NotFoundError for an unknown version.
+    `set_approval` keeps every other field of the record and records `reason` as the approval
+    description. `versions` is ordered by version.
     """
 
     def ensure_group(self, model_name: str) -> None: ...
@@ -32,11 +35,15 @@ class ModelRegistry(Protocol):
         artifact_uri: str,
         manifest_uri: str,
         approval: ApprovalStatus,
+        signed: bool = False,
+        decision: str = "",
     ) -> RegistryRecord: ...
 
     def get(self, model_name: str, version: int) -> RegistryRecord: ...
 
-    def set_approval(self, model_name: str, version: int, approval: ApprovalStatus) -> RegistryRecord: ...
+    def set_approval(
+        self, model_name: str, version: int, approval: ApprovalStatus, reason: str = ""
+    ) -> RegistryRecord: ...
 
     def versions(self, model_name: str) -> list[RegistryRecord]: ...
 
@@ -45,6 +52,25 @@ def latest_approved(registry: ModelRegistry, model_name: str) -> RegistryRecord 
     """The newest Approved version, the one a fleet should run when nothing else is said."""
     approved = [r for r in registry.versions(model_name) if r.approval is ApprovalStatus.APPROVED]
     return approved[-1] if approved else None
+
+
+def _metadata(
+    manifest: ModelManifest, training_job: str, artifact_uri: str, manifest_uri: str, signed: bool, decision: str
+) -> dict[str, str]:
+    """The customer metadata of a new version: pointers, accuracy, gate, lineage parent, signature, decision."""
+    return package_metadata(
+        model_name=manifest.model_name,
+        training_job=training_job,
+        artifact_uri=artifact_uri,
+        manifest_uri=manifest_uri,
+        sha256=manifest.selected_artifact.sha256,
+        holdout_accuracy=manifest.holdout_accuracy,
+        deployable=manifest.deployable,
+        parent_version=manifest.lineage.parent_version,
+        signed=signed,
+        gate=gate_summary(manifest),
+        decision=decision,
+    )
 
 
 def _job_token(training_job: str) -> str:
@@ -81,19 +107,14 @@ class SageMakerRegistry:
         artifact_uri: str,
         manifest_uri: str,
         approval: ApprovalStatus,
+        signed: bool = False,
+        decision: str = "",
     ) -> RegistryRecord:
         """Create the next version unless this training job was registered already."""
         existing = self._find_by_job(manifest.model_name, training_job)
         if existing is not None:
             return existing
-        metadata = package_metadata(
-            model_name=manifest.model_name,
-            training_job=training_job,
-            artifact_uri=artifact_uri,
-            manifest_uri=manifest_uri,
-            sha256=manifest.selected_artifact.sha256,
-            holdout_accuracy=manifest.holdout_accuracy,
-        )
+        metadata = _metadata(manifest, training_job, artifact_uri, manifest_uri, signed, decision)
         group = model_package_group(manifest.model_name)
         try:
             arn = self._sm.create_model_package(
@@ -116,18 +137,20 @@ class SageMakerRegistry:
                 return self._describe(summary["ModelPackageArn"])
         raise NotFoundError(f"{model_package_group(model_name)} has no version {version}")
 
-    def set_approval(self, model_name: str, version: int, approval: ApprovalStatus) -> RegistryRecord:
+    def set_approval(self, model_name: str, version: int, approval: ApprovalStatus, reason: str = "") -> RegistryRecord:
         """Change approval, resending the metadata (UpdateModelPackage drops it otherwise)."""
         record = self.get(model_name, version)
+        description = clip(reason)
         try:
             self._sm.update_model_package(
                 ModelPackageArn=record.package_arn,
                 ModelApprovalStatus=approval.value,
+                ApprovalDescription=description,
                 CustomerMetadataProperties=record.to_metadata(),
             )
         except AWS_ERRORS as exc:
             raise RegistryError(f"could not set {model_name} v{version} to {approval}: {exc}") from exc
-        return replace(record, approval=approval)
+        return replace(record, approval=approval, approval_description=description)
 
     def versions(self, model_name: str) -> list[RegistryRecord]:
         """Every version, oldest first."""
@@ -161,6 +184,7 @@ class SageMakerRegistry:
             package_arn=arn,
             approval=package["ModelApprovalStatus"],
             metadata=package.get("CustomerMetadataProperties") or {},
+            approval_description=str(package.get("ApprovalDescription") or ""),
         )
 
 
@@ -185,6 +209,8 @@ class MemoryRegistry:
         artifact_uri: str,
         manifest_uri: str,
         approval: ApprovalStatus,
+        signed: bool = False,
+        decision: str = "",
     ) -> RegistryRecord:
         """Append the next version unless the job is already registered."""
         group = model_package_group(manifest.model_name)
@@ -196,16 +222,12 @@ class MemoryRegistry:
                 if record.training_job == training_job:
                     return record
             version = len(records) + 1
-            record = RegistryRecord(
-                model_name=manifest.model_name,
+            # Through the metadata, as SageMaker stores it, so both registries clip and default alike.
+            record = RegistryRecord.from_package(
                 version=version,
                 package_arn=f"{self._arn_prefix}{group}/{version}",
-                approval=approval,
-                training_job=training_job,
-                artifact_uri=artifact_uri,
-                manifest_uri=manifest_uri,
-                sha256=manifest.selected_artifact.sha256,
-                holdout_accuracy=manifest.holdout_accuracy,
+                approval=approval.value,
+                metadata=_metadata(manifest, training_job, artifact_uri, manifest_uri, signed, decision),
             )
             records.append(record)
             return record
@@ -218,9 +240,9 @@ class MemoryRegistry:
                     return record
         raise NotFoundError(f"{model_package_group(model_name)} has no version {version}")
 
-    def set_approval(self, model_name: str, version: int, approval: ApprovalStatus) -> RegistryRecord:
-        """Replace the record's approval."""
-        record = replace(self.get(model_name, version), approval=approval)
+    def set_approval(self, model_name: str, version: int, approval: ApprovalStatus, reason: str = "") -> RegistryRecord:
+        """Replace the record's approval and its description."""
+        record = replace(self.get(model_name, version), approval=approval, approval_description=clip(reason))
         with self._lock:
             self._groups[model_package_group(model_name)][version - 1] = record
         return record

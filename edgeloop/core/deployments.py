@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import HEALTH_SHADOW, INFERENCE_COMPONENT
 from edgeloop.core.registry import RegistryRecord
 
@@ -38,17 +39,30 @@ class DeploymentSpec:
     components: Mapping[str, ComponentDeployment]
 
 
-def model_deployment(record: RegistryRecord, *, target_arn: str, inference_version: str) -> DeploymentSpec:
-    """Deploy one registry version: the model, the inference component pointed at it, shadow sync."""
+def model_deployment(
+    record: RegistryRecord, *, target_arn: str, inference_version: str, public_key_pem: str | None = None
+) -> DeploymentSpec:
+    """Deploy one registry version: the model, the inference component pointed at it, shadow sync.
+
+    With a public key the inference component gets it as modelPublicKey, and then refuses any model
+    whose manifest signature does not verify: an unsigned version cannot be deployed that way.
+    """
+    if public_key_pem is not None and not record.signed:
+        raise ValidationError(
+            "signed", f"{record.model_name} v{record.version} is unsigned; devices with modelPublicKey refuse it"
+        )
+    inference: dict[str, Any] = {
+        "modelComponent": record.component_name,
+        "modelComponentVersion": record.component_version,
+    }
+    if public_key_pem is not None:
+        inference["modelPublicKey"] = public_key_pem
     return DeploymentSpec(
         target_arn=target_arn,
         name=f"edgeloop-{record.model_name}-v{record.version}",
         components={
             record.component_name: ComponentDeployment(record.component_version),
-            INFERENCE_COMPONENT: ComponentDeployment(
-                inference_version,
-                {"modelComponent": record.component_name, "modelComponentVersion": record.component_version},
-            ),
+            INFERENCE_COMPONENT: ComponentDeployment(inference_version, inference),
             SHADOW_MANAGER_COMPONENT: ComponentDeployment(
                 SHADOW_MANAGER_VERSION,
                 {

@@ -80,3 +80,7 @@ class StoreError(EdgeloopError):
     """The durable buffer could not read or write; nothing is acknowledged after this."""
 
     exit_code = 7
+
+
+class SigningError(RegistryError):
+    """The signing key could not sign (wrong key spec or usage, disabled, not allowed): nothing is registered."""

@@ -15,6 +15,12 @@ TRAINING_JOB_STATE_CHANGE = "SageMaker Training Job State Change"
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 TRAINING_JOB_COMPLETED = "Completed"
 MODEL_PACKAGE_COMPLETED = "Completed"
+SCHEDULER_SOURCE = "aws.events"
+SCHEDULED_EVENT = "Scheduled Event"
+"""What an EventBridge schedule rule delivers (detail is empty)."""
+EDGELOOP_SOURCE = "edgeloop"
+RETRAINING_REQUESTED = "Retraining Requested"
+"""edgeloop's own signal to retrain a model; detail: model_name, parent_version, hyperparameters, reason."""
 
 
 def _detail(event: object, detail_type: str) -> Mapping[str, Any]:
@@ -91,5 +97,7 @@ class ModelPackageStateChange:
 EVENT_ROUTES: dict[str, str] = {
     TRAINING_JOB_STATE_CHANGE: "training_completed",
     MODEL_PACKAGE_STATE_CHANGE: "model_approved",
+    RETRAINING_REQUESTED: "training_launcher",
+    SCHEDULED_EVENT: "training_launcher",
 }
-"""Which handler in functions/ each SageMaker event goes to; the stack's rules and the local bus share it."""
+"""Which handler in functions/ each event goes to; the stack's rules and the local bus share it."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import string
 from typing import Any
@@ -93,11 +95,30 @@ def render_recipe(template: str, values: dict[str, str]) -> dict[str, Any]:
     return recipe
 
 
-def model_recipe(record: RegistryRecord, manifest: ModelManifest) -> dict[str, Any]:
-    """The recipe of a model component: artifacts only, readable by the inference component.
+DIGEST_ALGORITHM = "SHA-256"
 
-    The device finds the files by name, so the URIs must end in the manifest's own file names.
+
+def artifact_digest(data: bytes) -> str:
+    """A recipe artifact's Digest: base64 of its SHA-256, which Greengrass checks after download."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def _hex_digest(sha256_hex: str) -> str:
+    return base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
+
+
+def model_recipe(
+    record: RegistryRecord, manifest: ModelManifest, *, manifest_bytes: bytes, signature: bytes | None = None
+) -> dict[str, Any]:
+    """The recipe of a model component: artifacts only, readable by the inference component, each with its Digest.
+
+    The device finds the files by name, so the URIs must end in the manifest's own file names. The
+    recipe is a pure function of the record and the bytes, so a retried publish renders it identically.
     """
+    if ModelManifest.from_json(manifest_bytes) != manifest:
+        raise ValidationError("manifest_bytes", "do not hold the manifest the recipe is rendered for")
+    if record.signed != (signature is not None):
+        raise ValidationError("signature", f"record says signed={record.signed} but signature is {signature!r:.20}")
     if record.model_name != manifest.model_name:
         raise ValidationError("model_name", f"record is {record.model_name!r} but manifest is {manifest.model_name!r}")
     if record.sha256 != manifest.selected_artifact.sha256:
@@ -110,7 +131,12 @@ def model_recipe(record: RegistryRecord, manifest: ModelManifest) -> dict[str, A
     ):
         if not uri.endswith(f"/{name}"):
             raise ValidationError(field, f"{uri!r} must end with /{name}: the device looks the file up by name")
-    manifest_uri = record.manifest_uri
+    artifacts = [
+        _artifact(record.artifact_uri, _hex_digest(record.sha256)),
+        _artifact(record.manifest_uri, artifact_digest(manifest_bytes)),
+    ]
+    if record.signature_uri is not None and signature is not None:
+        artifacts.append(_artifact(record.signature_uri, artifact_digest(signature)))
     return {
         "RecipeFormatVersion": RECIPE_FORMAT_VERSION,
         "ComponentName": record.component_name,
@@ -132,10 +158,16 @@ def model_recipe(record: RegistryRecord, manifest: ModelManifest) -> dict[str, A
             {
                 "Platform": {"os": "linux"},
                 "Lifecycle": {},
-                "Artifacts": [
-                    {"Uri": record.artifact_uri, "Permission": {"Read": "ALL", "Execute": "NONE"}},
-                    {"Uri": manifest_uri, "Permission": {"Read": "ALL", "Execute": "NONE"}},
-                ],
+                "Artifacts": artifacts,
             }
         ],
+    }
+
+
+def _artifact(uri: str, digest: str) -> dict[str, Any]:
+    return {
+        "Uri": uri,
+        "Digest": digest,
+        "Algorithm": DIGEST_ALGORITHM,
+        "Permission": {"Read": "ALL", "Execute": "NONE"},
     }

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any
 
 from edgeloop.core import wire
+from edgeloop.core.approval import ApprovalPolicy
 from edgeloop.core.errors import ConfigError, ValidationError
-from edgeloop.core.names import INFERENCE_COMPONENT, MODEL_COMPONENT_PREFIX
+from edgeloop.core.names import INFERENCE_COMPONENT, MODEL_COMPONENT_PREFIX, validate_model_name
 
 GREENGRASS_RESERVED_KEYS = frozenset({"accessControl"})
 """Configuration keys Greengrass itself reads; the component sees them but does not interpret them."""
@@ -21,6 +23,18 @@ ENV_FLEET_THING_GROUP_ARN = "EDGELOOP_FLEET_THING_GROUP_ARN"
 ENV_INFERENCE_COMPONENT_VERSION = "EDGELOOP_INFERENCE_COMPONENT_VERSION"
 ENV_AUTO_APPROVE_MIN_ACCURACY = "EDGELOOP_AUTO_APPROVE_MIN_ACCURACY"
 ENV_TRAINING_OUTPUT_URI = "EDGELOOP_TRAINING_OUTPUT_URI"
+ENV_AUTO_APPROVE_MAX_DROP = "EDGELOOP_AUTO_APPROVE_MAX_DROP"
+"""How much lower than the Approved version's holdout accuracy an auto-approved version may score (default 0)."""
+ENV_SIGNING_KEY_ID = "EDGELOOP_SIGNING_KEY_ID"
+"""The KMS ECC_NIST_P256 SIGN_VERIFY key that signs manifests; unset: models ship unsigned."""
+ENV_MODEL_NAME = "EDGELOOP_MODEL_NAME"
+ENV_TRAINING_IMAGE_URI = "EDGELOOP_TRAINING_IMAGE_URI"
+ENV_TRAINING_ROLE_ARN = "EDGELOOP_TRAINING_ROLE_ARN"
+ENV_TRAINING_DATA_URI = "EDGELOOP_TRAINING_DATA_URI"
+ENV_TRAINING_INSTANCE_TYPE = "EDGELOOP_TRAINING_INSTANCE_TYPE"
+ENV_TRAINING_MAX_RUNTIME_S = "EDGELOOP_TRAINING_MAX_RUNTIME_S"
+DEFAULT_TRAINING_INSTANCE_TYPE = "ml.m5.large"
+DEFAULT_TRAINING_MAX_RUNTIME_S = 3600
 _CONFIG_TYPES: Mapping[str, type[str] | type[int] | tuple[type[int], type[float]]] = {
     "str": str,
     "int": int,
@@ -37,38 +51,31 @@ class CloudSettings:
     inference_component_version: str
     auto_approve_min_accuracy: float | None
     training_output_uri: str
+    auto_approve_max_drop: float = 0.0
+    signing_key_id: str | None = None
+
+    @property
+    def approval_policy(self) -> ApprovalPolicy:
+        """The registry's auto-approval policy from these settings."""
+        return ApprovalPolicy(self.auto_approve_min_accuracy, self.auto_approve_max_drop)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudSettings:
         """Read and validate the handler environment; a missing key names itself."""
 
-        def need(key: str) -> str:
-            value = env.get(key, "")
-            if not value:
-                raise ConfigError(key, "environment variable is required")
-            return value
-
+        need = partial(_need, env)
         arn = need(ENV_FLEET_THING_GROUP_ARN)
         if not arn.startswith("arn:") or ":thinggroup/" not in arn:
             raise ConfigError(ENV_FLEET_THING_GROUP_ARN, f"{arn!r} is not a thing group ARN")
-        threshold_text = env.get(ENV_AUTO_APPROVE_MIN_ACCURACY, "")
-        threshold: float | None = None
-        if threshold_text:
-            try:
-                threshold = float(threshold_text)
-            except ValueError as exc:
-                raise ConfigError(ENV_AUTO_APPROVE_MIN_ACCURACY, f"{threshold_text!r} is not a number") from exc
-            if not 0.0 <= threshold <= 1.0:
-                raise ConfigError(ENV_AUTO_APPROVE_MIN_ACCURACY, f"{threshold} is outside [0, 1]")
-        output_uri = need(ENV_TRAINING_OUTPUT_URI)
-        if not output_uri.startswith("s3://") or not output_uri.endswith("/"):
-            raise ConfigError(ENV_TRAINING_OUTPUT_URI, f"{output_uri!r} must be an s3:// prefix ending in '/'")
+        max_drop = _fraction(env, ENV_AUTO_APPROVE_MAX_DROP)
         return cls(
             artifacts_bucket=need(ENV_ARTIFACTS_BUCKET),
             fleet_thing_group_arn=arn,
             inference_component_version=need(ENV_INFERENCE_COMPONENT_VERSION),
-            auto_approve_min_accuracy=threshold,
-            training_output_uri=output_uri,
+            auto_approve_min_accuracy=_fraction(env, ENV_AUTO_APPROVE_MIN_ACCURACY),
+            training_output_uri=_s3_prefix(env, ENV_TRAINING_OUTPUT_URI),
+            auto_approve_max_drop=0.0 if max_drop is None else max_drop,
+            signing_key_id=env.get(ENV_SIGNING_KEY_ID) or None,
         )
 
     @property
@@ -86,7 +93,92 @@ class CloudSettings:
         }
         if self.auto_approve_min_accuracy is not None:
             env[ENV_AUTO_APPROVE_MIN_ACCURACY] = str(self.auto_approve_min_accuracy)
+        if self.auto_approve_max_drop:
+            env[ENV_AUTO_APPROVE_MAX_DROP] = str(self.auto_approve_max_drop)
+        if self.signing_key_id:
+            env[ENV_SIGNING_KEY_ID] = self.signing_key_id
         return env
+
+
+def _need(env: Mapping[str, str], key: str) -> str:
+    value = env.get(key, "")
+    if not value:
+        raise ConfigError(key, "environment variable is required")
+    return value
+
+
+def _fraction(env: Mapping[str, str], key: str) -> float | None:
+    """An optional number in [0, 1]; an empty value counts as unset."""
+    text = env.get(key, "")
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise ConfigError(key, f"{text!r} is not a number") from exc
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(key, f"{value} is outside [0, 1]")
+    return value
+
+
+def _s3_prefix(env: Mapping[str, str], key: str) -> str:
+    value = _need(env, key)
+    if not value.startswith("s3://") or not value.endswith("/") or len(value) < 7:
+        raise ConfigError(key, f"{value!r} must be an s3:// prefix ending in '/'")
+    return value
+
+
+@dataclass(frozen=True)
+class LauncherSettings:
+    """What the training launcher needs: which model, which image and role, where data and output live."""
+
+    model_name: str
+    training_image_uri: str
+    training_role_arn: str
+    training_data_uri: str
+    training_output_uri: str
+    instance_type: str = DEFAULT_TRAINING_INSTANCE_TYPE
+    max_runtime_s: int = DEFAULT_TRAINING_MAX_RUNTIME_S
+
+    def __post_init__(self) -> None:
+        try:
+            validate_model_name(self.model_name)
+        except ValidationError as exc:
+            raise ConfigError(ENV_MODEL_NAME, exc.message) from exc
+        if not self.training_role_arn.startswith("arn:") or ":role/" not in self.training_role_arn:
+            raise ConfigError(ENV_TRAINING_ROLE_ARN, f"{self.training_role_arn!r} is not an IAM role ARN")
+        if not self.instance_type.startswith("ml."):
+            raise ConfigError(ENV_TRAINING_INSTANCE_TYPE, f"{self.instance_type!r} is not a SageMaker instance type")
+        if not 60 <= self.max_runtime_s <= 28 * 86_400:
+            raise ConfigError(ENV_TRAINING_MAX_RUNTIME_S, f"{self.max_runtime_s} is outside [60, 2419200]")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LauncherSettings:
+        """Read and validate the launcher's environment; a bad key names itself."""
+        runtime_text = env.get(ENV_TRAINING_MAX_RUNTIME_S) or str(DEFAULT_TRAINING_MAX_RUNTIME_S)
+        if not runtime_text.isdigit():
+            raise ConfigError(ENV_TRAINING_MAX_RUNTIME_S, f"{runtime_text!r} is not a whole number of seconds")
+        return cls(
+            model_name=_need(env, ENV_MODEL_NAME),
+            training_image_uri=_need(env, ENV_TRAINING_IMAGE_URI),
+            training_role_arn=_need(env, ENV_TRAINING_ROLE_ARN),
+            training_data_uri=_s3_prefix(env, ENV_TRAINING_DATA_URI),
+            training_output_uri=_s3_prefix(env, ENV_TRAINING_OUTPUT_URI),
+            instance_type=env.get(ENV_TRAINING_INSTANCE_TYPE) or DEFAULT_TRAINING_INSTANCE_TYPE,
+            max_runtime_s=int(runtime_text),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The inverse of from_env, for the stack and the local stack."""
+        return {
+            ENV_MODEL_NAME: self.model_name,
+            ENV_TRAINING_IMAGE_URI: self.training_image_uri,
+            ENV_TRAINING_ROLE_ARN: self.training_role_arn,
+            ENV_TRAINING_DATA_URI: self.training_data_uri,
+            ENV_TRAINING_OUTPUT_URI: self.training_output_uri,
+            ENV_TRAINING_INSTANCE_TYPE: self.instance_type,
+            ENV_TRAINING_MAX_RUNTIME_S: str(self.max_runtime_s),
+        }
 
 
 @dataclass(frozen=True)

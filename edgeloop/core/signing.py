@@ -55,3 +55,12 @@ def public_key_der(pem: str) -> bytes:
         return base64.b64decode("".join(blocks[0]["body"].split()), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ConfigError("modelPublicKey", f"the PEM body is not base64 ({exc})") from exc
+
+
+def public_key_pem(der: bytes) -> str:
+    """PEM for the DER SubjectPublicKeyInfo KMS GetPublicKey returns: what devices take as modelPublicKey."""
+    if not der or der[0] != 0x30:
+        raise ConfigError("PublicKey", "is not a DER SubjectPublicKeyInfo")
+    body = base64.b64encode(der).decode("ascii")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "\n".join(["-----BEGIN PUBLIC KEY-----", *lines, "-----END PUBLIC KEY-----"]) + "\n"

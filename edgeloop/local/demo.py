@@ -86,7 +86,8 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
         deployed = bus.put(stack.model_package_event(record)).result
         deployment_id = str(deployed["deploymentId"])
         _check_deployment(stack, deployment_id, len(things))
-        progress(f"model_approved λ: deployment {deployment_id} reached {len(things)} devices, all verified the model")
+        signed = "its KMS signature and digest" if record.signed else "its digest (unsigned)"
+        progress(f"model_approved λ: deployment {deployment_id} reached {len(things)} devices, all verified {signed}")
         truth = _stream(stack, things, trained)
         progress(f"streamed {len(truth)} held-out samples through the devices")
         _wait_until_settled(stack, progress)
@@ -267,6 +268,7 @@ def _summary(
             "sha256": record.sha256,
             "holdout_accuracy": round(holdout_accuracy, 4),
             "approval": record.approval.value,
+            "signed": record.signed,
             "package_arn": record.package_arn,
             "component": f"{record.component_name} {record.component_version}",
             "inference_component": f"{INFERENCE_COMPONENT} {stack.inference_version}",
@@ -299,6 +301,8 @@ def _check_promises(summary: dict[str, Any], devices: int) -> None:
             problems.append(f"{device['thing_name']} reports model v{device['health'].get('model_version')}")
         if device["inferences"] <= 0:
             problems.append(f"{device['thing_name']} made no inferences")
+        if summary["model"]["signed"] and device["health"].get("model_signed") is not True:
+            problems.append(f"{device['thing_name']} did not verify the model's signature")
     if summary["records"]["lost"] != 0:
         problems.append(f"{summary['records']['lost']} records lost")
     if problems:

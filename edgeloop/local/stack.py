@@ -17,6 +17,7 @@ from moto.server import ThreadedMotoServer
 from edgeloop import __version__
 from edgeloop.cloud.artifacts import S3ArtifactStore
 from edgeloop.cloud.registry import SageMakerRegistry
+from edgeloop.cloud.signing import KmsSigner
 from edgeloop.core.errors import EdgeloopError
 from edgeloop.core.events import MODEL_PACKAGE_STATE_CHANGE, SAGEMAKER_SOURCE
 from edgeloop.core.names import (
@@ -28,6 +29,7 @@ from edgeloop.core.names import (
 from edgeloop.core.recipes import INFERENCE_ARCHIVE
 from edgeloop.core.registry import RegistryRecord
 from edgeloop.core.settings import CloudSettings
+from edgeloop.core.signing import SIGNING_KEY_SPEC
 from edgeloop.local.broker import LocalIotCore, Rule
 from edgeloop.local.cloud import ResultsIngest, ShadowService
 from edgeloop.local.devices import SimulatedDevice
@@ -68,6 +70,7 @@ class LocalStack:
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.iot_core = LocalIotCore()
         self.devices: dict[str, SimulatedDevice] = {}
+        self.signing_key_id: str | None = None
         self._started = False
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -140,7 +143,14 @@ class LocalStack:
             inference_component_version=self.inference_version,
             auto_approve_min_accuracy=AUTO_APPROVE_MIN_ACCURACY,
             training_output_uri=f"s3://{self.names.data_bucket}/{TRAINING_OUTPUT_PREFIX}",
+            signing_key_id=self.signing_key_id,
         )
+
+    def signer(self) -> KmsSigner:
+        """The manifest signer on moto's KMS (moto signs DIGEST messages as RAW, so everything goes RAW here)."""
+        if self.signing_key_id is None:
+            raise EdgeloopError("the local stack is not provisioned: it has no signing key yet")
+        return KmsSigner(self.client("kms"), self.signing_key_id, raw_message_limit=None)
 
     def provision(self, model_name: str) -> None:
         """Buckets, model package group, fleet thing group and the inference component version."""
@@ -148,6 +158,10 @@ class LocalStack:
         for bucket in (self.names.artifacts_bucket, self.names.data_bucket):
             s3.create_bucket(Bucket=bucket)
         self.registry.ensure_group(model_name)
+        key = self.client("kms").create_key(
+            KeySpec=SIGNING_KEY_SPEC, KeyUsage="SIGN_VERIFY", Description="edgeloop local: signs model manifests"
+        )
+        self.signing_key_id = str(key["KeyMetadata"]["KeyId"])
         self.client("iot").create_thing_group(thingGroupName=self.names.thing_group)
         staging = self.work_dir / "staging"
         build_inference_archive(staging)
@@ -157,7 +171,12 @@ class LocalStack:
 
     def event_bus(self) -> LocalEventBus:
         """EventBridge rules to the real handlers, with the adapters the stack would configure."""
-        common = {"registry": self.registry, "fleet": self.greengrass, "settings": self.settings()}
+        common = {
+            "registry": self.registry,
+            "fleet": self.greengrass,
+            "settings": self.settings(),
+            "signer": self.signer(),
+        }
         return LocalEventBus({"training_completed": {**common, "store": self.store}, "model_approved": common})
 
     def add_device(self, thing_name: str) -> SimulatedDevice:

@@ -84,11 +84,23 @@ class EventFunction(Construct):
                 reason="Python 3.11 is the version edgeloop supports and tests; upgrade with the package.",
             )
         )
-        self.rule = events.Rule(
+        self.rule = self.add_rule("Rule", description=description, event_pattern=event_pattern)
+
+    def add_rule(
+        self,
+        construct_id: str,
+        *,
+        description: str,
+        event_pattern: events.EventPattern | None = None,
+        schedule: events.Schedule | None = None,
+    ) -> events.Rule:
+        """Another rule (a pattern or a schedule) delivering to the function, with the same retries and dead letters."""
+        return events.Rule(
             self,
-            "Rule",
+            construct_id,
             description=description,
             event_pattern=event_pattern,
+            schedule=schedule,
             targets=[
                 targets.LambdaFunction(
                     self.function,

@@ -11,27 +11,39 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from edgeloop.core.events import (
+    EDGELOOP_SOURCE,
     EVENT_ROUTES,
     MODEL_PACKAGE_COMPLETED,
     MODEL_PACKAGE_STATE_CHANGE,
+    RETRAINING_REQUESTED,
     SAGEMAKER_SOURCE,
     TRAINING_JOB_COMPLETED,
     TRAINING_JOB_STATE_CHANGE,
 )
-from edgeloop.core.names import INFERENCE_COMPONENT, MODELS_PREFIX, TRAINING_OUTPUT_PREFIX, model_component_name
+from edgeloop.core.names import (
+    INFERENCE_COMPONENT,
+    MODELS_PREFIX,
+    TRAINING_DATA_PREFIX,
+    TRAINING_OUTPUT_PREFIX,
+    model_component_name,
+)
 from edgeloop.core.recipes import INFERENCE_ARCHIVE
 from edgeloop.core.registry import ApprovalStatus
-from edgeloop.core.settings import CloudSettings
+from edgeloop.core.settings import CloudSettings, LauncherSettings
+from edgeloop.core.training_jobs import JOB_NAME_PREFIX
 from edgeloop.packaging import build_inference_archive, stage_lambda_asset
 from infra.config import StackConfig
 from infra.constructs.event_function import EventFunction
 from infra.constructs.fleet import Fleet
 from infra.constructs.registry import ModelRegistry
 from infra.constructs.results import Results
+from infra.constructs.signing import ManifestSigningKey
 from infra.constructs.storage import Storage
+from infra.constructs.training import TrainingRole
 
 TRAINING_COMPLETED = EVENT_ROUTES[TRAINING_JOB_STATE_CHANGE]
 MODEL_APPROVED = EVENT_ROUTES[MODEL_PACKAGE_STATE_CHANGE]
+TRAINING_LAUNCHER = EVENT_ROUTES[RETRAINING_REQUESTED]
 
 
 class EdgeloopStack(cdk.Stack):
@@ -63,12 +75,18 @@ class EdgeloopStack(cdk.Stack):
             inference_archive=archive_dir / INFERENCE_ARCHIVE,
             inference_component_version=config.inference_component_version,
         )
+        self.signing = ManifestSigningKey(self, "Signing", env_name=config.env_name)
+        self.training = TrainingRole(
+            self, "Training", resource_prefix=config.resource_prefix, data=self.storage.data, key=self.storage.key
+        )
         settings = CloudSettings(
             artifacts_bucket=self.storage.artifacts.bucket_name,
             fleet_thing_group_arn=self.fleet.thing_group_arn,
             inference_component_version=config.inference_component_version,
             auto_approve_min_accuracy=config.auto_approve_min_accuracy,
             training_output_uri=self.training_output_uri,
+            auto_approve_max_drop=config.auto_approve_max_drop,
+            signing_key_id=self.signing.key.key_arn,
         )
         self.training_completed = self._function(
             TRAINING_COMPLETED,
@@ -90,13 +108,67 @@ class EdgeloopStack(cdk.Stack):
             detail={
                 "ModelPackageGroupName": [self.registry.group_name],
                 "ModelPackageStatus": [MODEL_PACKAGE_COMPLETED],
-                "ModelApprovalStatus": [ApprovalStatus.APPROVED.value],
+                "ModelApprovalStatus": [ApprovalStatus.APPROVED.value, ApprovalStatus.REJECTED.value],
             },
-            description="Deploy an approved model version to the fleet",
+            description="Deploy an approved model version to the fleet; record a rejection",
         )
+        self.training_launcher = self._launcher(staging_dir)
         self._grant_training_completed()
         self._grant_model_approved()
+        self._grant_training_launcher()
         self._outputs()
+
+    def _launcher(self, staging_dir: Path) -> EventFunction:
+        """The training launcher: on edgeloop's retraining signal, on the configured schedule, or invoked directly."""
+        config = self.config
+        settings = LauncherSettings(
+            model_name=config.model_name,
+            training_image_uri=self.training.image_uri(config.training_image_uri, config.inference_component_version),
+            training_role_arn=self.training.role_arn,
+            training_data_uri=f"s3://{self.storage.data.bucket_name}/{TRAINING_DATA_PREFIX}",
+            training_output_uri=self.training_output_uri,
+            instance_type=config.training_instance_type,
+        )
+        launcher = EventFunction(
+            self,
+            "TrainingLauncher",
+            function_name=TRAINING_LAUNCHER,
+            asset_dir=stage_lambda_asset(TRAINING_LAUNCHER, staging_dir / "functions"),
+            resource_prefix=config.resource_prefix,
+            environment=settings.to_env(),
+            event_pattern=events.EventPattern(
+                source=[EDGELOOP_SOURCE],
+                detail_type=[RETRAINING_REQUESTED],
+                detail={"model_name": [config.model_name]},
+            ),
+            description="Start a SageMaker training job on a retraining signal",
+        )
+        if config.training_schedule is not None:
+            launcher.add_rule(
+                "Schedule",
+                description=f"Retrain {config.model_name} on a schedule",
+                schedule=events.Schedule.expression(config.training_schedule),
+            )
+        return launcher
+
+    def _grant_training_launcher(self) -> None:
+        """Start and describe this model's jobs, passing only the training role, only to SageMaker."""
+        job_arns = self.format_arn(
+            service="sagemaker", resource="training-job", resource_name=f"{JOB_NAME_PREFIX}{self.config.model_name}-*"
+        )
+        self.training_launcher.allow(
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob"], resources=[job_arns]
+            ),
+            wildcard_reason="Job names end in a digest of each request, so only the model's prefix is known.",
+        )
+        self.training_launcher.allow(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.training.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
 
     def _function(
         self,
@@ -138,14 +210,15 @@ class EdgeloopStack(cdk.Stack):
                 resources=[self.storage.data.arn_for_objects(f"{TRAINING_OUTPUT_PREFIX}*")],
             ),
             iam.PolicyStatement(
-                actions=["s3:PutObject"],
+                actions=["s3:PutObject", "s3:GetObject"],
                 resources=[self.storage.artifacts.arn_for_objects(f"{MODELS_PREFIX}*")],
             ),
             wildcard_reason="Training jobs name their output folders and models are stored under their sha256, "
-            "so only the prefix is known at deploy time.",
+            "so only the prefix is known at deploy time (the approved version's manifest is read back from there).",
         )
         self.training_completed.allow(
             iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.storage.key.key_arn]),
+            iam.PolicyStatement(actions=["kms:Sign"], resources=[self.signing.key.key_arn]),
             iam.PolicyStatement(actions=["sagemaker:DescribeModelPackageGroup"], resources=[self.registry.group_arn]),
         )
         self.training_completed.allow(
@@ -164,11 +237,12 @@ class EdgeloopStack(cdk.Stack):
         )
 
     def _grant_model_approved(self) -> None:
-        """Read the approved version and deploy it to the fleet's thing group."""
+        """Read the approved version and deploy it to the fleet's thing group with the signing key's public key."""
         self.model_approved.allow(
             iam.PolicyStatement(
                 actions=["iot:DescribeThingGroup", "iot:CreateJob"], resources=[self.fleet.thing_group_arn]
             ),
+            iam.PolicyStatement(actions=["kms:GetPublicKey"], resources=[self.signing.key.key_arn]),
         )
         self.model_approved.allow(
             _read_model_packages(self.registry.package_arns),
@@ -201,6 +275,10 @@ class EdgeloopStack(cdk.Stack):
             "TokenExchangeRoleAlias": self.fleet.role_alias.role_alias or "",
             "DevicePolicyName": self.fleet.device_policy.policy_name or "",
             "TrainingOutputUri": self.training_output_uri,
+            "TrainingDataUri": f"s3://{self.storage.data.bucket_name}/{TRAINING_DATA_PREFIX}",
+            "TrainingRoleArn": self.training.role.role_arn,
+            "TrainingLauncherFunctionName": self.training_launcher.function.function_name,
+            "ManifestSigningKeyArn": self.signing.key.key_arn,
             "ResultsUri": self.results.uri,
             "ResultsFailedDeliveriesQueueUrl": self.results.failed.queue_url,
         }.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -10,11 +11,12 @@ from support import FAKE_ONNX, load_event, manifest_for, model_tarball
 
 from edgeloop.cloud.artifacts import S3ArtifactStore
 from edgeloop.cloud.fleet import MemoryFleetControl
-from edgeloop.cloud.publish import deploy_approved, publish_trained_model, read_model_archive
+from edgeloop.cloud.publish import ApprovalOutcome, handle_approval_change, publish_trained_model, read_model_archive
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.core.errors import IntegrityError, ManifestError, ModelFormatError, NotFoundError
 from edgeloop.core.events import ModelPackageStateChange, TrainingJobStateChange
 from edgeloop.core.names import INFERENCE_COMPONENT
+from edgeloop.core.recipes import artifact_digest
 from edgeloop.core.registry import ApprovalStatus
 from edgeloop.core.settings import CloudSettings
 from edgeloop.packaging import inference_recipe
@@ -53,9 +55,14 @@ def test_publish_copies_artifacts_registers_and_creates_the_component(deps: dict
     record = published.record
     assert (record.model_name, record.version, record.approval) == ("digits", 1, ApprovalStatus.PENDING)
     assert deps["store"].get(record.artifact_uri) == FAKE_ONNX
-    assert hashlib.sha256(FAKE_ONNX).hexdigest() in record.artifact_uri
+    manifest_bytes = manifest_for(FAKE_ONNX).to_json().encode()
+    assert hashlib.sha256(manifest_bytes).hexdigest() in record.artifact_uri, "keyed by the manifest's digest"
+    assert deps["store"].get(record.manifest_uri) == manifest_bytes
     recipe = deps["fleet"].get_component_recipe("com.edgeloop.model.digits", "1.0.0")
-    assert [a["Uri"] for a in recipe["Manifests"][0]["Artifacts"]] == [record.artifact_uri, record.manifest_uri]
+    artifacts = recipe["Manifests"][0]["Artifacts"]
+    assert [a["Uri"] for a in artifacts] == [record.artifact_uri, record.manifest_uri]
+    assert [a["Digest"] for a in artifacts] == [artifact_digest(FAKE_ONNX), artifact_digest(manifest_bytes)]
+    assert (record.signed, record.deployable, record.gate.startswith("passed")) == (False, True, True)
 
 
 def test_publishing_the_same_event_twice_converges_on_one_version(deps: dict[str, Any]) -> None:
@@ -132,14 +139,25 @@ def test_missing_archive_is_not_found(deps: dict[str, Any]) -> None:
         publish_trained_model(_completed(), **deps)
 
 
+def _approval_change(status: str = "Approved") -> ModelPackageStateChange:
+    event = load_event("model_package_approved")
+    event["detail"]["ModelApprovalStatus"] = status
+    return ModelPackageStateChange.from_event(event)
+
+
+def _on_approval(deps: dict[str, Any], status: str = "Approved") -> ApprovalOutcome:
+    keys = ("registry", "fleet", "settings", "signer")
+    return handle_approval_change(_approval_change(status), **{k: deps[k] for k in keys if k in deps})
+
+
 def test_deploy_approved_deploys_model_inference_and_shadow_sync(deps: dict[str, Any]) -> None:
     deps["store"].put(ARCHIVE_URI, _good_archive())
     publish_trained_model(_completed(), **deps)
     deps["registry"].set_approval("digits", 1, ApprovalStatus.APPROVED)
-    change = ModelPackageStateChange.from_event(load_event("model_package_approved"))
     fleet = deps["fleet"]
-    deployment_id = deploy_approved(change, registry=deps["registry"], fleet=fleet, settings=deps["settings"])
-    assert deployment_id is not None
+    outcome = _on_approval(deps)
+    deployment_id = outcome.deployment_id
+    assert (outcome.status, deployment_id is not None) == ("deployed", True)
     info = fleet.get_deployment(deployment_id)
     assert info.target_arn == GROUP_ARN
     assert info.components["com.edgeloop.model.digits"].version == "1.0.0"
@@ -153,10 +171,8 @@ def test_a_redelivered_approval_does_not_deploy_twice(deps: dict[str, Any]) -> N
     deps["store"].put(ARCHIVE_URI, _good_archive())
     publish_trained_model(_completed(), **deps)
     deps["registry"].set_approval("digits", 1, ApprovalStatus.APPROVED)
-    change = ModelPackageStateChange.from_event(load_event("model_package_approved"))
-    kwargs = {"registry": deps["registry"], "fleet": deps["fleet"], "settings": deps["settings"]}
-    first = deploy_approved(change, **kwargs)
-    assert deploy_approved(change, **kwargs) == first
+    first = _on_approval(deps).deployment_id
+    assert _on_approval(deps).deployment_id == first
     assert deps["fleet"].latest_deployment(GROUP_ARN).deployment_id == first
 
 
@@ -170,15 +186,55 @@ def test_deploy_waits_for_a_missing_component_instead_of_deploying_a_broken_set(
         manifest_uri="s3://edgeloop-artifacts/models/digits/a/manifest.json",
         approval=ApprovalStatus.APPROVED,
     )
-    change = ModelPackageStateChange.from_event(load_event("model_package_approved"))
     with pytest.raises(NotFoundError, match=r"com\.edgeloop\.model\.digits 1\.0\.0 does not exist"):
-        deploy_approved(change, registry=deps["registry"], fleet=deps["fleet"], settings=deps["settings"])
+        _on_approval(deps)
     assert deps["fleet"].latest_deployment(GROUP_ARN) is None
 
 
 def test_deploy_refuses_a_version_the_registry_no_longer_approves(deps: dict[str, Any]) -> None:
     deps["store"].put(ARCHIVE_URI, _good_archive())
     publish_trained_model(_completed(), **deps)
-    change = ModelPackageStateChange.from_event(load_event("model_package_approved"))
     with pytest.raises(NotFoundError, match="PendingManualApproval in the registry"):
-        deploy_approved(change, registry=deps["registry"], fleet=deps["fleet"], settings=deps["settings"])
+        _on_approval(deps)
+
+
+def _publish_job(deps: dict[str, Any], job: str, manifest: Any) -> Any:
+    """Publish `manifest` as training job `job` (its own archive under training-output/)."""
+    uri = f"s3://edgeloop-data/training-output/{job}/output/model.tar.gz"
+    deps["store"].put(uri, model_tarball({"manifest.json": manifest.to_json().encode(), "model.onnx": FAKE_ONNX}))
+    event = load_event("training_job_completed")
+    event["detail"]["TrainingJobName"] = job
+    event["detail"]["ModelArtifacts"]["S3ModelArtifacts"] = uri
+    return publish_trained_model(TrainingJobStateChange.from_event(event), **deps)
+
+
+def test_a_breaking_input_change_versus_the_approved_version_blocks_auto_approval(deps: dict[str, Any]) -> None:
+    deps["settings"] = _settings(min_accuracy=0.9)
+    first = _publish_job(deps, "job-1", manifest_for(FAKE_ONNX, accuracy=0.97))
+    assert first.record.approval is ApprovalStatus.APPROVED
+    renamed = replace(manifest_for(FAKE_ONNX, accuracy=0.98), labels=("zero", "one", "two"))
+    second = _publish_job(deps, "job-2", renamed)
+    assert second.record.approval is ApprovalStatus.PENDING
+    assert "breaking change vs v1: labels changed" in deps["registry"].get("digits", 2).decision
+    assert second.component is not None, "a breaking version can still be approved by a human"
+
+
+def test_a_version_worse_than_the_approved_one_by_more_than_the_bound_waits_for_a_human(deps: dict[str, Any]) -> None:
+    deps["settings"] = replace(_settings(min_accuracy=0.9), auto_approve_max_drop=0.01)
+    _publish_job(deps, "job-1", manifest_for(FAKE_ONNX, accuracy=0.97))
+    within = _publish_job(deps, "job-2", manifest_for(FAKE_ONNX, accuracy=0.961))
+    worse = _publish_job(deps, "job-3", manifest_for(FAKE_ONNX, accuracy=0.95))
+    assert within.record.approval is ApprovalStatus.APPROVED
+    assert worse.record.approval is ApprovalStatus.PENDING
+    assert "worse than v2's 0.9610" in worse.record.decision
+
+
+def test_lineage_parent_and_approval_reason_are_recorded(deps: dict[str, Any]) -> None:
+    deps["settings"] = _settings(min_accuracy=0.9)
+    child = manifest_for(FAKE_ONNX)
+    child = replace(child, lineage=replace(child.lineage, parent_version=1))
+    record = _publish_job(deps, "job-1", child).record
+    stored = deps["registry"].get("digits", 1)
+    assert (stored.parent_version, stored.approval) == (1, ApprovalStatus.APPROVED)
+    assert stored.approval_description.startswith("auto-approved: gate passed")
+    assert record == stored

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -87,3 +88,30 @@ def test_ensure_group_is_idempotent(registry: Any) -> None:
     registry.ensure_group("digits")
     registry.ensure_group("digits")
     assert registry.versions("digits") == []
+
+
+def test_register_records_gate_lineage_signature_and_decision(registry: Any) -> None:
+    registry.ensure_group("digits")
+    manifest = manifest_for(FAKE_ONNX)
+    child = replace(manifest, lineage=replace(manifest.lineage, parent_version=4))
+    record = registry.register(
+        child,
+        training_job="job-9",
+        artifact_uri="s3://edgeloop-artifacts/models/digits/x/model.onnx",
+        manifest_uri="s3://edgeloop-artifacts/models/digits/x/manifest.json",
+        approval=ApprovalStatus.PENDING,
+        signed=True,
+        decision="awaiting manual approval",
+    )
+    assert (record.parent_version, record.signed, record.deployable) == (4, True, True)
+    assert record.gate.startswith("passed: fp32 accuracy drop 0.0000")
+    assert record.decision == "awaiting manual approval"
+    assert registry.get("digits", 1) == record
+
+
+def test_set_approval_records_the_reason_clipped_to_sagemakers_limit(registry: Any) -> None:
+    registry.ensure_group("digits")
+    _register(registry, "job-1")
+    updated = registry.set_approval("digits", 1, ApprovalStatus.REJECTED, "x" * 300)
+    assert len(updated.approval_description) == 256
+    assert registry.get("digits", 1) == updated

@@ -13,6 +13,7 @@ from edgeloop.core.deployments import (
     merge_configuration,
     model_deployment,
 )
+from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import HEALTH_SHADOW, INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
 
@@ -30,6 +31,20 @@ def test_model_deployment_points_the_inference_component_at_the_model(make_regis
     assert (config.modelComponent, config.modelComponentVersion) == (record.component_name, "3.0.0")
     shadow_sync = spec.components[SHADOW_MANAGER_COMPONENT].merge["synchronize"]
     assert shadow_sync["coreThing"]["namedShadows"] == [HEALTH_SHADOW]
+
+
+def test_a_public_key_reaches_the_inference_component_as_model_public_key(make_registry_record: Any) -> None:
+    pem = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"
+    spec = model_deployment(
+        make_registry_record(signed=True), target_arn=GROUP_ARN, inference_version="0.1.0", public_key_pem=pem
+    )
+    merged = merge_configuration(DeviceConfig().to_config(), spec.components[INFERENCE_COMPONENT].merge)
+    assert DeviceConfig.from_config(merged).modelPublicKey == pem
+
+
+def test_an_unsigned_version_is_not_deployed_to_devices_that_require_signatures(make_registry_record: Any) -> None:
+    with pytest.raises(ValidationError, match="unsigned"):
+        model_deployment(make_registry_record(), target_arn=GROUP_ARN, inference_version="0.1.0", public_key_pem="k")
 
 
 def test_component_deployment_api_shape_carries_merge_as_json() -> None:

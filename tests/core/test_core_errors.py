@@ -24,6 +24,7 @@ EXPECTED: dict[type[EdgeloopError], tuple[type[Exception], int]] = {
     errors.FleetControlError: (errors.EdgeloopError, 5),
     errors.LinkError: (errors.EdgeloopError, 6),
     errors.StoreError: (errors.EdgeloopError, 7),
+    errors.SigningError: (errors.RegistryError, 5),
 }
 
 

@@ -71,6 +71,6 @@ def test_every_routed_event_names_a_handler_file() -> None:
     from pathlib import Path
 
     functions = Path(__file__).resolve().parents[2] / "functions"
-    assert set(EVENT_ROUTES.values()) == {"training_completed", "model_approved"}
+    assert set(EVENT_ROUTES.values()) == {"training_completed", "model_approved", "training_launcher"}
     for name in EVENT_ROUTES.values():
         assert (functions / f"{name}.py").is_file()

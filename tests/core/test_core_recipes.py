@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import string
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from edgeloop.core.recipes import (
     INFERENCE_ARCHIVE,
     PUBLISHER,
     RECIPE_FORMAT_VERSION,
+    artifact_digest,
     inference_recipe_values,
     model_recipe,
     render_recipe,
@@ -149,7 +151,7 @@ def test_model_recipe(
     make_registry_record: Callable[..., RegistryRecord], make_manifest: Callable[..., ModelManifest]
 ) -> None:
     record, manifest = make_registry_record(version=3), make_manifest()
-    recipe = model_recipe(record, manifest)
+    recipe = model_recipe(record, manifest, manifest_bytes=manifest.to_json().encode())
     assert recipe["ComponentName"] == names.model_component_name(manifest.model_name)
     assert names.model_version_from_component(recipe["ComponentVersion"]) == record.version
     assert recipe["ComponentConfiguration"]["DefaultConfiguration"] == {
@@ -161,6 +163,9 @@ def test_model_recipe(
     [platform] = recipe["Manifests"]
     assert [a["Uri"] for a in platform["Artifacts"]] == [record.artifact_uri, record.manifest_uri]
     assert all(a["Permission"]["Execute"] == "NONE" for a in platform["Artifacts"])
+    assert platform["Artifacts"][0]["Digest"] == base64.b64encode(bytes.fromhex(record.sha256)).decode()
+    assert platform["Artifacts"][1]["Digest"] == artifact_digest(manifest.to_json().encode())
+    assert {a["Algorithm"] for a in platform["Artifacts"]} == {"SHA-256"}
     assert "holdout accuracy 0.9375" in recipe["ComponentDescription"]
     assert DeviceConfig(recipe["ComponentName"], recipe["ComponentVersion"]).modelComponentVersion == "3.0.0"
 
@@ -170,7 +175,53 @@ def test_model_recipe_passes_the_greengrass_schema(
     make_manifest: Callable[..., ModelManifest],
     recipe_errors: RecipeErrors,
 ) -> None:
-    assert recipe_errors(model_recipe(make_registry_record(), make_manifest())) == []
+    manifest = make_manifest()
+    signed = model_recipe(
+        make_registry_record(signed=True), manifest, manifest_bytes=manifest.to_json().encode(), signature=b"sig"
+    )
+    assert recipe_errors(signed) == []
+
+
+def test_a_signed_models_recipe_ships_the_signature_beside_the_manifest(
+    make_registry_record: Callable[..., RegistryRecord], make_manifest: Callable[..., ModelManifest]
+) -> None:
+    record, manifest = make_registry_record(signed=True), make_manifest()
+    recipe = model_recipe(record, manifest, manifest_bytes=manifest.to_json().encode(), signature=b"MEUC\n")
+    signature = recipe["Manifests"][0]["Artifacts"][2]
+    assert signature["Uri"] == record.signature_uri
+    assert signature["Uri"].endswith("/manifest.json.sig")
+    assert signature["Digest"] == artifact_digest(b"MEUC\n")
+
+
+def test_the_same_inputs_render_the_same_recipe_so_a_retry_never_collides(
+    make_registry_record: Callable[..., RegistryRecord], make_manifest: Callable[..., ModelManifest]
+) -> None:
+    record, manifest = make_registry_record(signed=True), make_manifest()
+
+    def render() -> dict[str, Any]:
+        return model_recipe(record, manifest, manifest_bytes=manifest.to_json().encode(), signature=b"s")
+
+    assert render() == render()
+
+
+@pytest.mark.parametrize(
+    ("signed", "signature", "bytes_of", "field"),
+    [(True, None, "same", "signature"), (False, b"s", "same", "signature"), (False, None, "other", "manifest_bytes")],
+)
+def test_model_recipe_refuses_mismatched_bytes_or_signature(
+    make_registry_record: Callable[..., RegistryRecord],
+    make_manifest: Callable[..., ModelManifest],
+    signed: bool,
+    signature: bytes | None,
+    bytes_of: str,
+    field: str,
+) -> None:
+    manifest = make_manifest()
+    other = make_manifest(created_at="2027-01-01T00:00:00Z")
+    data = (manifest if bytes_of == "same" else other).to_json().encode()
+    with pytest.raises(ValidationError) as info:
+        model_recipe(make_registry_record(signed=signed), manifest, manifest_bytes=data, signature=signature)
+    assert info.value.field == field
 
 
 @pytest.mark.parametrize(
@@ -188,8 +239,9 @@ def test_model_recipe_refuses_a_record_that_disagrees_with_its_manifest(
     overrides: dict[str, Any],
     field: str,
 ) -> None:
+    manifest = make_manifest()
     with pytest.raises(ValidationError, match=f"^{field}:"):
-        model_recipe(make_registry_record(**overrides), make_manifest())
+        model_recipe(make_registry_record(**overrides), manifest, manifest_bytes=manifest.to_json().encode())
 
 
 def test_device_requirements_match_the_device_extra() -> None:

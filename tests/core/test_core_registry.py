@@ -8,7 +8,7 @@ import pytest
 
 from edgeloop.core import names
 from edgeloop.core.errors import ValidationError
-from edgeloop.core.registry import ApprovalStatus, RegistryRecord, initial_approval, package_metadata
+from edgeloop.core.registry import ApprovalStatus, RegistryRecord, package_metadata
 
 MakeRecord = Callable[..., RegistryRecord]
 META_KEYS = ["modelName", "trainingJob", "artifactUri", "manifestUri", "sha256", "holdoutAccuracy"]
@@ -31,7 +31,7 @@ def test_metadata_round_trip(make_registry_record: MakeRecord, approval: Approva
 
 def test_metadata_is_prefixed_strings(make_registry_record: MakeRecord) -> None:
     metadata = make_registry_record().to_metadata()
-    assert sorted(metadata) == sorted(f"edgeloop:{k}" for k in META_KEYS)
+    assert sorted(metadata) == sorted(f"edgeloop:{k}" for k in [*META_KEYS, "deployable", "signed"])
     assert all(isinstance(v, str) for v in metadata.values())
     assert metadata["edgeloop:holdoutAccuracy"] == "0.937500"
 
@@ -120,30 +120,30 @@ def test_package_metadata_is_what_the_record_writes(make_registry_record: MakeRe
     assert _rebuild(record, metadata) == record
 
 
-@pytest.mark.parametrize(
-    ("accuracy", "threshold", "expected"),
-    [
-        (0.95, None, ApprovalStatus.PENDING),
-        (1.0, None, ApprovalStatus.PENDING),
-        (0.95, 0.9, ApprovalStatus.APPROVED),
-        (0.9, 0.9, ApprovalStatus.APPROVED),
-        (0.8999, 0.9, ApprovalStatus.PENDING),
-        (0.0, 0.0, ApprovalStatus.APPROVED),
-    ],
-    ids=["no-policy", "no-policy-perfect", "above", "equal", "below", "zero-threshold"],
-)
-def test_initial_approval(accuracy: float, threshold: float | None, expected: ApprovalStatus) -> None:
-    assert initial_approval(accuracy, threshold) is expected
+def test_new_fields_round_trip_and_default_for_versions_registered_before_them(
+    make_registry_record: MakeRecord,
+) -> None:
+    record = make_registry_record(deployable=False, parent_version=2, signed=True, gate="FAILED: x", decision="why")
+    assert _rebuild(record, record.to_metadata()) == record
+    old = {k: v for k, v in record.to_metadata().items() if k.removeprefix("edgeloop:") in META_KEYS}
+    rebuilt = _rebuild(record, old)
+    assert (rebuilt.deployable, rebuilt.parent_version, rebuilt.signed, rebuilt.gate) == (True, None, False, "")
 
 
-@pytest.mark.parametrize(
-    ("accuracy", "threshold", "expected"),
-    [
-        (0.97, None, ApprovalStatus.PENDING),
-        (0.97, 0.95, ApprovalStatus.APPROVED),
-        (0.95, 0.95, ApprovalStatus.APPROVED),
-        (0.94, 0.95, ApprovalStatus.PENDING),
-    ],
-)
-def test_initial_approval_policy(accuracy: float, threshold: float | None, expected: ApprovalStatus) -> None:
-    assert initial_approval(accuracy, threshold) is expected
+def test_signature_sits_beside_the_manifest_only_when_signed(make_registry_record: MakeRecord) -> None:
+    assert make_registry_record().signature_uri is None
+    signed = make_registry_record(signed=True)
+    assert signed.signature_uri == signed.manifest_uri.removesuffix("manifest.json") + "manifest.json.sig"
+
+
+@pytest.mark.parametrize(("key", "value"), [("deployable", "yes"), ("signed", "1"), ("parentVersion", "zero")])
+def test_bad_optional_metadata_names_the_key(make_registry_record: MakeRecord, key: str, value: str) -> None:
+    record = make_registry_record()
+    with pytest.raises(ValidationError) as info:
+        _rebuild(record, {**record.to_metadata(), f"edgeloop:{key}": value})
+    assert info.value.field.endswith(f".{key}")
+
+
+def test_long_metadata_text_is_clipped_to_sagemakers_limit(make_registry_record: MakeRecord) -> None:
+    metadata = make_registry_record(decision="x" * 1000).to_metadata()
+    assert len(metadata["edgeloop:decision"]) == 256

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from support import FAKE_ONNX, manifest_for
 from edgeloop.cloud.fleet import MemoryFleetControl
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.core.errors import ValidationError
+from edgeloop.core.manifest import Gate
 from edgeloop.core.recipes import model_recipe
 from edgeloop.core.registry import ApprovalStatus
 from edgeloop.core.settings import CloudSettings
@@ -34,7 +36,8 @@ def deps(sagemaker: Any) -> dict[str, Any]:
     settings = CloudSettings("edgeloop-artifacts", GROUP_ARN, "0.1.0", None, TRAINING_OUTPUT)
     fleet = MemoryFleetControl()
     record = registry.get("digits", 1)
-    fleet.create_component_version(model_recipe(record, manifest_for(FAKE_ONNX)))
+    manifest = manifest_for(FAKE_ONNX)
+    fleet.create_component_version(model_recipe(record, manifest, manifest_bytes=manifest.to_json().encode()))
     fleet.create_component_version(inference_recipe("0.1.0", "s3://edgeloop-artifacts/components/inference.zip"))
     return {"registry": registry, "fleet": fleet, "settings": settings}
 
@@ -47,15 +50,42 @@ def test_approved_version_is_deployed_to_the_fleet(deps: dict[str, Any], event: 
     assert info.name == "edgeloop-digits-v1"
 
 
-def test_rejected_version_is_not_deployed(deps: dict[str, Any], event: Any) -> None:
+def test_rejected_version_is_recorded_and_not_deployed(deps: dict[str, Any], event: Any) -> None:
+    deps["registry"].set_approval("digits", 1, ApprovalStatus.REJECTED, "rejected by ops: drift on site B")
     rejected = event("model_package_approved")
     rejected["detail"]["ModelApprovalStatus"] = "Rejected"
     result = model_approved.handle(rejected, deps)
     assert result == {
-        "status": "ignored",
+        "status": "rejected",
         "modelPackage": rejected["detail"]["ModelPackageArn"],
-        "reason": "approval is Rejected",
+        "reason": "edgeloop-digits v1 was rejected: rejected by ops: drift on site B",
     }
+    assert deps["fleet"].latest_deployment(GROUP_ARN) is None
+
+
+def test_pending_version_does_nothing(deps: dict[str, Any], event: Any) -> None:
+    pending = event("model_package_approved")
+    pending["detail"]["ModelApprovalStatus"] = "PendingManualApproval"
+    result = model_approved.handle(pending, deps)
+    assert (result["status"], result["reason"]) == ("ignored", "edgeloop-digits v1 awaits manual approval")
+    assert deps["fleet"].latest_deployment(GROUP_ARN) is None
+
+
+def test_an_approved_version_whose_gate_failed_is_refused_not_deployed(deps: dict[str, Any], event: Any) -> None:
+    failed = replace(manifest_for(FAKE_ONNX), gate=Gate("accuracy", 0.01, 0.0, passed=False, minimum=0.99))
+    deps["registry"].register(
+        failed,
+        training_job="job-2",
+        artifact_uri="s3://edgeloop-artifacts/models/digits/b/model.onnx",
+        manifest_uri="s3://edgeloop-artifacts/models/digits/b/manifest.json",
+        approval=ApprovalStatus.APPROVED,  # as if someone approved it in the console
+    )
+    approved = event("model_package_approved")
+    approved["detail"]["ModelPackageVersion"] = 2
+    result = model_approved.handle(approved, deps)
+    assert result["status"] == "refused"
+    assert "did not pass its accuracy gate" in result["reason"]
+    assert deps["fleet"].latest_deployment(GROUP_ARN) is None
 
 
 @pytest.mark.parametrize(

@@ -2,33 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import boto3
 import pytest
-from support import FAKE_ONNX, manifest_for, model_tarball
+from botocore.stub import Stubber
+from support import FAKE_ONNX, kms_signing_key, manifest_for, model_tarball
 
 from edgeloop.cloud.artifacts import S3ArtifactStore
 from edgeloop.cloud.fleet import MemoryFleetControl
 from edgeloop.cloud.registry import SageMakerRegistry
-from edgeloop.core.errors import ConfigError, ValidationError
+from edgeloop.cloud.signing import KmsSigner
+from edgeloop.core.errors import ConfigError, IntegrityError, NotFoundError, SigningError, ValidationError
+from edgeloop.core.manifest import Gate
 from edgeloop.core.settings import CloudSettings
 from functions import training_completed
 
 GROUP_ARN = "arn:aws:iot:us-east-1:123456789012:thinggroup/edgeloop-fleet"
 TRAINING_OUTPUT = "s3://edgeloop-data/training-output/"
+ARCHIVE_URI = "s3://edgeloop-data/training-output/edgeloop-digits-20261124-120000/output/model.tar.gz"
 
 
 @pytest.fixture
-def deps(s3: Any, sagemaker: Any) -> dict[str, Any]:
+def deps(s3: Any, sagemaker: Any, kms: Any) -> dict[str, Any]:
     registry = SageMakerRegistry(sagemaker)
     registry.ensure_group("digits")
     store = S3ArtifactStore(s3)
     store.put(
-        "s3://edgeloop-data/training-output/edgeloop-digits-20261124-120000/output/model.tar.gz",
+        ARCHIVE_URI,
         model_tarball({"manifest.json": manifest_for(FAKE_ONNX).to_json().encode(), "model.onnx": FAKE_ONNX}),
     )
     settings = CloudSettings("edgeloop-artifacts", GROUP_ARN, "0.1.0", None, TRAINING_OUTPUT)
-    return {"store": store, "registry": registry, "fleet": MemoryFleetControl(), "settings": settings}
+    signer = KmsSigner(kms, kms_signing_key(kms))
+    return {"store": store, "registry": registry, "fleet": MemoryFleetControl(), "settings": settings, "signer": signer}
 
 
 def test_completed_job_is_published(deps: dict[str, Any], event: Any, sagemaker: Any) -> None:
@@ -39,11 +46,65 @@ def test_completed_job_is_published(deps: dict[str, Any], event: Any, sagemaker:
         "modelName": "digits",
         "modelVersion": 1,
         "approval": "PendingManualApproval",
+        "signed": True,
+        "reasons": ["awaiting manual approval (auto-approval is off)"],
         "componentName": "com.edgeloop.model.digits",
         "componentVersion": "1.0.0",
     }
     packages = sagemaker.list_model_packages(ModelPackageGroupName="edgeloop-digits")["ModelPackageSummaryList"]
     assert len(packages) == 1
+    metadata = sagemaker.describe_model_package(ModelPackageName=packages[0]["ModelPackageArn"])[
+        "CustomerMetadataProperties"
+    ]
+    assert (metadata["edgeloop:signed"], metadata["edgeloop:deployable"]) == ("true", "true")
+    recipe = deps["fleet"].get_component_recipe("com.edgeloop.model.digits", "1.0.0")
+    assert [a["Uri"].rsplit("/", 1)[1] for a in recipe["Manifests"][0]["Artifacts"]] == [
+        "model.onnx",
+        "manifest.json",
+        "manifest.json.sig",
+    ]
+
+
+def test_a_redelivered_event_reuses_the_stored_signature_so_the_component_never_collides(
+    deps: dict[str, Any], event: Any
+) -> None:
+    first = training_completed.handle(event("training_job_completed"), deps)
+    again = training_completed.handle(event("training_job_completed"), deps)
+    assert again == first
+    assert len(deps["registry"].versions("digits")) == 1
+
+
+def test_a_key_that_cannot_sign_registers_nothing(deps: dict[str, Any], event: Any, kms: Any, s3: Any) -> None:
+    symmetric = kms_signing_key(kms, key_spec="SYMMETRIC_DEFAULT", key_usage="ENCRYPT_DECRYPT")
+    deps["signer"] = KmsSigner(kms, symmetric)
+    with pytest.raises(SigningError, match=f"KMS key {symmetric} cannot sign"):
+        training_completed.handle(event("training_job_completed"), deps)
+    assert deps["registry"].versions("digits") == []
+    assert s3.list_objects_v2(Bucket="edgeloop-artifacts").get("KeyCount", 0) == 0
+
+
+def test_a_manifest_that_fails_its_own_sha256_names_the_file_and_registers_nothing(
+    deps: dict[str, Any], event: Any
+) -> None:
+    manifest = manifest_for(FAKE_ONNX).to_json().encode()
+    deps["store"].put(ARCHIVE_URI, model_tarball({"manifest.json": manifest, "model.onnx": FAKE_ONNX[:-1] + b"\0"}))
+    with pytest.raises(IntegrityError, match=r"model\.onnx: manifest says sha256"):
+        training_completed.handle(event("training_job_completed"), deps)
+    assert deps["registry"].versions("digits") == []
+
+
+def test_a_model_whose_gate_failed_is_registered_rejected_unsigned_and_without_a_component(
+    deps: dict[str, Any], event: Any
+) -> None:
+    failed = replace(manifest_for(FAKE_ONNX), gate=Gate("accuracy", 0.01, 0.0, passed=False, minimum=0.99))
+    deps["store"].put(ARCHIVE_URI, model_tarball({"manifest.json": failed.to_json().encode(), "model.onnx": FAKE_ONNX}))
+    result = training_completed.handle(event("training_job_completed"), deps)
+    assert (result["status"], result["approval"], result["signed"]) == ("rejected", "Rejected", False)
+    assert "accuracy gate failed" in result["reasons"][0]
+    record = deps["registry"].get("digits", 1)
+    assert (record.deployable, record.gate.startswith("FAILED")) == (False, True)
+    with pytest.raises(NotFoundError):
+        deps["fleet"].get_component_recipe("com.edgeloop.model.digits", "1.0.0")
 
 
 def test_failed_job_is_ignored_with_its_status(deps: dict[str, Any], event: Any) -> None:
@@ -85,3 +146,15 @@ def test_cold_start_without_configuration_names_the_missing_variable(
             training_completed.handler({}, None)
     finally:
         training_completed._deps.cache_clear()
+
+
+def test_a_disabled_key_registers_nothing(deps: dict[str, Any], event: Any, s3: Any) -> None:
+    # moto signs with a disabled key, so KMS's answer is stubbed here, as AWS gives it.
+    kms = boto3.client("kms", region_name="us-east-1")
+    deps["signer"] = KmsSigner(kms, "alias/edgeloop-signing")
+    with Stubber(kms) as stub:
+        stub.add_client_error("sign", "DisabledException", "arn:aws:kms:us-east-1:123456789012:key/k is disabled.")
+        with pytest.raises(SigningError, match="DisabledException"):
+            training_completed.handle(event("training_job_completed"), deps)
+    assert deps["registry"].versions("digits") == []
+    assert s3.list_objects_v2(Bucket="edgeloop-artifacts").get("KeyCount", 0) == 0

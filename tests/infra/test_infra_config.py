@@ -81,6 +81,11 @@ def test_command_line_strings_are_read_like_cdk_json_values() -> None:
         (cfg.CONTEXT_INFERENCE_VERSION, "1.0"),
         (cfg.CONTEXT_INFERENCE_VERSION, "0.1.0.dev1"),
         (cfg.CONTEXT_CDK_NAG, "yes"),
+        (cfg.CONTEXT_AUTO_APPROVE_MAX_DROP, "2"),
+        (cfg.CONTEXT_TRAINING_SCHEDULE, "weekly"),
+        (cfg.CONTEXT_TRAINING_SCHEDULE, "rate(7 fortnights)"),
+        (cfg.CONTEXT_TRAINING_IMAGE, "edgeloop-training"),
+        (cfg.CONTEXT_TRAINING_INSTANCE_TYPE, "m5.large"),
     ],
 )
 def test_a_bad_context_value_raises_naming_its_key(key: str, value: object) -> None:
@@ -97,3 +102,22 @@ def test_build_app_refuses_bad_context_before_staging_anything(tmp_path: Path, c
     with pytest.raises(ConfigError, match=r"edgeloop:autoApproveMinAccuracy: '2' is outside \[0, 1\]"):
         build_app(staging_dir=tmp_path / "staging", context=cdk_context, outdir=str(tmp_path / "out"))
     assert not (tmp_path / "staging").exists()
+
+
+def test_training_and_policy_keys_are_read() -> None:
+    config = _config(
+        {
+            cfg.CONTEXT_ENV_NAME: "dev",
+            cfg.CONTEXT_AUTO_APPROVE_MAX_DROP: "0.02",
+            cfg.CONTEXT_TRAINING_SCHEDULE: "cron(0 3 ? * MON *)",
+            cfg.CONTEXT_TRAINING_IMAGE: "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1.2.3",
+        }
+    )
+    assert (config.auto_approve_max_drop, config.training_schedule) == (0.02, "cron(0 3 ? * MON *)")
+    assert config.training_image_uri == "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1.2.3"
+    defaults = _config({cfg.CONTEXT_ENV_NAME: "dev"})
+    assert (defaults.training_schedule, defaults.training_image_uri, defaults.auto_approve_max_drop) == (
+        None,
+        None,
+        0.0,
+    )

@@ -21,6 +21,7 @@ from edgeloop.core.events import (
 from edgeloop.core.names import (
     FLEET_THING_GROUP,
     INFERENCE_COMPONENT,
+    TRAINING_DATA_PREFIX,
     TRAINING_OUTPUT_PREFIX,
     model_component_name,
     model_package_group,
@@ -28,13 +29,28 @@ from edgeloop.core.names import (
     shadow_topic,
 )
 from edgeloop.core.recipes import INFERENCE_ARCHIVE
-from edgeloop.core.settings import ENV_AUTO_APPROVE_MIN_ACCURACY, ENV_TRAINING_OUTPUT_URI, CloudSettings
+from edgeloop.core.settings import (
+    ENV_AUTO_APPROVE_MIN_ACCURACY,
+    ENV_SIGNING_KEY_ID,
+    ENV_TRAINING_DATA_URI,
+    ENV_TRAINING_OUTPUT_URI,
+    ENV_TRAINING_ROLE_ARN,
+    CloudSettings,
+    LauncherSettings,
+)
+from edgeloop.core.signing import SIGNING_KEY_SPEC
 from infra.nag import flatten_reference
 
+LAUNCHER = LauncherSettings("digits", "img:1", "arn:aws:iam::1:role/r", "s3://d/training-data/", "s3://d/out/")
 THING_VARIABLE = "${iot:Connection.Thing.ThingName}"
 THING = THING_VARIABLE.replace("${", "<").replace("}", ">")
 """The policy variable as flatten_reference renders it."""
-WILDCARD_ONLY_ACTIONS = {"sagemaker:ListModelPackages", "greengrass:CreateDeployment"}
+WILDCARD_ONLY_ACTIONS = {
+    "sagemaker:ListModelPackages",
+    "greengrass:CreateDeployment",
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
+}
 """Actions AWS authorizes only on Resource '*'; nothing else may use it."""
 GREENGRASS_CORE_DATA_PLANE = {
     "greengrass:GetComponentVersionArtifact",
@@ -155,9 +171,89 @@ def test_every_bucket_refuses_plain_http(synthesized: Any) -> None:
 
 
 def test_key_rotates_and_is_kept(synthesized: Any) -> None:
-    [key] = _of_type(synthesized.template, "AWS::KMS::Key").values()
+    key = synthesized.template["Resources"][_logical_id(synthesized, synthesized.stack.storage.key)]
     assert key["Properties"]["EnableKeyRotation"] is True
     assert key["DeletionPolicy"] == "Retain"
+
+
+def test_the_signing_key_is_an_ecc_p256_sign_verify_key_that_is_kept(synthesized: Any) -> None:
+    keys = _of_type(synthesized.template, "AWS::KMS::Key")
+    signing = keys[_logical_id(synthesized, synthesized.stack.signing.key)]
+    assert len(keys) == 2
+    assert (signing["Properties"]["KeySpec"], signing["Properties"]["KeyUsage"]) == (SIGNING_KEY_SPEC, "SIGN_VERIFY")
+    assert signing["DeletionPolicy"] == "Retain"
+
+
+def _key_grants(synthesized: Any, role: Any, key: Any) -> set[str]:
+    role_id, key_id = _logical_id(synthesized, role), _logical_id(synthesized, key)
+    return {
+        action
+        for s in _statements_of_role(synthesized.template, role_id)
+        if s["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]}
+        for action in _as_list(s["Action"])
+    }
+
+
+def test_only_training_completed_may_sign_and_only_model_approved_may_read_the_public_key(synthesized: Any) -> None:
+    stack = synthesized.stack
+    key = stack.signing.key
+    assert _key_grants(synthesized, stack.training_completed.role, key) == {"kms:Sign"}
+    assert _key_grants(synthesized, stack.model_approved.role, key) == {"kms:GetPublicKey"}
+    assert _key_grants(synthesized, stack.training_launcher.role, key) == set()
+    for name in ("training_completed", "model_approved"):
+        env = _function(synthesized.template, f"{name}.handler")["Environment"]["Variables"]
+        assert env[ENV_SIGNING_KEY_ID] == {"Fn::GetAtt": [_logical_id(synthesized, key), "Arn"]}
+
+
+def test_the_launcher_starts_only_this_models_jobs_and_passes_only_the_training_role(synthesized: Any) -> None:
+    stack = synthesized.stack
+    statements = _statements_of_role(synthesized.template, _logical_id(synthesized, stack.training_launcher.role))
+    [create] = [s for s in statements if "sagemaker:CreateTrainingJob" in _as_list(s["Action"])]
+    assert flatten_reference(create["Resource"]).endswith(":training-job/edgeloop-digits-*")
+    [passing] = [s for s in statements if "iam:PassRole" in _as_list(s["Action"])]
+    assert flatten_reference(passing["Resource"]).endswith(":role/edgeloop-dev-training")
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    env = _function(synthesized.template, "training_launcher.handler")["Environment"]["Variables"]
+    assert set(env) == set(LAUNCHER.to_env())
+    assert flatten_reference(env[ENV_TRAINING_ROLE_ARN]).endswith(":role/edgeloop-dev-training")
+    assert flatten_reference(env[ENV_TRAINING_DATA_URI]).endswith(f"/{TRAINING_DATA_PREFIX}")
+
+
+def test_the_training_role_reads_training_data_and_writes_training_output_only(synthesized: Any) -> None:
+    role = synthesized.template["Resources"][_logical_id(synthesized, synthesized.stack.training.role)]
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "sagemaker.amazonaws.com"
+    }
+    statements = _statements_of_role(synthesized.template, _logical_id(synthesized, synthesized.stack.training.role))
+    s3 = {
+        action: flatten_reference(r)
+        for s in statements
+        for action in _as_list(s["Action"])
+        if action.startswith("s3:")
+        for r in _as_list(s["Resource"])
+    }
+    assert s3["s3:GetObject"].endswith(f"/{TRAINING_DATA_PREFIX}*")
+    assert s3["s3:PutObject"].endswith(f"/{TRAINING_OUTPUT_PREFIX}*")
+
+
+def test_the_retraining_rule_takes_edgeloops_signal_for_this_model_only(
+    synthesized: Any, event: Callable[[str], dict[str, Any]]
+) -> None:
+    function_id = _logical_id(synthesized, synthesized.stack.training_launcher.function)
+    [rule] = [
+        r["Properties"]
+        for r in _of_type(synthesized.template, "AWS::Events::Rule").values()
+        if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    ]
+    signal, other_model, foreign = (
+        event("retraining_requested"),
+        event("retraining_requested"),
+        event("retraining_requested"),
+    )
+    other_model["detail"]["model_name"] = "wine"
+    foreign["source"] = "someone.else"
+    assert [_matches(rule["EventPattern"], e) for e in (signal, other_model, foreign)] == [True, False, False]
+    assert "DeadLetterConfig" in rule["Targets"][0]
 
 
 def test_model_package_group_is_named_by_the_core(synthesized: Any) -> None:
@@ -170,7 +266,7 @@ def test_model_package_group_is_named_by_the_core(synthesized: Any) -> None:
 def test_handlers_run_python_311_with_the_core_settings_and_a_dead_letter_queue(synthesized: Any, name: str) -> None:
     props = _function(synthesized.template, f"{name}.handler")
     env = props["Environment"]["Variables"]
-    settings = CloudSettings("bucket", "arn:aws:iot:r:1:thinggroup/g", "0.1.0", None, "s3://data/out/")
+    settings = CloudSettings("bucket", "arn:aws:iot:r:1:thinggroup/g", "0.1.0", None, "s3://data/out/", 0.0, "key")
     data_id = _logical_id(synthesized, synthesized.stack.storage.data)
     assert props["Runtime"] == "python3.11"
     assert props["FunctionName"] == f"edgeloop-dev-{name.replace('_', '-')}"
@@ -223,8 +319,10 @@ def test_model_approved_rule_takes_approvals_of_our_group_only(
     assert pattern["source"] == [SAGEMAKER_SOURCE]
     assert pattern["detail-type"] == [MODEL_PACKAGE_STATE_CHANGE]
     assert pattern["detail"]["ModelPackageStatus"] == [MODEL_PACKAGE_COMPLETED]
-    matched = [_matches(pattern, e) for e in (approved, pending, other_group, in_progress)]
-    assert matched == [True, False, False, False]
+    rejected = event("model_package_approved")
+    rejected["detail"]["ModelApprovalStatus"] = "Rejected"
+    matched = [_matches(pattern, e) for e in (approved, rejected, pending, other_group, in_progress)]
+    assert matched == [True, True, False, False, False]
 
 
 def test_only_actions_without_resource_permissions_use_a_bare_wildcard(synthesized: Any) -> None:
@@ -397,6 +495,7 @@ VARIANT_CONTEXT = {
     "edgeloop:autoApproveMinAccuracy": "0.9",
     "edgeloop:account": "123456789012",
     "edgeloop:region": "eu-west-1",
+    "edgeloop:trainingSchedule": "rate(7 days)",
 }
 """Another environment: its own model, auto-approval and a fixed account (ARNs then hold it literally)."""
 
@@ -434,7 +533,7 @@ def test_context_flows_into_names_rules_settings_and_permissions(variant: dict[s
     [rule] = [
         r["Properties"]["EventPattern"]
         for r in _of_type(variant, "AWS::Events::Rule").values()
-        if r["Properties"]["EventPattern"]["detail-type"] == [MODEL_PACKAGE_STATE_CHANGE]
+        if r["Properties"].get("EventPattern", {}).get("detail-type") == [MODEL_PACKAGE_STATE_CHANGE]
     ]
     rendered = json.dumps(variant)
     assert group["Properties"]["ModelPackageGroupName"] == model_package_group("wine")
@@ -443,3 +542,14 @@ def test_context_flows_into_names_rules_settings_and_permissions(variant: dict[s
     assert approved["Environment"]["Variables"][ENV_AUTO_APPROVE_MIN_ACCURACY] == "0.9"
     assert f":greengrass:eu-west-1:123456789012:components:{model_component_name('wine')}" in rendered
     assert model_component_name("digits") not in rendered
+    schedules = [
+        r["Properties"]
+        for r in _of_type(variant, "AWS::Events::Rule").values()
+        if "ScheduleExpression" in r["Properties"]
+    ]
+    [schedule] = schedules
+    assert schedule["ScheduleExpression"] == "rate(7 days)"
+    launcher = _function(variant, "training_launcher.handler")
+    assert schedule["Targets"][0]["Arn"]["Fn::GetAtt"][0] in {
+        k for k, r in variant["Resources"].items() if r["Properties"] is launcher
+    }

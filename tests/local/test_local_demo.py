@@ -27,12 +27,14 @@ def test_demo_closes_the_loop(demo_run: tuple[int, dict, Path]) -> None:
     assert code == 0
     model = summary["model"]
     assert model["holdout_accuracy"] >= 0.95
+    assert model["signed"] is True
     assert len(summary["devices"]) == 3
     for device in summary["devices"]:
         assert device["inferences"] > 0
         assert device["model_version"] == model["version"]
         assert device["health"]["model_version"] == model["version"]
         assert device["health"]["model_state"] == "active"
+        assert device["health"]["model_signed"] is True, "each device verified the KMS signature"
         assert device["stream_accuracy"] >= 0.85
     assert sum(d["results_delivered"] for d in summary["devices"]) == sum(d["inferences"] for d in summary["devices"])
     records = summary["records"]  # one RESULT record per micro-batch: fewer records than results
