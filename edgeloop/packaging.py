@@ -6,6 +6,7 @@ the source tree (an editable install), which is why it lives outside the pure co
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import logging
@@ -73,7 +74,7 @@ def stage_lambda_asset(function_name: str, dest: Path, *, root: Path = REPO_ROOT
     if not _FUNCTION_NAME.match(function_name):
         raise ValidationError("function_name", f"{function_name!r} must be a lowercase Python module name")
     handler = _require(root / "functions" / f"{function_name}.py", f"the handler of Lambda {function_name!r}")
-    entries = [(handler.name, handler), *_package_entries(root, LAMBDA_PACKAGES)]
+    entries = [(handler.name, handler), *_imported_entries(root, handler)]
     target = dest / function_name
     if target.exists():
         shutil.rmtree(target)
@@ -107,6 +108,60 @@ def _package_entries(root: Path, subpackages: tuple[str, ...]) -> list[tuple[str
         _require(package / sub / "__init__.py", f"the edgeloop.{sub} package")
         entries += _tree(package / sub, f"edgeloop/{sub}")
     return sorted(entries)
+
+
+def _imported_entries(root: Path, handler: Path) -> list[tuple[str, Path]]:
+    """(archive name, file) of every edgeloop module the handler imports, directly or not, with their packages.
+
+    Only core and cloud may be reached (LAMBDA_PACKAGES): an import of anything else is refused here,
+    before a Lambda that cannot start is deployed.
+    """
+    seen: set[Path] = set()
+    pending = [handler]
+    while pending:
+        for module in _edgeloop_imports(pending.pop()):
+            for name in _with_parents(module):
+                path = _module_file(root, name)
+                inside = path.relative_to(root / "edgeloop").parts
+                if len(inside) > 1 and inside[0] not in LAMBDA_PACKAGES:
+                    raise ValidationError(
+                        "functions", f"{handler.name} imports {name}; Lambdas may use only {LAMBDA_PACKAGES}"
+                    )
+                if path not in seen:
+                    seen.add(path)
+                    pending.append(path)
+    return sorted((path.relative_to(root).as_posix(), path) for path in seen)
+
+
+def _edgeloop_imports(path: Path) -> set[str]:
+    """Absolute `edgeloop...` module names a file imports (`from edgeloop.core import wire` names both)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "edgeloop"}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "edgeloop":
+            module = str(node.module)
+            found.add(module)
+            found |= {f"{module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def _with_parents(module: str) -> list[str]:
+    """edgeloop.core.wire -> edgeloop, edgeloop.core, edgeloop.core.wire (a package's __init__ runs first)."""
+    parts = module.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _module_file(root: Path, module: str) -> Path:
+    """The source file of a module or package; a `from package import name` name that is no module is skipped."""
+    base = root.joinpath(*module.split("."))
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if "." not in module:
+        raise NotFoundError(f"module {module} is not in {root}")
+    return _module_file(root, module.rsplit(".", 1)[0])
 
 
 def _tree(source: Path, prefix: str) -> list[tuple[str, Path]]:

@@ -52,6 +52,12 @@ class InvalidTransitionError(EdgeloopError):
     """A state change the rollout state machine does not allow."""
 
 
+class ConflictError(EdgeloopError):
+    """Another writer got there first: a second active rollout, or a state written since it was read."""
+
+    exit_code = 5
+
+
 class NotFoundError(EdgeloopError):
     """A named thing (model version, component, device, object) that does not exist."""
 

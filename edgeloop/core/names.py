@@ -28,6 +28,13 @@ TRAINING_DATA_PREFIX = "training-data/"
 """Data-bucket prefix of training data, one folder per model: the train channel of a training job."""
 TRAINING_OUTPUT_PREFIX = "training-output/"
 """Data-bucket prefix where SageMaker training jobs write model.tar.gz; the registration λ reads only here."""
+ROLLOUTS_TABLE = "edgeloop-rollouts"
+"""DynamoDB table of rollouts, their decision logs and each model's last-known-good version."""
+FLEET_HEALTH_TABLE = "edgeloop-fleet-health"
+"""DynamoDB table of each device's last counted health report and the per-(version, ring) aggregates."""
+TABLE_PARTITION_KEY = "pk"
+TABLE_SORT_KEY = "sk"
+"""Both tables key on (pk, sk) strings; the item layout belongs to the cloud adapters (cloud/rollouts.py)."""
 INPUTS_LOCAL_TOPIC = "edgeloop/inference/inputs"
 """Greengrass local pub/sub topic where sensors on the device publish inference requests."""
 
@@ -145,3 +152,10 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
 def results_object_key(thing_name: str, first_seq: int) -> str:
     """What RESULTS_OBJECT_KEY_TEMPLATE renders to for one batch (the local stand-in writes the same keys)."""
     return f"{RESULTS_PREFIX}{validate_thing_name(thing_name)}/{first_seq}.json"
+
+
+def ring_group(ring_name: str) -> str:
+    """The thing group of one rollout ring: devices in exactly one of them, deployments target them."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", ring_name):
+        raise ValidationError("ring", f"{ring_name!r} must be 1-31 lowercase letters, digits or '-'")
+    return f"{FLEET_THING_GROUP}-{ring_name}"

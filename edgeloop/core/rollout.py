@@ -11,7 +11,7 @@ from typing import Any
 
 from edgeloop.core import wire
 from edgeloop.core.errors import InvalidTransitionError, ValidationError
-from edgeloop.core.names import validate_model_name
+from edgeloop.core.names import ring_group, validate_model_name
 
 
 class RolloutState(StrEnum):
@@ -69,6 +69,69 @@ class Rollout:
         """No transition leaves a final state."""
         return not LEGAL_TRANSITIONS[self.state]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Item form for the rollouts table."""
+        return {
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "state": self.state.value,
+            "ring": self.ring,
+            "ring_count": self.ring_count,
+            "state_version": self.state_version,
+            "reason": self.reason,
+            "started_at": self.started_at,
+            "ring_started_at": self.ring_started_at,
+            "last_known_good": self.last_known_good,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Rollout:
+        """Parse the item form, refusing unknown states and keys."""
+        where = "rollout"
+        wire.only_keys(data, set(cls.__dataclass_fields__), where)
+        state = wire.text(data, "state", where)
+        if state not in RolloutState.__members__.values():
+            raise ValidationError(f"{where}.state", f"{state!r}; expected one of {[s.value for s in RolloutState]}")
+        ring_started = data.get("ring_started_at")
+        good = data.get("last_known_good")
+        return cls(
+            model_name=wire.text(data, "model_name", where),
+            model_version=wire.integer(data, "model_version", where, minimum=1),
+            state=RolloutState(state),
+            ring=wire.integer(data, "ring", where, minimum=0),
+            ring_count=wire.integer(data, "ring_count", where, minimum=1),
+            state_version=wire.integer(data, "state_version", where, minimum=0),
+            reason=wire.text(data, "reason", where, allow_empty=True),
+            started_at=wire.number(data, "started_at", where),
+            ring_started_at=None if ring_started is None else wire.number(data, "ring_started_at", where),
+            last_known_good=None if good is None else wire.integer(data, "last_known_good", where, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class DecisionEntry:
+    """One line of a rollout's decision log, as summary.json and `edgeloop rollout status` show it."""
+
+    at: float
+    ring: int
+    decision: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"at": self.at, "ring": self.ring, "decision": self.decision, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DecisionEntry:
+        """Parse the JSON form."""
+        wire.only_keys(data, {"at", "ring", "decision", "reason"}, "decision")
+        return cls(
+            at=wire.number(data, "at", "decision"),
+            ring=wire.integer(data, "ring", "decision", minimum=0),
+            decision=wire.text(data, "decision", "decision"),
+            reason=wire.text(data, "reason", "decision", allow_empty=True),
+        )
+
 
 def transition(rollout: Rollout, target: RolloutState, reason: str, now: float | None = None) -> Rollout:
     """Move to target if the state machine allows it; a promotion advances the ring by one (its clock restarts)."""
@@ -118,8 +181,10 @@ class Ring:
 
     def __post_init__(self) -> None:
         where = f"rings[{self.name}]"
-        if not self.name or not self.name.replace("-", "").isalnum():
-            raise ValidationError(f"{where}.name", "must be letters, digits and '-'")
+        try:
+            ring_group(self.name)
+        except ValidationError as exc:
+            raise ValidationError(f"{where}.name", exc.message) from exc
         if not 0.0 < self.share <= 1.0:
             raise ValidationError(f"{where}.share", f"{self.share} is outside (0, 1]")
         if self.bake_s < 0:

@@ -155,6 +155,17 @@ def _imported_roots(path: Path) -> set[str]:
     return roots
 
 
+def _imports(path: Path) -> set[str]:
+    """Every module name a file imports, with `from a.b import c` also naming a.b.c."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
 def _tree_digest(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -170,9 +181,14 @@ def test_every_handler_is_found() -> None:
 def test_lambda_asset_holds_the_handler_with_core_and_cloud_only(function_name: str, tmp_path: Path) -> None:
     folder = stage_lambda_asset(function_name, tmp_path)
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    expected = {f"{function_name}.py", "edgeloop/__init__.py"} | _source_files("core") | _source_files("cloud")
+    shipped = {"edgeloop/__init__.py"} | _source_files("core") | _source_files("cloud")
     assert folder == tmp_path / function_name
-    assert files == expected
+    assert f"{function_name}.py" in files
+    assert files - {f"{function_name}.py"} <= shipped, "nothing but core and cloud"
+    for path in files - {f"{function_name}.py"}:  # every staged module is imported by something staged
+        module = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        wanted = {name for other in files for name in _imports(folder / other)}
+        assert module.count(".") < 2 or any(w == module or w.startswith(module + ".") for w in wanted), path
     assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < LAMBDA_ASSET_BUDGET_BYTES
 
 
@@ -225,18 +241,35 @@ def test_lambda_asset_is_deterministic_and_restaging_drops_stale_files(tmp_path:
 def test_lambda_asset_leaves_caches_and_other_packages_out(tmp_path: Path) -> None:
     root = _fake_tree(tmp_path / "src")
     (root / "functions").mkdir()
-    (root / "functions" / "probe.py").write_text("def handler(event, context):\n    return {}\n")
+    (root / "functions" / "probe.py").write_text(
+        "from edgeloop.core.names import X\n\ndef handler(event, context):\n    return {}\n"
+    )
     (root / "edgeloop" / "cloud" / "__pycache__").mkdir()
     (root / "edgeloop" / "cloud" / "__pycache__" / "x.pyc").write_text("compiled")
     folder = stage_lambda_asset("probe", tmp_path / "out", root=root)
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    assert files == [
-        "edgeloop/__init__.py",
-        "edgeloop/cloud/__init__.py",
-        "edgeloop/core/__init__.py",
-        "edgeloop/core/names.py",
-        "probe.py",
-    ]
+    assert files == ["edgeloop/__init__.py", "edgeloop/core/__init__.py", "edgeloop/core/names.py", "probe.py"]
+
+
+def test_lambda_asset_holds_only_what_the_handler_imports_transitively(tmp_path: Path) -> None:
+    root = _fake_tree(tmp_path / "src")
+    (root / "edgeloop" / "cloud" / "store.py").write_text("from edgeloop.core import names\n")
+    (root / "edgeloop" / "core" / "unused.py").write_text("X = 1\n")
+    (root / "functions").mkdir()
+    (root / "functions" / "probe.py").write_text("import edgeloop.cloud.store\n")
+    folder = stage_lambda_asset("probe", tmp_path / "out", root=root)
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert "edgeloop/core/names.py" in files
+    assert "edgeloop/cloud/store.py" in files
+    assert "edgeloop/core/unused.py" not in files
+
+
+def test_a_handler_importing_device_code_is_refused_at_staging(tmp_path: Path) -> None:
+    root = _fake_tree(tmp_path / "src")
+    (root / "functions").mkdir()
+    (root / "functions" / "probe.py").write_text("from edgeloop.device.runtime import DeviceRuntime\n")
+    with pytest.raises(ValidationError, match=r"probe.py imports edgeloop.device.*only \('core', 'cloud'\)"):
+        stage_lambda_asset("probe", tmp_path / "out", root=root)
 
 
 def test_lambda_asset_for_a_missing_handler_names_it(tmp_path: Path) -> None:
