@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
-from edgeloop.core.errors import ConflictError, EdgeloopError, NotFoundError
+from edgeloop.core.errors import ConflictError, NotFoundError, StateStoreError
 from edgeloop.core.fleet_health import Contribution, DeviceSnapshot, apply_increments
 from edgeloop.core.names import TABLE_PARTITION_KEY as PK
 from edgeloop.core.names import TABLE_SORT_KEY as SK
@@ -29,12 +29,6 @@ from edgeloop.core.rollout import LATENCY_BUCKETS_MS, DecisionEntry, Rollout, Ro
 ACTIVE = "active"
 LAST_KNOWN_GOOD = "lkg"
 SNAPSHOT = "snapshot"
-
-
-class RolloutStoreError(EdgeloopError):
-    """DynamoDB refused or failed a call that is not a lost race."""
-
-    exit_code = 5
 
 
 def _rollout_key(version: int) -> str:
@@ -220,8 +214,8 @@ def _stale(rollout: Rollout, stored: int) -> str:
 # --- DynamoDB -------------------------------------------------------------------------------------------
 
 
-def _aws(action: str, exc: BaseException) -> RolloutStoreError:
-    return RolloutStoreError(f"{action} failed: {error_code(exc) or type(exc).__name__}: {exc}")
+def _aws(action: str, exc: BaseException) -> StateStoreError:
+    return StateStoreError(f"{action} failed: {error_code(exc) or type(exc).__name__}: {exc}")
 
 
 class DynamoRolloutStore:

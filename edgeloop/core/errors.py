@@ -52,6 +52,12 @@ class InvalidTransitionError(EdgeloopError):
     """A state change the rollout state machine does not allow."""
 
 
+class StateStoreError(EdgeloopError):
+    """A cloud state table (rollouts, fleet health) refused or failed a call that is not a lost race."""
+
+    exit_code = 5
+
+
 class ConflictError(EdgeloopError):
     """Another writer got there first: a second active rollout, or a state written since it was read."""
 

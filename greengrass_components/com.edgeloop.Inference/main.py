@@ -13,7 +13,7 @@ after its retries):
 | 2    | ValidationError / ConfigError: bad configuration, thing name or command line          |
 | 3    | IntegrityError / ModelFormatError: an artifact or signature that cannot be trusted    |
 | 4    | NotFoundError: a named thing (model files, component) is missing                      |
-| 5    | RegistryError / FleetControlError / ConflictError: a service refused, or a lost race |
+| 5    | RegistryError / FleetControlError / StateStoreError / ConflictError: a service refused |
 | 6    | LinkError: the uplink failed where the process could not carry on                      |
 | 7    | StoreError: the durable buffer cannot be opened or written                             |
 """

@@ -20,6 +20,7 @@ EXPECTED: dict[type[EdgeloopError], tuple[type[Exception], int]] = {
     errors.ModelFormatError: (errors.EdgeloopError, 3),
     errors.InvalidTransitionError: (errors.EdgeloopError, 1),
     errors.ConflictError: (errors.EdgeloopError, 5),
+    errors.StateStoreError: (errors.EdgeloopError, 5),
     errors.NotFoundError: (errors.EdgeloopError, 4),
     errors.RegistryError: (errors.EdgeloopError, 5),
     errors.FleetControlError: (errors.EdgeloopError, 5),
