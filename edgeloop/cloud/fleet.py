@@ -34,6 +34,16 @@ class DeploymentInfo:
     components: Mapping[str, ComponentDeployment]
 
 
+@dataclass(frozen=True)
+class DeploymentProgress:
+    """How a deployment's IoT job stands across its target group's devices."""
+
+    targeted: int
+    succeeded: int
+    failed: int
+    """Executions FAILED, REJECTED or TIMED_OUT: devices where the deployment did not take."""
+
+
 class FleetControl(Protocol):
     """Greengrass v2 as edgeloop uses it.
 
@@ -54,6 +64,8 @@ class FleetControl(Protocol):
     def get_deployment(self, deployment_id: str) -> DeploymentInfo: ...
 
     def latest_deployment(self, target_arn: str) -> DeploymentInfo | None: ...
+
+    def deployment_progress(self, deployment_id: str) -> DeploymentProgress: ...
 
 
 def component_arn(region: str, account: str, name: str, version: str) -> str:
@@ -99,14 +111,22 @@ JOB_CONFIGURATION: Mapping[str, Any] = {
     },
     "timeoutConfig": {"inProgressTimeoutInMinutes": 60},
 }
-"""IoT Jobs pacing and abort for the skeleton's single ring; metric-gated rings come with rollouts."""
+"""IoT Jobs pacing and abort for a ring: a slow start that speeds up as devices succeed, cancelled at 10% failures."""
+
+FAST_JOB_CONFIGURATION: Mapping[str, Any] = {
+    "jobExecutionsRolloutConfig": {"maximumPerMinute": 1000},
+    "timeoutConfig": {"inProgressTimeoutInMinutes": 60},
+}
+"""A revert to last-known-good: every device of the ring at IoT Jobs' top rate, and no abort (it is the way back)."""
 
 
 class GreengrassFleetControl:
     """FleetControl on the greengrassv2 API."""
 
-    def __init__(self, greengrass: Any, *, account: str) -> None:
+    def __init__(self, greengrass: Any, *, account: str, iot: Any = None) -> None:
+        """iot (an IoT client) is needed only for deployment_progress, which reads the deployment's IoT job."""
         self._gg = greengrass
+        self._iot = iot
         self._account = account
         self._region = str(greengrass.meta.region_name)
 
@@ -141,7 +161,7 @@ class GreengrassFleetControl:
                 deploymentName=spec.name,
                 components={name: c.to_api() for name, c in spec.components.items()},
                 deploymentPolicies=dict(DEPLOYMENT_POLICIES),
-                iotJobConfiguration=dict(JOB_CONFIGURATION),
+                iotJobConfiguration=dict(FAST_JOB_CONFIGURATION if spec.fast else JOB_CONFIGURATION),
             )
         except AWS_ERRORS as exc:
             raise FleetControlError(f"could not deploy {spec.name} to {spec.target_arn}: {exc}") from exc
@@ -172,6 +192,21 @@ class GreengrassFleetControl:
         deployments = response.get("deployments") or []
         return self.get_deployment(deployments[0]["deploymentId"]) if deployments else None
 
+    def deployment_progress(self, deployment_id: str) -> DeploymentProgress:
+        """Counts of the deployment's IoT job executions (two calls, whatever the ring's size)."""
+        if self._iot is None:
+            raise FleetControlError("deployment progress needs an IoT client (GreengrassFleetControl(iot=...))")
+        try:
+            job_id = self._gg.get_deployment(deploymentId=deployment_id).get("iotJobId")
+            if not job_id:
+                return DeploymentProgress(0, 0, 0)
+            details = self._iot.describe_job(jobId=job_id)["job"].get("jobProcessDetails", {})
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise NotFoundError(f"deployment {deployment_id} or its job does not exist") from exc
+            raise FleetControlError(f"could not read the progress of deployment {deployment_id}: {exc}") from exc
+        return progress_from_job(details)
+
     def _existing(self, recipe: Mapping[str, Any], name: str, version: str) -> ComponentRef:
         if self.get_component_recipe(name, version) != json.loads(json.dumps(recipe)):
             raise FleetControlError(
@@ -179,6 +214,19 @@ class GreengrassFleetControl:
                 "component versions are immutable, publish a new version"
             )
         return ComponentRef(name, version, component_arn(self._region, self._account, name, version))
+
+
+FAILED_EXECUTIONS = ("numberOfFailedThings", "numberOfRejectedThings", "numberOfTimedOutThings")
+
+
+def progress_from_job(details: Mapping[str, Any]) -> DeploymentProgress:
+    """DeploymentProgress from an IoT job's jobProcessDetails (every execution state counts as targeted)."""
+    counts = {key: int(value) for key, value in details.items() if key.startswith("numberOf")}
+    return DeploymentProgress(
+        targeted=sum(counts.values()),
+        succeeded=counts.get("numberOfSucceededThings", 0),
+        failed=sum(counts.get(key, 0) for key in FAILED_EXECUTIONS),
+    )
 
 
 def _component_from_api(spec: Mapping[str, Any]) -> ComponentDeployment:
@@ -197,6 +245,7 @@ class MemoryFleetControl:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[DeploymentInfo], None]] = []
+        self._progress: dict[str, DeploymentProgress] = {}
 
     def on_deployment(self, listener: Callable[[DeploymentInfo], None]) -> None:
         """Call listener with every new deployment (the stand-in's nucleus subscribes here)."""
@@ -252,6 +301,17 @@ class MemoryFleetControl:
         if info is None:
             raise NotFoundError(f"deployment {deployment_id} does not exist")
         return info
+
+    def deployment_progress(self, deployment_id: str) -> DeploymentProgress:
+        """What record_progress said of the deployment (nothing targeted until then); the stand-in overrides it."""
+        self.get_deployment(deployment_id)
+        with self._lock:
+            return self._progress.get(deployment_id, DeploymentProgress(0, 0, 0))
+
+    def record_progress(self, deployment_id: str, progress: DeploymentProgress) -> None:
+        """Set a deployment's job counts, as devices would by running their job executions."""
+        with self._lock:
+            self._progress[deployment_id] = progress
 
 
 def _with_status(info: DeploymentInfo, status: str) -> DeploymentInfo:

@@ -46,7 +46,8 @@ class RolloutStore(Protocol):
     had one. `save(rollout)` writes only if the stored state_version is rollout.state_version - 1 (the
     transition's predecessor) and raises ConflictError otherwise, so two controllers never both advance
     a rollout; a final state releases the model's active lock in the same write. `get` raises
-    NotFoundError. `add_decision` is idempotent per (version, at).
+    NotFoundError. `add_decision` keeps entries ordered by (seq, at), seq being the rollout's state_version
+    when the entry was made, and is idempotent for the same (seq, at).
     """
 
     def start(self, rollout: Rollout, policy: RolloutPolicy) -> None: ...
@@ -57,7 +58,7 @@ class RolloutStore(Protocol):
 
     def active(self, model_name: str) -> Rollout | None: ...
 
-    def add_decision(self, model_name: str, version: int, entry: DecisionEntry) -> None: ...
+    def add_decision(self, model_name: str, version: int, entry: DecisionEntry, seq: int) -> None: ...
 
     def decisions(self, model_name: str, version: int) -> list[DecisionEntry]: ...
 
@@ -96,7 +97,7 @@ class MemoryRolloutStore:
         self._rollouts: dict[tuple[str, int], tuple[Rollout, RolloutPolicy]] = {}
         self._active: dict[str, int] = {}
         self._lkg: dict[str, int] = {}
-        self._decisions: dict[tuple[str, int], dict[float, DecisionEntry]] = {}
+        self._decisions: dict[tuple[str, int], dict[tuple[int, float], DecisionEntry]] = {}
 
     def start(self, rollout: Rollout, policy: RolloutPolicy) -> None:
         """Create the rollout and take the model's active lock."""
@@ -137,16 +138,16 @@ class MemoryRolloutStore:
             version = self._active.get(model_name)
             return None if version is None else self._rollouts[(model_name, version)][0]
 
-    def add_decision(self, model_name: str, version: int, entry: DecisionEntry) -> None:
-        """Append to the decision log (a repeat of the same moment is kept once)."""
+    def add_decision(self, model_name: str, version: int, entry: DecisionEntry, seq: int) -> None:
+        """Append to the decision log (a repeat of the same (seq, moment) is kept once)."""
         with self._lock:
-            self._decisions.setdefault((model_name, version), {}).setdefault(entry.at, entry)
+            self._decisions.setdefault((model_name, version), {}).setdefault((seq, entry.at), entry)
 
     def decisions(self, model_name: str, version: int) -> list[DecisionEntry]:
         """The decision log in time order."""
         with self._lock:
             log = self._decisions.get((model_name, version), {})
-            return [log[at] for at in sorted(log)]
+            return [log[key] for key in sorted(log)]
 
     def last_known_good(self, model_name: str) -> int | None:
         """The model's last-known-good version."""
@@ -305,9 +306,9 @@ class DynamoRolloutStore:
         rollout, _ = self.get(model_name, int(lock["version"]["N"]))
         return rollout
 
-    def add_decision(self, model_name: str, version: int, entry: DecisionEntry) -> None:
-        """One item per decision, keyed by its moment; a retried write of the same moment is a no-op."""
-        item = {PK: {"S": model_name}, SK: {"S": f"{_decision_prefix(version)}{entry.at:020.6f}"}}
+    def add_decision(self, model_name: str, version: int, entry: DecisionEntry, seq: int) -> None:
+        """One item per decision, sorted by (seq, moment); a retried write of the same key is a no-op."""
+        item = {PK: {"S": model_name}, SK: {"S": f"{_decision_prefix(version)}{seq:08d}#{entry.at:020.6f}"}}
         item["entry"] = {"S": json.dumps(entry.to_dict(), sort_keys=True)}
         try:
             self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")

@@ -37,10 +37,18 @@ class DeploymentSpec:
     target_arn: str
     name: str
     components: Mapping[str, ComponentDeployment]
+    fast: bool = False
+    """A revert: every device at once, no abort criteria (the adapter picks the IoT job configuration)."""
 
 
 def model_deployment(
-    record: RegistryRecord, *, target_arn: str, inference_version: str, public_key_pem: str | None = None
+    record: RegistryRecord,
+    *,
+    target_arn: str,
+    inference_version: str,
+    public_key_pem: str | None = None,
+    ring: str | None = None,
+    fast: bool = False,
 ) -> DeploymentSpec:
     """Deploy one registry version: the model, the inference component pointed at it, shadow sync.
 
@@ -57,21 +65,43 @@ def model_deployment(
     }
     if public_key_pem is not None:
         inference["modelPublicKey"] = public_key_pem
+    name = f"edgeloop-{record.model_name}-v{record.version}" + (f"-{ring}" if ring else "")
     return DeploymentSpec(
         target_arn=target_arn,
-        name=f"edgeloop-{record.model_name}-v{record.version}",
+        name=name,
         components={
             record.component_name: ComponentDeployment(record.component_version),
             INFERENCE_COMPONENT: ComponentDeployment(inference_version, inference),
-            SHADOW_MANAGER_COMPONENT: ComponentDeployment(
-                SHADOW_MANAGER_VERSION,
-                {
-                    "synchronize": {
-                        "coreThing": {"classic": False, "namedShadows": [HEALTH_SHADOW]},
-                        "direction": "deviceToCloud",
-                    }
-                },
+            SHADOW_MANAGER_COMPONENT: _shadow_sync(),
+        },
+        fast=fast,
+    )
+
+
+def modelless_deployment(model_name: str, *, target_arn: str, inference_version: str, ring: str) -> DeploymentSpec:
+    """A revert with no last-known-good version: the inference component stays, serving no model."""
+    return DeploymentSpec(
+        target_arn=target_arn,
+        name=f"edgeloop-{model_name}-none-{ring}",
+        components={
+            INFERENCE_COMPONENT: ComponentDeployment(
+                inference_version, {"modelComponent": "", "modelComponentVersion": ""}
             ),
+            SHADOW_MANAGER_COMPONENT: _shadow_sync(),
+        },
+        fast=True,
+    )
+
+
+def _shadow_sync() -> ComponentDeployment:
+    """ShadowManager syncing the named health shadow from the device to the cloud."""
+    return ComponentDeployment(
+        SHADOW_MANAGER_VERSION,
+        {
+            "synchronize": {
+                "coreThing": {"classic": False, "namedShadows": [HEALTH_SHADOW]},
+                "direction": "deviceToCloud",
+            }
         },
     )
 

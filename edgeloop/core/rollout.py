@@ -282,6 +282,17 @@ class RolloutPolicy:
         }
 
 
+DEFAULT_POLICY = RolloutPolicy(
+    rings=(
+        Ring("canary", 0.05, bake_s=1800, min_devices=1),
+        Ring("early", 0.25, bake_s=3600, min_devices=3),
+        Ring("broad", 0.70, bake_s=3600, min_devices=5),
+    ),
+    ring_timeout_s=4 * 3600,
+)
+"""Five percent canary for half an hour, a quarter of the fleet for an hour, then everyone; four hours to report."""
+
+
 def _parse_gates(data: Mapping[str, Any]) -> Gates:
     known = {f.name: f for f in fields(Gates)}
     wire.only_keys(data, set(known), "gates")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import partial
@@ -10,7 +11,15 @@ from typing import Any
 from edgeloop.core import wire
 from edgeloop.core.approval import ApprovalPolicy
 from edgeloop.core.errors import ConfigError, ValidationError
-from edgeloop.core.names import INFERENCE_COMPONENT, MODEL_COMPONENT_PREFIX, validate_model_name
+from edgeloop.core.names import (
+    FLEET_HEALTH_TABLE,
+    INFERENCE_COMPONENT,
+    MODEL_COMPONENT_PREFIX,
+    ROLLOUTS_TABLE,
+    ring_group,
+    validate_model_name,
+)
+from edgeloop.core.rollout import DEFAULT_POLICY, RolloutPolicy
 
 GREENGRASS_RESERVED_KEYS = frozenset({"accessControl"})
 """Configuration keys Greengrass itself reads; the component sees them but does not interpret them."""
@@ -33,6 +42,10 @@ ENV_TRAINING_ROLE_ARN = "EDGELOOP_TRAINING_ROLE_ARN"
 ENV_TRAINING_DATA_URI = "EDGELOOP_TRAINING_DATA_URI"
 ENV_TRAINING_INSTANCE_TYPE = "EDGELOOP_TRAINING_INSTANCE_TYPE"
 ENV_TRAINING_MAX_RUNTIME_S = "EDGELOOP_TRAINING_MAX_RUNTIME_S"
+ENV_ROLLOUT_POLICY = "EDGELOOP_ROLLOUT_POLICY"
+"""JSON rollout policy (edgeloop.core.rollout.RolloutPolicy.from_dict); unset: DEFAULT_POLICY."""
+ENV_ROLLOUTS_TABLE = "EDGELOOP_ROLLOUTS_TABLE"
+ENV_FLEET_HEALTH_TABLE = "EDGELOOP_FLEET_HEALTH_TABLE"
 DEFAULT_TRAINING_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_TRAINING_MAX_RUNTIME_S = 3600
 _CONFIG_TYPES: Mapping[str, type[str] | type[int] | tuple[type[int], type[float]]] = {
@@ -53,6 +66,9 @@ class CloudSettings:
     training_output_uri: str
     auto_approve_max_drop: float = 0.0
     signing_key_id: str | None = None
+    rollout_policy: RolloutPolicy = DEFAULT_POLICY
+    rollouts_table: str = ROLLOUTS_TABLE
+    fleet_health_table: str = FLEET_HEALTH_TABLE
 
     @property
     def approval_policy(self) -> ApprovalPolicy:
@@ -76,7 +92,15 @@ class CloudSettings:
             training_output_uri=_s3_prefix(env, ENV_TRAINING_OUTPUT_URI),
             auto_approve_max_drop=0.0 if max_drop is None else max_drop,
             signing_key_id=env.get(ENV_SIGNING_KEY_ID) or None,
+            rollout_policy=_policy(env),
+            rollouts_table=env.get(ENV_ROLLOUTS_TABLE) or ROLLOUTS_TABLE,
+            fleet_health_table=env.get(ENV_FLEET_HEALTH_TABLE) or FLEET_HEALTH_TABLE,
         )
+
+    def ring_group_arn(self, ring_name: str) -> str:
+        """The ARN of a ring's thing group, beside the fleet group (same account and region)."""
+        prefix = self.fleet_thing_group_arn.rsplit("/", 1)[0]
+        return f"{prefix}/{ring_group(ring_name)}"
 
     @property
     def account(self) -> str:
@@ -97,6 +121,12 @@ class CloudSettings:
             env[ENV_AUTO_APPROVE_MAX_DROP] = str(self.auto_approve_max_drop)
         if self.signing_key_id:
             env[ENV_SIGNING_KEY_ID] = self.signing_key_id
+        if self.rollout_policy != DEFAULT_POLICY:
+            env[ENV_ROLLOUT_POLICY] = json.dumps(self.rollout_policy.to_dict(), sort_keys=True)
+        if self.rollouts_table != ROLLOUTS_TABLE:
+            env[ENV_ROLLOUTS_TABLE] = self.rollouts_table
+        if self.fleet_health_table != FLEET_HEALTH_TABLE:
+            env[ENV_FLEET_HEALTH_TABLE] = self.fleet_health_table
         return env
 
 
@@ -258,3 +288,16 @@ class DeviceConfig:
     def to_config(self) -> dict[str, Any]:
         """The configuration document (the recipe's DefaultConfiguration uses the defaults)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _policy(env: Mapping[str, str]) -> RolloutPolicy:
+    """The rollout policy from its JSON variable; a bad one names the variable and the field."""
+    text = env.get(ENV_ROLLOUT_POLICY)
+    if not text:
+        return DEFAULT_POLICY
+    try:
+        return RolloutPolicy.from_dict(wire.mapping(json.loads(text), ENV_ROLLOUT_POLICY))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(ENV_ROLLOUT_POLICY, f"is not valid JSON ({exc})") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"{ENV_ROLLOUT_POLICY}.{exc.field}", exc.message) from exc

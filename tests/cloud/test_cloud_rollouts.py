@@ -143,10 +143,12 @@ def test_decisions_are_kept_in_time_order_once_each(rollouts: Any) -> None:
     rollouts.start(pending(), POLICY)
     later = DecisionEntry(300.0, 1, "promote", "to broad")
     earlier = DecisionEntry(200.0, 0, "promote", "start in ring 0")
-    rollouts.add_decision("digits", 7, later)
-    rollouts.add_decision("digits", 7, earlier)
-    rollouts.add_decision("digits", 7, earlier)
-    assert rollouts.decisions("digits", 7) == [earlier, later]
+    same_moment = DecisionEntry(300.0, 1, "wait", "baking")
+    rollouts.add_decision("digits", 7, later, 2)
+    rollouts.add_decision("digits", 7, earlier, 1)
+    rollouts.add_decision("digits", 7, earlier, 1)
+    rollouts.add_decision("digits", 7, same_moment, 3)
+    assert rollouts.decisions("digits", 7) == [earlier, later, same_moment]
     assert rollouts.decisions("digits", 8) == []
 
 
