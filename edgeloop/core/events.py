@@ -8,6 +8,7 @@ from typing import Any
 
 from edgeloop.core import wire
 from edgeloop.core.errors import ValidationError
+from edgeloop.core.names import validate_thing_name
 from edgeloop.core.registry import ApprovalStatus
 
 SAGEMAKER_SOURCE = "aws.sagemaker"
@@ -92,6 +93,55 @@ class ModelPackageStateChange:
             approval=approval,
             package_arn=wire.text(detail, "ModelPackageArn", where),
         )
+
+
+@dataclass(frozen=True)
+class HealthDocument:
+    """One accepted health-shadow update as the health rule (names.HEALTH_RULE_SQL) hands it on."""
+
+    thing_name: str
+    shadow_version: int
+    reported: Mapping[str, Any]
+
+    @classmethod
+    def from_event(cls, event: object) -> HealthDocument:
+        """Parse the rule's output; the report itself is parsed by HealthReport.from_reported."""
+        data = wire.mapping(event, "event")
+        wire.only_keys(data, {"thing_name", "version", "reported"}, "event")
+        return cls(
+            thing_name=validate_thing_name(wire.text(data, "thing_name", "event")),
+            shadow_version=wire.integer(data, "version", "event", minimum=1),
+            reported=wire.mapping(data.get("reported"), "event.reported"),
+        )
+
+
+ROLLOUT_COMMANDS = ("start", "step", "pause", "resume", "promote", "abort")
+
+
+@dataclass(frozen=True)
+class RolloutRequest:
+    """What the rollout controller is asked to do: on a schedule, on an approval, or by an operator."""
+
+    command: str
+    model_name: str
+    version: int | None = None
+    reason: str = ""
+
+    @classmethod
+    def from_event(cls, event: object, default_model: str) -> RolloutRequest:
+        """A schedule tick steps the default model; a direct invoke names the command (and version for start)."""
+        data = wire.mapping(event, "event")
+        if data.get("source") == SCHEDULER_SOURCE and data.get("detail-type") == SCHEDULED_EVENT:
+            return cls("step", default_model)
+        wire.only_keys(data, {"command", "model_name", "version", "reason"}, "event")
+        command = wire.text(data, "command", "event")
+        if command not in ROLLOUT_COMMANDS:
+            raise ValidationError("event.command", f"{command!r}; expected one of {ROLLOUT_COMMANDS}")
+        version = wire.integer(data, "version", "event", minimum=1) if "version" in data else None
+        if command == "start" and version is None:
+            raise ValidationError("event.version", "start needs the model version to roll out")
+        model = wire.text(data, "model_name", "event") if "model_name" in data else default_model
+        return cls(command, model, version, str(data.get("reason", "")))
 
 
 EVENT_ROUTES: dict[str, str] = {

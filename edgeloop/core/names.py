@@ -82,6 +82,13 @@ def shadow_topic(thing_name: str, operation: str, shadow_name: str = HEALTH_SHAD
 
 SHADOW_UPDATE_TOPIC_FILTER = f"$aws/things/+/shadow/name/{HEALTH_SHADOW}/update"
 NAMED_SHADOW_UPDATE_FILTER = "$aws/things/+/shadow/name/+/update"
+HEALTH_DOCUMENTS_TOPIC_FILTER = f"$aws/things/+/shadow/name/{HEALTH_SHADOW}/update/documents"
+"""Where IoT Core publishes each accepted update of a health shadow: the previous and current documents."""
+HEALTH_RULE_SQL = (
+    "SELECT current.state.reported AS reported, current.version AS version, topic(3) AS thing_name "
+    f"FROM '{HEALTH_DOCUMENTS_TOPIC_FILTER}'"
+)
+"""The IoT rule that feeds functions/health_ingest.py: the reported state, its shadow version and the thing."""
 
 
 def parse_named_shadow_topic(topic: str) -> tuple[str, str, str]:
