@@ -103,7 +103,10 @@ def decide_approval(
     breaking = breaking_changes(approved.manifest, candidate) if approved else ()
     if not candidate.deployable:
         gate = candidate.gate
-        reason = f"accuracy gate failed: {gate.metric} drop {gate.drop:.4f} > bound {gate.bound:.4f}"
+        if gate.drop > gate.bound:
+            reason = f"accuracy gate failed: {gate.metric} drop {gate.drop:.4f} > bound {gate.bound:.4f}"
+        else:
+            reason = f"accuracy gate failed: {gate.reference} {gate.metric} is below the minimum {gate.minimum}"
         return ApprovalDecision(ApprovalStatus.REJECTED, (reason, *_rejected(candidate)), breaking)
     reasons = [f"breaking change vs v{approved.version}: {c}" for c in breaking] if approved else []
     reasons += _policy_reasons(candidate, approved, policy)

@@ -55,7 +55,7 @@ FAILED_GATE = replace(BASE, gate=Gate(metric="accuracy", bound=0.01, drop=0.0, p
         (manifest_for(FAKE_ONNX, accuracy=0.89), None, ON, ApprovalStatus.PENDING, "below the auto-approval minimum"),
         (_with_input(name="x"), APPROVED, ON, ApprovalStatus.PENDING, "breaking change vs v3: input.name"),
         (_with_input(maximum=99.0), APPROVED, ON, ApprovalStatus.APPROVED, "auto-approved"),
-        (FAILED_GATE, None, ON, ApprovalStatus.REJECTED, "accuracy gate failed"),
+        (FAILED_GATE, None, ON, ApprovalStatus.REJECTED, "fp32 accuracy is below the minimum 0.99"),
         (FAILED_GATE, None, ApprovalPolicy(), ApprovalStatus.REJECTED, "accuracy gate failed"),
     ],
     ids=["off", "first", "equal", "within-bound", "worse", "below-floor", "breaking", "widened", "gate", "gate-off"],
