@@ -82,7 +82,10 @@ def parse_training_request(event: object, *, default_model: str, request_id: str
         return TrainingRequest(default_model, wire.text(data, "id", "event"), Trigger.SCHEDULE)
     if source == EDGELOOP_SOURCE and detail_type == RETRAINING_REQUESTED:
         detail = wire.mapping(data.get("detail"), "event.detail")
-        return _from_body(detail, "event.detail", wire.text(data, "id", "event"), Trigger.RETRAINING, default_model)
+        # A sender that may retry (the retraining trigger) names the request itself: two events, one job.
+        given = wire.text(detail, "request_id", "event.detail") if "request_id" in detail else None
+        own_id = given or wire.text(data, "id", "event")
+        return _from_body(detail, "event.detail", own_id, Trigger.RETRAINING, default_model)
     if source is not None or detail_type is not None:
         raise ValidationError(
             "event", f"expected a Scheduled Event or {RETRAINING_REQUESTED!r}, got {source!r} / {detail_type!r}"
