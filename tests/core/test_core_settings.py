@@ -115,6 +115,13 @@ def test_device_config_defaults() -> None:
         "probationMinRequests": 20,
         "bufferMaxBytes": 256 * 1024 * 1024,
         "logLevel": "INFO",
+        "driftWindow": 1000,
+        "driftMinRows": 500,
+        "driftThreshold": 0.2,
+        "samplers": {},
+        "sampleBytesPerDay": 1024 * 1024,
+        "privacy": {"allowRaw": False, "drop": [], "hash": [], "coarsen": {}},
+        "fleetSalt": "",
     }
     assert DeviceConfig.from_config({}) == DeviceConfig()
 
