@@ -30,7 +30,9 @@ FUNCTIONS = sorted(p.stem for p in FUNCTIONS_DIR.glob("*.py") if not p.name.star
 LAMBDA_RUNTIME_MODULES = {"boto3", "botocore"}
 """Third-party modules the Lambda Python runtime provides; anything else would have to be bundled."""
 DEVICE_ONLY_MODULES = {"numpy", "onnxruntime", "awscrt", "awsiot", "sklearn", "onnx", "skl2onnx"}
-LAMBDA_ASSET_BUDGET_BYTES = 200 * 1024
+LAMBDA_ASSET_BUDGET_BYTES = 240 * 1024
+"""This branch stages all of core + cloud; issue 7's core modules (drift, privacy, sampling, samples: ~28 KB)
+pushed that past 200 KB. main stages only each handler's import closure, which makes this moot on merge."""
 
 
 def _source_files(package: str) -> set[str]:
