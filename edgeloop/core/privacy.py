@@ -167,6 +167,8 @@ def filter_features(
     """The features of one sample as they may leave the device; noise holds one Laplace draw per feature."""
     if policy.laplace_epsilon is not None and (noise is None or len(noise) != len(values)):
         raise ValidationError("privacy.noise", "one Laplace draw per feature is needed when laplaceEpsilon is set")
+    if not (policy.allow_raw or policy.hash or policy.coarsen or policy.laplace_epsilon is not None):
+        return {}  # the default policy: nothing may leave, so nothing is looked at
     dropped, hashed, steps = set(policy.drop), set(policy.hash), dict(policy.coarsen)
     low, high = bounds
     draws = noise if policy.laplace_epsilon is not None else None

@@ -135,6 +135,10 @@ class SampleBudget:
             return replace(self, day=today, spent=spent, dropped=self.dropped + 1), False
         return replace(self, day=today, spent=spent + size, taken=self.taken + 1), True
 
+    def exhausted(self, now: float) -> bool:
+        """Whether today's budget is spent: the next sample will be dropped whatever its size."""
+        return self.spent_on(now) >= self.limit
+
     def spent_on(self, now: float) -> int:
         """Bytes spent on the UTC day of now (0 once a new day has started)."""
         return self.spent if self.day == utc_day(now) else 0

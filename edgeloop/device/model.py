@@ -247,8 +247,10 @@ class LoadedModel:
             return 0, math.nan, math.nan
         confidence = max(row)
         index = row.index(confidence)
-        second = max((p for i, p in enumerate(row) if i != index), default=0.0)
-        return index, confidence, confidence - second
+        if len(row) < 2:
+            return index, confidence, 1.0
+        row[index] = -math.inf  # the list is this call's own copy: the next max is the runner-up
+        return index, confidence, confidence - max(row)
 
     def check_input(self, row: object) -> str | None:
         """Why one request's features cannot be fed to the model, or None when they can."""

@@ -512,6 +512,10 @@ class DeviceRuntime:
         now = self._clock()
         kept: list[dict[str, Any]] = []
         for request_id, row, index, confidence, margin, name in rows:
+            with self._sample_lock:
+                if self._budget.exhausted(now):  # counted as dropped without building what would be dropped
+                    self._budget = self._budget.admit(1, now)[0]
+                    continue
             payload = stage.payload(request_id, row, index, (confidence, margin, drifted, score), name)
             size = payload_bytes(payload)
             with self._sample_lock:

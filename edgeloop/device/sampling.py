@@ -55,11 +55,28 @@ class SampleStage:
         epsilon = config.privacy.laplace_epsilon
         self._scale = None if epsilon is None else laplace_scale(schema.maximum - schema.minimum, epsilon)
         self._applied = AppliedPrivacy(config.privacy, None if epsilon is None else schema.maximum - schema.minimum)
+        parameters = dict(config.samplers)
+        self._random_rate = parameters.get("random", 0.0)
+        self._low_confidence = parameters.get("low_confidence", -1.0)
+        self._small_margin = parameters.get("small_margin", -1.0)
+        self._drifted_rate = parameters.get("drifted", 0.0)
+        """VECTOR_SAMPLERS' thresholds as plain floats; an unconfigured sampler's can never fire."""
 
     def pick_row(self, confidence: float, margin: float, drifted: bool) -> str | None:
-        """The sampler that takes one inference, or None (the batch-1 path)."""
-        signals = SampleSignals(confidence, margin, drifted, self._draw(), self._draw())
-        return choose_sampler(self.settings, signals)
+        """The sampler that takes one inference, or None (the batch-1 path: a few float comparisons).
+
+        Only when some threshold fires are the signals built and core.sampling.choose_sampler asked to name it.
+        """
+        control = self._draw() if self._random_rate else 1.0
+        drift = self._draw() if drifted and self._drifted_rate else 1.0
+        if (
+            control < self._random_rate
+            or confidence < self._low_confidence
+            or margin < self._small_margin
+            or drift < self._drifted_rate
+        ):
+            return choose_sampler(self.settings, SampleSignals(confidence, margin, drifted, control, drift))
+        return None
 
     def pick_batch(self, confidences: np.ndarray, margins: np.ndarray, drifted: bool) -> list[CandidateRow]:
         """The rows of a micro-batch some sampler takes, each with its sampler's name."""

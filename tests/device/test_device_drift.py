@@ -36,8 +36,22 @@ def test_rows_and_batches_fill_a_ring_that_keeps_the_last_window() -> None:
     ring.add_batch(rows[5:8], np.array([0.6, 0.7, 0.8], dtype=np.float32))  # wraps
     kept, confidences = ring.snapshot()
     assert ring.seen == 8
-    assert sorted(kept[:, 0].tolist()) == rows[3:, 0].tolist()
-    assert sorted(round(c, 2) for c in confidences.tolist()) == [0.4, 0.5, 0.6, 0.7, 0.8]
+    assert kept.tolist() == rows[3:].tolist()  # the last five, oldest first, from either path
+    assert [round(c, 2) for c in confidences.tolist()] == [0.4, 0.5, 0.6, 0.7, 0.8]
+
+
+def test_a_row_from_one_path_replaces_an_older_one_from_the_other() -> None:
+    ring = monitor(window=3)
+    rows = np.arange(21, dtype=np.float32).reshape(7, 3)
+    ring.add_batch(rows[:3], np.zeros(3, dtype=np.float32))
+    ring.add_row(rows[3:4], 1.0)
+    ring.add_row(rows[4:5], 1.0)
+    ring.add_batch(rows[5:6], np.zeros(1, dtype=np.float32))
+    kept, confidences = ring.snapshot()
+    assert kept.tolist() == rows[3:6].tolist()
+    assert confidences.tolist() == [1.0, 1.0, 0.0]
+    ring.add_row(rows[6:7], 0.5)
+    assert ring.snapshot()[0].tolist() == rows[4:7].tolist()
 
 
 def test_a_batch_larger_than_the_window_keeps_its_tail() -> None:
@@ -46,6 +60,7 @@ def test_a_batch_larger_than_the_window_keeps_its_tail() -> None:
     ring.add_batch(rows, np.linspace(0, 1, 10, dtype=np.float32))
     kept, _ = ring.snapshot()
     assert kept.tolist() == rows[-4:].tolist()
+    assert ring.seen == 10
 
 
 def test_the_snapshot_is_a_copy() -> None:
