@@ -107,9 +107,13 @@ def choose_sampler(settings: SamplerSettings, signals: SampleSignals) -> str | N
     return None
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""One encoder for every sample (json.dumps with arguments builds a new one per call); ASCII output."""
+
+
 def payload_bytes(payload: Mapping[str, Any]) -> int:
     """What a sample costs against the budget: its compact JSON, as it travels in a batch."""
-    return len(json.dumps(payload, separators=(",", ":")).encode())
+    return len(_COMPACT.encode(payload))
 
 
 def utc_day(now: float) -> int:

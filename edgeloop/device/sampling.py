@@ -81,7 +81,9 @@ class SampleStage:
     def pick_batch(self, confidences: np.ndarray, margins: np.ndarray, drifted: bool) -> list[CandidateRow]:
         """The rows of a micro-batch some sampler takes, each with its sampler's name."""
         n = (int(confidences.shape[0]),)
-        controls, drifts = self._rng.random(n), self._rng.random(n)
+        never = np.ones(n)  # a draw of 1 is never below a rate: no draw is made for an unconfigured sampler
+        controls = self._rng.random(n) if self._random_rate else never
+        drifts = self._rng.random(n) if drifted and self._drifted_rate else never
         wanted = np.zeros(n, dtype=bool)
         for sampler, parameter in self.settings:
             wanted |= VECTOR_SAMPLERS[sampler](confidences, margins, drifted, controls, drifts, parameter)
