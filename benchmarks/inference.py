@@ -7,7 +7,10 @@ Message decoding is excluded: requests arrive as (request_id, list of floats), w
 message parser produces. The bare side is `session.run` on a session opened with the same settings,
 fed the same rows as numpy arrays.
 
-    python benchmarks/inference.py [--quick] [--batch 32] [--buffer memory|sqlite]
+    python benchmarks/inference.py [--quick] [--batch 32] [--buffer memory|sqlite] [--samplers JSON] [--no-drift]
+
+The default configuration monitors drift (a ring of driftWindow rows, scored at health time); `--samplers`
+turns hard-example sampling on, e.g. '{"random": 0.01, "low_confidence": 0.5, "small_margin": 0.1}'.
 
 Prints a few human-readable lines, then, as its last line, one JSON object with the keys
 bare_p50_us, path_p50_us, ratio_p50, bare_per_s, bare_batched_per_s, path_per_s,
@@ -17,6 +20,7 @@ speedup_vs_naive, fraction_of_limit.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import queue
 import statistics
@@ -255,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=DeviceConfig().batchMax, help="micro-batch size (batchMax)")
     parser.add_argument("--wait-ms", type=int, default=DeviceConfig().batchWaitMs, help="batchWaitMs")
     parser.add_argument("--buffer", choices=("memory", "sqlite"), default="memory", help="hand-off target")
+    parser.add_argument("--samplers", type=json.loads, default={}, help="the samplers configuration (JSON)")
+    parser.add_argument("--no-drift", action="store_true", help="driftWindow=0: no drift monitor")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     logging.basicConfig(level=logging.ERROR)
@@ -277,6 +283,8 @@ def measure(model_root: Path, model_dir: Path, args: argparse.Namespace, sizes: 
         batchMax=args.batch,
         batchWaitMs=args.wait_ms,
         probationSeconds=0,
+        samplers=DeviceConfig.from_config({"samplers": args.samplers}).samplers,
+        driftWindow=0 if args.no_drift else DeviceConfig().driftWindow,
     )
     settings = SessionSettings.from_config(config)
     session = ort.InferenceSession(
@@ -324,7 +332,8 @@ def measure(model_root: Path, model_dir: Path, args: argparse.Namespace, sizes: 
         f"model: digits MLP {model_dir / manifest.selected} ({manifest.input.width} features, "
         f"{len(manifest.labels)} classes); session: {settings}\n"
         f"buffer: {type(buffer).__name__}{' on :memory:' if args.buffer == 'sqlite' else ''}; "
-        f"micro-batch: batchMax={batch}, batchWaitMs={args.wait_ms}\n"
+        f"micro-batch: batchMax={batch}, batchWaitMs={args.wait_ms}; driftWindow={config.driftWindow}, "
+        f"samplers={dict(config.samplers) or 'none'}\n"
         f"path at batch 1 (serve): p50 {path_p50:.2f} us, p99 {percentile(path_us, 99):.2f} us, mean "
         f"{statistics.fmean(path_us):.2f} us (p99 and mean carry the group commit every resultCommitMs / "
         f"{COMMIT_MAX_RESULTS} results); bare p99 {percentile(bare_us, 99):.2f} us\n"

@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeloop.core import wire
 from edgeloop.core.backoff import UplinkState
+from edgeloop.core.drift import MAX_DRIFTED_FEATURES
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.settings import DeviceConfig
 
@@ -38,6 +39,8 @@ MAX_OVERRIDE_VALUE_BYTES = 64
 MAX_APPLIED_OVERRIDES = 16
 EVICTION_CLASS_MAX_BYTES = 32
 MAX_EVICTION_CLASSES = 8
+FEATURE_NAME_MAX_BYTES = 32
+"""Budget of one drifted feature's name (MAX_DRIFTED_FEATURES of them at most)."""
 UPLINK_STATES = tuple(state.value for state in UplinkState)
 """The forwarder's uplink states as they appear in the shadow."""
 
@@ -221,6 +224,21 @@ class HealthReport:
     last_sync_at: float | None = None
     """When the uplink last had a batch confirmed by the far side."""
     overrides: OverridesReport = field(default_factory=OverridesReport)
+    drift_score: float | None = None
+    """The largest per-feature PSI of the drift window against the model's baseline; None: too few rows or off."""
+    drift_rows: int | None = None
+    """Rows the drift score covers."""
+    drifted_features: tuple[str, ...] | None = None
+    """Features at or over driftThreshold, worst first (at most MAX_DRIFTED_FEATURES, names clipped)."""
+    confidence_shift: float | None = None
+    """Window mean confidence minus the baseline's; negative: the model is less sure than in training."""
+    confidence_psi: float | None = None
+    samples_taken: int | None = None
+    """Hard-example and control samples buffered, cumulative since start; None when no sampler is configured."""
+    samples_dropped_budget: int | None = None
+    """Samples dropped because the day's sampleBytesPerDay was spent (or one sample alone was too big), cumulative."""
+    sample_bytes_today: int | None = None
+    """Sample payload bytes spent on the current UTC day."""
 
     def __post_init__(self) -> None:
         _check_budget(self.model_detail, DETAIL_MAX_BYTES, "health.model_detail")
@@ -230,6 +248,11 @@ class HealthReport:
             raise ValidationError("health.uplink_state", f"{self.uplink_state!r}; expected one of {UPLINK_STATES}")
         _check_by_class(self.evictions, "health.evictions")
         _check_by_class(self.refusals, "health.refusals")
+        if self.drifted_features is not None:
+            if len(self.drifted_features) > MAX_DRIFTED_FEATURES:
+                raise ValidationError("health.drifted_features", f"more than {MAX_DRIFTED_FEATURES} names")
+            for name in self.drifted_features:
+                _check_budget(name, FEATURE_NAME_MAX_BYTES, "health.drifted_features")
 
     def to_reported(self) -> dict[str, Any]:
         """The `reported` object written to the shadow."""
@@ -239,6 +262,7 @@ class HealthReport:
         data["evictions"] = None if self.evictions is None else dict(self.evictions)
         data["refusals"] = None if self.refusals is None else dict(self.refusals)
         data["overrides"] = self.overrides.to_reported()
+        data["drifted_features"] = None if self.drifted_features is None else list(self.drifted_features)
         return data
 
     def to_shadow_update(self) -> dict[str, Any]:
@@ -297,6 +321,14 @@ class HealthReport:
             uplink_state=_optional(d, "uplink_state", wire.text),
             last_sync_at=_optional(d, "last_sync_at", wire.number),
             overrides=OverridesReport.from_reported(d.get("overrides"), f"{where}.overrides"),
+            drift_score=_optional(d, "drift_score", wire.number),
+            drift_rows=_optional(d, "drift_rows", _count),
+            drifted_features=_optional(d, "drifted_features", _names),
+            confidence_shift=_optional(d, "confidence_shift", wire.number),
+            confidence_psi=_optional(d, "confidence_psi", wire.number),
+            samples_taken=_optional(d, "samples_taken", _count),
+            samples_dropped_budget=_optional(d, "samples_dropped_budget", _count),
+            sample_bytes_today=_optional(d, "sample_bytes_today", _count),
         )
 
     @classmethod
@@ -333,6 +365,13 @@ def _counts(data: Mapping[str, Any], key: str, where: str) -> dict[str, int]:
     return {kind: _count(counts, kind, f"{where}.{key}") for kind in counts}
 
 
+def _names(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    names = wire.sequence(data, key, where)
+    if not all(isinstance(name, str) for name in names):
+        raise ValidationError(f"{where}.{key}", f"expected a list of names, got {names!r}")
+    return tuple(names)
+
+
 def _optional(data: Mapping[str, Any], key: str, read: Callable[[Mapping[str, Any], str, str], Any]) -> Any:
     """A key that may be null or absent: both mean unknown (a shadow update deletes a key set to null)."""
     return None if data.get(key) is None else read(data, key, "health")
@@ -351,11 +390,14 @@ class ReportPolicy:
     interval_s: float
     min_interval_s: float
     buffer_max_bytes: int | None = None
+    drift_threshold: float | None = None
 
     @classmethod
     def from_config(cls, config: DeviceConfig) -> ReportPolicy:
         """The policy a device configuration asks for."""
-        return cls(config.healthIntervalSeconds, config.healthMinIntervalSeconds, config.bufferMaxBytes)
+        return cls(
+            config.healthIntervalSeconds, config.healthMinIntervalSeconds, config.bufferMaxBytes, config.driftThreshold
+        )
 
     @property
     def floor_s(self) -> float:
@@ -370,6 +412,12 @@ def _fill_band(report: HealthReport, policy: ReportPolicy) -> int | None:
     return sum(fill >= t for t in BUFFER_FILL_THRESHOLDS)
 
 
+def _over_threshold(report: HealthReport, policy: ReportPolicy) -> bool | None:
+    if report.drift_score is None or policy.drift_threshold is None:
+        return None
+    return report.drift_score >= policy.drift_threshold
+
+
 def _model_of(report: HealthReport) -> tuple[object, ...]:
     return (
         report.model_state,
@@ -380,7 +428,7 @@ def _model_of(report: HealthReport) -> tuple[object, ...]:
     )
 
 
-def _fill_crossed(last: int | None, current: int | None) -> bool:
+def _fill_crossed(last: int | bool | None, current: int | bool | None) -> bool:
     return last is not None and current is not None and last != current
 
 
@@ -400,6 +448,7 @@ CHANGE_RULES: Mapping[str, ChangeRule] = MappingProxyType(
         "overrides": lambda a, b, _: a.overrides != b.overrides,
         "component": lambda a, b, _: a.component_version != b.component_version,
         "buffer fill": lambda a, b, p: _fill_crossed(_fill_band(a, p), _fill_band(b, p)),
+        "drift": lambda a, b, p: _fill_crossed(_over_threshold(a, p), _over_threshold(b, p)),
     }
 )
 """Changes worth a report before the interval is up, each a named test of (last sent, current, policy)."""

@@ -14,12 +14,14 @@ from typing import Any
 
 from edgeloop.core.errors import ConfigError
 from edgeloop.core.health import (
+    MAX_OVERRIDE_VALUE_BYTES,
     MAX_REJECTED_OVERRIDES,
     OVERRIDE_KEY_MAX_BYTES,
     OVERRIDE_REASON_MAX_BYTES,
     OverridesReport,
     clip,
 )
+from edgeloop.core.sampling import describe
 from edgeloop.core.settings import DeviceConfig
 
 DESIRED_CHANGE_OPERATION = "update/delta"
@@ -37,9 +39,17 @@ OVERRIDABLE_KEYS = frozenset(
         "resultCommitMs",
         "forwardBatchSize",
         "logLevel",
+        "driftThreshold",
+        "driftMinRows",
+        "driftWindow",
+        "samplers",
+        "sampleBytesPerDay",
     }
 )
-"""DeviceConfig keys the desired state may override; everything else belongs to the deployment."""
+"""DeviceConfig keys the desired state may override; everything else belongs to the deployment.
+
+The privacy policy and the fleet salt are not among them: loosening what leaves a device is a deployment,
+reviewed like one, never a shadow write."""
 
 NOT_OVERRIDABLE = "not overridable from the shadow (see edgeloop.core.overrides.OVERRIDABLE_KEYS)"
 
@@ -79,8 +89,15 @@ def resolve_overrides(base: DeviceConfig, desired: Mapping[str, Any] | None) -> 
         except ConfigError as exc:
             rejected.update(dict.fromkeys(accepted, f"refused together with the other overrides: {exc}"))
             accepted = {}
-    applied = {key: getattr(config, key) for key in accepted}
+    applied = {key: reported_value(getattr(config, key)) for key in accepted}
     return OverrideResult(config=config, report=OverridesReport(applied=applied, rejected=_clipped(rejected)))
+
+
+def reported_value(value: object) -> object:
+    """An applied override as the shadow lists it: numbers and text as they are, samplers as one short line."""
+    if isinstance(value, tuple):
+        return clip(describe(value), MAX_OVERRIDE_VALUE_BYTES - 2)
+    return value
 
 
 def _check(base: DeviceConfig, key: object, value: object) -> str | None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import Any
 
@@ -19,7 +19,9 @@ from edgeloop.core.names import (
     ring_group,
     validate_model_name,
 )
+from edgeloop.core.privacy import PrivacyPolicy, check_salt
 from edgeloop.core.rollout import DEFAULT_POLICY, RolloutPolicy
+from edgeloop.core.sampling import SamplerSettings, parse_samplers, samplers_config
 
 GREENGRASS_RESERVED_KEYS = frozenset({"accessControl"})
 """Configuration keys Greengrass itself reads; the component sees them but does not interpret them."""
@@ -53,6 +55,13 @@ _CONFIG_TYPES: Mapping[str, type[str] | type[int] | tuple[type[int], type[float]
     "int": int,
     "float": (int, float),
 }
+_CONFIG_PARSERS: Mapping[str, Callable[[object], Any]] = {
+    "samplers": parse_samplers,
+    "privacy": PrivacyPolicy.from_config,
+}
+"""Keys whose value is an object or a list, each with the parser that validates it."""
+SECRET_KEYS = frozenset({"fleetSalt"})
+"""Configuration values never echoed in an error, a log line or a report."""
 
 
 @dataclass(frozen=True)
@@ -233,8 +242,21 @@ class DeviceConfig:
     probationMinRequests: int = 20  # noqa: N815 - no verdict on fewer requests than this
     bufferMaxBytes: int = 256 * 1024 * 1024  # noqa: N815 - the durable buffer's bound; eviction beyond
     logLevel: str = "INFO"  # noqa: N815
+    driftWindow: int = 1000  # noqa: N815 - recent inputs the drift monitor compares to the baseline (0: off)
+    driftMinRows: int = 500  # noqa: N815 - no drift score on fewer rows (PSI's noise floor is ~(bins - 1) / rows)
+    driftThreshold: float = 0.2  # noqa: N815 - PSI at or above which a feature (and the device) counts as drifted
+    samplers: SamplerSettings = ()  # hard-example samplers and their parameters (core.sampling)
+    sampleBytesPerDay: int = 1024 * 1024  # noqa: N815 - sample payload bytes per UTC day; beyond, dropped and counted
+    privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)  # what of a sampled input may leave (core.privacy)
+    fleetSalt: str = field(default="", repr=False)  # noqa: N815 - HMAC key of privacy.hash; a secret
 
     def __post_init__(self) -> None:
+        samplers: object = self.samplers
+        if isinstance(samplers, tuple) and all(isinstance(pair, tuple) for pair in samplers):
+            samplers = dict(samplers)  # the parsed form, re-checked: a hand-built config is validated too
+        object.__setattr__(self, "samplers", parse_samplers(samplers))
+        if not isinstance(self.privacy, PrivacyPolicy):  # DeviceConfig(**config.to_config()) hands the object form
+            object.__setattr__(self, "privacy", PrivacyPolicy.from_config(self.privacy))
         if self.modelComponent and not self.modelComponent.startswith(MODEL_COMPONENT_PREFIX):
             raise ConfigError("modelComponent", f"{self.modelComponent!r} must start with {MODEL_COMPONENT_PREFIX}")
         if bool(self.modelComponent) != bool(self.modelComponentVersion):
@@ -253,6 +275,10 @@ class DeviceConfig:
             ("healthMinIntervalSeconds", 0.05, 86_400),
             ("probationSeconds", 0, 7 * 86_400),
             ("probationMaxErrorRate", 0.0, 1.0),
+            ("driftWindow", 0, 100_000),
+            ("driftMinRows", 10, 100_000),
+            ("driftThreshold", 0.001, 10.0),
+            ("sampleBytesPerDay", 0, 1024**3),
         ):
             value = getattr(self, name)
             if not low <= value <= high:
@@ -263,6 +289,15 @@ class DeviceConfig:
             raise ConfigError("logLevel", f"{self.logLevel!r}; expected one of {LOG_LEVELS}")
         if self.modelPublicKey and "BEGIN PUBLIC KEY" not in self.modelPublicKey:
             raise ConfigError("modelPublicKey", "must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+        self._check_loop()
+
+    def _check_loop(self) -> None:
+        """Drift, samplers and privacy agree with each other (each was checked on its own when parsed)."""
+        if self.driftWindow and self.driftMinRows > self.driftWindow:
+            raise ConfigError("driftMinRows", f"{self.driftMinRows} is above driftWindow {self.driftWindow}")
+        if not self.driftWindow and any(name == "drifted" for name, _ in self.samplers):
+            raise ConfigError("samplers", "sampler 'drifted' needs the drift monitor (driftWindow > 0)")
+        check_salt(self.privacy, self.fleetSalt)
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> DeviceConfig:
@@ -277,17 +312,25 @@ class DeviceConfig:
             if f.name not in data:
                 continue
             value = data[f.name]
+            parser = _CONFIG_PARSERS.get(f.name)
+            if parser is not None:
+                values[f.name] = parser(value)
+                continue
             if f.type == "int" and isinstance(value, float) and value.is_integer():
                 value = int(value)  # JSON from the nucleus may carry whole numbers as 32.0
             expected = _CONFIG_TYPES[str(f.type)]
             if isinstance(value, bool) or not isinstance(value, expected):
-                raise ConfigError(f.name, f"expected {f.type}, got {value!r}")
+                shown = "a secret value" if f.name in SECRET_KEYS else repr(value)
+                raise ConfigError(f.name, f"expected {f.type}, got {shown}")
             values[f.name] = float(value) if f.type == "float" else value
         return cls(**values)
 
     def to_config(self) -> dict[str, Any]:
         """The configuration document (the recipe's DefaultConfiguration uses the defaults)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        config = {f.name: getattr(self, f.name) for f in fields(self)}
+        config["samplers"] = samplers_config(self.samplers)
+        config["privacy"] = self.privacy.to_config()
+        return config
 
 
 def _policy(env: Mapping[str, str]) -> RolloutPolicy:

@@ -31,12 +31,13 @@ from awsiot.greengrasscoreipc.model import (
 )
 
 from edgeloop.core import wire
-from edgeloop.core.errors import ConfigError, ValidationError
+from edgeloop.core.errors import ConfigError, EdgeloopError, ValidationError
 from edgeloop.core.names import HEALTH_SHADOW, INPUTS_LOCAL_TOPIC, shadow_topic, validate_thing_name
 from edgeloop.core.overrides import DESIRED_CHANGE_OPERATION, OverrideResult
 from edgeloop.core.records import MAX_REQUEST_ID_CHARS
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import SqliteBuffer
+from edgeloop.device.model import read_manifest
 from edgeloop.device.models import STORE_FOLDER
 from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
 from edgeloop.device.signing import load_public_key
@@ -64,19 +65,40 @@ def model_root(greengrass_root: Path) -> Path:
     return greengrass_root / "packages" / "artifacts"
 
 
-def read_config(ipc: GreengrassCoreIPCClientV2) -> DeviceConfig:
+def read_config(ipc: GreengrassCoreIPCClientV2, artifacts: Path | None = None) -> DeviceConfig:
     """The component's whole configuration, validated (the nucleus's own keys set aside)."""
-    return validate_config(ipc.get_configuration(key_path=[]).value)
+    return validate_config(ipc.get_configuration(key_path=[]).value, artifacts)
 
 
-def validate_config(value: object) -> DeviceConfig:
-    """A configuration document checked as far as the device can before using it (the public key is parsed)."""
+def validate_config(value: object, artifacts: Path | None = None) -> DeviceConfig:
+    """A configuration document checked as far as the device can before using it.
+
+    The public key is parsed; and when the configured model's manifest is already unpacked under
+    `artifacts` (the model root), the privacy policy must name only features of its input.
+    """
     if not isinstance(value, Mapping):
         raise ConfigError("configuration", f"expected an object, got {type(value).__name__}")
     config = DeviceConfig.from_config(value)
     if config.modelPublicKey:
         load_public_key(config.modelPublicKey)
+    if artifacts is not None and config.modelComponent and config.privacy.named:
+        check_privacy_schema(config, artifacts)
     return config
+
+
+def check_privacy_schema(config: DeviceConfig, artifacts: Path) -> None:
+    """Refuse a privacy policy naming a feature the configured model lacks (a typo must not let a field out).
+
+    A manifest that is not there yet, or unreadable, is left to the model manager; the runtime checks the
+    policy again against the model it activates and takes no samples when it does not fit.
+    """
+    folder = artifacts / config.modelComponent / config.modelComponentVersion
+    try:
+        manifest = read_manifest(folder)
+    except (EdgeloopError, OSError) as exc:
+        log.info("privacy policy not checked against %s yet: %s", folder, exc)
+        return
+    config.privacy.check_schema(manifest.input.features)
 
 
 def apply_log_level(level: str) -> None:
@@ -132,14 +154,16 @@ def _message_body(event: SubscriptionResponseMessage) -> bytes | str | Mapping[s
     return body
 
 
-def handle_validate_config(event: ValidateConfigurationUpdateEvents, *, ipc: GreengrassCoreIPCClientV2) -> bool:
+def handle_validate_config(
+    event: ValidateConfigurationUpdateEvents, *, ipc: GreengrassCoreIPCClientV2, artifacts: Path | None = None
+) -> bool:
     """Answer the nucleus before a deployment's configuration lands: ACCEPTED, or REJECTED with the reason."""
     proposed = event.validate_configuration_update_event
     if proposed is None:
         log.error("configuration validation event without a configuration; nothing to answer")
         return False
     try:
-        validate_config(proposed.configuration)
+        validate_config(proposed.configuration, artifacts)
     except ConfigError as exc:
         log.error("deployment %s: configuration refused: %s", proposed.deployment_id, exc)
         _send_validity(ipc, ConfigurationValidityStatus.REJECTED, proposed.deployment_id, str(exc))
@@ -158,10 +182,11 @@ def handle_config_update(
     *,
     ipc: GreengrassCoreIPCClientV2,
     runtime: DeviceRuntime,
+    artifacts: Path | None = None,
 ) -> bool:
     """Re-read and apply the configuration (desired-state overrides stay on top); an invalid one is kept out."""
     try:
-        config = read_config(ipc)
+        config = read_config(ipc, artifacts)
     except ConfigError as exc:
         log.error("configuration update refused, keeping the current one: %s", exc)
         return False
@@ -220,7 +245,8 @@ def build_runtime(
 ) -> tuple[DeviceRuntime, queue.Queue[InferenceRequest]]:
     """Build the runtime from the component configuration and subscribe it to config, inputs and desired state."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    config = read_config(ipc)
+    artifacts = model_root(greengrass_root)
+    config = read_config(ipc, artifacts)
     apply_log_level(config.logLevel)
     buffer = SqliteBuffer(work_dir / BUFFER_FILE, thing_name, max_bytes=config.bufferMaxBytes)
     uplink = IpcUplink(ipc, IPC_TIMEOUT_S)
@@ -230,14 +256,14 @@ def build_runtime(
         buffer=buffer,
         uplink=uplink,
         clock=clock,
-        model_root=model_root(greengrass_root),
+        model_root=artifacts,
         config=config,
         store_dir=work_dir / STORE_FOLDER,
         component_version=component_version,
     )
     inputs: queue.Queue[InferenceRequest] = queue.Queue(maxsize=INPUT_QUEUE_SIZE)
-    _subscribe(ipc, runtime, buffer, inputs, thing_name)
-    handle_config_update(ConfigurationUpdateEvents(), ipc=ipc, runtime=runtime)  # changed meanwhile?
+    _subscribe(ipc, runtime, inputs, thing_name, artifacts)
+    handle_config_update(ConfigurationUpdateEvents(), ipc=ipc, runtime=runtime, artifacts=artifacts)  # changed?
     sync_overrides(ipc, runtime, thing_name)
     return runtime, inputs
 
@@ -245,18 +271,18 @@ def build_runtime(
 def _subscribe(
     ipc: GreengrassCoreIPCClientV2,
     runtime: DeviceRuntime,
-    buffer: SqliteBuffer,
     inputs: queue.Queue[InferenceRequest],
     thing_name: str,
+    artifacts: Path,
 ) -> None:
     """Every IPC stream the component follows, each with its handler."""
     ipc.subscribe_to_validate_configuration_updates(
-        on_stream_event=partial(handle_validate_config, ipc=ipc),
+        on_stream_event=partial(handle_validate_config, ipc=ipc, artifacts=artifacts),
         on_stream_error=partial(_stream_error, "configuration validation"),
     )
     ipc.subscribe_to_configuration_update(
         key_path=[],
-        on_stream_event=partial(handle_config_update, ipc=ipc, runtime=runtime),
+        on_stream_event=partial(handle_config_update, ipc=ipc, runtime=runtime, artifacts=artifacts),
         on_stream_error=partial(_stream_error, "configuration"),
     )
     ipc.subscribe_to_topic(

@@ -9,15 +9,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeloop.core.errors import LinkError, ModelFormatError, StoreError
+from edgeloop.core.drift import DriftSummary
+from edgeloop.core.errors import ConfigError, LinkError, ModelFormatError, StoreError
 from edgeloop.core.health import (
     DETAIL_MAX_BYTES,
+    FEATURE_NAME_MAX_BYTES,
     VERSION_MAX_BYTES,
     HealthReport,
     LatencySummary,
@@ -35,11 +37,14 @@ from edgeloop.core.records import (
     RecordKind,
     result_payload,
 )
+from edgeloop.core.sampling import SampleBudget, payload_bytes
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import RecordBuffer
+from edgeloop.device.drift import DriftMonitor
 from edgeloop.device.forwarder import Forwarder
 from edgeloop.device.model import LoadedModel, ScreenedBatch, load_model
 from edgeloop.device.models import ModelManager, default_store_dir
+from edgeloop.device.sampling import SampleStage
 from edgeloop.device.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,8 @@ STOP_FORWARD_ROUNDS = 10
 """Forward rounds attempted on stop; what is left stays durable in the buffer for the next start."""
 COMMIT_MAX_RESULTS = 256
 """Staged results committed together at most: one buffer transaction (one fsync) for up to this many."""
+MAX_SAMPLE_BYTES = 64 * 1024
+"""A sample payload larger than this is dropped (and counted): it would crowd a message on its own."""
 
 InferenceRequest = tuple[str, Sequence[float] | np.ndarray]
 """(request id, features). Decoders hand over 1-D numpy rows: a batch of them becomes one matrix in a
@@ -114,6 +121,19 @@ class _Outcome:
         return [answers[i] for i in range(len(batch))]
 
 
+@dataclass(frozen=True)
+class _Loop:
+    """What closes the loop for the serving model: its drift window and its sampling stage (None: off)."""
+
+    model: LoadedModel | None
+    drift: DriftMonitor | None = None
+    stage: SampleStage | None = None
+
+
+SampledRow = tuple[str, np.ndarray, int, float, float, str]
+"""(request id, screened row, label index, confidence, margin, sampler) of one inference a sampler took."""
+
+
 @dataclass
 class _Tally:
     """Counters since start, shared by the loop and the IPC handler threads (guarded by a lock)."""
@@ -153,6 +173,7 @@ class DeviceRuntime:
         forward_interval_s: float = FORWARD_INTERVAL_S,
         store_dir: Path | None = None,
         component_version: str | None = None,
+        rng: np.random.Generator | None = None,
     ) -> None:
         self._thing = thing_name
         self._topic = results_topic(thing_name)
@@ -190,6 +211,17 @@ class DeviceRuntime:
         self._staged_results = 0
         self._commit_by = 0.0
         """When the oldest staged result must be committed (time.monotonic)."""
+        self._staged_samples: list[dict[str, Any]] = []
+        """SAMPLE payloads waiting for the same group commit as the results."""
+        self._rng = rng or np.random.default_rng()
+        self._loop_lock = threading.Lock()
+        self._loop = _Loop(None)
+        self._loop_key: tuple[object, ...] | None = None
+        self._drift_summary: DriftSummary | None = None
+        self._drifted = False
+        """Whether the last scored window was over driftThreshold: the `drifted` sampler's signal."""
+        self._sample_lock = threading.Lock()
+        self._budget = SampleBudget(config.sampleBytesPerDay)
         self.apply_config(config)
 
     @property
@@ -203,6 +235,7 @@ class DeviceRuntime:
         """Take a new configuration; a changed model is verified first and swapped in only if it passes."""
         with self._apply_lock:
             self._config = config
+            self._retune_loop(config)
             self._buffer.set_max_bytes(config.bufferMaxBytes)
             self._models.configure(config)
             target = None
@@ -222,6 +255,39 @@ class DeviceRuntime:
                 self._models.clear("no model configured")
             else:
                 self._models.activate(config)
+
+    def _retune_loop(self, config: DeviceConfig) -> None:
+        """New drift window, samplers or privacy: the loop is rebuilt at the next request; the budget carries on."""
+        with self._sample_lock:
+            self._budget = self._budget.with_limit(config.sampleBytesPerDay)
+        key = (config.driftWindow, config.samplers, config.privacy, config.fleetSalt)
+        if key != self._loop_key:
+            self._loop_key = key
+            with self._loop_lock:
+                self._loop = replace(self._loop, model=None)  # the drift window stays if the model and size do
+
+    def _attach(self, model: LoadedModel) -> _Loop:
+        """Bind drift monitoring and sampling to the model now serving (after a swap or a configuration change)."""
+        with self._loop_lock:
+            loop, config = self._loop, self._config
+            if loop.model is model:
+                return loop
+            drift = loop.drift
+            if drift is None or drift.model is not model or drift.window != config.driftWindow:
+                drift = DriftMonitor(model, config.driftWindow) if config.driftWindow else None
+                self._drift_summary, self._drifted = None, False
+            self._loop = loop = _Loop(model, drift, self._sample_stage(config, model))
+            return loop
+
+    def _sample_stage(self, config: DeviceConfig, model: LoadedModel) -> SampleStage | None:
+        """The sampling stage for this model, or None when no sampler is configured or the policy does not fit it."""
+        if not config.samplers:
+            return None
+        try:
+            return SampleStage(config, model, self._rng)
+        except ConfigError as exc:  # validate_config refuses this up front when the manifest is on disk
+            log.error("no samples from %s v%d: %s", model.manifest.model_name, model.version, exc)
+            return None
 
     def _load_model(self, model_dir: Path, version: int, config: DeviceConfig) -> LoadedModel:
         """The engine's loader with this configuration's session settings (the manager verifies around it)."""
@@ -289,8 +355,15 @@ class DeviceRuntime:
         feed = model.screen_row(features)
         if feed is None:
             return None
+        loop = self._loop
+        if loop.model is not model:
+            loop = self._attach(model)
+        stage = loop.stage
         try:
-            index, confidence = model.predict_row(feed)
+            if stage is None:
+                index, confidence = model.predict_row(feed)
+            else:
+                index, confidence, margin = model.predict_row_top2(feed)
         except ModelFormatError as exc:
             log.error("inference failed on a batch of 1: %s", exc)
             self._count(errors=1)
@@ -309,7 +382,13 @@ class DeviceRuntime:
             self._tally.inferences += 1
             self._latencies.append(latency_ms)
             self._confidences.append(rounded)
+            if loop.drift is not None:
+                loop.drift.add_row(feed, confidence)
         self._models.observe(model, requests=1, errors=0)
+        if stage is not None:
+            sampler = stage.pick_row(confidence, margin, self._drifted)
+            if sampler is not None:
+                self._take_samples(stage, [(request_id, feed, index, confidence, margin, sampler)])
         return columns
 
     def _infer_batch(self, batch: Sequence[InferenceRequest]) -> _Outcome:
@@ -348,8 +427,15 @@ class DeviceRuntime:
     def _predict(self, model: LoadedModel, screened: ScreenedBatch, request_ids: list[str], started: float) -> _Outcome:
         """Run the accepted rows, then buffer their results as RESULT records in one append (one group commit)."""
         n = len(request_ids)
+        loop = self._loop
+        if loop.model is not model:
+            loop = self._attach(model)
+        stage, matrix, margins = loop.stage, screened.matrix, None
         try:
-            labels, confidences = model.predict(screened.matrix)
+            if stage is None:
+                labels, confidences = model.predict(matrix)
+            else:
+                labels, confidences, margins = model.predict_top2(matrix)
         except ModelFormatError as exc:
             log.error("inference failed on a batch of %d: %s", n, exc)
             self._count(errors=1)
@@ -367,7 +453,8 @@ class DeviceRuntime:
             if not keep.size:
                 return _Outcome((), (), rejected)
             kept = keep.tolist()
-            labels, confidences = labels[keep], confidences[keep]
+            labels, confidences, matrix = labels[keep], confidences[keep], matrix[keep]
+            margins = None if margins is None else margins[keep]
             request_ids = [request_ids[i] for i in kept]
             n = len(request_ids)
         batch_ms = (time.perf_counter() - started) * 1000
@@ -392,8 +479,53 @@ class DeviceRuntime:
         for columns in results:
             self._stage(columns, len(columns[0]))
         self._count(inferences=n, latency_ms=batch_ms, samples=n, confidences=rounded)
+        if loop.drift is not None:
+            with self._tally_lock:
+                loop.drift.add_batch(matrix, confidences)
         self._models.observe(model, requests=n, errors=0)
+        if stage is not None and margins is not None:
+            self._sample_batch(stage, request_ids, matrix, indices, confidences, margins)
         return _Outcome(results, tuple(kept), rejected)
+
+    def _sample_batch(
+        self,
+        stage: SampleStage,
+        request_ids: Sequence[str],
+        matrix: np.ndarray,
+        indices: Sequence[int],
+        confidences: np.ndarray,
+        margins: np.ndarray,
+    ) -> None:
+        """The micro-batch's rows some sampler takes, one vectorized pass to find them."""
+        picked = stage.pick_batch(confidences, margins, self._drifted)
+        if picked:
+            rows = [
+                (request_ids[i], matrix[i], indices[i], float(confidences[i]), float(margins[i]), name)
+                for i, name in picked
+            ]
+            self._take_samples(stage, rows)
+
+    def _take_samples(self, stage: SampleStage, rows: Sequence[SampledRow]) -> None:
+        """Privacy-filter the sampled rows into SAMPLE payloads, spend the day's budget, stage what fits."""
+        summary, drifted = self._drift_summary, self._drifted
+        score = None if summary is None else summary.score
+        now = self._clock()
+        kept: list[dict[str, Any]] = []
+        for request_id, row, index, confidence, margin, name in rows:
+            with self._sample_lock:
+                if self._budget.exhausted(now):  # counted as dropped without building what would be dropped
+                    self._budget = self._budget.admit(1, now)[0]
+                    continue
+            payload = stage.payload(request_id, row, index, (confidence, margin, drifted, score), name)
+            size = payload_bytes(payload)
+            with self._sample_lock:
+                self._budget, admitted = self._budget.admit(size if size <= MAX_SAMPLE_BYTES else 1 << 62, now)
+            if admitted:
+                kept.append(payload)
+        if len(kept) < len(rows):
+            log.warning("%d of %d samples dropped: sampleBytesPerDay spent", len(rows) - len(kept), len(rows))
+        if kept:
+            self._stage_samples(kept)
 
     def _stage(self, staged: ResultColumns, results: int) -> None:
         """Hold a micro-batch's RESULT records for a group commit: one buffer transaction for many micro-batches.
@@ -404,7 +536,7 @@ class DeviceRuntime:
         """
         with self._commit_lock:
             now = time.monotonic()
-            if not self._staged:
+            if not self._staged and not self._staged_samples:
                 self._commit_by = now + self._config.resultCommitMs / 1000
             self._staged.append(staged)
             self._staged_results += results
@@ -412,20 +544,42 @@ class DeviceRuntime:
         if due:
             self.commit()
 
-    def commit(self) -> int:
-        """Append every staged RESULT record to the buffer in one transaction; a refusal is logged and counted."""
+    def _stage_samples(self, payloads: list[dict[str, Any]]) -> None:
+        """Hold SAMPLE payloads for the results' group commit (samples are rare: they share its fsync)."""
         with self._commit_lock:
-            staged, results = self._staged, self._staged_results
-            if not staged:
+            now = time.monotonic()
+            if not self._staged and not self._staged_samples:
+                self._commit_by = now + self._config.resultCommitMs / 1000
+            self._staged_samples.extend(payloads)
+            due = now >= self._commit_by
+        if due:
+            self.commit()
+
+    def commit(self) -> int:
+        """Append every staged RESULT record to the buffer in one transaction, then the staged SAMPLE records.
+
+        A refusal is logged and counted; the count returned is of RESULT records.
+        """
+        with self._commit_lock:
+            staged, results, samples = self._staged, self._staged_results, self._staged_samples
+            if not staged and not samples:
                 return 0
-            self._staged, self._staged_results = [], 0
+            self._staged, self._staged_results, self._staged_samples = [], 0, []
             payloads = [result_payload(*columns) for columns in staged]
+            now = self._clock()
             try:
-                self._buffer.append(RecordKind.RESULT, payloads, self._clock())
+                if payloads:
+                    self._buffer.append(RecordKind.RESULT, payloads, now)
             except StoreError as exc:
                 log.error("%d results in %d records were not buffered: %s", results, len(payloads), exc)
                 self._count(errors=1)
-                return 0
+                payloads = []
+            try:
+                if samples:
+                    self._buffer.append(RecordKind.SAMPLE, samples, now)
+            except StoreError as exc:
+                log.error("%d samples were not buffered: %s", len(samples), exc)
+                self._count(errors=1)
         return len(payloads)
 
     def _count(
@@ -471,6 +625,10 @@ class DeviceRuntime:
             tally, samples, confidences = _Tally(**vars(self._tally)), list(self._latencies), list(self._confidences)
         now = self._clock()
         oldest = stats.oldest_created_at
+        drift = self._score_drift()
+        with self._sample_lock:
+            budget = self._budget
+        sampling = bool(self._config.samplers or budget.taken or budget.dropped)
         return HealthReport(
             thing_name=self._thing,
             model_name=status.model_name,
@@ -501,7 +659,28 @@ class DeviceRuntime:
             uplink_state=forwarder.state.value,
             last_sync_at=forwarder.last_success_at,
             overrides=self._overrides.report,
+            drift_score=None if drift is None else drift.score,
+            drift_rows=None if drift is None else drift.rows,
+            drifted_features=None if drift is None else _feature_names(drift.drifted_features),
+            confidence_shift=None if drift is None else drift.confidence_shift,
+            confidence_psi=None if drift is None else drift.confidence_psi,
+            samples_taken=budget.taken if sampling else None,
+            samples_dropped_budget=budget.dropped if sampling else None,
+            sample_bytes_today=budget.spent_on(now) if sampling else None,
         )
+
+    def _score_drift(self) -> DriftSummary | None:
+        """Score the drift window now (the health report's cadence): binning runs here, never per request."""
+        monitor = self._loop.drift
+        if monitor is None:
+            self._drift_summary, self._drifted = None, False
+            return None
+        with self._tally_lock:
+            rows, confidences = monitor.snapshot()
+        config = self._config
+        summary = monitor.summary(rows, confidences, config.driftThreshold, config.driftMinRows)
+        self._drift_summary, self._drifted = summary, summary is not None and summary.drifted
+        return summary
 
     def report_health(self) -> bool:
         """Write the health shadow now; False (not an exception) when the uplink is down."""
@@ -642,6 +821,11 @@ def _rounded(confidences: np.ndarray) -> list[float]:
         return [round(c, CONFIDENCE_DECIMALS) for c in confidences.tolist()]
     rounded: list[float] = confidences.astype(np.float64).round(CONFIDENCE_DECIMALS).tolist()
     return rounded
+
+
+def _feature_names(names: Sequence[str]) -> tuple[str, ...]:
+    """Drifted feature names cut to their shadow budget."""
+    return tuple(clip(name, FEATURE_NAME_MAX_BYTES) for name in names)
 
 
 def _clipped(version: str | None) -> str | None:

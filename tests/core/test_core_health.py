@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from edgeloop.core.drift import MAX_DRIFTED_FEATURES
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.health import (
     DETAIL_MAX_BYTES,
+    FEATURE_NAME_MAX_BYTES,
     HEALTH_SCHEMA_VERSION,
     REPORTED_MAX_BYTES,
     SHADOW_MAX_BYTES,
@@ -22,7 +24,8 @@ from edgeloop.core.health import (
     clip,
     encoded_size,
 )
-from edgeloop.core.overrides import OVERRIDABLE_KEYS, resolve_overrides
+from edgeloop.core.overrides import OVERRIDABLE_KEYS, reported_value, resolve_overrides
+from edgeloop.core.sampling import SAMPLER_ORDER
 from edgeloop.core.settings import DeviceConfig
 
 MakeReport = Callable[..., HealthReport]
@@ -279,8 +282,12 @@ def _worst_case_report() -> HealthReport:
     junk = {f"{'k' * 500}{i}": "\U0001f600" * 1000 for i in range(100)}
     junk.update(dict.fromkeys(OVERRIDABLE_KEYS, "😀" * 1000))
     rejected = resolve_overrides(DeviceConfig(), junk).report
-    applied = {key: (tiny if isinstance(value, float) else value) for key, value in DeviceConfig().to_config().items()}
-    applied = {key: applied[key] for key in OVERRIDABLE_KEYS} | {"logLevel": "WARNING"}
+    every_sampler = DeviceConfig(samplers=tuple((name, 1 / 3) for name in SAMPLER_ORDER))
+    applied = {
+        key: (tiny if isinstance(value, float) else reported_value(value))
+        for key, value in vars(every_sampler).items()
+        if key in OVERRIDABLE_KEYS
+    } | {"logLevel": "WARNING"}
     return HealthReport(
         thing_name="t" * 128,
         model_name="m" * 40,
@@ -311,6 +318,16 @@ def _worst_case_report() -> HealthReport:
         uplink_state="backing_off",
         last_sync_at=huge,
         overrides=OverridesReport(applied=applied, rejected=rejected.rejected),
+        drift_score=huge,
+        drift_rows=2**63,
+        drifted_features=tuple(
+            clip(f"{i}" + "\U0001f600" * 100, FEATURE_NAME_MAX_BYTES) for i in range(MAX_DRIFTED_FEATURES)
+        ),
+        confidence_shift=tiny,
+        confidence_psi=huge,
+        samples_taken=2**63,
+        samples_dropped_budget=2**63,
+        sample_bytes_today=2**63,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 from typing import Any
 
@@ -97,3 +98,44 @@ def test_long_keys_and_reasons_are_clipped() -> None:
 def test_clipped_keys_that_collide_are_counted() -> None:
     desired = {"k" * 100 + "a": 1, "k" * 100 + "b": 2}
     assert list(resolve_overrides(BASE, desired).rejected.values())[-1] == "1 more refused overrides not listed"
+
+
+# --- the loop's tuning keys (issue 7) -----------------------------------------------------------
+
+
+def test_drift_and_sampling_are_tunable_but_privacy_never() -> None:
+    assert {"driftThreshold", "driftWindow", "driftMinRows", "samplers", "sampleBytesPerDay"} <= OVERRIDABLE_KEYS
+    assert not OVERRIDABLE_KEYS & {"privacy", "fleetSalt"}
+
+
+def test_samplers_and_thresholds_are_overridden_and_reported_as_short_values() -> None:
+    desired = {"samplers": {"low_confidence": 0.4, "random": 0.01}, "driftThreshold": 0.3, "sampleBytesPerDay": 4096}
+    result = resolve_overrides(BASE, desired)
+    assert result.config.samplers == (("random", 0.01), ("low_confidence", 0.4))
+    assert (result.config.driftThreshold, result.config.sampleBytesPerDay) == (0.3, 4096)
+    assert result.applied == {
+        "samplers": "random=0.01,low_confidence=0.4",
+        "driftThreshold": 0.3,
+        "sampleBytesPerDay": 4096,
+    }
+    assert result.rejected == {}
+
+
+@pytest.mark.parametrize(
+    ("desired", "key", "reason"),
+    [
+        pytest.param({"samplers": {"entropyy": 0.1}}, "samplers", "unknown sampler 'entropyy'", id="unknown-sampler"),
+        pytest.param({"samplers": {"random": 2}}, "samplers", r"in \[0, 1\]", id="sampler-parameter"),
+        pytest.param({"driftThreshold": 0}, "driftThreshold", "outside", id="threshold"),
+        pytest.param({"driftMinRows": 5000}, "driftMinRows", "above driftWindow", id="min-rows-over-window"),
+        pytest.param(
+            {"privacy": {"allowRaw": True}}, "privacy", re.escape(NOT_OVERRIDABLE), id="privacy-is-not-overridable"
+        ),
+        pytest.param({"fleetSalt": "x" * 32}, "fleetSalt", re.escape(NOT_OVERRIDABLE), id="salt-is-not-overridable"),
+    ],
+)
+def test_bad_loop_overrides_are_refused_with_the_key(desired: dict[str, Any], key: str, reason: str) -> None:
+    result = resolve_overrides(BASE, desired)
+    assert result.config == BASE
+    assert list(result.rejected) == [key]
+    assert re.search(reason, result.rejected[key])

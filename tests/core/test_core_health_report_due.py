@@ -20,7 +20,7 @@ from edgeloop.core.settings import DeviceConfig
 MakeReport = Callable[..., HealthReport]
 
 T0 = 1_795_000_000.0
-POLICY = ReportPolicy(interval_s=30.0, min_interval_s=2.0, buffer_max_bytes=1000)
+POLICY = ReportPolicy(interval_s=30.0, min_interval_s=2.0, buffer_max_bytes=1000, drift_threshold=0.2)
 
 BASE: dict[str, Any] = {
     "reported_at": T0,
@@ -30,6 +30,7 @@ BASE: dict[str, Any] = {
     "model_rollbacks": 0,
     "buffer_bytes": 100,
     "component_version": "1.0.0",
+    "drift_score": 0.05,
 }
 
 
@@ -59,6 +60,10 @@ BASE: dict[str, Any] = {
         pytest.param({"buffer_bytes": 500}, 2.0, 0.0, "buffer fill", id="buffer-crosses-half"),
         pytest.param({"buffer_bytes": 950}, 2.0, 0.0, "buffer fill", id="buffer-crosses-95"),
         pytest.param({"buffer_bytes": None}, 2.0, 0.0, None, id="buffer-becoming-unknown-is-no-reason"),
+        pytest.param({"drift_score": 0.19}, 2.0, 0.0, None, id="drift-below-threshold"),
+        pytest.param({"drift_score": 0.2}, 2.0, 0.0, "drift", id="drift-reaches-threshold"),
+        pytest.param({"drift_score": 3.0}, 2.0, 0.0, "drift", id="drift-far-over"),
+        pytest.param({"drift_score": None}, 2.0, 0.0, None, id="drift-becoming-unknown-is-no-reason"),
         pytest.param({"model_state": ModelState.REJECTED}, 5.0, 4.0, None, id="floor-counts-failed-attempts"),
         pytest.param({"model_state": ModelState.REJECTED}, 6.0, 4.0, "model", id="retry-after-floor"),
         pytest.param({}, 31.0, 29.0, None, id="failed-attempt-restarts-floor"),
@@ -118,7 +123,7 @@ def test_a_floor_above_the_interval_still_reports_on_the_interval(make_health_re
 
 def test_policy_from_device_config() -> None:
     config = DeviceConfig(healthIntervalSeconds=12.0, healthMinIntervalSeconds=3.0, bufferMaxBytes=2 * 1024**2)
-    assert ReportPolicy.from_config(config) == ReportPolicy(12.0, 3.0, 2 * 1024**2)
+    assert ReportPolicy.from_config(config) == ReportPolicy(12.0, 3.0, 2 * 1024**2, 0.2)
 
 
 def test_every_rule_is_named_and_exercised() -> None:
@@ -131,4 +136,5 @@ def test_every_rule_is_named_and_exercised() -> None:
         "overrides",
         "component",
         "buffer fill",
+        "drift",
     }

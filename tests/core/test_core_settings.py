@@ -115,6 +115,13 @@ def test_device_config_defaults() -> None:
         "probationMinRequests": 20,
         "bufferMaxBytes": 256 * 1024 * 1024,
         "logLevel": "INFO",
+        "driftWindow": 1000,
+        "driftMinRows": 500,
+        "driftThreshold": 0.2,
+        "samplers": {},
+        "sampleBytesPerDay": 1024 * 1024,
+        "privacy": {"allowRaw": False, "drop": [], "hash": [], "coarsen": {}},
+        "fleetSalt": "",
     }
     assert DeviceConfig.from_config({}) == DeviceConfig()
 
@@ -170,6 +177,9 @@ TYPE_ERRORS: list[Any] = [
     pytest.param("healthIntervalSeconds", "5", id="str-for-float"),
     pytest.param("modelComponent", 5, id="int-for-str"),
     pytest.param("modelComponentVersion", ["3.0.0"], id="list-for-str"),
+    pytest.param("driftThreshold", "0.2", id="str-for-threshold"),
+    pytest.param("samplers", "random", id="str-for-samplers"),
+    pytest.param("privacy", ["allowRaw"], id="list-for-privacy"),
 ]
 
 
@@ -195,6 +205,9 @@ RANGES = [
     ("resultCommitMs", 0, 10_000),
     ("forwardBatchSize", 1, 10_000),
     ("intraOpThreads", 1, 64),
+    ("driftWindow", 0, 100_000),
+    ("driftMinRows", 10, 1000),
+    ("sampleBytesPerDay", 0, 1024**3),
 ]
 
 
@@ -247,3 +260,61 @@ def test_model_component_and_version_go_together(config: dict[str, str]) -> None
 def test_config_error_is_a_validation_error() -> None:
     assert issubclass(ConfigError, ValidationError)
     assert {f.name for f in fields(DeviceConfig)} == set(DeviceConfig().to_config())
+
+
+# --- drift, samplers and privacy (issue 7) ------------------------------------------------------
+
+SALT = "a-fleet-salt-of-some-length"
+
+
+def test_device_config_loop_round_trip() -> None:
+    config = DeviceConfig.from_config(
+        {
+            "driftWindow": 2000,
+            "driftMinRows": 100,
+            "driftThreshold": 0.1,
+            "samplers": {"small_margin": 0.05, "random": 0.002},
+            "sampleBytesPerDay": 4096,
+            "privacy": {"hash": ["pixel_0"], "coarsen": {"pixel_1": 4}, "laplaceEpsilon": 1},
+            "fleetSalt": SALT,
+        }
+    )
+    assert config.samplers == (("random", 0.002), ("small_margin", 0.05))
+    assert config.privacy.hash == ("pixel_0",)
+    assert DeviceConfig.from_config(config.to_config()) == config
+    assert DeviceConfig(**config.to_config()) == config  # the object forms are parsed too
+
+
+@pytest.mark.parametrize(
+    ("config", "field", "match"),
+    [
+        pytest.param({"samplers": ["entropyy"]}, "samplers", "unknown sampler 'entropyy'; expected one of", id="typo"),
+        pytest.param({"samplers": {"random": 3}}, "samplers.random", r"\[0, 1\]", id="sampler-parameter"),
+        pytest.param({"privacy": {"laplaceEpsilon": -1}}, "privacy.laplaceEpsilon", "outside", id="epsilon"),
+        pytest.param({"privacy": {"hash": ["a"]}}, "fleetSalt", "at least 16", id="hash-without-salt"),
+        pytest.param({"driftWindow": 100, "driftMinRows": 500}, "driftMinRows", "above driftWindow", id="min-rows"),
+        pytest.param({"driftWindow": 0, "samplers": ["drifted"]}, "samplers", "drift monitor", id="drifted-no-window"),
+        pytest.param({"driftThreshold": 0}, "driftThreshold", "outside", id="threshold-zero"),
+        pytest.param({"driftThreshold": 11}, "driftThreshold", "outside", id="threshold-huge"),
+    ],
+)
+def test_device_config_loop_errors_name_the_key(config: dict[str, Any], field: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        DeviceConfig.from_config(config)
+    assert info.value.field == field
+
+
+def test_the_fleet_salt_is_never_shown() -> None:
+    config = DeviceConfig.from_config({"fleetSalt": SALT, "privacy": {"hash": ["a"]}})
+    assert SALT not in repr(config)
+    with pytest.raises(ConfigError) as info:
+        DeviceConfig.from_config({"fleetSalt": 12345678901234567})
+    assert "12345678901234567" not in str(info.value)
+
+
+def test_drift_is_on_and_samplers_off_by_default() -> None:
+    config = DeviceConfig()
+    assert (config.driftWindow, config.driftMinRows, config.driftThreshold) == (1000, 500, 0.2)
+    assert config.samplers == ()
+    assert config.privacy.named == ()
+    assert not config.privacy.allow_raw

@@ -352,6 +352,53 @@ def test_a_configuration_update_moves_the_buffer_bound(
     assert made[0].stats().max_bytes == 3 * 1024**2
 
 
+# --- privacy checked against the model's schema (issue 7) --------------------------------------------
+
+
+def test_a_privacy_policy_naming_a_missing_feature_is_rejected_before_it_lands(
+    ipc: Any, make_model_dir: ModelDirFactory, greengrass_root: Path, tmp_path: Path
+) -> None:
+    make_model_dir(1)
+    ipc.get_configuration.return_value = GetConfigurationResponse(value=with_model(1))
+    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    on_validate = handler(ipc.subscribe_to_validate_configuration_updates)
+    typo = {**with_model(1), "samplers": {"random": 0.1}, "privacy": {"drop": ["pixel_99"]}}
+    fine = {**with_model(1), "samplers": {"random": 0.1}, "privacy": {"drop": ["pixel_9"]}}
+
+    assert on_validate(validation_event(typo, "dep-typo")) is False
+    assert on_validate(validation_event(fine, "dep-fine")) is True
+
+    refused, accepted = validity_reports(ipc)
+    assert (refused.status, refused.deployment_id) == (ConfigurationValidityStatus.REJECTED, "dep-typo")
+    assert "privacy.drop" in refused.message
+    assert "'pixel_99'" in refused.message
+    assert accepted.status == ConfigurationValidityStatus.ACCEPTED
+    assert runtime.config.privacy.drop == ()
+
+
+def test_a_configuration_update_with_a_bad_policy_or_sampler_keeps_the_old_config(
+    ipc: Any, make_model_dir: ModelDirFactory, greengrass_root: Path, tmp_path: Path
+) -> None:
+    make_model_dir(1)
+    ipc.get_configuration.return_value = GetConfigurationResponse(value={**with_model(1), "samplers": ["random"]})
+    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    before = runtime.config
+    on_update = handler(ipc.subscribe_to_configuration_update)
+
+    for bad in ({"privacy": {"hash": ["serial"]}, "fleetSalt": "s" * 32}, {"samplers": ["entropyy"]}):
+        ipc.get_configuration.return_value = GetConfigurationResponse(value={**with_model(1), **bad})
+        assert on_update(ConfigurationUpdateEvents()) is False
+        assert runtime.config == before
+
+
+def test_a_policy_is_not_checked_against_a_model_not_unpacked_yet(
+    ipc: Any, greengrass_root: Path, tmp_path: Path
+) -> None:
+    build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    proposed = {**with_model(7), "privacy": {"drop": ["anything"]}}
+    assert handler(ipc.subscribe_to_validate_configuration_updates)(validation_event(proposed)) is True
+
+
 # --- log level ------------------------------------------------------------------------------------
 
 

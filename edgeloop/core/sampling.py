@@ -1,0 +1,152 @@
+"""Hard-example samplers and the per-device daily byte budget: which inferences are worth sending back.
+
+Each sampler is a small named test of one inference's signals against its one parameter, in [0, 1]:
+
+- ``random``: a control sample, drawn with probability p whatever the inference looked like, so the
+  retraining data is not only the hard tail (and the cloud can estimate what the fleet sees);
+- ``low_confidence``: top-class probability below p;
+- ``small_margin``: top-1 minus top-2 probability below p (the model hesitates between two labels);
+- ``drifted``: while the device's drift window is over its threshold, with probability p.
+
+They are tried in SAMPLER_ORDER and the first that fires names the sample, so a control sample is
+always labelled ``random``, never mistaken for a hard one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any
+
+from edgeloop.core.errors import ConfigError
+
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class SampleSignals:
+    """What a sampler sees of one inference; the draws are uniform in [0, 1), made by the caller."""
+
+    confidence: float
+    margin: float
+    drifted: bool
+    control_draw: float
+    drift_draw: float
+
+
+Sampler = Callable[[SampleSignals, float], bool]
+
+
+def random_control(signals: SampleSignals, rate: float) -> bool:
+    """A share of all traffic, hard or not: the unbiased reference for the hard examples."""
+    return signals.control_draw < rate
+
+
+def low_confidence(signals: SampleSignals, threshold: float) -> bool:
+    """The model was unsure of its top label."""
+    return signals.confidence < threshold
+
+
+def small_margin(signals: SampleSignals, threshold: float) -> bool:
+    """The model hesitated between its two best labels."""
+    return signals.margin < threshold
+
+
+def drifted(signals: SampleSignals, rate: float) -> bool:
+    """Inputs from a drifted window, thinned to a rate: what the next model must learn."""
+    return signals.drifted and signals.drift_draw < rate
+
+
+SAMPLERS: Mapping[str, Sampler] = MappingProxyType(
+    {"random": random_control, "low_confidence": low_confidence, "small_margin": small_margin, "drifted": drifted}
+)
+SAMPLER_ORDER = tuple(SAMPLERS)
+DEFAULT_PARAMETERS: Mapping[str, float] = MappingProxyType(
+    {"random": 0.001, "low_confidence": 0.5, "small_margin": 0.1, "drifted": 0.05}
+)
+"""Parameters for samplers configured by name only (`"samplers": ["low_confidence", "random"]`)."""
+
+SamplerSettings = tuple[tuple[str, float], ...]
+"""Configured samplers and their parameters, in SAMPLER_ORDER."""
+
+
+def parse_samplers(value: object) -> SamplerSettings:
+    """The `samplers` configuration: a mapping of sampler name to parameter, or a list of names (default parameters)."""
+    if isinstance(value, list | tuple) and all(isinstance(name, str) for name in value):
+        chosen: Mapping[Any, Any] = {name: DEFAULT_PARAMETERS.get(name, 0.0) for name in value}
+    elif isinstance(value, Mapping):
+        chosen = value
+    else:
+        raise ConfigError("samplers", f"expected an object of sampler: parameter or a list of names, got {value!r}")
+    for name, parameter in chosen.items():
+        if name not in SAMPLERS:
+            raise ConfigError("samplers", f"unknown sampler {name!r}; expected one of {SAMPLER_ORDER}")
+        if isinstance(parameter, bool) or not isinstance(parameter, int | float) or not 0 <= parameter <= 1:
+            raise ConfigError(f"samplers.{name}", f"parameter must be a number in [0, 1], got {parameter!r}")
+    return tuple((name, float(chosen[name])) for name in SAMPLER_ORDER if name in chosen)
+
+
+def samplers_config(settings: SamplerSettings) -> dict[str, float]:
+    """The configuration form of parsed samplers."""
+    return dict(settings)
+
+
+def describe(settings: SamplerSettings) -> str:
+    """A one-line form for the health shadow's list of applied overrides (which holds numbers or strings)."""
+    return ",".join(f"{name}={parameter:g}" for name, parameter in settings) or "none"
+
+
+def choose_sampler(settings: SamplerSettings, signals: SampleSignals) -> str | None:
+    """The first configured sampler that takes this inference, or None."""
+    for name, parameter in settings:
+        if SAMPLERS[name](signals, parameter):
+            return name
+    return None
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""One encoder for every sample (json.dumps with arguments builds a new one per call); ASCII output."""
+
+
+def payload_bytes(payload: Mapping[str, Any]) -> int:
+    """What a sample costs against the budget: its compact JSON, as it travels in a batch."""
+    return len(_COMPACT.encode(payload))
+
+
+def utc_day(now: float) -> int:
+    """Days since the epoch in UTC: the budget's period."""
+    return math.floor(now / SECONDS_PER_DAY)
+
+
+@dataclass(frozen=True)
+class SampleBudget:
+    """Sample bytes spent today against a daily limit, and counts since start (taken, dropped over budget)."""
+
+    limit: int
+    day: int | None = None
+    spent: int = 0
+    taken: int = 0
+    dropped: int = 0
+
+    def admit(self, size: int, now: float) -> tuple[SampleBudget, bool]:
+        """Whether a sample of size bytes fits today's budget, and the budget after it (a new UTC day starts at 0)."""
+        today = utc_day(now)
+        spent = self.spent if self.day == today else 0
+        if spent + size > self.limit:
+            return replace(self, day=today, spent=spent, dropped=self.dropped + 1), False
+        return replace(self, day=today, spent=spent + size, taken=self.taken + 1), True
+
+    def exhausted(self, now: float) -> bool:
+        """Whether today's budget is spent: the next sample will be dropped whatever its size."""
+        return self.spent_on(now) >= self.limit
+
+    def spent_on(self, now: float) -> int:
+        """Bytes spent on the UTC day of now (0 once a new day has started)."""
+        return self.spent if self.day == utc_day(now) else 0
+
+    def with_limit(self, limit: int) -> SampleBudget:
+        """The same day and counts under a new limit (a desired-state override keeps what was spent)."""
+        return replace(self, limit=limit)

@@ -1,0 +1,129 @@
+"""The sampling stage: which inferences become SAMPLE records, and what of their inputs the privacy filter lets go.
+
+The decision is core.sampling's; this module only makes it cheap. On the batch-1 path it is a few float
+comparisons and at most two draws from Python's generator; on a micro-batch, one vectorized mask
+finds the rows some sampler would take, and only those (few, by design) are named by
+core.sampling.choose_sampler one by one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from edgeloop.core.privacy import AppliedPrivacy, filter_features, laplace_scale
+from edgeloop.core.samples import Sample
+from edgeloop.core.sampling import SAMPLERS, SamplerSettings, SampleSignals, choose_sampler
+from edgeloop.core.settings import DeviceConfig
+from edgeloop.device.model import LoadedModel
+
+VectorSampler = Callable[[np.ndarray, np.ndarray, bool, np.ndarray, np.ndarray, float], np.ndarray]
+"""A sampler over a batch: (confidences, margins, drifted, control draws, drift draws, parameter) -> row mask."""
+
+VECTOR_SAMPLERS: Mapping[str, VectorSampler] = MappingProxyType(
+    {
+        "random": lambda c, m, d, u, v, p: u < p,
+        "low_confidence": lambda c, m, d, u, v, p: c < p,
+        "small_margin": lambda c, m, d, u, v, p: m < p,
+        "drifted": lambda c, m, d, u, v, p: (v < p) & d,
+    }
+)
+"""core.sampling.SAMPLERS over numpy columns (tests/device/test_device_sampling.py checks they agree)."""
+assert tuple(VECTOR_SAMPLERS) == tuple(SAMPLERS), "the device vectorizes exactly the core's samplers"
+
+CandidateRow = tuple[int, str]
+"""(row in the micro-batch, the sampler that took it)."""
+
+
+class SampleStage:
+    """The configured samplers and privacy filter, bound to one model's input schema."""
+
+    def __init__(self, config: DeviceConfig, model: LoadedModel, rng: np.random.Generator) -> None:
+        schema = model.manifest.input
+        config.privacy.check_schema(schema.features)  # ConfigError: the caller serves on, taking no samples
+        self.model = model
+        self.settings: SamplerSettings = config.samplers
+        self._rng = rng
+        self._draw = random.Random(int(rng.integers(2**63))).random
+        self._salt = config.fleetSalt
+        self._policy = config.privacy
+        self._bounds = (schema.minimum, schema.maximum)
+        epsilon = config.privacy.laplace_epsilon
+        self._scale = None if epsilon is None else laplace_scale(schema.maximum - schema.minimum, epsilon)
+        self._applied = AppliedPrivacy(config.privacy, None if epsilon is None else schema.maximum - schema.minimum)
+        parameters = dict(config.samplers)
+        self._random_rate = parameters.get("random", 0.0)
+        self._low_confidence = parameters.get("low_confidence", -1.0)
+        self._small_margin = parameters.get("small_margin", -1.0)
+        self._drifted_rate = parameters.get("drifted", 0.0)
+        """VECTOR_SAMPLERS' thresholds as plain floats; an unconfigured sampler's can never fire."""
+
+    def pick_row(self, confidence: float, margin: float, drifted: bool) -> str | None:
+        """The sampler that takes one inference, or None (the batch-1 path: a few float comparisons).
+
+        Only when some threshold fires are the signals built and core.sampling.choose_sampler asked to name it.
+        """
+        control = self._draw() if self._random_rate else 1.0
+        drift = self._draw() if drifted and self._drifted_rate else 1.0
+        if (
+            control < self._random_rate
+            or confidence < self._low_confidence
+            or margin < self._small_margin
+            or drift < self._drifted_rate
+        ):
+            return choose_sampler(self.settings, SampleSignals(confidence, margin, drifted, control, drift))
+        return None
+
+    def pick_batch(self, confidences: np.ndarray, margins: np.ndarray, drifted: bool) -> list[CandidateRow]:
+        """The rows of a micro-batch some sampler takes, each with its sampler's name."""
+        n = (int(confidences.shape[0]),)
+        never = np.ones(n)  # a draw of 1 is never below a rate: no draw is made for an unconfigured sampler
+        controls = self._rng.random(n) if self._random_rate else never
+        drifts = self._rng.random(n) if drifted and self._drifted_rate else never
+        wanted = np.zeros(n, dtype=bool)
+        for sampler, parameter in self.settings:
+            wanted |= VECTOR_SAMPLERS[sampler](confidences, margins, drifted, controls, drifts, parameter)
+        picked: list[CandidateRow] = []
+        for i in np.flatnonzero(wanted).tolist():
+            signals = SampleSignals(
+                float(confidences[i]), float(margins[i]), drifted, float(controls[i]), float(drifts[i])
+            )
+            chosen = choose_sampler(self.settings, signals)
+            if chosen is not None:
+                picked.append((i, chosen))
+        return picked
+
+    def payload(
+        self,
+        request_id: str,
+        row: np.ndarray,
+        label_index: int,
+        signals: tuple[float, float, bool, float | None],
+        sampler: str,
+    ) -> dict[str, Any]:
+        """One SAMPLE payload: signals, and the row's features after the privacy filter."""
+        confidence, margin, drifted, drift_score = signals
+        values: list[float] = np.asarray(row, dtype=np.float64).reshape(-1).tolist()
+        noise = None if self._scale is None else self._rng.laplace(0.0, self._scale, len(values)).tolist()
+        features = filter_features(
+            self._policy, self.model.manifest.input.features, values, salt=self._salt, noise=noise, bounds=self._bounds
+        )
+        sample = Sample(
+            request_id=request_id,
+            model_name=self.model.manifest.model_name,
+            model_version=self.model.version,
+            sampler=sampler,
+            label_index=label_index,
+            label=self.model.manifest.labels[label_index],
+            confidence=round(min(1.0, max(0.0, confidence)), 6),
+            margin=round(min(1.0, max(0.0, margin)), 6),
+            drifted=drifted,
+            drift_score=drift_score,
+            features=features,
+            privacy=self._applied,
+        )
+        return sample.to_payload()

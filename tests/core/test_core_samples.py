@@ -1,0 +1,77 @@
+"""The SAMPLE payload: a documented wire format the cloud's sample ingest parses with Sample.from_payload."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from edgeloop.core.errors import ValidationError
+from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
+from edgeloop.core.samples import SAMPLE_SCHEMA_VERSION, Sample
+
+NOISED = AppliedPrivacy(PrivacyPolicy(drop=("a",), hash=("b",), laplace_epsilon=0.5), 16.0)
+
+
+def sample(**changes: Any) -> Sample:
+    values: dict[str, Any] = {
+        "request_id": "r-17",
+        "model_name": "digits",
+        "model_version": 3,
+        "sampler": "low_confidence",
+        "label_index": 7,
+        "label": "7",
+        "confidence": 0.41,
+        "margin": 0.02,
+        "drifted": True,
+        "drift_score": 0.31,
+        "features": {"b": "0123456789abcdef", "c": 4.25},
+        "privacy": NOISED,
+    }
+    return Sample(**{**values, **changes})
+
+
+@pytest.mark.parametrize(
+    "original",
+    [sample(), sample(drift_score=None, drifted=False, features={}, privacy=AppliedPrivacy(PrivacyPolicy(), None))],
+    ids=["noised", "default-policy"],
+)
+def test_payload_round_trip_through_json(original: Sample) -> None:
+    payload = json.loads(json.dumps(original.to_payload()))
+    assert payload["schema_version"] == SAMPLE_SCHEMA_VERSION
+    assert Sample.from_payload(payload) == original
+
+
+def test_the_payload_states_the_policy_and_epsilon() -> None:
+    privacy = sample().to_payload()["privacy"]
+    assert (privacy["laplace_epsilon"], privacy["sensitivity"], privacy["sensitivity_basis"]) == (
+        0.5,
+        16.0,
+        "input_range",
+    )
+    assert (privacy["dropped"], privacy["hashed"], privacy["allow_raw"]) == (["a"], ["b"], False)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        pytest.param({"schema_version": 2}, "sample.schema_version", id="other-version"),
+        pytest.param({"sampler": "entropy"}, "sample.sampler", id="unknown-sampler"),
+        pytest.param({"confidence": 1.5}, "sample.confidence", id="confidence-over-one"),
+        pytest.param({"margin": "small"}, "sample.margin", id="margin-text"),
+        pytest.param({"drifted": "yes"}, "sample.drifted", id="drifted-text"),
+        pytest.param({"model_version": 0}, "sample.model_version", id="version-zero"),
+        pytest.param({"request_id": ""}, "sample.request_id", id="empty-request-id"),
+        pytest.param({"features": {"a": 1.0}}, "sample.features", id="dropped-feature-present"),
+        pytest.param({"features": {"c": True}}, "sample.features.c", id="boolean-feature"),
+        pytest.param({"features": [1.0]}, "sample.features", id="features-not-an-object"),
+        pytest.param({"privacy": {"allow_raw": True}}, "sample.privacy.coarsened", id="privacy-incomplete"),
+        pytest.param({"extra": 1}, "sample", id="unknown-key"),
+    ],
+)
+def test_bad_payloads_are_refused_with_the_field(change: dict[str, Any], field: str) -> None:
+    payload = {**sample().to_payload(), **change}
+    with pytest.raises(ValidationError) as info:
+        Sample.from_payload(payload)
+    assert info.value.field == field

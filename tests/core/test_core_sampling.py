@@ -1,0 +1,137 @@
+"""Samplers: named policies validated at config load, tried in order; the daily byte budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from edgeloop.core.errors import ConfigError
+from edgeloop.core.sampling import (
+    DEFAULT_PARAMETERS,
+    SAMPLER_ORDER,
+    SAMPLERS,
+    SECONDS_PER_DAY,
+    SampleBudget,
+    SampleSignals,
+    choose_sampler,
+    describe,
+    parse_samplers,
+    payload_bytes,
+    utc_day,
+)
+
+ALL = parse_samplers({"random": 0.01, "low_confidence": 0.5, "small_margin": 0.1, "drifted": 0.2})
+
+
+def signals(
+    confidence: float = 0.9, margin: float = 0.8, drifted: bool = False, control: float = 0.5, drift: float = 0.5
+) -> SampleSignals:
+    return SampleSignals(confidence, margin, drifted, control, drift)
+
+
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        pytest.param(signals(), None, id="confident-and-clear"),
+        pytest.param(signals(confidence=0.49), "low_confidence", id="unsure"),
+        pytest.param(signals(confidence=0.5), None, id="threshold-is-exclusive"),
+        pytest.param(signals(margin=0.05), "small_margin", id="hesitant"),
+        pytest.param(signals(confidence=0.4, margin=0.05), "low_confidence", id="first-in-order-names-it"),
+        pytest.param(signals(drifted=True, drift=0.1), "drifted", id="drifted-window-drawn"),
+        pytest.param(signals(drifted=True, drift=0.3), None, id="drifted-window-not-drawn"),
+        pytest.param(signals(drifted=False, drift=0.0), None, id="no-drift-no-drift-sample"),
+        pytest.param(signals(control=0.005), "random", id="control"),
+        pytest.param(signals(confidence=0.1, control=0.005), "random", id="a-control-sample-stays-a-control"),
+    ],
+)
+def test_choose_sampler(seen: SampleSignals, expected: str | None) -> None:
+    assert choose_sampler(ALL, seen) == expected
+
+
+def test_only_configured_samplers_take_anything() -> None:
+    only_margin = parse_samplers({"small_margin": 0.1})
+    assert choose_sampler(only_margin, signals(confidence=0.01, control=0.0)) is None
+    assert choose_sampler(only_margin, signals(margin=0.01)) == "small_margin"
+    assert choose_sampler((), signals(confidence=0.0, margin=0.0, control=0.0)) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param({}, (), id="none"),
+        pytest.param({"small_margin": 0.1, "random": 1}, (("random", 1.0), ("small_margin", 0.1)), id="ordered"),
+        pytest.param(["low_confidence"], (("low_confidence", DEFAULT_PARAMETERS["low_confidence"]),), id="names"),
+        pytest.param([], (), id="no-names"),
+    ],
+)
+def test_parse_samplers(value: Any, expected: tuple[tuple[str, float], ...]) -> None:
+    assert parse_samplers(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "match"),
+    [
+        pytest.param({"entropyy": 0.1}, "samplers", "unknown sampler 'entropyy'; expected one of", id="typo"),
+        pytest.param(["entropyy"], "samplers", "unknown sampler 'entropyy'", id="typo-in-list"),
+        pytest.param({"random": 1.5}, "samplers.random", r"in \[0, 1\]", id="above-one"),
+        pytest.param({"random": -0.1}, "samplers.random", r"in \[0, 1\]", id="negative"),
+        pytest.param({"random": True}, "samplers.random", "number", id="boolean"),
+        pytest.param({"random": "0.1"}, "samplers.random", "number", id="text"),
+        pytest.param("random", "samplers", "expected an object", id="bare-string"),
+        pytest.param([1, 2], "samplers", "expected an object", id="list-of-numbers"),
+    ],
+)
+def test_bad_samplers_are_named(value: Any, field: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        parse_samplers(value)
+    assert info.value.field == field
+
+
+def test_every_sampler_has_a_default_and_a_place_in_the_order() -> None:
+    assert set(DEFAULT_PARAMETERS) == set(SAMPLERS) == set(SAMPLER_ORDER)
+    assert SAMPLER_ORDER[0] == "random"
+
+
+def test_describe_is_short() -> None:
+    assert describe(ALL) == "random=0.01,low_confidence=0.5,small_margin=0.1,drifted=0.2"
+    assert describe(()) == "none"
+
+
+DAY = 20_000 * SECONDS_PER_DAY
+
+
+def test_the_budget_admits_until_spent_and_counts_drops() -> None:
+    budget = SampleBudget(limit=100)
+    budget, first = budget.admit(60, DAY + 10)
+    budget, second = budget.admit(50, DAY + 20)
+    budget, third = budget.admit(40, DAY + 30)
+    assert (first, second, third) == (True, False, True)
+    assert (budget.spent, budget.taken, budget.dropped) == (100, 2, 1)
+    assert budget.spent_on(DAY + 40) == 100
+
+
+def test_a_new_utc_day_starts_a_new_budget() -> None:
+    budget, _ = SampleBudget(limit=100).admit(100, DAY + SECONDS_PER_DAY - 1)
+    assert budget.admit(1, DAY + SECONDS_PER_DAY - 0.5)[1] is False
+    budget, admitted = budget.admit(1, DAY + SECONDS_PER_DAY)
+    assert admitted
+    assert budget.spent == 1
+    assert budget.spent_on(DAY + 2 * SECONDS_PER_DAY) == 0
+
+
+def test_a_zero_budget_takes_nothing_and_a_new_limit_keeps_the_day() -> None:
+    budget, admitted = SampleBudget(limit=0).admit(1, DAY)
+    assert not admitted
+    assert budget.dropped == 1
+    budget = budget.with_limit(10)
+    budget, admitted = budget.admit(10, DAY)
+    assert admitted
+    assert (budget.taken, budget.dropped, budget.limit) == (1, 1, 10)
+
+
+def test_utc_day_and_payload_bytes() -> None:
+    assert utc_day(DAY) == utc_day(DAY + SECONDS_PER_DAY - 1) == 20_000
+    assert utc_day(-1) == -1
+    assert payload_bytes({"a": [1, 2]}) == len('{"a":[1,2]}')
+    assert payload_bytes({"a": "é"}) == len('{"a":"\\u00e9"}')

@@ -1,0 +1,90 @@
+"""The sampling stage's shortcuts (vectorized masks, the batch-1 precheck) make exactly the core samplers' decisions."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from edgeloop.core.manifest import InputSchema
+from edgeloop.core.sampling import SAMPLERS, SampleSignals, choose_sampler, parse_samplers
+from edgeloop.core.settings import DeviceConfig
+from edgeloop.device.sampling import VECTOR_SAMPLERS, SampleStage
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("drifted", [False, True])
+def test_each_vector_sampler_agrees_with_the_core(name: str, drifted: bool) -> None:
+    rng = np.random.default_rng(11)
+    confidences, margins = rng.uniform(0, 1, 2000), rng.uniform(0, 1, 2000)
+    controls, drifts = rng.uniform(0, 1, 2000), rng.uniform(0, 1, 2000)
+    for parameter in (0.0, 0.05, 0.5, 1.0):
+        mask = VECTOR_SAMPLERS[name](confidences, margins, drifted, controls, drifts, parameter)
+        expected = [
+            SAMPLERS[name](SampleSignals(c, m, drifted, u, v), parameter)
+            for c, m, u, v in zip(
+                confidences.tolist(), margins.tolist(), controls.tolist(), drifts.tolist(), strict=True
+            )
+        ]
+        assert mask.tolist() == expected
+
+
+def test_the_union_of_masks_is_what_choose_sampler_takes() -> None:
+    rng = np.random.default_rng(12)
+    settings = parse_samplers({"random": 0.01, "low_confidence": 0.3, "small_margin": 0.05, "drifted": 0.1})
+    columns = [rng.uniform(0, 1, 5000) for _ in range(4)]
+    wanted = np.zeros(5000, dtype=bool)
+    for name, parameter in settings:
+        wanted |= VECTOR_SAMPLERS[name](columns[0], columns[1], True, columns[2], columns[3], parameter)
+    chosen = [
+        choose_sampler(settings, SampleSignals(c, m, True, u, v)) is not None
+        for c, m, u, v in zip(*(col.tolist() for col in columns), strict=True)
+    ]
+    assert wanted.tolist() == chosen
+    assert 0 < sum(chosen) < 5000
+
+
+def stage_for(samplers: dict[str, float]) -> SampleStage:
+    """A sampling stage over a stand-in model: the stage reads only the manifest's input, names and labels."""
+    schema = InputSchema("input", "float32", ("a", "b"), 0.0, 1.0)
+    model = SimpleNamespace(manifest=SimpleNamespace(input=schema, model_name="m", labels=("x", "y")), version=1)
+    config = DeviceConfig(samplers=tuple(samplers.items()))
+    return SampleStage(config, model, np.random.default_rng(0))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "samplers",
+    [
+        {"random": 0.2},
+        {"low_confidence": 0.5, "small_margin": 0.2},
+        {"drifted": 0.3},
+        {"random": 0.05, "low_confidence": 0.4, "small_margin": 0.1, "drifted": 0.5},
+    ],
+    ids=["random", "hard", "drifted", "all"],
+)
+def test_the_batch_1_shortcut_names_what_the_core_names(samplers: dict[str, float]) -> None:
+    stage = stage_for(samplers)
+    rng = np.random.default_rng(13)
+    draws: list[float] = []
+
+    def draw() -> float:
+        draws.append(float(rng.uniform()))
+        return draws[-1]
+
+    stage._draw = draw
+    taken = 0
+    for confidence, margin, drifted in zip(
+        rng.uniform(0, 1, 3000), rng.uniform(0, 1, 3000), rng.uniform(0, 1, 3000) < 0.5, strict=True
+    ):
+        draws.clear()
+        name = stage.pick_row(float(confidence), float(margin), bool(drifted))
+        replay = iter(draws)
+        control = next(replay) if "random" in samplers else 1.0
+        drift = next(replay) if drifted and "drifted" in samplers else 1.0
+        expected = choose_sampler(
+            stage.settings, SampleSignals(float(confidence), float(margin), bool(drifted), control, drift)
+        )
+        assert name == expected
+        taken += name is not None
+    assert 0 < taken < 3000
