@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
 from edgeloop.core import wire
 from edgeloop.core.errors import ValidationError
@@ -113,6 +114,19 @@ class HealthDocument:
             shadow_version=wire.integer(data, "version", "event", minimum=1),
             reported=wire.mapping(data.get("reported"), "event.reported"),
         )
+
+
+def s3_object_uris(event: object) -> list[str]:
+    """The s3:// URIs of an S3 event notification's ObjectCreated records (keys arrive URL-encoded)."""
+    data = wire.mapping(event, "event")
+    uris = []
+    for index, record in enumerate(wire.sequence(data, "Records", "event")):
+        where = f"event.Records[{index}]"
+        s3 = wire.mapping(wire.mapping(record, where).get("s3"), f"{where}.s3")
+        bucket = wire.text(wire.mapping(s3.get("bucket"), f"{where}.s3.bucket"), "name", f"{where}.s3.bucket")
+        key = wire.text(wire.mapping(s3.get("object"), f"{where}.s3.object"), "key", f"{where}.s3.object")
+        uris.append(f"s3://{bucket}/{unquote_plus(key)}")
+    return uris
 
 
 ROLLOUT_COMMANDS = ("start", "step", "pause", "resume", "promote", "abort")

@@ -32,6 +32,8 @@ ROLLOUTS_TABLE = "edgeloop-rollouts"
 """DynamoDB table of rollouts, their decision logs and each model's last-known-good version."""
 FLEET_HEALTH_TABLE = "edgeloop-fleet-health"
 """DynamoDB table of each device's last counted health report and the per-(version, ring) aggregates."""
+SAMPLES_TABLE = "edgeloop-samples"
+"""DynamoDB table cataloguing each uploaded sample once per (thing, seq)."""
 TABLE_PARTITION_KEY = "pk"
 TABLE_SORT_KEY = "sk"
 """Both tables key on (pk, sk) strings; the item layout belongs to the cloud adapters (cloud/rollouts.py)."""
@@ -65,13 +67,32 @@ def results_topic(thing_name: str) -> str:
 
 
 RESULTS_TOPIC_FILTER = f"{TOPIC_ROOT}/things/+/results"
+SAMPLES_PREFIX = "samples/"
+"""Data-bucket prefix where the samples topic rule stores each batch of SAMPLE records as one object."""
+SAMPLES_OBJECT_KEY_TEMPLATE = SAMPLES_PREFIX + "${topic(3)}/${get(records, 0).seq}.json"
+"""IoT rule S3 key: thing and first sequence number, so a redelivered batch overwrites its own object."""
+SAMPLES_REJECTED_PREFIX = "samples-rejected/"
+"""Where the sample ingest sets aside an object it cannot parse (kept for inspection, never retried blindly)."""
+
+
+def samples_topic(thing_name: str) -> str:
+    """Where a device publishes batches of SAMPLE records (hard examples for labelling), apart from results."""
+    return f"{TOPIC_ROOT}/things/{validate_thing_name(thing_name)}/samples"
+
+
+SAMPLES_TOPIC_FILTER = f"{TOPIC_ROOT}/things/+/samples"
+
+
+def record_topic(thing_name: str, sample: bool) -> str:
+    """The topic a record travels on: samples to the labelling path, everything else with the results."""
+    return samples_topic(thing_name) if sample else results_topic(thing_name)
 
 
 def thing_from_results_topic(topic: str) -> str:
-    """Inverse of results_topic, used by the cloud side to trust the topic over the payload."""
+    """Inverse of results_topic (and samples_topic), used by the cloud side to trust the topic over the payload."""
     parts = topic.split("/")
-    if len(parts) != 4 or parts[0] != TOPIC_ROOT or parts[1] != "things" or parts[3] != "results":
-        raise ValidationError("topic", f"{topic!r} is not a results topic")
+    if len(parts) != 4 or parts[0] != TOPIC_ROOT or parts[1] != "things" or parts[3] not in ("results", "samples"):
+        raise ValidationError("topic", f"{topic!r} is not a results or samples topic")
     return validate_thing_name(parts[2])
 
 

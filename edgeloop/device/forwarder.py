@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from edgeloop.core.backoff import IOT_CORE_PUBLISHES_PER_S, TokenBucket, UplinkState, full_jitter_delay, uplink_state
 from edgeloop.core.errors import LinkError, StoreError
-from edgeloop.core.names import results_topic
+from edgeloop.core.names import record_topic
 from edgeloop.core.records import (
     BILLING_UNIT_BYTES,
     MAX_MESSAGE_BYTES,
@@ -70,7 +70,6 @@ class Forwarder:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._thing = thing_name
-        self._topic = results_topic(thing_name)
         self._buffer = buffer
         self._uplink = uplink
         self._bucket = TokenBucket.full(rate_per_s, burst, 0.0)
@@ -137,29 +136,40 @@ class Forwarder:
         if not records:
             return 0
         full = len(records) == limit
-        packing = pack_messages(
-            records, more_waiting=full and not flush, max_bytes=self._max_bytes, unit_bytes=self._unit_bytes
-        )
-        if packing.oversized:
-            self._refuse(packing.oversized, now)
-        delivered = 0
-        for message in packing.messages:
-            if not self._take_token(now):
-                self._more_waiting = True
-                return delivered
-            try:
-                payload = encode_batch(self._thing, message)
-                self._uplink.publish(self._topic, payload)
-            except LinkError as exc:
-                self._failed(exc, now)
-                return delivered
-            except Exception as exc:  # an adapter bug must back off like an outage, not retry every tick
-                log.exception("publish to %s failed unexpectedly; backing off", self._topic)
-                self._failed(exc, now)
-                return delivered
-            delivered += self._confirmed(message, len(payload), now)
-        self._more_waiting = full or bool(packing.oversized)
+        runs = _runs_by_topic(self._thing, records)
+        delivered, oversized = 0, False
+        for index, (topic, run) in enumerate(runs):
+            last = index == len(runs) - 1
+            packing = pack_messages(
+                run, more_waiting=full and not flush and last, max_bytes=self._max_bytes, unit_bytes=self._unit_bytes
+            )
+            if packing.oversized:
+                self._refuse(packing.oversized, now)
+                oversized = True
+            for message in packing.messages:
+                sent = self._publish(topic, message, now)
+                if sent is None:
+                    return delivered
+                delivered += sent
+        self._more_waiting = full or oversized
         return delivered
+
+    def _publish(self, topic: str, message: tuple[Record, ...], now: float) -> int | None:
+        """One paced, confirmed publish; None ends the round (no token left, or the publish failed)."""
+        if not self._take_token(now):
+            self._more_waiting = True
+            return None
+        try:
+            payload = encode_batch(self._thing, message)
+            self._uplink.publish(topic, payload)
+        except LinkError as exc:
+            self._failed(exc, now)
+            return None
+        except Exception as exc:  # an adapter bug must back off like an outage, not retry every tick
+            log.exception("publish to %s failed unexpectedly; backing off", topic)
+            self._failed(exc, now)
+            return None
+        return self._confirmed(message, len(payload), now)
 
     def next_drain_at(self, now: float, idle_s: float) -> float:
         """When the loop should call drain again: at once for a backlog, at the pacing deadline, or after idle_s."""
@@ -229,3 +239,14 @@ class Forwarder:
         except StoreError as exc:  # a full buffer must not keep an unsendable record blocking the queue
             log.error("could not buffer the refusal events for seqs %s: %s", [r.seq for r in records], exc)
         self._refused += self._buffer.ack(record.seq for record in records)
+
+
+def _runs_by_topic(thing_name: str, records: list[Record]) -> list[tuple[str, list[Record]]]:
+    """Cut the peeked records (priority order) into contiguous runs that share a topic: samples go apart."""
+    runs: list[tuple[str, list[Record]]] = []
+    for record in records:
+        topic = record_topic(thing_name, record.kind is RecordKind.SAMPLE)
+        if not runs or runs[-1][0] != topic:
+            runs.append((topic, []))
+        runs[-1][1].append(record)
+    return runs

@@ -12,7 +12,7 @@ import pytest
 
 from edgeloop.core.backoff import UplinkState
 from edgeloop.core.errors import LinkError
-from edgeloop.core.names import results_topic
+from edgeloop.core.names import results_topic, samples_topic
 from edgeloop.core.records import BILLING_UNIT_BYTES, MAX_MESSAGE_BYTES, RecordKind, billed_units, decode_batch
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import MemoryBuffer, RecordBuffer, SqliteBuffer
@@ -305,3 +305,37 @@ def test_stopping_the_runtime_flushes_partial_messages(
 
     assert buffer.stats().depth == 0
     assert [seq for _, seq in delivered(uplink)] == list(range(1, 351))
+
+
+def test_samples_travel_on_their_own_topic_and_every_class_keeps_its_order(
+    buffer: RecordBuffer, uplink: ScriptedUplink
+) -> None:
+    results = fill(buffer, RecordKind.RESULT, 10)
+    samples = fill(buffer, RecordKind.SAMPLE, 6)
+    events = fill(buffer, RecordKind.EVENT, 3)
+
+    assert forwarder(buffer, uplink).drain(10.0, 100) == 19
+
+    by_topic: dict[str, list[tuple[RecordKind, int]]] = {}
+    for topic, payload in uplink.published:
+        by_topic.setdefault(topic, []).extend((r.kind, r.seq) for r in decode_batch(payload))
+    assert by_topic[samples_topic(THING)] == [(RecordKind.SAMPLE, s) for s in samples]
+    assert by_topic[results_topic(THING)] == [(RecordKind.EVENT, s) for s in events] + [
+        (RecordKind.RESULT, s) for s in results
+    ]
+    assert delivered(uplink) == [(RecordKind.EVENT, s) for s in events] + [(RecordKind.SAMPLE, s) for s in samples] + [
+        (RecordKind.RESULT, s) for s in results
+    ], "priority order across topics too"
+    assert buffer.stats().depth == 0
+
+
+def test_only_the_last_topic_run_is_held_back_for_a_fuller_message(
+    buffer: RecordBuffer, uplink: ScriptedUplink
+) -> None:
+    samples = fill(buffer, RecordKind.SAMPLE, 3)
+    fill(buffer, RecordKind.RESULT, 200)
+
+    forwarder(buffer, uplink).drain(10.0, 50)  # a full round: more records wait behind these
+
+    sent = delivered(uplink)
+    assert [(RecordKind.SAMPLE, s) for s in samples] == sent[:3], "a short samples run is not starved"

@@ -27,7 +27,7 @@ from test_device_uplink import (  # noqa: F401 - imported to be collected
     test_update_shadow_delivers_the_document_on_the_shadow_update_topic,
 )
 
-from edgeloop.core.names import NAMED_SHADOW_UPDATE_FILTER, RESULTS_TOPIC_FILTER
+from edgeloop.core.names import NAMED_SHADOW_UPDATE_FILTER, RESULTS_TOPIC_FILTER, SAMPLES_TOPIC_FILTER
 from edgeloop.core.records import RecordKind, decode_batch
 from edgeloop.device.buffer import MemoryBuffer
 from edgeloop.device.forwarder import Forwarder
@@ -123,7 +123,7 @@ def test_a_forwarder_drains_a_mixed_buffer_through_mosquitto_in_class_order(mosq
         for kind in (RecordKind.RESULT, RecordKind.ALERT, RecordKind.SAMPLE):
             buffer.append(kind, [{"pad": "x" * 200}] * 4, now=1.0)
     expected = [(r.kind, r.seq) for r in buffer.peek(10_000)]
-    subscriber, inbox = listen(mosquitto, RESULTS_TOPIC_FILTER)
+    subscriber, inbox = listen(mosquitto, RESULTS_TOPIC_FILTER, SAMPLES_TOPIC_FILTER)
     uplink = MqttUplink.connect(mosquitto.host, mosquitto.port, thing, timeout_s=WAIT_S)
     forwarder = Forwarder(thing, buffer, uplink)
     try:
@@ -137,4 +137,7 @@ def test_a_forwarder_drains_a_mixed_buffer_through_mosquitto_in_class_order(mosq
         subscriber.disconnect().result(timeout=WAIT_S)
 
     assert [(r.kind, r.seq) for _, payload in messages for r in decode_batch(payload)] == expected
+    for topic, payload in messages:  # samples travel apart, to the labelling path; nothing else does
+        kinds = {r.kind for r in decode_batch(payload)}
+        assert topic.endswith("/samples") == (kinds == {RecordKind.SAMPLE}), (topic, kinds)
     assert forwarder.stats().failures == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgeloop.core.backoff import UplinkState
-from edgeloop.core.names import RESULTS_TOPIC_FILTER
+from edgeloop.core.names import RESULTS_TOPIC_FILTER, SAMPLES_TOPIC_FILTER
 from edgeloop.core.records import RecordKind, decode_batch
 from edgeloop.device.buffer import SqliteBuffer
 from edgeloop.device.forwarder import Forwarder
@@ -47,6 +47,7 @@ class Arrivals:
 def start_broker(port: int, arrivals: Arrivals) -> LocalIotCore:
     core = LocalIotCore(port=port)
     core.add_rule(Rule("results", RESULTS_TOPIC_FILTER, arrivals))
+    core.add_rule(Rule("samples", SAMPLES_TOPIC_FILTER, arrivals))
     core.start()
     return core
 

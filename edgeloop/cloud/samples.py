@@ -1,0 +1,233 @@
+"""Sample ingest: batches of SAMPLE records from S3, deduplicated, catalogued and queued for labelling.
+
+The samples topic rule writes each batch message to `samples/<thing>/<first seq>.json`; a redelivered
+batch overwrites its own object, and the catalogue counts each (thing, seq) once however often an object
+arrives. An object that does not parse, or whose records are not the thing's SAMPLE records, is copied to
+`samples-rejected/` with the reason logged: set aside, never silently dropped, and never blocking the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edgeloop.cloud.artifacts import ArtifactStore, parse_s3_uri
+from edgeloop.cloud.errors import AWS_ERRORS, error_code
+from edgeloop.core.errors import StateStoreError, ValidationError
+from edgeloop.core.names import SAMPLES_PREFIX, SAMPLES_REJECTED_PREFIX
+from edgeloop.core.records import RecordKind, decode_batch
+from edgeloop.core.samples import Sample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """One catalogued sample: its identity and where its batch lives, what a labeller is handed."""
+
+    thing_name: str
+    seq: int
+    object_uri: str
+    sample: Sample
+
+
+class SampleCatalogue(Protocol):
+    """Every sample seen, once per (thing, seq): `add` returns False for one already catalogued."""
+
+    def add(self, ref: SampleRef) -> bool: ...
+
+    def count(self) -> int: ...
+
+
+class LabellingQueue(Protocol):
+    """Where new samples wait for a label (SQS in the cloud); `send` takes a batch."""
+
+    def send(self, refs: Sequence[SampleRef]) -> None: ...
+
+
+class Labeller(Protocol):
+    """Gives samples their true label: human annotators in production; in the local stack an oracle.
+
+    Returns one label index per sample, or None where it cannot label it (yet).
+    """
+
+    def label(self, refs: Sequence[SampleRef]) -> list[int | None]: ...
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one object added: new samples, duplicates recognized, or why it was set aside."""
+
+    object_uri: str
+    new: int
+    duplicates: int
+    rejected: str | None = None
+
+
+def ingest_sample_object(
+    uri: str, *, store: ArtifactStore, catalogue: SampleCatalogue, queue: LabellingQueue
+) -> IngestReport:
+    """Parse one samples object, catalogue its new samples and queue them; a bad object is set aside whole."""
+    try:
+        refs = _parse(uri, store.get(uri))
+    except ValidationError as exc:
+        rejected = _set_aside(uri, store, str(exc))
+        return IngestReport(uri, 0, 0, f"{exc} (kept at {rejected})")
+    new = [ref for ref in refs if catalogue.add(ref)]
+    if new:
+        queue.send(new)
+    log.info("%s: %d new samples, %d seen before", uri, len(new), len(refs) - len(new))
+    return IngestReport(uri, len(new), len(refs) - len(new))
+
+
+def _parse(uri: str, data: bytes) -> list[SampleRef]:
+    """Samples of one object; the object's key names the thing, so a batch cannot speak for another device."""
+    _, key = parse_s3_uri(uri)
+    parts = key.split("/")
+    if not key.startswith(SAMPLES_PREFIX) or len(parts) != 3:
+        raise ValidationError("object", f"{key!r} is not a {SAMPLES_PREFIX}<thing>/<seq>.json key")
+    records = decode_batch(data)
+    refs = []
+    for record in records:
+        if record.thing_name != parts[1]:
+            raise ValidationError("batch.thing_name", f"{record.thing_name!r} in the object of {parts[1]!r}")
+        if record.kind is not RecordKind.SAMPLE:
+            raise ValidationError("records[].kind", f"seq {record.seq} is {record.kind.name.lower()}, not sample")
+        try:
+            sample = Sample.from_payload(record.payload)
+        except ValidationError as exc:
+            raise ValidationError(f"records[seq {record.seq}].{exc.field}", exc.message) from exc
+        refs.append(SampleRef(record.thing_name, record.seq, uri, sample))
+    return refs
+
+
+def _set_aside(uri: str, store: ArtifactStore, reason: str) -> str:
+    """Copy a bad object under samples-rejected/ (same key) so it can be inspected and replayed."""
+    bucket, key = parse_s3_uri(uri)
+    target = f"s3://{bucket}/{SAMPLES_REJECTED_PREFIX}{key.removeprefix(SAMPLES_PREFIX)}"
+    store.put(target, store.get(uri))
+    log.error("samples object %s set aside at %s: %s", uri, target, reason)
+    return target
+
+
+# --- adapters --------------------------------------------------------------------------------------------
+
+
+class MemorySampleCatalogue:
+    """SampleCatalogue in a dict (tests and the local stack)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.samples: dict[tuple[str, int], SampleRef] = {}
+
+    def add(self, ref: SampleRef) -> bool:
+        """Keep the first sighting of (thing, seq)."""
+        with self._lock:
+            if (ref.thing_name, ref.seq) in self.samples:
+                return False
+            self.samples[(ref.thing_name, ref.seq)] = ref
+            return True
+
+    def count(self) -> int:
+        """Samples catalogued."""
+        with self._lock:
+            return len(self.samples)
+
+
+class DynamoSampleCatalogue:
+    """SampleCatalogue on DynamoDB: a conditional put per (thing, seq) makes a repeat a no-op."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    def add(self, ref: SampleRef) -> bool:
+        """Put the sample's item unless it exists."""
+        item = {
+            "pk": {"S": f"sample#{ref.thing_name}"},
+            "sk": {"S": f"{ref.seq:012d}"},
+            "object": {"S": ref.object_uri},
+            "model_version": {"N": str(ref.sample.model_version)},
+            "sampler": {"S": ref.sample.sampler},
+            "request_id": {"S": ref.sample.request_id},
+        }
+        try:
+            self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise StateStoreError(f"could not catalogue {ref.thing_name} seq {ref.seq}: {exc}") from exc
+        return True
+
+    def count(self) -> int:
+        """Samples catalogued (a Scan with COUNT: for reports, not the hot path)."""
+        try:
+            pages = self._db.get_paginator("scan").paginate(TableName=self._table, Select="COUNT")
+            return sum(int(page["Count"]) for page in pages)
+        except AWS_ERRORS as exc:
+            raise StateStoreError(f"could not count samples: {exc}") from exc
+
+
+class MemoryLabellingQueue:
+    """LabellingQueue in a list."""
+
+    def __init__(self) -> None:
+        self.sent: list[SampleRef] = []
+
+    def send(self, refs: Sequence[SampleRef]) -> None:
+        """Queue the refs."""
+        self.sent.extend(refs)
+
+
+class OracleLabeller:
+    """Simulation stand-in, not a labeller: it reads the true label the local scenario kept for each request.
+
+    Production labelling is people (or a labelling service) behind the same Labeller port.
+    """
+
+    def __init__(self, truth: dict[str, int]) -> None:
+        self._truth = truth
+
+    def label(self, refs: Sequence[SampleRef]) -> list[int | None]:
+        """The scenario's true label of each sample's request, None for a request it does not know."""
+        return [self._truth.get(ref.sample.request_id) for ref in refs]
+
+
+SQS_BATCH = 10
+"""SendMessageBatch takes at most ten entries."""
+
+
+class SqsLabellingQueue:
+    """LabellingQueue on SQS: one message per sample, naming it and its batch object."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self._url = queue_url
+
+    def send(self, refs: Sequence[SampleRef]) -> None:
+        """Send in batches of ten; a partial failure raises, so the event retries (catalogue repeats are no-ops)."""
+        for start in range(0, len(refs), SQS_BATCH):
+            chunk = refs[start : start + SQS_BATCH]
+            entries = [{"Id": str(i), "MessageBody": _message(r)} for i, r in enumerate(chunk)]
+            try:
+                response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
+            except AWS_ERRORS as exc:
+                raise StateStoreError(f"could not queue {len(chunk)} samples for labelling: {exc}") from exc
+            if response.get("Failed"):
+                raise StateStoreError(f"SQS refused {len(response['Failed'])} of {len(chunk)} samples")
+
+
+def _message(ref: SampleRef) -> str:
+    """The labelling queue's message: which sample, where its batch is, which request and model it came from."""
+    body = {
+        "thing_name": ref.thing_name,
+        "seq": ref.seq,
+        "object": ref.object_uri,
+        "request_id": ref.sample.request_id,
+        "model_version": ref.sample.model_version,
+    }
+    return json.dumps(body, sort_keys=True)
