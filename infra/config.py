@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import edgeloop
 from edgeloop.core.errors import ConfigError, ValidationError
-from edgeloop.core.names import DEFAULT_MODEL_NAME, validate_model_name
+from edgeloop.core.names import DEFAULT_MODEL_NAME, ring_group, validate_model_name
+from edgeloop.core.rollout import DEFAULT_POLICY, RolloutPolicy
 
 CONTEXT_ENV_NAME = "edgeloop:envName"
 CONTEXT_ACCOUNT = "edgeloop:account"
@@ -22,6 +24,12 @@ CONTEXT_AUTO_APPROVE_MAX_DROP = "edgeloop:autoApproveMaxDrop"
 CONTEXT_TRAINING_SCHEDULE = "edgeloop:trainingSchedule"
 CONTEXT_TRAINING_IMAGE = "edgeloop:trainingImageUri"
 CONTEXT_TRAINING_INSTANCE_TYPE = "edgeloop:trainingInstanceType"
+CONTEXT_ROLLOUT_POLICY = "edgeloop:rolloutPolicy"
+CONTEXT_ROLLOUT_CONTROLLER_RATE = "edgeloop:rolloutControllerRate"
+
+DEFAULT_ROLLOUT_CONTROLLER_RATE_MINUTES = 5
+MAX_ROLLOUT_CONTROLLER_RATE_MINUTES = 1440
+"""A day: a controller that looks less often than that would miss every ring's bake time."""
 
 DEFAULT_REGION = "us-east-1"
 
@@ -53,6 +61,9 @@ class StackConfig:
     training_image_uri: str | None = None
     """The training image; None: <account>.dkr.ecr.<region>.amazonaws.com/edgeloop-training:<inference version>."""
     training_instance_type: str = "ml.m5.large"
+    rollout_policy: RolloutPolicy = DEFAULT_POLICY
+    """The rings (one thing group each) and gates the rollout controller applies."""
+    rollout_controller_rate_minutes: int = DEFAULT_ROLLOUT_CONTROLLER_RATE_MINUTES
 
     @property
     def stack_name(self) -> str:
@@ -82,6 +93,13 @@ class StackConfig:
             training_image_uri=_optional(get, CONTEXT_TRAINING_IMAGE, _IMAGE, "an image URI with a tag or digest"),
             training_instance_type=_matching(
                 get, CONTEXT_TRAINING_INSTANCE_TYPE, _INSTANCE_TYPE, "a SageMaker instance type", "ml.m5.large"
+            ),
+            rollout_policy=_rollout_policy(get),
+            rollout_controller_rate_minutes=_minutes(
+                get,
+                CONTEXT_ROLLOUT_CONTROLLER_RATE,
+                DEFAULT_ROLLOUT_CONTROLLER_RATE_MINUTES,
+                MAX_ROLLOUT_CONTROLLER_RATE_MINUTES,
             ),
         )
 
@@ -149,3 +167,39 @@ def _flag(get: ContextGetter, key: str, *, default: bool) -> bool:
     if value in ("true", "false"):
         return value == "true"
     raise ConfigError(key, f"expected true or false, got {value!r}")
+
+
+def _rollout_policy(get: ContextGetter) -> RolloutPolicy:
+    """The policy as a JSON object (cdk.json) or its JSON text (-c); a bad field is named under the key."""
+    key = CONTEXT_ROLLOUT_POLICY
+    value = get(key)
+    if value is None:
+        return DEFAULT_POLICY
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(key, f"is not valid JSON ({exc})") from exc
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"expected a rollout policy object, got {value!r}")
+    try:
+        policy = RolloutPolicy.from_dict(value)
+        for name in policy.ring_names:
+            ring_group(name)  # each ring becomes a thing group: its name must make a valid group name
+    except ValidationError as exc:
+        raise ConfigError(f"{key}.{exc.field}", exc.message) from exc
+    return policy
+
+
+def _minutes(get: ContextGetter, key: str, default: int, maximum: int) -> int:
+    """A whole number of minutes in [1, maximum]; -c passes it as a string."""
+    value = get(key)
+    if value is None:
+        return default
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, f"expected a whole number of minutes, got {value!r}")
+    if not 1 <= value <= maximum:
+        raise ConfigError(key, f"{value} is outside [1, {maximum}] minutes")
+    return value

@@ -22,8 +22,10 @@ RETRY_ATTEMPTS = 2
 
 
 class EventFunction(Construct):
-    """A Lambda fed by an EventBridge rule; events it cannot handle after retries land in its queue.
+    """A Lambda fed by asynchronous events; events it cannot handle after retries land in its queue.
 
+    With an event_pattern, an EventBridge rule delivers to it; without one, its events come another way
+    (a schedule added with add_rule, an IoT rule invoking it), under the same retries and dead letters.
     The role starts empty apart from its own logs and queue: the composing stack grants the rest.
     """
 
@@ -36,7 +38,7 @@ class EventFunction(Construct):
         asset_dir: Path,
         resource_prefix: str,
         environment: Mapping[str, str],
-        event_pattern: events.EventPattern,
+        event_pattern: events.EventPattern | None,
         description: str,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -84,7 +86,11 @@ class EventFunction(Construct):
                 reason="Python 3.11 is the version edgeloop supports and tests; upgrade with the package.",
             )
         )
-        self.rule = self.add_rule("Rule", description=description, event_pattern=event_pattern)
+        self.rule = (
+            None
+            if event_pattern is None
+            else self.add_rule("Rule", description=description, event_pattern=event_pattern)
+        )
 
     def add_rule(
         self,

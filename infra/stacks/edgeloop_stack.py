@@ -1,11 +1,13 @@
-"""The one edgeloop stack: storage, registry, fleet and the two event handlers, granted where they meet."""
+"""The one edgeloop stack: storage, registry, fleet, rollouts and the handlers, granted where they meet."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -29,14 +31,17 @@ from edgeloop.core.names import (
 )
 from edgeloop.core.recipes import INFERENCE_ARCHIVE
 from edgeloop.core.registry import ApprovalStatus
-from edgeloop.core.settings import CloudSettings, LauncherSettings
+from edgeloop.core.settings import ENV_MODEL_NAME, ENV_ROLLOUT_POLICY, CloudSettings, LauncherSettings
 from edgeloop.core.training_jobs import JOB_NAME_PREFIX
 from edgeloop.packaging import build_inference_archive, stage_lambda_asset
 from infra.config import StackConfig
 from infra.constructs.event_function import EventFunction
 from infra.constructs.fleet import Fleet
+from infra.constructs.health_ingest import HealthIngest
 from infra.constructs.registry import ModelRegistry
 from infra.constructs.results import Results
+from infra.constructs.rings import RingGroups
+from infra.constructs.rollout_state import RolloutState
 from infra.constructs.signing import ManifestSigningKey
 from infra.constructs.storage import Storage
 from infra.constructs.training import TrainingRole
@@ -44,6 +49,20 @@ from infra.constructs.training import TrainingRole
 TRAINING_COMPLETED = EVENT_ROUTES[TRAINING_JOB_STATE_CHANGE]
 MODEL_APPROVED = EVENT_ROUTES[MODEL_PACKAGE_STATE_CHANGE]
 TRAINING_LAUNCHER = EVENT_ROUTES[RETRAINING_REQUESTED]
+HEALTH_INGEST = "health_ingest"
+ROLLOUT_CONTROLLER = "rollout_controller"
+"""Handler modules in functions/ that no EventBridge event routes to (an IoT rule and a schedule do)."""
+ROLLOUTS_WRITE = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")
+"""What the rollout store calls: its transactions are authorized per item action (there is no
+dynamodb:TransactWriteItems permission), so Put, Update and Delete cover start and save."""
+HEALTH_AGGREGATES = ("Query", "UpdateItem")
+"""What the controller does to fleet health: read a version's per-ring sums, SET its own ring facts."""
+HEALTH_RECORD = ("GetItem", "PutItem", "UpdateItem")
+"""What health ingest does to fleet health: read a snapshot, then Put it and Update counters in one transaction."""
+ROLLOUTS_READ = ("GetItem",)
+"""What health ingest reads of rollouts: the active lock, the rollout it names, last-known-good (no Query)."""
+KMS_VIA_DYNAMODB_READ = ("kms:Decrypt", "kms:DescribeKey")
+KMS_VIA_DYNAMODB_WRITE = (*KMS_VIA_DYNAMODB_READ, "kms:Encrypt", "kms:GenerateDataKey")
 
 
 class EdgeloopStack(cdk.Stack):
@@ -79,6 +98,8 @@ class EdgeloopStack(cdk.Stack):
         self.training = TrainingRole(
             self, "Training", resource_prefix=config.resource_prefix, data=self.storage.data, key=self.storage.key
         )
+        self.rollout_state = RolloutState(self, "RolloutState", key=self.storage.key)
+        self.rings = RingGroups(self, "Rings", policy=config.rollout_policy)
         settings = CloudSettings(
             artifacts_bucket=self.storage.artifacts.bucket_name,
             fleet_thing_group_arn=self.fleet.thing_group_arn,
@@ -87,6 +108,9 @@ class EdgeloopStack(cdk.Stack):
             training_output_uri=self.training_output_uri,
             auto_approve_max_drop=config.auto_approve_max_drop,
             signing_key_id=self.signing.key.key_arn,
+            rollout_policy=config.rollout_policy,
+            rollouts_table=self.rollout_state.rollouts.table_name,
+            fleet_health_table=self.rollout_state.fleet_health.table_name,
         )
         self.training_completed = self._function(
             TRAINING_COMPLETED,
@@ -113,10 +137,41 @@ class EdgeloopStack(cdk.Stack):
             description="Deploy an approved model version to the fleet; record a rejection",
         )
         self.training_launcher = self._launcher(staging_dir)
+        self.health_ingest = HealthIngest(
+            self,
+            "HealthIngest",
+            function_name=HEALTH_INGEST,
+            asset_dir=stage_lambda_asset(HEALTH_INGEST, staging_dir / "functions"),
+            resource_prefix=config.resource_prefix,
+            environment=_handler_env(settings),
+        )
+        self.rollout_controller = self._controller(staging_dir, settings)
         self._grant_training_completed()
         self._grant_model_approved()
         self._grant_training_launcher()
+        self._grant_health_ingest()
+        self._grant_rollout_control(self.rollout_controller)
         self._outputs()
+
+    def _controller(self, staging_dir: Path, settings: CloudSettings) -> EventFunction:
+        """The rollout controller: one step of the model's active rollout per tick, or an operator's invoke."""
+        config = self.config
+        controller = EventFunction(
+            self,
+            "RolloutController",
+            function_name=ROLLOUT_CONTROLLER,
+            asset_dir=stage_lambda_asset(ROLLOUT_CONTROLLER, staging_dir / "functions"),
+            resource_prefix=config.resource_prefix,
+            environment={**_handler_env(settings), ENV_MODEL_NAME: config.model_name},
+            event_pattern=None,
+            description="Step the model's active rollout through its rings; start, pause, resume, promote, abort",
+        )
+        controller.add_rule(
+            "Schedule",
+            description=f"Step the active rollout of {config.model_name} on a schedule",
+            schedule=events.Schedule.rate(cdk.Duration.minutes(config.rollout_controller_rate_minutes)),
+        )
+        return controller
 
     def _launcher(self, staging_dir: Path) -> EventFunction:
         """The training launcher: on edgeloop's retraining signal, on the configured schedule, or invoked directly."""
@@ -187,7 +242,7 @@ class EdgeloopStack(cdk.Stack):
             function_name=name,
             asset_dir=stage_lambda_asset(name, staging_dir / "functions"),
             resource_prefix=self.config.resource_prefix,
-            environment=settings.to_env(),
+            environment=_handler_env(settings),
             event_pattern=events.EventPattern(source=[SAGEMAKER_SOURCE], detail_type=[detail_type], detail=detail),
             description=description,
         )
@@ -237,19 +292,52 @@ class EdgeloopStack(cdk.Stack):
         )
 
     def _grant_model_approved(self) -> None:
-        """Read the approved version and deploy it to the fleet's thing group with the signing key's public key."""
+        """Deploy to the fleet's thing group, and start rollouts through the rings as the controller does."""
         self.model_approved.allow(
             iam.PolicyStatement(
                 actions=["iot:DescribeThingGroup", "iot:CreateJob"], resources=[self.fleet.thing_group_arn]
             ),
-            iam.PolicyStatement(actions=["kms:GetPublicKey"], resources=[self.signing.key.key_arn]),
         )
-        self.model_approved.allow(
-            _read_model_packages(self.registry.package_arns),
+        self._grant_rollout_control(self.model_approved)
+
+    def _grant_rollout_control(self, function: EventFunction) -> None:
+        """What start_rollout and step call: both tables, the registry, ring deployments and their jobs."""
+        state = self.rollout_state
+        function.allow(
+            _table_statement(state.rollouts, ROLLOUTS_WRITE),
+            _table_statement(state.fleet_health, HEALTH_AGGREGATES),
+            self._key_via_dynamodb(KMS_VIA_DYNAMODB_WRITE),
+            iam.PolicyStatement(actions=["kms:GetPublicKey"], resources=[self.signing.key.key_arn]),
+            # Greengrass checks these on the deployment's target with the caller's credentials.
+            iam.PolicyStatement(actions=["iot:DescribeThingGroup", "iot:CreateJob"], resources=self.rings.arns),
+        )
+        function.allow(
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
+                resources=[self.registry.package_arns],
+            ),
             _list_model_packages(),
-            # CreateDeployment supports no resource-level permission; the IoT calls Greengrass makes
-            # with our credentials (its dependent actions) are what bind it to the fleet's group.
-            iam.PolicyStatement(actions=["greengrass:CreateDeployment"], resources=["*"]),
+            # CreateDeployment and ListDeployments support no resource-level permission; the IoT calls
+            # Greengrass makes with our credentials (its dependent actions) bind it to the ring groups.
+            iam.PolicyStatement(actions=["greengrass:CreateDeployment", "greengrass:ListDeployments"], resources=["*"]),
+            iam.PolicyStatement(
+                actions=["greengrass:GetDeployment"],
+                resources=[
+                    self.format_arn(
+                        service="greengrass",
+                        resource="deployments",
+                        resource_name="*",
+                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            ),
+            iam.PolicyStatement(
+                actions=["greengrass:GetComponent"],
+                resources=[
+                    self._component_arns(name)[1]
+                    for name in (model_component_name(self.config.model_name), INFERENCE_COMPONENT)
+                ],
+            ),
             iam.PolicyStatement(
                 actions=["iot:CreateJob", "iot:DescribeJob", "iot:UpdateJob", "iot:CancelJob"],
                 resources=[self.format_arn(service="iot", resource="job", resource_name="*")],
@@ -258,9 +346,34 @@ class EdgeloopStack(cdk.Stack):
                 actions=["iot:DescribeThing", "iot:GetThingShadow", "iot:UpdateThingShadow", "iot:DeleteThingShadow"],
                 resources=[self.format_arn(service="iot", resource="thing", resource_name="*")],
             ),
-            wildcard_reason="greengrass:CreateDeployment and sagemaker:ListModelPackages accept only '*'; "
-            "Greengrass names the IoT jobs and touches the things of whichever devices are in the fleet "
-            "group; package versions are numbered by the registry.",
+            wildcard_reason="greengrass:CreateDeployment, greengrass:ListDeployments and sagemaker:ListModelPackages "
+            "accept only '*'; Greengrass names the deployments and their IoT jobs and touches the things of "
+            "whichever devices are in the ring groups; package and component versions are numbered as models arrive.",
+        )
+
+    def _grant_health_ingest(self) -> None:
+        """Count a report: the device's snapshot and counters, what its ring targets, which ring it is in."""
+        state = self.rollout_state
+        handler = self.health_ingest.handler
+        handler.allow(
+            _table_statement(state.fleet_health, HEALTH_RECORD),
+            _table_statement(state.rollouts, ROLLOUTS_READ),
+            self._key_via_dynamodb(KMS_VIA_DYNAMODB_WRITE),
+        )
+        handler.allow(
+            iam.PolicyStatement(
+                actions=["iot:ListThingGroupsForThing", "iot:DescribeThing"],
+                resources=[self.format_arn(service="iot", resource="thing", resource_name="*")],
+            ),
+            wildcard_reason="Any device of the fleet may report; its thing name is known only from the shadow topic.",
+        )
+
+    def _key_via_dynamodb(self, actions: tuple[str, ...]) -> iam.PolicyStatement:
+        """The tables' key, usable only through DynamoDB (which encrypts and decrypts items with it)."""
+        return iam.PolicyStatement(
+            actions=list(actions),
+            resources=[self.storage.key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{self.region}.{self.url_suffix}"}},
         )
 
     def _outputs(self) -> None:
@@ -281,6 +394,11 @@ class EdgeloopStack(cdk.Stack):
             "ManifestSigningKeyArn": self.signing.key.key_arn,
             "ResultsUri": self.results.uri,
             "ResultsFailedDeliveriesQueueUrl": self.results.failed.queue_url,
+            "RolloutsTableName": self.rollout_state.rollouts.table_name,
+            "FleetHealthTableName": self.rollout_state.fleet_health.table_name,
+            "RingThingGroups": ",".join(group.thing_group_name or "" for group in self.rings.groups.values()),
+            "RolloutControllerFunctionName": self.rollout_controller.function.function_name,
+            "HealthFailedDeliveriesQueueUrl": self.health_ingest.failed.queue_url,
         }.items():
             cdk.CfnOutput(self, name, value=value)
 
@@ -293,3 +411,13 @@ def _list_model_packages() -> iam.PolicyStatement:
 def _read_model_packages(package_arns: str) -> iam.PolicyStatement:
     """Describe the group's versions (the registry record lives in their customer metadata)."""
     return iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[package_arns])
+
+
+def _handler_env(settings: CloudSettings) -> dict[str, str]:
+    """The handlers' environment, with the rollout policy always spelled out (the ring groups follow it)."""
+    return {**settings.to_env(), ENV_ROLLOUT_POLICY: json.dumps(settings.rollout_policy.to_dict(), sort_keys=True)}
+
+
+def _table_statement(table: dynamodb.ITable, actions: tuple[str, ...]) -> iam.PolicyStatement:
+    """Item-level DynamoDB actions on one table (no index exists, so none is granted)."""
+    return iam.PolicyStatement(actions=[f"dynamodb:{action}" for action in actions], resources=[table.table_arn])

@@ -10,6 +10,7 @@ import pytest
 
 import edgeloop
 from edgeloop.core.errors import ConfigError
+from edgeloop.core.rollout import DEFAULT_POLICY, Ring, RolloutPolicy
 from infra import config as cfg
 from infra.config import StackConfig
 
@@ -86,6 +87,14 @@ def test_command_line_strings_are_read_like_cdk_json_values() -> None:
         (cfg.CONTEXT_TRAINING_SCHEDULE, "rate(7 fortnights)"),
         (cfg.CONTEXT_TRAINING_IMAGE, "edgeloop-training"),
         (cfg.CONTEXT_TRAINING_INSTANCE_TYPE, "m5.large"),
+        (cfg.CONTEXT_ROLLOUT_CONTROLLER_RATE, 0),
+        (cfg.CONTEXT_ROLLOUT_CONTROLLER_RATE, "0"),
+        (cfg.CONTEXT_ROLLOUT_CONTROLLER_RATE, 1441),
+        (cfg.CONTEXT_ROLLOUT_CONTROLLER_RATE, "5.5"),
+        (cfg.CONTEXT_ROLLOUT_CONTROLLER_RATE, 2.5),
+        (cfg.CONTEXT_ROLLOUT_CONTROLLER_RATE, True),
+        (cfg.CONTEXT_ROLLOUT_POLICY, "{not json"),
+        (cfg.CONTEXT_ROLLOUT_POLICY, ["canary"]),
     ],
 )
 def test_a_bad_context_value_raises_naming_its_key(key: str, value: object) -> None:
@@ -121,3 +130,44 @@ def test_training_and_policy_keys_are_read() -> None:
         None,
         0.0,
     )
+
+
+TWO_RINGS = RolloutPolicy(rings=(Ring("pilot", 0.1, bake_s=60), Ring("all", 0.9, bake_s=60)), ring_timeout_s=600)
+
+
+def test_the_rollout_policy_and_controller_rate_are_read_from_an_object_or_its_json_text() -> None:
+    from_object = _config({cfg.CONTEXT_ENV_NAME: "dev", cfg.CONTEXT_ROLLOUT_POLICY: TWO_RINGS.to_dict()})
+    from_text = _config(
+        {
+            cfg.CONTEXT_ENV_NAME: "dev",
+            cfg.CONTEXT_ROLLOUT_POLICY: json.dumps(TWO_RINGS.to_dict()),
+            cfg.CONTEXT_ROLLOUT_CONTROLLER_RATE: "15",
+        }
+    )
+    defaults = _config({cfg.CONTEXT_ENV_NAME: "dev"})
+    assert from_object.rollout_policy == from_text.rollout_policy == TWO_RINGS
+    assert (from_object.rollout_controller_rate_minutes, from_text.rollout_controller_rate_minutes) == (5, 15)
+    assert (defaults.rollout_policy, defaults.rollout_controller_rate_minutes) == (DEFAULT_POLICY, 5)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (lambda p: p["rings"][0].update(share=0.2), "rings", "shares add up to 1.1, not 1"),
+        (lambda p: p["rings"][1].update(name="Broad Ring"), "rings[Broad Ring].name", "lowercase"),
+        (lambda p: p.update(colour="red"), "policy", "colour"),
+    ],
+    ids=["sizes do not add up", "ring name makes no group name", "unknown key"],
+)
+def test_a_bad_rollout_policy_stops_synth_naming_the_key_and_the_field(
+    change: Any, field: str, message: str, tmp_path: Path, cdk_context: dict[str, Any]
+) -> None:
+    from infra.app import build_app
+
+    policy = TWO_RINGS.to_dict()
+    change(policy)
+    cdk_context[cfg.CONTEXT_ROLLOUT_POLICY] = policy
+    with pytest.raises(ConfigError, match=message) as raised:
+        build_app(staging_dir=tmp_path / "staging", context=cdk_context, outdir=str(tmp_path / "out"))
+    assert raised.value.field == f"{cfg.CONTEXT_ROLLOUT_POLICY}.{field}"
+    assert str(raised.value).startswith(f"{cfg.CONTEXT_ROLLOUT_POLICY}.")

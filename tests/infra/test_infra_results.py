@@ -28,7 +28,9 @@ def _logical_id(synthesized: Any, construct: Any) -> str:
 
 
 def _rule(synthesized: Any) -> dict[str, Any]:
-    [rule] = _of_type(synthesized.template, "AWS::IoT::TopicRule").values()
+    rule: dict[str, Any] = synthesized.template["Resources"][
+        synthesized.stack.get_logical_id(synthesized.stack.results.rule)
+    ]
     return rule
 
 

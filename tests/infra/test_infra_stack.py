@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from edgeloop.core.names import (
 from edgeloop.core.recipes import INFERENCE_ARCHIVE
 from edgeloop.core.settings import (
     ENV_AUTO_APPROVE_MIN_ACCURACY,
+    ENV_ROLLOUT_POLICY,
     ENV_SIGNING_KEY_ID,
     ENV_TRAINING_DATA_URI,
     ENV_TRAINING_OUTPUT_URI,
@@ -48,6 +50,7 @@ THING = THING_VARIABLE.replace("${", "<").replace("}", ">")
 WILDCARD_ONLY_ACTIONS = {
     "sagemaker:ListModelPackages",
     "greengrass:CreateDeployment",
+    "greengrass:ListDeployments",
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
 }
@@ -199,8 +202,10 @@ def test_only_training_completed_may_sign_and_only_model_approved_may_read_the_p
     key = stack.signing.key
     assert _key_grants(synthesized, stack.training_completed.role, key) == {"kms:Sign"}
     assert _key_grants(synthesized, stack.model_approved.role, key) == {"kms:GetPublicKey"}
+    assert _key_grants(synthesized, stack.rollout_controller.role, key) == {"kms:GetPublicKey"}
     assert _key_grants(synthesized, stack.training_launcher.role, key) == set()
-    for name in ("training_completed", "model_approved"):
+    assert _key_grants(synthesized, stack.health_ingest.handler.role, key) == set()
+    for name in ("training_completed", "model_approved", "rollout_controller"):
         env = _function(synthesized.template, f"{name}.handler")["Environment"]["Variables"]
         assert env[ENV_SIGNING_KEY_ID] == {"Fn::GetAtt": [_logical_id(synthesized, key), "Arn"]}
 
@@ -266,11 +271,13 @@ def test_model_package_group_is_named_by_the_core(synthesized: Any) -> None:
 def test_handlers_run_python_311_with_the_core_settings_and_a_dead_letter_queue(synthesized: Any, name: str) -> None:
     props = _function(synthesized.template, f"{name}.handler")
     env = props["Environment"]["Variables"]
-    settings = CloudSettings("bucket", "arn:aws:iot:r:1:thinggroup/g", "0.1.0", None, "s3://data/out/", 0.0, "key")
+    settings = CloudSettings(
+        "bucket", "arn:aws:iot:r:1:thinggroup/g", "0.1.0", None, "s3://data/out/", 0.0, "key", rollouts_table="t"
+    )
     data_id = _logical_id(synthesized, synthesized.stack.storage.data)
     assert props["Runtime"] == "python3.11"
     assert props["FunctionName"] == f"edgeloop-dev-{name.replace('_', '-')}"
-    assert set(env) == set(settings.to_env())
+    assert set(env) == set(replace(settings, fleet_health_table="h").to_env()) | {ENV_ROLLOUT_POLICY}
     assert env[next(iter(settings.to_env()))] == {"Ref": _logical_id(synthesized, synthesized.stack.storage.artifacts)}
     assert _render(env[ENV_TRAINING_OUTPUT_URI], {data_id: "data"}) == f"s3://data/{TRAINING_OUTPUT_PREFIX}"
     assert "Fn::GetAtt" in props["DeadLetterConfig"]["TargetArn"]
@@ -349,7 +356,7 @@ def test_training_completed_may_create_only_its_models_component(synthesized: An
 
 def test_model_approved_reads_the_fleet_group(synthesized: Any) -> None:
     role_id = _logical_id(synthesized, synthesized.stack.model_approved.role)
-    [group_id] = _of_type(synthesized.template, "AWS::IoT::ThingGroup")
+    group_id = synthesized.stack.get_logical_id(synthesized.stack.fleet.thing_group)
     statements = _statements_of_role(synthesized.template, role_id)
     assert any(
         "iot:DescribeThingGroup" in _as_list(s["Action"]) and s["Resource"] == {"Fn::GetAtt": [group_id, "Arn"]}
@@ -358,7 +365,7 @@ def test_model_approved_reads_the_fleet_group(synthesized: Any) -> None:
 
 
 def test_fleet_thing_group_is_named_by_the_core(synthesized: Any) -> None:
-    [group] = _of_type(synthesized.template, "AWS::IoT::ThingGroup").values()
+    group = synthesized.template["Resources"][synthesized.stack.get_logical_id(synthesized.stack.fleet.thing_group)]
     assert group["Properties"]["ThingGroupName"] == FLEET_THING_GROUP
 
 
@@ -542,14 +549,12 @@ def test_context_flows_into_names_rules_settings_and_permissions(variant: dict[s
     assert approved["Environment"]["Variables"][ENV_AUTO_APPROVE_MIN_ACCURACY] == "0.9"
     assert f":greengrass:eu-west-1:123456789012:components:{model_component_name('wine')}" in rendered
     assert model_component_name("digits") not in rendered
-    schedules = [
-        r["Properties"]
+    schedules = {
+        r["Properties"]["ScheduleExpression"]: r["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
         for r in _of_type(variant, "AWS::Events::Rule").values()
         if "ScheduleExpression" in r["Properties"]
-    ]
-    [schedule] = schedules
-    assert schedule["ScheduleExpression"] == "rate(7 days)"
-    launcher = _function(variant, "training_launcher.handler")
-    assert schedule["Targets"][0]["Arn"]["Fn::GetAtt"][0] in {
-        k for k, r in variant["Resources"].items() if r["Properties"] is launcher
     }
+    handlers = {r["Properties"]["Handler"] for k, r in variant["Resources"].items() if k in schedules.values()}
+    assert set(schedules) == {"rate(7 days)", "rate(5 minutes)"}
+    assert variant["Resources"][schedules["rate(7 days)"]]["Properties"]["Handler"] == "training_launcher.handler"
+    assert handlers == {"training_launcher.handler", "rollout_controller.handler"}
