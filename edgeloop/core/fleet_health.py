@@ -37,6 +37,8 @@ class DeviceSnapshot:
     """The histogram bucket this device's p99 sits in for model_version (NO_BUCKET: none yet)."""
     failed_versions: tuple[int, ...] = ()
     """Versions this device was counted as failing to activate (each counted once)."""
+    drift: float | None = None
+    """The drift score this device holds in model_version's drift sum (a level, counted once per device)."""
 
     def __post_init__(self) -> None:
         validate_thing_name(self.thing_name)
@@ -55,6 +57,7 @@ class DeviceSnapshot:
             "errors": self.errors,
             "p99_bucket": self.p99_bucket,
             "failed_versions": list(self.failed_versions),
+            "drift": self.drift,
         }
 
     @classmethod
@@ -73,6 +76,7 @@ class DeviceSnapshot:
             errors=wire.integer(data, "errors", where, minimum=0),
             p99_bucket=wire.integer(data, "p99_bucket", where, minimum=NO_BUCKET),
             failed_versions=tuple(int(v) for v in wire.sequence(data, "failed_versions", where)),
+            drift=None if data.get("drift") is None else wire.number(data, "drift", where),
         )
 
 
@@ -128,6 +132,14 @@ def contribution(
         bucket = new_bucket
     elif version != previous.model_version and previous.p99_bucket != NO_BUCKET:
         add(previous.model_version, f"p99_histogram.{previous.p99_bucket}", -1)
+    drift = report.drift_score if report.drift_score is not None else _kept_drift(previous, version)
+    if (previous.model_version, previous.drift) != (version, drift):
+        if previous.drift is not None:
+            add(previous.model_version, "drift_sum", -previous.drift)
+            add(previous.model_version, "drift_count", -1)
+        if drift is not None:
+            add(version, "drift_sum", drift)
+            add(version, "drift_count", 1)
     failed = previous.failed_versions
     refused = report.model_state in FAILED_STATES and version != targeted_version
     if targeted_version is not None and refused and targeted_version not in failed:
@@ -142,8 +154,14 @@ def contribution(
         errors=report.errors,
         p99_bucket=bucket,
         failed_versions=failed,
+        drift=drift,
     )
     return Contribution(snapshot, {v: dict(changes) for v, changes in adds.items()})
+
+
+def _kept_drift(previous: DeviceSnapshot, version: int | None) -> float | None:
+    """A report without a score (too few rows since a swap) keeps the last one only for the same version."""
+    return previous.drift if version == previous.model_version else None
 
 
 def _since(previous: int, current: int) -> int:

@@ -132,3 +132,17 @@ def test_many_devices_sum_to_the_fleet(make_health_report: MakeReport) -> None:
     ]
     fleet = reduce(lambda a, b: a + b, totals)
     assert (fleet.devices_on_version, fleet.inferences) == (10, 5500)
+
+
+def test_each_device_holds_its_current_drift_score_once(make_health_report: MakeReport) -> None:
+    reports = [
+        (report(make_health_report, 3, 100, drift_score=0.1), 1),
+        (report(make_health_report, 3, 200, drift_score=0.4), 2),
+        (report(make_health_report, 3, 300, drift_score=None), 3),  # a window too small to score: keep 0.4
+    ]
+    _, totals = fold(FRESH, reports)
+    assert (totals[3].drift_count, totals[3].drift_sum) == (1, pytest.approx(0.4))
+    assert totals[3].mean_drift == pytest.approx(0.4)
+    _, moved = fold(FRESH, [*reports, (report(make_health_report, 4, 350, drift_score=None), 4)], None)
+    assert (moved[3].drift_count, moved[3].drift_sum) == (0, pytest.approx(0.0)), "the score left with the device"
+    assert moved[4].drift_count == 0, "and v4 has none from it until it scores"
