@@ -15,6 +15,7 @@ from edgeloop.core.names import (
     INFERENCE_COMPONENT,
     INPUTS_LOCAL_TOPIC,
     RESULTS_TOPIC_FILTER,
+    SAMPLES_TOPIC_FILTER,
 )
 from edgeloop.core.overrides import DESIRED_CHANGE_OPERATION
 from edgeloop.core.registry import RegistryRecord
@@ -39,9 +40,9 @@ def inference_access_control() -> dict[str, Any]:
     return {
         "aws.greengrass.ipc.mqttproxy": {
             f"{INFERENCE_COMPONENT}:mqttproxy:1": {
-                "policyDescription": "Publish this device's inference results.",
+                "policyDescription": "Publish this device's inference results and its hard-example samples.",
                 "operations": ["aws.greengrass#PublishToIoTCore"],
-                "resources": [RESULTS_TOPIC_FILTER.replace("+", thing_var)],
+                "resources": [topic.replace("+", thing_var) for topic in (RESULTS_TOPIC_FILTER, SAMPLES_TOPIC_FILTER)],
             }
         },
         "aws.greengrass.ShadowManager": {

@@ -79,8 +79,9 @@ def test_access_control_is_built_from_names(recipe: dict[str, Any], thing: str) 
     policies = {service: next(iter(p.values())) for service, p in acl.items()}
     assert all(policy_id.startswith(f"{names.INFERENCE_COMPONENT}:") for p in acl.values() for policy_id in p)
 
-    [results] = policies["aws.greengrass.ipc.mqttproxy"]["resources"]
+    results, samples = policies["aws.greengrass.ipc.mqttproxy"]["resources"]
     assert results.replace(THING_VARIABLE, thing) == names.results_topic(thing)
+    assert samples.replace(THING_VARIABLE, thing) == names.samples_topic(thing)
     assert names.thing_from_results_topic(results.replace(THING_VARIABLE, thing)) == thing
 
     [shadow] = policies["aws.greengrass.ShadowManager"]["resources"]
