@@ -1,0 +1,195 @@
+"""Scenario files for `edgeloop demo --scenario`: what data, how many devices, what goes wrong and when.
+
+A scenario is a JSON or YAML document (the CLI reads the file; this module validates the mapping):
+
+    name: drift                      # shown in the report
+    dataset: builtin:digits          # builtin:<name>, or a CSV / Parquet / NPZ file streamed in file order
+    label_column: label              # for files: the column (or NPZ array) holding the true labels
+    initial_rows: 600                # the first N rows train the first model; the rest stream to devices
+    devices: 5
+    duration_s: 3600                 # simulated time on the virtual clock
+    requests_per_s: 1.0              # per device, simulated
+    seed: 0
+    drift:                           # zero or more events, each on a share of devices from at_s on
+      - {kind: shift, at_s: 1200, share: 1.0, magnitude: 4.0}
+    samplers: {low_confidence: 0.6, random: 0.01}   # DeviceConfig.samplers
+    privacy: {drop: [], laplaceEpsilon: null}        # DeviceConfig.privacy
+    retraining: {min_new_labels: 200, drift_bound: 0.2, drift_for_s: 300, min_labels_on_drift: 50,
+                 cooldown_s: 3600}
+
+Drift kinds: `shift` adds magnitude (in units of each feature's training std) to every feature; `noise`
+adds Gaussian noise of that many stds; `rotation` mixes neighbouring features by an angle of magnitude
+radians; `concept` keeps the inputs and moves the labels (true label -> (label + magnitude) mod classes),
+the drift a model cannot see in its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from edgeloop.core import wire
+from edgeloop.core.errors import ValidationError
+from edgeloop.core.retraining import RetrainingPolicy
+
+DRIFT_KINDS = ("shift", "noise", "rotation", "concept")
+MAX_DEVICES = 1000
+MAX_DURATION_S = 7 * 86_400.0
+SCENARIO_KEYS = {
+    "name",
+    "dataset",
+    "label_column",
+    "initial_rows",
+    "devices",
+    "duration_s",
+    "requests_per_s",
+    "seed",
+    "drift",
+    "samplers",
+    "privacy",
+    "retraining",
+}
+RETRAINING_KEYS = {"min_new_labels", "drift_bound", "drift_for_s", "min_labels_on_drift", "cooldown_s"}
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    """One change in the world: from at_s on, a share of the devices see their inputs (or labels) move."""
+
+    kind: str
+    at_s: float
+    share: float
+    magnitude: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in DRIFT_KINDS:
+            raise ValidationError("drift[].kind", f"{self.kind!r}; expected one of {DRIFT_KINDS}")
+        if not 0.0 < self.share <= 1.0:
+            raise ValidationError("drift[].share", f"{self.share} is outside (0, 1]")
+        if self.at_s < 0:
+            raise ValidationError("drift[].at_s", f"must be >= 0, got {self.at_s}")
+        if self.kind == "concept" and (self.magnitude < 1 or not float(self.magnitude).is_integer()):
+            raise ValidationError(
+                "drift[].magnitude", f"a concept drift moves labels by a whole number >= 1, got {self.magnitude}"
+            )
+        if not math.isfinite(self.magnitude) or self.magnitude <= 0:
+            raise ValidationError("drift[].magnitude", f"must be a finite number > 0, got {self.magnitude}")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario: everything the local runner needs, nothing it has to guess."""
+
+    name: str
+    dataset: str
+    initial_rows: int
+    devices: int
+    duration_s: float
+    requests_per_s: float = 1.0
+    seed: int = 0
+    label_column: str = "label"
+    drift: tuple[DriftEvent, ...] = ()
+    samplers: Mapping[str, Any] = field(default_factory=dict)
+    privacy: Mapping[str, Any] = field(default_factory=dict)
+    retraining: RetrainingPolicy = field(default_factory=RetrainingPolicy)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.devices <= MAX_DEVICES:
+            raise ValidationError("devices", f"{self.devices} is outside [1, {MAX_DEVICES}]")
+        if not 0 < self.duration_s <= MAX_DURATION_S:
+            raise ValidationError("duration_s", f"{self.duration_s} is outside (0, {MAX_DURATION_S:.0f}]")
+        if not 0 < self.requests_per_s <= 100:
+            raise ValidationError("requests_per_s", f"{self.requests_per_s} is outside (0, 100]")
+        if self.initial_rows < 10:
+            raise ValidationError("initial_rows", f"must be >= 10 to train a first model, got {self.initial_rows}")
+        late = [e.at_s for e in self.drift if e.at_s >= self.duration_s]
+        if late:
+            raise ValidationError("drift[].at_s", f"{late[0]} is not before duration_s {self.duration_s}")
+
+    @property
+    def drift_starts_at_s(self) -> float | None:
+        """When the first drift event begins (None: the world stays as it was)."""
+        return min((e.at_s for e in self.drift), default=None)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
+        """Validate a scenario document; an unknown key or a value of the wrong type names itself."""
+        d = wire.mapping(data, "scenario")
+        wire.only_keys(d, SCENARIO_KEYS, "scenario")
+        return cls(
+            name=wire.text(d, "name", "scenario"),
+            dataset=wire.text(d, "dataset", "scenario"),
+            label_column=wire.text(d, "label_column", "scenario") if "label_column" in d else "label",
+            initial_rows=wire.integer(d, "initial_rows", "scenario", minimum=1),
+            devices=wire.integer(d, "devices", "scenario", minimum=1),
+            duration_s=wire.number(d, "duration_s", "scenario"),
+            requests_per_s=wire.number(d, "requests_per_s", "scenario") if "requests_per_s" in d else 1.0,
+            seed=wire.integer(d, "seed", "scenario", minimum=0) if "seed" in d else 0,
+            drift=tuple(_drift(item, i) for i, item in enumerate(wire.sequence(d, "drift", "scenario")))
+            if "drift" in d
+            else (),
+            samplers=dict(wire.mapping(d.get("samplers", {}), "scenario.samplers")),
+            privacy=dict(wire.mapping(d.get("privacy", {}), "scenario.privacy")),
+            retraining=_retraining(wire.mapping(d.get("retraining", {}), "scenario.retraining")),
+        )
+
+
+def _drift(item: object, index: int) -> DriftEvent:
+    where = f"scenario.drift[{index}]"
+    d = wire.mapping(item, where)
+    wire.only_keys(d, {"kind", "at_s", "share", "magnitude"}, where)
+    try:
+        return DriftEvent(
+            kind=wire.text(d, "kind", where),
+            at_s=wire.number(d, "at_s", where),
+            share=wire.number(d, "share", where) if "share" in d else 1.0,
+            magnitude=wire.number(d, "magnitude", where),
+        )
+    except ValidationError as exc:
+        raise ValidationError(exc.field.replace("drift[]", where), exc.message) from exc
+
+
+def _retraining(data: Mapping[str, Any]) -> RetrainingPolicy:
+    wire.only_keys(data, RETRAINING_KEYS, "scenario.retraining")
+    values: dict[str, Any] = {}
+    for key in data:
+        integer = key in ("min_new_labels", "min_labels_on_drift")
+        values[key] = (
+            wire.integer(data, key, "scenario.retraining") if integer else wire.number(data, key, "scenario.retraining")
+        )
+    return RetrainingPolicy(**values)
+
+
+BUILT_IN: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "drift": {
+            "name": "drift",
+            "dataset": "builtin:digits",
+            "initial_rows": 600,
+            "devices": 5,
+            "duration_s": 3600.0,
+            "requests_per_s": 0.5,
+            "drift": [{"kind": "shift", "at_s": 1200.0, "share": 1.0, "magnitude": 1.5}],
+            "samplers": {"low_confidence": 0.6, "small_margin": 0.2, "drifted": 0.05, "random": 0.01},
+            "retraining": {
+                "min_new_labels": 150,
+                "drift_for_s": 300.0,
+                "min_labels_on_drift": 50,
+                "cooldown_s": 1800.0,
+            },
+        },
+    }
+)
+"""Named scenarios for `edgeloop demo --scenario NAME` (a path to a JSON or YAML file works too)."""
+
+
+def built_in(name: str) -> Scenario:
+    """A named built-in scenario, or a ValidationError listing the names there are."""
+    if name not in BUILT_IN:
+        raise ValidationError(
+            "scenario", f"{name!r} is not a built-in scenario; expected one of {sorted(BUILT_IN)} or a file"
+        )
+    return Scenario.from_dict(BUILT_IN[name])

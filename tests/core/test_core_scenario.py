@@ -1,0 +1,70 @@
+"""Scenario documents: the built-ins are valid, every rule names its key, and the drift timeline reads right."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from edgeloop.core.errors import ValidationError
+from edgeloop.core.scenario import BUILT_IN, Scenario, built_in
+
+BASE: dict[str, Any] = {
+    "name": "t",
+    "dataset": "builtin:digits",
+    "initial_rows": 600,
+    "devices": 3,
+    "duration_s": 100.0,
+    "drift": [{"kind": "noise", "at_s": 50, "share": 0.5, "magnitude": 2}],
+}
+
+
+def with_(**changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(BASE)
+    data.update(changes)
+    return data
+
+
+def test_every_built_in_is_valid() -> None:
+    for name in BUILT_IN:
+        scenario = built_in(name)
+        assert scenario.name == name
+    assert built_in("drift").drift_starts_at_s == 1200.0
+
+
+def test_defaults_and_parsed_values() -> None:
+    scenario = Scenario.from_dict(BASE)
+    assert (scenario.requests_per_s, scenario.seed, scenario.label_column) == (1.0, 0, "label")
+    assert scenario.drift[0].share == 0.5
+    assert Scenario.from_dict(with_(drift=[])).drift_starts_at_s is None
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        (with_(colour="red"), "scenario", "unknown key(s) ['colour']"),
+        (with_(devices=0), "scenario.devices", ">= 1"),
+        (with_(devices=5000), "devices", "outside"),
+        (with_(duration_s=-1), "duration_s", "outside"),
+        (with_(initial_rows=5), "initial_rows", ">= 10"),
+        (with_(drift=[{"kind": "warp", "at_s": 1, "magnitude": 1}]), "scenario.drift[0].kind", "'warp'"),
+        (with_(drift=[{"kind": "shift", "at_s": 1, "magnitude": 1, "share": 0}]), "scenario.drift[0].share", "outside"),
+        (with_(drift=[{"kind": "shift", "at_s": 500, "magnitude": 1}]), "drift[].at_s", "not before duration_s"),
+        (with_(drift=[{"kind": "concept", "at_s": 1, "magnitude": 1.5}]), "scenario.drift[0].magnitude", "whole"),
+        (with_(drift=[{"kind": "shift", "at_s": 1, "magnitude": 1, "when": 3}]), "scenario.drift[0]", "unknown"),
+        (with_(retraining={"min_new_labels": "many"}), "scenario.retraining.min_new_labels", "integer"),
+        (with_(retraining={"max_labels": 3}), "scenario.retraining", "unknown"),
+        (with_(samplers=["low_confidence"]), "scenario.samplers", "object"),
+    ],
+)
+def test_a_bad_scenario_names_its_key(data: dict[str, Any], field: str, message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Scenario.from_dict(data)
+    assert info.value.field == field
+    assert message in info.value.message
+
+
+def test_an_unknown_built_in_lists_the_ones_there_are() -> None:
+    with pytest.raises(ValidationError, match=r"'drfit' is not a built-in scenario; expected one of \['drift'\]"):
+        built_in("drfit")
