@@ -21,7 +21,7 @@ from edgeloop.core.names import artifact_prefix, model_from_package_group
 from edgeloop.core.onnx_format import check_onnx_model
 from edgeloop.core.recipes import model_recipe
 from edgeloop.core.registry import ApprovalStatus, RegistryRecord
-from edgeloop.core.rollout import Rollout
+from edgeloop.core.rollout import Rollout, RolloutState
 from edgeloop.core.settings import CloudSettings
 from edgeloop.core.signing import MANIFEST_SIGNATURE_FILE
 
@@ -193,21 +193,30 @@ def handle_approval_change(change: ModelPackageStateChange, *, ctx: RolloutConte
         return ApprovalOutcome("refused", f"{label} did not pass its accuracy gate ({record.gate}); not deployed")
     if record.approval is not ApprovalStatus.APPROVED:
         raise NotFoundError(f"{record.model_name} v{record.version} is {record.approval} in the registry now")
-    existing = _existing_rollout(ctx, model_name, change.version)
-    if existing is not None:
+    return _roll_out(ctx, model_name, change.version, label)
+
+
+def _roll_out(ctx: RolloutContext, model_name: str, version: int, label: str) -> ApprovalOutcome:
+    """Open the rollout unless it exists or another one is active, then step a pending one into ring 0.
+
+    A deployment that fails (throttled, say) raises with the rollout left pending: the redelivered event, or
+    the controller's schedule, steps it again; nothing else was written.
+    """
+    existing = _existing_rollout(ctx, model_name, version)
+    if existing is not None and existing.state is not RolloutState.PENDING:
         return ApprovalOutcome("rolling-out", f"{label} already has a rollout ({existing.state}, ring {existing.ring})")
-    active = ctx.rollouts.active(model_name)
-    if active is not None:
-        return ApprovalOutcome(
-            "not-started",
-            f"{label} is approved but v{active.model_version} is still rolling out ({active.state}); "
-            f"start it afterwards with `edgeloop rollout start {change.version}`",
-        )
-    start_rollout(ctx, model_name, change.version)
+    if existing is None:
+        active = ctx.rollouts.active(model_name)
+        if active is not None:
+            return ApprovalOutcome(
+                "not-started",
+                f"{label} is approved but v{active.model_version} is still rolling out ({active.state}); "
+                f"start it afterwards with `edgeloop rollout start {version}`",
+            )
+        start_rollout(ctx, model_name, version)
     result = step(ctx, model_name)
     reason = result.decision.reason if result is not None else "started"
-    target = ctx.settings.ring_group_arn(ctx.settings.rollout_policy.rings[0].name)
-    latest = ctx.fleet.latest_deployment(target)
+    latest = ctx.fleet.latest_deployment(ctx.settings.ring_group_arn(ctx.settings.rollout_policy.rings[0].name))
     return ApprovalOutcome("rolling-out", f"{label}: {reason}", latest.deployment_id if latest else None)
 
 

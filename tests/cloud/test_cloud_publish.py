@@ -15,7 +15,7 @@ from edgeloop.cloud.publish import ApprovalOutcome, handle_approval_change, publ
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.rollout_control import RolloutContext
 from edgeloop.cloud.rollouts import MemoryFleetHealthStore, MemoryRolloutStore
-from edgeloop.core.errors import IntegrityError, ManifestError, ModelFormatError, NotFoundError
+from edgeloop.core.errors import FleetControlError, IntegrityError, ManifestError, ModelFormatError, NotFoundError
 from edgeloop.core.events import ModelPackageStateChange, TrainingJobStateChange
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.recipes import artifact_digest
@@ -229,6 +229,28 @@ def test_a_rollout_waits_for_a_missing_component_instead_of_deploying_a_broken_s
     with pytest.raises(NotFoundError, match=r"com\.edgeloop\.model\.digits 1\.0\.0 does not exist"):
         _on_approval(deps)
     assert deps["fleet"].latest_deployment(CANARY_ARN) is None
+
+
+def test_a_throttled_first_deployment_leaves_the_rollout_pending_and_the_retry_deploys(
+    deps: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _approved_v1(deps)
+    fleet = deps["fleet"]
+    create = fleet.create_deployment
+
+    def throttled(spec: Any) -> str:
+        raise FleetControlError("could not deploy: ThrottlingException")
+
+    monkeypatch.setattr(fleet, "create_deployment", throttled)
+    with pytest.raises(FleetControlError, match="Throttling"):
+        _on_approval(deps)
+    rollout, _ = deps["rollouts"].get("digits", 1)
+    assert rollout.state is RolloutState.PENDING
+    assert fleet.latest_deployment(CANARY_ARN) is None
+    monkeypatch.setattr(fleet, "create_deployment", create)
+    retried = _on_approval(deps)
+    assert (retried.status, retried.deployment_id is not None) == ("rolling-out", True)
+    assert deps["rollouts"].get("digits", 1)[0].state is RolloutState.IN_RING
 
 
 def test_an_approval_the_registry_no_longer_holds_starts_nothing(deps: dict[str, Any]) -> None:
