@@ -540,6 +540,9 @@ def _rollout_problems(summary: dict[str, Any]) -> list[str]:
                 problems.append(f"bad v{version} was not halted in the canary ({outcome}, {rollout['rings_reached']})")
             if rollout["devices_on_version"] or any(d["model_version"] == version for d in summary["devices"]):
                 problems.append(f"devices are still on bad v{version}")
+            reached = sorted(d["thing_name"] for d in summary["devices"] if d["ring"] in rollout["rings_reached"])
+            if rollout["reverted_devices"] != reached:
+                problems.append(f"bad v{version}: {reached} got it but {rollout['reverted_devices']} were reverted")
         elif outcome != "completed":
             problems.append(f"v{version} did not complete its rollout ({outcome})")
     if summary["rollouts"] and summary["rollouts"][-1]["version"] != summary["model"]["version"]:

@@ -87,6 +87,24 @@ def test_a_bad_candidate_is_reverted_in_the_canary_and_a_good_one_completes(bad_
     assert all(bad["version"] not in d["versions_answered"] for d in summary["devices"][1:])
 
 
+@pytest.mark.parametrize(
+    ("breakage", "problem"),
+    [
+        (lambda s: s["rollouts"][1].update(reverted_devices=[]), "['edgeloop-device-001'] got it but [] were reverted"),
+        (lambda s: s["rollouts"][1].update(rings_reached=["canary", "broad"]), "was not halted in the canary"),
+        (lambda s: s["devices"][2].update(model_version=2), "devices are still on bad v2"),
+        (lambda s: s["rollouts"][2].update(outcome="reverted"), "v3 did not complete its rollout"),
+    ],
+    ids=["canary-not-reverted", "past-the-canary", "device-on-bad", "good-not-completed"],
+)
+def test_a_broken_rollout_promise_fails_the_demo(bad_model_run: tuple, breakage: Any, problem: str) -> None:
+    summary = copy.deepcopy(bad_model_run[1])
+    _check_promises(summary, 3)
+    breakage(summary)
+    with pytest.raises(EdgeloopError, match=re.escape(problem)):
+        _check_promises(summary, 3)
+
+
 def test_the_bad_candidate_ends_rejected_in_the_registry_with_the_reason(bad_model_run: tuple) -> None:
     _, summary, progress = bad_model_run
     first, bad, good = summary["rollouts"]
