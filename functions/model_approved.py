@@ -1,10 +1,11 @@
-"""Lambda: a model package's approval changed; an Approved version goes to the deployer (today: the fleet)."""
+"""Lambda: a model package's approval changed; an Approved version starts its staged rollout (ring 0 first)."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import os
+import time
 from typing import Any
 
 import boto3
@@ -12,6 +13,8 @@ import boto3
 from edgeloop.cloud.fleet import GreengrassFleetControl
 from edgeloop.cloud.publish import handle_approval_change
 from edgeloop.cloud.registry import SageMakerRegistry
+from edgeloop.cloud.rollout_control import RolloutContext
+from edgeloop.cloud.rollouts import DynamoFleetHealthStore, DynamoRolloutStore
 from edgeloop.cloud.signing import KmsSigner
 from edgeloop.core.events import ModelPackageStateChange
 from edgeloop.core.settings import CloudSettings
@@ -23,19 +26,24 @@ log = logging.getLogger(__name__)
 def _deps() -> dict[str, Any]:
     """Clients built once per cold start, never at import time."""
     settings = CloudSettings.from_env(os.environ)
+    dynamodb = boto3.client("dynamodb")
     key = settings.signing_key_id
-    return {
-        "registry": SageMakerRegistry(boto3.client("sagemaker")),
-        "fleet": GreengrassFleetControl(boto3.client("greengrassv2"), account=settings.account),
-        "settings": settings,
-        "signer": KmsSigner(boto3.client("kms"), key) if key else None,
-    }
+    ctx = RolloutContext(
+        rollouts=DynamoRolloutStore(dynamodb, settings.rollouts_table),
+        health=DynamoFleetHealthStore(dynamodb, settings.fleet_health_table),
+        registry=SageMakerRegistry(boto3.client("sagemaker")),
+        fleet=GreengrassFleetControl(boto3.client("greengrassv2"), account=settings.account, iot=boto3.client("iot")),
+        settings=settings,
+        clock=time.time,
+        public_key_pem=KmsSigner(boto3.client("kms"), key).public_key_pem() if key else None,
+    )
+    return {"ctx": ctx}
 
 
 def handle(event: Any, deps: dict[str, Any]) -> dict[str, Any]:
     """Parse the event, act on the new approval status, say what happened."""
     change = ModelPackageStateChange.from_event(event)
-    outcome = handle_approval_change(change, **deps)
+    outcome = handle_approval_change(change, ctx=deps["ctx"])
     result = {"status": outcome.status, "modelPackage": change.package_arn, "reason": outcome.reason}
     if outcome.deployment_id is not None:
         result["deploymentId"] = outcome.deployment_id

@@ -32,6 +32,11 @@ def register(commands: Any) -> None:
     parser.add_argument("--devices", type=_device_count, default=5, help="simulated core devices (default 5)")
     parser.add_argument("--out", type=Path, default=Path("edgeloop-demo"), help="where summary.json goes")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument(
+        "--inject-bad-model",
+        action="store_true",
+        help="also roll out a simulated bad candidate: the canary must revert it, then a good one completes",
+    )
     parser.set_defaults(run=run)
 
 
@@ -42,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
-    summary = run_demo(DemoOptions(devices=args.devices, out=args.out, seed=args.seed), progress)
+    options = DemoOptions(devices=args.devices, out=args.out, seed=args.seed, inject_bad_model=args.inject_bad_model)
+    summary = run_demo(options, progress)
     print(render_summary(summary, args.out / SUMMARY_FILE))
     return 0
 
@@ -71,6 +77,12 @@ def render_summary(summary: dict[str, Any], path: Path) -> str:
             f"{device['thing_name']:<22}{'v' + str(health['model_version']):>7}{device['inferences']:>12}"
             f"{(f'{accuracy:.3f}' if accuracy is not None else '-'):>10}{_p99(health['latency']):>9}"
             f"{health['buffer_depth']:>8}  {health['model_state']} (v{device['shadow_version']})"
+        )
+    lines += ["", f"{'rollout':<10}{'outcome':<11}{'rings reached':<24}{'on version':>11}  reverted devices"]
+    for rollout in summary["rollouts"]:
+        lines.append(
+            f"{'v' + str(rollout['version']):<10}{rollout['outcome']:<11}{' -> '.join(rollout['rings_reached']):<24}"
+            f"{rollout['devices_on_version']:>11}  {', '.join(rollout['reverted_devices']) or '-'}"
         )
     lines += ["", f"summary written to {path}"]
     return "\n".join(lines)

@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree; each group adds its own subcommand."""
-    from edgeloop.cli import demo, models, train
+    from edgeloop.cli import demo, models, rollout, train
 
     parser = _Parser(prog="edgeloop", description="Close the loop between AWS and a Greengrass edge fleet.")
     parser.add_argument("--version", action="version", version=f"edgeloop {__version__}")
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(commands)
     train.register(commands)
     models.register(commands)
+    rollout.register(commands)
     return parser
 
 

@@ -74,6 +74,17 @@ class IotRingDirectory:
         log.info("ring groups synced for %d devices of %s", len(rings), fleet_group)
         return rings
 
+    def members(self, ring_name: str) -> list[str]:
+        """The devices in one ring's thing group, sorted (what `edgeloop rollout status` lists)."""
+        group = ring_group(ring_name)
+        try:
+            pages = self._iot.get_paginator("list_things_in_thing_group").paginate(thingGroupName=group)
+            return sorted(thing for page in pages for thing in page["things"])
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise NotFoundError(f"ring group {group} does not exist") from exc
+            raise FleetControlError(f"could not list the members of {group}: {exc}") from exc
+
     def _groups_of(self, thing_name: str) -> list[str]:
         try:
             pages = self._iot.get_paginator("list_thing_groups_for_thing").paginate(thingName=thing_name)

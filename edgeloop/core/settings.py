@@ -105,7 +105,7 @@ class CloudSettings:
             training_output_uri=_s3_prefix(env, ENV_TRAINING_OUTPUT_URI),
             auto_approve_max_drop=0.0 if max_drop is None else max_drop,
             signing_key_id=env.get(ENV_SIGNING_KEY_ID) or None,
-            rollout_policy=_policy(env),
+            rollout_policy=rollout_policy_from_env(env),
             rollouts_table=env.get(ENV_ROLLOUTS_TABLE) or ROLLOUTS_TABLE,
             fleet_health_table=env.get(ENV_FLEET_HEALTH_TABLE) or FLEET_HEALTH_TABLE,
         )
@@ -337,7 +337,7 @@ class DeviceConfig:
         return config
 
 
-def _policy(env: Mapping[str, str]) -> RolloutPolicy:
+def rollout_policy_from_env(env: Mapping[str, str]) -> RolloutPolicy:
     """The rollout policy from its JSON variable; a bad one names the variable and the field."""
     text = env.get(ENV_ROLLOUT_POLICY)
     if not text:

@@ -88,7 +88,10 @@ class LocalIotCore:
         self._services.append((topic_filter, service))
 
     def publish(self, topic: str, payload: bytes) -> None:
-        """Publish from the cloud side (e.g. shadow accepted/rejected responses) to subscribers."""
+        """Publish from the cloud side (e.g. shadow accepted/rejected/documents) to subscribers and matching rules."""
+        for rule in self._rules:
+            if topic_matches(rule.topic_filter, topic):
+                self._worker.submit(self._run, f"rule {rule.name}", rule.action, topic, payload)
         if self._broker is not None:
             asyncio.run_coroutine_threadsafe(self._broker.internal_message_broadcast(topic, payload, 1), self._loop)
 

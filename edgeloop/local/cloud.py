@@ -1,12 +1,13 @@
-"""Cloud-side services of the local stack that moto cannot play: the shadow service over MQTT and the
-destination of the results topic rule. Both write into moto, so the demo reads back what devices sent."""
+"""Cloud-side services of the local stack that moto cannot play: the shadow service over MQTT, the
+destination of the results topic rule and the health rule. They write into moto, so the demo reads back
+what devices sent."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,42 @@ class ShadowService:
             return
         self.accepted += 1
         self._publish(f"{topic}/accepted", response["payload"].read())
+        self._publish(f"{topic}/documents", self._documents(thing, shadow))
+
+    def _documents(self, thing: str, shadow: str) -> bytes:
+        """IoT Core's update/documents message: the shadow after the update (previous is left out here)."""
+        current = json.loads(self._iot_data.get_thing_shadow(thingName=thing, shadowName=shadow)["payload"].read())
+        body = {"previous": None, "current": {"state": current.get("state", {}), "version": current.get("version")}}
+        return json.dumps({**body, "timestamp": current.get("timestamp")}).encode()
+
+
+class HealthRule:
+    """Stand-in for the health topic rule: HEALTH_RULE_SQL's projection of update/documents, then its Lambda.
+
+    IoT Core would evaluate `SELECT current.state.reported AS reported, current.version AS version,
+    topic(3) AS thing_name` on every accepted health-shadow update and invoke functions/health_ingest;
+    moto stores rules but never fires them, so this does both, with the handler's own deps.
+    """
+
+    def __init__(self, ingest: Callable[[dict[str, Any]], Mapping[str, Any]]) -> None:
+        self._ingest = ingest
+        self.counted = 0
+        self.refused = 0
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        """Project one documents message and hand it to health_ingest."""
+        documents = json.loads(payload)
+        current = documents.get("current") or {}
+        event = {
+            "reported": (current.get("state") or {}).get("reported"),
+            "version": current.get("version"),
+            "thing_name": topic.split("/")[2],
+        }
+        result = self._ingest(event)
+        if result.get("status") == "refused":
+            self.refused += 1
+        elif result.get("status") == "counted":
+            self.counted += 1
 
 
 @dataclass(frozen=True)

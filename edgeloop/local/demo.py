@@ -1,4 +1,8 @@
-"""`edgeloop demo`: the whole loop on one machine, from training to health read back from the cloud."""
+"""`edgeloop demo`: the whole loop on one machine, from training through ring-by-ring rollouts to health read back.
+
+With inject_bad_model the demo also rolls out a simulated bad candidate (see _training_job): the canary's
+gates must halt it and return the canary to last-known-good, and a second honest version then completes.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import os
 import tarfile
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -16,15 +21,17 @@ from typing import Any
 
 import numpy as np
 
+from edgeloop.cloud.rollout_control import RolloutContext
 from edgeloop.core.errors import EdgeloopError, UsageError
-from edgeloop.core.events import SAGEMAKER_SOURCE, TRAINING_JOB_STATE_CHANGE
+from edgeloop.core.events import SAGEMAKER_SOURCE, SCHEDULED_EVENT, SCHEDULER_SOURCE, TRAINING_JOB_STATE_CHANGE
 from edgeloop.core.health import HealthReport
 from edgeloop.core.names import (
     HEALTH_SHADOW,
     INFERENCE_COMPONENT,
     TRAINING_OUTPUT_PREFIX,
 )
-from edgeloop.core.registry import ApprovalStatus
+from edgeloop.core.registry import ApprovalStatus, RegistryRecord
+from edgeloop.core.rollout import Gates, Ring, Rollout, RolloutPolicy, RolloutState
 from edgeloop.local.greengrass import ExecutionStatus
 from edgeloop.local.stack import ACCOUNT, REGION, LocalStack
 from edgeloop.training import TrainingConfig, TrainingResult, train
@@ -43,6 +50,8 @@ class DemoOptions:
     out: Path = Path("edgeloop-demo")
     model_name: str = "digits"
     seed: int = 0
+    inject_bad_model: bool = False
+    """Also roll out a deliberately bad candidate (simulated), which the canary must catch and revert."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.devices <= MAX_DEVICES:
@@ -64,45 +73,249 @@ def check_output_dir(out: Path) -> None:
 def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
     """Run the loop end to end and write DIR/summary.json; any broken promise raises instead."""
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="edgeloop-demo-") as work, LocalStack(Path(work)) as stack:
+    clock = DemoClock()
+    with (
+        tempfile.TemporaryDirectory(prefix="edgeloop-demo-") as work,
+        LocalStack(Path(work), rollout_policy=DEMO_POLICY, clock=clock) as stack,
+    ):
         progress(f"local stack up: moto server at {stack.endpoint}, IoT Core stand-in at port {stack.iot_core.port}")
         stack.provision(options.model_name)
         things = [f"edgeloop-device-{i:03d}" for i in range(1, options.devices + 1)]
-        for thing in things:
-            stack.add_device(thing)
-        progress(f"provisioned buckets, model package group, fleet group and {len(things)} simulated core devices")
-        trained, event = _training_job(stack, options, Path(work))
-        manifest = trained.manifest
-        progress(f"trained {manifest.model_name}: holdout accuracy {manifest.holdout_accuracy:.4f} (ONNX, fp32)")
-        bus = stack.event_bus()
-        published = bus.put(event).result
+        for index, thing in enumerate(things):
+            stack.add_device(thing, ring=CANARY if index < CANARY_DEVICES else BROAD)
         progress(
-            f"training_completed λ: registered v{published['modelVersion']} ({published['approval']}), "
-            f"component {published['componentName']} {published['componentVersion']}"
+            f"provisioned buckets, model package group, rollout tables, fleet and ring groups, {len(things)} "
+            f"simulated core devices ({CANARY_DEVICES} pinned to {CANARY}, the rest in {BROAD})"
         )
-        record = stack.registry.get(options.model_name, int(published["modelVersion"]))
-        if record.approval is not ApprovalStatus.APPROVED:
-            raise EdgeloopError(f"{record.model_name} v{record.version} was not approved: {record.approval}")
-        deployed = bus.put(stack.model_package_event(record)).result
-        deployment_id = str(deployed["deploymentId"])
-        _check_deployment(stack, deployment_id, len(things))
-        signed = "its KMS signature and digest" if record.signed else "its digest (unsigned)"
-        progress(f"model_approved λ: deployment {deployment_id} reached {len(things)} devices, all verified {signed}")
-        truth = _stream(stack, things, trained)
-        progress(f"streamed {len(truth)} held-out samples through the devices")
+        demo = _Demo(stack, options, Path(work), clock, progress, things)
+        first = demo.train_and_publish("v-first", options.seed)
+        traffic = Traffic(stack, things, first.trained)
+        demo.roll_out(first.record, traffic)
+        bad_versions = []
+        if options.inject_bad_model:
+            bad = demo.train_and_publish("v-bad", options.seed, bad=True)
+            bad_versions.append(bad.record.version)
+            demo.roll_out(bad.record, traffic)
+            good = demo.train_and_publish("v-good", options.seed + 1)
+            demo.roll_out(good.record, traffic)
+        final = stack.registry.get(options.model_name, demo.completed[-1])
+        truth = traffic.truth
+        truth.update(_stream(stack, things, first.trained))
+        progress(f"streamed {len(first.trained.y_holdout)} held-out samples through the devices")
         _wait_until_settled(stack, progress)
-        final = {thing: _stop_device(stack, thing) for thing in things}
-        _wait_for_final_shadows(stack, final)
-        summary = _summary(stack, record, manifest.holdout_accuracy, things, truth)
-        summary["run"] = {"wall_s": round(time.monotonic() - started, 2), "deployment_id": deployment_id}
+        reports = {thing: _stop_device(stack, thing) for thing in things}
+        _wait_for_final_shadows(stack, reports)
+        summary = _summary(stack, final, things, truth)
+        summary["rollouts"] = demo.rollouts
+        summary["run"] = {
+            "wall_s": round(time.monotonic() - started, 2),
+            "injected_bad_versions": bad_versions,
+            "health_documents_counted": stack.health_rule.counted,
+            "health_documents_refused": stack.health_rule.refused,
+        }
     _check_promises(summary, options.devices)
     write_summary(options.out, summary)
     return summary
 
 
-def _training_job(stack: LocalStack, options: DemoOptions, work: Path) -> tuple[TrainingResult, dict[str, Any]]:
-    """Run the training entry point as a SageMaker job would, and build the job's completion event."""
-    job = f"edgeloop-{options.model_name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+CANARY, BROAD = "canary", "broad"
+CANARY_DEVICES = 1
+"""Devices pinned to the canary ring by their edgeloopRing attribute, so the canary is never empty."""
+TICK_SIM_S = 30.0
+"""How far the demo's clock moves per controller tick: bake times and IoT job rates pass in seconds."""
+TICK_REAL_S = 0.25
+ROWS_PER_TICK = 3
+"""Held-out rows each device answers per tick, so every ring has traffic to judge."""
+ROLLOUT_TIMEOUT_S = 120.0
+"""Wall-clock seconds one rollout may take before the demo gives up on it."""
+DEMO_POLICY = RolloutPolicy(
+    rings=(
+        Ring(CANARY, 0.2, bake_s=60, min_devices=1),
+        Ring(BROAD, 0.8, bake_s=60, min_devices=MAX_DEVICES),
+    ),
+    gates=Gates(max_p99_latency_ratio=None, min_inferences=20),
+    ring_timeout_s=3600,
+)
+"""The demo's rollout policy, on the demo's clock: a pinned canary, then everyone else, one simulated minute each.
+
+Membership comes from the devices' edgeloopRing pins, so the shares only matter for unpinned devices. The
+latency gate is off because the simulated devices share this machine's CPUs: their p99s measure the host."""
+BAD_MODEL_MAX_ITER = 30
+
+
+class DemoClock:
+    """The demo's clock: simulated seconds that move on per controller tick (it starts at the wall clock)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on (the controller and the Greengrass stand-in read it)."""
+        self.now += seconds
+
+
+class Traffic:
+    """The devices' sensors: held-out rows, a few per device per tick, with the truth kept for accuracy."""
+
+    def __init__(self, stack: LocalStack, things: list[str], trained: TrainingResult) -> None:
+        self._stack, self._things, self._trained = stack, things, trained
+        self._sent = 0
+        self.truth: dict[str, int] = {}
+
+    def tick(self) -> None:
+        """Send ROWS_PER_TICK rows to every device."""
+        x, y = self._trained.x_holdout, self._trained.y_holdout
+        for thing in self._things:
+            for _ in range(ROWS_PER_TICK):
+                row = self._sent % len(x)
+                request_id = f"{thing}-t{self._sent:06d}"
+                self.truth[request_id] = int(y[row])
+                self._stack.devices[thing].submit(request_id, np.asarray(x[row], dtype=np.float64).tolist())
+                self._sent += 1
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trained and published version."""
+
+    trained: TrainingResult
+    record: RegistryRecord
+
+
+class _Demo:
+    """The demo's steps that need the stack, its clock and the progress printer."""
+
+    def __init__(
+        self,
+        stack: LocalStack,
+        options: DemoOptions,
+        work: Path,
+        clock: DemoClock,
+        progress: Progress,
+        things: list[str],
+    ) -> None:
+        self.stack, self.options, self.work, self.clock, self.progress = stack, options, work, clock, progress
+        self.things = things
+        self.bus = stack.event_bus()
+        self.rollouts: list[dict[str, Any]] = []
+        self.completed: list[int] = []
+
+    def train_and_publish(self, label: str, seed: int, *, bad: bool = False) -> Candidate:
+        """Train (honestly, or the simulated bad candidate), publish through training_completed, approve."""
+        trained, event = _training_job(self.stack, self.options, self.work, label, seed, bad=bad)
+        kind = "simulated BAD candidate (shuffled labels)" if bad else "trained"
+        self.progress(f"{kind} {trained.manifest.model_name}: holdout accuracy {trained.manifest.holdout_accuracy:.4f}")
+        published = self.bus.put(event).result
+        self.progress(
+            f"training_completed λ: registered v{published['modelVersion']} ({published['approval']}), "
+            f"component {published['componentName']} {published['componentVersion']}"
+        )
+        record = self.stack.registry.get(self.options.model_name, int(published["modelVersion"]))
+        if bad and record.approval is not ApprovalStatus.APPROVED:
+            record = self.stack.registry.set_approval(
+                record.model_name, record.version, ApprovalStatus.APPROVED, BAD_APPROVAL_REASON
+            )
+            self.progress(f"v{record.version} approved by a (simulated) operator over the policy's verdict")
+        if record.approval is not ApprovalStatus.APPROVED:
+            raise EdgeloopError(f"{record.model_name} v{record.version} was not approved: {record.approval}")
+        return Candidate(trained, record)
+
+    def roll_out(self, record: RegistryRecord, traffic: Traffic) -> dict[str, Any]:
+        """Approval event -> model_approved starts the rollout; then scheduler ticks until it is final."""
+        started = self.bus.put(self.stack.model_package_event(record)).result
+        self.progress(f"model_approved λ: {started['status']}: {started['reason']}")
+        if started["status"] != "rolling-out":
+            raise EdgeloopError(f"v{record.version} did not start rolling out: {started['reason']}")
+        ctx: RolloutContext = self.stack.rollout_context()
+        shown = self._show(ctx, record.version, 0)
+        deadline = time.monotonic() + ROLLOUT_TIMEOUT_S
+        while True:
+            traffic.tick()
+            time.sleep(TICK_REAL_S)
+            self.clock.advance(TICK_SIM_S)
+            self.stack.greengrass.advance()
+            self.bus.invoke("rollout_controller", schedule_event())
+            shown = self._show(ctx, record.version, shown)
+            rollout, _ = ctx.rollouts.get(record.model_name, record.version)
+            if rollout.is_final:
+                break
+            if time.monotonic() > deadline:
+                raise EdgeloopError(
+                    f"rollout of v{record.version} not final after {ROLLOUT_TIMEOUT_S:.0f} s: "
+                    f"{rollout.state} in ring {rollout.ring} ({rollout.reason})"
+                )
+        entry = self._entry(ctx, rollout)
+        self.rollouts.append(entry)
+        if rollout.state is RolloutState.COMPLETED:
+            self.completed.append(rollout.model_version)
+        self.progress(
+            f"rollout of v{rollout.model_version} {entry['outcome']}: rings {entry['rings_reached']}, "
+            f"{entry['devices_on_version']} device(s) on it, reverted {entry['reverted_devices'] or 'none'}"
+        )
+        return entry
+
+    def _show(self, ctx: RolloutContext, version: int, shown: int) -> int:
+        """Print the decisions logged since the last look, as they happen."""
+        log = ctx.rollouts.decisions(self.options.model_name, version)
+        for entry in log[shown:]:
+            ring = DEMO_POLICY.rings[entry.ring].name
+            self.progress(f"rollout v{version} [{ring}] {entry.decision}: {entry.reason}")
+        return len(log)
+
+    def _entry(self, ctx: RolloutContext, rollout: Rollout) -> dict[str, Any]:
+        """The rollout as summary.json records it."""
+        reached = list(DEMO_POLICY.ring_names[: rollout.ring + 1])
+        health = ctx.health.aggregates(rollout.model_name, rollout.model_version).values()
+        reverted: list[str] = []
+        if rollout.state is RolloutState.ROLLED_BACK:
+            for ring in reached:
+                latest = self.stack.greengrass.latest_deployment(ctx.settings.ring_group_arn(ring))
+                if latest is not None:
+                    outcomes = self.stack.greengrass.outcomes(latest.deployment_id)
+                    reverted += [o.thing_name for o in outcomes if o.status is ExecutionStatus.SUCCEEDED]
+        record = self.stack.registry.get(rollout.model_name, rollout.model_version)
+        return {
+            "version": rollout.model_version,
+            "outcome": "completed" if rollout.state is RolloutState.COMPLETED else "reverted",
+            "registry": {"approval": record.approval.value, "description": record.approval_description},
+            "rings_reached": reached,
+            "devices_on_version": sum(h.devices_on_version for h in health),
+            "reverted_devices": sorted(reverted),
+            "decisions": [d.to_dict() for d in ctx.rollouts.decisions(rollout.model_name, rollout.model_version)],
+        }
+
+
+BAD_APPROVAL_REASON = "demo --inject-bad-model: a bad candidate approved by hand (simulated operator error)"
+
+
+def schedule_event() -> dict[str, Any]:
+    """The EventBridge schedule's event that ticks the rollout controller."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": SCHEDULED_EVENT,
+        "source": SCHEDULER_SOURCE,
+        "account": ACCOUNT,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/edgeloop-local-rollout-controller"],
+        "detail": {},
+    }
+
+
+def _training_job(
+    stack: LocalStack, options: DemoOptions, work: Path, label: str, seed: int, *, bad: bool = False
+) -> tuple[TrainingResult, dict[str, Any]]:
+    """Run the training entry point as a SageMaker job would, and build the job's completion event.
+
+    bad=True is the simulated bad candidate: trained on the same rows with their labels shuffled (and
+    briefly), so it answers wrongly and unsurely, yet its manifest, golden rows and gate come honestly
+    from that model: device verification passes it, and only the canary's gates can catch it.
+    """
+    job = f"edgeloop-{options.model_name}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{label}"
     sagemaker = stack.client("sagemaker")
     sagemaker.create_training_job(
         TrainingJobName=job,
@@ -111,16 +324,21 @@ def _training_job(stack: LocalStack, options: DemoOptions, work: Path) -> tuple[
         OutputDataConfig={"S3OutputPath": f"s3://{stack.names.data_bucket}/{TRAINING_OUTPUT_PREFIX.rstrip('/')}"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
         StoppingCondition={"MaxRuntimeInSeconds": 3600},
-        HyperParameters={"model_name": options.model_name, "seed": str(options.seed)},
+        HyperParameters={"model_name": options.model_name, "seed": str(seed)},
     )
-    model_dir = work / "training" / "model"
+    model_dir = work / "training" / label / "model"
+    extra: dict[str, Any] = {}
+    if bad:
+        extra = {"dataset": "npz", "train_dir": _shuffled_digits(work / "training" / label / "train", seed)}
+        extra["max_iter"] = BAD_MODEL_MAX_ITER
     result = train(
         TrainingConfig(
             model_dir=model_dir,
             model_name=options.model_name,
-            output_data_dir=work / "training" / "output",
-            seed=options.seed,
+            output_data_dir=work / "training" / label / "output",
+            seed=seed,
             training_job=job,
+            **extra,
         )
     )
     described = sagemaker.describe_training_job(TrainingJobName=job)
@@ -140,6 +358,18 @@ def _training_job(stack: LocalStack, options: DemoOptions, work: Path) -> tuple[
     return result, event
 
 
+def _shuffled_digits(train_dir: Path, seed: int) -> Path:
+    """The digits rows with their labels permuted, as an NPZ train channel (simulation of a bad candidate)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    train_dir.mkdir(parents=True, exist_ok=True)
+    labels = np.random.default_rng(seed + 1).permutation(digits.target)
+    names = np.array([f"pixel_{i}" for i in range(digits.data.shape[1])])
+    np.savez(train_dir / "shuffled.npz", features=digits.data.astype(np.float32), label=labels, feature_names=names)
+    return train_dir
+
+
 def _tar_gz(model_dir: Path) -> bytes:
     """model.tar.gz exactly as SageMaker packs SM_MODEL_DIR (entries under ./)."""
     buffer = io.BytesIO()
@@ -157,15 +387,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
     return value
-
-
-def _check_deployment(stack: LocalStack, deployment_id: str, expected: int) -> None:
-    """Every device must have installed, verified and activated the model (their job executions)."""
-    outcomes = stack.greengrass.outcomes(deployment_id)
-    failed = [o for o in outcomes if o.status is not ExecutionStatus.SUCCEEDED]
-    if failed or len(outcomes) != expected:
-        details = "; ".join(f"{o.thing_name}: {o.detail}" for o in failed) or f"{len(outcomes)} of {expected} reached"
-        raise EdgeloopError(f"deployment {deployment_id} did not succeed everywhere: {details}")
 
 
 def _stream(stack: LocalStack, things: list[str], trained: TrainingResult) -> dict[str, int]:
@@ -233,30 +454,26 @@ def _read_shadow(stack: LocalStack, thing: str) -> dict[str, Any]:
     return document
 
 
-def _summary(
-    stack: LocalStack,
-    record: Any,
-    holdout_accuracy: float,
-    things: list[str],
-    truth: dict[str, int],
-) -> dict[str, Any]:
+def _summary(stack: LocalStack, record: RegistryRecord, things: list[str], truth: dict[str, int]) -> dict[str, Any]:
     devices = []
     produced = delivered = 0
     for thing in things:
         shadow = _read_shadow(stack, thing)
         health = HealthReport.from_shadow(shadow)
         results = stack.results.results(thing)
-        versions = sorted({d.result.model_version for d in results})
-        correct = sum(1 for d in results if truth[d.result.request_id] == d.result.label_index)
+        on_final = [d for d in results if d.result.model_version == record.version]
+        correct = sum(1 for d in on_final if truth[d.result.request_id] == d.result.label_index)
         produced += health.records_produced
         delivered += stack.results.delivered_count(thing)
         devices.append(
             {
                 "thing_name": thing,
-                "model_version": versions[0] if len(versions) == 1 else versions,
+                "ring": DEMO_POLICY.rings[stack.rings.ring_of(thing)].name,
+                "model_version": health.model_version,
+                "versions_answered": sorted({d.result.model_version for d in results}),
                 "inferences": health.inferences,
                 "results_delivered": len(results),
-                "stream_accuracy": round(correct / len(results), 4) if results else None,
+                "stream_accuracy": round(correct / len(on_final), 4) if on_final else None,
                 "health": shadow["state"]["reported"],
                 "shadow_version": shadow.get("version"),
             }
@@ -266,7 +483,7 @@ def _summary(
             "name": record.model_name,
             "version": record.version,
             "sha256": record.sha256,
-            "holdout_accuracy": round(holdout_accuracy, 4),
+            "holdout_accuracy": round(record.holdout_accuracy, 4),
             "approval": record.approval.value,
             "signed": record.signed,
             "package_arn": record.package_arn,
@@ -292,21 +509,45 @@ def _check_promises(summary: dict[str, Any], devices: int) -> None:
     """The demo fails, and writes nothing, if the loop broke any promise it makes."""
     problems = []
     version = summary["model"]["version"]
+    rolled_out = {r["version"] for r in summary["rollouts"]}
     if len(summary["devices"]) != devices:
         problems.append(f"{len(summary['devices'])} devices reported, expected {devices}")
     for device in summary["devices"]:
-        if device["model_version"] != version:
-            problems.append(f"{device['thing_name']} answered with model version(s) {device['model_version']}")
-        if device["health"].get("model_version") != version:
+        stray = sorted(set(device["versions_answered"]) - rolled_out)
+        if stray:
+            problems.append(f"{device['thing_name']} answered with model version(s) {stray} never rolled out")
+        if device["model_version"] != version or device["health"].get("model_version") != version:
             problems.append(f"{device['thing_name']} reports model v{device['health'].get('model_version')}")
         if device["inferences"] <= 0:
             problems.append(f"{device['thing_name']} made no inferences")
         if summary["model"]["signed"] and device["health"].get("model_signed") is not True:
             problems.append(f"{device['thing_name']} did not verify the model's signature")
+    problems += _rollout_problems(summary)
     if summary["records"]["lost"] != 0:
         problems.append(f"{summary['records']['lost']} records lost")
     if problems:
         raise EdgeloopError("the loop did not close: " + "; ".join(problems))
+
+
+def _rollout_problems(summary: dict[str, Any]) -> list[str]:
+    """Bad candidates reverted in the canary with nobody left on them; every other rollout completed."""
+    problems = []
+    bad = set(summary["run"].get("injected_bad_versions", []))
+    for rollout in summary["rollouts"]:
+        version, outcome = rollout["version"], rollout["outcome"]
+        if version in bad:
+            if outcome != "reverted" or rollout["rings_reached"] != [DEMO_POLICY.ring_names[0]]:
+                problems.append(f"bad v{version} was not halted in the canary ({outcome}, {rollout['rings_reached']})")
+            if rollout["devices_on_version"] or any(d["model_version"] == version for d in summary["devices"]):
+                problems.append(f"devices are still on bad v{version}")
+            reached = sorted(d["thing_name"] for d in summary["devices"] if d["ring"] in rollout["rings_reached"])
+            if rollout["reverted_devices"] != reached:
+                problems.append(f"bad v{version}: {reached} got it but {rollout['reverted_devices']} were reverted")
+        elif outcome != "completed":
+            problems.append(f"v{version} did not complete its rollout ({outcome})")
+    if summary["rollouts"] and summary["rollouts"][-1]["version"] != summary["model"]["version"]:
+        problems.append("the fleet does not end on the last completed version")
+    return problems
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -49,6 +50,7 @@ class LocalEventBus:
         self._deps = deps
         self._modules = {name: load_function(name) for name in deps}
         self.invocations: list[Invocation] = []
+        self._lock = threading.Lock()
 
     def put(self, event: Mapping[str, Any]) -> Invocation:
         """Deliver one event to the handler its rule names."""
@@ -56,8 +58,18 @@ class LocalEventBus:
         function = EVENT_ROUTES.get(detail_type)
         if function is None or function not in self._modules:
             raise NotFoundError(f"no rule routes {detail_type!r} to a local handler")
+        return self._run(function, detail_type, event)
+
+    def invoke(self, function: str, event: Mapping[str, Any]) -> Invocation:
+        """A direct (RequestResponse) invoke of one handler, as the schedule and the health rule do."""
+        if function not in self._modules:
+            raise NotFoundError(f"no local handler {function!r}; expected one of {sorted(self._modules)}")
+        return self._run(function, "invoke", event)
+
+    def _run(self, function: str, detail_type: str, event: Mapping[str, Any]) -> Invocation:
         result = self._modules[function].handle(dict(event), dict(self._deps[function]))
         log.info("%s <- %s: %s", function, detail_type, result)
         invocation = Invocation(function, detail_type, result)
-        self.invocations.append(invocation)
+        with self._lock:
+            self.invocations.append(invocation)
         return invocation

@@ -4,7 +4,10 @@ the way the CDK stack provisions an AWS account."""
 from __future__ import annotations
 
 import logging
+import time
+import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,21 +20,27 @@ from moto.server import ThreadedMotoServer
 from edgeloop import __version__
 from edgeloop.cloud.artifacts import S3ArtifactStore
 from edgeloop.cloud.registry import SageMakerRegistry
+from edgeloop.cloud.rings import IotRingDirectory
+from edgeloop.cloud.rollout_control import RolloutContext
+from edgeloop.cloud.rollouts import DynamoFleetHealthStore, DynamoRolloutStore, table_definition
 from edgeloop.cloud.signing import KmsSigner
 from edgeloop.core.errors import EdgeloopError
 from edgeloop.core.events import MODEL_PACKAGE_STATE_CHANGE, SAGEMAKER_SOURCE
 from edgeloop.core.names import (
     FLEET_THING_GROUP,
+    HEALTH_DOCUMENTS_TOPIC_FILTER,
     NAMED_SHADOW_UPDATE_FILTER,
     RESULTS_TOPIC_FILTER,
     TRAINING_OUTPUT_PREFIX,
 )
 from edgeloop.core.recipes import INFERENCE_ARCHIVE
 from edgeloop.core.registry import RegistryRecord
+from edgeloop.core.rings import RING_ATTRIBUTE
+from edgeloop.core.rollout import DEFAULT_POLICY, RolloutPolicy
 from edgeloop.core.settings import CloudSettings
 from edgeloop.core.signing import SIGNING_KEY_SPEC
 from edgeloop.local.broker import LocalIotCore, Rule
-from edgeloop.local.cloud import ResultsIngest, ShadowService
+from edgeloop.local.cloud import HealthRule, ResultsIngest, ShadowService
 from edgeloop.local.devices import SimulatedDevice
 from edgeloop.local.greengrass import LocalGreengrass
 from edgeloop.local.lambdas import LocalEventBus
@@ -43,7 +52,9 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 """moto's default account: the local stack's resources all live there."""
 AUTO_APPROVE_MIN_ACCURACY = 0.95
-"""The local stack's approval policy: versions at or above this holdout accuracy are approved."""
+"""The local stack's approval policy: versions at or above this holdout accuracy are approved..."""
+AUTO_APPROVE_MAX_DROP = 0.02
+"""...unless they score more than this below the Approved version (a retrain with another seed may dip a little)."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +75,20 @@ class StackNames:
 class LocalStack:
     """Everything the loop needs from 'the cloud', on 127.0.0.1, with nothing to install but pip packages."""
 
-    def __init__(self, work_dir: Path) -> None:
+    def __init__(
+        self, work_dir: Path, *, rollout_policy: RolloutPolicy = DEFAULT_POLICY, clock: Callable[[], float] = time.time
+    ) -> None:
+        """clock drives the rollout controller and the Greengrass stand-in's job pacing (the demo's clock)."""
         self.work_dir = work_dir
+        self.rollout_policy = rollout_policy
+        self.clock = clock
         self.names = StackNames.fresh()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.iot_core = LocalIotCore()
         self.devices: dict[str, SimulatedDevice] = {}
         self.signing_key_id: str | None = None
+        self.model_name = ""
+        self._bus: LocalEventBus | None = None
         self._started = False
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -82,15 +100,19 @@ class LocalStack:
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
+        _reset_moto(self.endpoint)
         self.iot_core.start()
         self._started = True
         self.store = S3ArtifactStore(self.client("s3"))
         self.registry = SageMakerRegistry(self.client("sagemaker"))
-        self.greengrass = LocalGreengrass(self.client("iot"), region=REGION, account=ACCOUNT)
+        self.greengrass = LocalGreengrass(self.client("iot"), region=REGION, account=ACCOUNT, clock=self.clock)
+        self.rings = IotRingDirectory(self.client("iot"), self.rollout_policy)
         self.results = ResultsIngest(self.client("s3"), self.names.data_bucket)
         self.shadows = ShadowService(self.client("iot-data"), self.iot_core.publish)
         self.iot_core.add_reserved_service(NAMED_SHADOW_UPDATE_FILTER, self.shadows)
         self.iot_core.add_rule(Rule("edgeloop_results", RESULTS_TOPIC_FILTER, self.results))
+        self.health_rule = HealthRule(lambda event: self.event_bus().invoke("health_ingest", event).result)
+        self.iot_core.add_rule(Rule("edgeloop_health", HEALTH_DOCUMENTS_TOPIC_FILTER, self.health_rule))
 
     def stop(self) -> None:
         """Stop devices first (they flush), then the broker (it drains rules), then moto."""
@@ -144,6 +166,8 @@ class LocalStack:
             auto_approve_min_accuracy=AUTO_APPROVE_MIN_ACCURACY,
             training_output_uri=f"s3://{self.names.data_bucket}/{TRAINING_OUTPUT_PREFIX}",
             signing_key_id=self.signing_key_id,
+            auto_approve_max_drop=AUTO_APPROVE_MAX_DROP,
+            rollout_policy=self.rollout_policy,
         )
 
     def signer(self) -> KmsSigner:
@@ -153,7 +177,8 @@ class LocalStack:
         return KmsSigner(self.client("kms"), self.signing_key_id, raw_message_limit=None)
 
     def provision(self, model_name: str) -> None:
-        """Buckets, model package group, fleet thing group and the inference component version."""
+        """Buckets, model package group, fleet and ring thing groups, rollout tables, the inference component."""
+        self.model_name = model_name
         s3 = self.client("s3")
         for bucket in (self.names.artifacts_bucket, self.names.data_bucket):
             s3.create_bucket(Bucket=bucket)
@@ -163,27 +188,52 @@ class LocalStack:
         )
         self.signing_key_id = str(key["KeyMetadata"]["KeyId"])
         self.client("iot").create_thing_group(thingGroupName=self.names.thing_group)
+        self.rings.ensure_groups()
+        dynamodb, settings = self.client("dynamodb"), self.settings()
+        for table in (settings.rollouts_table, settings.fleet_health_table):
+            dynamodb.create_table(**table_definition(table))
         staging = self.work_dir / "staging"
         build_inference_archive(staging)
         uri = f"s3://{self.names.artifacts_bucket}/components/inference/{self.inference_version}/{INFERENCE_ARCHIVE}"
         self.store.put(uri, (staging / INFERENCE_ARCHIVE).read_bytes())
         self.greengrass.create_component_version(inference_recipe(self.inference_version, uri))
+        self.event_bus()  # built once, before any device can report through the health rule
+
+    def rollout_context(self) -> RolloutContext:
+        """The controller's ports as the stack configures them: DynamoDB on moto, the Greengrass stand-in."""
+        dynamodb, settings = self.client("dynamodb"), self.settings()
+        return RolloutContext(
+            rollouts=DynamoRolloutStore(dynamodb, settings.rollouts_table),
+            health=DynamoFleetHealthStore(dynamodb, settings.fleet_health_table),
+            registry=self.registry,
+            fleet=self.greengrass,
+            settings=settings,
+            clock=self.clock,
+            public_key_pem=self.signer().public_key_pem(),
+        )
 
     def event_bus(self) -> LocalEventBus:
-        """EventBridge rules to the real handlers, with the adapters the stack would configure."""
-        common = {
-            "registry": self.registry,
-            "fleet": self.greengrass,
-            "settings": self.settings(),
-            "signer": self.signer(),
-        }
-        return LocalEventBus({"training_completed": {**common, "store": self.store}, "model_approved": common})
+        """EventBridge rules and direct invokes to the real handlers, with the adapters the stack would configure."""
+        if self._bus is None:
+            ctx = self.rollout_context()
+            common = {"registry": self.registry, "fleet": self.greengrass, "settings": self.settings()}
+            self._bus = LocalEventBus(
+                {
+                    "training_completed": {**common, "store": self.store, "signer": self.signer()},
+                    "model_approved": {"ctx": ctx},
+                    "rollout_controller": {"ctx": ctx, "model_name": self.model_name},
+                    "health_ingest": {"ctx": ctx, "rings": self.rings},
+                }
+            )
+        return self._bus
 
-    def add_device(self, thing_name: str) -> SimulatedDevice:
-        """Register a thing in the fleet group and bring its simulated core device online."""
+    def add_device(self, thing_name: str, ring: str | None = None) -> SimulatedDevice:
+        """Register a thing in the fleet group and its ring group (pinned to `ring` if given), then bring it online."""
         iot = self.client("iot")
-        iot.create_thing(thingName=thing_name)
+        attributes = {"attributes": {RING_ATTRIBUTE: ring}} if ring else {}
+        iot.create_thing(thingName=thing_name, attributePayload=attributes)
         iot.add_thing_to_thing_group(thingGroupName=self.names.thing_group, thingName=thing_name)
+        self.rings.assign(thing_name)
         device = SimulatedDevice(
             thing_name,
             self.work_dir / "devices" / thing_name,
@@ -221,3 +271,10 @@ class LocalStack:
                 "ModelApprovalStatus": package["ModelApprovalStatus"],
             },
         }
+
+
+def _reset_moto(endpoint: str) -> None:
+    """Start from an empty account: moto's backends are process-wide, so an earlier stack's resources linger."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:  # our own 127.0.0.1 moto server
+        response.read()

@@ -1,4 +1,4 @@
-"""Publishing a trained model and deploying an approved one, with S3 and SageMaker on moto."""
+"""Publishing a trained model and starting an approved one's rollout, with S3 and SageMaker on moto."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from edgeloop.cloud.artifacts import S3ArtifactStore
 from edgeloop.cloud.fleet import MemoryFleetControl
 from edgeloop.cloud.publish import ApprovalOutcome, handle_approval_change, publish_trained_model, read_model_archive
 from edgeloop.cloud.registry import SageMakerRegistry
-from edgeloop.core.errors import IntegrityError, ManifestError, ModelFormatError, NotFoundError
+from edgeloop.cloud.rollout_control import RolloutContext
+from edgeloop.cloud.rollouts import MemoryFleetHealthStore, MemoryRolloutStore
+from edgeloop.core.errors import FleetControlError, IntegrityError, ManifestError, ModelFormatError, NotFoundError
 from edgeloop.core.events import ModelPackageStateChange, TrainingJobStateChange
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.recipes import artifact_digest
 from edgeloop.core.registry import ApprovalStatus
+from edgeloop.core.rollout import RolloutState
 from edgeloop.core.settings import CloudSettings
 from edgeloop.packaging import inference_recipe
 
@@ -25,6 +28,7 @@ NOT_ONNX = b"\x08\x07 this is not onnx"
 """Starts like a ModelProto (ir_version) but is no model: a first-byte sniff would let it through."""
 GROUP_ARN = "arn:aws:iot:us-east-1:123456789012:thinggroup/edgeloop-fleet"
 TRAINING_OUTPUT = "s3://edgeloop-data/training-output/"
+CANARY_ARN = "arn:aws:iot:us-east-1:123456789012:thinggroup/edgeloop-fleet-canary"
 ARCHIVE_URI = "s3://edgeloop-data/training-output/edgeloop-digits-20261124-120000/output/model.tar.gz"
 
 
@@ -145,38 +149,74 @@ def _approval_change(status: str = "Approved") -> ModelPackageStateChange:
     return ModelPackageStateChange.from_event(event)
 
 
-def _on_approval(deps: dict[str, Any], status: str = "Approved") -> ApprovalOutcome:
-    keys = ("registry", "fleet", "settings", "signer")
-    return handle_approval_change(_approval_change(status), **{k: deps[k] for k in keys if k in deps})
+def _ctx(deps: dict[str, Any], rollouts: MemoryRolloutStore | None = None) -> RolloutContext:
+    return RolloutContext(
+        rollouts=rollouts or deps.setdefault("rollouts", MemoryRolloutStore()),
+        health=MemoryFleetHealthStore(),
+        registry=deps["registry"],
+        fleet=deps["fleet"],
+        settings=deps["settings"],
+        clock=lambda: 1_000.0,
+    )
 
 
-def test_deploy_approved_deploys_model_inference_and_shadow_sync(deps: dict[str, Any]) -> None:
+def _on_approval(deps: dict[str, Any], status: str = "Approved", version: int = 1) -> ApprovalOutcome:
+    change = replace(_approval_change(status), version=version)
+    return handle_approval_change(change, ctx=_ctx(deps))
+
+
+def _approved_v1(deps: dict[str, Any]) -> None:
     deps["store"].put(ARCHIVE_URI, _good_archive())
     publish_trained_model(_completed(), **deps)
     deps["registry"].set_approval("digits", 1, ApprovalStatus.APPROVED)
+
+
+def test_an_approval_starts_a_rollout_in_the_first_ring_not_the_whole_fleet(deps: dict[str, Any]) -> None:
+    _approved_v1(deps)
     fleet = deps["fleet"]
     outcome = _on_approval(deps)
-    deployment_id = outcome.deployment_id
-    assert (outcome.status, deployment_id is not None) == ("deployed", True)
-    info = fleet.get_deployment(deployment_id)
-    assert info.target_arn == GROUP_ARN
+    assert (outcome.status, outcome.deployment_id is not None) == ("rolling-out", True)
+    info = fleet.get_deployment(outcome.deployment_id)
+    assert info.target_arn == CANARY_ARN
     assert info.components["com.edgeloop.model.digits"].version == "1.0.0"
     assert info.components[INFERENCE_COMPONENT].merge == {
         "modelComponent": "com.edgeloop.model.digits",
         "modelComponentVersion": "1.0.0",
     }
+    assert fleet.latest_deployment(GROUP_ARN) is None, "the fleet-wide deployment path is gone"
+    rollout, _ = deps["rollouts"].get("digits", 1)
+    assert (rollout.state, rollout.ring) == (RolloutState.IN_RING, 0)
 
 
-def test_a_redelivered_approval_does_not_deploy_twice(deps: dict[str, Any]) -> None:
-    deps["store"].put(ARCHIVE_URI, _good_archive())
-    publish_trained_model(_completed(), **deps)
-    deps["registry"].set_approval("digits", 1, ApprovalStatus.APPROVED)
+def test_a_redelivered_approval_does_not_start_or_deploy_twice(deps: dict[str, Any]) -> None:
+    _approved_v1(deps)
     first = _on_approval(deps).deployment_id
-    assert _on_approval(deps).deployment_id == first
-    assert deps["fleet"].latest_deployment(GROUP_ARN).deployment_id == first
+    again = _on_approval(deps)
+    assert (again.status, again.deployment_id) == ("rolling-out", None)
+    assert "already has a rollout (in_ring, ring 0)" in again.reason
+    assert deps["fleet"].latest_deployment(CANARY_ARN).deployment_id == first
+    assert [d.decision for d in deps["rollouts"].decisions("digits", 1)] == ["start", "promote"]
 
 
-def test_deploy_waits_for_a_missing_component_instead_of_deploying_a_broken_set(
+def test_an_approval_during_another_rollout_starts_nothing_and_says_how_to_start_it(deps: dict[str, Any]) -> None:
+    _approved_v1(deps)
+    _on_approval(deps)
+    deps["registry"].register(
+        manifest_for(FAKE_ONNX),
+        training_job="job-2",
+        artifact_uri="s3://edgeloop-artifacts/models/digits/b/model.onnx",
+        manifest_uri="s3://edgeloop-artifacts/models/digits/b/manifest.json",
+        approval=ApprovalStatus.APPROVED,
+    )
+    outcome = _on_approval(deps, version=2)
+    assert outcome.status == "not-started"
+    assert "v1 is still rolling out" in outcome.reason
+    assert "edgeloop rollout start 2" in outcome.reason
+    with pytest.raises(NotFoundError):
+        deps["rollouts"].get("digits", 2)
+
+
+def test_a_rollout_waits_for_a_missing_component_instead_of_deploying_a_broken_set(
     deps: dict[str, Any], sagemaker: Any
 ) -> None:
     deps["registry"].register(
@@ -188,14 +228,37 @@ def test_deploy_waits_for_a_missing_component_instead_of_deploying_a_broken_set(
     )
     with pytest.raises(NotFoundError, match=r"com\.edgeloop\.model\.digits 1\.0\.0 does not exist"):
         _on_approval(deps)
-    assert deps["fleet"].latest_deployment(GROUP_ARN) is None
+    assert deps["fleet"].latest_deployment(CANARY_ARN) is None
 
 
-def test_deploy_refuses_a_version_the_registry_no_longer_approves(deps: dict[str, Any]) -> None:
+def test_a_throttled_first_deployment_leaves_the_rollout_pending_and_the_retry_deploys(
+    deps: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _approved_v1(deps)
+    fleet = deps["fleet"]
+    create = fleet.create_deployment
+
+    def throttled(spec: Any) -> str:
+        raise FleetControlError("could not deploy: ThrottlingException")
+
+    monkeypatch.setattr(fleet, "create_deployment", throttled)
+    with pytest.raises(FleetControlError, match="Throttling"):
+        _on_approval(deps)
+    rollout, _ = deps["rollouts"].get("digits", 1)
+    assert rollout.state is RolloutState.PENDING
+    assert fleet.latest_deployment(CANARY_ARN) is None
+    monkeypatch.setattr(fleet, "create_deployment", create)
+    retried = _on_approval(deps)
+    assert (retried.status, retried.deployment_id is not None) == ("rolling-out", True)
+    assert deps["rollouts"].get("digits", 1)[0].state is RolloutState.IN_RING
+
+
+def test_an_approval_the_registry_no_longer_holds_starts_nothing(deps: dict[str, Any]) -> None:
     deps["store"].put(ARCHIVE_URI, _good_archive())
     publish_trained_model(_completed(), **deps)
     with pytest.raises(NotFoundError, match="PendingManualApproval in the registry"):
         _on_approval(deps)
+    assert deps.get("rollouts") is None or deps["rollouts"].active("digits") is None
 
 
 def _publish_job(deps: dict[str, Any], job: str, manifest: Any) -> Any:

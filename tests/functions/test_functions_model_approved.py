@@ -10,6 +10,8 @@ from support import FAKE_ONNX, manifest_for
 
 from edgeloop.cloud.fleet import MemoryFleetControl
 from edgeloop.cloud.registry import SageMakerRegistry
+from edgeloop.cloud.rollout_control import RolloutContext
+from edgeloop.cloud.rollouts import MemoryFleetHealthStore, MemoryRolloutStore
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.manifest import Gate
 from edgeloop.core.recipes import model_recipe
@@ -19,6 +21,7 @@ from edgeloop.packaging import inference_recipe
 from functions import model_approved
 
 GROUP_ARN = "arn:aws:iot:us-east-1:123456789012:thinggroup/edgeloop-fleet"
+CANARY_ARN = "arn:aws:iot:us-east-1:123456789012:thinggroup/edgeloop-fleet-canary"
 TRAINING_OUTPUT = "s3://edgeloop-data/training-output/"
 
 
@@ -39,19 +42,28 @@ def deps(sagemaker: Any) -> dict[str, Any]:
     manifest = manifest_for(FAKE_ONNX)
     fleet.create_component_version(model_recipe(record, manifest, manifest_bytes=manifest.to_json().encode()))
     fleet.create_component_version(inference_recipe("0.1.0", "s3://edgeloop-artifacts/components/inference.zip"))
-    return {"registry": registry, "fleet": fleet, "settings": settings}
+    ctx = RolloutContext(
+        rollouts=MemoryRolloutStore(),
+        health=MemoryFleetHealthStore(),
+        registry=registry,
+        fleet=fleet,
+        settings=settings,
+        clock=lambda: 1_000.0,
+    )
+    return {"ctx": ctx}
 
 
-def test_approved_version_is_deployed_to_the_fleet(deps: dict[str, Any], event: Any) -> None:
+def test_approved_version_starts_its_rollout_in_the_first_ring(deps: dict[str, Any], event: Any) -> None:
     result = model_approved.handle(event("model_package_approved"), deps)
-    assert result["status"] == "deployed"
-    info = deps["fleet"].get_deployment(result["deploymentId"])
-    assert info.target_arn == GROUP_ARN
-    assert info.name == "edgeloop-digits-v1"
+    assert result["status"] == "rolling-out"
+    info = deps["ctx"].fleet.get_deployment(result["deploymentId"])
+    assert info.target_arn == CANARY_ARN
+    assert info.name == "edgeloop-digits-v1-canary"
+    assert deps["ctx"].rollouts.active("digits").model_version == 1
 
 
 def test_rejected_version_is_recorded_and_not_deployed(deps: dict[str, Any], event: Any) -> None:
-    deps["registry"].set_approval("digits", 1, ApprovalStatus.REJECTED, "rejected by ops: drift on site B")
+    deps["ctx"].registry.set_approval("digits", 1, ApprovalStatus.REJECTED, "rejected by ops: drift on site B")
     rejected = event("model_package_approved")
     rejected["detail"]["ModelApprovalStatus"] = "Rejected"
     result = model_approved.handle(rejected, deps)
@@ -60,7 +72,7 @@ def test_rejected_version_is_recorded_and_not_deployed(deps: dict[str, Any], eve
         "modelPackage": rejected["detail"]["ModelPackageArn"],
         "reason": "edgeloop-digits v1 was rejected: rejected by ops: drift on site B",
     }
-    assert deps["fleet"].latest_deployment(GROUP_ARN) is None
+    assert deps["ctx"].fleet.latest_deployment(CANARY_ARN) is None
 
 
 def test_pending_version_does_nothing(deps: dict[str, Any], event: Any) -> None:
@@ -68,12 +80,12 @@ def test_pending_version_does_nothing(deps: dict[str, Any], event: Any) -> None:
     pending["detail"]["ModelApprovalStatus"] = "PendingManualApproval"
     result = model_approved.handle(pending, deps)
     assert (result["status"], result["reason"]) == ("ignored", "edgeloop-digits v1 awaits manual approval")
-    assert deps["fleet"].latest_deployment(GROUP_ARN) is None
+    assert deps["ctx"].fleet.latest_deployment(CANARY_ARN) is None
 
 
 def test_an_approved_version_whose_gate_failed_is_refused_not_deployed(deps: dict[str, Any], event: Any) -> None:
     failed = replace(manifest_for(FAKE_ONNX), gate=Gate("accuracy", 0.01, 0.0, passed=False, minimum=0.99))
-    deps["registry"].register(
+    deps["ctx"].registry.register(
         failed,
         training_job="job-2",
         artifact_uri="s3://edgeloop-artifacts/models/digits/b/model.onnx",
@@ -85,7 +97,7 @@ def test_an_approved_version_whose_gate_failed_is_refused_not_deployed(deps: dic
     result = model_approved.handle(approved, deps)
     assert result["status"] == "refused"
     assert "did not pass its accuracy gate" in result["reason"]
-    assert deps["fleet"].latest_deployment(GROUP_ARN) is None
+    assert deps["ctx"].fleet.latest_deployment(CANARY_ARN) is None
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The local cloud services against moto: the MQTT shadow service and the results ingest."""
+"""The local cloud services against moto: the MQTT shadow service, the results ingest and the health rule."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import results_object_key, results_topic, shadow_topic
 from edgeloop.core.records import InferenceBatch, Record, RecordKind, encode_batch
-from edgeloop.local.cloud import ResultsIngest, ShadowService
+from edgeloop.local.cloud import HealthRule, ResultsIngest, ShadowService
 
 
 def _result(thing: str, seq: int, label: int = 3, size: int = 2) -> Record:
@@ -32,8 +32,25 @@ def test_shadow_update_is_stored_and_accepted(aws: None) -> None:
         thingName="dev-1", shadowName="edgeloop-health"
     )
     assert json.loads(shadow["payload"].read())["state"]["reported"] == {"inferences": 7}
-    assert [t for t, _ in published] == [f"{topic}/accepted"]
+    assert [t for t, _ in published] == [f"{topic}/accepted", f"{topic}/documents"]
+    documents = json.loads(published[1][1])
+    assert documents["current"] == {"state": {"reported": {"inferences": 7}}, "version": 1}
     assert service.accepted == 1
+
+
+def test_the_health_rule_projects_documents_as_the_rule_sql_does() -> None:
+    seen: list[dict[str, Any]] = []
+    rule = HealthRule(lambda event: seen.append(event) or {"status": "counted"})
+    documents = {"previous": None, "current": {"state": {"reported": {"inferences": 7}}, "version": 4}}
+    rule(shadow_topic("dev-1", "update/documents"), json.dumps(documents).encode())
+    assert seen == [{"reported": {"inferences": 7}, "version": 4, "thing_name": "dev-1"}]
+    assert (rule.counted, rule.refused) == (1, 0)
+
+
+def test_the_health_rule_counts_what_the_ingest_refused() -> None:
+    rule = HealthRule(lambda event: {"status": "refused", "reason": "event.reported: missing"})
+    rule(shadow_topic("dev-1", "update/documents"), b'{"current": {"version": 2}}')
+    assert (rule.counted, rule.refused) == (0, 1)
 
 
 def test_shadow_update_for_an_unknown_thing_is_rejected_on_the_rejected_topic(aws: None) -> None:

@@ -1,16 +1,19 @@
-"""The Greengrass stand-in: deployments reach group members, artifacts land in the Greengrass layout."""
+"""The Greengrass stand-in: deployments reach group members as paced, abortable IoT jobs; artifacts land in place."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from support import FakeClock
 
 from edgeloop.cloud.artifacts import MemoryArtifactStore
+from edgeloop.cloud.fleet import DeploymentProgress
 from edgeloop.core.deployments import ComponentDeployment, DeploymentSpec
-from edgeloop.core.errors import ModelFormatError
+from edgeloop.core.errors import ModelFormatError, NotFoundError
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.local.greengrass import ExecutionStatus, LocalGreengrass, LocalNucleus
@@ -127,3 +130,97 @@ def test_a_component_that_refuses_its_configuration_fails_the_device(iot: Any, t
     [outcome] = greengrass.outcomes(greengrass.create_deployment(SPEC))
     assert outcome.status is ExecutionStatus.FAILED
     assert "self-test failed" in outcome.detail
+
+
+# --- IoT Jobs semantics: rollout rate, abort, rollback, replacement ------------------------------------
+
+
+def _fleet(iot: Any, tmp_path: Path, count: int, refuse: set[str] | None = None) -> tuple[LocalGreengrass, Any]:
+    """`count` members whose component refuses any configuration of a thing in `refuse`."""
+    clock = FakeClock(0.0)
+    greengrass = LocalGreengrass(iot, region="us-east-1", account="123456789012", clock=clock)
+    store = _store()
+    greengrass.create_component_version(_model_recipe("s3://artifacts/models/digits/abc/model.onnx"))
+    greengrass.create_component_version(inference_recipe("0.1.0", "s3://artifacts/components/inference.zip"))
+    configs: dict[str, list[DeviceConfig]] = {}
+    for index in range(count):
+        thing = f"dev-{index:02d}"
+        iot.create_thing(thingName=thing)
+        iot.add_thing_to_thing_group(thingGroupName=GROUP, thingName=thing)
+        configs[thing] = []
+
+        def configure(config: DeviceConfig, thing: str = thing) -> None:
+            if thing in (refuse or set()) and config.batchMax == 8:
+                raise ModelFormatError("self-test failed")
+            configs[thing].append(config)
+
+        greengrass.register_nucleus(LocalNucleus(thing, tmp_path / thing, artifacts=store, on_configuration=configure))
+    greengrass.configs = configs  # type: ignore[attr-defined]
+    return greengrass, clock
+
+
+def test_a_ring_deployment_starts_at_the_base_rate_and_speeds_up_as_devices_succeed(iot: Any, tmp_path: Path) -> None:
+    greengrass, clock = _fleet(iot, tmp_path, 35)
+    deployment_id = greengrass.create_deployment(SPEC)
+    seen = [len(greengrass.outcomes(deployment_id))]
+    for _ in range(3):
+        clock.now += 60
+        greengrass.advance()
+        seen.append(len(greengrass.outcomes(deployment_id)))
+    assert seen == [10, 30, 35, 35], "10 in the first minute, then 20 (x2 after 10 successes), then the rest"
+    assert greengrass.job_status(deployment_id) == "COMPLETED"
+    assert greengrass.deployment_progress(deployment_id) == DeploymentProgress(35, 35, 0)
+
+
+def test_nothing_more_starts_before_the_next_minute(iot: Any, tmp_path: Path) -> None:
+    greengrass, clock = _fleet(iot, tmp_path, 12)
+    deployment_id = greengrass.create_deployment(SPEC)
+    clock.now += 59
+    greengrass.advance()
+    assert len(greengrass.outcomes(deployment_id)) == 10
+    assert greengrass.deployment_progress(deployment_id) == DeploymentProgress(12, 10, 0)
+
+
+def test_a_revert_reaches_every_device_at_once(iot: Any, tmp_path: Path) -> None:
+    greengrass, _ = _fleet(iot, tmp_path, 35)
+    deployment_id = greengrass.create_deployment(replace(SPEC, fast=True))
+    assert len(greengrass.outcomes(deployment_id)) == 35
+
+
+def test_failures_past_the_abort_threshold_cancel_the_queued_executions(iot: Any, tmp_path: Path) -> None:
+    greengrass, clock = _fleet(iot, tmp_path, 20, refuse={"dev-00", "dev-01"})
+    deployment_id = greengrass.create_deployment(SPEC)
+    clock.now += 600
+    greengrass.advance()
+    outcomes = greengrass.outcomes(deployment_id)
+    assert greengrass.job_status(deployment_id) == "CANCELED"
+    assert len(outcomes) == 5, "abort judged once minNumberOfExecutedThings (5) ran: 2 of 5 failed >= 10%"
+    assert greengrass.deployment_progress(deployment_id) == DeploymentProgress(20, 3, 2)
+    assert greengrass.configs["dev-10"] == []  # type: ignore[attr-defined]
+
+
+def test_a_device_whose_deployment_fails_rolls_back_to_its_previous_configuration(iot: Any, tmp_path: Path) -> None:
+    greengrass, _ = _fleet(iot, tmp_path, 1, refuse={"dev-00"})
+    good = replace(SPEC, components={**SPEC.components, INFERENCE_COMPONENT: ComponentDeployment("0.1.0", {})})
+    greengrass.create_deployment(good)
+    [outcome] = greengrass.outcomes(greengrass.create_deployment(SPEC))
+    assert outcome.status is ExecutionStatus.FAILED
+    assert "rolled back to" in outcome.detail
+    assert greengrass.configs["dev-00"] == [DeviceConfig(), DeviceConfig()]  # type: ignore[attr-defined]
+
+
+def test_a_newer_deployment_to_the_target_cancels_the_older_ones_queue(iot: Any, tmp_path: Path) -> None:
+    greengrass, _ = _fleet(iot, tmp_path, 12)
+    first = greengrass.create_deployment(SPEC)
+    second = greengrass.create_deployment(replace(SPEC, name="again", fast=True))
+    assert greengrass.job_status(first) == "CANCELED"
+    assert greengrass.deployment_progress(first) == DeploymentProgress(12, 10, 0)
+    assert greengrass.deployment_progress(second) == DeploymentProgress(12, 12, 0)
+
+
+def test_a_target_that_is_not_a_thing_group_records_no_deployment(iot: Any, tmp_path: Path) -> None:
+    greengrass, _ = _fleet(iot, tmp_path, 1)
+    target = "arn:aws:iot:us-east-1:123456789012:thing/dev-00"
+    with pytest.raises(NotFoundError, match="is not a thing group"):
+        greengrass.create_deployment(replace(SPEC, target_arn=target))
+    assert greengrass.latest_deployment(target) is None
