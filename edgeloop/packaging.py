@@ -13,6 +13,7 @@ import logging
 import re
 import shutil
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,19 @@ _FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SKIPPED_SUFFIXES = frozenset({".pyc", ".pyo"})
 
 
-def inference_recipe(component_version: str, archive_uri: str, *, root: Path = REPO_ROOT) -> dict[str, Any]:
-    """The inference component's recipe, rendered from the template and the core's names."""
+def inference_recipe(
+    component_version: str,
+    archive_uri: str,
+    *,
+    root: Path = REPO_ROOT,
+    fleet_config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The inference component's recipe, rendered from the template and the core's names (and fleet defaults)."""
     if not _SEMVER.match(component_version):
         raise ValidationError("component_version", f"{component_version!r} is not MAJOR.MINOR.PATCH")
     template = _require(_component_dir(root) / RECIPE_TEMPLATE, "the inference recipe template")
-    return render_recipe(template.read_text(encoding="utf-8"), inference_recipe_values(component_version, archive_uri))
+    values = inference_recipe_values(component_version, archive_uri, fleet_config)
+    return render_recipe(template.read_text(encoding="utf-8"), values)
 
 
 def build_inference_archive(dest: Path, *, root: Path = REPO_ROOT) -> str:

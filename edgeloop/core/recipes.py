@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import string
+from collections.abc import Mapping
 from typing import Any
 
 from edgeloop.core.errors import ValidationError
@@ -67,9 +68,16 @@ def inference_access_control() -> dict[str, Any]:
     }
 
 
-def inference_recipe_values(component_version: str, archive_uri: str) -> dict[str, str]:
-    """Every placeholder of the inference recipe template, from the core's definitions."""
-    defaults: dict[str, Any] = {**DeviceConfig().to_config(), ACCESS_CONTROL_KEY: inference_access_control()}
+def inference_recipe_values(
+    component_version: str, archive_uri: str, fleet_config: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Every placeholder of the inference recipe template, from the core's definitions.
+
+    fleet_config sets the fleet's own defaults (samplers, privacy policy, salt...) over DeviceConfig's;
+    it is validated as a whole configuration first, so a bad key fails here, not on every device.
+    """
+    config = DeviceConfig.from_config({**DeviceConfig().to_config(), **(fleet_config or {})})
+    defaults: dict[str, Any] = {**config.to_config(), ACCESS_CONTROL_KEY: inference_access_control()}
     return {
         "COMPONENT_NAME": INFERENCE_COMPONENT,
         "COMPONENT_VERSION": component_version,

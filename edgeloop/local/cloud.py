@@ -14,7 +14,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from edgeloop.core.errors import ValidationError
-from edgeloop.core.names import parse_named_shadow_topic, results_object_key, thing_from_results_topic
+from edgeloop.core.names import (
+    SAMPLES_PREFIX,
+    parse_named_shadow_topic,
+    results_object_key,
+    thing_from_results_topic,
+)
 from edgeloop.core.records import InferenceBatch, InferenceResult, RecordKind, decode_batch
 
 log = logging.getLogger(__name__)
@@ -152,3 +157,35 @@ class ResultsIngest:
         with self._lock:
             found = [d for (thing, _), rows in self._results.items() if thing == thing_name for d in rows]
         return sorted(found, key=lambda d: (d.seq, d.index))
+
+
+class SamplesRule:
+    """Stand-in for the samples topic rule and the S3 event it causes: the object, then functions/sample_ingest.
+
+    IoT Core would write each samples message to SAMPLES_OBJECT_KEY_TEMPLATE's key (thing and first seq) and
+    S3 would notify the ingest Lambda; moto does neither, so this does both. It also counts what crossed the
+    uplink on this topic, for the loop summary's bytes and messages.
+    """
+
+    def __init__(self, s3: Any, bucket: str, ingest: Callable[[dict[str, Any]], Mapping[str, Any]]) -> None:
+        self._s3, self._bucket, self._ingest = s3, bucket, ingest
+        self._lock = threading.Lock()
+        self.messages = 0
+        self.bytes = 0
+        self.new = 0
+        self.rejected: dict[str, str] = {}
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        """Store one samples message as the rule would, then hand the object's event to the ingest."""
+        thing = thing_from_results_topic(topic)
+        records = decode_batch(payload)
+        key = f"{SAMPLES_PREFIX}{thing}/{records[0].seq}.json" if records else f"{SAMPLES_PREFIX}{thing}/empty.json"
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=payload, ContentType="application/json")
+        s3 = {"bucket": {"name": self._bucket}, "object": {"key": key, "size": len(payload)}}
+        event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": s3}]}
+        result = self._ingest(event)
+        with self._lock:
+            self.messages += 1
+            self.bytes += len(payload)
+            self.new += int(result.get("new", 0))
+            self.rejected.update(result.get("rejected") or {})

@@ -7,7 +7,7 @@ import logging
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.rings import IotRingDirectory
 from edgeloop.cloud.rollout_control import RolloutContext
 from edgeloop.cloud.rollouts import DynamoFleetHealthStore, DynamoRolloutStore, table_definition
+from edgeloop.cloud.samples import MemoryLabellingQueue, MemorySampleCatalogue
 from edgeloop.cloud.signing import KmsSigner
 from edgeloop.core.errors import EdgeloopError
 from edgeloop.core.events import MODEL_PACKAGE_STATE_CHANGE, SAGEMAKER_SOURCE
@@ -31,6 +32,7 @@ from edgeloop.core.names import (
     HEALTH_DOCUMENTS_TOPIC_FILTER,
     NAMED_SHADOW_UPDATE_FILTER,
     RESULTS_TOPIC_FILTER,
+    SAMPLES_TOPIC_FILTER,
     TRAINING_OUTPUT_PREFIX,
 )
 from edgeloop.core.recipes import INFERENCE_ARCHIVE
@@ -40,7 +42,7 @@ from edgeloop.core.rollout import DEFAULT_POLICY, RolloutPolicy
 from edgeloop.core.settings import CloudSettings
 from edgeloop.core.signing import SIGNING_KEY_SPEC
 from edgeloop.local.broker import LocalIotCore, Rule
-from edgeloop.local.cloud import HealthRule, ResultsIngest, ShadowService
+from edgeloop.local.cloud import HealthRule, ResultsIngest, SamplesRule, ShadowService
 from edgeloop.local.devices import SimulatedDevice
 from edgeloop.local.greengrass import LocalGreengrass
 from edgeloop.local.lambdas import LocalEventBus
@@ -113,6 +115,14 @@ class LocalStack:
         self.iot_core.add_rule(Rule("edgeloop_results", RESULTS_TOPIC_FILTER, self.results))
         self.health_rule = HealthRule(lambda event: self.event_bus().invoke("health_ingest", event).result)
         self.iot_core.add_rule(Rule("edgeloop_health", HEALTH_DOCUMENTS_TOPIC_FILTER, self.health_rule))
+        self.samples = SamplesRule(
+            self.client("s3"),
+            self.names.data_bucket,
+            lambda event: self.event_bus().invoke("sample_ingest", event).result,
+        )
+        self.iot_core.add_rule(Rule("edgeloop_samples", SAMPLES_TOPIC_FILTER, self.samples))
+        self.sample_catalogue = MemorySampleCatalogue()
+        self.labelling_queue = MemoryLabellingQueue()
 
     def stop(self) -> None:
         """Stop devices first (they flush), then the broker (it drains rules), then moto."""
@@ -176,7 +186,7 @@ class LocalStack:
             raise EdgeloopError("the local stack is not provisioned: it has no signing key yet")
         return KmsSigner(self.client("kms"), self.signing_key_id, raw_message_limit=None)
 
-    def provision(self, model_name: str) -> None:
+    def provision(self, model_name: str, fleet_config: Mapping[str, Any] | None = None) -> None:
         """Buckets, model package group, fleet and ring thing groups, rollout tables, the inference component."""
         self.model_name = model_name
         s3 = self.client("s3")
@@ -196,7 +206,9 @@ class LocalStack:
         build_inference_archive(staging)
         uri = f"s3://{self.names.artifacts_bucket}/components/inference/{self.inference_version}/{INFERENCE_ARCHIVE}"
         self.store.put(uri, (staging / INFERENCE_ARCHIVE).read_bytes())
-        self.greengrass.create_component_version(inference_recipe(self.inference_version, uri))
+        self.greengrass.create_component_version(
+            inference_recipe(self.inference_version, uri, fleet_config=fleet_config)
+        )
         self.event_bus()  # built once, before any device can report through the health rule
 
     def rollout_context(self) -> RolloutContext:
@@ -223,6 +235,11 @@ class LocalStack:
                     "model_approved": {"ctx": ctx},
                     "rollout_controller": {"ctx": ctx, "model_name": self.model_name},
                     "health_ingest": {"ctx": ctx, "rings": self.rings},
+                    "sample_ingest": {
+                        "store": self.store,
+                        "catalogue": self.sample_catalogue,
+                        "queue": self.labelling_queue,
+                    },
                 }
             )
         return self._bus
