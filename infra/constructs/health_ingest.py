@@ -81,7 +81,7 @@ class HealthIngest(Construct):
                 ),
             ),
         )
-        self.rule.node.add_dependency(self.role)
+        self.rule.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
         # IoT Core invokes with its own principal: allow it for this rule of this account only.
         self.permission = self.handler.function.add_permission(
             "InvokeByHealthRule",

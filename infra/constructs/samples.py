@@ -125,8 +125,8 @@ class Samples(Construct):
                 ),
             ),
         )
-        # The rule must not run before its role may write, or the first batches fail to the queue.
-        self.rule.node.add_dependency(self.role)
+        # The rule must not run before its role may write (the role itself it references already).
+        self.rule.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
 
     def _role(self, bucket: s3.IBucket, key: kms.IKey) -> iam.Role:
         """What the rule assumes: write objects under samples/ (encrypting them) and report failures."""

@@ -237,8 +237,8 @@ class EdgeloopStack(cdk.Stack):
 
     def _monitoring(self) -> Monitoring:
         """The dashboard and alarms over every function, dead-letter queue and topic rule of the stack."""
-        functions = {name: f.function for name, f in self._event_functions().items()}
-        queues = {f"{name} dead letters": f.dead_letters for name, f in self._event_functions().items()}
+        functions = {name: f.function for name, f in self.handlers().items()}
+        queues = {f"{name} dead letters": f.dead_letters for name, f in self.handlers().items()}
         queues.update(
             {
                 "results failed deliveries": self.results.failed,
@@ -258,7 +258,7 @@ class EdgeloopStack(cdk.Stack):
             controller_logs=self.rollout_controller.log_group,
         )
 
-    def _event_functions(self) -> dict[str, EventFunction]:
+    def handlers(self) -> dict[str, EventFunction]:
         """Every handler of the stack by its functions/ module name."""
         return {
             TRAINING_COMPLETED: self.training_completed,

@@ -558,3 +558,13 @@ def test_context_flows_into_names_rules_settings_and_permissions(variant: dict[s
     assert set(schedules) == {"rate(7 days)", "rate(5 minutes)"}
     assert variant["Resources"][schedules["rate(7 days)"]]["Properties"]["Handler"] == "training_launcher.handler"
     assert handlers == {"training_launcher.handler", "rollout_controller.handler"}
+
+
+def test_every_handler_in_functions_is_deployed_once(synthesized: Any) -> None:
+    handlers = sorted(
+        r["Properties"]["Handler"].removesuffix(".handler")
+        for r in _of_type(synthesized.template, "AWS::Lambda::Function").values()
+        if r["Properties"].get("Handler", "").endswith(".handler") and "FunctionName" in r["Properties"]
+    )
+    modules = sorted(p.stem for p in (Path(__file__).parents[2] / "functions").glob("*.py") if p.stem != "__init__")
+    assert handlers == modules
