@@ -14,6 +14,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(_REPO_ROOT))
 
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 
@@ -21,7 +22,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from edgeloop.core.errors import EdgeloopError
-from infra.config import StackConfig
+from infra.config import StackConfig, check_known_keys
 from infra.stacks.edgeloop_stack import EdgeloopStack
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ def build_app(
 ) -> tuple[cdk.App, EdgeloopStack]:
     """Build the app and its one stack; assets are staged under staging_dir, which must outlive synth."""
     app = cdk.App(context={**FEATURE_FLAGS, **(context or {})}, outdir=outdir)
+    check_known_keys(app.node.get_all_context())
     config = StackConfig.from_context(app.node.try_get_context)
+    config.check_target(os.environ)
     stack = EdgeloopStack(app, "Edgeloop", config=config, staging_dir=staging_dir)
     if config.cdk_nag:
         # Also copy each acknowledgment (rule and reason) into the template's Metadata as an audit trail.

@@ -26,12 +26,47 @@ CONTEXT_TRAINING_IMAGE = "edgeloop:trainingImageUri"
 CONTEXT_TRAINING_INSTANCE_TYPE = "edgeloop:trainingInstanceType"
 CONTEXT_ROLLOUT_POLICY = "edgeloop:rolloutPolicy"
 CONTEXT_ROLLOUT_CONTROLLER_RATE = "edgeloop:rolloutControllerRate"
+CONTEXT_LOG_RETENTION = "edgeloop:logRetentionDays"
+CONTEXT_SAMPLES_RETENTION = "edgeloop:samplesRetentionDays"
+KEY_PREFIX = "edgeloop:"
+"""Context keys under this prefix are edgeloop's: one that is not a CONTEXT_* key is a typo."""
 
 DEFAULT_ROLLOUT_CONTROLLER_RATE_MINUTES = 5
 MAX_ROLLOUT_CONTROLLER_RATE_MINUTES = 1440
 """A day: a controller that looks less often than that would miss every ring's bake time."""
 
 DEFAULT_REGION = "us-east-1"
+DEFAULT_LOG_RETENTION_DAYS = 90
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+"""The retention periods CloudWatch Logs accepts (anything else fails at deploy, so it fails at synth)."""
+DEFAULT_SAMPLES_RETENTION_DAYS = 365
+MAX_SAMPLES_RETENTION_DAYS = 3653
+ENV_CLI_ACCOUNT = "CDK_DEFAULT_ACCOUNT"
+ENV_CLI_REGION = "CDK_DEFAULT_REGION"
+"""What the cdk CLI sets from the credentials it deploys with (absent offline)."""
 
 _ENV_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,14}[a-z0-9])?")
 _ACCOUNT = re.compile(r"\d{12}")
@@ -64,6 +99,10 @@ class StackConfig:
     rollout_policy: RolloutPolicy = DEFAULT_POLICY
     """The rings (one thing group each) and gates the rollout controller applies."""
     rollout_controller_rate_minutes: int = DEFAULT_ROLLOUT_CONTROLLER_RATE_MINUTES
+    log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
+    """How long the Lambdas' log groups and the access-log bucket keep what they hold."""
+    samples_retention_days: int = DEFAULT_SAMPLES_RETENTION_DAYS
+    """How long captured samples (and set-aside ones) stay in the samples bucket before they expire."""
 
     @property
     def stack_name(self) -> str:
@@ -101,7 +140,31 @@ class StackConfig:
                 DEFAULT_ROLLOUT_CONTROLLER_RATE_MINUTES,
                 MAX_ROLLOUT_CONTROLLER_RATE_MINUTES,
             ),
+            log_retention_days=_log_retention(get),
+            samples_retention_days=_days(
+                get, CONTEXT_SAMPLES_RETENTION, DEFAULT_SAMPLES_RETENTION_DAYS, MAX_SAMPLES_RETENTION_DAYS
+            ),
         )
+
+    def check_target(self, cli_env: Mapping[str, str]) -> None:
+        """A pinned account (and then its region) must be the one the CLI's credentials deploy to."""
+        if self.account is None:
+            return
+        for key, pinned, env_key in (
+            (CONTEXT_ACCOUNT, self.account, ENV_CLI_ACCOUNT),
+            (CONTEXT_REGION, self.region, ENV_CLI_REGION),
+        ):
+            actual = cli_env.get(env_key)
+            if actual and actual != pinned:
+                raise ConfigError(key, f"is {pinned!r} but the CLI's credentials deploy to {actual!r} ({env_key})")
+
+
+def check_known_keys(context: Mapping[str, object]) -> None:
+    """Refuse an edgeloop:* key this app does not read: a misspelt key would otherwise be silently ignored."""
+    known = {v for k, v in globals().items() if k.startswith("CONTEXT_")}
+    for key in sorted(context):
+        if key.startswith(KEY_PREFIX) and key not in known:
+            raise ConfigError(key, f"is not an edgeloop context key; expected one of {', '.join(sorted(known))}")
 
 
 def _text(get: ContextGetter, key: str, default: str | None) -> str:
@@ -193,13 +256,30 @@ def _rollout_policy(get: ContextGetter) -> RolloutPolicy:
 
 def _minutes(get: ContextGetter, key: str, default: int, maximum: int) -> int:
     """A whole number of minutes in [1, maximum]; -c passes it as a string."""
+    return _whole(get, key, default, maximum, "minutes")
+
+
+def _days(get: ContextGetter, key: str, default: int, maximum: int) -> int:
+    """A whole number of days in [1, maximum]; -c passes it as a string."""
+    return _whole(get, key, default, maximum, "days")
+
+
+def _whole(get: ContextGetter, key: str, default: int, maximum: int, unit: str) -> int:
     value = get(key)
     if value is None:
         return default
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(key, f"expected a whole number of minutes, got {value!r}")
+        raise ConfigError(key, f"expected a whole number of {unit}, got {value!r}")
     if not 1 <= value <= maximum:
-        raise ConfigError(key, f"{value} is outside [1, {maximum}] minutes")
+        raise ConfigError(key, f"{value} is outside [1, {maximum}] {unit}")
     return value
+
+
+def _log_retention(get: ContextGetter) -> int:
+    """One of the periods CloudWatch Logs offers."""
+    days = _days(get, CONTEXT_LOG_RETENTION, DEFAULT_LOG_RETENTION_DAYS, LOG_RETENTION_DAYS[-1])
+    if days not in LOG_RETENTION_DAYS:
+        raise ConfigError(CONTEXT_LOG_RETENTION, f"{days} is not one of {', '.join(map(str, LOG_RETENTION_DAYS))} days")
+    return days

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
@@ -40,6 +41,7 @@ class EventFunction(Construct):
         environment: Mapping[str, str],
         event_pattern: events.EventPattern | None,
         description: str,
+        log_retention_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
         self.dead_letters = sqs.Queue(
@@ -55,7 +57,9 @@ class EventFunction(Construct):
                 reason="This queue is itself the dead-letter queue of the function and its rule.",
             )
         )
-        self.log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.THREE_MONTHS)
+        self.log_group = logs.LogGroup(self, "Logs")
+        # The config validated the days against CloudWatch's periods; CDK's enum has no int constructor.
+        cast(logs.CfnLogGroup, self.log_group.node.default_child).retention_in_days = log_retention_days
         self.role = iam.Role(
             self,
             "Role",

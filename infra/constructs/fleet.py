@@ -16,7 +16,13 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from edgeloop.core.names import FLEET_THING_GROUP, MODELS_PREFIX, RESULTS_TOPIC_FILTER, SHADOW_UPDATE_TOPIC_FILTER
+from edgeloop.core.names import (
+    FLEET_THING_GROUP,
+    MODELS_PREFIX,
+    RESULTS_TOPIC_FILTER,
+    SAMPLES_TOPIC_FILTER,
+    SHADOW_UPDATE_TOPIC_FILTER,
+)
 from edgeloop.packaging import inference_recipe
 from infra.nag import grant
 
@@ -41,6 +47,11 @@ GREENGRASS_DATA_PLANE = (
 def device_results_topic() -> str:
     """The results topic with the policy variable in the thing's place."""
     return RESULTS_TOPIC_FILTER.replace("+", THING_NAME)
+
+
+def device_samples_topic() -> str:
+    """The samples topic with the policy variable in the thing's place."""
+    return SAMPLES_TOPIC_FILTER.replace("+", THING_NAME)
 
 
 def device_client_ids() -> list[str]:
@@ -142,7 +153,11 @@ class Fleet(Construct):
 
         greengrass_topics = [f"{THING_TOPIC_ROOT}/{t}" for t in GREENGRASS_TOPICS]
         greengrass_filters = [f"{THING_TOPIC_ROOT}/{t}" for t in GREENGRASS_FILTERS]
-        published = [device_results_topic(), *(device_shadow_topic(op) for op in SHADOW_PUBLISH)]
+        published = [
+            device_results_topic(),
+            device_samples_topic(),
+            *(device_shadow_topic(op) for op in SHADOW_PUBLISH),
+        ]
         received = [device_shadow_topic(op) for op in SHADOW_RECEIVE]
         return {
             "Version": "2012-10-17",

@@ -33,6 +33,7 @@ class HealthIngest(Construct):
         asset_dir: Path,
         resource_prefix: str,
         environment: Mapping[str, str],
+        log_retention_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
         self.handler = EventFunction(
@@ -44,6 +45,7 @@ class HealthIngest(Construct):
             environment=environment,
             event_pattern=None,
             description="Count each accepted health-shadow update once into the fleet's per-ring sums",
+            log_retention_days=log_retention_days,
         )
         self.failed = sqs.Queue(
             self,
@@ -79,7 +81,7 @@ class HealthIngest(Construct):
                 ),
             ),
         )
-        self.rule.node.add_dependency(self.role)
+        self.rule.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
         # IoT Core invokes with its own principal: allow it for this rule of this account only.
         self.permission = self.handler.function.add_permission(
             "InvokeByHealthRule",

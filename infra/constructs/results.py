@@ -67,8 +67,8 @@ class Results(Construct):
                 ),
             ),
         )
-        # The rule must not run before its role may write, or the first batches fail to the queue.
-        self.rule.node.add_dependency(self.role)
+        # The rule must not run before its role may write (the role itself it references already).
+        self.rule.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
 
     def _role(self, data: s3.IBucket) -> iam.Role:
         """What the rule assumes: write objects under results/ (encrypting them) and report failures."""

@@ -1,4 +1,4 @@
-"""The one edgeloop stack: storage, registry, fleet, rollouts and the handlers, granted where they meet."""
+"""The one edgeloop stack: storage, training, registry, rollouts, fleet, samples, monitoring; units meet here."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 
 from edgeloop.core.events import (
@@ -25,23 +27,32 @@ from edgeloop.core.events import (
 from edgeloop.core.names import (
     INFERENCE_COMPONENT,
     MODELS_PREFIX,
+    SAMPLES_PREFIX,
+    SAMPLES_REJECTED_PREFIX,
     TRAINING_DATA_PREFIX,
     TRAINING_OUTPUT_PREFIX,
     model_component_name,
 )
 from edgeloop.core.recipes import INFERENCE_ARCHIVE
 from edgeloop.core.registry import ApprovalStatus
-from edgeloop.core.settings import ENV_MODEL_NAME, ENV_ROLLOUT_POLICY, CloudSettings, LauncherSettings
+from edgeloop.core.settings import (
+    ENV_MODEL_NAME,
+    ENV_ROLLOUT_POLICY,
+    CloudSettings,
+    LauncherSettings,
+)
 from edgeloop.core.training_jobs import JOB_NAME_PREFIX
 from edgeloop.packaging import build_inference_archive, stage_lambda_asset
 from infra.config import StackConfig
 from infra.constructs.event_function import EventFunction
 from infra.constructs.fleet import Fleet
 from infra.constructs.health_ingest import HealthIngest
+from infra.constructs.monitoring import Monitoring
 from infra.constructs.registry import ModelRegistry
 from infra.constructs.results import Results
 from infra.constructs.rings import RingGroups
 from infra.constructs.rollout_state import RolloutState
+from infra.constructs.samples import Samples
 from infra.constructs.signing import ManifestSigningKey
 from infra.constructs.storage import Storage
 from infra.constructs.training import TrainingRole
@@ -51,7 +62,10 @@ MODEL_APPROVED = EVENT_ROUTES[MODEL_PACKAGE_STATE_CHANGE]
 TRAINING_LAUNCHER = EVENT_ROUTES[RETRAINING_REQUESTED]
 HEALTH_INGEST = "health_ingest"
 ROLLOUT_CONTROLLER = "rollout_controller"
-"""Handler modules in functions/ that no EventBridge event routes to (an IoT rule and a schedule do)."""
+SAMPLE_INGEST = "sample_ingest"
+"""Handler modules in functions/ that no EventBridge event routes to (an IoT rule, a schedule, S3 do)."""
+SAMPLES_CATALOGUE = ("PutItem", "Scan")
+"""What the sample catalogue calls: a conditional Put per sample (repeats are no-ops), a COUNT Scan for reports."""
 ROLLOUTS_WRITE = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")
 """What the rollout store calls: its transactions are authorized per item action (there is no
 dynamodb:TransactWriteItems permission), so Put, Update and Delete cover start and save."""
@@ -61,6 +75,8 @@ HEALTH_RECORD = ("GetItem", "PutItem", "UpdateItem")
 """What health ingest does to fleet health: read a snapshot, then Put it and Update counters in one transaction."""
 ROLLOUTS_READ = ("GetItem",)
 """What health ingest reads of rollouts: the active lock, the rollout it names, last-known-good (no Query)."""
+BASIC_EXECUTION_POLICY = "arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+"""How cdk-nag names the managed policy CDK attaches to its own custom-resource handlers."""
 KMS_VIA_DYNAMODB_READ = ("kms:Decrypt", "kms:DescribeKey")
 KMS_VIA_DYNAMODB_WRITE = (*KMS_VIA_DYNAMODB_READ, "kms:Encrypt", "kms:GenerateDataKey")
 
@@ -80,7 +96,13 @@ class EdgeloopStack(cdk.Stack):
         self.config = config
         archive_dir = staging_dir / "inference"
         build_inference_archive(archive_dir)
-        self.storage = Storage(self, "Storage", env_name=config.env_name)
+        self.storage = Storage(
+            self,
+            "Storage",
+            env_name=config.env_name,
+            log_retention_days=config.log_retention_days,
+            samples_retention_days=config.samples_retention_days,
+        )
         self.registry = ModelRegistry(self, "Registry", model_name=config.model_name)
         self.results = Results(self, "Results", data=self.storage.data)
         self.training_output_uri = f"s3://{self.storage.data.bucket_name}/{TRAINING_OUTPUT_PREFIX}"
@@ -144,14 +166,108 @@ class EdgeloopStack(cdk.Stack):
             asset_dir=stage_lambda_asset(HEALTH_INGEST, staging_dir / "functions"),
             resource_prefix=config.resource_prefix,
             environment=_handler_env(settings),
+            log_retention_days=config.log_retention_days,
         )
         self.rollout_controller = self._controller(staging_dir, settings)
+        self.samples = self._samples(staging_dir)
         self._grant_training_completed()
         self._grant_model_approved()
         self._grant_training_launcher()
         self._grant_health_ingest()
         self._grant_rollout_control(self.rollout_controller)
+        self._grant_sample_ingest()
+        self.monitoring = self._monitoring()
         self._outputs()
+
+    def _samples(self, staging_dir: Path) -> Samples:
+        """The samples unit, its ingest fed by the samples bucket's ObjectCreated notifications under samples/."""
+        config = self.config
+        samples = Samples(
+            self,
+            "Samples",
+            bucket=self.storage.samples,
+            key=self.storage.key,
+            function_name=SAMPLE_INGEST,
+            asset_dir=stage_lambda_asset(SAMPLE_INGEST, staging_dir / "functions"),
+            resource_prefix=config.resource_prefix,
+            log_retention_days=config.log_retention_days,
+        )
+        # Only samples/: the objects the ingest sets aside under samples-rejected/ must not trigger it again.
+        self.storage.samples.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.LambdaDestination(samples.handler.function),
+            s3.NotificationKeyFilter(prefix=SAMPLES_PREFIX),
+        )
+        self._acknowledge_notifications_handler()
+        return samples
+
+    def _acknowledge_notifications_handler(self) -> None:
+        """CDK's own handler that writes the bucket's notification configuration (one per stack)."""
+        handler = next(c for c in self.node.children if c.node.id.startswith("BucketNotificationsHandler"))
+        cdk.Validations.of(handler).acknowledge(
+            cdk.Acknowledgment(
+                id=f"AwsSolutions-IAM4[Policy::{BASIC_EXECUTION_POLICY}]",
+                reason="CDK's BucketNotificationsHandler, a deploy-time custom resource that writes the samples "
+                "bucket's notification configuration, logs with this managed policy; CDK owns its role.",
+            )
+        )
+
+    def _grant_sample_ingest(self) -> None:
+        """Read a new samples object, set a bad one aside, catalogue each sample, queue it for labelling."""
+        samples, bucket = self.samples, self.storage.samples
+        samples.handler.allow(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{SAMPLES_PREFIX}*")]),
+            iam.PolicyStatement(
+                actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{SAMPLES_REJECTED_PREFIX}*")]
+            ),
+            wildcard_reason="Samples objects are named by the publishing thing and its first sequence number, "
+            "known only when a device publishes them; bad ones are set aside under the same name.",
+        )
+        samples.handler.allow(
+            _table_statement(samples.table, SAMPLES_CATALOGUE),
+            self._key_via_dynamodb(KMS_VIA_DYNAMODB_WRITE),
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[samples.labelling.queue_arn]),
+            # S3 decrypts what the ingest reads and encrypts what it sets aside with the caller's key rights.
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[self.storage.key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.{self.url_suffix}"}},
+            ),
+        )
+
+    def _monitoring(self) -> Monitoring:
+        """The dashboard and alarms over every function, dead-letter queue and topic rule of the stack."""
+        functions = {name: f.function for name, f in self.handlers().items()}
+        queues = {f"{name} dead letters": f.dead_letters for name, f in self.handlers().items()}
+        queues.update(
+            {
+                "results failed deliveries": self.results.failed,
+                "health failed deliveries": self.health_ingest.failed,
+                "samples failed deliveries": self.samples.failed,
+                "labelling dead letters": self.samples.labelling_dead_letters,
+            }
+        )
+        return Monitoring(
+            self,
+            "Monitoring",
+            dashboard_name=self.config.stack_name,
+            functions=functions,
+            dead_letters=queues,
+            topic_rules={"results": self.results.rule, "health": self.health_ingest.rule, "samples": self.samples.rule},
+            health_logs=self.health_ingest.handler.log_group,
+            controller_logs=self.rollout_controller.log_group,
+        )
+
+    def handlers(self) -> dict[str, EventFunction]:
+        """Every handler of the stack by its functions/ module name."""
+        return {
+            TRAINING_COMPLETED: self.training_completed,
+            MODEL_APPROVED: self.model_approved,
+            TRAINING_LAUNCHER: self.training_launcher,
+            HEALTH_INGEST: self.health_ingest.handler,
+            ROLLOUT_CONTROLLER: self.rollout_controller,
+            SAMPLE_INGEST: self.samples.handler,
+        }
 
     def _controller(self, staging_dir: Path, settings: CloudSettings) -> EventFunction:
         """The rollout controller: one step of the model's active rollout per tick, or an operator's invoke."""
@@ -165,6 +281,7 @@ class EdgeloopStack(cdk.Stack):
             environment={**_handler_env(settings), ENV_MODEL_NAME: config.model_name},
             event_pattern=None,
             description="Step the model's active rollout through its rings; start, pause, resume, promote, abort",
+            log_retention_days=config.log_retention_days,
         )
         controller.add_rule(
             "Schedule",
@@ -197,6 +314,7 @@ class EdgeloopStack(cdk.Stack):
                 detail={"model_name": [config.model_name]},
             ),
             description="Start a SageMaker training job on a retraining signal",
+            log_retention_days=config.log_retention_days,
         )
         if config.training_schedule is not None:
             launcher.add_rule(
@@ -245,6 +363,7 @@ class EdgeloopStack(cdk.Stack):
             environment=_handler_env(settings),
             event_pattern=events.EventPattern(source=[SAGEMAKER_SOURCE], detail_type=[detail_type], detail=detail),
             description=description,
+            log_retention_days=self.config.log_retention_days,
         )
 
     def _component_arns(self, component: str) -> list[str]:
@@ -399,6 +518,12 @@ class EdgeloopStack(cdk.Stack):
             "RingThingGroups": ",".join(group.thing_group_name or "" for group in self.rings.groups.values()),
             "RolloutControllerFunctionName": self.rollout_controller.function.function_name,
             "HealthFailedDeliveriesQueueUrl": self.health_ingest.failed.queue_url,
+            "SamplesBucketName": self.storage.samples.bucket_name,
+            "SamplesUri": self.samples.uri,
+            "SamplesTableName": self.samples.table.table_name,
+            "LabellingQueueUrl": self.samples.labelling.queue_url,
+            "SamplesFailedDeliveriesQueueUrl": self.samples.failed.queue_url,
+            "DashboardName": self.config.stack_name,
         }.items():
             cdk.CfnOutput(self, name, value=value)
 

@@ -95,6 +95,12 @@ def test_command_line_strings_are_read_like_cdk_json_values() -> None:
         (cfg.CONTEXT_ROLLOUT_CONTROLLER_RATE, True),
         (cfg.CONTEXT_ROLLOUT_POLICY, "{not json"),
         (cfg.CONTEXT_ROLLOUT_POLICY, ["canary"]),
+        (cfg.CONTEXT_LOG_RETENTION, 100),
+        (cfg.CONTEXT_LOG_RETENTION, 0),
+        (cfg.CONTEXT_LOG_RETENTION, "ninety"),
+        (cfg.CONTEXT_SAMPLES_RETENTION, 0),
+        (cfg.CONTEXT_SAMPLES_RETENTION, 3654),
+        (cfg.CONTEXT_SAMPLES_RETENTION, "1y"),
     ],
 )
 def test_a_bad_context_value_raises_naming_its_key(key: str, value: object) -> None:
@@ -171,3 +177,46 @@ def test_a_bad_rollout_policy_stops_synth_naming_the_key_and_the_field(
         build_app(staging_dir=tmp_path / "staging", context=cdk_context, outdir=str(tmp_path / "out"))
     assert raised.value.field == f"{cfg.CONTEXT_ROLLOUT_POLICY}.{field}"
     assert str(raised.value).startswith(f"{cfg.CONTEXT_ROLLOUT_POLICY}.")
+
+
+def test_retention_keys_are_read_from_numbers_or_command_line_strings() -> None:
+    config = _config({cfg.CONTEXT_ENV_NAME: "dev", cfg.CONTEXT_LOG_RETENTION: "30", cfg.CONTEXT_SAMPLES_RETENTION: 7})
+    assert (config.log_retention_days, config.samples_retention_days) == (30, 7)
+    default = _config({cfg.CONTEXT_ENV_NAME: "dev"})
+    assert (default.log_retention_days, default.samples_retention_days) == (90, 365)
+
+
+def test_an_unknown_edgeloop_key_stops_synth_naming_it_and_the_known_keys(
+    tmp_path: Path, cdk_context: dict[str, Any]
+) -> None:
+    from infra.app import build_app
+
+    cdk_context["edgeloop:ringSize"] = 3
+    with pytest.raises(ConfigError, match=r"edgeloop:ringSize: is not an edgeloop context key; expected one of .*"):
+        build_app(staging_dir=tmp_path / "staging", context=cdk_context, outdir=str(tmp_path / "out"))
+    assert not (tmp_path / "staging").exists()
+    cfg.check_known_keys({k: v for k, v in cdk_context.items() if k != "edgeloop:ringSize"} | {"@aws-cdk/x:y": True})
+
+
+@pytest.mark.parametrize(
+    ("cli_env", "key"),
+    [
+        ({cfg.ENV_CLI_ACCOUNT: "210987654321", cfg.ENV_CLI_REGION: "us-east-1"}, cfg.CONTEXT_ACCOUNT),
+        ({cfg.ENV_CLI_ACCOUNT: "123456789012", cfg.ENV_CLI_REGION: "eu-west-1"}, cfg.CONTEXT_REGION),
+    ],
+)
+def test_a_pinned_account_or_region_the_credentials_do_not_deploy_to_stops_synth(
+    cli_env: dict[str, str], key: str
+) -> None:
+    config = _config({cfg.CONTEXT_ENV_NAME: "dev", cfg.CONTEXT_ACCOUNT: "123456789012"})
+    with pytest.raises(ConfigError) as raised:
+        config.check_target(cli_env)
+    assert raised.value.field == key
+    assert cli_env[cfg.ENV_CLI_ACCOUNT if key == cfg.CONTEXT_ACCOUNT else cfg.ENV_CLI_REGION] in raised.value.message
+
+
+def test_matching_or_absent_credentials_and_an_unpinned_account_pass_the_target_check() -> None:
+    pinned = _config({cfg.CONTEXT_ENV_NAME: "dev", cfg.CONTEXT_ACCOUNT: "123456789012"})
+    pinned.check_target({cfg.ENV_CLI_ACCOUNT: "123456789012", cfg.ENV_CLI_REGION: "us-east-1"})
+    pinned.check_target({})  # offline synth: the CLI found no credentials
+    _config({cfg.CONTEXT_ENV_NAME: "dev"}).check_target({cfg.ENV_CLI_ACCOUNT: "210987654321"})

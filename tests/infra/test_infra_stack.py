@@ -135,11 +135,11 @@ def _rule_for(template: dict[str, Any], function_id: str) -> dict[str, Any]:
     return rule
 
 
-def test_data_and_artifact_buckets_are_encrypted_versioned_private_logged_and_kept(synthesized: Any) -> None:
+def test_data_artifact_and_samples_buckets_are_encrypted_versioned_private_logged_and_kept(synthesized: Any) -> None:
     template = synthesized.template
     key_id = _logical_id(synthesized, synthesized.stack.storage.key)
     storage = synthesized.stack.storage
-    for bucket in (storage.artifacts, storage.data):
+    for bucket in (storage.artifacts, storage.data, storage.samples):
         resource = template["Resources"][_logical_id(synthesized, bucket)]
         props = resource["Properties"]
         [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
@@ -158,7 +158,7 @@ def test_data_and_artifact_buckets_are_encrypted_versioned_private_logged_and_ke
 def test_every_bucket_refuses_plain_http(synthesized: Any) -> None:
     template = Template.from_json(synthesized.template)
     buckets = _of_type(synthesized.template, "AWS::S3::Bucket")
-    assert len(buckets) == 3
+    assert len(buckets) == 4
     for bucket_id in buckets:
         template.has_resource_properties(
             "AWS::S3::BucketPolicy",
@@ -558,3 +558,13 @@ def test_context_flows_into_names_rules_settings_and_permissions(variant: dict[s
     assert set(schedules) == {"rate(7 days)", "rate(5 minutes)"}
     assert variant["Resources"][schedules["rate(7 days)"]]["Properties"]["Handler"] == "training_launcher.handler"
     assert handlers == {"training_launcher.handler", "rollout_controller.handler"}
+
+
+def test_every_handler_in_functions_is_deployed_once(synthesized: Any) -> None:
+    handlers = sorted(
+        r["Properties"]["Handler"].removesuffix(".handler")
+        for r in _of_type(synthesized.template, "AWS::Lambda::Function").values()
+        if r["Properties"].get("Handler", "").endswith(".handler") and "FunctionName" in r["Properties"]
+    )
+    modules = sorted(p.stem for p in (Path(__file__).parents[2] / "functions").glob("*.py") if p.stem != "__init__")
+    assert handlers == modules

@@ -1,0 +1,164 @@
+"""Samples unit: the IoT rule storing each SAMPLE batch, the ingest Lambda, its catalogue and labelling queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_iot as iot
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from edgeloop.core.names import (
+    SAMPLES_OBJECT_KEY_TEMPLATE,
+    SAMPLES_PREFIX,
+    SAMPLES_TABLE,
+    SAMPLES_TOPIC_FILTER,
+    TABLE_PARTITION_KEY,
+    TABLE_SORT_KEY,
+)
+from edgeloop.core.settings import ENV_LABELLING_QUEUE_URL, ENV_SAMPLES_TABLE
+from infra.constructs.event_function import EventFunction
+from infra.constructs.results import SQL_VERSION
+from infra.nag import grant
+
+SAMPLES_SQL = f"SELECT * FROM '{SAMPLES_TOPIC_FILTER}'"
+"""The whole batch message, as the device sent it, from every device's samples topic."""
+QUEUE_RETENTION = cdk.Duration.days(14)
+LABELLING_VISIBILITY = cdk.Duration.minutes(5)
+LABELLING_MAX_RECEIVES = 5
+"""A labelling message that fails this often is parked in the labelling dead letters, not retried forever."""
+
+
+class Samples(Construct):
+    """Samples from the devices to a labeller: rule -> samples bucket -> ingest -> catalogue and queue.
+
+    Like results, a batch the device has had acknowledged exists only in IoT Core, so a failed write
+    lands in the rule's own queue with its payload. The ingest Lambda runs on the bucket's
+    ObjectCreated notifications (wired by the stack, where bucket and function meet).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        bucket: s3.IBucket,
+        key: kms.IKey,
+        function_name: str,
+        asset_dir: Path,
+        resource_prefix: str,
+        log_retention_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.uri = f"s3://{bucket.bucket_name}/{SAMPLES_PREFIX}"
+        self.table = dynamodb.Table(
+            self,
+            "Catalogue",
+            table_name=SAMPLES_TABLE,
+            partition_key=dynamodb.Attribute(name=TABLE_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=TABLE_SORT_KEY, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=key,
+            deletion_protection=True,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        self.labelling_dead_letters = _queue(
+            self, "LabellingDeadLetters", "This queue is itself the dead-letter queue of the labelling queue."
+        )
+        self.labelling = sqs.Queue(
+            self,
+            "Labelling",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=QUEUE_RETENTION,
+            visibility_timeout=LABELLING_VISIBILITY,
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.labelling_dead_letters, max_receive_count=LABELLING_MAX_RECEIVES
+            ),
+        )
+        self.failed = _queue(
+            self,
+            "FailedDeliveries",
+            "This queue is itself the error destination of the samples rule; an operator replays it.",
+        )
+        self.handler = EventFunction(
+            self,
+            "Ingest",
+            function_name=function_name,
+            asset_dir=asset_dir,
+            resource_prefix=resource_prefix,
+            # The unit's own table and queue, under the core's keys.
+            environment={ENV_SAMPLES_TABLE: self.table.table_name, ENV_LABELLING_QUEUE_URL: self.labelling.queue_url},
+            event_pattern=None,
+            description="Catalogue each new samples object once and queue its samples for labelling",
+            log_retention_days=log_retention_days,
+        )
+        self.role = self._role(bucket, key)
+        self.rule = iot.CfnTopicRule(
+            self,
+            "Rule",
+            topic_rule_payload=iot.CfnTopicRule.TopicRulePayloadProperty(
+                description="Store each edgeloop samples batch in the samples bucket, one object per batch",
+                sql=SAMPLES_SQL,
+                aws_iot_sql_version=SQL_VERSION,
+                rule_disabled=False,
+                actions=[
+                    iot.CfnTopicRule.ActionProperty(
+                        s3=iot.CfnTopicRule.S3ActionProperty(
+                            bucket_name=bucket.bucket_name, key=SAMPLES_OBJECT_KEY_TEMPLATE, role_arn=self.role.role_arn
+                        )
+                    )
+                ],
+                error_action=iot.CfnTopicRule.ActionProperty(
+                    sqs=iot.CfnTopicRule.SqsActionProperty(
+                        queue_url=self.failed.queue_url, role_arn=self.role.role_arn, use_base64=False
+                    )
+                ),
+            ),
+        )
+        # The rule must not run before its role may write (the role itself it references already).
+        self.rule.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+
+    def _role(self, bucket: s3.IBucket, key: kms.IKey) -> iam.Role:
+        """What the rule assumes: write objects under samples/ (encrypting them) and report failures."""
+        account = cdk.Stack.of(self).account
+        role = iam.Role(
+            self,
+            "RuleRole",
+            assumed_by=iam.ServicePrincipal(
+                "iot.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": account}}
+            ),
+            description="edgeloop samples rule: write samples batches and report failed deliveries",
+        )
+        grant(
+            role,
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{SAMPLES_PREFIX}*")]),
+            wildcard_reason="Each batch is stored under its thing name and first sequence number, "
+            "known only when the device publishes it.",
+        )
+        # S3 asks KMS for a data key with the writer's credentials to encrypt each new object.
+        grant(role, iam.PolicyStatement(actions=["kms:GenerateDataKey"], resources=[key.key_arn]))
+        grant(role, iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.failed.queue_arn]))
+        return role
+
+
+def _queue(scope: Construct, construct_id: str, reason: str) -> sqs.Queue:
+    """An encrypted, TLS-only queue that is itself a destination of last resort (so has no DLQ of its own)."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=QUEUE_RETENTION,
+    )
+    cdk.Validations.of(queue).acknowledge(cdk.Acknowledgment(id="AwsSolutions-SQS3", reason=reason))
+    return queue
