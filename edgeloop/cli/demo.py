@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from edgeloop.local.demo import MAX_DEVICES, SUMMARY_FILE, DemoOptions, run_demo
+import yaml
+
+from edgeloop.core.errors import UsageError
+from edgeloop.core.scenario import Scenario, built_in
+from edgeloop.local.demo import MAX_DEVICES, SUMMARY_FILE, DemoOptions, check_output_dir, run_demo
+from edgeloop.local.loop import run_scenario
 
 
 def _device_count(text: str) -> int:
@@ -37,6 +43,12 @@ def register(commands: Any) -> None:
         action="store_true",
         help="also roll out a simulated bad candidate: the canary must revert it, then a good one completes",
     )
+    parser.add_argument(
+        "--scenario",
+        metavar="NAME|FILE",
+        help="run a feedback-loop scenario instead: a built-in name (drift) or a JSON/YAML file "
+        "(format: edgeloop/core/scenario.py); the summary gains a loop section",
+    )
     parser.set_defaults(run=run)
 
 
@@ -47,10 +59,32 @@ def run(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
+    if args.scenario:
+        check_output_dir(args.out)
+        summary = run_scenario(load_scenario(args.scenario), args.out, progress)
+        print(json.dumps(summary["loop"], indent=2))
+        print(f"summary written to {args.out / SUMMARY_FILE}")
+        return 0
     options = DemoOptions(devices=args.devices, out=args.out, seed=args.seed, inject_bad_model=args.inject_bad_model)
     summary = run_demo(options, progress)
     print(render_summary(summary, args.out / SUMMARY_FILE))
     return 0
+
+
+def load_scenario(spec: str) -> Scenario:
+    """A built-in scenario by name, or a JSON / YAML scenario file (errors name the file or the key)."""
+    path = Path(spec)
+    if not path.suffix:
+        return built_in(spec)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError("--scenario", f"cannot read {path}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise UsageError("--scenario", f"{path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
+    return Scenario.from_dict(data)
 
 
 def _p99(latency: dict[str, Any]) -> str:

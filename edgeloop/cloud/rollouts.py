@@ -27,6 +27,8 @@ from edgeloop.core.names import TABLE_SORT_KEY as SK
 from edgeloop.core.rollout import LATENCY_BUCKETS_MS, DecisionEntry, Rollout, RolloutPolicy, VersionHealth
 
 ACTIVE = "active"
+FLOAT_SLACK_DECIMAL = Decimal("1e-6")
+"""A float sum this close below zero is rounding (scores added and removed again): it reads as zero."""
 LAST_KNOWN_GOOD = "lkg"
 SNAPSHOT = "snapshot"
 
@@ -481,7 +483,11 @@ def _health_from_item(item: Mapping[str, Any]) -> VersionHealth:
         raw = item.get(f.name, {}).get("N")
         if raw is not None:
             number = Decimal(raw)
-            values[f.name] = float(number) if f.type == "float" else int(number)
+            values[f.name] = (
+                max(0.0, float(number))
+                if f.type == "float" and number > -FLOAT_SLACK_DECIMAL
+                else (float(number) if f.type == "float" else int(number))
+            )
     histogram = tuple(int(Decimal(item.get(f"p99_{k}", {}).get("N", "0"))) for k in range(len(LATENCY_BUCKETS_MS) + 1))
     return VersionHealth(**values, p99_histogram=histogram)
 

@@ -20,6 +20,8 @@ from edgeloop.core.rollout import LATENCY_BUCKETS_MS, VersionHealth, latency_buc
 FAILED_STATES = frozenset({ModelState.REJECTED, ModelState.ROLLED_BACK})
 """A device in one of these while its ring targets a version did not activate that version."""
 NO_BUCKET = -1
+FLOAT_SLACK = 1e-6
+"""How far below zero a float sum may round (scores added and removed again) and still read as zero."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,8 @@ def apply_increments(health: VersionHealth, increments: Mapping[str, float]) -> 
             histogram[index] += int(amount)
         elif key in values and key != "p99_histogram":
             values[key] += int(amount) if isinstance(values[key], int) else amount
+            if isinstance(values[key], float) and -FLOAT_SLACK < values[key] < 0:
+                values[key] = 0.0  # a sum of scores added and taken away again: rounding, not a negative
         else:
             raise ValidationError("increments", f"unknown aggregate field {key!r}")
     values["p99_histogram"] = histogram

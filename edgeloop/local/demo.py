@@ -13,11 +13,11 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -157,6 +157,12 @@ class DemoClock:
         self.now += seconds
 
 
+class Ticking(Protocol):
+    """Whatever feeds the devices while the rollout controller ticks (the demo's held-out rows, a scenario)."""
+
+    def tick(self) -> None: ...
+
+
 class Traffic:
     """The devices' sensors: held-out rows, a few per device per tick, with the truth kept for accuracy."""
 
@@ -202,10 +208,17 @@ class _Demo:
         self.bus = stack.event_bus()
         self.rollouts: list[dict[str, Any]] = []
         self.completed: list[int] = []
+        self.approve_by_hand = False
+        """Scenarios approve what the policy leaves pending, as an operator watching the loop would."""
 
-    def train_and_publish(self, label: str, seed: int, *, bad: bool = False) -> Candidate:
-        """Train (honestly, or the simulated bad candidate), publish through training_completed, approve."""
-        trained, event = _training_job(self.stack, self.options, self.work, label, seed, bad=bad)
+    def train_and_publish(
+        self, label: str, seed: int, *, bad: bool = False, config: Mapping[str, Any] | None = None
+    ) -> Candidate:
+        """Train (honestly, or the simulated bad candidate), publish through training_completed, approve.
+
+        config adds TrainingConfig fields (a scenario's dataset channel, the lineage parent).
+        """
+        trained, event = _training_job(self.stack, self.options, self.work, label, seed, bad=bad, config=config)
         kind = "simulated BAD candidate (shuffled labels)" if bad else "trained"
         self.progress(f"{kind} {trained.manifest.model_name}: holdout accuracy {trained.manifest.holdout_accuracy:.4f}")
         published = self.bus.put(event).result
@@ -214,16 +227,19 @@ class _Demo:
             f"component {published['componentName']} {published['componentVersion']}"
         )
         record = self.stack.registry.get(self.options.model_name, int(published["modelVersion"]))
-        if bad and record.approval is not ApprovalStatus.APPROVED:
+        if (bad or self.approve_by_hand) and record.approval is not ApprovalStatus.APPROVED:
             record = self.stack.registry.set_approval(
-                record.model_name, record.version, ApprovalStatus.APPROVED, BAD_APPROVAL_REASON
+                record.model_name,
+                record.version,
+                ApprovalStatus.APPROVED,
+                BAD_APPROVAL_REASON if bad else HAND_APPROVAL_REASON,
             )
             self.progress(f"v{record.version} approved by a (simulated) operator over the policy's verdict")
         if record.approval is not ApprovalStatus.APPROVED:
             raise EdgeloopError(f"{record.model_name} v{record.version} was not approved: {record.approval}")
         return Candidate(trained, record)
 
-    def roll_out(self, record: RegistryRecord, traffic: Traffic) -> dict[str, Any]:
+    def roll_out(self, record: RegistryRecord, traffic: Ticking) -> dict[str, Any]:
         """Approval event -> model_approved starts the rollout; then scheduler ticks until it is final."""
         started = self.bus.put(self.stack.model_package_event(record)).result
         self.progress(f"model_approved λ: {started['status']}: {started['reason']}")
@@ -289,6 +305,7 @@ class _Demo:
 
 
 BAD_APPROVAL_REASON = "demo --inject-bad-model: a bad candidate approved by hand (simulated operator error)"
+HAND_APPROVAL_REASON = "demo --scenario: approved by the (simulated) operator running the scenario"
 
 
 def schedule_event() -> dict[str, Any]:
@@ -307,7 +324,14 @@ def schedule_event() -> dict[str, Any]:
 
 
 def _training_job(
-    stack: LocalStack, options: DemoOptions, work: Path, label: str, seed: int, *, bad: bool = False
+    stack: LocalStack,
+    options: DemoOptions,
+    work: Path,
+    label: str,
+    seed: int,
+    *,
+    bad: bool = False,
+    config: Mapping[str, Any] | None = None,
 ) -> tuple[TrainingResult, dict[str, Any]]:
     """Run the training entry point as a SageMaker job would, and build the job's completion event.
 
@@ -327,7 +351,7 @@ def _training_job(
         HyperParameters={"model_name": options.model_name, "seed": str(seed)},
     )
     model_dir = work / "training" / label / "model"
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(config or {})
     if bad:
         extra = {"dataset": "npz", "train_dir": _shuffled_digits(work / "training" / label / "train", seed)}
         extra["max_iter"] = BAD_MODEL_MAX_ITER

@@ -30,7 +30,7 @@ def test_every_built_in_is_valid() -> None:
     for name in BUILT_IN:
         scenario = built_in(name)
         assert scenario.name == name
-    assert built_in("drift").drift_starts_at_s == 1200.0
+    assert built_in("drift").drift_starts_at_s == 900.0
 
 
 def test_defaults_and_parsed_values() -> None:

@@ -1,0 +1,66 @@
+"""The closed loop on the local stack: drift detected after it begins, samples labelled, a retrained version
+rolled out, and accuracy back up — on a shortened drift scenario (the built-in one runs an hour simulated)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeloop.cli.demo import load_scenario
+from edgeloop.cli.main import main
+from edgeloop.core.errors import UsageError, ValidationError
+from edgeloop.core.scenario import BUILT_IN, Scenario
+from edgeloop.local.loop import SAMPLE_BYTES_PER_DEVICE, run_scenario
+
+SHORT: dict[str, Any] = {
+    **BUILT_IN["drift"],
+    "name": "drift-short",
+    "devices": 3,
+    "duration_s": 1800.0,
+    "drift": [{"kind": "shift", "at_s": 600.0, "share": 1.0, "magnitude": 1.5}],
+    "retraining": {"min_new_labels": 400, "drift_for_s": 240.0, "min_labels_on_drift": 50, "cooldown_s": 7200.0},
+}
+
+
+@pytest.mark.slow
+def test_a_drifted_fleet_is_noticed_retrained_and_recovers(tmp_path: Path) -> None:
+    summary = run_scenario(Scenario.from_dict(SHORT), tmp_path, lambda message: None)
+    loop = summary["loop"]
+    assert loop["drift_detected_at_s"] >= 600.0, "never before the drift event"
+    assert loop["retrain_triggered_at_s"] >= loop["drift_detected_at_s"]
+    assert loop["new_version"] == 2
+    assert loop["pre_drift_accuracy"] > 0.9
+    assert loop["post_drift_accuracy"] < loop["pre_drift_accuracy"] - 0.1, "the shift hurts the first model"
+    assert loop["recovered_accuracy"] > loop["post_drift_accuracy"] + 0.1, "the retrained one recovers"
+    assert loop["bytes_uploaded"] <= SHORT["devices"] * SAMPLE_BYTES_PER_DEVICE * 1.2, "the daily budget holds"
+    assert loop["bytes_uploaded"] * 10 <= loop["raw_equivalent_bytes"]
+    assert 0 < loop["samples_uploaded"] == loop["labelled"]
+    outcomes = [(r["version"], r["outcome"]) for r in summary["rollouts"]]
+    assert outcomes == [(1, "completed"), (2, "completed")]
+    assert json.loads((tmp_path / "summary.json").read_text())["loop"] == loop
+
+
+def test_scenario_files_and_names_are_loaded_or_refused_by_name(tmp_path: Path) -> None:
+    assert load_scenario("drift").name == "drift"
+    (tmp_path / "s.json").write_text(json.dumps(SHORT))
+    (tmp_path / "s.yaml").write_text(
+        "name: y\ndataset: builtin:digits\ninitial_rows: 100\ndevices: 2\nduration_s: 60\n"
+    )
+    assert load_scenario(str(tmp_path / "s.json")).devices == 3
+    assert load_scenario(str(tmp_path / "s.yaml")).name == "y"
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(UsageError, match=r"bad\.json is not valid JSON"):
+        load_scenario(str(tmp_path / "bad.json"))
+    with pytest.raises(UsageError, match="cannot read"):
+        load_scenario(str(tmp_path / "missing.yaml"))
+    (tmp_path / "typo.json").write_text(json.dumps({**SHORT, "devcies": 3}))
+    with pytest.raises(ValidationError, match=r"unknown key\(s\) \['devcies'\]"):
+        load_scenario(str(tmp_path / "typo.json"))
+
+
+def test_the_cli_refuses_an_unknown_scenario_with_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["demo", "--scenario", "drfit", "--out", str(tmp_path)]) == 2
+    assert "'drfit' is not a built-in scenario" in capsys.readouterr().err
