@@ -127,15 +127,19 @@ def make_buffer(kind: str) -> RecordBuffer:
 def make_runtime(
     model_root: Path, buffer: RecordBuffer | TimedBuffer | NullBuffer | CompletionBuffer, config: DeviceConfig
 ) -> DeviceRuntime:
-    """A device runtime on a frozen clock, so forwarding and shadow reports stay out of the timed loop.
+    """A device runtime on a frozen clock with its uplink down: forwarding stays out of the timed path.
 
+    The path ends at the hand-off to the buffer. With a link up, a backlog keeps the forwarder due on every
+    loop tick (packing, encoding and publishing records), which is the uplink's cost, not the inference
+    path's; with the link down the first forward round fails and backs off past the frozen clock, as on a
+    device that is offline. Shadow reports stay out the same way (the clock never reaches the next one).
     probationSeconds=0 in the config measures the steady state: a frozen clock would otherwise keep the
     model on probation for the whole run, and probation only watches the first minutes after a swap.
     """
     runtime = DeviceRuntime(
         thing_name=THING,
         buffer=buffer,
-        uplink=MemoryUplink(),
+        uplink=MemoryUplink(online=False),
         clock=lambda: 1_000.0,
         model_root=model_root,
         config=config,
