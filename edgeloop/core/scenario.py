@@ -177,7 +177,7 @@ BUILT_IN: Mapping[str, Mapping[str, Any]] = MappingProxyType(
             "retraining": {
                 "min_new_labels": 400,
                 "drift_for_s": 240.0,
-                "min_labels_on_drift": 100,
+                "min_labels_on_drift": 140,
                 "cooldown_s": 7200.0,
             },
         },
