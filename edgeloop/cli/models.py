@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgeloop.cli.target import version_number, with_target
 from edgeloop.core.errors import InvalidTransitionError, UsageError
 from edgeloop.core.names import DEFAULT_MODEL_NAME, validate_model_name
 from edgeloop.core.registry import ApprovalStatus, RegistryRecord
@@ -29,35 +30,20 @@ def register(commands: Any) -> None:
     """Add `models` and its subcommands."""
     parser = commands.add_parser("models", help="list, inspect, approve and reject registered model versions")
     sub = parser.add_subparsers(dest="models_command", required=True, parser_class=type(parser))
-    listing = _with_target(sub.add_parser("list", help="every version with its status, accuracy and gate"))
+    listing = with_target(sub.add_parser("list", help="every version with its status, accuracy and gate"))
     listing.add_argument("--json", action="store_true", help="print the records as JSON")
     listing.set_defaults(run=run_list)
-    show = _with_target(sub.add_parser("show", help="one version's metadata, lineage and manifest URI"))
-    show.add_argument("version", type=_version)
+    show = with_target(sub.add_parser("show", help="one version's metadata, lineage and manifest URI"))
+    show.add_argument("version", type=version_number)
     show.set_defaults(run=run_show)
     for name, status in (("approve", ApprovalStatus.APPROVED), ("reject", ApprovalStatus.REJECTED)):
-        command = _with_target(sub.add_parser(name, help=f"set a version to {status.value}, with a reason"))
-        command.add_argument("version", type=_version)
+        command = with_target(sub.add_parser(name, help=f"set a version to {status.value}, with a reason"))
+        command.add_argument("version", type=version_number)
         command.add_argument("--reason", required=True, help="recorded as the version's ApprovalDescription")
         command.set_defaults(run=run_set_approval, approval=status)
     remote = sub.add_parser("train-remote", help=f"submit training with the sagemaker SDK ([{SAGEMAKER_EXTRA}] extra)")
     _remote_arguments(remote)
     remote.set_defaults(run=run_train_remote)
-
-
-def _with_target(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options every registry command shares: which model, which endpoint, which region."""
-    default_model = os.environ.get(ENV_MODEL_NAME) or DEFAULT_MODEL_NAME
-    parser.add_argument("--model", default=default_model, help=f"model name (default {default_model})")
-    parser.add_argument("--endpoint-url", default=None, help="AWS endpoint, e.g. a local stack (or AWS_ENDPOINT_URL)")
-    parser.add_argument("--region", default=None, help="AWS region (default: the configured one)")
-    return parser
-
-
-def _version(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a version number (1, 2, ...)")
-    return int(text)
 
 
 def _registry(args: argparse.Namespace) -> Any:

@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edgeloop import __version__
+from edgeloop.cli.target import version_number, with_target
 from edgeloop.cloud.fleet import ComponentRef, DeploymentInfo, DeploymentProgress
 from edgeloop.cloud.rings import IotRingDirectory
 from edgeloop.cloud.rollout_control import RolloutContext, command, start_rollout
 from edgeloop.core.deployments import DeploymentSpec
 from edgeloop.core.errors import FleetControlError, NotFoundError, UsageError, ValidationError
 from edgeloop.core.names import (
-    DEFAULT_MODEL_NAME,
     FLEET_HEALTH_TABLE,
     FLEET_THING_GROUP,
     ROLLOUTS_TABLE,
@@ -39,7 +39,6 @@ from edgeloop.core.settings import (
     ENV_FLEET_HEALTH_TABLE,
     ENV_FLEET_THING_GROUP_ARN,
     ENV_INFERENCE_COMPONENT_VERSION,
-    ENV_MODEL_NAME,
     ENV_ROLLOUTS_TABLE,
     CloudSettings,
     rollout_policy_from_env,
@@ -52,30 +51,16 @@ def register(commands: Any) -> None:
     """Add `rollout` and its subcommands."""
     parser = commands.add_parser("rollout", help="start, inspect and steer a model version's staged rollout")
     sub = parser.add_subparsers(dest="rollout_command", required=True, parser_class=type(parser))
-    start = _with_target(sub.add_parser("start", help="open the rollout of an Approved version (ring 0 first)"))
-    start.add_argument("version", type=_version)
+    start = with_target(sub.add_parser("start", help="open the rollout of an Approved version (ring 0 first)"))
+    start.add_argument("version", type=version_number)
     start.set_defaults(run=run, execute=execute_start)
-    status = _with_target(sub.add_parser("status", help="rings, devices, gate values and what the controller would do"))
-    status.add_argument("version", type=_version, nargs="?", help="default: the active rollout")
+    status = with_target(sub.add_parser("status", help="rings, devices, gate values and what the controller would do"))
+    status.add_argument("version", type=version_number, nargs="?", help="default: the active rollout")
     status.set_defaults(run=run, execute=execute_status)
     for order in (Command.PAUSE, Command.RESUME, Command.PROMOTE, Command.ABORT):
-        steer = _with_target(sub.add_parser(order.value, help=f"{order.value} the model's active rollout"))
+        steer = with_target(sub.add_parser(order.value, help=f"{order.value} the model's active rollout"))
         steer.add_argument("--reason", default="", help="recorded in the decision log")
         steer.set_defaults(run=run, execute=execute_command, order=order)
-
-
-def _with_target(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    default_model = os.environ.get(ENV_MODEL_NAME) or DEFAULT_MODEL_NAME
-    parser.add_argument("--model", default=default_model, help=f"model name (default {default_model})")
-    parser.add_argument("--endpoint-url", default=None, help="AWS endpoint, e.g. a local stack (or AWS_ENDPOINT_URL)")
-    parser.add_argument("--region", default=None, help="AWS region (default: the configured one)")
-    return parser
-
-
-def _version(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a version number (1, 2, ...)")
-    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -87,7 +87,7 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
             f"provisioned buckets, model package group, rollout tables, fleet and ring groups, {len(things)} "
             f"simulated core devices ({CANARY_DEVICES} pinned to {CANARY}, the rest in {BROAD})"
         )
-        demo = _Demo(stack, options, Path(work), clock, progress, things)
+        demo = DemoSession(stack, options, Path(work), clock, progress, things)
         first = demo.train_and_publish("v-first", options.seed)
         traffic = Traffic(stack, things, first.trained)
         demo.roll_out(first.record, traffic)
@@ -191,7 +191,7 @@ class Candidate:
     record: RegistryRecord
 
 
-class _Demo:
+class DemoSession:
     """The demo's steps that need the stack, its clock and the progress printer."""
 
     def __init__(

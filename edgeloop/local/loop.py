@@ -130,7 +130,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
             stack.add_device(thing, ring=base.CANARY if index < base.CANARY_DEVICES else base.BROAD)
         progress(f"scenario {scenario.name}: {len(things)} devices, {scenario.duration_s:.0f} s simulated, "
                  f"{len(initial_x)} rows to train on, {len(stream_x)} to stream")  # fmt: skip
-        demo = base._Demo(stack, options, Path(work), clock, progress, things)
+        demo = base.DemoSession(stack, options, Path(work), clock, progress, things)
         demo.approve_by_hand = True
         first = demo.train_and_publish(
             "v-initial", seed, config=_channel(Path(work), "initial", initial_x, initial_y, dataset.feature_names)
@@ -162,7 +162,7 @@ class _Loop:
     """The scenario after the first rollout: stream, label, watch drift, retrain once the trigger says so."""
 
     def __init__(
-        self, scenario: Scenario, stack: LocalStack, demo: base._Demo, world: World, work: Path,
+        self, scenario: Scenario, stack: LocalStack, demo: base.DemoSession, world: World, work: Path,
         initial_x: np.ndarray, initial_y: np.ndarray, features: tuple[str, ...], progress: Progress,
     ) -> None:  # fmt: skip
         self.scenario, self.stack, self.demo, self.world, self.work = scenario, stack, demo, world, work
