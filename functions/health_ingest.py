@@ -5,16 +5,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
 from typing import Any
 
 import boto3
 
-from edgeloop.cloud.fleet import GreengrassFleetControl
-from edgeloop.cloud.registry import SageMakerRegistry
+from edgeloop.cloud.aws import rollout_context
 from edgeloop.cloud.rings import IotRingDirectory
-from edgeloop.cloud.rollout_control import RolloutContext, ingest_health
-from edgeloop.cloud.rollouts import DynamoFleetHealthStore, DynamoRolloutStore
+from edgeloop.cloud.rollout_control import ingest_health
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.events import HealthDocument
 from edgeloop.core.settings import CloudSettings
@@ -26,15 +23,7 @@ log = logging.getLogger(__name__)
 def _deps() -> dict[str, Any]:
     """Clients built once per cold start, never at import time."""
     settings = CloudSettings.from_env(os.environ)
-    dynamodb = boto3.client("dynamodb")
-    ctx = RolloutContext(
-        rollouts=DynamoRolloutStore(dynamodb, settings.rollouts_table),
-        health=DynamoFleetHealthStore(dynamodb, settings.fleet_health_table),
-        registry=SageMakerRegistry(boto3.client("sagemaker")),
-        fleet=GreengrassFleetControl(boto3.client("greengrassv2"), account=settings.account),
-        settings=settings,
-        clock=time.time,
-    )
+    ctx = rollout_context(settings, boto3.client, with_public_key=False)
     return {"ctx": ctx, "rings": IotRingDirectory(boto3.client("iot"), settings.rollout_policy)}
 
 

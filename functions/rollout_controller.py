@@ -5,16 +5,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
 from typing import Any
 
 import boto3
 
-from edgeloop.cloud.fleet import GreengrassFleetControl
-from edgeloop.cloud.registry import SageMakerRegistry
+from edgeloop.cloud.aws import rollout_context
 from edgeloop.cloud.rollout_control import RolloutContext, command, start_rollout, step
-from edgeloop.cloud.rollouts import DynamoFleetHealthStore, DynamoRolloutStore
-from edgeloop.cloud.signing import KmsSigner
 from edgeloop.core.events import RolloutRequest
 from edgeloop.core.names import DEFAULT_MODEL_NAME
 from edgeloop.core.rollout import Command
@@ -27,17 +23,7 @@ log = logging.getLogger(__name__)
 def _deps() -> dict[str, Any]:
     """Clients built once per cold start, never at import time."""
     settings = CloudSettings.from_env(os.environ)
-    dynamodb = boto3.client("dynamodb")
-    key = settings.signing_key_id
-    ctx = RolloutContext(
-        rollouts=DynamoRolloutStore(dynamodb, settings.rollouts_table),
-        health=DynamoFleetHealthStore(dynamodb, settings.fleet_health_table),
-        registry=SageMakerRegistry(boto3.client("sagemaker")),
-        fleet=GreengrassFleetControl(boto3.client("greengrassv2"), account=settings.account, iot=boto3.client("iot")),
-        settings=settings,
-        clock=time.time,
-        public_key_pem=KmsSigner(boto3.client("kms"), key).public_key_pem() if key else None,
-    )
+    ctx = rollout_context(settings, boto3.client, with_public_key=True)
     return {"ctx": ctx, "model_name": os.environ.get(ENV_MODEL_NAME) or DEFAULT_MODEL_NAME}
 
 
