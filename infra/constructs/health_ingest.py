@@ -8,11 +8,11 @@ from pathlib import Path
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from edgeloop.core.names import HEALTH_RULE_SQL
 from infra.constructs.event_function import EventFunction
+from infra.constructs.queues import last_resort_queue
 from infra.constructs.results import SQL_VERSION
 from infra.nag import grant
 
@@ -47,18 +47,10 @@ class HealthIngest(Construct):
             description="Count each accepted health-shadow update once into the fleet's per-ring sums",
             log_retention_days=log_retention_days,
         )
-        self.failed = sqs.Queue(
+        self.failed = last_resort_queue(
             self,
             "FailedDeliveries",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-        )
-        cdk.Validations.of(self.failed).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions-SQS3",
-                reason="This queue is itself the error destination of the health rule; an operator replays it.",
-            )
+            "This queue is itself the error destination of the health rule; an operator replays it.",
         )
         self.role = self._role()
         self.rule = iot.CfnTopicRule(

@@ -6,10 +6,10 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from edgeloop.core.names import RESULTS_OBJECT_KEY_TEMPLATE, RESULTS_PREFIX, RESULTS_TOPIC_FILTER
+from infra.constructs.queues import last_resort_queue
 from infra.nag import grant
 
 SQL_VERSION = "2016-03-23"
@@ -27,18 +27,10 @@ class Results(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, data: s3.IBucket) -> None:
         super().__init__(scope, construct_id)
         self.uri = f"s3://{data.bucket_name}/{RESULTS_PREFIX}"
-        self.failed = sqs.Queue(
+        self.failed = last_resort_queue(
             self,
             "FailedDeliveries",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-        )
-        cdk.Validations.of(self.failed).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions-SQS3",
-                reason="This queue is itself the error destination of the results rule; an operator replays it.",
-            )
+            "This queue is itself the error destination of the results rule; an operator replays it.",
         )
         self.role = self._role(data)
         self.rule = iot.CfnTopicRule(

@@ -23,12 +23,13 @@ from edgeloop.core.names import (
 )
 from edgeloop.core.settings import ENV_LABELLING_QUEUE_URL, ENV_SAMPLES_TABLE
 from infra.constructs.event_function import EventFunction
+from infra.constructs.queues import RETENTION, last_resort_queue
 from infra.constructs.results import SQL_VERSION
 from infra.nag import grant
 
 SAMPLES_SQL = f"SELECT * FROM '{SAMPLES_TOPIC_FILTER}'"
 """The whole batch message, as the device sent it, from every device's samples topic."""
-QUEUE_RETENTION = cdk.Duration.days(14)
+
 LABELLING_VISIBILITY = cdk.Duration.minutes(5)
 LABELLING_MAX_RECEIVES = 5
 """A labelling message that fails this often is parked in the labelling dead letters, not retried forever."""
@@ -71,7 +72,7 @@ class Samples(Construct):
             deletion_protection=True,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        self.labelling_dead_letters = _queue(
+        self.labelling_dead_letters = last_resort_queue(
             self, "LabellingDeadLetters", "This queue is itself the dead-letter queue of the labelling queue."
         )
         self.labelling = sqs.Queue(
@@ -79,13 +80,13 @@ class Samples(Construct):
             "Labelling",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            retention_period=QUEUE_RETENTION,
+            retention_period=RETENTION,
             visibility_timeout=LABELLING_VISIBILITY,
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.labelling_dead_letters, max_receive_count=LABELLING_MAX_RECEIVES
             ),
         )
-        self.failed = _queue(
+        self.failed = last_resort_queue(
             self,
             "FailedDeliveries",
             "This queue is itself the error destination of the samples rule; an operator replays it.",
@@ -149,16 +150,3 @@ class Samples(Construct):
         grant(role, iam.PolicyStatement(actions=["kms:GenerateDataKey"], resources=[key.key_arn]))
         grant(role, iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.failed.queue_arn]))
         return role
-
-
-def _queue(scope: Construct, construct_id: str, reason: str) -> sqs.Queue:
-    """An encrypted, TLS-only queue that is itself a destination of last resort (so has no DLQ of its own)."""
-    queue = sqs.Queue(
-        scope,
-        construct_id,
-        encryption=sqs.QueueEncryption.SQS_MANAGED,
-        enforce_ssl=True,
-        retention_period=QUEUE_RETENTION,
-    )
-    cdk.Validations.of(queue).acknowledge(cdk.Acknowledgment(id="AwsSolutions-SQS3", reason=reason))
-    return queue
