@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -189,7 +189,7 @@ class OracleLabeller:
     Production labelling is people (or a labelling service) behind the same Labeller port.
     """
 
-    def __init__(self, truth: dict[str, int]) -> None:
+    def __init__(self, truth: Mapping[str, int]) -> None:
         self._truth = truth
 
     def label(self, refs: Sequence[SampleRef]) -> list[int | None]:

@@ -16,6 +16,15 @@ A scenario is a JSON or YAML document (the CLI reads the file; this module valid
     privacy: {drop: [], laplaceEpsilon: null}        # DeviceConfig.privacy
     retraining: {min_new_labels: 200, drift_bound: 0.2, drift_for_s: 300, min_labels_on_drift: 50,
                  cooldown_s: 3600}
+    outages:                         # zero or more (edgeloop/core/outages.py)
+      - {kind: partition, scope: fleet, from_s: 1500, to_s: 1800}          # scope: fleet | ring | share
+      - {kind: partition, scope: share, share: 0.1, from_s: 600, to_s: 900, flap_s: 60}
+      - {kind: restart, from_s: 2400, to_s: 2460}  # the IoT Core stand-in restarts: every link drops
+    bad_candidates:                  # simulated bad versions rolled out at at_s; each must be stopped
+      - {kind: inaccurate, at_s: 300}                # inaccurate | slow | tampered | selftest
+    step_s: 30                       # the virtual clock's step: every device is stepped once per step
+    canary_devices: 1                # the first N devices are pinned to the canary ring, the rest to broad
+    device_config: {healthIntervalSeconds: 60}       # component configuration keys for every device
 
 Drift kinds: `shift` adds magnitude (in units of each feature's training std) to every feature; `noise`
 adds Gaussian noise of that many stds; `rotation` mixes neighbouring features by an angle of magnitude
@@ -33,6 +42,7 @@ from typing import Any
 
 from edgeloop.core import wire
 from edgeloop.core.errors import ValidationError
+from edgeloop.core.outages import Outage, parse_outages
 from edgeloop.core.retraining import RetrainingPolicy
 
 DRIFT_KINDS = ("shift", "noise", "rotation", "concept")
@@ -51,7 +61,14 @@ SCENARIO_KEYS = {
     "samplers",
     "privacy",
     "retraining",
+    "outages",
+    "bad_candidates",
+    "step_s",
+    "canary_devices",
+    "device_config",
 }
+BAD_CANDIDATE_KINDS = ("inaccurate", "slow", "tampered", "selftest")
+"""Simulated bad versions: wrong answers, slow answers, an artifact changed after signing, a failing self-test."""
 RETRAINING_KEYS = {"min_new_labels", "drift_bound", "drift_for_s", "min_labels_on_drift", "cooldown_s"}
 
 
@@ -80,6 +97,20 @@ class DriftEvent:
 
 
 @dataclass(frozen=True)
+class BadCandidate:
+    """A simulated bad version the scenario rolls out at at_s: the loop must stop it where it should."""
+
+    kind: str
+    at_s: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in BAD_CANDIDATE_KINDS:
+            raise ValidationError("bad_candidates[].kind", f"{self.kind!r}; expected one of {BAD_CANDIDATE_KINDS}")
+        if not math.isfinite(self.at_s) or self.at_s < 0:
+            raise ValidationError("bad_candidates[].at_s", f"must be a number >= 0, got {self.at_s}")
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A validated scenario: everything the local runner needs, nothing it has to guess."""
 
@@ -95,6 +126,11 @@ class Scenario:
     samplers: Mapping[str, Any] = field(default_factory=dict)
     privacy: Mapping[str, Any] = field(default_factory=dict)
     retraining: RetrainingPolicy = field(default_factory=RetrainingPolicy)
+    outages: tuple[Outage, ...] = ()
+    bad_candidates: tuple[BadCandidate, ...] = ()
+    step_s: float = 30.0
+    canary_devices: int = 1
+    device_config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.devices <= MAX_DEVICES:
@@ -108,6 +144,16 @@ class Scenario:
         late = [e.at_s for e in self.drift if e.at_s >= self.duration_s]
         if late:
             raise ValidationError("drift[].at_s", f"{late[0]} is not before duration_s {self.duration_s}")
+        late = [o.from_s for o in self.outages if o.from_s >= self.duration_s]
+        if late:
+            raise ValidationError("outages[].from_s", f"{late[0]} is not before duration_s {self.duration_s}")
+        late = [b.at_s for b in self.bad_candidates if b.at_s >= self.duration_s]
+        if late:
+            raise ValidationError("bad_candidates[].at_s", f"{late[0]} is not before duration_s {self.duration_s}")
+        if not math.isfinite(self.step_s) or not 1.0 <= self.step_s <= 3600.0:
+            raise ValidationError("step_s", f"{self.step_s} is outside [1, 3600]")
+        if not 1 <= self.canary_devices <= self.devices:
+            raise ValidationError("canary_devices", f"{self.canary_devices} is outside [1, devices={self.devices}]")
 
     @property
     def drift_starts_at_s(self) -> float | None:
@@ -134,6 +180,17 @@ class Scenario:
             samplers=dict(wire.mapping(d.get("samplers", {}), "scenario.samplers")),
             privacy=dict(wire.mapping(d.get("privacy", {}), "scenario.privacy")),
             retraining=_retraining(wire.mapping(d.get("retraining", {}), "scenario.retraining")),
+            outages=parse_outages(wire.sequence(d, "outages", "scenario"), "scenario.outages")
+            if "outages" in d
+            else (),
+            bad_candidates=tuple(
+                _bad_candidate(item, i) for i, item in enumerate(wire.sequence(d, "bad_candidates", "scenario"))
+            )
+            if "bad_candidates" in d
+            else (),
+            step_s=wire.number(d, "step_s", "scenario") if "step_s" in d else 30.0,
+            canary_devices=wire.integer(d, "canary_devices", "scenario", minimum=1) if "canary_devices" in d else 1,
+            device_config=dict(wire.mapping(d.get("device_config", {}), "scenario.device_config")),
         )
 
 
@@ -150,6 +207,16 @@ def _drift(item: object, index: int) -> DriftEvent:
         )
     except ValidationError as exc:
         raise ValidationError(exc.field.replace("drift[]", where), exc.message) from exc
+
+
+def _bad_candidate(item: object, index: int) -> BadCandidate:
+    where = f"scenario.bad_candidates[{index}]"
+    d = wire.mapping(item, where)
+    wire.only_keys(d, {"kind", "at_s"}, where)
+    try:
+        return BadCandidate(kind=wire.text(d, "kind", where), at_s=wire.number(d, "at_s", where))
+    except ValidationError as exc:
+        raise ValidationError(exc.field.replace("bad_candidates[]", where), exc.message) from exc
 
 
 def _retraining(data: Mapping[str, Any]) -> RetrainingPolicy:
@@ -179,6 +246,43 @@ BUILT_IN: Mapping[str, Mapping[str, Any]] = MappingProxyType(
                 "drift_for_s": 240.0,
                 "min_labels_on_drift": 140,
                 "cooldown_s": 7200.0,
+            },
+        },
+        "fleet-day": {
+            "name": "fleet-day",
+            "dataset": "builtin:digits",
+            "initial_rows": 900,
+            "devices": 1000,
+            "duration_s": 86_400.0,
+            "requests_per_s": 1 / 60,
+            "step_s": 600.0,
+            "canary_devices": 20,
+            "drift": [{"kind": "shift", "at_s": 36_000.0, "share": 1.0, "magnitude": 1.5}],
+            "outages": [
+                {"kind": "partition", "scope": "fleet", "from_s": 50_400.0, "to_s": 57_600.0},
+                {
+                    "kind": "partition",
+                    "scope": "share",
+                    "share": 0.05,
+                    "from_s": 18_000.0,
+                    "to_s": 25_200.0,
+                    "flap_s": 1200.0,
+                },
+                {"kind": "restart", "from_s": 72_000.0, "to_s": 72_600.0},
+            ],
+            "bad_candidates": [{"kind": "inaccurate", "at_s": 7200.0}],
+            "samplers": {"drifted": 0.02, "low_confidence": 0.3, "random": 0.001},
+            "retraining": {
+                "min_new_labels": 2000,
+                "drift_for_s": 3600.0,
+                "min_labels_on_drift": 400,
+                "cooldown_s": 86_400.0,
+            },
+            "device_config": {
+                "healthIntervalSeconds": 3600.0,
+                "healthMinIntervalSeconds": 1800.0,
+                "driftWindow": 120,
+                "driftMinRows": 60,
             },
         },
     }

@@ -436,10 +436,20 @@ def quarantine(path: Path, stamp: datetime) -> Path:
     return target
 
 
+SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+
+
 class SqliteBuffer:
     """RecordBuffer in one SQLite file (WAL, synchronous=FULL): a record acked by append is on disk."""
 
-    def __init__(self, path: Path | str, thing_name: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, path: Path | str, thing_name: str, *, max_bytes: int = DEFAULT_MAX_BYTES, synchronous: str = "FULL"
+    ) -> None:
+        """synchronous=NORMAL (simulations only) skips the fsync per commit: a killed process still loses nothing
+        acknowledged (WAL), a power cut may; devices keep the default FULL."""
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise StoreError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
+        self._synchronous = synchronous
         self._thing = validate_thing_name(thing_name)
         self._max_bytes = _check_max_bytes(max_bytes)
         self._lock = threading.Lock()
@@ -467,7 +477,7 @@ class SqliteBuffer:
         """Set durability, create or migrate the schema, claim the file and load the ledger."""
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute(f"PRAGMA synchronous={self._synchronous}")
             self._transaction(lambda conn: self._init(conn, floor, quarantined))
             self._load()
         except sqlite3.Error as exc:

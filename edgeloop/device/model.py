@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,6 +357,32 @@ def _within(matrix: np.ndarray, minimum: float, maximum: float) -> bool:
     return bool(minimum <= np.minimum.reduce(matrix, axis=None) and np.maximum.reduce(matrix, axis=None) <= maximum)
 
 
+class SessionPool:
+    """onnxruntime sessions shared by verified artifact digest and settings: many simulated devices, one session.
+
+    A real device runs one runtime and needs no pool; the local fleet simulation runs hundreds in one process.
+    Sessions are read-only once built and onnxruntime allows concurrent run() calls on one session.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[str, SessionSettings], ort.InferenceSession] = {}
+        self._lock = threading.Lock()
+
+    def get(self, sha256: str, settings: SessionSettings) -> ort.InferenceSession | None:
+        """The session opened earlier for these exact bytes and settings, if any."""
+        with self._lock:
+            return self._sessions.get((sha256, settings))
+
+    def put(self, sha256: str, settings: SessionSettings, session: ort.InferenceSession) -> None:
+        """Share a session opened for these bytes and settings."""
+        with self._lock:
+            self._sessions.setdefault((sha256, settings), session)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+
 def load_model(
     model_dir: Path,
     *,
@@ -364,17 +391,26 @@ def load_model(
     inter_op_threads: int = 1,
     graph_optimization: str = "all",
     settings: SessionSettings | None = None,
+    pool: SessionPool | None = None,
 ) -> LoadedModel:
-    """Verify, load, check, self-test and warm up the model in a model component's artifact folder."""
+    """Verify, load, check, self-test and warm up the model in a model component's artifact folder.
+
+    With a pool, a session already open for the same verified bytes and settings is reused (the artifact is
+    still hashed and the self-test still run on this device's copy).
+    """
     settings = settings or SessionSettings(intra_op_threads, inter_op_threads, graph_optimization)
     manifest = read_manifest(model_dir)
     artifact_path = model_dir / manifest.selected
     verify_artifact(artifact_path, manifest)
-    session = _open_session(artifact_path, settings)
+    shared = pool.get(manifest.selected_artifact.sha256, settings) if pool is not None else None
+    session = shared or _open_session(artifact_path, settings)
     layout = input_layout(session, manifest)
     model = LoadedModel(manifest=manifest, version=version, session=session, layout=layout)
     _self_test(model)
-    _warm_up(model)
+    if shared is None:
+        _warm_up(model)
+        if pool is not None:
+            pool.put(manifest.selected_artifact.sha256, settings, session)
     log.info("loaded %s v%d from %s (%s)", manifest.model_name, version, artifact_path, settings)
     return model
 

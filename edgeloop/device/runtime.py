@@ -42,7 +42,7 @@ from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import RecordBuffer
 from edgeloop.device.drift import DriftMonitor
 from edgeloop.device.forwarder import Forwarder
-from edgeloop.device.model import LoadedModel, ScreenedBatch, load_model
+from edgeloop.device.model import LoadedModel, ScreenedBatch, SessionPool, load_model
 from edgeloop.device.models import ModelManager, default_store_dir
 from edgeloop.device.sampling import SampleStage
 from edgeloop.device.uplink import Uplink
@@ -174,8 +174,11 @@ class DeviceRuntime:
         store_dir: Path | None = None,
         component_version: str | None = None,
         rng: np.random.Generator | None = None,
+        session_pool: SessionPool | None = None,
     ) -> None:
+        """session_pool shares onnxruntime sessions between runtimes in one process (the fleet simulation)."""
         self._thing = thing_name
+        self._session_pool = session_pool
         self._topic = results_topic(thing_name)
         self._buffer = buffer
         self._uplink = uplink
@@ -194,7 +197,9 @@ class DeviceRuntime:
         self._tally = _Tally()
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._next_forward = 0.0
-        self._forwarder = Forwarder(thing_name, buffer, uplink, backoff_base_s=forward_interval_s)
+        self._forwarder = Forwarder(
+            thing_name, buffer, uplink, backoff_base_s=min(forward_interval_s, FORWARD_INTERVAL_S)
+        )  # a long idle interval must not slow the retries after a failure
         self._next_health = 0.0
         self._component_version = component_version
         self._confidences: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -222,6 +227,7 @@ class DeviceRuntime:
         """Whether the last scored window was over driftThreshold: the `drifted` sampler's signal."""
         self._sample_lock = threading.Lock()
         self._budget = SampleBudget(config.sampleBytesPerDay)
+        self._budget_warned_day: int | None = None
         self.apply_config(config)
 
     @property
@@ -297,6 +303,7 @@ class DeviceRuntime:
             intra_op_threads=config.intraOpThreads,
             inter_op_threads=config.interOpThreads,
             graph_optimization=config.graphOptimization,
+            pool=self._session_pool,
         )
 
     def model_status(self) -> ModelStatus:
@@ -522,8 +529,10 @@ class DeviceRuntime:
                 self._budget, admitted = self._budget.admit(size if size <= MAX_SAMPLE_BYTES else 1 << 62, now)
             if admitted:
                 kept.append(payload)
-        if len(kept) < len(rows):
-            log.warning("%d of %d samples dropped: sampleBytesPerDay spent", len(rows) - len(kept), len(rows))
+        if len(kept) < len(rows):  # once per budget day at WARNING; the health report counts every drop
+            level = logging.DEBUG if self._budget_warned_day == self._budget.day else logging.WARNING
+            self._budget_warned_day = self._budget.day
+            log.log(level, "%d of %d samples dropped: sampleBytesPerDay spent", len(rows) - len(kept), len(rows))
         if kept:
             self._stage_samples(kept)
 
@@ -750,7 +759,7 @@ class DeviceRuntime:
             batch = self._collect(inputs)
             if batch:
                 self._guarded(self.serve, batch)
-            self._tick()
+            self.tick()
         self._finish(inputs)
 
     def _collect(self, inputs: queue.Queue[InferenceRequest]) -> list[InferenceRequest]:
@@ -775,8 +784,11 @@ class DeviceRuntime:
                 break
         return batch
 
-    def _tick(self) -> None:
-        """Forward and report when due; a full forward round means a backlog, so stay due."""
+    def tick(self) -> None:
+        """The loop's periodic duties: forward and report when due (a full forward round means a backlog, so stay due).
+
+        The component loop calls it between micro-batches; the fleet simulation calls it once per virtual-clock step.
+        """
         now = self._clock()
         if now >= self._next_forward:
             self._guarded(self.forward)

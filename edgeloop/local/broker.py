@@ -66,7 +66,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class LocalIotCore:
     """Runs the broker on its own event loop thread; rules and services run in one ordered worker."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, inline: bool = False) -> None:
+        """inline runs rules and services in the publisher's thread (the stepped fleet simulation, see deliver)."""
+        self.inline = inline
         self.host = host
         self.port = port or free_port(host)
         self._rules: list[Rule] = []
@@ -91,7 +93,7 @@ class LocalIotCore:
         """Publish from the cloud side (e.g. shadow accepted/rejected/documents) to subscribers and matching rules."""
         for rule in self._rules:
             if topic_matches(rule.topic_filter, topic):
-                self._worker.submit(self._run, f"rule {rule.name}", rule.action, topic, payload)
+                self._submit(f"rule {rule.name}", rule.action, topic, payload)
         if self._broker is not None:
             asyncio.run_coroutine_threadsafe(self._broker.internal_message_broadcast(topic, payload, 1), self._loop)
 
@@ -124,13 +126,27 @@ class LocalIotCore:
         """Wait until every rule action queued so far has run."""
         self._worker.submit(lambda: None).result(timeout=timeout)
 
+    def deliver(self, topic: str, payload: bytes) -> None:
+        """A device's publish accepted by IoT Core without a socket: services and rules see it, as from the broker.
+
+        The stepped fleet simulation's links (edgeloop.local.link) publish here; with inline=True every rule,
+        and what it publishes in turn, has run when this returns.
+        """
+        self._dispatch(topic, payload)
+
     def _dispatch(self, topic: str, payload: bytes) -> None:
         for topic_filter, service in self._services:
             if topic_matches(topic_filter, topic):
-                self._worker.submit(self._run, f"service {topic_filter}", service, topic, payload)
+                self._submit(f"service {topic_filter}", service, topic, payload)
         for rule in self._rules:
             if topic_matches(rule.topic_filter, topic):
-                self._worker.submit(self._run, f"rule {rule.name}", rule.action, topic, payload)
+                self._submit(f"rule {rule.name}", rule.action, topic, payload)
+
+    def _submit(self, what: str, action: Action, topic: str, payload: bytes) -> None:
+        if self.inline:
+            self._run(what, action, topic, payload)
+        else:
+            self._worker.submit(self._run, what, action, topic, payload)
 
     def _run(self, what: str, action: Action, topic: str, payload: bytes) -> None:
         try:

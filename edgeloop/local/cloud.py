@@ -98,6 +98,10 @@ class DeliveredResult:
     result: InferenceResult
 
 
+ResultSink = Callable[[str, InferenceBatch], None]
+"""Where a new (not duplicate) RESULT record's batch goes: (thing name, batch)."""
+
+
 class ResultsIngest:
     """Stand-in for the results topic rule's destination: dedupes by (thing, seq), stores batches in S3.
 
@@ -107,9 +111,11 @@ class ResultsIngest:
     is expanded here into one DeliveredResult per request.
     """
 
-    def __init__(self, s3: Any, bucket: str) -> None:
+    def __init__(self, s3: Any, bucket: str, sink: ResultSink | None = None) -> None:
+        """sink, when given, receives each new RESULT record's batch instead of it being kept here (fleet scale)."""
         self._s3 = s3
         self._bucket = bucket
+        self._sink = sink
         self._lock = threading.Lock()
         self._seen: set[tuple[str, int]] = set()
         self._results: dict[tuple[str, int], list[DeliveredResult]] = {}
@@ -143,9 +149,21 @@ class ResultsIngest:
                     self.duplicates += 1
                     continue
                 self._seen.add(identity)
-                if record.seq in results:
+                if record.seq in results and self._sink is not None:
+                    self._sink(thing, results[record.seq])
+                elif record.seq in results:
                     rows = results[record.seq].rows()
                     self._results[identity] = [DeliveredResult(thing, record.seq, i, row) for i, row in enumerate(rows)]
+
+    @property
+    def received(self) -> int:
+        """Distinct records of any kind received from the whole fleet."""
+        with self._lock:
+            return len(self._seen)
+
+    def set_sink(self, sink: ResultSink) -> None:
+        """Send new RESULT batches to sink from now on instead of keeping their rows (the fleet simulation's ledger)."""
+        self._sink = sink
 
     def delivered_count(self, thing_name: str) -> int:
         """Distinct records of any kind received from one device."""
@@ -173,6 +191,8 @@ class SamplesRule:
         self.messages = 0
         self.bytes = 0
         self.new = 0
+        self.duplicates = 0
+        """Sample records received again (a retried message) and recognised by the ingest."""
         self.rejected: dict[str, str] = {}
 
     def __call__(self, topic: str, payload: bytes) -> None:
@@ -188,4 +208,5 @@ class SamplesRule:
             self.messages += 1
             self.bytes += len(payload)
             self.new += int(result.get("new", 0))
+            self.duplicates += max(0, len(records) - int(result.get("new", 0)) - len(result.get("rejected") or {}))
             self.rejected.update(result.get("rejected") or {})

@@ -210,6 +210,11 @@ class DemoSession:
         self.completed: list[int] = []
         self.approve_by_hand = False
         """Scenarios approve what the policy leaves pending, as an operator watching the loop would."""
+        self.tick_s = TICK_SIM_S
+        """Simulated seconds per controller tick."""
+        self.pause_s = TICK_REAL_S
+        """Wall seconds per tick for threaded devices to answer; a stepped fleet answers within the tick (0)."""
+        self.rollout_timeout_s = ROLLOUT_TIMEOUT_S
 
     def train_and_publish(
         self, label: str, seed: int, *, bad: bool = False, config: Mapping[str, Any] | None = None
@@ -247,20 +252,16 @@ class DemoSession:
             raise EdgeloopError(f"v{record.version} did not start rolling out: {started['reason']}")
         ctx: RolloutContext = self.stack.rollout_context()
         shown = self._show(ctx, record.version, 0)
-        deadline = time.monotonic() + ROLLOUT_TIMEOUT_S
+        deadline = time.monotonic() + self.rollout_timeout_s
         while True:
-            traffic.tick()
-            time.sleep(TICK_REAL_S)
-            self.clock.advance(TICK_SIM_S)
-            self.stack.greengrass.advance()
-            self.bus.invoke("rollout_controller", schedule_event())
+            self.step(traffic)
             shown = self._show(ctx, record.version, shown)
             rollout, _ = ctx.rollouts.get(record.model_name, record.version)
             if rollout.is_final:
                 break
             if time.monotonic() > deadline:
                 raise EdgeloopError(
-                    f"rollout of v{record.version} not final after {ROLLOUT_TIMEOUT_S:.0f} s: "
+                    f"rollout of v{record.version} not final after {self.rollout_timeout_s:.0f} s: "
                     f"{rollout.state} in ring {rollout.ring} ({rollout.reason})"
                 )
         entry = self._entry(ctx, rollout)
@@ -272,6 +273,15 @@ class DemoSession:
             f"{entry['devices_on_version']} device(s) on it, reverted {entry['reverted_devices'] or 'none'}"
         )
         return entry
+
+    def step(self, traffic: Ticking) -> None:
+        """One controller tick: traffic, the clock moves on, IoT jobs advance, the scheduled controller runs."""
+        traffic.tick()
+        if self.pause_s:
+            time.sleep(self.pause_s)
+        self.clock.advance(self.tick_s)
+        self.stack.greengrass.advance()
+        self.bus.invoke("rollout_controller", schedule_event())
 
     def _show(self, ctx: RolloutContext, version: int, shown: int) -> int:
         """Print the decisions logged since the last look, as they happen."""

@@ -76,6 +76,8 @@ class LocalNucleus:
         self._artifacts = artifacts
         self._on_configuration = on_configuration
         self._last_good: DeviceConfig | None = None
+        self.online: Callable[[], bool] = lambda: True
+        """Whether the device is connected: IoT Jobs only reaches a device that is online (its execution waits)."""
 
     @property
     def artifacts_root(self) -> Path:
@@ -266,9 +268,12 @@ class LocalGreengrass(MemoryFleetControl):
             return progress_from_job(job.details()) if job else DeploymentProgress(0, 0, 0)
 
     def _run_batch(self, job: _Job) -> None:
+        """Start up to `rate` executions; a device that is offline keeps its execution queued until it reconnects."""
         recipes = self._deployment_recipes(job.deployment)
-        for _ in range(min(job.rate, len(job.queued))):
-            outcome = self._nuclei[job.queued.pop(0)].apply(job.deployment, recipes)
+        reachable = [thing for thing in job.queued if self._nuclei[thing].online()][: job.rate]
+        for thing in reachable:
+            job.queued.remove(thing)
+            outcome = self._nuclei[thing].apply(job.deployment, recipes)
             job.outcomes.append(outcome)
             if outcome.status is ExecutionStatus.SUCCEEDED:
                 job.succeeded_since_increase += 1

@@ -1,13 +1,16 @@
 """`edgeloop demo --scenario`: the closed loop on the local stack, drift to recovery, on a virtual clock.
 
 Steps, all through the real code: the first model is trained on the scenario's first rows and rolled out
-through the rings; the rest of the data streams to the devices (changed by the scenario's drift events,
-edgeloop.local.world); devices score drift and sample hard examples through their privacy filter; samples
-reach the sample ingest through the samples topic rule; the oracle labeller (a simulation stand-in that
-reads the scenario's true labels) labels them; the retraining trigger watches labels and the fleet's drift
-score; a retrained version (parent: last-known-good) goes through the gate, approval and the rings; the
-summary's "loop" section measures accuracy per phase against an oracle model trained on every post-drift
-label (cross-fitted, so no row is scored by a model that saw it).
+through the rings; the rest of the data streams to a stepped fleet (edgeloop.local.fleet: every device runs
+the real runtime, buffer and forwarder, advanced together one virtual-clock step at a time), changed by the
+scenario's drift events (edgeloop.local.world) and cut off by its outages (edgeloop.core.outages); devices
+score drift and sample hard examples through their privacy filter; samples reach the sample ingest through
+the samples topic rule; the oracle labeller (a simulation stand-in that reads the scenario's true labels)
+labels them; the retraining trigger watches labels and the fleet's drift score; a retrained version (parent:
+last-known-good) goes through the gate, approval and the rings, and so do the scenario's bad candidates,
+which must be stopped. The summary measures accuracy per phase against an oracle model trained on the
+post-drift labels (cross-fitted, so no row is scored by a model that saw it), delivery and duplicates
+through the outages, and a timeline for report.html.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,53 +28,70 @@ import numpy as np
 
 from edgeloop.cloud.samples import OracleLabeller, SampleRef
 from edgeloop.core.errors import EdgeloopError
+from edgeloop.core.outages import outage_seconds, outages_mapping
+from edgeloop.core.records import InferenceBatch
 from edgeloop.core.retraining import RetrainingState, observe_drift, observe_labels, retraining_decision, triggered
 from edgeloop.core.rollout import VersionHealth
 from edgeloop.core.scenario import Scenario
+from edgeloop.device.model import SessionPool
 from edgeloop.local import demo as base
+from edgeloop.local.fleet import FleetDownloads, SteppedDevice
+from edgeloop.local.ledger import Ledger, Reservoir, TruthTable, request_id, request_index
+from edgeloop.local.link import Network
 from edgeloop.local.stack import LocalStack
 from edgeloop.local.world import FeatureScale, apply_drift
 from edgeloop.training.data import BUILTIN_PREFIX, NPZ_FEATURE_NAMES, NPZ_FEATURES, load_dataset
 
 Progress = Callable[[str], None]
-TICK_SIM_S = base.TICK_SIM_S
 RAW_ENVELOPE_BYTES = 96
 """What a naive device adds around each reading it streams raw (thing, request id, timestamp, JSON keys)."""
 FLEET_SALT = "edgeloop-local-scenario-salt"
 ORACLE_FOLDS = 5
+ORACLE_MAX_ROWS = 30_000
+"""The oracle learns from every post-drift row up to this many, then from a uniform sample of this many."""
 RETRAIN_MAX_ITER = 500
 """The retrained model's MLP iterations: a few hundred new rows need a model that converges on them."""
+TIMELINE_POINTS = 240
+"""About this many timeline points per run, whatever its length."""
+DRAIN_MAX_STEPS = 500
+"""Steps after the scenario's time to deliver what is still buffered, before the run gives up."""
+ROLLOUT_WALL_S_PER_DEVICE = 1.0
+FORWARD_EVERY_S = 1800.0
+"""An idle simulated device forwards at most this often (or every step, if steps are longer): results then
+fill IoT Core's 5 KB billing units instead of going out a few hundred bytes at a time."""
+SAMPLE_BYTES_PER_DEVICE = 50 * 1024
+"""The scenario fleet's daily sample budget per device: the loop must learn from a trickle, not a stream."""
+SCENARIO_DEVICE_CONFIG = {"healthIntervalSeconds": 1.0, "healthMinIntervalSeconds": 0.5, "driftWindow": 400,
+                          "driftMinRows": 200}  # fmt: skip
+"""Reports and drift windows sized to a simulated hour; a scenario's device_config overrides them."""
 
 
-@dataclass
-class Sent:
-    """One request as the world made it: when, to whom, what it looked like, and its true label."""
-
-    thing: str
-    at_s: float
-    features: np.ndarray
-    truth: int
-
-
-@dataclass
 class World:
-    """The scenario's stream: rows in file order (cycled), changed per device by the drift events so far."""
+    """The scenario's stream and fleet: rows in file order (cycled), changed per device by the drift events so
+    far, handed to the stepped devices one virtual-clock step at a time."""
 
-    scenario: Scenario
-    stack: LocalStack
-    things: list[str]
-    rows: np.ndarray
-    labels: np.ndarray
-    scale: FeatureScale
-    classes: int
-    clock: base.DemoClock
-    started_at: float
-    rng: np.random.Generator
-    sent: dict[str, Sent] = field(default_factory=dict)
-    truth: dict[str, int] = field(default_factory=dict)
-    raw_bytes: int = 0
-    _next: int = 0
-    _carry: float = 0.0
+    def __init__(
+        self, scenario: Scenario, fleet: dict[str, SteppedDevice], rows: np.ndarray, labels: np.ndarray,
+        scale: FeatureScale, classes: int, clock: base.DemoClock, rng: np.random.Generator,
+    ) -> None:  # fmt: skip
+        self.scenario, self.fleet, self.rows, self.labels = scenario, fleet, rows, labels
+        self.things = list(fleet)
+        self.scale, self.classes, self.clock, self.rng = scale, classes, clock, rng
+        self.started_at = clock.now
+        self.ledger = Ledger()
+        self.truth = TruthTable(self.ledger)
+        self.reservoir = Reservoir(ORACLE_MAX_ROWS, rows.shape[1], np.random.default_rng(rng.integers(1 << 31)))
+        self.raw_bytes = 0
+        self.max_buffer_depth = 0
+        self.steps = 0
+        self.step_wall_s = 0.0
+        """Wall time spent stepping the fleet (and the loop's per-step work), for the summary."""
+        self._next = 0
+        self._carry = 0.0
+        self.on_step: list[Callable[[], None]] = []
+        """Run after every step (the loop's labelling, drift watch and timeline)."""
+        self.streaming = True
+        """False once the scenario's time is up: steps then only forward and report (draining)."""
 
     @property
     def now_s(self) -> float:
@@ -80,22 +99,39 @@ class World:
         return self.clock.now - self.started_at
 
     def tick(self) -> None:
-        """One tick's worth of requests to every device (requests_per_s x TICK_SIM_S each)."""
-        self._carry += self.scenario.requests_per_s * TICK_SIM_S
-        count, self._carry = int(self._carry), self._carry - int(self._carry)
+        """One step: every device gets requests_per_s x step_s rows (carried over fractions) and is stepped."""
+        started = time.perf_counter()
+        try:
+            self._tick()
+        finally:
+            self.steps += 1
+            self.step_wall_s += time.perf_counter() - started
+
+    def _tick(self) -> None:
+        count = 0
+        if self.streaming:
+            self._carry += self.scenario.requests_per_s * self.scenario.step_s
+            count, self._carry = int(self._carry), self._carry - int(self._carry)
+        drift_at = self.scenario.drift_starts_at_s
         for index, thing in enumerate(self.things):
+            device = self.fleet[thing]
+            if not count:
+                device.step(())
+                continue
             picks = (self._next + np.arange(count)) % len(self.rows)
             self._next += count
             rows, truth = apply_drift(
                 self.rows[picks], self.labels[picks], self.scenario.drift, now_s=self.now_s, device_index=index,
                 devices=len(self.things), scale=self.scale, classes=self.classes, rng=self.rng,
             )  # fmt: skip
-            for row, label in zip(rows, truth, strict=True):
-                request_id = f"{thing}-s{len(self.sent):07d}"
-                self.sent[request_id] = Sent(thing, self.now_s, row, int(label))
-                self.truth[request_id] = int(label)
-                self.raw_bytes += len(json.dumps([round(float(v), 4) for v in row])) + RAW_ENVELOPE_BYTES
-                self.stack.devices[thing].submit(request_id, row.tolist())
+            first = self.ledger.add(self.now_s, index, truth)
+            if drift_at is not None and self.now_s >= drift_at:
+                self.reservoir.add(rows, first)
+            rounded = np.round(rows, 4).tolist()
+            self.raw_bytes += len(json.dumps(rounded)) - 2 - 2 * (count - 1) + RAW_ENVELOPE_BYTES * count
+            device.step([(request_id(thing, first + i), row) for i, row in enumerate(rows)])
+        for hook in self.on_step:
+            hook()
 
 
 def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int | None = None) -> dict[str, Any]:
@@ -112,61 +148,96 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     if len(stream_x) == 0:
         raise EdgeloopError(f"{scenario.dataset} has no rows left after initial_rows={scenario.initial_rows}")
     clock = base.DemoClock()
-    options = base.DemoOptions(devices=scenario.devices, out=out, seed=seed)
+    options = base.DemoOptions(devices=min(scenario.devices, base.MAX_DEVICES), out=out, seed=seed)
     fleet_config = {
         "samplers": scenario.samplers,
         "privacy": scenario.privacy or {"allowRaw": True},
         "fleetSalt": FLEET_SALT,
         "sampleBytesPerDay": SAMPLE_BYTES_PER_DEVICE,
         **SCENARIO_DEVICE_CONFIG,
+        **scenario.device_config,
     }
     with (
         tempfile.TemporaryDirectory(prefix="edgeloop-scenario-") as work,
-        LocalStack(Path(work), rollout_policy=base.DEMO_POLICY, clock=clock) as stack,
+        LocalStack(Path(work), rollout_policy=base.DEMO_POLICY, clock=clock, in_process=True) as stack,
     ):
         stack.provision(options.model_name, fleet_config=fleet_config)
         things = [f"edgeloop-device-{i:03d}" for i in range(1, scenario.devices + 1)]
-        for index, thing in enumerate(things):
-            stack.add_device(thing, ring=base.CANARY if index < base.CANARY_DEVICES else base.BROAD)
-        progress(f"scenario {scenario.name}: {len(things)} devices, {scenario.duration_s:.0f} s simulated, "
-                 f"{len(initial_x)} rows to train on, {len(stream_x)} to stream")  # fmt: skip
-        demo = base.DemoSession(stack, options, Path(work), clock, progress, things)
-        demo.approve_by_hand = True
-        first = demo.train_and_publish(
-            "v-initial", seed, config=_channel(Path(work), "initial", initial_x, initial_y, dataset.feature_names)
-        )
-        scale = FeatureScale(np.asarray(initial_x.std(axis=0)), first.trained.manifest.input.minimum,
-                             first.trained.manifest.input.maximum)  # fmt: skip
-        world = World(scenario, stack, things, stream_x, stream_y, scale, len(dataset.labels), clock, clock.now,
-                      np.random.default_rng(seed))  # fmt: skip
-        demo.roll_out(first.record, world)
-        loop = _Loop(scenario, stack, demo, world, Path(work), initial_x, initial_y, dataset.feature_names, progress)
-        loop.run(first.record.version)
-        base._wait_until_settled(stack, progress)
-        summary = loop.summary()
-        _check_loop(scenario, summary["loop"])
-        summary["rollouts"] = demo.rollouts
-        summary["run"] = {"wall_s": round(time.monotonic() - started, 2), "scenario": scenario.name}
+        network = Network(scenario.outages, len(things), scenario.step_s, lambda: clock.now - network_start[0])
+        network_start = [clock.now]
+        pool, downloads = SessionPool(), FleetDownloads(stack.store)
+        fleet: dict[str, SteppedDevice] = {}
+        try:
+            for index, thing in enumerate(things):
+                ring = base.CANARY if index < scenario.canary_devices else base.BROAD
+                network.rings[index] = ring
+                stack.register_thing(thing, ring=ring)
+                device = SteppedDevice(
+                    thing, index, Path(work) / "devices" / thing, network=network, deliver=stack.iot_core.deliver,
+                    artifacts=downloads, clock=clock, pool=pool, seed=seed * 100_003 + index,
+                    forward_interval_s=max(scenario.step_s, FORWARD_EVERY_S),
+                )  # fmt: skip
+                fleet[thing] = device
+                stack.greengrass.register_nucleus(device.nucleus)
+            progress(
+                f"scenario {scenario.name}: {len(things)} devices, {scenario.duration_s:.0f} s simulated in "
+                f"{scenario.step_s:.0f} s steps, {len(initial_x)} rows to train on, {len(stream_x)} to stream"
+            )
+            demo = base.DemoSession(stack, options, Path(work), clock, progress, things)
+            demo.approve_by_hand = True
+            demo.tick_s, demo.pause_s = scenario.step_s, 0.0
+            demo.rollout_timeout_s = max(base.ROLLOUT_TIMEOUT_S, ROLLOUT_WALL_S_PER_DEVICE * len(things))
+            first = demo.train_and_publish(
+                "v-initial", seed, config=_channel(Path(work), "initial", initial_x, initial_y, dataset.feature_names)
+            )
+            scale = FeatureScale(np.asarray(initial_x.std(axis=0)), first.trained.manifest.input.minimum,
+                                 first.trained.manifest.input.maximum)  # fmt: skip
+            world = World(scenario, fleet, stream_x, stream_y, scale, len(dataset.labels), clock,
+                          np.random.default_rng(seed))  # fmt: skip
+            network_start[0] = world.started_at
+            stack.results.set_sink(world_sink(world.ledger))
+            loop = _Loop(scenario, stack, demo, world, Path(work), initial_x, initial_y, dataset.feature_names,
+                         progress, pool)  # fmt: skip
+            loop.roll_out(first.record, "initial")
+            loop.run(first.record.version)
+            loop.drain()
+            summary = loop.summary()
+        finally:
+            for device in fleet.values():
+                device.close()
+        _check_loop(scenario, summary)
+        summary["run"] = {"wall_s": round(time.monotonic() - started, 2), "scenario": scenario.name,
+                          "devices": len(things), "simulated_s": scenario.duration_s, "step_s": scenario.step_s,
+                          "sessions_shared": len(pool), "steps": world.steps, "artifact_downloads": downloads.fetched,
+                          "step_wall_s": round(world.step_wall_s, 2)}  # fmt: skip
     base.write_summary(out, summary)
     return summary
 
 
-SAMPLE_BYTES_PER_DEVICE = 50 * 1024
-"""The scenario fleet's daily sample budget per device: the loop must learn from a trickle, not a stream."""
-SCENARIO_DEVICE_CONFIG = {"healthIntervalSeconds": 1.0, "healthMinIntervalSeconds": 0.5, "driftWindow": 400,
-                          "driftMinRows": 200}  # fmt: skip
-"""Reports and drift windows sized to a simulated hour streamed in under a minute of wall time."""
+def world_sink(ledger: Ledger) -> Callable[[str, InferenceBatch], None]:
+    """The results ingest's destination for the scenario: each answer joined to its request in the ledger."""
+
+    def sink(thing: str, batch: InferenceBatch) -> None:
+        for request, label in zip(batch.request_ids, batch.label_indices, strict=True):
+            index = request_index(request)
+            if index is not None:
+                ledger.answer(index, label, batch.model_version)
+
+    return sink
 
 
 class _Loop:
-    """The scenario after the first rollout: stream, label, watch drift, retrain once the trigger says so."""
+    """The scenario after provisioning: stream, label, watch drift, retrain when the trigger says so, roll out
+    the scenario's bad candidates, and keep the timeline."""
 
     def __init__(
         self, scenario: Scenario, stack: LocalStack, demo: base.DemoSession, world: World, work: Path,
         initial_x: np.ndarray, initial_y: np.ndarray, features: tuple[str, ...], progress: Progress,
+        pool: SessionPool,
     ) -> None:  # fmt: skip
         self.scenario, self.stack, self.demo, self.world, self.work = scenario, stack, demo, world, work
         self.initial_x, self.initial_y, self.features, self.progress = initial_x, initial_y, features, progress
+        self.pool = pool
         self.labeller = OracleLabeller(world.truth)
         self.labelled: list[tuple[SampleRef, int]] = []
         self.samples: list[SampleRef] = []
@@ -174,37 +245,135 @@ class _Loop:
         self.retrain_at_s: float | None = None
         self.new_version: int | None = None
         self.live_version = 0
+        self.bad_versions: dict[int, str] = {}
+        self.state = RetrainingState(demo.options.model_name, parent_version=0)
+        self.events: list[dict[str, Any]] = [
+            {"t_s": e.at_s, "kind": "drift", "text": f"{e.kind} drift x{e.magnitude:g} on {e.share:.0%} of devices",
+             "version": None}
+            for e in scenario.drift
+        ]  # fmt: skip
+        for outage in scenario.outages:
+            what = "IoT Core stand-in restart" if outage.kind == "restart" else f"{outage.scope} partition"
+            flap = f", flapping every {outage.flap_s:g} s" if outage.flap_s else ""
+            self.events.append({"t_s": outage.from_s, "kind": "outage_start" if outage.kind == "partition"
+                                else "restart", "text": f"{what}{flap}", "version": None})  # fmt: skip
+            self.events.append({"t_s": outage.to_s, "kind": "outage_end", "text": f"{what} ends", "version": None})
+        self.points: list[dict[str, Any]] = []
+        self._every = max(1, round(scenario.duration_s / scenario.step_s / TIMELINE_POINTS))
+        self._steps = 0
+        self._progress_every = max(1, round(scenario.duration_s / scenario.step_s / 24))
+        world.on_step.append(self._after_step)
+
+    # --- stepping --------------------------------------------------------------------------------
 
     def run(self, first_version: int) -> None:
-        """Tick until the scenario's time is up; retrain (once per cooldown) when the trigger says so."""
+        """Step until the scenario's time is up; roll out bad candidates and retrain as the scenario says."""
         self.live_version = first_version
-        state = RetrainingState(self.demo.options.model_name, parent_version=first_version)
+        self.state = RetrainingState(self.demo.options.model_name, parent_version=first_version)
+        bad = sorted(self.scenario.bad_candidates, key=lambda b: b.at_s)
         while self.world.now_s < self.scenario.duration_s:
-            self._tick()
-            state = observe_labels(state, self._label_new())
-            drift = self._fleet_drift()
-            state = observe_drift(state, drift, self.scenario.retraining, self.world.now_s)
-            if drift is not None and drift > self.scenario.retraining.drift_bound and self.drift_detected_at_s is None:
-                self.drift_detected_at_s = round(self.world.now_s, 1)
-                self.progress(f"[{self.world.now_s:7.0f} s] fleet drift score {drift:.3f}: drift detected")
-            decision = retraining_decision(state, self.scenario.retraining, self.world.now_s)
+            if bad and self.world.now_s >= bad[0].at_s:
+                self._roll_out_bad(bad.pop(0).kind)
+                continue
+            self.demo.step(self.world)
+            decision = retraining_decision(self.state, self.scenario.retraining, self.world.now_s)
             if decision.retrain and self.new_version is None:
                 self.retrain_at_s = round(self.world.now_s, 1)
-                self.progress(f"[{self.world.now_s:7.0f} s] retraining: {decision.reason}")
-                state = triggered(state, self.world.now_s)
+                self.progress(f"[{self._when()}] retraining: {decision.reason}")
+                self.events.append({"t_s": self.world.now_s, "kind": "retrain", "text": decision.reason,
+                                    "version": None})  # fmt: skip
+                self.state = triggered(self.state, self.world.now_s)
                 self.new_version = self._retrain(first_version)
                 self.live_version = self.new_version
 
-    def _tick(self) -> None:
-        self.world.tick()
-        time.sleep(base.TICK_REAL_S)
-        self.world.clock.advance(TICK_SIM_S)
-        self.stack.greengrass.advance()
-        self.demo.bus.invoke("rollout_controller", base.schedule_event())
+    def roll_out(self, record: Any, label: str) -> dict[str, Any]:
+        """One rollout through the rings while the world keeps streaming; its decisions go on the timeline."""
+        self.events.append({"t_s": self.world.now_s, "kind": "rollout_start", "text": f"v{record.version} ({label})",
+                            "version": record.version})  # fmt: skip
+        entry = self.demo.roll_out(record, self.world)
+        for decision in entry["decisions"]:
+            self.events.append({"t_s": round(decision["at"] - self.world.started_at, 1), "kind": "decision",
+                                "text": f"{decision['decision']}: {decision['reason']}",
+                                "version": record.version})  # fmt: skip
+        self.events.append({"t_s": self.world.now_s, "kind": "rollout_end",
+                            "text": f"v{record.version} {entry['outcome']}", "version": record.version})  # fmt: skip
+        return entry
+
+    def _roll_out_bad(self, kind: str) -> None:
+        """A simulated bad candidate, approved by a (simulated) operator: the rings must stop it."""
+        self.progress(f"[{self._when()}] rolling out a simulated bad candidate ({kind})")
+        candidate = self.demo.train_and_publish(f"v-bad-{kind}", self.demo.options.seed, bad=True)
+        self.bad_versions[candidate.record.version] = kind
+        self.roll_out(candidate.record, f"bad: {kind}")
+
+    def _after_step(self) -> None:
+        """After every step: label what arrived, watch the fleet's drift, sample the timeline, show progress."""
+        self._steps += 1
+        self.state = observe_labels(self.state, self._label_new())
+        drift = self._fleet_drift()
+        self.state = observe_drift(self.state, drift, self.scenario.retraining, self.world.now_s)
+        if drift is not None and drift > self.scenario.retraining.drift_bound and self.drift_detected_at_s is None:
+            self.drift_detected_at_s = round(self.world.now_s, 1)
+            self.progress(f"[{self._when()}] fleet drift score {drift:.3f}: drift detected")
+            self.events.append({"t_s": self.world.now_s, "kind": "drift_detected",
+                                "text": f"fleet drift score {drift:.3f}", "version": None})  # fmt: skip
+        depths = [d.buffer_depth() for d in self.world.fleet.values()]
+        self.world.max_buffer_depth = max(self.world.max_buffer_depth, max(depths, default=0))
+        if self._steps % self._every == 0:
+            self.points.append(self._point(sum(depths)))
+        if self._steps % self._progress_every == 0:
+            online = sum(1 for d in self.world.fleet.values() if d.link.connected)
+            self.progress(
+                f"[{self._when()}] {online}/{len(depths)} devices online, {sum(depths):,} records buffered, "
+                f"{self.stack.results.received:,} delivered, {self.world.ledger.size:,} requests"
+            )
+
+    def _when(self) -> str:
+        """Simulated time as h:mm:ss since the stream began."""
+        seconds = int(self.world.now_s)
+        return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+    def _point(self, buffered: int) -> dict[str, Any]:
+        """One timeline point: devices online and per version, buffer, delivery and uplink totals so far."""
+        devices = list(self.world.fleet.values())
+        versions: dict[str, int] = {}
+        for device in devices:
+            version = device.runtime.model_status().version
+            key = str(version) if version is not None else "none"
+            versions[key] = versions.get(key, 0) + 1
+        links = [d.link.stats for d in devices]
+        return {
+            "t_s": round(self.world.now_s, 1),
+            "online": sum(1 for d in devices if d.link.connected),
+            "buffered": buffered,
+            "produced": sum(d.records_produced() for d in devices),
+            "delivered": self.stack.results.received + self.stack.sample_catalogue.count(),
+            "uplink_bytes": sum(s.bytes + s.shadow_bytes for s in links),
+            "uplink_messages": sum(s.messages + s.shadow_updates for s in links),
+            "raw_bytes": self.world.raw_bytes,
+            "raw_messages": self.world.ledger.size,
+            "devices_by_version": versions,
+        }
+
+    def drain(self) -> None:
+        """After the scenario's time: no new requests; step until every buffer is empty, then report a last time."""
+        self.world.streaming = False
+        for _ in range(DRAIN_MAX_STEPS):
+            if all(d.settled() for d in self.world.fleet.values()):
+                break
+            self.demo.step(self.world)
+        else:
+            left = sum(d.buffer_depth() for d in self.world.fleet.values())
+            raise EdgeloopError(f"{left} records still buffered {DRAIN_MAX_STEPS} steps after the scenario ended")
+        for device in self.world.fleet.values():
+            device.runtime.report_health()
+        self._label_new()
 
     def _label_new(self) -> int:
         """Label what the ingest queued since the last look (the oracle stand-in answers at once)."""
         fresh = self.stack.labelling_queue.sent[len(self.samples) :]
+        if not fresh:
+            return 0
         self.samples.extend(fresh)
         labels = self.labeller.label(fresh)
         known = [(ref, label) for ref, label in zip(fresh, labels, strict=True) if label is not None]
@@ -224,7 +393,7 @@ class _Loop:
         config.update(parent_version=parent, max_iter=RETRAIN_MAX_ITER)
         candidate = self.demo.train_and_publish("v-retrained", self.demo.options.seed + 1, config=config)
         self.progress(f"retrained on {len(self.labelled)} labelled samples + {len(self.initial_x)} initial rows")
-        self.demo.roll_out(candidate.record, self.world)
+        self.roll_out(candidate.record, "retrained")
         return candidate.record.version
 
     def _training_set(self) -> tuple[np.ndarray, np.ndarray]:
@@ -246,96 +415,147 @@ class _Loop:
     # --- the summary -----------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """summary.json's loop section, from what the cloud received joined with the world's truth."""
-        answered = self._answered()
+        """summary.json: the loop, reliability, uplink usage, the timeline and the rollouts."""
+        ledger, size = self.world.ledger, self.world.ledger.size
         drift_at = self.scenario.drift_starts_at_s
-        pre = [a for a in answered if drift_at is None or a[0].at_s < drift_at]
-        post = [a for a in answered if drift_at is not None and a[0].at_s >= drift_at and a[2] != self.new_version]
-        recovered = [a for a in answered if self.new_version is not None and a[2] == self.new_version]
+        at, version = ledger.at_s[:size], ledger.version[:size]
+        is_new = (version == self.new_version) if self.new_version is not None else np.zeros(size, dtype=bool)
+        is_bad = np.isin(version, list(self.bad_versions)) if self.bad_versions else np.zeros(size, dtype=bool)
+        pre = (at < drift_at) if drift_at is not None else np.ones(size, dtype=bool)
+        post = (at >= drift_at) & ~is_new & ~is_bad if drift_at is not None else np.zeros(size, dtype=bool)
+        devices = list(self.world.fleet.values())
+        links = [d.link.stats for d in devices]
+        samples = self.stack.samples
         return {
             "loop": {
-                "pre_drift_accuracy": _accuracy(pre),
-                "post_drift_accuracy": _accuracy(post),
-                "recovered_accuracy": _accuracy(recovered),
-                "oracle_accuracy": self._oracle([a[0] for a in recovered]),
+                "pre_drift_accuracy": ledger.accuracy(pre & ~is_bad),
+                "post_drift_accuracy": ledger.accuracy(post),
+                "recovered_accuracy": ledger.accuracy(is_new),
+                "oracle_accuracy": self._oracle(is_new),
                 "drift_detected_at_s": self.drift_detected_at_s,
                 "retrain_triggered_at_s": self.retrain_at_s,
                 "new_version": self.new_version,
                 "samples_uploaded": self.stack.sample_catalogue.count(),
-                "bytes_uploaded": self.stack.samples.bytes,
+                "bytes_uploaded": samples.bytes,
                 "raw_equivalent_bytes": self.world.raw_bytes,
-                "messages_uploaded": self.stack.samples.messages,
-                "raw_equivalent_messages": len(self.world.sent),
+                "messages_uploaded": samples.messages,
+                "raw_equivalent_messages": size,
                 "labelled": len(self.labelled),
-                "answered": len(answered),
-            }
+                "answered": len(ledger.answered()),
+            },
+            "reliability": self._reliability(devices),
+            "uplink": {
+                "devices": len(devices),
+                "simulated_s": self.scenario.duration_s,
+                "messages": sum(s.messages for s in links),
+                "bytes": sum(s.bytes for s in links),
+                "billed_units": sum(s.billed_units for s in links),
+                "shadow_updates": sum(s.shadow_updates for s in links),
+                "shadow_bytes": sum(s.shadow_bytes for s in links),
+                "publishes_refused_offline": sum(s.refused for s in links),
+                "acks_lost": sum(s.acks_lost for s in links),
+                "raw_messages": size,
+                "raw_bytes": self.world.raw_bytes,
+            },
+            "timeline": {
+                "step_s": self.scenario.step_s * self._every,
+                "points": self._with_accuracy(self.points),
+                "events": sorted(self.events, key=lambda e: e["t_s"]),
+                "outages": outages_mapping(self.scenario.outages),
+            },
+            "rollouts": [{**r, "bad_kind": self.bad_versions.get(r["version"])} for r in self.demo.rollouts],
         }
 
-    def _answered(self) -> list[tuple[Sent, int, int]]:
-        """(request, predicted label, model version) of every result the cloud received."""
-        out = []
-        for thing in self.world.things:
-            for delivered in self.stack.results.results(thing):
-                sent = self.world.sent.get(delivered.result.request_id)
-                if sent is not None:
-                    out.append((sent, delivered.result.label_index, delivered.result.model_version))
+    def _reliability(self, devices: list[SteppedDevice]) -> dict[str, Any]:
+        """Produced on the devices against received by the cloud, exactly once in effect."""
+        produced = sum(d.records_produced() for d in devices)
+        delivered = self.stack.results.received + self.stack.sample_catalogue.count()
+        return {
+            "records_produced": produced,
+            "records_delivered": delivered,
+            "records_lost": produced - delivered,
+            "duplicates_received": self.stack.results.duplicates + self.stack.samples.duplicates,
+            "duplicates_ingested": self.world.ledger.counted_twice,
+            "max_buffer_depth": self.world.max_buffer_depth,
+            "outage_s": outage_seconds(self.scenario.outages),
+            "requests": self.world.ledger.size,
+            "answers_received": len(self.world.ledger.answered()),
+        }
+
+    def _with_accuracy(self, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each point gains the accuracy, per answering version, of the requests sent since the previous point."""
+        ledger, size = self.world.ledger, self.world.ledger.size
+        at, version = ledger.at_s[:size], ledger.version[:size]
+        out, since = [], -1.0
+        for point in points:
+            window = (at > since) & (at <= point["t_s"])
+            accuracy = {}
+            for v in np.unique(version[window]).tolist():
+                if v:
+                    accuracy[str(v)] = ledger.accuracy(window & (version == v))
+            out.append({**point, "accuracy": accuracy})
+            since = point["t_s"]
         return out
 
-    def _oracle(self, scored: list[Sent]) -> float | None:
-        """The same family trained with every post-drift label but the rows it is scored on (cross-fitted)."""
+    def _oracle(self, scored_mask: np.ndarray) -> float | None:
+        """The same family trained on post-drift labels, cross-fitted, scored on rows the new version answered."""
         from edgeloop.training.config import TrainingConfig
         from edgeloop.training.model import FAMILIES, MLP
 
-        config = TrainingConfig(model_dir=self.work / "oracle", model_name=self.demo.options.model_name)
-
-        drift_at = self.scenario.drift_starts_at_s
-        if not scored or drift_at is None:
+        if self.scenario.drift_starts_at_s is None or not scored_mask.any():
             return None
-        post = [s for s in self.world.sent.values() if s.at_s >= drift_at]
-        keys = {id(s): _row_key(s.features) for s in post}
-        folds = {k: zlib.crc32(k) % ORACLE_FOLDS for k in set(keys.values())}  # stable across runs
+        rows, index = self.world.reservoir.kept()
+        truth = self.world.ledger.truth[index].astype(np.int64)
+        scored = scored_mask[index] & (self.world.ledger.predicted[index] >= 0)
+        if not scored.any():
+            return None
+        config = TrainingConfig(model_dir=self.work / "oracle", model_name=self.demo.options.model_name)
+        folds = np.array([zlib.crc32(_row_key(row)) % ORACLE_FOLDS for row in rows])  # stable across runs
         correct = 0
         for fold in range(ORACLE_FOLDS):
-            test = [s for s in scored if folds.get(_row_key(s.features), -1) == fold]
-            if not test:
+            test = scored & (folds == fold)
+            if not test.any():
                 continue
-            train = [s for s in post if folds[keys[id(s)]] != fold]
-            x = np.vstack([self.initial_x, np.array([s.features for s in train])])
-            y = np.concatenate([self.initial_y, np.array([s.truth for s in train])])
+            train = folds != fold
+            x = np.vstack([self.initial_x, rows[train]])
+            y = np.concatenate([self.initial_y, truth[train]])
             model = FAMILIES[MLP].fit(x, y, config)
-            correct += int(
-                (model.predict(np.array([s.features for s in test])) == np.array([s.truth for s in test])).sum()
-            )
-        return round(correct / len(scored), 4)
+            correct += int((model.predict(rows[test]) == truth[test]).sum())
+        return round(correct / int(scored.sum()), 4)
 
 
-def _check_loop(scenario: Scenario, loop: dict[str, Any]) -> None:
-    """The promises a drift scenario makes; a broken one fails the run instead of writing a happy summary."""
-    drift_at = scenario.drift_starts_at_s
-    if drift_at is None:
-        return
+def _check_loop(scenario: Scenario, summary: dict[str, Any]) -> None:
+    """The promises a scenario makes; a broken one fails the run instead of writing a happy summary."""
+    loop, reliability = summary["loop"], summary["reliability"]
     problems = []
-    detected = loop["drift_detected_at_s"]
-    if detected is None or detected < drift_at:
-        problems.append(f"drift detected at {detected} s, but it began at {drift_at} s")
-    if loop["new_version"] is None:
-        problems.append("no retrained version reached the fleet")
-    elif loop["recovered_accuracy"] is None or loop["post_drift_accuracy"] is None:
-        problems.append("no results to measure recovery by")
-    elif loop["recovered_accuracy"] <= loop["post_drift_accuracy"]:
-        problems.append(f"recovered accuracy {loop['recovered_accuracy']} is not above {loop['post_drift_accuracy']}")
+    drift_at = scenario.drift_starts_at_s
+    if drift_at is not None:
+        detected = loop["drift_detected_at_s"]
+        if detected is None or detected < drift_at:
+            problems.append(f"drift detected at {detected} s, but it began at {drift_at} s")
+        if loop["new_version"] is None:
+            problems.append("no retrained version reached the fleet")
+        elif loop["recovered_accuracy"] is None or loop["post_drift_accuracy"] is None:
+            problems.append("no results to measure recovery by")
+        elif loop["recovered_accuracy"] <= loop["post_drift_accuracy"]:
+            problems.append(
+                f"recovered accuracy {loop['recovered_accuracy']} is not above {loop['post_drift_accuracy']}"
+            )
+    if reliability["records_lost"]:
+        problems.append(f"{reliability['records_lost']} records lost")
+    if reliability["duplicates_ingested"]:
+        problems.append(f"{reliability['duplicates_ingested']} records counted twice")
+    for rollout in summary["rollouts"]:
+        if rollout["bad_kind"] and rollout["outcome"] != "reverted":
+            problems.append(f"bad candidate v{rollout['version']} ({rollout['bad_kind']}) was not stopped")
+        if not rollout["bad_kind"] and rollout["outcome"] != "completed":
+            problems.append(f"v{rollout['version']} did not complete its rollout ({rollout['outcome']})")
     if problems:
         raise EdgeloopError(f"scenario {scenario.name}: " + "; ".join(problems))
 
 
 def _row_key(row: np.ndarray) -> bytes:
     return np.round(row, 3).tobytes()
-
-
-def _accuracy(answers: list[tuple[Sent, int, int]]) -> float | None:
-    if not answers:
-        return None
-    return round(sum(1 for sent, predicted, _ in answers if predicted == sent.truth) / len(answers), 4)
 
 
 def _channel(work: Path, label: str, x: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:

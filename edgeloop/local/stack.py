@@ -22,7 +22,15 @@ from edgeloop.cloud.artifacts import S3ArtifactStore
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.rings import IotRingDirectory
 from edgeloop.cloud.rollout_control import RolloutContext
-from edgeloop.cloud.rollouts import DynamoFleetHealthStore, DynamoRolloutStore, table_definition
+from edgeloop.cloud.rollouts import (
+    DynamoFleetHealthStore,
+    DynamoRolloutStore,
+    FleetHealthStore,
+    MemoryFleetHealthStore,
+    MemoryRolloutStore,
+    RolloutStore,
+    table_definition,
+)
 from edgeloop.cloud.samples import MemoryLabellingQueue, MemorySampleCatalogue
 from edgeloop.cloud.signing import KmsSigner
 from edgeloop.core.errors import EdgeloopError
@@ -41,6 +49,7 @@ from edgeloop.core.rings import RING_ATTRIBUTE
 from edgeloop.core.rollout import DEFAULT_POLICY, RolloutPolicy
 from edgeloop.core.settings import CloudSettings
 from edgeloop.core.signing import SIGNING_KEY_SPEC
+from edgeloop.local.backends import MotoIotData, MotoS3Objects
 from edgeloop.local.broker import LocalIotCore, Rule
 from edgeloop.local.cloud import HealthRule, ResultsIngest, SamplesRule, ShadowService
 from edgeloop.local.devices import SimulatedDevice
@@ -78,15 +87,29 @@ class LocalStack:
     """Everything the loop needs from 'the cloud', on 127.0.0.1, with nothing to install but pip packages."""
 
     def __init__(
-        self, work_dir: Path, *, rollout_policy: RolloutPolicy = DEFAULT_POLICY, clock: Callable[[], float] = time.time
+        self,
+        work_dir: Path,
+        *,
+        rollout_policy: RolloutPolicy = DEFAULT_POLICY,
+        clock: Callable[[], float] = time.time,
+        in_process: bool = False,
     ) -> None:
-        """clock drives the rollout controller and the Greengrass stand-in's job pacing (the demo's clock)."""
+        """clock drives the rollout controller and the Greengrass stand-in's job pacing (the demo's clock).
+
+        in_process: the stack's own clients reach moto in this process instead of over HTTP, and IoT Core's
+        rules run in the publisher's thread (the stepped fleet simulation; the server still answers on its
+        endpoint, over the same state). A moto call then costs about a millisecond instead of ten.
+        """
         self.work_dir = work_dir
+        self.in_process = in_process
+        self._mock: Any = None
+        self._memory_tables = (MemoryRolloutStore(), MemoryFleetHealthStore()) if in_process else None
+        self._public_key: str | None = None
         self.rollout_policy = rollout_policy
         self.clock = clock
         self.names = StackNames.fresh()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.iot_core = LocalIotCore()
+        self.iot_core = LocalIotCore(inline=in_process)
         self.devices: dict[str, SimulatedDevice] = {}
         self.signing_key_id: str | None = None
         self.model_name = ""
@@ -103,20 +126,27 @@ class LocalStack:
         host, port = self._moto.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         _reset_moto(self.endpoint)
+        if self.in_process:
+            from moto import mock_aws
+
+            self._mock = mock_aws()
+            self._mock.start()
         self.iot_core.start()
         self._started = True
         self.store = S3ArtifactStore(self.client("s3"))
         self.registry = SageMakerRegistry(self.client("sagemaker"))
         self.greengrass = LocalGreengrass(self.client("iot"), region=REGION, account=ACCOUNT, clock=self.clock)
         self.rings = IotRingDirectory(self.client("iot"), self.rollout_policy)
-        self.results = ResultsIngest(self.client("s3"), self.names.data_bucket)
-        self.shadows = ShadowService(self.client("iot-data"), self.iot_core.publish)
+        objects = MotoS3Objects(ACCOUNT) if self.in_process else self.client("s3")
+        self.results = ResultsIngest(objects, self.names.data_bucket)
+        shadows = MotoIotData(ACCOUNT, REGION) if self.in_process else self.client("iot-data")
+        self.shadows = ShadowService(shadows, self.iot_core.publish)
         self.iot_core.add_reserved_service(NAMED_SHADOW_UPDATE_FILTER, self.shadows)
         self.iot_core.add_rule(Rule("edgeloop_results", RESULTS_TOPIC_FILTER, self.results))
         self.health_rule = HealthRule(lambda event: self.event_bus().invoke("health_ingest", event).result)
         self.iot_core.add_rule(Rule("edgeloop_health", HEALTH_DOCUMENTS_TOPIC_FILTER, self.health_rule))
         self.samples = SamplesRule(
-            self.client("s3"),
+            objects,
             self.names.data_bucket,
             lambda event: self.event_bus().invoke("sample_ingest", event).result,
         )
@@ -130,6 +160,9 @@ class LocalStack:
             device.stop()
         if self._started:
             self.iot_core.stop()
+            if self._mock is not None:
+                self._mock.stop()
+                self._mock = None
             self._moto.stop()
             self._started = False
 
@@ -148,7 +181,7 @@ class LocalStack:
         """A boto3 client for the local cloud (fixed fake credentials: nothing can reach AWS)."""
         return boto3.client(
             service,
-            endpoint_url=self.endpoint,
+            endpoint_url=None if self.in_process else self.endpoint,
             region_name=REGION,
             aws_access_key_id="local",
             aws_secret_access_key="local",
@@ -212,16 +245,30 @@ class LocalStack:
         self.event_bus()  # built once, before any device can report through the health rule
 
     def rollout_context(self) -> RolloutContext:
-        """The controller's ports as the stack configures them: DynamoDB on moto, the Greengrass stand-in."""
+        """The controller's ports as the stack configures them: DynamoDB on moto, the Greengrass stand-in.
+
+        in_process: the rollout and fleet-health tables are the in-memory adapters (the same contract suites
+        as the DynamoDB ones, tests/cloud/test_cloud_rollouts.py): at fleet scale every health report is a
+        transaction, and moto's DynamoDB is neither fast nor thread-safe enough for a thousand devices.
+        """
         dynamodb, settings = self.client("dynamodb"), self.settings()
+        rollouts: RolloutStore
+        health: FleetHealthStore
+        if self._memory_tables is not None:
+            rollouts, health = self._memory_tables
+        else:
+            rollouts = DynamoRolloutStore(dynamodb, settings.rollouts_table)
+            health = DynamoFleetHealthStore(dynamodb, settings.fleet_health_table)
+        if self._public_key is None:
+            self._public_key = self.signer().public_key_pem()
         return RolloutContext(
-            rollouts=DynamoRolloutStore(dynamodb, settings.rollouts_table),
-            health=DynamoFleetHealthStore(dynamodb, settings.fleet_health_table),
+            rollouts=rollouts,
+            health=health,
             registry=self.registry,
             fleet=self.greengrass,
             settings=settings,
             clock=self.clock,
-            public_key_pem=self.signer().public_key_pem(),
+            public_key_pem=self._public_key,
         )
 
     def event_bus(self) -> LocalEventBus:
@@ -244,13 +291,17 @@ class LocalStack:
             )
         return self._bus
 
-    def add_device(self, thing_name: str, ring: str | None = None) -> SimulatedDevice:
-        """Register a thing in the fleet group and its ring group (pinned to `ring` if given), then bring it online."""
+    def register_thing(self, thing_name: str, ring: str | None = None) -> None:
+        """Create a thing in the fleet group and its ring group (pinned to `ring` if given), as provisioning does."""
         iot = self.client("iot")
         attributes = {"attributes": {RING_ATTRIBUTE: ring}} if ring else {}
         iot.create_thing(thingName=thing_name, attributePayload=attributes)
         iot.add_thing_to_thing_group(thingGroupName=self.names.thing_group, thingName=thing_name)
         self.rings.assign(thing_name)
+
+    def add_device(self, thing_name: str, ring: str | None = None) -> SimulatedDevice:
+        """Register a thing (see register_thing), then bring a threaded simulated device online over MQTT."""
+        self.register_thing(thing_name, ring)
         device = SimulatedDevice(
             thing_name,
             self.work_dir / "devices" / thing_name,
