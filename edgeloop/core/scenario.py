@@ -52,7 +52,6 @@ SCENARIO_KEYS = {
     "privacy",
     "retraining",
 }
-RETRAINING_KEYS = {"min_new_labels", "drift_bound", "drift_for_s", "min_labels_on_drift", "cooldown_s"}
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ class Scenario:
             else (),
             samplers=dict(wire.mapping(d.get("samplers", {}), "scenario.samplers")),
             privacy=dict(wire.mapping(d.get("privacy", {}), "scenario.privacy")),
-            retraining=_retraining(wire.mapping(d.get("retraining", {}), "scenario.retraining")),
+            retraining=RetrainingPolicy.from_dict(d.get("retraining", {}), "scenario.retraining"),
         )
 
 
@@ -150,17 +149,6 @@ def _drift(item: object, index: int) -> DriftEvent:
         )
     except ValidationError as exc:
         raise ValidationError(exc.field.replace("drift[]", where), exc.message) from exc
-
-
-def _retraining(data: Mapping[str, Any]) -> RetrainingPolicy:
-    wire.only_keys(data, RETRAINING_KEYS, "scenario.retraining")
-    values: dict[str, Any] = {}
-    for key in data:
-        integer = key in ("min_new_labels", "min_labels_on_drift")
-        values[key] = (
-            wire.integer(data, key, "scenario.retraining") if integer else wire.number(data, key, "scenario.retraining")
-        )
-    return RetrainingPolicy(**values)
 
 
 BUILT_IN: Mapping[str, Mapping[str, Any]] = MappingProxyType(
