@@ -117,3 +117,20 @@ def test_the_handler_records_each_object_once_and_sets_bad_ones_aside(event: Any
     assert s3.get_object(Bucket=BUCKET, Key=f"labels-rejected/{THING}/99.json")["Body"].read() == b"garbage"
     assert catalogue.label_count("digits") == 2
     assert catalogue.label_of(THING, 42) == Label(THING, 42, 8, "gt")
+
+
+def test_two_first_labels_racing_on_dynamodb_count_the_sample_once(aws: None) -> None:
+    other = dynamo_catalogue()
+    other.add(ref(1))
+
+    class Raced(DynamoSampleCatalogue):
+        """Another labeller's first label lands between this one's read and its transaction."""
+
+        def _first_label(self, label: Label, model_name: str) -> bool:
+            assert other.record_label(Label(THING, 1, 9, "annotator-2")) is LabelOutcome.NEW
+            return super()._first_label(label, model_name)
+
+    raced = Raced(boto3.client("dynamodb", region_name="us-east-1"), SAMPLES_TABLE)
+    assert raced.record_label(Label(THING, 1, 4, "annotator-1")) is LabelOutcome.CHANGED
+    assert other.label_count("digits") == 1
+    assert other.label_of(THING, 1) == Label(THING, 1, 4, "annotator-1"), "the later write wins"
