@@ -6,11 +6,12 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import edgeloop
 from edgeloop.core.errors import ConfigError, ValidationError
 from edgeloop.core.names import DEFAULT_MODEL_NAME, ring_group, validate_model_name
+from edgeloop.core.retraining import RetrainingPolicy
 from edgeloop.core.rollout import DEFAULT_POLICY, RolloutPolicy
 
 CONTEXT_ENV_NAME = "edgeloop:envName"
@@ -28,12 +29,17 @@ CONTEXT_ROLLOUT_POLICY = "edgeloop:rolloutPolicy"
 CONTEXT_ROLLOUT_CONTROLLER_RATE = "edgeloop:rolloutControllerRate"
 CONTEXT_LOG_RETENTION = "edgeloop:logRetentionDays"
 CONTEXT_SAMPLES_RETENTION = "edgeloop:samplesRetentionDays"
+CONTEXT_RETRAINING_POLICY = "edgeloop:retrainingPolicy"
+CONTEXT_RETRAINING_TRIGGER_RATE = "edgeloop:retrainingTriggerRate"
 KEY_PREFIX = "edgeloop:"
 """Context keys under this prefix are edgeloop's: one that is not a CONTEXT_* key is a typo."""
 
 DEFAULT_ROLLOUT_CONTROLLER_RATE_MINUTES = 5
 MAX_ROLLOUT_CONTROLLER_RATE_MINUTES = 1440
 """A day: a controller that looks less often than that would miss every ring's bake time."""
+
+DEFAULT_RETRAINING_TRIGGER_RATE_MINUTES = 15
+"""Drift must stay high for the policy's drift_for_s (an hour by default): a few looks per hour resolve it."""
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_LOG_RETENTION_DAYS = 90
@@ -103,6 +109,9 @@ class StackConfig:
     """How long the Lambdas' log groups and the access-log bucket keep what they hold."""
     samples_retention_days: int = DEFAULT_SAMPLES_RETENTION_DAYS
     """How long captured samples (and set-aside ones) stay in the samples bucket before they expire."""
+    retraining_policy: RetrainingPolicy = field(default_factory=RetrainingPolicy)
+    """When the retraining trigger starts a training run: enough new labels, or sustained fleet drift."""
+    retraining_trigger_rate_minutes: int = DEFAULT_RETRAINING_TRIGGER_RATE_MINUTES
 
     @property
     def stack_name(self) -> str:
@@ -143,6 +152,13 @@ class StackConfig:
             log_retention_days=_log_retention(get),
             samples_retention_days=_days(
                 get, CONTEXT_SAMPLES_RETENTION, DEFAULT_SAMPLES_RETENTION_DAYS, MAX_SAMPLES_RETENTION_DAYS
+            ),
+            retraining_policy=_retraining_policy(get),
+            retraining_trigger_rate_minutes=_minutes(
+                get,
+                CONTEXT_RETRAINING_TRIGGER_RATE,
+                DEFAULT_RETRAINING_TRIGGER_RATE_MINUTES,
+                MAX_ROLLOUT_CONTROLLER_RATE_MINUTES,
             ),
         )
 
@@ -252,6 +268,24 @@ def _rollout_policy(get: ContextGetter) -> RolloutPolicy:
     except ValidationError as exc:
         raise ConfigError(f"{key}.{exc.field}", exc.message) from exc
     return policy
+
+
+def _retraining_policy(get: ContextGetter) -> RetrainingPolicy:
+    """The retraining policy as a JSON object (cdk.json) or its JSON text (-c); a bad field is named under the key."""
+    key = CONTEXT_RETRAINING_POLICY
+    value = get(key)
+    if value is None:
+        return RetrainingPolicy()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(key, f"is not valid JSON ({exc})") from exc
+    try:
+        return RetrainingPolicy.from_dict(value, key)
+    except ValidationError as exc:
+        field = exc.field.removeprefix(key).removeprefix(".").removeprefix("retraining.")
+        raise ConfigError(f"{key}.{field}" if field else key, exc.message) from exc
 
 
 def _minutes(get: ContextGetter, key: str, default: int, maximum: int) -> int:

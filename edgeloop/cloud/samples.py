@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 from edgeloop.cloud.artifacts import ArtifactStore, parse_s3_uri
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
-from edgeloop.core.errors import StateStoreError, ValidationError
+from edgeloop.core.errors import NotFoundError, StateStoreError, ValidationError
+from edgeloop.core.labels import Label, LabelOutcome
 from edgeloop.core.names import SAMPLES_PREFIX, SAMPLES_REJECTED_PREFIX
 from edgeloop.core.records import RecordKind, decode_batch
 from edgeloop.core.samples import Sample
@@ -36,11 +37,23 @@ class SampleRef:
 
 
 class SampleCatalogue(Protocol):
-    """Every sample seen, once per (thing, seq): `add` returns False for one already catalogued."""
+    """Every sample seen, once per (thing, seq): `add` returns False for one already catalogued.
+
+    `record_label` attaches a label to a catalogued sample (NotFoundError for one never catalogued) and
+    says whether it was the sample's first label (NEW: counted once), a different one (CHANGED: the newest
+    wins, not counted again) or the stored one repeated (UNCHANGED). `label_count` is how many samples of
+    the model have a label: it only grows, so the retraining trigger counts new labels as a difference.
+    """
 
     def add(self, ref: SampleRef) -> bool: ...
 
     def count(self) -> int: ...
+
+    def record_label(self, label: Label) -> LabelOutcome: ...
+
+    def label_of(self, thing_name: str, seq: int) -> Label | None: ...
+
+    def label_count(self, model_name: str) -> int: ...
 
 
 class LabellingQueue(Protocol):
@@ -123,6 +136,8 @@ class MemorySampleCatalogue:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.samples: dict[tuple[str, int], SampleRef] = {}
+        self.labels: dict[tuple[str, int], Label] = {}
+        self._labelled: dict[str, int] = {}
 
     def add(self, ref: SampleRef) -> bool:
         """Keep the first sighting of (thing, seq)."""
@@ -137,6 +152,31 @@ class MemorySampleCatalogue:
         with self._lock:
             return len(self.samples)
 
+    def record_label(self, label: Label) -> LabelOutcome:
+        """Keep the newest label of a catalogued sample; count the sample at its first label."""
+        key = (label.thing_name, label.seq)
+        with self._lock:
+            ref = self.samples.get(key)
+            if ref is None:
+                raise NotFoundError(_not_catalogued(label))
+            previous = self.labels.get(key)
+            self.labels[key] = label
+            if previous is None:
+                model = ref.sample.model_name
+                self._labelled[model] = self._labelled.get(model, 0) + 1
+                return LabelOutcome.NEW
+            return LabelOutcome.UNCHANGED if previous == label else LabelOutcome.CHANGED
+
+    def label_of(self, thing_name: str, seq: int) -> Label | None:
+        """The sample's current label."""
+        with self._lock:
+            return self.labels.get((thing_name, seq))
+
+    def label_count(self, model_name: str) -> int:
+        """Labelled samples of the model."""
+        with self._lock:
+            return self._labelled.get(model_name, 0)
+
 
 class DynamoSampleCatalogue:
     """SampleCatalogue on DynamoDB: a conditional put per (thing, seq) makes a repeat a no-op."""
@@ -148,9 +188,9 @@ class DynamoSampleCatalogue:
     def add(self, ref: SampleRef) -> bool:
         """Put the sample's item unless it exists."""
         item = {
-            "pk": {"S": f"sample#{ref.thing_name}"},
-            "sk": {"S": f"{ref.seq:012d}"},
+            **_sample_key(ref.thing_name, ref.seq),
             "object": {"S": ref.object_uri},
+            "model_name": {"S": ref.sample.model_name},
             "model_version": {"N": str(ref.sample.model_version)},
             "sampler": {"S": ref.sample.sampler},
             "request_id": {"S": ref.sample.request_id},
@@ -166,10 +206,110 @@ class DynamoSampleCatalogue:
     def count(self) -> int:
         """Samples catalogued (a Scan with COUNT: for reports, not the hot path)."""
         try:
-            pages = self._db.get_paginator("scan").paginate(TableName=self._table, Select="COUNT")
+            pages = self._db.get_paginator("scan").paginate(
+                TableName=self._table,
+                Select="COUNT",
+                FilterExpression="begins_with(pk, :sample)",
+                ExpressionAttributeValues={":sample": {"S": SAMPLE_PK_PREFIX}},
+            )
             return sum(int(page["Count"]) for page in pages)
         except AWS_ERRORS as exc:
             raise StateStoreError(f"could not count samples: {exc}") from exc
+
+    def record_label(self, label: Label) -> LabelOutcome:
+        """A first label updates the sample and the model's counter in one transaction; a relabel only the sample."""
+        item = self._get(_sample_key(label.thing_name, label.seq), f"reading {label.thing_name} seq {label.seq}")
+        if item is None:
+            raise NotFoundError(_not_catalogued(label))
+        if "label_index" in item:
+            if _label_from_item(label.thing_name, label.seq, item) == label:
+                return LabelOutcome.UNCHANGED
+            self._relabel(label)
+            return LabelOutcome.CHANGED
+        model = item.get("model_name", {}).get("S")
+        if not model:
+            raise StateStoreError(f"sample {label.thing_name} seq {label.seq} has no model_name to count its label by")
+        if self._first_label(label, model):
+            return LabelOutcome.NEW
+        self._relabel(label)  # another writer labelled it between our read and our transaction
+        return LabelOutcome.CHANGED
+
+    def label_of(self, thing_name: str, seq: int) -> Label | None:
+        """The sample's current label."""
+        item = self._get(_sample_key(thing_name, seq), f"reading {thing_name} seq {seq}")
+        return None if item is None or "label_index" not in item else _label_from_item(thing_name, seq, item)
+
+    def label_count(self, model_name: str) -> int:
+        """The model's counter item (absent: none labelled yet)."""
+        item = self._get(_label_counter_key(model_name), f"reading the label count of {model_name}")
+        return 0 if item is None else int(item["labelled"]["N"])
+
+    def _first_label(self, label: Label, model_name: str) -> bool:
+        """Label and count together, only if still unlabelled; False when a concurrent writer labelled it first."""
+        set_label = {
+            "TableName": self._table,
+            "Key": _sample_key(label.thing_name, label.seq),
+            "UpdateExpression": "SET label_index = :label, labeller = :who",
+            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(label_index)",
+            "ExpressionAttributeValues": _label_values(label),
+        }
+        count = {
+            "TableName": self._table,
+            "Key": _label_counter_key(model_name),
+            "UpdateExpression": "ADD labelled :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+        }
+        try:
+            self._db.transact_write_items(TransactItems=[{"Update": set_label}, {"Update": count}])
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "TransactionCanceledException":
+                return False
+            raise StateStoreError(f"could not label {label.thing_name} seq {label.seq}: {exc}") from exc
+        return True
+
+    def _relabel(self, label: Label) -> None:
+        """Replace the label of an already labelled sample (the count stays)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_sample_key(label.thing_name, label.seq),
+                UpdateExpression="SET label_index = :label, labeller = :who",
+                ConditionExpression="attribute_exists(label_index)",
+                ExpressionAttributeValues=_label_values(label),
+            )
+        except AWS_ERRORS as exc:
+            raise StateStoreError(f"could not relabel {label.thing_name} seq {label.seq}: {exc}") from exc
+
+    def _get(self, key: dict[str, Any], action: str) -> dict[str, Any] | None:
+        try:
+            item = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+        except AWS_ERRORS as exc:
+            raise StateStoreError(f"{action} in the sample catalogue: {exc}") from exc
+        return item if isinstance(item, dict) else None
+
+
+SAMPLE_PK_PREFIX = "sample#"
+"""Catalogue items: pk "sample#<thing>", sk the zero-padded seq; label counters: pk "labels#<model>", sk "count"."""
+
+
+def _sample_key(thing_name: str, seq: int) -> dict[str, Any]:
+    return {"pk": {"S": f"{SAMPLE_PK_PREFIX}{thing_name}"}, "sk": {"S": f"{seq:012d}"}}
+
+
+def _label_counter_key(model_name: str) -> dict[str, Any]:
+    return {"pk": {"S": f"labels#{model_name}"}, "sk": {"S": "count"}}
+
+
+def _label_values(label: Label) -> dict[str, Any]:
+    return {":label": {"N": str(label.label_index)}, ":who": {"S": label.labeller}}
+
+
+def _label_from_item(thing_name: str, seq: int, item: dict[str, Any]) -> Label:
+    return Label(thing_name, seq, int(item["label_index"]["N"]), item["labeller"]["S"])
+
+
+def _not_catalogued(label: Label) -> str:
+    return f"sample {label.thing_name} seq {label.seq} is not catalogued: nothing to label"
 
 
 class MemoryLabellingQueue:

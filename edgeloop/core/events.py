@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -127,6 +128,33 @@ def s3_object_uris(event: object) -> list[str]:
         key = wire.text(wire.mapping(s3.get("object"), f"{where}.s3.object"), "key", f"{where}.s3.object")
         uris.append(f"s3://{bucket}/{unquote_plus(key)}")
     return uris
+
+
+@dataclass(frozen=True)
+class ScheduledTick:
+    """One delivery of an EventBridge schedule: its event id and the time it was due (a retry repeats both)."""
+
+    event_id: str
+    at: float
+
+    @classmethod
+    def from_event(cls, event: object) -> ScheduledTick:
+        """Parse a Scheduled Event; anything else is refused by its source and detail-type."""
+        data = wire.mapping(event, "event")
+        if data.get("source") != SCHEDULER_SOURCE or data.get("detail-type") != SCHEDULED_EVENT:
+            raise ValidationError(
+                "event",
+                f"expected source {SCHEDULER_SOURCE!r} and detail-type {SCHEDULED_EVENT!r}, "
+                f"got {data.get('source')!r} / {data.get('detail-type')!r}",
+            )
+        time = wire.text(data, "time", "event")
+        try:
+            at = datetime.fromisoformat(time)
+        except ValueError as exc:
+            raise ValidationError("event.time", f"{time!r} is not an ISO 8601 time") from exc
+        if at.tzinfo is None:
+            raise ValidationError("event.time", f"{time!r} has no time zone")
+        return cls(wire.text(data, "id", "event"), at.timestamp())
 
 
 ROLLOUT_COMMANDS = ("start", "step", "pause", "resume", "promote", "abort")

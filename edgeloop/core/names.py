@@ -187,3 +187,11 @@ def ring_group(ring_name: str) -> str:
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", ring_name):
         raise ValidationError("ring", f"{ring_name!r} must be 1-31 lowercase letters, digits or '-'")
     return f"{FLEET_THING_GROUP}-{ring_name}"
+
+
+LABELS_PREFIX = "labels/"
+"""Samples-bucket prefix where the labelling tool writes one label object per sample: labels/<thing>/<seq>.json."""
+LABELS_REJECTED_PREFIX = "labels-rejected/"
+"""Where the label ingest sets aside a label object it cannot record (same key below the prefix)."""
+RETRAINING_TABLE = "edgeloop-retraining"
+"""DynamoDB table holding each model's retraining trigger state (one item per model, conditional writes)."""

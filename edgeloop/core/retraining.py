@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from edgeloop.core import wire
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.events import EDGELOOP_SOURCE, RETRAINING_REQUESTED
 from edgeloop.core.names import validate_model_name
@@ -38,6 +39,24 @@ class RetrainingPolicy:
                 raise ValidationError(f"retraining.{name}", f"must be >= 0, got {getattr(self, name)}")
         if self.min_labels_on_drift > self.min_new_labels:
             raise ValidationError("retraining.min_labels_on_drift", "cannot exceed min_new_labels")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The policy as JSON (a stack's context, a handler's environment, a scenario file)."""
+        return {name: getattr(self, name) for name in POLICY_KEYS}
+
+    @classmethod
+    def from_dict(cls, data: object, where: str = "retraining") -> RetrainingPolicy:
+        """Parse a policy object; absent keys keep their defaults, unknown keys and wrong types are refused."""
+        d = wire.mapping(data, where)
+        wire.only_keys(d, set(POLICY_KEYS), where)
+        values: dict[str, Any] = {
+            key: wire.integer(d, key, where) if key in _INTEGER_KEYS else wire.number(d, key, where) for key in d
+        }
+        return cls(**values)
+
+
+POLICY_KEYS = ("min_new_labels", "drift_bound", "drift_for_s", "min_labels_on_drift", "cooldown_s")
+_INTEGER_KEYS = frozenset({"min_new_labels", "min_labels_on_drift"})
 
 
 @dataclass(frozen=True)
@@ -119,3 +138,149 @@ def retraining_event(state: RetrainingState, decision: RetrainingDecision, reque
         **({"parent_version": state.parent_version} if state.parent_version is not None else {}),
     }
     return {"Source": EDGELOOP_SOURCE, "DetailType": RETRAINING_REQUESTED, "Detail": json.dumps(detail, sort_keys=True)}
+
+
+# --- the trigger in the cloud: one evaluation per schedule tick, its state persisted between ticks ---------
+
+
+@dataclass(frozen=True)
+class TriggerRecord:
+    """What the cloud trigger keeps per model between ticks: the policy's state and its own bookkeeping.
+
+    The catalogue counts labels monotonically; `labels_counted` is how much of that total the state has
+    already taken in, so a tick adds only the difference. `evaluated_at` is the last tick's time (a re-run
+    of that tick changes nothing). `pending` is a Retraining Requested entry decided but not yet confirmed
+    on the bus: whoever reads it next sends it again, under the same request id. `revision` guards the
+    conditional write (0: never stored).
+    """
+
+    state: RetrainingState
+    labels_counted: int = 0
+    evaluated_at: float | None = None
+    pending: Mapping[str, Any] | None = None
+    revision: int = 0
+
+    def __post_init__(self) -> None:
+        if self.labels_counted < 0:
+            raise ValidationError("labels_counted", f"must be >= 0, got {self.labels_counted}")
+        if self.revision < 0:
+            raise ValidationError("revision", f"must be >= 0, got {self.revision}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form (JSON)."""
+        state = self.state
+        return {
+            "model_name": state.model_name,
+            "parent_version": state.parent_version,
+            "labels_since_training": state.labels_since_training,
+            "drift_score": state.drift_score,
+            "drift_high_since": state.drift_high_since,
+            "last_triggered_at": state.last_triggered_at,
+            "labels_counted": self.labels_counted,
+            "evaluated_at": self.evaluated_at,
+            "pending": None if self.pending is None else dict(self.pending),
+            "revision": self.revision,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> TriggerRecord:
+        """Parse the stored form; a damaged item is an error, never a fresh start (that could re-trigger)."""
+        where = "retraining_state"
+        d = wire.mapping(data, where)
+        wire.only_keys(d, set(_RECORD_KEYS), where)
+        missing = sorted(set(_RECORD_KEYS) - set(d))
+        if missing:
+            raise ValidationError(where, f"missing key(s) {missing}")
+        pending = d["pending"]
+        state = RetrainingState(
+            model_name=wire.text(d, "model_name", where),
+            parent_version=_optional_int(d, "parent_version", where),
+            labels_since_training=wire.integer(d, "labels_since_training", where, minimum=0),
+            drift_score=_optional_number(d, "drift_score", where),
+            drift_high_since=_optional_number(d, "drift_high_since", where),
+            last_triggered_at=_optional_number(d, "last_triggered_at", where),
+        )
+        return cls(
+            state=state,
+            labels_counted=wire.integer(d, "labels_counted", where, minimum=0),
+            evaluated_at=_optional_number(d, "evaluated_at", where),
+            pending=None if pending is None else dict(wire.mapping(pending, f"{where}.pending")),
+            revision=wire.integer(d, "revision", where, minimum=1),
+        )
+
+
+_RECORD_KEYS = (
+    "model_name",
+    "parent_version",
+    "labels_since_training",
+    "drift_score",
+    "drift_high_since",
+    "last_triggered_at",
+    "labels_counted",
+    "evaluated_at",
+    "pending",
+    "revision",
+)
+
+
+def _optional_int(d: Mapping[str, Any], key: str, where: str) -> int | None:
+    return None if d.get(key) is None else wire.integer(d, key, where, minimum=1)
+
+
+def _optional_number(d: Mapping[str, Any], key: str, where: str) -> float | None:
+    return None if d.get(key) is None else wire.number(d, key, where)
+
+
+def initial_record(model_name: str) -> TriggerRecord:
+    """A model the trigger has never evaluated: nothing counted, nothing pending."""
+    return TriggerRecord(RetrainingState(model_name, parent_version=None))
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """One evaluation: the record to store (None: nothing changed), the decision, and the entry to put, if any."""
+
+    record: TriggerRecord | None
+    decision: RetrainingDecision
+    entry: Mapping[str, Any] | None = None
+
+
+def trigger_request_id(model_name: str, now: float) -> str:
+    """Stable per (model, tick): a re-run or a concurrent run of the same tick names the same training job."""
+    return f"retrain-{validate_model_name(model_name)}-{int(now)}"
+
+
+def evaluate_tick(
+    record: TriggerRecord,
+    policy: RetrainingPolicy,
+    *,
+    now: float,
+    label_total: int,
+    live_version: int | None,
+    drift_score: float | None,
+) -> TickResult:
+    """Fold one tick's observations in and decide; a tick not later than the last evaluated one changes nothing.
+
+    label_total is the catalogue's count of labelled samples of the model so far; drift_score the fleet's
+    for live_version (the last-known-good version, the lineage parent). A new live version restarts the
+    drift clock: its drift is a new model's, not the old one's.
+    """
+    if record.evaluated_at is not None and now <= record.evaluated_at:
+        return TickResult(None, RetrainingDecision(False, f"tick at {now:.0f} already evaluated"))
+    state = record.state
+    if live_version != state.parent_version:
+        state = replace(state, parent_version=live_version, drift_high_since=None)
+    state = observe_labels(state, max(0, label_total - record.labels_counted))
+    state = observe_drift(state, drift_score, policy, now)
+    decision = retraining_decision(state, policy, now)
+    entry = None
+    if decision.retrain:
+        entry = retraining_event(state, decision, trigger_request_id(state.model_name, now))
+        state = triggered(state, now)
+    stored = TriggerRecord(state, label_total, now, entry or record.pending, record.revision + 1)
+    return TickResult(stored, decision, entry)
+
+
+def sent(record: TriggerRecord) -> TriggerRecord:
+    """The record once its pending entry is confirmed on the bus."""
+    return replace(record, pending=None, revision=record.revision + 1)

@@ -69,7 +69,6 @@ SCENARIO_KEYS = {
 }
 BAD_CANDIDATE_KINDS = ("inaccurate", "slow", "tampered", "selftest")
 """Simulated bad versions: wrong answers, slow answers, an artifact changed after signing, a failing self-test."""
-RETRAINING_KEYS = {"min_new_labels", "drift_bound", "drift_for_s", "min_labels_on_drift", "cooldown_s"}
 
 
 @dataclass(frozen=True)
@@ -179,7 +178,7 @@ class Scenario:
             else (),
             samplers=dict(wire.mapping(d.get("samplers", {}), "scenario.samplers")),
             privacy=dict(wire.mapping(d.get("privacy", {}), "scenario.privacy")),
-            retraining=_retraining(wire.mapping(d.get("retraining", {}), "scenario.retraining")),
+            retraining=RetrainingPolicy.from_dict(d.get("retraining", {}), "scenario.retraining"),
             outages=parse_outages(wire.sequence(d, "outages", "scenario"), "scenario.outages")
             if "outages" in d
             else (),
@@ -217,17 +216,6 @@ def _bad_candidate(item: object, index: int) -> BadCandidate:
         return BadCandidate(kind=wire.text(d, "kind", where), at_s=wire.number(d, "at_s", where))
     except ValidationError as exc:
         raise ValidationError(exc.field.replace("bad_candidates[]", where), exc.message) from exc
-
-
-def _retraining(data: Mapping[str, Any]) -> RetrainingPolicy:
-    wire.only_keys(data, RETRAINING_KEYS, "scenario.retraining")
-    values: dict[str, Any] = {}
-    for key in data:
-        integer = key in ("min_new_labels", "min_labels_on_drift")
-        values[key] = (
-            wire.integer(data, key, "scenario.retraining") if integer else wire.number(data, key, "scenario.retraining")
-        )
-    return RetrainingPolicy(**values)
 
 
 BUILT_IN: Mapping[str, Mapping[str, Any]] = MappingProxyType(

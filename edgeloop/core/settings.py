@@ -15,11 +15,14 @@ from edgeloop.core.names import (
     FLEET_HEALTH_TABLE,
     INFERENCE_COMPONENT,
     MODEL_COMPONENT_PREFIX,
+    RETRAINING_TABLE,
     ROLLOUTS_TABLE,
+    SAMPLES_TABLE,
     ring_group,
     validate_model_name,
 )
 from edgeloop.core.privacy import PrivacyPolicy, check_salt
+from edgeloop.core.retraining import RetrainingPolicy
 from edgeloop.core.rollout import DEFAULT_POLICY, RolloutPolicy
 from edgeloop.core.sampling import SamplerSettings, parse_samplers, samplers_config
 
@@ -348,3 +351,69 @@ def rollout_policy_from_env(env: Mapping[str, str]) -> RolloutPolicy:
         raise ConfigError(ENV_ROLLOUT_POLICY, f"is not valid JSON ({exc})") from exc
     except ValidationError as exc:
         raise ConfigError(f"{ENV_ROLLOUT_POLICY}.{exc.field}", exc.message) from exc
+
+
+ENV_RETRAINING_TABLE = "EDGELOOP_RETRAINING_TABLE"
+"""DynamoDB table of each model's retraining trigger state."""
+ENV_RETRAINING_POLICY = "EDGELOOP_RETRAINING_POLICY"
+"""JSON retraining policy (edgeloop.core.retraining.RetrainingPolicy.from_dict); unset: its defaults."""
+ENV_EVENT_BUS_NAME = "EDGELOOP_EVENT_BUS_NAME"
+"""The EventBridge bus the Retraining Requested event goes to (the training launcher's rule listens there)."""
+DEFAULT_EVENT_BUS = "default"
+
+
+@dataclass(frozen=True)
+class TriggerSettings:
+    """What the retraining trigger needs: the model, its policy, the tables it reads and the one it writes."""
+
+    model_name: str
+    policy: RetrainingPolicy = field(default_factory=RetrainingPolicy)
+    samples_table: str = SAMPLES_TABLE
+    retraining_table: str = RETRAINING_TABLE
+    rollouts_table: str = ROLLOUTS_TABLE
+    fleet_health_table: str = FLEET_HEALTH_TABLE
+    event_bus_name: str = DEFAULT_EVENT_BUS
+
+    def __post_init__(self) -> None:
+        try:
+            validate_model_name(self.model_name)
+        except ValidationError as exc:
+            raise ConfigError(ENV_MODEL_NAME, exc.message) from exc
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TriggerSettings:
+        """Read and validate the trigger's environment; a bad key names itself."""
+        return cls(
+            model_name=_need(env, ENV_MODEL_NAME),
+            policy=retraining_policy_from_env(env),
+            samples_table=env.get(ENV_SAMPLES_TABLE) or SAMPLES_TABLE,
+            retraining_table=env.get(ENV_RETRAINING_TABLE) or RETRAINING_TABLE,
+            rollouts_table=env.get(ENV_ROLLOUTS_TABLE) or ROLLOUTS_TABLE,
+            fleet_health_table=env.get(ENV_FLEET_HEALTH_TABLE) or FLEET_HEALTH_TABLE,
+            event_bus_name=env.get(ENV_EVENT_BUS_NAME) or DEFAULT_EVENT_BUS,
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The inverse of from_env, every key spelled out (the stack passes its own table names)."""
+        return {
+            ENV_MODEL_NAME: self.model_name,
+            ENV_RETRAINING_POLICY: json.dumps(self.policy.to_dict(), sort_keys=True),
+            ENV_SAMPLES_TABLE: self.samples_table,
+            ENV_RETRAINING_TABLE: self.retraining_table,
+            ENV_ROLLOUTS_TABLE: self.rollouts_table,
+            ENV_FLEET_HEALTH_TABLE: self.fleet_health_table,
+            ENV_EVENT_BUS_NAME: self.event_bus_name,
+        }
+
+
+def retraining_policy_from_env(env: Mapping[str, str]) -> RetrainingPolicy:
+    """The retraining policy from its JSON variable; a bad one names the variable and the field."""
+    text = env.get(ENV_RETRAINING_POLICY)
+    if not text:
+        return RetrainingPolicy()
+    try:
+        return RetrainingPolicy.from_dict(json.loads(text), ENV_RETRAINING_POLICY)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(ENV_RETRAINING_POLICY, f"is not valid JSON ({exc})") from exc
+    except ValidationError as exc:
+        raise ConfigError(exc.field, exc.message) from exc

@@ -19,23 +19,24 @@ class RolloutState(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, key: kms.IKey) -> None:
         super().__init__(scope, construct_id)
-        self.rollouts = self._table("Rollouts", ROLLOUTS_TABLE, key)
-        self.fleet_health = self._table("FleetHealth", FLEET_HEALTH_TABLE, key)
+        self.rollouts = state_table(self, "Rollouts", ROLLOUTS_TABLE, key)
+        self.fleet_health = state_table(self, "FleetHealth", FLEET_HEALTH_TABLE, key)
 
-    def _table(self, construct_id: str, name: str, key: kms.IKey) -> dynamodb.Table:
-        """The key schema of edgeloop.cloud.rollouts.table_definition, with durability on top."""
-        return dynamodb.Table(
-            self,
-            construct_id,
-            table_name=name,
-            partition_key=dynamodb.Attribute(name=TABLE_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name=TABLE_SORT_KEY, type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=key,
-            deletion_protection=True,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
+
+def state_table(scope: Construct, construct_id: str, name: str, key: kms.IKey) -> dynamodb.Table:
+    """The key schema of edgeloop.cloud.rollouts.table_definition, with durability on top."""
+    return dynamodb.Table(
+        scope,
+        construct_id,
+        table_name=name,
+        partition_key=dynamodb.Attribute(name=TABLE_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+        sort_key=dynamodb.Attribute(name=TABLE_SORT_KEY, type=dynamodb.AttributeType.STRING),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True
+        ),
+        encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+        encryption_key=key,
+        deletion_protection=True,
+        removal_policy=cdk.RemovalPolicy.RETAIN,
+    )

@@ -26,6 +26,8 @@ from edgeloop.core.events import (
 )
 from edgeloop.core.names import (
     INFERENCE_COMPONENT,
+    LABELS_PREFIX,
+    LABELS_REJECTED_PREFIX,
     MODELS_PREFIX,
     SAMPLES_PREFIX,
     SAMPLES_REJECTED_PREFIX,
@@ -40,6 +42,7 @@ from edgeloop.core.settings import (
     ENV_ROLLOUT_POLICY,
     CloudSettings,
     LauncherSettings,
+    TriggerSettings,
 )
 from edgeloop.core.training_jobs import JOB_NAME_PREFIX
 from edgeloop.packaging import build_inference_archive, stage_lambda_asset
@@ -50,6 +53,7 @@ from infra.constructs.health_ingest import HealthIngest
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.registry import ModelRegistry
 from infra.constructs.results import Results
+from infra.constructs.retraining import LABEL_INGEST, RETRAINING_TRIGGER, Retraining
 from infra.constructs.rings import RingGroups
 from infra.constructs.rollout_state import RolloutState
 from infra.constructs.samples import Samples
@@ -77,6 +81,10 @@ ROLLOUTS_READ = ("GetItem",)
 """What health ingest reads of rollouts: the active lock, the rollout it names, last-known-good (no Query)."""
 BASIC_EXECUTION_POLICY = "arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 """How cdk-nag names the managed policy CDK attaches to its own custom-resource handlers."""
+LABELS_CATALOGUE = ("GetItem", "UpdateItem")
+"""What the label ingest calls: read the sample, then Update it (and the model's label counter, in one transaction)."""
+RETRAINING_STATE = ("GetItem", "PutItem")
+"""What the trigger does to its own table: read the model's record, put it over the revision it read."""
 KMS_VIA_DYNAMODB_READ = ("kms:Decrypt", "kms:DescribeKey")
 KMS_VIA_DYNAMODB_WRITE = (*KMS_VIA_DYNAMODB_READ, "kms:Encrypt", "kms:GenerateDataKey")
 
@@ -170,12 +178,14 @@ class EdgeloopStack(cdk.Stack):
         )
         self.rollout_controller = self._controller(staging_dir, settings)
         self.samples = self._samples(staging_dir)
+        self.retraining = self._retraining(staging_dir)
         self._grant_training_completed()
         self._grant_model_approved()
         self._grant_training_launcher()
         self._grant_health_ingest()
         self._grant_rollout_control(self.rollout_controller)
         self._grant_sample_ingest()
+        self._grant_retraining()
         self.monitoring = self._monitoring()
         self._outputs()
 
@@ -235,6 +245,70 @@ class EdgeloopStack(cdk.Stack):
             ),
         )
 
+    def _retraining(self, staging_dir: Path) -> Retraining:
+        """Labels and the trigger; the label ingest runs on objects the labelling tool writes under labels/."""
+        config, functions = self.config, staging_dir / "functions"
+        settings = TriggerSettings(
+            model_name=config.model_name,
+            policy=config.retraining_policy,
+            samples_table=self.samples.table.table_name,
+            rollouts_table=self.rollout_state.rollouts.table_name,
+            fleet_health_table=self.rollout_state.fleet_health.table_name,
+        )
+        retraining = Retraining(
+            self,
+            "Retraining",
+            key=self.storage.key,
+            settings=settings,
+            trigger_asset_dir=stage_lambda_asset(RETRAINING_TRIGGER, functions),
+            label_ingest_asset_dir=stage_lambda_asset(LABEL_INGEST, functions),
+            resource_prefix=config.resource_prefix,
+            rate_minutes=config.retraining_trigger_rate_minutes,
+            log_retention_days=config.log_retention_days,
+        )
+        # Only labels/: what the ingest sets aside under labels-rejected/ must not trigger it again.
+        self.storage.samples.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.LambdaDestination(retraining.label_ingest.function),
+            s3.NotificationKeyFilter(prefix=LABELS_PREFIX),
+        )
+        return retraining
+
+    def _grant_retraining(self) -> None:
+        """Label ingest: read labels, set bad ones aside, label catalogued samples. Trigger: read, decide, put once."""
+        ingest, trigger, bucket = self.retraining.label_ingest, self.retraining.trigger, self.storage.samples
+        ingest.allow(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{LABELS_PREFIX}*")]),
+            iam.PolicyStatement(
+                actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{LABELS_REJECTED_PREFIX}*")]
+            ),
+            wildcard_reason="Label objects are named by the labelled sample's thing and sequence number, "
+            "known only when a labeller writes them; bad ones are set aside under the same name.",
+        )
+        ingest.allow(
+            _table_statement(self.samples.table, LABELS_CATALOGUE),
+            self._key_via_dynamodb(KMS_VIA_DYNAMODB_WRITE),
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[self.storage.key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.{self.url_suffix}"}},
+            ),
+        )
+        trigger.allow(
+            _table_statement(self.retraining.table, RETRAINING_STATE),
+            _table_statement(self.samples.table, ("GetItem",)),
+            _table_statement(self.rollout_state.rollouts, ROLLOUTS_READ),
+            _table_statement(self.rollout_state.fleet_health, ("Query",)),
+            self._key_via_dynamodb(KMS_VIA_DYNAMODB_WRITE),
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[self.format_arn(service="events", resource="event-bus", resource_name="default")],
+                conditions={
+                    "StringEquals": {"events:source": EDGELOOP_SOURCE, "events:detail-type": RETRAINING_REQUESTED}
+                },
+            ),
+        )
+
     def _monitoring(self) -> Monitoring:
         """The dashboard and alarms over every function, dead-letter queue and topic rule of the stack."""
         functions = {name: f.function for name, f in self.handlers().items()}
@@ -267,6 +341,8 @@ class EdgeloopStack(cdk.Stack):
             HEALTH_INGEST: self.health_ingest.handler,
             ROLLOUT_CONTROLLER: self.rollout_controller,
             SAMPLE_INGEST: self.samples.handler,
+            LABEL_INGEST: self.retraining.label_ingest,
+            RETRAINING_TRIGGER: self.retraining.trigger,
         }
 
     def _controller(self, staging_dir: Path, settings: CloudSettings) -> EventFunction:
@@ -523,6 +599,9 @@ class EdgeloopStack(cdk.Stack):
             "SamplesTableName": self.samples.table.table_name,
             "LabellingQueueUrl": self.samples.labelling.queue_url,
             "SamplesFailedDeliveriesQueueUrl": self.samples.failed.queue_url,
+            "LabelsUri": f"s3://{self.storage.samples.bucket_name}/{LABELS_PREFIX}",
+            "RetrainingTableName": self.retraining.table.table_name,
+            "RetrainingTriggerFunctionName": self.retraining.trigger.function.function_name,
             "DashboardName": self.config.stack_name,
         }.items():
             cdk.CfnOutput(self, name, value=value)

@@ -66,5 +66,7 @@ def test_a_bad_scenario_names_its_key(data: dict[str, Any], field: str, message:
 
 
 def test_an_unknown_built_in_lists_the_ones_there_are() -> None:
-    with pytest.raises(ValidationError, match=r"'drfit' is not a built-in scenario; expected one of \['drift'\]"):
+    with pytest.raises(
+        ValidationError, match=r"'drfit' is not a built-in scenario; expected one of \['drift', 'fleet-day'\]"
+    ):
         built_in("drfit")

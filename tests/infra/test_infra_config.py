@@ -10,6 +10,7 @@ import pytest
 
 import edgeloop
 from edgeloop.core.errors import ConfigError
+from edgeloop.core.retraining import RetrainingPolicy
 from edgeloop.core.rollout import DEFAULT_POLICY, Ring, RolloutPolicy
 from infra import config as cfg
 from infra.config import StackConfig
@@ -220,3 +221,30 @@ def test_matching_or_absent_credentials_and_an_unpinned_account_pass_the_target_
     pinned.check_target({cfg.ENV_CLI_ACCOUNT: "123456789012", cfg.ENV_CLI_REGION: "us-east-1"})
     pinned.check_target({})  # offline synth: the CLI found no credentials
     _config({cfg.CONTEXT_ENV_NAME: "dev"}).check_target({cfg.ENV_CLI_ACCOUNT: "210987654321"})
+
+
+def test_the_retraining_policy_and_trigger_rate_are_read_and_a_bad_field_is_named() -> None:
+    policy = {"min_new_labels": 200, "drift_for_s": 1800}
+    from_object = _config({cfg.CONTEXT_ENV_NAME: "dev", cfg.CONTEXT_RETRAINING_POLICY: policy})
+    from_text = _config(
+        {
+            cfg.CONTEXT_ENV_NAME: "dev",
+            cfg.CONTEXT_RETRAINING_POLICY: json.dumps(policy),
+            cfg.CONTEXT_RETRAINING_TRIGGER_RATE: "30",
+        }
+    )
+    defaults = _config({cfg.CONTEXT_ENV_NAME: "dev"})
+    assert from_object.retraining_policy == from_text.retraining_policy == RetrainingPolicy(200, drift_for_s=1800)
+    assert (from_object.retraining_trigger_rate_minutes, from_text.retraining_trigger_rate_minutes) == (15, 30)
+    assert defaults.retraining_policy == RetrainingPolicy()
+    for bad, field in (
+        ({"min_new_labels": "many"}, "edgeloop:retrainingPolicy.min_new_labels"),
+        ({"min_new_labels": 10, "min_labels_on_drift": 20}, "edgeloop:retrainingPolicy.min_labels_on_drift"),
+        ({"colour": "red"}, "edgeloop:retrainingPolicy"),
+        ("{not json", "edgeloop:retrainingPolicy"),
+    ):
+        with pytest.raises(ConfigError) as raised:
+            _config({cfg.CONTEXT_ENV_NAME: "dev", cfg.CONTEXT_RETRAINING_POLICY: bad})
+        assert raised.value.field == field
+    with pytest.raises(ConfigError, match="edgeloop:retrainingTriggerRate"):
+        _config({cfg.CONTEXT_ENV_NAME: "dev", cfg.CONTEXT_RETRAINING_TRIGGER_RATE: 0})

@@ -30,7 +30,7 @@ def _alarmed(synthesized: Any) -> list[tuple[str, str]]:
 
 def test_every_edgeloop_function_has_an_error_alarm(synthesized: Any) -> None:
     ours = {_id(synthesized, f.function) for f in synthesized.stack.handlers().values()}
-    assert len(ours) == 6
+    assert len(ours) == 8
     assert {r for m, r in _alarmed(synthesized) if m == "Errors"} == ours
 
 

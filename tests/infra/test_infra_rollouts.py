@@ -110,7 +110,7 @@ def test_each_table_has_the_adapters_key_schema_on_demand(synthesized: Any, name
 def test_tables_are_encrypted_with_the_stacks_key_recoverable_and_kept(synthesized: Any) -> None:
     tables = _of_type(synthesized.template, "AWS::DynamoDB::Table")
     key_id = _id(synthesized, synthesized.stack.storage.key)
-    assert len(tables) == 3  # rollouts, fleet health and the samples catalogue
+    assert len(tables) == 4  # rollouts, fleet health, the samples catalogue and the retraining state
     for table in tables.values():
         props = table["Properties"]
         assert props["SSESpecification"] == {

@@ -109,7 +109,11 @@ def test_the_ingest_runs_on_objects_created_under_samples_only_never_on_the_ones
     props = notifications["Properties"]
     function_arn = {"Fn::GetAtt": [_id(synthesized, stack.samples.handler.function), "Arn"]}
     assert props["BucketName"] == {"Ref": _id(synthesized, stack.storage.samples)}
-    [config] = props["NotificationConfiguration"]["LambdaFunctionConfigurations"]
+    [config] = [
+        c
+        for c in props["NotificationConfiguration"]["LambdaFunctionConfigurations"]
+        if c["LambdaFunctionArn"] == function_arn
+    ]
     assert config["Events"] == ["s3:ObjectCreated:*"]
     assert config["LambdaFunctionArn"] == function_arn
     [prefix_rule] = config["Filter"]["Key"]["FilterRules"]

@@ -555,9 +555,10 @@ def test_context_flows_into_names_rules_settings_and_permissions(variant: dict[s
         if "ScheduleExpression" in r["Properties"]
     }
     handlers = {r["Properties"]["Handler"] for k, r in variant["Resources"].items() if k in schedules.values()}
-    assert set(schedules) == {"rate(7 days)", "rate(5 minutes)"}
+    assert set(schedules) == {"rate(7 days)", "rate(5 minutes)", "rate(15 minutes)"}
     assert variant["Resources"][schedules["rate(7 days)"]]["Properties"]["Handler"] == "training_launcher.handler"
-    assert handlers == {"training_launcher.handler", "rollout_controller.handler"}
+    assert variant["Resources"][schedules["rate(15 minutes)"]]["Properties"]["Handler"] == "retraining_trigger.handler"
+    assert handlers == {"training_launcher.handler", "rollout_controller.handler", "retraining_trigger.handler"}
 
 
 def test_every_handler_in_functions_is_deployed_once(synthesized: Any) -> None:
