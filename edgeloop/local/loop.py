@@ -30,6 +30,7 @@ from edgeloop.core.retraining import RetrainingState, observe_drift, observe_lab
 from edgeloop.core.rollout import VersionHealth
 from edgeloop.core.scenario import Scenario
 from edgeloop.local import demo as base
+from edgeloop.local.report import with_cost, write_report
 from edgeloop.local.stack import LocalStack
 from edgeloop.local.world import FeatureScale, apply_drift
 from edgeloop.training.data import BUILTIN_PREFIX, NPZ_FEATURE_NAMES, NPZ_FEATURES, load_dataset
@@ -147,7 +148,9 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
         _check_loop(scenario, summary["loop"])
         summary["rollouts"] = demo.rollouts
         summary["run"] = {"wall_s": round(time.monotonic() - started, 2), "scenario": scenario.name}
+    summary = with_cost(summary)
     base.write_summary(out, summary)
+    write_report(out, summary)
     return summary
 
 

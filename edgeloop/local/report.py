@@ -75,6 +75,12 @@ def render_report(summary: Mapping[str, Any]) -> str:
     return _page(_title(summary), "\n".join(sections))
 
 
+def with_cost(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary with a cost section, when it has none and its timeline can be priced (a copy, never in place)."""
+    cost = cost_section(summary)
+    return {**summary, "cost": cost} if cost is not None else dict(summary)
+
+
 def cost_section(summary: Mapping[str, Any]) -> dict[str, Any] | None:
     """summary.json's cost section: the one it has, else one priced from its timeline, else None."""
     if summary.get("cost"):
@@ -186,13 +192,13 @@ def _buffer_section(timeline: Mapping[str, Any]) -> str:
         return _section("Buffer depth and delivery", "buffer", _missing())
     t_max, ts = _t_max(points), [float(p["t_s"]) for p in points]
     depth = [float(p.get("buffered", 0)) for p in points]
-    frame = _Frame(t_max, _nice_top(max(depth)), height=220)
+    frame = _Frame(t_max, _nice_top(max(depth)), height=190, top=16)
     area = _band(frame, ts, [0.0] * len(ts), depth, "#E69F00")
     buffer_svg = _chart("chart-buffer", "records buffered on the devices", frame, [area], timeline, _int_tick,
                         "records buffered")  # fmt: skip
     produced = [(t, p.get("produced")) for t, p in zip(ts, points, strict=True)]
     delivered = [(t, p.get("delivered")) for t, p in zip(ts, points, strict=True)]
-    frame = _Frame(t_max, _nice_top(max(float(v or 0) for _, v in produced + delivered)), height=220)
+    frame = _Frame(t_max, _nice_top(max(float(v or 0) for _, v in produced + delivered)), height=190, top=16)
     lines = [_polyline(frame, produced, "#8a8a8a", width=2, dash="6 4"), _polyline(frame, delivered, "#0072B2")]
     flow_svg = _chart("chart-delivery", "records produced and delivered", frame, lines, timeline, _int_tick,
                       "records (cumulative)")  # fmt: skip
@@ -370,6 +376,8 @@ class _Frame:
     x_max: float
     y_max: float
     height: int = 260
+    top: int = PAD_TOP
+    """Room above the plot: event labels need PAD_TOP, a chart without them far less."""
 
     def x(self, t: float) -> float:
         """Horizontal position of time t."""
@@ -377,7 +385,7 @@ class _Frame:
 
     def y(self, v: float) -> float:
         """Vertical position of value v."""
-        return self.height - PAD_BOTTOM - (self.height - PAD_BOTTOM - PAD_TOP) * v / (self.y_max or 1)
+        return self.height - PAD_BOTTOM - (self.height - PAD_BOTTOM - self.top) * v / (self.y_max or 1)
 
 
 def _chart(chart_id: str, aria: str, frame: _Frame, body: Sequence[str], timeline: Mapping[str, Any],
@@ -412,7 +420,7 @@ def _axes(frame: _Frame, y_tick: Any, y_label: str) -> str:
     unit = "min" if minutes else "s"
     out.append(f'<text class="title" x="{(PAD_LEFT + right) / 2:.0f}" y="{frame.height - 6}" text-anchor="middle">'
                f"simulated time ({unit})</text>")  # fmt: skip
-    mid = (PAD_TOP + bottom) / 2
+    mid = (frame.top + bottom) / 2
     out.append(
         f'<text class="title" transform="translate(16 {mid:.0f}) rotate(-90)" text-anchor="middle">{_e(y_label)}</text>'
     )
@@ -444,7 +452,7 @@ def _band(frame: _Frame, ts: Sequence[float], low: Sequence[float], high: Sequen
 
 def _outage_spans(frame: _Frame, timeline: Mapping[str, Any]) -> str:
     """Shaded spans from each outage's start to its end (or the end of the run)."""
-    top, bottom = PAD_TOP, frame.y(0)
+    top, bottom = frame.top, frame.y(0)
     rects = []
     for start, end, text in _outages(timeline):
         x0, x1 = frame.x(start), frame.x(min(end, frame.x_max))
@@ -483,7 +491,7 @@ def _markers(frame: _Frame, events: Sequence[Mapping[str, Any]]) -> str:
         if row is not None and kind != "decision":
             row_ends[row] = x
             y = PAD_TOP - 10 - 14 * (LABEL_ROWS - 1 - row)
-            out.append(f'<text class="marker-label" x="{x + 3:.1f}" y="{y}" fill="{colour}">{_e(text)}</text>')
+            out.append(f'<text class="marker-label" x="{x + 3:.1f}" y="{y}" style="fill:{colour}">{_e(text)}</text>')
     return f'<g class="markers">{"".join(out)}</g>'
 
 
@@ -541,8 +549,8 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], *, raw_cols: set[
 
 def _legend(entries: Sequence[tuple[str, str]], *, outages: bool = False) -> str:
     """Colour swatches under a chart, and the outage shading when the chart has some."""
-    items = "".join(f'<span class="swatch" style="background:{c}"></span>{_e(label)}' for label, c in entries)
-    items += '<span class="swatch outage"></span>outage' if outages else ""
+    items = "".join(f'<span><span class="swatch" style="background:{c}"></span>{_e(t)}</span>' for t, c in entries)
+    items += '<span><span class="swatch outage"></span>outage</span>' if outages else ""
     return f'<div class="legend">{items}</div>'
 
 
