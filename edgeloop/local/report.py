@@ -657,6 +657,7 @@ _CHECK_SCRIPT = """(function () {
   });
   root.setAttribute("data-charts", String(charts.length));
   root.setAttribute("data-rendered", String(drawn));
+  root.setAttribute("data-height", String(Math.ceil(root.scrollHeight)));
 })();"""
 
 

@@ -18,6 +18,7 @@ from edgeloop.local.report import NOT_RECORDED, REPORT_FILE, cost_section, rende
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 """Screenshots land here (git-ignored) so CI can keep them."""
 CHROMIUM_TIMEOUT_S = 60
+WINDOW_WIDTH = 1280
 
 
 def full_summary() -> dict[str, Any]:
@@ -181,31 +182,53 @@ def _run_chromium(binary: str, profile: Path, *args: str) -> subprocess.Complete
     return subprocess.run(command, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S, env=env, check=False)
 
 
-@pytest.mark.parametrize("name", ["full", "summary_demo"])
-def test_chromium_renders_every_chart_without_console_errors(name: str, tmp_path: Path) -> None:
+@pytest.fixture
+def chromium() -> str:
     binary = _chromium()
     if binary is None:
         pytest.skip("no chromium binary on PATH (.ci/run installs Debian's chromium)")
-    summary = full_summary() if name == "full" else load_event(name)
-    page = write_report(tmp_path, summary).as_uri()
-    charts = render_report(summary).count('<svg class="chart"')
+    return binary
 
-    dumped = _run_chromium(binary, tmp_path / "profile-dom", "--dump-dom", page)
+
+def _rendered(binary: str, page: Path, profile: Path) -> tuple[dict[str, str], list[str]]:
+    """What the page's own script recorded on <html> once loaded, and every console line Chromium logged."""
+    dumped = _run_chromium(binary, profile, f"--window-size={WINDOW_WIDTH},900", "--dump-dom", page.as_uri())
     assert dumped.returncode == 0, dumped.stderr[-2000:]
     root = re.search(r"<html[^>]*>", dumped.stdout)
     assert root, dumped.stdout[:500]
-    attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', root.group(0)))
+    console = [line for line in dumped.stderr.splitlines() if ":CONSOLE" in line]
+    return dict(re.findall(r'([\w-]+)="([^"]*)"', root.group(0))), console
+
+
+@pytest.mark.parametrize("name", ["full", "summary_demo"])
+def test_chromium_renders_every_chart_without_console_errors(chromium: str, name: str, tmp_path: Path) -> None:
+    summary = full_summary() if name == "full" else load_event(name)
+    page = write_report(tmp_path, summary)
+    charts = render_report(summary).count('<svg class="chart"')
+
+    attributes, console = _rendered(chromium, page, tmp_path / "profile-dom")
     assert attributes.get("data-errors") is None, attributes["data-errors"]
     assert attributes.get("data-charts") == str(charts)
     assert attributes.get("data-rendered") == str(charts), "a chart's data drew nothing (zero bounding box)"
-    console = [line for line in dumped.stderr.splitlines() if ":CONSOLE" in line]
     assert console == [], console
 
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / f"report-{name}.png"
     screenshot.unlink(missing_ok=True)
-    shot = _run_chromium(binary, tmp_path / "profile-shot", f"--screenshot={screenshot}",
-                         "--window-size=1280,4200", "--hide-scrollbars", page)  # fmt: skip
+    height = min(int(attributes["data-height"]) + 8, 16_000)  # the whole page, however long
+    shot = _run_chromium(chromium, tmp_path / "profile-shot", f"--screenshot={screenshot}",
+                         f"--window-size={WINDOW_WIDTH},{height}", "--hide-scrollbars", page.as_uri())  # fmt: skip
     assert shot.returncode == 0, shot.stderr[-2000:]
     assert screenshot.stat().st_size > 10_000
     print(f"report screenshot: {screenshot}")
+
+
+def test_the_browser_check_can_fail(chromium: str, tmp_path: Path) -> None:
+    broken = '<img src="https://example.invalid/x.png"><svg class="chart" id="chart-empty"><g class="data"></g></svg>'
+    page = render_report(load_event("summary_demo")).replace("</main>", broken + "</main>")
+    (tmp_path / REPORT_FILE).write_text(page)
+    attributes, console = _rendered(chromium, tmp_path / REPORT_FILE, tmp_path / "profile")
+    assert "blocked fetch: https://example.invalid/x.png" in attributes["data-errors"]
+    assert "chart drew nothing: chart-empty" in attributes["data-errors"]
+    assert int(attributes["data-rendered"]) == int(attributes["data-charts"]) - 1
+    assert any("Content Security Policy" in line for line in console), console
