@@ -112,7 +112,7 @@ def usage_from_timeline(timeline: Mapping[str, Any], summary: Mapping[str, Any])
 
 
 def _online_minutes(points: Sequence[Mapping[str, Any]]) -> float:
-    """Device-minutes connected: each point's online count held until the next point."""
+    """Device-minutes connected: each point's online count over the step that ends at it."""
     minutes, previous_t = 0.0, 0.0
     for point in points:
         t = float(point["t_s"])
@@ -484,7 +484,8 @@ def _markers(frame: _Frame, events: Sequence[Mapping[str, Any]]) -> str:
         kind = str(event.get("kind", ""))
         if kind.startswith("outage"):
             continue  # drawn as shaded spans
-        x, colour, text = frame.x(float(event.get("t_s", 0))), EVENT_COLOURS.get(kind, "#555"), _event_label(event)
+        t = min(max(float(event.get("t_s", 0)), 0.0), frame.x_max)  # an event past the last point sits on the edge
+        x, colour, text = frame.x(t), EVENT_COLOURS.get(kind, "#555"), _event_label(event)
         out.append(f'<line class="marker" x1="{x:.1f}" x2="{x:.1f}" y1="{PAD_TOP - 4}" y2="{frame.y(0):.1f}" '
                    f'stroke="{colour}"><title>{_e(event.get("text") or kind)}</title></line>')  # fmt: skip
         row = next((i for i, end in enumerate(row_ends) if x - end > LABEL_GAP_PX), None)
@@ -506,7 +507,7 @@ def _bars(chart_id: str, aria: str, groups: Sequence[tuple[str, float, float, An
     rows, i = [], 0
     for label, edge, raw, fmt in groups:
         top = max(edge, raw) or 1
-        ratio = f" ({raw / edge:,.0f} times less)" if edge > 0 and raw / edge >= 2 else ""
+        ratio = f", 1/{raw / edge:,.0f} of raw" if edge > 0 and raw / edge >= 2 else ""
         rows.append(_hbar_row(i, f"{label}: edge", edge, top, f"{fmt(edge)}{ratio}", EDGE_COLOUR))
         rows.append(_hbar_row(i + 1, f"{label}: raw", raw, top, fmt(raw), RAW_COLOUR))
         i += 2

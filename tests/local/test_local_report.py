@@ -122,6 +122,24 @@ def test_the_drift_summary_without_a_timeline_shows_the_loop_figures() -> None:
     assert "Sample uploads only" in page
 
 
+@pytest.mark.parametrize(
+    "summary",
+    [
+        {},
+        {"timeline": {"step_s": 30.0, "points": [], "events": []}},
+        {"timeline": {"points": [{"t_s": 0.0, "online": 2}, {"t_s": 30.0, "online": 1}]}},
+        {"timeline": {"points": [{"t_s": 30.0, "accuracy": {"1": None}}], "events": [{"t_s": 99.0, "kind": "odd"}]}},
+        {"rollouts": [{"version": 1, "decisions": [{"ring": 7, "decision": "start"}]}], "run": {"wall_s": "?"}},
+    ],
+    ids=["empty", "empty-timeline", "online-only", "no-accuracy", "sparse-rollout"],
+)
+def test_a_sparse_summary_renders_with_placeholders(summary: dict[str, Any]) -> None:
+    page = render_report(summary)
+    assert page.startswith("<!DOCTYPE html>")
+    assert NOT_RECORDED in page
+    assert cost_section(summary) is None
+
+
 def test_text_is_escaped() -> None:
     page = render_report(full_summary())
     assert "<script>alert(1)</script>" not in page
