@@ -15,6 +15,7 @@ from edgeloop.core.errors import UsageError
 from edgeloop.core.scenario import Scenario, built_in
 from edgeloop.local.demo import MAX_DEVICES, SUMMARY_FILE, DemoOptions, check_output_dir, run_demo
 from edgeloop.local.loop import run_scenario
+from edgeloop.local.report import REPORT_FILE
 
 
 def _device_count(text: str) -> int:
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(args.out)
         summary = run_scenario(load_scenario(args.scenario), args.out, progress)
         print(json.dumps(summary["loop"], indent=2))
-        print(f"summary written to {args.out / SUMMARY_FILE}")
+        print(f"summary written to {args.out / SUMMARY_FILE}, report to {args.out / REPORT_FILE}")
         return 0
     options = DemoOptions(devices=args.devices, out=args.out, seed=args.seed, inject_bad_model=args.inject_bad_model)
     summary = run_demo(options, progress)
@@ -118,5 +119,5 @@ def render_summary(summary: dict[str, Any], path: Path) -> str:
             f"{'v' + str(rollout['version']):<10}{rollout['outcome']:<11}{' -> '.join(rollout['rings_reached']):<24}"
             f"{rollout['devices_on_version']:>11}  {', '.join(rollout['reverted_devices']) or '-'}"
         )
-    lines += ["", f"summary written to {path}"]
+    lines += ["", f"summary written to {path}, report to {path.parent / REPORT_FILE}"]
     return "\n".join(lines)

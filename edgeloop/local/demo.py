@@ -33,6 +33,7 @@ from edgeloop.core.names import (
 from edgeloop.core.registry import ApprovalStatus, RegistryRecord
 from edgeloop.core.rollout import Gates, Ring, Rollout, RolloutPolicy, RolloutState
 from edgeloop.local.greengrass import ExecutionStatus
+from edgeloop.local.report import with_cost, write_report
 from edgeloop.local.stack import ACCOUNT, REGION, LocalStack
 from edgeloop.training import TrainingConfig, TrainingResult, train
 
@@ -114,7 +115,9 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
             "health_documents_refused": stack.health_rule.refused,
         }
     _check_promises(summary, options.devices)
+    summary = with_cost(summary)
     write_summary(options.out, summary)
+    write_report(options.out, summary)
     return summary
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgeloop.core.cost import MESSAGE_UNIT_BYTES, SHADOW_UNIT_BYTES
 from edgeloop.core.errors import LinkError
 from edgeloop.core.names import shadow_topic
 from edgeloop.core.outages import Outage, ack_lost, link_up
@@ -54,12 +55,16 @@ class LinkStats:
     acks_lost: int = 0
     billed_units: int = 0
     """IoT Core meters messages in 5 KB units."""
+    shadow_units: int = 0
+    """...and shadow updates in 1 KB units."""
 
 
 class SimulatedLink:
     """Uplink for one simulated device: IoT Core's accept-then-PUBACK as a call, outages from the Network."""
 
-    def __init__(self, device_index: int, network: Network, deliver: Deliver, *, unit_bytes: int = 5 * 1024) -> None:
+    def __init__(
+        self, device_index: int, network: Network, deliver: Deliver, *, unit_bytes: int = MESSAGE_UNIT_BYTES
+    ) -> None:
         self._index = device_index
         self._network = network
         self._deliver = deliver
@@ -81,6 +86,7 @@ class SimulatedLink:
         if is_shadow:
             self.stats.shadow_updates += 1
             self.stats.shadow_bytes += len(payload)
+            self.stats.shadow_units += max(1, -(-len(payload) // SHADOW_UNIT_BYTES))
         else:
             self.stats.messages += 1
             self.stats.bytes += len(payload)

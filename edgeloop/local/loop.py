@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgeloop.cloud.samples import OracleLabeller, SampleRef
+from edgeloop.core.cost import Metered, UplinkUsage, estimate
 from edgeloop.core.errors import EdgeloopError
 from edgeloop.core.outages import outage_seconds, outages_mapping
 from edgeloop.core.records import InferenceBatch
@@ -37,7 +38,8 @@ from edgeloop.device.model import SessionPool
 from edgeloop.local import demo as base
 from edgeloop.local.fleet import FleetDownloads, SteppedDevice
 from edgeloop.local.ledger import Ledger, Reservoir, TruthTable, request_id, request_index
-from edgeloop.local.link import Network
+from edgeloop.local.link import LinkStats, Network
+from edgeloop.local.report import with_cost, write_report
 from edgeloop.local.stack import LocalStack
 from edgeloop.local.world import FeatureScale, apply_drift
 from edgeloop.training.data import BUILTIN_PREFIX, NPZ_FEATURE_NAMES, NPZ_FEATURES, load_dataset
@@ -210,7 +212,9 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
                           "devices": len(things), "simulated_s": scenario.duration_s, "step_s": scenario.step_s,
                           "sessions_shared": len(pool), "steps": world.steps, "artifact_downloads": downloads.fetched,
                           "step_wall_s": round(world.step_wall_s, 2)}  # fmt: skip
+    summary = with_cost(summary)
     base.write_summary(out, summary)
+    write_report(out, summary)
     return summary
 
 
@@ -261,6 +265,7 @@ class _Loop:
         self.points: list[dict[str, Any]] = []
         self._every = max(1, round(scenario.duration_s / scenario.step_s / TIMELINE_POINTS))
         self._steps = 0
+        self.connected_minutes = 0.0
         self._progress_every = max(1, round(scenario.duration_s / scenario.step_s / 24))
         world.on_step.append(self._after_step)
 
@@ -318,11 +323,12 @@ class _Loop:
             self.events.append({"t_s": self.world.now_s, "kind": "drift_detected",
                                 "text": f"fleet drift score {drift:.3f}", "version": None})  # fmt: skip
         depths = [d.buffer_depth() for d in self.world.fleet.values()]
+        online = sum(1 for d in self.world.fleet.values() if d.link.connected)
+        self.connected_minutes += online * self.scenario.step_s / 60
         self.world.max_buffer_depth = max(self.world.max_buffer_depth, max(depths, default=0))
         if self._steps % self._every == 0:
             self.points.append(self._point(sum(depths)))
         if self._steps % self._progress_every == 0:
-            online = sum(1 for d in self.world.fleet.values() if d.link.connected)
             self.progress(
                 f"[{self._when()}] {online}/{len(depths)} devices online, {sum(depths):,} records buffered, "
                 f"{self.stack.results.received:,} delivered, {self.world.ledger.size:,} requests"
@@ -444,6 +450,7 @@ class _Loop:
                 "answered": len(ledger.answered()),
             },
             "reliability": self._reliability(devices),
+            "cost": estimate(self._usage(links)).to_dict(),
             "uplink": {
                 "devices": len(devices),
                 "simulated_s": self.scenario.duration_s,
@@ -465,6 +472,20 @@ class _Loop:
             },
             "rollouts": [{**r, "bad_kind": self.bad_versions.get(r["version"])} for r in self.demo.rollouts],
         }
+
+    def _usage(self, links: list[LinkStats]) -> UplinkUsage:
+        """What the fleet sent, in the units AWS bills: every results and samples message has a rule and an S3 put."""
+        messages = Metered(sum(s.messages for s in links), sum(s.billed_units for s in links))
+        return UplinkUsage(
+            devices=len(links),
+            duration_s=self.scenario.duration_s,
+            readings=self.world.ledger.size,
+            messages=messages,
+            shadow_updates=Metered(sum(s.shadow_updates for s in links), sum(s.shadow_units for s in links)),
+            rules_triggered=messages,
+            s3_puts=messages.count,
+            connected_minutes=self.connected_minutes,
+        )
 
     def _reliability(self, devices: list[SteppedDevice]) -> dict[str, Any]:
         """Produced on the devices against received by the cloud, exactly once in effect."""

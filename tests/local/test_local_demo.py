@@ -115,9 +115,9 @@ def test_the_bad_candidate_ends_rejected_in_the_registry_with_the_reason(bad_mod
     assert f"rollout of v{bad['version']} reverted" in progress
 
 
-def test_demo_leaves_only_the_summary(demo_run: tuple[int, dict, Path]) -> None:
+def test_demo_leaves_only_the_summary_and_its_report(demo_run: tuple[int, dict, Path]) -> None:
     _, _, out = demo_run
-    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "summary.json"]
 
 
 @pytest.mark.parametrize(

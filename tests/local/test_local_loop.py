@@ -41,6 +41,7 @@ def test_a_drifted_fleet_is_noticed_retrained_and_recovers(tmp_path: Path) -> No
     outcomes = [(r["version"], r["outcome"]) for r in summary["rollouts"]]
     assert outcomes == [(1, "completed"), (2, "completed")]
     assert json.loads((tmp_path / "summary.json").read_text())["loop"] == loop
+    assert "Accuracy timeline" in (tmp_path / "report.html").read_text()
 
 
 def test_scenario_files_and_names_are_loaded_or_refused_by_name(tmp_path: Path) -> None:
