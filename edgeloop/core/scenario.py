@@ -25,6 +25,7 @@ A scenario is a JSON or YAML document (the CLI reads the file; this module valid
     step_s: 30                       # the virtual clock's step: every device is stepped once per step
     canary_devices: 1                # the first N devices are pinned to the canary ring, the rest to broad
     device_config: {healthIntervalSeconds: 60}       # component configuration keys for every device
+    forward_interval_s: 60           # an idle device forwards this often (fuller 5 KB billing units when longer)
 
 Drift kinds: `shift` adds magnitude (in units of each feature's training std) to every feature; `noise`
 adds Gaussian noise of that many stds; `rotation` mixes neighbouring features by an angle of magnitude
@@ -66,6 +67,7 @@ SCENARIO_KEYS = {
     "step_s",
     "canary_devices",
     "device_config",
+    "forward_interval_s",
 }
 BAD_CANDIDATE_KINDS = ("inaccurate", "slow", "tampered", "selftest")
 """Simulated bad versions: wrong answers, slow answers, an artifact changed after signing, a failing self-test."""
@@ -130,6 +132,8 @@ class Scenario:
     step_s: float = 30.0
     canary_devices: int = 1
     device_config: Mapping[str, Any] = field(default_factory=dict)
+    forward_interval_s: float = 60.0
+    """How long an idle device waits between forward rounds (a backlog drains at once, a step is the floor)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.devices <= MAX_DEVICES:
@@ -151,6 +155,8 @@ class Scenario:
             raise ValidationError("bad_candidates[].at_s", f"{late[0]} is not before duration_s {self.duration_s}")
         if not math.isfinite(self.step_s) or not 1.0 <= self.step_s <= 3600.0:
             raise ValidationError("step_s", f"{self.step_s} is outside [1, 3600]")
+        if not math.isfinite(self.forward_interval_s) or not 1.0 <= self.forward_interval_s <= 86_400.0:
+            raise ValidationError("forward_interval_s", f"{self.forward_interval_s} is outside [1, 86400]")
         if not 1 <= self.canary_devices <= self.devices:
             raise ValidationError("canary_devices", f"{self.canary_devices} is outside [1, devices={self.devices}]")
 
@@ -190,6 +196,7 @@ class Scenario:
             step_s=wire.number(d, "step_s", "scenario") if "step_s" in d else 30.0,
             canary_devices=wire.integer(d, "canary_devices", "scenario", minimum=1) if "canary_devices" in d else 1,
             device_config=dict(wire.mapping(d.get("device_config", {}), "scenario.device_config")),
+            forward_interval_s=wire.number(d, "forward_interval_s", "scenario") if "forward_interval_s" in d else 60.0,
         )
 
 
@@ -231,7 +238,7 @@ BUILT_IN: Mapping[str, Mapping[str, Any]] = MappingProxyType(
             "samplers": {"drifted": 0.06, "low_confidence": 0.3, "random": 0.002},
             "retraining": {
                 "min_new_labels": 400,
-                "drift_for_s": 240.0,
+                "drift_for_s": 480.0,
                 "min_labels_on_drift": 140,
                 "cooldown_s": 7200.0,
             },
@@ -244,10 +251,11 @@ BUILT_IN: Mapping[str, Mapping[str, Any]] = MappingProxyType(
             "duration_s": 86_400.0,
             "requests_per_s": 1 / 60,
             "step_s": 600.0,
+            "forward_interval_s": 1800.0,
             "canary_devices": 20,
-            "drift": [{"kind": "shift", "at_s": 36_000.0, "share": 1.0, "magnitude": 1.5}],
+            "drift": [{"kind": "shift", "at_s": 28_800.0, "share": 1.0, "magnitude": 1.5}],
             "outages": [
-                {"kind": "partition", "scope": "fleet", "from_s": 50_400.0, "to_s": 57_600.0},
+                {"kind": "partition", "scope": "fleet", "from_s": 57_600.0, "to_s": 64_800.0},
                 {
                     "kind": "partition",
                     "scope": "share",
@@ -261,7 +269,7 @@ BUILT_IN: Mapping[str, Mapping[str, Any]] = MappingProxyType(
             "bad_candidates": [{"kind": "inaccurate", "at_s": 7200.0}],
             "samplers": {"drifted": 0.02, "low_confidence": 0.3, "random": 0.001},
             "retraining": {
-                "min_new_labels": 2000,
+                "min_new_labels": 50_000,
                 "drift_for_s": 3600.0,
                 "min_labels_on_drift": 400,
                 "cooldown_s": 86_400.0,
@@ -269,8 +277,8 @@ BUILT_IN: Mapping[str, Mapping[str, Any]] = MappingProxyType(
             "device_config": {
                 "healthIntervalSeconds": 3600.0,
                 "healthMinIntervalSeconds": 1800.0,
-                "driftWindow": 120,
-                "driftMinRows": 60,
+                "driftWindow": 360,
+                "driftMinRows": 240,
             },
         },
     }

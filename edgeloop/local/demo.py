@@ -273,7 +273,7 @@ class DemoSession:
             self.completed.append(rollout.model_version)
         self.progress(
             f"rollout of v{rollout.model_version} {entry['outcome']}: rings {entry['rings_reached']}, "
-            f"{entry['devices_on_version']} device(s) on it, reverted {entry['reverted_devices'] or 'none'}"
+            f"{entry['devices_on_version']} device(s) on it, reverted {_few(entry['reverted_devices'])}"
         )
         return entry
 
@@ -315,6 +315,14 @@ class DemoSession:
             "reverted_devices": sorted(reverted),
             "decisions": [d.to_dict() for d in ctx.rollouts.decisions(rollout.model_name, rollout.model_version)],
         }
+
+
+def _few(things: list[str], shown: int = 5) -> str:
+    """A list of things for a progress line: all of a few, the first few and a count of many."""
+    if not things:
+        return "none"
+    more = f" and {len(things) - shown} more" if len(things) > shown else ""
+    return ", ".join(things[:shown]) + more
 
 
 BAD_APPROVAL_REASON = "demo --inject-bad-model: a bad candidate approved by hand (simulated operator error)"

@@ -15,12 +15,14 @@ through the outages, and a timeline for report.html.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import tempfile
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +60,6 @@ TIMELINE_POINTS = 240
 DRAIN_MAX_STEPS = 500
 """Steps after the scenario's time to deliver what is still buffered, before the run gives up."""
 ROLLOUT_WALL_S_PER_DEVICE = 1.0
-FORWARD_EVERY_S = 1800.0
-"""An idle simulated device forwards at most this often (or every step, if steps are longer): results then
-fill IoT Core's 5 KB billing units instead of going out a few hundred bytes at a time."""
 SAMPLE_BYTES_PER_DEVICE = 50 * 1024
 """The scenario fleet's daily sample budget per device: the loop must learn from a trickle, not a stream."""
 SCENARIO_DEVICE_CONFIG = {"healthIntervalSeconds": 1.0, "healthMinIntervalSeconds": 0.5, "driftWindow": 400,
@@ -162,6 +161,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     with (
         tempfile.TemporaryDirectory(prefix="edgeloop-scenario-") as work,
         LocalStack(Path(work), rollout_policy=base.DEMO_POLICY, clock=clock, in_process=True) as stack,
+        _devices_quiet(),
     ):
         stack.provision(options.model_name, fleet_config=fleet_config)
         things = [f"edgeloop-device-{i:03d}" for i in range(1, scenario.devices + 1)]
@@ -177,7 +177,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
                 device = SteppedDevice(
                     thing, index, Path(work) / "devices" / thing, network=network, deliver=stack.iot_core.deliver,
                     artifacts=downloads, clock=clock, pool=pool, seed=seed * 100_003 + index,
-                    forward_interval_s=max(scenario.step_s, FORWARD_EVERY_S),
+                    forward_interval_s=scenario.forward_interval_s,
                 )  # fmt: skip
                 fleet[thing] = device
                 stack.greengrass.register_nucleus(device.nucleus)
@@ -216,6 +216,19 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     base.write_summary(out, summary)
     write_report(out, summary)
     return summary
+
+
+@contextlib.contextmanager
+def _devices_quiet() -> Iterator[None]:
+    """Device warnings at ERROR only while the fleet runs: a thousand devices in an outage would drown the
+    progress lines in their own (expected) retry warnings; what they say is counted in health and the summary."""
+    logger = logging.getLogger("edgeloop.device")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def world_sink(ledger: Ledger) -> Callable[[str, InferenceBatch], None]:
@@ -501,6 +514,7 @@ class _Loop:
             "outage_s": outage_seconds(self.scenario.outages),
             "requests": self.world.ledger.size,
             "answers_received": len(self.world.ledger.answered()),
+            "requests_refused": sum(d.health().rejected_inputs for d in devices),
         }
 
     def _with_accuracy(self, points: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,7 +18,14 @@ from support import uniform_baseline
 from edgeloop.core.errors import ConfigError, IntegrityError, ManifestError, ModelFormatError, NotFoundError
 from edgeloop.core.manifest import MANIFEST_FILE, Artifact, ModelManifest, OutputSchema
 from edgeloop.core.settings import GRAPH_OPTIMIZATIONS, DeviceConfig
-from edgeloop.device.model import GRAPH_OPTIMIZATION_LEVELS, InputLayout, LoadedModel, SessionSettings, load_model
+from edgeloop.device.model import (
+    GRAPH_OPTIMIZATION_LEVELS,
+    InputLayout,
+    LoadedModel,
+    SessionPool,
+    SessionSettings,
+    load_model,
+)
 
 if TYPE_CHECKING:
     from conftest import DigitsModel, ForeignDirFactory, ForeignModel, ModelDirFactory
@@ -75,6 +82,24 @@ def test_a_file_that_is_not_onnx_is_a_format_error(make_model_dir: ModelDirFacto
 
     with pytest.raises(ModelFormatError, match="is not a loadable ONNX model"):
         load_model(folder, version=1)
+
+
+def test_a_session_pool_shares_one_session_per_verified_artifact_and_still_verifies_each_copy(
+    make_model_dir: ModelDirFactory, digits_model: DigitsModel, wrong_golden: Callable[[ModelManifest], ModelManifest]
+) -> None:
+    pool = SessionPool()
+    first = load_model(make_model_dir(1), version=1, pool=pool)
+    second = load_model(make_model_dir(1), version=1, pool=pool)
+    assert second.session is first.session
+    assert len(pool) == 1
+    tampered_folder = make_model_dir(1)
+    tampered = bytearray(digits_model.onnx)
+    tampered[-1] ^= 0xFF
+    artifact_path(tampered_folder).write_bytes(bytes(tampered))
+    with pytest.raises(IntegrityError, match="sha256 is"):
+        load_model(tampered_folder, version=1, pool=pool)
+    with pytest.raises(ModelFormatError, match="self-test failed"):
+        load_model(make_model_dir(1, edit=wrong_golden), version=1, pool=pool)
 
 
 def test_golden_labels_the_model_does_not_reproduce_fail_the_self_test(

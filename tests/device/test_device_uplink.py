@@ -25,8 +25,10 @@ from awsiot.greengrasscoreipc.model import (
 
 from edgeloop.core.errors import LinkError
 from edgeloop.core.names import HEALTH_SHADOW, NAMED_SHADOW_UPDATE_FILTER, results_topic, shadow_topic
+from edgeloop.core.outages import Outage
 from edgeloop.device.uplink import ConnectionWatch, IpcUplink, MemoryUplink, MqttUplink, Uplink, connect_mqtt
 from edgeloop.local.broker import LocalIotCore
+from edgeloop.local.link import Network, SimulatedLink
 
 THING = "dev-1"
 WAIT_S = 5.0
@@ -172,10 +174,33 @@ class MqttHarness(Harness):
         self.subscriber.disconnect().result(timeout=WAIT_S)
 
 
-@pytest.fixture(params=["memory", "mqtt"])
+class SimulatedHarness(Harness):
+    """The stepped fleet's link (edgeloop.local.link): delivery into the local IoT Core is a call."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.outages: list[Outage] = []
+        network = Network(self.outages, devices=1, step_s=60.0, now_s=lambda: self.now)
+        self.delivered: list[tuple[str, bytes]] = []
+        self.uplink = SimulatedLink(0, network, lambda topic, payload: self.delivered.append((topic, payload)))
+
+    def published(self, count: int) -> list[tuple[str, bytes]]:
+        return [m for m in self.delivered if not m[0].startswith("$aws/")]
+
+    def shadow_documents(self, count: int) -> list[tuple[str, dict[str, Any]]]:
+        return [(topic, json.loads(payload)) for topic, payload in self.delivered if topic.startswith("$aws/")]
+
+    def go_offline(self) -> None:
+        self.outages.append(Outage("partition", from_s=self.now, to_s=self.now + 3600.0))
+
+
+@pytest.fixture(params=["memory", "simulated", "mqtt"])
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "memory":
         yield MemoryHarness()
+        return
+    if request.param == "simulated":
+        yield SimulatedHarness()
         return
     made = MqttHarness(request.getfixturevalue("broker"))
     yield made

@@ -224,3 +224,23 @@ def test_a_target_that_is_not_a_thing_group_records_no_deployment(iot: Any, tmp_
     with pytest.raises(NotFoundError, match="is not a thing group"):
         greengrass.create_deployment(replace(SPEC, target_arn=target))
     assert greengrass.latest_deployment(target) is None
+
+
+def test_an_offline_device_keeps_its_execution_queued_and_catches_up_when_it_reconnects(
+    iot: Any, tmp_path: Path
+) -> None:
+    greengrass, clock = _fleet(iot, tmp_path, 3)
+    online = {"dev-01": False}
+    for thing, nucleus in greengrass._nuclei.items():
+        nucleus.online = lambda thing=thing: online.get(thing, True)
+    deployment_id = greengrass.create_deployment(replace(SPEC, fast=True))
+    assert sorted(o.thing_name for o in greengrass.outcomes(deployment_id)) == ["dev-00", "dev-02"]
+    assert greengrass.job_status(deployment_id) == "IN_PROGRESS", "IoT Jobs waits for the offline device"
+    clock.now += 600
+    greengrass.advance()
+    assert greengrass.configs["dev-01"] == []  # type: ignore[attr-defined]
+    online["dev-01"] = True
+    clock.now += 60
+    greengrass.advance()
+    assert len(greengrass.configs["dev-01"]) == 1, "the deployment reached it on reconnect"  # type: ignore[attr-defined]
+    assert greengrass.job_status(deployment_id) == "COMPLETED"
