@@ -50,6 +50,11 @@ def register(commands: Any) -> None:
         help="run a feedback-loop scenario instead: a built-in name (drift) or a JSON/YAML file "
         "(format: edgeloop/core/scenario.py); the summary gains a loop section",
     )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    output.add_argument(
+        "--json", action="store_true", help="print summary.json to stdout instead of the table (implies --quiet)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -57,19 +62,35 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo, printing progress to stderr and the summary to stdout."""
     started = time.monotonic()
 
+    quiet = args.quiet or args.json
+
     def progress(message: str) -> None:
-        print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+        if not quiet:
+            print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     if args.scenario:
         check_output_dir(args.out)
         summary = run_scenario(load_scenario(args.scenario), args.out, progress)
-        print(json.dumps(summary["loop"], indent=2))
-        print(f"summary written to {args.out / SUMMARY_FILE}, report to {args.out / REPORT_FILE}")
+        print(json.dumps(summary, indent=2) if args.json else render_scenario(summary, args.out / SUMMARY_FILE))
         return 0
     options = DemoOptions(devices=args.devices, out=args.out, seed=args.seed, inject_bad_model=args.inject_bad_model)
     summary = run_demo(options, progress)
-    print(render_summary(summary, args.out / SUMMARY_FILE))
+    print(json.dumps(summary, indent=2) if args.json else render_summary(summary, args.out / SUMMARY_FILE))
     return 0
+
+
+def render_scenario(summary: dict[str, Any], path: Path) -> str:
+    """The scenario's loop, reliability and cost sections, then where the files went."""
+    shown = {key: summary[key] for key in ("loop", "reliability", "cost") if key in summary}
+    if "cost" in shown:
+        shown["cost"] = {k: v for k, v in shown["cost"].items() if k != "assumptions"}
+    lines = [json.dumps(shown, indent=2), f"{'rollout':<10}{'kind':<12}{'outcome':<11}rings reached"]
+    for rollout in summary.get("rollouts", []):
+        kind = rollout.get("bad_kind") or "honest"
+        lines.append(f"{'v' + str(rollout['version']):<10}{kind:<12}{rollout['outcome']:<11}"
+                     f"{' -> '.join(rollout['rings_reached'])}")  # fmt: skip
+    lines.append(f"summary written to {path}, report to {path.parent / REPORT_FILE}")
+    return "\n".join(lines)
 
 
 def load_scenario(spec: str) -> Scenario:
