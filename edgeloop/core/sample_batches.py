@@ -8,7 +8,9 @@ key, so a retry overwrites it. The ingest trusts that key over the payload and c
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import accumulate, count
 
 from edgeloop.core.compression import MAX_DECOMPRESSED_BYTES, compress, decompress
 from edgeloop.core.errors import ValidationError
@@ -19,9 +21,10 @@ from edgeloop.core.records import (
     Packing,
     Record,
     RecordKind,
+    batch_size,
     decode_batch,
     encode_batch,
-    pack_messages,
+    record_cost,
 )
 
 
@@ -78,42 +81,59 @@ def pack_samples(
     if max_bytes < 1 or unit_bytes < 1:
         raise ValidationError("max_bytes", f"max_bytes and unit_bytes must be >= 1, got {max_bytes}, {unit_bytes}")
     capacity = max_bytes // unit_bytes * unit_bytes if max_bytes >= unit_bytes else max_bytes
-    by_json = pack_messages(records, more_waiting=False, max_bytes=max_json_bytes, unit_bytes=1)
+    costs = [record_cost(r) for r in records]
     messages: list[tuple[Record, ...]] = []
-    oversized = list(by_json.oversized)
-    for group in by_json.messages:
-        rest = group
-        while rest:
-            count = _longest_fitting(rest, capacity)
-            if count == 0:
-                oversized.append(rest[0])
-                rest = rest[1:]
-                continue
-            messages.append(rest[:count])
-            rest = rest[count:]
+    oversized: list[Record] = []
+    start, last_start, ratio = 0, 0, 1.0  # ratio: JSON bytes per wire byte, learnt message by message
+    while start < len(records):
+        taken, ratio = _longest_fitting(records[start:], costs[start:], capacity, max_json_bytes, ratio)
+        if taken == 0:
+            oversized.append(records[start])
+        else:
+            messages.append(tuple(records[start : start + taken]))
+            last_start = start
+        start += max(taken, 1)
     held_back = 0
     if more_waiting and messages:
         last = messages.pop()
         boundary = compressed_size(last[0].thing_name, last) // unit_bytes * unit_bytes
-        kept = last[: _longest_fitting(last, boundary)] if boundary else ()
+        fitting = _longest_fitting(last, costs[last_start:], boundary, max_json_bytes, ratio)[0] if boundary else 0
+        kept = last[:fitting]
         if not kept and not messages:
             kept = last  # never stall: a lone message below one unit still goes
         held_back = len(last) - len(kept)
         if kept:
             messages.append(kept)
-    return Packing(tuple(messages), tuple(sorted(oversized, key=lambda r: r.seq)), held_back)
+    return Packing(tuple(messages), tuple(oversized), held_back)
 
 
-def _longest_fitting(records: Sequence[Record], capacity: int) -> int:
-    """How many leading records compress into at most capacity bytes: the whole run first, then bisection."""
+PREDICTED_PROBES = 3
+"""Probes placed where the last ratio predicts the limit lies; bisection takes over after them."""
+
+
+def _longest_fitting(
+    records: Sequence[Record], costs: Sequence[int], capacity: int, max_json_bytes: int, ratio: float
+) -> tuple[int, float]:
+    """How many leading records fit capacity compressed and max_json_bytes as JSON, and that prefix's ratio.
+
+    Compressed size grows with the prefix and nearly in proportion, so the first probes go where the
+    ratio seen so far predicts the limit, then bisection settles it: a few compressions of about one
+    message each, never of the whole backlog.
+    """
     thing = records[0].thing_name
-    if compressed_size(thing, records) <= capacity:
-        return len(records)
-    fits, fails = 0, len(records)  # compressed size grows with the prefix, so bisect between them
-    while fails - fits > 1:
-        middle = (fits + fails) // 2
-        if compressed_size(thing, records[:middle]) <= capacity:
-            fits = middle
+    json_sizes = list(accumulate(costs))
+    limit = bisect_right(json_sizes, max_json_bytes - batch_size(thing, []) + 1)  # batch_size drops one comma
+    fits, fails, fit_size = 0, limit + 1, 0
+    probe = min(max(1, bisect_right(json_sizes, capacity * ratio)), limit)
+    for attempt in count():
+        if fails - fits <= 1:
+            break
+        size = compressed_size(thing, records[:probe])
+        if size <= capacity:
+            fits, fit_size = probe, size
         else:
-            fails = middle
-    return fits
+            fails = probe
+        predicted = bisect_right(json_sizes, capacity * json_sizes[probe - 1] / size)
+        guess = predicted if attempt < PREDICTED_PROBES else (fits + fails) // 2
+        probe = min(max(guess, fits + 1), fails - 1)
+    return fits, (json_sizes[fits - 1] / fit_size if fits else ratio)
