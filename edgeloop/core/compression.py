@@ -4,7 +4,7 @@ Why gzip at level 6 (benchmarks/compression.py measures it on SAMPLE batches lik
 gzip and zlib wrap the same DEFLATE stream, so they compress equally well at equal CPU; gzip costs 12
 more bytes of framing a message (about 1% of a typical 1 KB compressed batch) and buys objects that
 `gunzip`, Athena, Glue and Spark read as `.json.gz` without our code, plus a CRC-32 of the whole input.
-Level 6 is the knee on device CPUs: 4-10x on 40-sample batches; level 9 adds 3-19% of ratio for 1.7-6x
+Level 6 is the knee on device CPUs: 4-6x on 5-sample batches, 6-10x on 40; level 9 adds 3-19% for 1.7-6x
 the CPU (and packing compresses a few times a message), level 1 loses a quarter of it. bz2 and lzma gain
 more on big batches at 5-30x the CPU and are not worth it on a device. The level is this module's alone:
 any level decompresses the same way.

@@ -138,7 +138,7 @@ class Forwarder:
         if not records:
             return 0
         full = len(records) == limit
-        runs = _runs_by_topic(records)
+        runs = _runs_by_class(records)
         delivered, oversized = 0, False
         for index, (samples, run) in enumerate(runs):
             last = index == len(runs) - 1
@@ -259,7 +259,7 @@ class Forwarder:
         return size, f"compressed alone it is {size} bytes, over the {self._max_bytes}-byte message limit"
 
 
-def _runs_by_topic(records: list[Record]) -> list[tuple[bool, list[Record]]]:
+def _runs_by_class(records: list[Record]) -> list[tuple[bool, list[Record]]]:
     """Cut the peeked records (priority order) into contiguous runs: SAMPLE runs (True) go apart, compressed."""
     runs: list[tuple[bool, list[Record]]] = []
     for record in records:
