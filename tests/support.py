@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from edgeloop.core.compression import decompress
 from edgeloop.core.manifest import (
     Artifact,
     Baseline,
@@ -21,8 +22,15 @@ from edgeloop.core.manifest import (
     ModelManifest,
     OutputSchema,
 )
+from edgeloop.core.names import SAMPLES_TOPIC_FILTER, topic_matches
+from edgeloop.core.records import Record, decode_batch
 
 EVENTS_DIR = Path(__file__).parent / "events"
+
+
+def decode_message(topic: str, payload: bytes) -> tuple[Record, ...]:
+    """The records of any message a device published: a samples batch is gzip, the rest plain JSON."""
+    return decode_batch(decompress(payload) if topic_matches(SAMPLES_TOPIC_FILTER, topic) else payload)
 
 
 def load_event(name: str) -> dict[str, Any]:

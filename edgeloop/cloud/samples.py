@@ -1,9 +1,11 @@
 """Sample ingest: batches of SAMPLE records from S3, deduplicated, catalogued and queued for labelling.
 
-The samples topic rule writes each batch message to `samples/<thing>/<first seq>.json`; a redelivered
-batch overwrites its own object, and the catalogue counts each (thing, seq) once however often an object
-arrives. An object that does not parse, or whose records are not the thing's SAMPLE records, is copied to
-`samples-rejected/` with the reason logged: set aside, never silently dropped, and never blocking the rest.
+The samples topic rule writes each compressed batch to `samples/<thing>/<first>-<last>.json.gz`; a
+redelivered batch overwrites its own object, and the catalogue counts each (thing, seq) once however often
+an object arrives (a retry that grew the batch lands on a new key, its repeats are recognized). An object
+that does not decompress (within the bound) or parse, or whose records are not the thing's SAMPLE records
+in the key's range, is copied to `samples-rejected/` with its reason beside it and logged: set aside, never
+silently dropped, and never blocking the rest.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from typing import Any, Protocol
 
 from edgeloop.cloud.artifacts import ArtifactStore, parse_s3_uri
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
-from edgeloop.core.errors import NotFoundError, StateStoreError, ValidationError
+from edgeloop.core.errors import IntegrityError, NotFoundError, StateStoreError, ValidationError
 from edgeloop.core.labels import Label, LabelOutcome
-from edgeloop.core.names import SAMPLES_PREFIX, SAMPLES_REJECTED_PREFIX
-from edgeloop.core.records import RecordKind, decode_batch
+from edgeloop.core.names import REJECTED_REASON_SUFFIX, SAMPLES_PREFIX, SAMPLES_REJECTED_PREFIX
+from edgeloop.core.records import IOT_CORE_MAX_PAYLOAD_BYTES
+from edgeloop.core.sample_batches import decode_samples_object
 from edgeloop.core.samples import Sample
 
 log = logging.getLogger(__name__)
@@ -86,9 +89,14 @@ def ingest_sample_object(
 ) -> IngestReport:
     """Parse one samples object, catalogue its new samples and queue them; a bad object is set aside whole."""
     try:
-        refs = _parse(uri, store.get(uri))
+        data = store.get(uri, max_bytes=IOT_CORE_MAX_PAYLOAD_BYTES)  # the rule writes one message an object
+    except IntegrityError as exc:  # too big to read, so not copied: it stays put, its reason goes aside
+        reason_at = _set_aside(uri, store, str(exc), None) + REJECTED_REASON_SUFFIX
+        return IngestReport(uri, 0, 0, f"{exc} (left in place, reason at {reason_at})")
+    try:
+        refs = _parse(uri, data)
     except ValidationError as exc:
-        rejected = _set_aside(uri, store, str(exc))
+        rejected = _set_aside(uri, store, str(exc), data)
         return IngestReport(uri, 0, 0, f"{exc} (kept at {rejected})")
     new = [ref for ref in refs if catalogue.add(ref)]
     if new:
@@ -98,18 +106,11 @@ def ingest_sample_object(
 
 
 def _parse(uri: str, data: bytes) -> list[SampleRef]:
-    """Samples of one object; the object's key names the thing, so a batch cannot speak for another device."""
+    """Samples of one object; the object's key names thing and range, so a batch cannot speak for another device."""
     _, key = parse_s3_uri(uri)
-    parts = key.split("/")
-    if not key.startswith(SAMPLES_PREFIX) or len(parts) != 3:
-        raise ValidationError("object", f"{key!r} is not a {SAMPLES_PREFIX}<thing>/<seq>.json key")
-    records = decode_batch(data)
+    _, records = decode_samples_object(key, data)
     refs = []
     for record in records:
-        if record.thing_name != parts[1]:
-            raise ValidationError("batch.thing_name", f"{record.thing_name!r} in the object of {parts[1]!r}")
-        if record.kind is not RecordKind.SAMPLE:
-            raise ValidationError("records[].kind", f"seq {record.seq} is {record.kind.name.lower()}, not sample")
         try:
             sample = Sample.from_payload(record.payload)
         except ValidationError as exc:
@@ -118,11 +119,13 @@ def _parse(uri: str, data: bytes) -> list[SampleRef]:
     return refs
 
 
-def _set_aside(uri: str, store: ArtifactStore, reason: str) -> str:
-    """Copy a bad object under samples-rejected/ (same key) so it can be inspected and replayed."""
+def _set_aside(uri: str, store: ArtifactStore, reason: str, data: bytes | None) -> str:
+    """Copy a bad object under samples-rejected/ (same key), its reason beside it, to inspect and replay."""
     bucket, key = parse_s3_uri(uri)
     target = f"s3://{bucket}/{SAMPLES_REJECTED_PREFIX}{key.removeprefix(SAMPLES_PREFIX)}"
-    store.put(target, store.get(uri))
+    if data is not None:
+        store.put(target, data)
+    store.put(target + REJECTED_REASON_SUFFIX, f"{uri}: {reason}\n".encode())
     log.error("samples object %s set aside at %s: %s", uri, target, reason)
     return target
 

@@ -68,31 +68,80 @@ def results_topic(thing_name: str) -> str:
 
 RESULTS_TOPIC_FILTER = f"{TOPIC_ROOT}/things/+/results"
 SAMPLES_PREFIX = "samples/"
-"""Data-bucket prefix where the samples topic rule stores each batch of SAMPLE records as one object."""
-SAMPLES_OBJECT_KEY_TEMPLATE = SAMPLES_PREFIX + "${topic(3)}/${get(records, 0).seq}.json"
-"""IoT rule S3 key: thing and first sequence number, so a redelivered batch overwrites its own object."""
+"""Data-bucket prefix where the samples topic rule stores each compressed batch of SAMPLE records as one object."""
+SAMPLES_OBJECT_SUFFIX = ".json.gz"
+"""A samples object is the device's gzip-compressed batch JSON, byte for byte as it was published."""
+SAMPLES_OBJECT_KEY_TEMPLATE = SAMPLES_PREFIX + "${topic(3)}/${topic(5)}" + SAMPLES_OBJECT_SUFFIX
+"""IoT rule S3 key: thing and sequence range from the topic alone (the payload is binary), so a retry overwrites."""
 SAMPLES_REJECTED_PREFIX = "samples-rejected/"
 """Where the sample ingest sets aside an object it cannot parse (kept for inspection, never retried blindly)."""
+REJECTED_REASON_SUFFIX = ".reason.txt"
+"""Next to each object set aside under samples-rejected/: why the ingest refused it."""
+SAMPLES_TOPIC_FILTER = f"{TOPIC_ROOT}/things/+/samples/+"
+"""Every device's samples batches; the last level is the batch's sequence range, `<first>-<last>`."""
+
+_SEQ_RANGE = re.compile(r"([1-9][0-9]{0,17})-([1-9][0-9]{0,17})")
 
 
-def samples_topic(thing_name: str) -> str:
-    """Where a device publishes batches of SAMPLE records (hard examples for labelling), apart from results."""
-    return f"{TOPIC_ROOT}/things/{validate_thing_name(thing_name)}/samples"
+def seq_range(first_seq: int, last_seq: int) -> str:
+    """The `<first>-<last>` level of a samples topic and key: the lowest and highest seq in the batch."""
+    if not 1 <= first_seq <= last_seq:
+        raise ValidationError("seq_range", f"{first_seq}-{last_seq} needs 1 <= first <= last")
+    return f"{first_seq}-{last_seq}"
 
 
-SAMPLES_TOPIC_FILTER = f"{TOPIC_ROOT}/things/+/samples"
+def parse_seq_range(text: str) -> tuple[int, int]:
+    """Inverse of seq_range, refusing anything it would not write (signs, leading zeros, a reversed range)."""
+    match = _SEQ_RANGE.fullmatch(text)
+    if not match or int(match[1]) > int(match[2]):
+        raise ValidationError("seq_range", f"{text!r} is not <first>-<last> with 1 <= first <= last")
+    return int(match[1]), int(match[2])
 
 
-def record_topic(thing_name: str, sample: bool) -> str:
-    """The topic a record travels on: samples to the labelling path, everything else with the results."""
-    return samples_topic(thing_name) if sample else results_topic(thing_name)
+def samples_topic(thing_name: str, first_seq: int, last_seq: int) -> str:
+    """Where a device publishes one compressed batch of SAMPLE records, named by its sequence range."""
+    return f"{TOPIC_ROOT}/things/{validate_thing_name(thing_name)}/samples/{seq_range(first_seq, last_seq)}"
+
+
+def parse_samples_topic(topic: str) -> tuple[str, int, int]:
+    """Inverse of samples_topic: the thing and the batch's first and last seq."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[:2] != [TOPIC_ROOT, "things"] or parts[3] != "samples":
+        raise ValidationError("topic", f"{topic!r} is not a samples topic ({SAMPLES_TOPIC_FILTER})")
+    return (validate_thing_name(parts[2]), *parse_seq_range(parts[4]))
+
+
+def samples_object_key(topic: str) -> str:
+    """What SAMPLES_OBJECT_KEY_TEMPLATE renders to for a message on topic (the rule checks nothing more)."""
+    if not topic_matches(SAMPLES_TOPIC_FILTER, topic):
+        raise ValidationError("topic", f"{topic!r} does not match {SAMPLES_TOPIC_FILTER}")
+    parts = topic.split("/")
+    return f"{SAMPLES_PREFIX}{parts[2]}/{parts[4]}{SAMPLES_OBJECT_SUFFIX}"
+
+
+def parse_samples_object_key(key: str) -> tuple[str, int, int]:
+    """The thing and sequence range a samples object's key names (the ingest trusts the key over the payload)."""
+    parts = key.split("/")
+    if len(parts) != 3 or f"{parts[0]}/" != SAMPLES_PREFIX or not parts[2].endswith(SAMPLES_OBJECT_SUFFIX):
+        raise ValidationError(
+            "object", f"{key!r} is not a {SAMPLES_PREFIX}<thing>/<first>-<last>{SAMPLES_OBJECT_SUFFIX} key"
+        )
+    return (validate_thing_name(parts[1]), *parse_seq_range(parts[2].removesuffix(SAMPLES_OBJECT_SUFFIX)))
+
+
+def thing_filter(topic_filter: str, thing: str) -> str:
+    """One device's part of a fleet-wide filter: its thing level bound to a name or a policy variable."""
+    parts = topic_filter.split("/")
+    if len(parts) < 4 or parts[:3] != [TOPIC_ROOT, "things", "+"]:
+        raise ValidationError("topic_filter", f"{topic_filter!r} is not a {TOPIC_ROOT}/things/+/... filter")
+    return "/".join([*parts[:2], thing, *parts[3:]])
 
 
 def thing_from_results_topic(topic: str) -> str:
-    """Inverse of results_topic (and samples_topic), used by the cloud side to trust the topic over the payload."""
+    """Inverse of results_topic, used by the cloud side to trust the topic over the payload."""
     parts = topic.split("/")
-    if len(parts) != 4 or parts[0] != TOPIC_ROOT or parts[1] != "things" or parts[3] not in ("results", "samples"):
-        raise ValidationError("topic", f"{topic!r} is not a results or samples topic")
+    if len(parts) != 4 or parts[0] != TOPIC_ROOT or parts[1] != "things" or parts[3] != "results":
+        raise ValidationError("topic", f"{topic!r} is not a results topic")
     return validate_thing_name(parts[2])
 
 

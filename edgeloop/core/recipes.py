@@ -17,6 +17,7 @@ from edgeloop.core.names import (
     INPUTS_LOCAL_TOPIC,
     RESULTS_TOPIC_FILTER,
     SAMPLES_TOPIC_FILTER,
+    thing_filter,
 )
 from edgeloop.core.overrides import DESIRED_CHANGE_OPERATION
 from edgeloop.core.registry import RegistryRecord
@@ -41,9 +42,10 @@ def inference_access_control() -> dict[str, Any]:
     return {
         "aws.greengrass.ipc.mqttproxy": {
             f"{INFERENCE_COMPONENT}:mqttproxy:1": {
-                "policyDescription": "Publish this device's inference results and its hard-example samples.",
+                "policyDescription": "Publish this device's inference results and its hard-example sample batches.",
                 "operations": ["aws.greengrass#PublishToIoTCore"],
-                "resources": [topic.replace("+", thing_var) for topic in (RESULTS_TOPIC_FILTER, SAMPLES_TOPIC_FILTER)],
+                # The samples filter keeps its '+' for the batch's seq range: IPC policies take MQTT wildcards.
+                "resources": [thing_filter(topic, thing_var) for topic in (RESULTS_TOPIC_FILTER, SAMPLES_TOPIC_FILTER)],
             }
         },
         "aws.greengrass.ShadowManager": {

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgeloop.core.backoff import IOT_CORE_PUBLISHES_PER_S, TokenBucket, UplinkState, full_jitter_delay, uplink_state
+from edgeloop.core.compression import MAX_DECOMPRESSED_BYTES
 from edgeloop.core.errors import LinkError, StoreError
-from edgeloop.core.names import record_topic
+from edgeloop.core.names import results_topic
 from edgeloop.core.records import (
     BILLING_UNIT_BYTES,
     MAX_MESSAGE_BYTES,
@@ -21,6 +22,7 @@ from edgeloop.core.records import (
     pack_messages,
     record_cost,
 )
+from edgeloop.core.sample_batches import compressed_size, encode_samples_message, pack_samples
 from edgeloop.device.buffer import RecordBuffer
 from edgeloop.device.uplink import Uplink
 
@@ -136,40 +138,47 @@ class Forwarder:
         if not records:
             return 0
         full = len(records) == limit
-        runs = _runs_by_topic(self._thing, records)
+        runs = _runs_by_class(records)
         delivered, oversized = 0, False
-        for index, (topic, run) in enumerate(runs):
+        for index, (samples, run) in enumerate(runs):
             last = index == len(runs) - 1
-            packing = pack_messages(
+            pack = pack_samples if samples else pack_messages
+            packing = pack(
                 run, more_waiting=full and not flush and last, max_bytes=self._max_bytes, unit_bytes=self._unit_bytes
             )
             if packing.oversized:
                 self._refuse(packing.oversized, now)
                 oversized = True
             for message in packing.messages:
-                sent = self._publish(topic, message, now)
+                sent = self._publish(message, now)
                 if sent is None:
                     return delivered
                 delivered += sent
         self._more_waiting = full or oversized
         return delivered
 
-    def _publish(self, topic: str, message: tuple[Record, ...], now: float) -> int | None:
+    def _publish(self, message: tuple[Record, ...], now: float) -> int | None:
         """One paced, confirmed publish; None ends the round (no token left, or the publish failed)."""
         if not self._take_token(now):
             self._more_waiting = True
             return None
         try:
-            payload = encode_batch(self._thing, message)
+            topic, payload = self._encode(message)
             self._uplink.publish(topic, payload)
         except LinkError as exc:
             self._failed(exc, now)
             return None
         except Exception as exc:  # an adapter bug must back off like an outage, not retry every tick
-            log.exception("publish to %s failed unexpectedly; backing off", topic)
+            log.exception("publish of seqs %d..%d failed unexpectedly; backing off", message[0].seq, message[-1].seq)
             self._failed(exc, now)
             return None
         return self._confirmed(message, len(payload), now)
+
+    def _encode(self, message: tuple[Record, ...]) -> tuple[str, bytes]:
+        """SAMPLE batches compressed on their range's samples topic; everything else as JSON with the results."""
+        if message[0].kind is RecordKind.SAMPLE:
+            return encode_samples_message(self._thing, message)
+        return results_topic(self._thing), encode_batch(self._thing, message)
 
     def next_drain_at(self, now: float, idle_s: float) -> float:
         """When the loop should call drain again: at once for a backlog, at the pacing deadline, or after idle_s."""
@@ -222,8 +231,7 @@ class Forwarder:
         """Take never-sendable records out (so they cannot block the queue), leaving an EVENT that says so."""
         events = []
         for record in records:
-            size = batch_size(self._thing, [record_cost(record)])
-            reason = f"encoded alone it is {size} bytes, over the {self._max_bytes}-byte message limit"
+            size, reason = self._too_big(record)
             log.error("record seq %d (%s) refused: %s", record.seq, record.kind.name.lower(), reason)
             events.append(
                 {
@@ -240,13 +248,23 @@ class Forwarder:
             log.error("could not buffer the refusal events for seqs %s: %s", [r.seq for r in records], exc)
         self._refused += self._buffer.ack(record.seq for record in records)
 
+    def _too_big(self, record: Record) -> tuple[int, str]:
+        """The size that keeps a record from any message and why: compressed and JSON size for a SAMPLE."""
+        json_size = batch_size(self._thing, [record_cost(record)])
+        if record.kind is not RecordKind.SAMPLE:
+            return json_size, f"encoded alone it is {json_size} bytes, over the {self._max_bytes}-byte message limit"
+        if json_size > MAX_DECOMPRESSED_BYTES:
+            return json_size, f"its batch JSON alone is {json_size} bytes, over the {MAX_DECOMPRESSED_BYTES}-byte limit"
+        size = compressed_size(self._thing, [record])
+        return size, f"compressed alone it is {size} bytes, over the {self._max_bytes}-byte message limit"
 
-def _runs_by_topic(thing_name: str, records: list[Record]) -> list[tuple[str, list[Record]]]:
-    """Cut the peeked records (priority order) into contiguous runs that share a topic: samples go apart."""
-    runs: list[tuple[str, list[Record]]] = []
+
+def _runs_by_class(records: list[Record]) -> list[tuple[bool, list[Record]]]:
+    """Cut the peeked records (priority order) into contiguous runs: SAMPLE runs (True) go apart, compressed."""
+    runs: list[tuple[bool, list[Record]]] = []
     for record in records:
-        topic = record_topic(thing_name, record.kind is RecordKind.SAMPLE)
-        if not runs or runs[-1][0] != topic:
-            runs.append((topic, []))
+        samples = record.kind is RecordKind.SAMPLE
+        if not runs or runs[-1][0] != samples:
+            runs.append((samples, []))
         runs[-1][1].append(record)
     return runs

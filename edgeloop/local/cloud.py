@@ -15,9 +15,9 @@ from botocore.exceptions import ClientError
 
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import (
-    SAMPLES_PREFIX,
     parse_named_shadow_topic,
     results_object_key,
+    samples_object_key,
     thing_from_results_topic,
 )
 from edgeloop.core.records import InferenceBatch, InferenceResult, RecordKind, decode_batch
@@ -180,9 +180,10 @@ class ResultsIngest:
 class SamplesRule:
     """Stand-in for the samples topic rule and the S3 event it causes: the object, then functions/sample_ingest.
 
-    IoT Core would write each samples message to SAMPLES_OBJECT_KEY_TEMPLATE's key (thing and first seq) and
-    S3 would notify the ingest Lambda; moto does neither, so this does both. It also counts what crossed the
-    uplink on this topic, for the loop summary's bytes and messages.
+    IoT Core would write each samples message, untouched (binary), to SAMPLES_OBJECT_KEY_TEMPLATE's key
+    (thing and seq range, both from the topic) and S3 would notify the ingest Lambda; moto does neither, so
+    this does both, reading nothing of the payload, as the rule does not. It also counts what crossed the
+    uplink on these topics (compressed bytes), for the loop summary's bytes and messages.
     """
 
     def __init__(self, s3: Any, bucket: str, ingest: Callable[[dict[str, Any]], Mapping[str, Any]]) -> None:
@@ -197,10 +198,8 @@ class SamplesRule:
 
     def __call__(self, topic: str, payload: bytes) -> None:
         """Store one samples message as the rule would, then hand the object's event to the ingest."""
-        thing = thing_from_results_topic(topic)
-        records = decode_batch(payload)
-        key = f"{SAMPLES_PREFIX}{thing}/{records[0].seq}.json" if records else f"{SAMPLES_PREFIX}{thing}/empty.json"
-        self._s3.put_object(Bucket=self._bucket, Key=key, Body=payload, ContentType="application/json")
+        key = samples_object_key(topic)
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=payload)
         s3 = {"bucket": {"name": self._bucket}, "object": {"key": key, "size": len(payload)}}
         event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": s3}]}
         result = self._ingest(event)
@@ -208,5 +207,5 @@ class SamplesRule:
             self.messages += 1
             self.bytes += len(payload)
             self.new += int(result.get("new", 0))
-            self.duplicates += max(0, len(records) - int(result.get("new", 0)) - len(result.get("rejected") or {}))
+            self.duplicates += int(result.get("duplicates", 0))
             self.rejected.update(result.get("rejected") or {})

@@ -22,6 +22,7 @@ from edgeloop.core.names import (
     RESULTS_TOPIC_FILTER,
     SAMPLES_TOPIC_FILTER,
     SHADOW_UPDATE_TOPIC_FILTER,
+    thing_filter,
 )
 from edgeloop.packaging import inference_recipe
 from infra.nag import grant
@@ -46,12 +47,12 @@ GREENGRASS_DATA_PLANE = (
 
 def device_results_topic() -> str:
     """The results topic with the policy variable in the thing's place."""
-    return RESULTS_TOPIC_FILTER.replace("+", THING_NAME)
+    return thing_filter(RESULTS_TOPIC_FILTER, THING_NAME)
 
 
 def device_samples_topic() -> str:
-    """The samples topic with the policy variable in the thing's place."""
-    return SAMPLES_TOPIC_FILTER.replace("+", THING_NAME)
+    """The thing's samples topics, any seq range: IoT policies have no one-level wildcard, so '+' becomes '*'."""
+    return thing_filter(SAMPLES_TOPIC_FILTER, THING_NAME).replace("+", "*")
 
 
 def device_client_ids() -> list[str]:

@@ -28,7 +28,8 @@ from infra.constructs.results import SQL_VERSION
 from infra.nag import grant
 
 SAMPLES_SQL = f"SELECT * FROM '{SAMPLES_TOPIC_FILTER}'"
-"""The whole batch message, as the device sent it, from every device's samples topic."""
+"""The raw payload (a gzip batch), untouched: with `*` alone and no JSON name in the SQL or the key template,
+IoT Core treats the payload as binary, which the S3 action writes byte for byte."""
 
 LABELLING_VISIBILITY = cdk.Duration.minutes(5)
 LABELLING_MAX_RECEIVES = 5
@@ -108,7 +109,7 @@ class Samples(Construct):
             self,
             "Rule",
             topic_rule_payload=iot.CfnTopicRule.TopicRulePayloadProperty(
-                description="Store each edgeloop samples batch in the samples bucket, one object per batch",
+                description="Store each compressed edgeloop samples batch in the samples bucket, keyed by seq range",
                 sql=SAMPLES_SQL,
                 aws_iot_sql_version=SQL_VERSION,
                 rule_disabled=False,
@@ -143,7 +144,7 @@ class Samples(Construct):
         grant(
             role,
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{SAMPLES_PREFIX}*")]),
-            wildcard_reason="Each batch is stored under its thing name and first sequence number, "
+            wildcard_reason="Each batch is stored under its thing name and sequence range, "
             "known only when the device publishes it.",
         )
         # S3 asks KMS for a data key with the writer's credentials to encrypt each new object.

@@ -230,8 +230,8 @@ class EdgeloopStack(cdk.Stack):
             iam.PolicyStatement(
                 actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{SAMPLES_REJECTED_PREFIX}*")]
             ),
-            wildcard_reason="Samples objects are named by the publishing thing and its first sequence number, "
-            "known only when a device publishes them; bad ones are set aside under the same name.",
+            wildcard_reason="Samples objects are named by the publishing thing and its sequence range, "
+            "known only when a device publishes them; bad ones are set aside under the same name, with their reason.",
         )
         samples.handler.allow(
             _table_statement(samples.table, SAMPLES_CATALOGUE),

@@ -214,3 +214,89 @@ def test_model_from_package_group_inverts_model_package_group() -> None:
     assert names.model_from_package_group(names.model_package_group("digits")) == "digits"
     with pytest.raises(ValidationError, match="does not start with 'edgeloop-'"):
         names.model_from_package_group("other-digits")
+
+
+@pytest.mark.parametrize("thing", THINGS, ids=["plain", "one-char", "all-classes", "128-chars"])
+@pytest.mark.parametrize(("first", "last"), [(1, 1), (41, 45), (7, 10**17)])
+def test_samples_topic_names_the_seq_range_and_inverts(thing: str, first: int, last: int) -> None:
+    topic = names.samples_topic(thing, first, last)
+    assert topic == f"edgeloop/things/{thing}/samples/{first}-{last}"
+    assert names.topic_matches(names.SAMPLES_TOPIC_FILTER, topic)
+    assert not names.topic_matches(names.RESULTS_TOPIC_FILTER, topic)
+    assert names.parse_samples_topic(topic) == (thing, first, last)
+    assert len(topic.encode()) <= 256, "within IoT Core's topic size"
+    assert topic.count("/") <= 7, "within IoT Core's topic depth"
+
+
+def test_the_samples_object_key_is_what_the_rule_template_renders() -> None:
+    topic = names.samples_topic("edge-dev-1", 41, 45)
+    levels = topic.split("/")  # IoT SQL topic(n) is 1-based
+    rendered = names.SAMPLES_OBJECT_KEY_TEMPLATE.replace("${topic(3)}", levels[2]).replace("${topic(5)}", levels[4])
+    assert names.samples_object_key(topic) == rendered == "samples/edge-dev-1/41-45.json.gz"
+    assert names.parse_samples_object_key(rendered) == ("edge-dev-1", 41, 45)
+    assert names.samples_object_key(topic) == names.samples_object_key(topic), "a retry lands on the same key"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["45-41", "0-3", "01-3", "-1-3", "1-", "1", "1_3", "+1-3", "1-3-5", " 1-3", "1-" + "9" * 19, "a-b"],
+    ids=["reversed", "zero", "leading-zero", "negative", "no-last", "one-number", "underscore", "plus", "three",
+         "space", "too-long", "letters"],
+)  # fmt: skip
+def test_seq_ranges_are_refused_unless_written_by_seq_range(text: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        names.parse_seq_range(text)
+    assert info.value.field == "seq_range"
+    with pytest.raises(ValidationError):
+        names.parse_samples_topic(f"edgeloop/things/dev/samples/{text}")
+    with pytest.raises(ValidationError):
+        names.parse_samples_object_key(f"samples/dev/{text}.json.gz")
+
+
+@pytest.mark.parametrize(("first", "last"), [(0, 1), (5, 4), (-1, 3)])
+def test_seq_range_refuses_what_no_batch_has(first: int, last: int) -> None:
+    with pytest.raises(ValidationError, match="1 <= first <= last"):
+        names.samples_topic("dev", first, last)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "edgeloop/things/dev/samples",
+        "edgeloop/things/dev/samples/1-2/3",
+        "edgeloop/things/dev/results/1-2",
+        "edgeloop/things/+/samples/1-2",
+        "other/things/dev/samples/1-2",
+    ],
+    ids=["old-topic", "extra-level", "results", "wildcard-thing", "root"],
+)
+def test_parse_samples_topic_refuses(topic: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        names.parse_samples_topic(topic)
+    assert info.value.field in {"topic", "thing_name"}
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["samples/dev/41.json", "samples/dev/41-45.json", "samples/41-45.json.gz", "results/dev/41-45.json.gz",
+     "samples/dev/x/41-45.json.gz", "samples/d+v/41-45.json.gz"],
+    ids=["old-key", "not-gz", "no-thing", "other-prefix", "extra-level", "bad-thing"],
+)  # fmt: skip
+def test_parse_samples_object_key_refuses(key: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        names.parse_samples_object_key(key)
+    assert info.value.field in {"object", "thing_name"}
+
+
+def test_samples_object_key_only_renders_topics_the_rule_selects() -> None:
+    with pytest.raises(ValidationError, match="does not match"):
+        names.samples_object_key("edgeloop/things/dev/samples")
+
+
+def test_thing_filter_binds_only_the_thing_level() -> None:
+    assert (
+        names.thing_filter(names.SAMPLES_TOPIC_FILTER, "{iot:thingName}") == "edgeloop/things/{iot:thingName}/samples/+"
+    )
+    assert names.thing_filter(names.RESULTS_TOPIC_FILTER, "dev") == names.results_topic("dev")
+    with pytest.raises(ValidationError, match="is not a edgeloop/things/"):
+        names.thing_filter(names.SHADOW_UPDATE_TOPIC_FILTER, "dev")

@@ -81,7 +81,9 @@ def test_access_control_is_built_from_names(recipe: dict[str, Any], thing: str) 
 
     results, samples = policies["aws.greengrass.ipc.mqttproxy"]["resources"]
     assert results.replace(THING_VARIABLE, thing) == names.results_topic(thing)
-    assert samples.replace(THING_VARIABLE, thing) == names.samples_topic(thing)
+    assert samples == f"edgeloop/things/{THING_VARIABLE}/samples/+", "one level for the seq range, no more"
+    assert names.topic_matches(samples.replace(THING_VARIABLE, thing), names.samples_topic(thing, 41, 45))
+    assert not names.topic_matches(samples.replace(THING_VARIABLE, thing), names.samples_topic("other", 41, 45))
     assert names.thing_from_results_topic(results.replace(THING_VARIABLE, thing)) == thing
 
     [shadow] = policies["aws.greengrass.ShadowManager"]["resources"]

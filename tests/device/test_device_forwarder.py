@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import queue
+import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import decode_message
 
 from edgeloop.core.backoff import UplinkState
+from edgeloop.core.compression import MAX_DECOMPRESSED_BYTES, decompress
 from edgeloop.core.errors import LinkError
-from edgeloop.core.names import results_topic, samples_topic
+from edgeloop.core.names import parse_samples_topic, results_topic, samples_object_key, samples_topic
 from edgeloop.core.records import BILLING_UNIT_BYTES, MAX_MESSAGE_BYTES, RecordKind, billed_units, decode_batch
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import MemoryBuffer, RecordBuffer, SqliteBuffer
@@ -62,7 +65,7 @@ def fill(buffer: RecordBuffer, kind: RecordKind, count: int, *, blob: int = 100)
 
 
 def delivered(uplink: MemoryUplink) -> list[tuple[RecordKind, int]]:
-    return [(r.kind, r.seq) for _, payload in uplink.published for r in decode_batch(payload)]
+    return [(r.kind, r.seq) for topic, payload in uplink.published for r in decode_message(topic, payload)]
 
 
 def test_drain_delivers_by_priority_in_seq_order_then_acks(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:
@@ -144,7 +147,7 @@ def test_an_offline_uplink_is_reported_and_its_return_ends_the_wait(buffer: Reco
 
 
 def test_the_rate_limit_paces_publishes(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:
-    fill(buffer, RecordKind.SAMPLE, 60, blob=6_000)  # about one record per unit: many messages
+    fill(buffer, RecordKind.RESULT, 60, blob=6_000)  # about one record per unit: many messages
     fwd = forwarder(buffer, uplink, rate_per_s=10, burst=3, max_bytes=BILLING_UNIT_BYTES * 2)
 
     assert fwd.drain(0.0, 60) > 0
@@ -176,7 +179,8 @@ def test_an_oversized_record_is_refused_counted_and_does_not_block(
     buffer: RecordBuffer, uplink: ScriptedUplink
 ) -> None:
     before = fill(buffer, RecordKind.SAMPLE, 2)
-    (huge,) = buffer.append(RecordKind.SAMPLE, [{"blob": "y" * (MAX_MESSAGE_BYTES + 10)}], now=1.0)
+    noise = secrets.token_urlsafe(MAX_MESSAGE_BYTES * 2)  # random text: compressed, still over the limit
+    (huge,) = buffer.append(RecordKind.SAMPLE, [{"blob": noise}], now=1.0)
     after = fill(buffer, RecordKind.SAMPLE, 2)
     fwd = forwarder(buffer, uplink)
 
@@ -184,12 +188,30 @@ def test_an_oversized_record_is_refused_counted_and_does_not_block(
         pass
 
     assert [seq for _, seq in delivered(uplink) if _ is RecordKind.SAMPLE] == before + after
-    (event,) = [r for _, p in uplink.published for r in decode_batch(p) if r.kind is RecordKind.EVENT]
+    (event,) = [r for t, p in uplink.published for r in decode_message(t, p) if r.kind is RecordKind.EVENT]
     assert event.payload["event"] == RECORD_REFUSED_EVENT
     assert (event.payload["seq"], event.payload["kind"]) == (huge.seq, "sample")
     assert event.payload["bytes"] > MAX_MESSAGE_BYTES
+    assert "compressed alone" in event.payload["reason"]
     assert fwd.stats().refused_oversized == 1
     assert buffer.stats().depth == 0
+
+
+def test_a_sample_goes_compressed_when_only_its_json_is_over_the_message_limit(
+    buffer: RecordBuffer, uplink: ScriptedUplink
+) -> None:
+    (big,) = buffer.append(RecordKind.SAMPLE, [{"blob": "y" * (MAX_MESSAGE_BYTES * 3)}], now=1.0)
+    (too_big,) = buffer.append(RecordKind.SAMPLE, [{"blob": "y" * MAX_DECOMPRESSED_BYTES}], now=1.0)
+    fwd = forwarder(buffer, uplink)
+
+    while fwd.drain(5.0, 100) or fwd.more_waiting:
+        pass
+
+    assert (RecordKind.SAMPLE, big.seq) in delivered(uplink)
+    assert max(len(p) for _, p in uplink.published) < MAX_MESSAGE_BYTES
+    (event,) = [r for t, p in uplink.published for r in decode_message(t, p) if r.kind is RecordKind.EVENT]
+    assert event.payload["seq"] == too_big.seq
+    assert f"over the {MAX_DECOMPRESSED_BYTES}-byte limit" in event.payload["reason"], "the cloud would not inflate it"
 
 
 def test_a_partial_tail_waits_for_the_next_round_unless_flushed(buffer: RecordBuffer, uplink: ScriptedUplink) -> None:
@@ -221,7 +243,7 @@ def test_a_failure_mid_round_acks_exactly_the_confirmed_messages(buffer: RecordB
     failing = FailSecond(buffer)
     count = forwarder(buffer, failing).drain(0.0, 300, flush=True)
 
-    first = decode_batch(failing.published[0][1])
+    first = decode_message(*failing.published[0])
     assert count == len(first) < 300
     assert [r.seq for r in buffer.peek(1_000)] == list(range(len(first) + 1, 301))
 
@@ -318,14 +340,56 @@ def test_samples_travel_on_their_own_topic_and_every_class_keeps_its_order(
 
     by_topic: dict[str, list[tuple[RecordKind, int]]] = {}
     for topic, payload in uplink.published:
-        by_topic.setdefault(topic, []).extend((r.kind, r.seq) for r in decode_batch(payload))
-    assert by_topic[samples_topic(THING)] == [(RecordKind.SAMPLE, s) for s in samples]
-    assert by_topic[results_topic(THING)] == [(RecordKind.EVENT, s) for s in events] + [
+        by_topic.setdefault(topic, []).extend((r.kind, r.seq) for r in decode_message(topic, payload))
+    assert by_topic.pop(results_topic(THING)) == [(RecordKind.EVENT, s) for s in events] + [
         (RecordKind.RESULT, s) for s in results
     ]
+    assert by_topic == {samples_topic(THING, samples[0], samples[-1]): [(RecordKind.SAMPLE, s) for s in samples]}
     assert delivered(uplink) == [(RecordKind.EVENT, s) for s in events] + [(RecordKind.SAMPLE, s) for s in samples] + [
         (RecordKind.RESULT, s) for s in results
     ], "priority order across topics too"
+    assert buffer.stats().depth == 0
+
+
+def test_sample_batches_go_gzip_compressed_on_a_topic_naming_their_seq_range(
+    buffer: RecordBuffer, uplink: ScriptedUplink
+) -> None:
+    fill(buffer, RecordKind.RESULT, 5)
+    samples = fill(buffer, RecordKind.SAMPLE, 40, blob=400)
+    fwd = forwarder(buffer, uplink)
+
+    assert fwd.drain(10.0, 100) == 45
+
+    [(topic, payload)] = [(t, p) for t, p in uplink.published if t != results_topic(THING)]
+    assert parse_samples_topic(topic) == (THING, samples[0], samples[-1])
+    assert samples_object_key(topic) == f"samples/{THING}/{samples[0]}-{samples[-1]}.json.gz"
+    assert payload[:2] == b"\x1f\x8b", "gzip"
+    assert [r.seq for r in decode_batch(decompress(payload))] == samples
+    assert len(payload) * 5 < len(decompress(payload)), "what crosses the uplink is the compressed batch"
+    assert fwd.stats().bytes == sum(len(p) for _, p in uplink.published), "the counters see compressed bytes"
+
+
+def test_a_retried_sample_batch_is_the_same_bytes_on_the_same_key(buffer: RecordBuffer) -> None:
+    class Recording(ScriptedUplink):
+        def __init__(self, buffer: RecordBuffer) -> None:
+            super().__init__(buffer)
+            self.attempts: list[tuple[str, bytes]] = []
+
+        def publish(self, topic: str, payload: bytes) -> None:
+            self.attempts.append((topic, payload))
+            super().publish(topic, payload)
+
+    uplink = Recording(buffer)
+    uplink.fail_next = 1  # the PUBACK never came: the device cannot know IoT Core stored the first try
+    samples = fill(buffer, RecordKind.SAMPLE, 8)
+    fwd = forwarder(buffer, uplink)
+
+    assert fwd.drain(0.0, 100) == 0
+    assert fwd.drain(fwd.next_drain_at(0.0, idle_s=1.0), 100) == 8
+
+    first, retry = uplink.attempts
+    assert first == retry, "byte-identical: the rule's S3 write overwrites the same object"
+    assert samples_object_key(retry[0]) == f"samples/{THING}/{samples[0]}-{samples[-1]}.json.gz"
     assert buffer.stats().depth == 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import decode_message
 
 # The contract tests run here again, against the harness fixture defined below.
 from test_device_uplink import (  # noqa: F401 - imported to be collected
@@ -27,8 +28,8 @@ from test_device_uplink import (  # noqa: F401 - imported to be collected
     test_update_shadow_delivers_the_document_on_the_shadow_update_topic,
 )
 
-from edgeloop.core.names import NAMED_SHADOW_UPDATE_FILTER, RESULTS_TOPIC_FILTER, SAMPLES_TOPIC_FILTER
-from edgeloop.core.records import RecordKind, decode_batch
+from edgeloop.core.names import NAMED_SHADOW_UPDATE_FILTER, RESULTS_TOPIC_FILTER, SAMPLES_TOPIC_FILTER, topic_matches
+from edgeloop.core.records import RecordKind
 from edgeloop.device.buffer import MemoryBuffer
 from edgeloop.device.forwarder import Forwarder
 from edgeloop.device.uplink import ConnectionWatch, MqttUplink, connect_mqtt
@@ -136,8 +137,8 @@ def test_a_forwarder_drains_a_mixed_buffer_through_mosquitto_in_class_order(mosq
         uplink.close()
         subscriber.disconnect().result(timeout=WAIT_S)
 
-    assert [(r.kind, r.seq) for _, payload in messages for r in decode_batch(payload)] == expected
-    for topic, payload in messages:  # samples travel apart, to the labelling path; nothing else does
-        kinds = {r.kind for r in decode_batch(payload)}
-        assert topic.endswith("/samples") == (kinds == {RecordKind.SAMPLE}), (topic, kinds)
+    assert [(r.kind, r.seq) for topic, payload in messages for r in decode_message(topic, payload)] == expected
+    for topic, payload in messages:  # samples travel apart, compressed, to the labelling path; nothing else does
+        kinds = {r.kind for r in decode_message(topic, payload)}
+        assert topic_matches(SAMPLES_TOPIC_FILTER, topic) == (kinds == {RecordKind.SAMPLE}), (topic, kinds)
     assert forwarder.stats().failures == 0

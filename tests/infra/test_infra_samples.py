@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
@@ -61,14 +62,19 @@ def test_each_device_may_publish_only_to_its_own_samples_topic(synthesized: Any)
         if "iot:Publish" in _as_list(s["Action"])
         for r in _as_list(s["Resource"])
     }
-    assert samples_topic("THING").replace("THING", THING) in published
+    [samples] = [topic for topic in published if "/samples" in topic]
+    assert samples == f"edgeloop/things/{THING}/samples/*", "its own thing, any seq range; no other topic"
+    own = samples_topic("dev-1", 41, 45).replace("dev-1", THING, 1)
+    assert fnmatch.fnmatchcase(own, samples), "IoT policy '*' covers the range level"
     assert SAMPLES_TOPIC_FILTER not in published
 
 
 def test_rule_stores_every_devices_samples_batch_in_the_samples_bucket_under_the_cores_key(synthesized: Any) -> None:
     stack = synthesized.stack
     payload = _rule(synthesized)["Properties"]["TopicRulePayload"]
-    assert payload["Sql"] == f"SELECT * FROM '{SAMPLES_TOPIC_FILTER}'"
+    # Binary pass-through: `*` alone, and neither the SQL nor the key template names a JSON field.
+    assert payload["Sql"] == "SELECT * FROM 'edgeloop/things/+/samples/+'" == f"SELECT * FROM '{SAMPLES_TOPIC_FILTER}'"
+    assert SAMPLES_OBJECT_KEY_TEMPLATE == "samples/${topic(3)}/${topic(5)}.json.gz"
     assert payload["AwsIotSqlVersion"] == "2016-03-23"
     assert payload["RuleDisabled"] is False
     assert payload["Actions"] == [

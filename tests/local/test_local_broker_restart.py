@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import decode_message
 
 from edgeloop.core.backoff import UplinkState
 from edgeloop.core.names import RESULTS_TOPIC_FILTER, SAMPLES_TOPIC_FILTER
-from edgeloop.core.records import RecordKind, decode_batch
+from edgeloop.core.records import RecordKind
 from edgeloop.device.buffer import SqliteBuffer
 from edgeloop.device.forwarder import Forwarder
 from edgeloop.device.uplink import ConnectionWatch, MqttUplink, connect_mqtt
@@ -36,7 +37,7 @@ class Arrivals:
 
     def __call__(self, topic: str, payload: bytes) -> None:
         with self._changed:
-            self.seen.extend((r.kind, r.seq) for r in decode_batch(payload))
+            self.seen.extend((r.kind, r.seq) for r in decode_message(topic, payload))
             self._changed.notify_all()
 
     def wait_for(self, count: int) -> bool:

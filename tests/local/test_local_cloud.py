@@ -1,4 +1,4 @@
-"""The local cloud services against moto: the MQTT shadow service, the results ingest and the health rule."""
+"""The local cloud services against moto: the MQTT shadow service, the results ingest, the health and samples rules."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ from typing import Any
 import boto3
 import pytest
 
+from edgeloop.cloud.artifacts import S3ArtifactStore
+from edgeloop.cloud.samples import MemoryLabellingQueue, MemorySampleCatalogue
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import results_object_key, results_topic, shadow_topic
+from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
 from edgeloop.core.records import InferenceBatch, Record, RecordKind, encode_batch
-from edgeloop.local.cloud import HealthRule, ResultsIngest, ShadowService
+from edgeloop.core.sample_batches import encode_samples_message
+from edgeloop.core.samples import Sample
+from edgeloop.local.cloud import HealthRule, ResultsIngest, SamplesRule, ShadowService
+from functions import sample_ingest
 
 
 def _result(thing: str, seq: int, label: int = 3, size: int = 2) -> Record:
@@ -125,3 +131,36 @@ def test_a_malformed_batch_is_refused_and_counted(ingest: tuple[ResultsIngest, A
     with pytest.raises(ValidationError):
         sink(results_topic("dev-1"), b"not json")
     assert sink.invalid == 1
+
+
+def test_the_samples_rule_stores_the_compressed_batch_untouched_under_its_range_and_feeds_the_ingest(s3: Any) -> None:
+    deps = {"store": S3ArtifactStore(s3), "catalogue": MemorySampleCatalogue(), "queue": MemoryLabellingQueue()}
+    rule = SamplesRule(s3, "edgeloop-data", lambda event: sample_ingest.handle(event, deps))
+    sample = Sample(
+        request_id="r-1", model_name="digits", model_version=1, sampler="random", label_index=2, label="2",
+        confidence=0.5, margin=0.1, drifted=False, drift_score=None, features={"a": 1.0},
+        privacy=AppliedPrivacy(PrivacyPolicy(allow_raw=True), None),
+    )  # fmt: skip
+    records = [Record("dev-1", seq, RecordKind.SAMPLE, 1.0, sample.to_payload()) for seq in (4, 9, 12)]
+    topic, payload = encode_samples_message("dev-1", records)
+
+    rule(topic, payload)
+    rule(topic, payload)  # QoS 1 redelivery, or the device's retry: the same key, overwritten
+
+    [key] = [o["Key"] for o in s3.list_objects_v2(Bucket="edgeloop-data")["Contents"]]
+    assert key == "samples/dev-1/4-12.json.gz"
+    assert s3.get_object(Bucket="edgeloop-data", Key=key)["Body"].read() == payload, "binary, byte for byte"
+    assert (rule.messages, rule.bytes, rule.new, rule.rejected) == (2, 2 * len(payload), 3, {})
+    assert deps["catalogue"].count() == 3
+
+
+def test_the_samples_rule_sets_a_corrupt_batch_aside_and_goes_on(s3: Any) -> None:
+    deps = {"store": S3ArtifactStore(s3), "catalogue": MemorySampleCatalogue(), "queue": MemoryLabellingQueue()}
+    rule = SamplesRule(s3, "edgeloop-data", lambda event: sample_ingest.handle(event, deps))
+
+    rule("edgeloop/things/dev-1/samples/1-2", b"\x1f\x8b not really gzip")
+
+    assert list(rule.rejected) == ["s3://edgeloop-data/samples/dev-1/1-2.json.gz"]
+    assert "is corrupt gzip" in rule.rejected["s3://edgeloop-data/samples/dev-1/1-2.json.gz"]
+    kept = s3.get_object(Bucket="edgeloop-data", Key="samples-rejected/dev-1/1-2.json.gz")["Body"].read()
+    assert kept == b"\x1f\x8b not really gzip"
