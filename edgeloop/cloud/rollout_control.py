@@ -77,9 +77,11 @@ def start_rollout(ctx: RolloutContext, model_name: str, version: int, policy: Ro
     lkg = ctx.rollouts.last_known_good(model_name)
     if lkg == version:
         raise ConflictError(f"{model_name} v{version} is already the fleet's last-known-good version")
+    baseline = _lifetime(ctx, model_name, lkg)
     rollout = Rollout(
-        model_name, version, RolloutState.PENDING, 0, len(policy.rings), started_at=now, last_known_good=lkg
-    )
+        model_name, version, RolloutState.PENDING, 0, len(policy.rings), started_at=now, last_known_good=lkg,
+        baseline_at_start=baseline,
+    )  # fmt: skip
     ctx.rollouts.start(rollout, policy)
     ctx.rollouts.add_decision(model_name, version, DecisionEntry(now, 0, "start", _start_reason(lkg, policy)), 0)
     log.info("rollout of %s v%d started (last-known-good %s)", model_name, version, lkg)
@@ -173,11 +175,26 @@ def _candidate_health(ctx: RolloutContext, rollout: Rollout, policy: RolloutPoli
     return out
 
 
+BASELINE_MIN_CONFIDENCES = 100
+"""Confidences last-known-good must have reported since the rollout began before the gates use that window."""
+
+
 def _baseline(ctx: RolloutContext, rollout: Rollout) -> VersionHealth | None:
-    """Last-known-good's sums across the fleet, what relative gates compare with (None: no baseline)."""
-    if rollout.last_known_good is None:
+    """What relative gates compare with (None: no baseline): last-known-good across the fleet since the rollout
+    began, while it served beside the candidate in the same world; its whole life only until that window holds
+    BASELINE_MIN_CONFIDENCES. A world that drifted since last-known-good shipped lowers both alike."""
+    lifetime = _lifetime(ctx, rollout.model_name, rollout.last_known_good)
+    if lifetime is None or rollout.baseline_at_start is None:
+        return lifetime
+    window = lifetime.since(rollout.baseline_at_start)
+    return window if window.confidence_count >= BASELINE_MIN_CONFIDENCES else lifetime
+
+
+def _lifetime(ctx: RolloutContext, model_name: str, version: int | None) -> VersionHealth | None:
+    """A version's sums across the fleet over its whole life (None: no version, or nothing reported)."""
+    if version is None:
         return None
-    sums = ctx.health.aggregates(rollout.model_name, rollout.last_known_good).values()
+    sums = ctx.health.aggregates(model_name, version).values()
     return sum(sums, VersionHealth()) if sums else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -56,6 +57,9 @@ class Rollout:
     """When the current ring got the candidate (None: not yet); bake time and the ring timeout count from here."""
     last_known_good: int | None = None
     """The version every ring that got the candidate returns to on revert (None: there is none)."""
+    baseline_at_start: VersionHealth | None = None
+    """Last-known-good's fleet sums when the rollout began: relative gates compare the candidate with what
+    last-known-good did since then, under the same conditions, not over its whole life (see VersionHealth.since)."""
 
     def __post_init__(self) -> None:
         validate_model_name(self.model_name)
@@ -82,6 +86,9 @@ class Rollout:
             "started_at": self.started_at,
             "ring_started_at": self.ring_started_at,
             "last_known_good": self.last_known_good,
+            "baseline_at_start": None
+            if self.baseline_at_start is None
+            else json.dumps(self.baseline_at_start.to_dict(), sort_keys=True),
         }
 
     @classmethod
@@ -94,6 +101,12 @@ class Rollout:
             raise ValidationError(f"{where}.state", f"{state!r}; expected one of {[s.value for s in RolloutState]}")
         ring_started = data.get("ring_started_at")
         good = data.get("last_known_good")
+        baseline = data.get("baseline_at_start")
+        if baseline is not None:
+            try:
+                baseline = VersionHealth.from_dict(json.loads(wire.text(data, "baseline_at_start", where)))
+            except json.JSONDecodeError as exc:
+                raise ValidationError(f"{where}.baseline_at_start", f"is not JSON: {exc}") from exc
         return cls(
             model_name=wire.text(data, "model_name", where),
             model_version=wire.integer(data, "model_version", where, minimum=1),
@@ -105,6 +118,7 @@ class Rollout:
             started_at=wire.number(data, "started_at", where),
             ring_started_at=None if ring_started is None else wire.number(data, "ring_started_at", where),
             last_known_good=None if good is None else wire.integer(data, "last_known_good", where, minimum=1),
+            baseline_at_start=baseline,
         )
 
 
@@ -376,6 +390,15 @@ class VersionHealth:
             if seen >= needed:
                 return bound
         return math.inf
+
+    def since(self, start: VersionHealth) -> VersionHealth:
+        """What accrued after `start` was read: counters (requests, errors, confidences) as differences; the
+        gauges (devices, drift, p99 buckets: each device's latest report) as they are now."""
+        counters = {
+            name: max(getattr(self, name) - getattr(start, name), 0)
+            for name in ("inferences", "errors", "confidence_sum", "confidence_count")
+        }
+        return replace(self, **counters)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the CLI and summary.json)."""

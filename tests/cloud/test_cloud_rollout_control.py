@@ -162,6 +162,40 @@ def test_a_candidate_whose_confidence_collapses_is_reverted_in_the_canary(sim: F
     assert sim.ctx.rollouts.active("digits") is None
 
 
+def test_relative_gates_compare_with_last_known_good_since_the_rollout_began_not_its_whole_life(
+    sim: Fleet,
+) -> None:
+    v1 = complete_first_version(sim)  # v1 reported at 0.9 before the world drifted
+    v2 = register(sim.registry, sim.fleet, "job-2")
+    control.start_rollout(sim.ctx, "digits", v2)
+    control.step(sim.ctx, "digits")
+    sim.jobs_done("canary", 1)
+    sim.report("dev-1", v1, confidence=0.6)  # beside the candidate, the drifted world costs v1 confidence too
+    sim.report("dev-2", v1, confidence=0.6)
+    sim.report("dev-0", v2, confidence=0.62)
+    sim.clock.now += 61
+
+    promoted = control.step(sim.ctx, "digits")
+
+    assert promoted.rollout.ring == 1, promoted.decision.reason
+    assert "confidence_drop -0.02" in promoted.decision.reason, "v2 against v1's 0.6 since the start"
+    # v1's whole life averages (4 x 50 x 0.9 + 2 x 50 x 0.6) / 300 = 0.8: a drop of 0.18 would have reverted v2
+
+
+def test_the_lifetime_baseline_stands_in_until_last_known_good_reported_enough_since_the_start(sim: Fleet) -> None:
+    complete_first_version(sim)
+    v2 = register(sim.registry, sim.fleet, "job-2")
+    control.start_rollout(sim.ctx, "digits", v2)
+    control.step(sim.ctx, "digits")
+    sim.jobs_done("canary", 1)
+    sim.report("dev-0", v2, confidence=0.62)
+
+    reverting = control.step(sim.ctx, "digits")
+
+    assert reverting.rollout.state is RolloutState.ROLLING_BACK
+    assert "confidence_drop 0.28 > 0.1" in reverting.decision.reason, "v1's lifetime 0.9: no window yet"
+
+
 def test_a_device_that_rejects_the_candidate_reverts_at_once(sim: Fleet) -> None:
     v1 = complete_first_version(sim)
     v2 = register(sim.registry, sim.fleet, "job-2")

@@ -72,6 +72,12 @@ def test_a_started_rollout_reads_back_with_its_policy_and_is_active(rollouts: An
     assert rollouts.active("other") is None
 
 
+def test_the_baseline_snapshot_reads_back_with_the_rollout(rollouts: Any) -> None:
+    snapshot = VersionHealth(inferences=500, confidence_sum=450.0, confidence_count=500, drift_sum=0.1, drift_count=2)
+    rollouts.start(pending(baseline_at_start=snapshot), POLICY)
+    assert rollouts.get("digits", 7)[0].baseline_at_start == snapshot
+
+
 def test_a_second_active_rollout_of_a_model_is_refused(rollouts: Any) -> None:
     rollouts.start(pending(7), POLICY)
     with pytest.raises(ConflictError, match=r"already has an active rollout \(v7\)"):
