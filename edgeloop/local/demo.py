@@ -321,6 +321,8 @@ class DemoSession:
         failures = self._device_failures(record)
         revert = reverts[0] if reverts and rollout.state is RolloutState.ROLLED_BACK else None
         stopped = candidates.stopped_by(revert, [f["detail"] for f in failures]) if revert else None
+        good = self.completed[-1] if self.completed else None
+        off_good = [t for t in self.things if self.stack.devices[t].health().model_version != good] if revert else []
         return {
             "version": rollout.model_version,
             "bad_kind": self.bad_kinds.get(rollout.model_version),
@@ -331,6 +333,8 @@ class DemoSession:
             "rings_reached": reached,
             "devices_on_version": sum(h.devices_on_version for h in health),
             "reverted_devices": sorted(reverted),
+            "last_known_good": good,
+            "devices_off_last_known_good": off_good,
             "device_failures": failures,
             "decisions": [d.to_dict() for d in decisions],
         }
@@ -615,6 +619,9 @@ def _bad_rollout_problems(summary: dict[str, Any], rollout: dict[str, Any]) -> l
     reached = sorted(d["thing_name"] for d in summary["devices"] if d["ring"] in rollout["rings_reached"])
     if rollout["reverted_devices"] != reached:
         problems.append(f"bad v{version}: {reached} got it but {rollout['reverted_devices']} were reverted")
+    if rollout.get("devices_off_last_known_good"):
+        off, good = rollout["devices_off_last_known_good"], rollout["last_known_good"]
+        problems.append(f"after bad v{version}, {off} were not back on last-known-good v{good}")
     kind = rollout.get("bad_kind")
     if kind is None:
         return problems
