@@ -33,7 +33,7 @@ from edgeloop.core.names import (
     TRAINING_OUTPUT_PREFIX,
 )
 from edgeloop.core.registry import ApprovalStatus, RegistryRecord
-from edgeloop.core.rollout import HARD_GATES, Gates, Ring, Rollout, RolloutPolicy, RolloutState
+from edgeloop.core.rollout import HARD_GATES, DecisionEntry, Gates, Ring, Rollout, RolloutPolicy, RolloutState
 from edgeloop.local import candidates
 from edgeloop.local.candidates import EXPECTED_STOPS, BadKind
 from edgeloop.local.greengrass import ExecutionStatus
@@ -134,7 +134,7 @@ DEMO_P99_RATIO = 5.0
 """The relative latency gate, generous: the simulated devices share this machine's CPUs, so their p99s (batch
 latencies, in LATENCY_BUCKETS_MS buckets 1, 2, 5, 10 ms...) partly measure the host. Honest candidates measured
 0.2-1x last-known-good; 5 lets the canary sit two buckets above the slowest device on last-known-good, while
-the simulated slow candidate (candidates.heavy_subgraph: 50 ms or more per run) lands at 10x or more."""
+the simulated slow candidate (candidates.heavy_subgraph: 100 ms or more per run) lands at 20x or more."""
 TICK_SIM_S = 30.0
 """How far the demo's clock moves per controller tick: bake times and IoT job rates pass in seconds."""
 TICK_REAL_S = 0.25
@@ -317,26 +317,31 @@ class DemoSession:
                     reverted += [o.thing_name for o in outcomes if o.status is ExecutionStatus.SUCCEEDED]
         record = self.stack.registry.get(rollout.model_name, rollout.model_version)
         decisions = ctx.rollouts.decisions(rollout.model_name, rollout.model_version)
-        reverts = [d.reason for d in decisions if d.decision == "revert" and " failed: " in d.reason]
-        failures = self._device_failures(record)
-        revert = reverts[0] if reverts and rollout.state is RolloutState.ROLLED_BACK else None
-        stopped = candidates.stopped_by(revert, [f["detail"] for f in failures]) if revert else None
-        good = self.completed[-1] if self.completed else None
-        off_good = [t for t in self.things if self.stack.devices[t].health().model_version != good] if revert else []
         return {
             "version": rollout.model_version,
             "bad_kind": self.bad_kinds.get(rollout.model_version),
-            "stopped_by": stopped,
-            "reverted_by": candidates.reverted_by(revert),
             "outcome": "completed" if rollout.state is RolloutState.COMPLETED else "reverted",
             "registry": {"approval": record.approval.value, "description": record.approval_description},
             "rings_reached": reached,
             "devices_on_version": sum(h.devices_on_version for h in health),
             "reverted_devices": sorted(reverted),
+            **self._stop(rollout, record, decisions),
+            "decisions": [d.to_dict() for d in decisions],
+        }
+
+    def _stop(self, rollout: Rollout, record: RegistryRecord, decisions: list[DecisionEntry]) -> dict[str, Any]:
+        """Where a reverted version was stopped, what its deployments met, and who is not back on last-known-good."""
+        reverts = [d.reason for d in decisions if d.decision == "revert" and " failed: " in d.reason]
+        revert = reverts[0] if reverts and rollout.state is RolloutState.ROLLED_BACK else None
+        failures = self._device_failures(record)
+        good = self.completed[-1] if self.completed else None
+        off_good = [t for t in self.things if self.stack.devices[t].health().model_version != good] if revert else []
+        return {
+            "stopped_by": candidates.stopped_by(revert, [f["detail"] for f in failures]) if revert else None,
+            "reverted_by": candidates.reverted_by(revert),
             "last_known_good": good,
             "devices_off_last_known_good": off_good,
             "device_failures": failures,
-            "decisions": [d.to_dict() for d in decisions],
         }
 
     def _device_failures(self, record: RegistryRecord) -> list[dict[str, str]]:
