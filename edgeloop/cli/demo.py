@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 
 from edgeloop.core.errors import UsageError
-from edgeloop.core.scenario import Scenario, built_in
+from edgeloop.core.scenario import BadKind, Scenario, built_in
+from edgeloop.local.candidates import BAD_KINDS, parse_kinds
 from edgeloop.local.demo import MAX_DEVICES, SUMMARY_FILE, DemoOptions, check_output_dir, run_demo
 from edgeloop.local.loop import run_scenario
 from edgeloop.local.report import REPORT_FILE
@@ -41,8 +42,12 @@ def register(commands: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument(
         "--inject-bad-model",
-        action="store_true",
-        help="also roll out a simulated bad candidate: the canary must revert it, then a good one completes",
+        nargs="*",
+        choices=[kind.value for kind in BAD_KINDS],
+        metavar="KIND",
+        help=f"also roll out simulated bad candidates of these kinds ({', '.join(BAD_KINDS)}; none named: all "
+        "four, in that order): each must be stopped (device verification or the canary's gates) and reverted, "
+        "then a good one completes",
     )
     parser.add_argument(
         "--scenario",
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         summary = run_scenario(load_scenario(args.scenario), args.out, progress)
         print(json.dumps(summary, indent=2) if args.json else render_scenario(summary, args.out / SUMMARY_FILE))
         return 0
-    options = DemoOptions(devices=args.devices, out=args.out, seed=args.seed, inject_bad_model=args.inject_bad_model)
+    options = DemoOptions(devices=args.devices, out=args.out, seed=args.seed, inject_bad_model=bad_kinds(args))
     summary = run_demo(options, progress)
     print(json.dumps(summary, indent=2) if args.json else render_summary(summary, args.out / SUMMARY_FILE))
     return 0
@@ -91,6 +96,13 @@ def render_scenario(summary: dict[str, Any], path: Path) -> str:
                      f"{' -> '.join(rollout['rings_reached'])}")  # fmt: skip
     lines.append(f"summary written to {path}, report to {path.parent / REPORT_FILE}")
     return "\n".join(lines)
+
+
+def bad_kinds(args: argparse.Namespace) -> tuple[BadKind, ...]:
+    """The kinds --inject-bad-model named: none when it is absent, all four when it names none."""
+    if args.inject_bad_model is None:
+        return ()
+    return parse_kinds(args.inject_bad_model) or BAD_KINDS
 
 
 def load_scenario(spec: str) -> Scenario:
@@ -134,11 +146,16 @@ def render_summary(summary: dict[str, Any], path: Path) -> str:
             f"{(f'{accuracy:.3f}' if accuracy is not None else '-'):>10}{_p99(health['latency']):>9}"
             f"{health['buffer_depth']:>8}  {health['model_state']} (v{device['shadow_version']})"
         )
-    lines += ["", f"{'rollout':<10}{'outcome':<11}{'rings reached':<24}{'on version':>11}  reverted devices"]
+    lines += [
+        "",
+        f"{'rollout':<10}{'candidate':<12}{'outcome':<11}{'rings reached':<24}{'on version':>11}  "
+        f"{'reverted devices':<22}stopped by",
+    ]
     for rollout in summary["rollouts"]:
         lines.append(
-            f"{'v' + str(rollout['version']):<10}{rollout['outcome']:<11}{' -> '.join(rollout['rings_reached']):<24}"
-            f"{rollout['devices_on_version']:>11}  {', '.join(rollout['reverted_devices']) or '-'}"
+            f"{'v' + str(rollout['version']):<10}{rollout.get('bad_kind') or 'honest':<12}{rollout['outcome']:<11}"
+            f"{' -> '.join(rollout['rings_reached']):<24}{rollout['devices_on_version']:>11}  "
+            f"{', '.join(rollout['reverted_devices']) or '-':<22}{rollout.get('stopped_by') or '-'}"
         )
     lines += ["", f"summary written to {path}, report to {path.parent / REPORT_FILE}"]
     return "\n".join(lines)

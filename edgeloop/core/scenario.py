@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -69,8 +70,22 @@ SCENARIO_KEYS = {
     "device_config",
     "forward_interval_s",
 }
-BAD_CANDIDATE_KINDS = ("inaccurate", "slow", "tampered", "selftest")
-"""Simulated bad versions: wrong answers, slow answers, an artifact changed after signing, a failing self-test."""
+
+
+class BadKind(StrEnum):
+    """The ways a simulated bad candidate can be bad (edgeloop.local.candidates builds each)."""
+
+    INACCURATE = "inaccurate"
+    """Wrong answers, unsure ones: the canary's confidence gate must revert it."""
+    SLOW = "slow"
+    """Right answers, late: the canary's p99 latency gate must revert it."""
+    TAMPERED = "tampered"
+    """An artifact changed after signing: device verification must refuse it."""
+    SELFTEST = "selftest"
+    """Golden rows the model does not reproduce: the device self-test must refuse it."""
+
+
+BAD_CANDIDATE_KINDS = tuple(kind.value for kind in BadKind)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """`edgeloop demo`: the whole loop on one machine, from training through ring-by-ring rollouts to health read back.
 
-With inject_bad_model the demo also rolls out a simulated bad candidate (see _training_job): the canary's
-gates must halt it and return the canary to last-known-good, and a second honest version then completes.
+With inject_bad_model the demo also rolls out simulated bad candidates (edgeloop.local.candidates), one per
+kind: each must be stopped where it should be (device verification, or the canary's gates), the canary must
+return to last-known-good, and a second honest version then completes.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from edgeloop.cloud.fleet import DeploymentInfo
 from edgeloop.cloud.rollout_control import RolloutContext
 from edgeloop.core.errors import EdgeloopError, UsageError
 from edgeloop.core.events import SAGEMAKER_SOURCE, SCHEDULED_EVENT, SCHEDULER_SOURCE, TRAINING_JOB_STATE_CHANGE
@@ -31,7 +33,10 @@ from edgeloop.core.names import (
     TRAINING_OUTPUT_PREFIX,
 )
 from edgeloop.core.registry import ApprovalStatus, RegistryRecord
-from edgeloop.core.rollout import Gates, Ring, Rollout, RolloutPolicy, RolloutState
+from edgeloop.core.rollout import HARD_GATES, DecisionEntry, Gates, Ring, Rollout, RolloutPolicy, RolloutState
+from edgeloop.core.scenario import BadKind
+from edgeloop.local import candidates
+from edgeloop.local.candidates import EXPECTED_STOPS
 from edgeloop.local.greengrass import ExecutionStatus
 from edgeloop.local.report import with_cost, write_report
 from edgeloop.local.stack import ACCOUNT, REGION, LocalStack
@@ -51,12 +56,16 @@ class DemoOptions:
     out: Path = Path("edgeloop-demo")
     model_name: str = "digits"
     seed: int = 0
-    inject_bad_model: bool = False
-    """Also roll out a deliberately bad candidate (simulated), which the canary must catch and revert."""
+    inject_bad_model: tuple[BadKind, ...] = ()
+    """Also roll out these deliberately bad candidates (simulated), each of which must be stopped and reverted."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.devices <= MAX_DEVICES:
             raise UsageError("--devices", f"must be between 1 and {MAX_DEVICES}, got {self.devices}")
+        try:
+            object.__setattr__(self, "inject_bad_model", candidates.parse_kinds(self.inject_bad_model))
+        except ValueError as exc:
+            raise UsageError("--inject-bad-model", str(exc)) from None
         check_output_dir(self.out)
 
 
@@ -93,10 +102,11 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
         traffic = Traffic(stack, things, first.trained)
         demo.roll_out(first.record, traffic)
         bad_versions = []
-        if options.inject_bad_model:
-            bad = demo.train_and_publish("v-bad", options.seed, bad=True)
+        for kind in options.inject_bad_model:
+            bad = demo.train_and_publish(f"v-bad-{kind}", options.seed, bad=kind)
             bad_versions.append(bad.record.version)
             demo.roll_out(bad.record, traffic)
+        if options.inject_bad_model:
             good = demo.train_and_publish("v-good", options.seed + 1)
             demo.roll_out(good.record, traffic)
         final = stack.registry.get(options.model_name, demo.completed[-1])
@@ -124,6 +134,11 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
 CANARY, BROAD = "canary", "broad"
 CANARY_DEVICES = 1
 """Devices pinned to the canary ring by their edgeloopRing attribute, so the canary is never empty."""
+DEMO_P99_RATIO = 5.0
+"""The relative latency gate, generous: the simulated devices share this machine's CPUs, so their p99s (batch
+latencies, in LATENCY_BUCKETS_MS buckets 1, 2, 5, 10 ms...) partly measure the host. Honest candidates measured
+0.2-1x last-known-good; 5 lets the canary sit two buckets above the slowest device on last-known-good, while
+the simulated slow candidate (candidates.heavy_subgraph: 100 ms or more per run) lands at 20x or more."""
 TICK_SIM_S = 30.0
 """How far the demo's clock moves per controller tick: bake times and IoT job rates pass in seconds."""
 TICK_REAL_S = 0.25
@@ -136,14 +151,12 @@ DEMO_POLICY = RolloutPolicy(
         Ring(CANARY, 0.2, bake_s=60, min_devices=1),
         Ring(BROAD, 0.8, bake_s=60, min_devices=MAX_DEVICES),
     ),
-    gates=Gates(max_p99_latency_ratio=None, min_inferences=20),
+    gates=Gates(max_p99_latency_ratio=DEMO_P99_RATIO, min_inferences=20),
     ring_timeout_s=3600,
 )
 """The demo's rollout policy, on the demo's clock: a pinned canary, then everyone else, one simulated minute each.
 
-Membership comes from the devices' edgeloopRing pins, so the shares only matter for unpinned devices. The
-latency gate is off because the simulated devices share this machine's CPUs: their p99s measure the host."""
-BAD_MODEL_MAX_ITER = 30
+Membership comes from the devices' edgeloopRing pins, so the shares only matter for unpinned devices."""
 
 
 class DemoClock:
@@ -211,6 +224,10 @@ class DemoSession:
         self.bus = stack.event_bus()
         self.rollouts: list[dict[str, Any]] = []
         self.completed: list[int] = []
+        self.bad_kinds: dict[int, BadKind] = {}
+        """Versions published as simulated bad candidates, and their kind."""
+        self.deployments: list[DeploymentInfo] = []
+        stack.greengrass.on_deployment(self.deployments.append)
         self.approve_by_hand = False
         """Scenarios approve what the policy leaves pending, as an operator watching the loop would."""
         self.tick_s = TICK_SIM_S
@@ -220,14 +237,15 @@ class DemoSession:
         self.rollout_timeout_s = ROLLOUT_TIMEOUT_S
 
     def train_and_publish(
-        self, label: str, seed: int, *, bad: bool = False, config: Mapping[str, Any] | None = None
+        self, label: str, seed: int, *, bad: BadKind | None = None, config: Mapping[str, Any] | None = None
     ) -> Candidate:
-        """Train (honestly, or the simulated bad candidate), publish through training_completed, approve.
+        """Train (honestly, or as a simulated bad candidate of kind `bad`), publish through training_completed, approve.
 
         config adds TrainingConfig fields (a scenario's dataset channel, the lineage parent).
         """
+        bad = None if bad is None else BadKind(bad)
         trained, event = _training_job(self.stack, self.options, self.work, label, seed, bad=bad, config=config)
-        kind = "simulated BAD candidate (shuffled labels)" if bad else "trained"
+        kind = f"simulated BAD candidate ({bad}: {candidates.DESCRIPTIONS[bad]})" if bad else "trained"
         self.progress(f"{kind} {trained.manifest.model_name}: holdout accuracy {trained.manifest.holdout_accuracy:.4f}")
         published = self.bus.put(event).result
         self.progress(
@@ -235,6 +253,11 @@ class DemoSession:
             f"component {published['componentName']} {published['componentVersion']}"
         )
         record = self.stack.registry.get(self.options.model_name, int(published["modelVersion"]))
+        if bad is not None:
+            self.bad_kinds[record.version] = bad
+        if bad is BadKind.TAMPERED:
+            candidates.tamper(self.stack.store, record.artifact_uri)
+            self.progress(f"v{record.version}: {record.artifact_uri} modified after signing (simulated attacker)")
         if (bad or self.approve_by_hand) and record.approval is not ApprovalStatus.APPROVED:
             record = self.stack.registry.set_approval(
                 record.model_name,
@@ -274,6 +297,7 @@ class DemoSession:
         self.progress(
             f"rollout of v{rollout.model_version} {entry['outcome']}: rings {entry['rings_reached']}, "
             f"{entry['devices_on_version']} device(s) on it, reverted {_few(entry['reverted_devices'])}"
+            + (f"; stopped by {entry['stopped_by']}" if entry["stopped_by"] else "")
         )
         return entry
 
@@ -306,15 +330,45 @@ class DemoSession:
                     outcomes = self.stack.greengrass.outcomes(latest.deployment_id)
                     reverted += [o.thing_name for o in outcomes if o.status is ExecutionStatus.SUCCEEDED]
         record = self.stack.registry.get(rollout.model_name, rollout.model_version)
+        decisions = ctx.rollouts.decisions(rollout.model_name, rollout.model_version)
         return {
             "version": rollout.model_version,
+            "bad_kind": self.bad_kinds.get(rollout.model_version),
             "outcome": "completed" if rollout.state is RolloutState.COMPLETED else "reverted",
             "registry": {"approval": record.approval.value, "description": record.approval_description},
             "rings_reached": reached,
             "devices_on_version": sum(h.devices_on_version for h in health),
             "reverted_devices": sorted(reverted),
-            "decisions": [d.to_dict() for d in ctx.rollouts.decisions(rollout.model_name, rollout.model_version)],
+            **self._stop(rollout, record, decisions),
+            "decisions": [d.to_dict() for d in decisions],
         }
+
+    def _stop(self, rollout: Rollout, record: RegistryRecord, decisions: list[DecisionEntry]) -> dict[str, Any]:
+        """Where a reverted version was stopped, what its deployments met, and who is not back on last-known-good."""
+        reverts = [d.reason for d in decisions if d.decision == "revert" and " failed: " in d.reason]
+        revert = reverts[0] if reverts and rollout.state is RolloutState.ROLLED_BACK else None
+        failures = self._device_failures(record)
+        good = self.completed[-1] if self.completed else None
+        off_good = [t for t in self.things if self.stack.devices[t].health().model_version != good] if revert else []
+        return {
+            "stopped_by": candidates.stopped_by(revert, [f["detail"] for f in failures]) if revert else None,
+            "reverted_by": candidates.reverted_by(revert),
+            "last_known_good": good,
+            "devices_off_last_known_good": off_good,
+            "device_failures": failures,
+        }
+
+    def _device_failures(self, record: RegistryRecord) -> list[dict[str, str]]:
+        """Devices whose deployment of this version failed, with the device's reason (its verification error)."""
+        failures = []
+        for deployment in self.deployments:
+            component = deployment.components.get(record.component_name)
+            if component is None or component.version != record.component_version:
+                continue
+            for outcome in self.stack.greengrass.outcomes(deployment.deployment_id):
+                if outcome.status is ExecutionStatus.FAILED:
+                    failures.append({"thing_name": outcome.thing_name, "detail": outcome.detail})
+        return failures
 
 
 def _few(things: list[str], shown: int = 5) -> str:
@@ -326,6 +380,7 @@ def _few(things: list[str], shown: int = 5) -> str:
 
 
 BAD_APPROVAL_REASON = "demo --inject-bad-model: a bad candidate approved by hand (simulated operator error)"
+"""Only the inaccurate kind needs it: the others look honest to the registry's policy, which approves them."""
 HAND_APPROVAL_REASON = "demo --scenario: approved by the (simulated) operator running the scenario"
 
 
@@ -351,14 +406,14 @@ def _training_job(
     label: str,
     seed: int,
     *,
-    bad: bool = False,
+    bad: BadKind | None = None,
     config: Mapping[str, Any] | None = None,
 ) -> tuple[TrainingResult, dict[str, Any]]:
     """Run the training entry point as a SageMaker job would, and build the job's completion event.
 
-    bad=True is the simulated bad candidate: trained on the same rows with their labels shuffled (and
-    briefly), so it answers wrongly and unsurely, yet its manifest, golden rows and gate come honestly
-    from that model: device verification passes it, and only the canary's gates can catch it.
+    bad makes the job's output a simulated bad candidate (edgeloop.local.candidates): inaccurate trains on
+    shuffled labels; slow and selftest rewrite the trained model folder before it is packed (a slow graph with
+    an honest manifest; golden labels that do not match). Tampering happens later, to the published artifact.
     """
     job = f"edgeloop-{options.model_name}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{label}"
     sagemaker = stack.client("sagemaker")
@@ -373,9 +428,8 @@ def _training_job(
     )
     model_dir = work / "training" / label / "model"
     extra: dict[str, Any] = dict(config or {})
-    if bad:
-        extra = {"dataset": "npz", "train_dir": _shuffled_digits(work / "training" / label / "train", seed)}
-        extra["max_iter"] = BAD_MODEL_MAX_ITER
+    if bad is BadKind.INACCURATE:
+        extra = candidates.shuffled_digits(work / "training" / label / "train", seed)
     result = train(
         TrainingConfig(
             model_dir=model_dir,
@@ -386,6 +440,10 @@ def _training_job(
             **extra,
         )
     )
+    if bad is BadKind.SLOW:
+        result = replace(result, manifest=candidates.slow_down(model_dir, result.x_holdout))
+    elif bad is BadKind.SELFTEST:
+        result = replace(result, manifest=candidates.wrong_golden(model_dir))
     described = sagemaker.describe_training_job(TrainingJobName=job)
     stack.store.put(described["ModelArtifacts"]["S3ModelArtifacts"], _tar_gz(model_dir))
     detail = {k: _jsonable(v) for k, v in described.items() if k != "ResponseMetadata"}
@@ -401,18 +459,6 @@ def _training_job(
         "detail": detail,
     }
     return result, event
-
-
-def _shuffled_digits(train_dir: Path, seed: int) -> Path:
-    """The digits rows with their labels permuted, as an NPZ train channel (simulation of a bad candidate)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    train_dir.mkdir(parents=True, exist_ok=True)
-    labels = np.random.default_rng(seed + 1).permutation(digits.target)
-    names = np.array([f"pixel_{i}" for i in range(digits.data.shape[1])])
-    np.savez(train_dir / "shuffled.npz", features=digits.data.astype(np.float32), label=labels, feature_names=names)
-    return train_dir
 
 
 def _tar_gz(model_dir: Path) -> bytes:
@@ -580,18 +626,43 @@ def _rollout_problems(summary: dict[str, Any]) -> list[str]:
     bad = set(summary["run"].get("injected_bad_versions", []))
     for rollout in summary["rollouts"]:
         version, outcome = rollout["version"], rollout["outcome"]
-        if version in bad:
-            if outcome != "reverted" or rollout["rings_reached"] != [DEMO_POLICY.ring_names[0]]:
-                problems.append(f"bad v{version} was not halted in the canary ({outcome}, {rollout['rings_reached']})")
-            if rollout["devices_on_version"] or any(d["model_version"] == version for d in summary["devices"]):
-                problems.append(f"devices are still on bad v{version}")
-            reached = sorted(d["thing_name"] for d in summary["devices"] if d["ring"] in rollout["rings_reached"])
-            if rollout["reverted_devices"] != reached:
-                problems.append(f"bad v{version}: {reached} got it but {rollout['reverted_devices']} were reverted")
+        if version in bad or rollout.get("bad_kind"):
+            problems += _bad_rollout_problems(summary, rollout)
         elif outcome != "completed":
             problems.append(f"v{version} did not complete its rollout ({outcome})")
     if summary["rollouts"] and summary["rollouts"][-1]["version"] != summary["model"]["version"]:
         problems.append("the fleet does not end on the last completed version")
+    return problems
+
+
+def _bad_rollout_problems(summary: dict[str, Any], rollout: dict[str, Any]) -> list[str]:
+    """One bad candidate: reverted in the canary, nobody left on it, stopped where its kind must be stopped."""
+    problems = []
+    version, outcome = rollout["version"], rollout["outcome"]
+    if outcome != "reverted" or rollout["rings_reached"] != [DEMO_POLICY.ring_names[0]]:
+        problems.append(f"bad v{version} was not halted in the canary ({outcome}, {rollout['rings_reached']})")
+    if rollout["devices_on_version"] or any(d["model_version"] == version for d in summary["devices"]):
+        problems.append(f"devices are still on bad v{version}")
+    reached = sorted(d["thing_name"] for d in summary["devices"] if d["ring"] in rollout["rings_reached"])
+    if rollout["reverted_devices"] != reached:
+        problems.append(f"bad v{version}: {reached} got it but {rollout['reverted_devices']} were reverted")
+    if rollout.get("devices_off_last_known_good"):
+        off, good = rollout["devices_off_last_known_good"], rollout["last_known_good"]
+        problems.append(f"after bad v{version}, {off} were not back on last-known-good v{good}")
+    kind = rollout.get("bad_kind")
+    if kind is None:
+        return problems
+    expected, stopped = EXPECTED_STOPS[BadKind(kind)], rollout.get("stopped_by") or "nothing"
+    if not stopped.startswith(expected.by) or expected.what not in stopped:
+        problems.append(f"{kind} v{version} was stopped by {stopped}, not by {expected.by}: {expected.what}")
+    if not expected.on_device:
+        return problems
+    answered = sorted(d["thing_name"] for d in summary["devices"] if version in d["versions_answered"])
+    if answered:
+        problems.append(f"{kind} v{version} should never have run, but {answered} answered with it")
+    reverted = rollout.get("reverted_by") or "nothing"
+    if not any(gate in reverted for gate in HARD_GATES):
+        problems.append(f"{kind} v{version} was reverted by {reverted}, not by a job or activation failure gate")
     return problems
 
 

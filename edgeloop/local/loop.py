@@ -35,7 +35,7 @@ from edgeloop.core.outages import outage_seconds, outages_mapping
 from edgeloop.core.records import InferenceBatch
 from edgeloop.core.retraining import RetrainingState, observe_drift, observe_labels, retraining_decision, triggered
 from edgeloop.core.rollout import VersionHealth
-from edgeloop.core.scenario import Scenario
+from edgeloop.core.scenario import BadKind, Scenario
 from edgeloop.device.model import SessionPool
 from edgeloop.local import demo as base
 from edgeloop.local.fleet import FleetDownloads, SteppedDevice
@@ -320,7 +320,7 @@ class _Loop:
     def _roll_out_bad(self, kind: str) -> None:
         """A simulated bad candidate, approved by a (simulated) operator: the rings must stop it."""
         self.progress(f"[{self._when()}] rolling out a simulated bad candidate ({kind})")
-        candidate = self.demo.train_and_publish(f"v-bad-{kind}", self.demo.options.seed, bad=True)
+        candidate = self.demo.train_and_publish(f"v-bad-{kind}", self.demo.options.seed, bad=BadKind(kind))
         self.bad_versions[candidate.record.version] = kind
         self.roll_out(candidate.record, f"bad: {kind}")
 

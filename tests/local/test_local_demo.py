@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import io
@@ -12,9 +13,12 @@ from typing import Any
 
 import pytest
 
+from edgeloop.cli.demo import bad_kinds
 from edgeloop.cli.main import main
 from edgeloop.core.errors import EdgeloopError, UsageError
-from edgeloop.local.demo import DemoOptions, _check_promises
+from edgeloop.core.scenario import BadKind
+from edgeloop.local.candidates import BAD_KINDS
+from edgeloop.local.demo import DEMO_P99_RATIO, DemoOptions, _check_promises
 
 
 @pytest.fixture(scope="module")
@@ -59,32 +63,81 @@ def test_the_default_demo_rolls_one_version_through_every_ring(demo_run: tuple[i
 
 
 @pytest.fixture(scope="module")
-def bad_model_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, str]:
+def bad_model_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, str, str]:
+    """One demo run with every kind of bad candidate (--inject-bad-model names none: all four)."""
     out = tmp_path_factory.mktemp("bad-model")
-    capture = io.StringIO()
-    with contextlib.redirect_stderr(capture):
+    progress, printed = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(progress), contextlib.redirect_stdout(printed):
         code = main(["demo", "--devices", "3", "--inject-bad-model", "--out", str(out)])
-    return code, json.loads((out / "summary.json").read_text()), capture.getvalue()
+    assert (out / "summary.json").exists(), f"the demo failed ({code}): {progress.getvalue()[-4000:]}"
+    return code, json.loads((out / "summary.json").read_text()), progress.getvalue(), printed.getvalue()
 
 
-def test_a_bad_candidate_is_reverted_in_the_canary_and_a_good_one_completes(bad_model_run: tuple) -> None:
-    code, summary, _ = bad_model_run
+def _bad(summary: dict, kind: str) -> dict:
+    [rollout] = [r for r in summary["rollouts"] if r["bad_kind"] == kind]
+    return rollout
+
+
+def test_every_bad_candidate_is_reverted_in_the_canary_and_a_good_one_completes(bad_model_run: tuple) -> None:
+    code, summary, _, _ = bad_model_run
     assert code == 0
-    first, bad, good = summary["rollouts"]
-    assert summary["run"]["injected_bad_versions"] == [bad["version"]]
-    assert (first["outcome"], bad["outcome"], good["outcome"]) == ("completed", "reverted", "completed")
-    assert bad["rings_reached"] == ["canary"]
-    assert bad["devices_on_version"] == 0
-    assert bad["reverted_devices"] == ["edgeloop-device-001"]
-    [revert] = [d for d in bad["decisions"] if d["decision"] == "revert" and "failed" in d["reason"]]
-    assert "confidence_drop" in revert["reason"]
+    first, *bad, good = summary["rollouts"]
+    assert [r["bad_kind"] for r in bad] == list(BAD_KINDS)
+    assert summary["run"]["injected_bad_versions"] == [r["version"] for r in bad]
+    assert (first["outcome"], good["outcome"]) == ("completed", "completed")
+    for rollout in bad:
+        assert rollout["outcome"] == "reverted"
+        assert rollout["rings_reached"] == ["canary"]
+        assert rollout["devices_on_version"] == 0
+        assert rollout["reverted_devices"] == ["edgeloop-device-001"]
+        assert (rollout["last_known_good"], rollout["devices_off_last_known_good"]) == (first["version"], [])
     assert good["rings_reached"] == ["canary", "broad"]
     assert summary["model"]["version"] == good["version"]
     for device in summary["devices"]:
         assert device["model_version"] == good["version"]
-    canary = summary["devices"][0]
-    assert bad["version"] in canary["versions_answered"], "the canary did serve the bad version for a while"
-    assert all(bad["version"] not in d["versions_answered"] for d in summary["devices"][1:])
+        assert device["health"]["model_state"] == "active"
+
+
+@pytest.mark.parametrize(("kind", "gate"), [("inaccurate", "confidence_drop"), ("slow", "p99_latency_ratio")])
+def test_a_candidate_that_runs_badly_is_stopped_by_the_named_canary_gate(
+    bad_model_run: tuple, kind: str, gate: str
+) -> None:
+    _, summary, progress, _ = bad_model_run
+    rollout = _bad(summary, kind)
+    assert rollout["stopped_by"].startswith(f"canary gate: {gate} ")
+    assert rollout["device_failures"] == []
+    [revert] = [d for d in rollout["decisions"] if d["decision"] == "revert" and "failed" in d["reason"]]
+    assert revert["reason"].startswith(f"ring canary failed: {gate}")
+    canary, *broad = summary["devices"]
+    assert rollout["version"] in canary["versions_answered"], "the canary did serve it for a while"
+    assert all(rollout["version"] not in d["versions_answered"] for d in broad)
+    assert f"rollout v{rollout['version']} [canary] revert: ring canary failed: {gate}" in progress
+
+
+def test_the_slow_candidate_was_honest_but_far_beyond_the_latency_gate(bad_model_run: tuple) -> None:
+    _, summary, _, _ = bad_model_run
+    slow, accurate = _bad(summary, "slow"), summary["rollouts"][-1]
+    [revert] = [d for d in slow["decisions"] if d["decision"] == "revert" and "failed" in d["reason"]]
+    ratio = float(revert["reason"].split("p99_latency_ratio ")[1].split(" ")[0])
+    assert ratio >= 2 * DEMO_P99_RATIO
+    assert "confidence_drop" not in revert["reason"], "its answers are the honest model's"
+    [passed] = [d for d in accurate["decisions"] if d["reason"].startswith("ring canary passed")]
+    assert "p99_latency_ratio" in passed["reason"], "the same gate judged the honest candidate, and let it through"
+
+
+@pytest.mark.parametrize(("kind", "failure"), [("tampered", "sha256 mismatch"), ("selftest", "self-test failed")])
+def test_a_candidate_that_fails_device_verification_never_runs_anywhere(
+    bad_model_run: tuple, kind: str, failure: str
+) -> None:
+    _, summary, progress, _ = bad_model_run
+    rollout = _bad(summary, kind)
+    assert rollout["stopped_by"] == f"device verification: {failure}"
+    assert rollout["reverted_by"].startswith("canary gate: job_failure_rate 1 > 0.1")
+    [failed] = rollout["device_failures"]
+    assert failed["thing_name"] == "edgeloop-device-001"
+    assert "serving com.edgeloop.model.digits 1.0.0 from the local store" in failed["detail"]
+    assert all(rollout["version"] not in d["versions_answered"] for d in summary["devices"])
+    assert f"stopped by device verification: {failure}" in progress
 
 
 @pytest.mark.parametrize(
@@ -93,9 +146,36 @@ def test_a_bad_candidate_is_reverted_in_the_canary_and_a_good_one_completes(bad_
         (lambda s: s["rollouts"][1].update(reverted_devices=[]), "['edgeloop-device-001'] got it but [] were reverted"),
         (lambda s: s["rollouts"][1].update(rings_reached=["canary", "broad"]), "was not halted in the canary"),
         (lambda s: s["devices"][2].update(model_version=2), "devices are still on bad v2"),
-        (lambda s: s["rollouts"][2].update(outcome="reverted"), "v3 did not complete its rollout"),
+        (lambda s: s["rollouts"][-1].update(outcome="reverted"), "v6 did not complete its rollout"),
+        (
+            lambda s: s["rollouts"][2].update(stopped_by="canary gate: confidence_drop 0.5 > 0.05"),
+            "slow v3 was stopped by canary gate: confidence_drop 0.5 > 0.05, not by canary gate: p99_latency_ratio",
+        ),
+        (
+            lambda s: s["rollouts"][3].update(stopped_by="canary gate: error_rate 1 > 0.02"),
+            "tampered v4 was stopped by canary gate: error_rate 1 > 0.02, not by device verification: sha256",
+        ),
+        (lambda s: s["devices"][0]["versions_answered"].append(5), "selftest v5 should never have run, but ['edge"),
+        (
+            lambda s: s["rollouts"][4].update(reverted_by="canary gate: error_rate 1 > 0.02"),
+            "selftest v5 was reverted by canary gate: error_rate 1 > 0.02, not by a job or activation failure gate",
+        ),
+        (
+            lambda s: s["rollouts"][3].update(devices_off_last_known_good=["edgeloop-device-001"]),
+            "after bad v4, ['edgeloop-device-001'] were not back on last-known-good v1",
+        ),
     ],
-    ids=["canary-not-reverted", "past-the-canary", "device-on-bad", "good-not-completed"],
+    ids=[
+        "canary-not-reverted",
+        "past-the-canary",
+        "device-on-bad",
+        "good-not-completed",
+        "slow-by-wrong-gate",
+        "tampered-not-by-device",
+        "selftest-ran",
+        "selftest-reverted-by-metric",
+        "canary-not-back-on-good",
+    ],
 )
 def test_a_broken_rollout_promise_fails_the_demo(bad_model_run: tuple, breakage: Any, problem: str) -> None:
     summary = copy.deepcopy(bad_model_run[1])
@@ -105,14 +185,23 @@ def test_a_broken_rollout_promise_fails_the_demo(bad_model_run: tuple, breakage:
         _check_promises(summary, 3)
 
 
-def test_the_bad_candidate_ends_rejected_in_the_registry_with_the_reason(bad_model_run: tuple) -> None:
-    _, summary, progress = bad_model_run
-    first, bad, good = summary["rollouts"]
-    assert bad["registry"]["approval"] == "Rejected"
-    assert bad["registry"]["description"].startswith("reverted by rollout: ring canary failed: confidence_drop")
+def test_each_bad_candidate_ends_rejected_in_the_registry_with_the_reason(bad_model_run: tuple) -> None:
+    _, summary, _, _ = bad_model_run
+    first, *bad, good = summary["rollouts"]
+    gates = {"inaccurate": "confidence_drop", "slow": "p99_latency_ratio"}  # the others: their deployments failed
+    for rollout in bad:
+        assert rollout["registry"]["approval"] == "Rejected"
+        gate = gates.get(rollout["bad_kind"], "job_failure_rate")
+        assert rollout["registry"]["description"].startswith(f"reverted by rollout: ring canary failed: {gate}")
     assert first["registry"]["approval"] == good["registry"]["approval"] == "Approved"
-    assert f"rollout v{bad['version']} [canary] revert: ring canary failed: confidence_drop" in progress
-    assert f"rollout of v{bad['version']} reverted" in progress
+
+
+def test_the_printed_summary_names_each_kind_and_where_it_was_stopped(bad_model_run: tuple) -> None:
+    _, summary, _, printed = bad_model_run
+    for rollout in summary["rollouts"]:
+        [line] = [row for row in printed.splitlines() if row.startswith(f"v{rollout['version']} ")]
+        assert (rollout["bad_kind"] or "honest") in line
+        assert line.rstrip().endswith(rollout["stopped_by"] or "-")
 
 
 def test_demo_leaves_only_the_summary_and_its_report(demo_run: tuple[int, dict, Path]) -> None:
@@ -127,6 +216,10 @@ def test_demo_leaves_only_the_summary_and_its_report(demo_run: tuple[int, dict, 
         (["demo", "--devices", "many"], "'many' is not a whole number"),
         (["demo", "--colour"], "unrecognized arguments: --colour"),
         (["launch"], "invalid choice: 'launch'"),
+        (
+            ["demo", "--inject-bad-model", "fast"],
+            "invalid choice: 'fast' (choose from 'inaccurate', 'slow', 'tampered', 'selftest')",
+        ),
     ],
 )
 def test_bad_options_exit_2_with_one_clear_line(
@@ -189,3 +282,12 @@ def test_a_broken_promise_fails_the_demo(demo_run: tuple[int, dict, Path], break
     breakage(summary)
     with pytest.raises(EdgeloopError, match=re.escape(problem)):
         _check_promises(summary, 3)
+
+
+@pytest.mark.parametrize(
+    ("value", "kinds"),
+    [(None, ()), ([], BAD_KINDS), (["selftest", "slow"], (BadKind.SELFTEST, BadKind.SLOW))],
+    ids=["absent", "bare-flag-means-all", "named"],
+)
+def test_inject_bad_model_names_the_kinds(value: list[str] | None, kinds: tuple[BadKind, ...]) -> None:
+    assert bad_kinds(argparse.Namespace(inject_bad_model=value)) == kinds
