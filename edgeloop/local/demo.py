@@ -235,6 +235,8 @@ class DemoSession:
         self.pause_s = TICK_REAL_S
         """Wall seconds per tick for threaded devices to answer; a stepped fleet answers within the tick (0)."""
         self.rollout_timeout_s = ROLLOUT_TIMEOUT_S
+        self.device_health: Callable[[str], HealthReport] = lambda thing: stack.devices[thing].health()
+        """A device's current health, read in-process (a stepped fleet keeps its devices apart from the stack)."""
 
     def train_and_publish(
         self, label: str, seed: int, *, bad: BadKind | None = None, config: Mapping[str, Any] | None = None
@@ -349,7 +351,7 @@ class DemoSession:
         revert = reverts[0] if reverts and rollout.state is RolloutState.ROLLED_BACK else None
         failures = self._device_failures(record)
         good = self.completed[-1] if self.completed else None
-        off_good = [t for t in self.things if self.stack.devices[t].health().model_version != good] if revert else []
+        off_good = [t for t in self.things if self.device_health(t).model_version != good] if revert else []
         return {
             "stopped_by": candidates.stopped_by(revert, [f["detail"] for f in failures]) if revert else None,
             "reverted_by": candidates.reverted_by(revert),

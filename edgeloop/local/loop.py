@@ -188,6 +188,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
             demo = base.DemoSession(stack, options, Path(work), clock, progress, things)
             demo.approve_by_hand = True
             demo.tick_s, demo.pause_s = scenario.step_s, 0.0
+            demo.device_health = lambda thing: fleet[thing].health()
             demo.rollout_timeout_s = max(base.ROLLOUT_TIMEOUT_S, ROLLOUT_WALL_S_PER_DEVICE * len(things))
             first = demo.train_and_publish(
                 "v-initial", seed, config=_channel(Path(work), "initial", initial_x, initial_y, dataset.feature_names)
