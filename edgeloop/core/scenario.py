@@ -281,7 +281,7 @@ BUILT_IN: Mapping[str, Mapping[str, Any]] = MappingProxyType(
                 },
                 {"kind": "restart", "from_s": 72_000.0, "to_s": 72_600.0},
             ],
-            "bad_candidates": [{"kind": "inaccurate", "at_s": 7200.0}],
+            "bad_candidates": [{"kind": "inaccurate", "at_s": 7200.0}, {"kind": "tampered", "at_s": 14_400.0}],
             "samplers": {"drifted": 0.02, "low_confidence": 0.3, "random": 0.001},
             "retraining": {
                 "min_new_labels": 50_000,
@@ -294,6 +294,7 @@ BUILT_IN: Mapping[str, Mapping[str, Any]] = MappingProxyType(
                 "healthMinIntervalSeconds": 1800.0,
                 "driftWindow": 360,
                 "driftMinRows": 240,
+                "sampleBytesPerDay": 51_200,
             },
         },
     }

@@ -617,6 +617,10 @@ class DeviceRuntime:
         """The store-and-forward side: uplink state, last sync and counters for the health report."""
         return self._forwarder
 
+    def defer_forward(self, until: float) -> None:
+        """No periodic forward round before `until` (a simulated fleet staggers its devices, as boot times do)."""
+        self._next_forward = max(self._next_forward, until)
+
     def forward(self, *, flush: bool = False) -> int:
         """Publish the next buffered records, packed and paced; each is acked only after the uplink confirmed it."""
         return self._forwarder.drain(self._clock(), self._config.forwardBatchSize, flush=flush)

@@ -75,8 +75,10 @@ class SteppedDevice:
         pool: SessionPool,
         seed: int,
         forward_interval_s: float,
+        forward_phase_s: float = 0.0,
     ) -> None:
-        """forward_interval_s: how long an idle device waits between forward rounds (a backlog drains at once)."""
+        """forward_interval_s: how long an idle device waits between forward rounds (a backlog drains at once);
+        forward_phase_s: when its first round may start, so a fleet's rounds do not all fall on one step."""
         self.thing_name = thing_name
         self.index = index
         work = root / "work" / INFERENCE_COMPONENT
@@ -95,6 +97,7 @@ class SteppedDevice:
             session_pool=pool,
             forward_interval_s=forward_interval_s,
         )
+        self.runtime.defer_forward(clock() + forward_phase_s)
         self.nucleus = LocalNucleus(thing_name, root, artifacts=artifacts, on_configuration=self._configure)
         self.nucleus.online = lambda: self.link.connected
         self.submitted = 0

@@ -37,18 +37,21 @@ class Ledger:
         self.size = 0
         self.at_s = np.zeros(CHUNK, dtype=np.float32)
         self.device = np.zeros(CHUNK, dtype=np.int32)
+        self.row = np.zeros(CHUNK, dtype=np.int32)
+        """The dataset row each request was made from (the stream cycles its rows)."""
         self.truth = np.zeros(CHUNK, dtype=np.int16)
         self.predicted = np.full(CHUNK, UNANSWERED, dtype=np.int16)
         self.version = np.zeros(CHUNK, dtype=np.int16)
         self.counted_twice = 0
         """Requests whose answer the cloud counted a second time: must stay 0 (duplicates recognised upstream)."""
 
-    def add(self, at_s: float, device: int, truth: np.ndarray) -> int:
-        """Record len(truth) requests sent now to one device; returns the first one's index."""
+    def add(self, at_s: float, device: int, truth: np.ndarray, rows: np.ndarray | None = None) -> int:
+        """Record len(truth) requests sent now to one device (made from dataset `rows`); returns the first index."""
         start, n = self.size, len(truth)
         self._grow(start + n)
         self.at_s[start : start + n] = at_s
         self.device[start : start + n] = device
+        self.row[start : start + n] = -1 if rows is None else rows
         self.truth[start : start + n] = truth
         self.size += n
         return start
@@ -67,7 +70,7 @@ class Ledger:
         if needed <= len(self.at_s):
             return
         size = max(needed, 2 * len(self.at_s))
-        for name in ("at_s", "device", "truth", "predicted", "version"):
+        for name in ("at_s", "device", "row", "truth", "predicted", "version"):
             old = getattr(self, name)
             fill = UNANSWERED if name == "predicted" else 0
             new = np.full(size, fill, dtype=old.dtype)

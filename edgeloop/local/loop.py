@@ -60,8 +60,9 @@ TIMELINE_POINTS = 240
 DRAIN_MAX_STEPS = 500
 """Steps after the scenario's time to deliver what is still buffered, before the run gives up."""
 ROLLOUT_WALL_S_PER_DEVICE = 1.0
-SAMPLE_BYTES_PER_DEVICE = 50 * 1024
-"""The scenario fleet's daily sample budget per device: the loop must learn from a trickle, not a stream."""
+SAMPLE_BYTES_PER_DEVICE = 150 * 1024
+"""The scenario fleet's daily sample budget per device (bytes of sample JSON, before compression): the loop
+must learn from a trickle, not a stream; a scenario's device_config may set sampleBytesPerDay instead."""
 SCENARIO_DEVICE_CONFIG = {"healthIntervalSeconds": 1.0, "healthMinIntervalSeconds": 0.5, "driftWindow": 400,
                           "driftMinRows": 200}  # fmt: skip
 """Reports and drift windows sized to a simulated hour; a scenario's device_config overrides them."""
@@ -125,7 +126,7 @@ class World:
                 self.rows[picks], self.labels[picks], self.scenario.drift, now_s=self.now_s, device_index=index,
                 devices=len(self.things), scale=self.scale, classes=self.classes, rng=self.rng,
             )  # fmt: skip
-            first = self.ledger.add(self.now_s, index, truth)
+            first = self.ledger.add(self.now_s, index, truth, picks)
             if drift_at is not None and self.now_s >= drift_at:
                 self.reservoir.add(rows, first)
             rounded = np.round(rows, 4).tolist()
@@ -178,6 +179,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
                     thing, index, Path(work) / "devices" / thing, network=network, deliver=stack.iot_core.deliver,
                     artifacts=downloads, clock=clock, pool=pool, seed=seed * 100_003 + index,
                     forward_interval_s=scenario.forward_interval_s,
+                    forward_phase_s=scenario.forward_interval_s * index / len(things),
                 )  # fmt: skip
                 fleet[thing] = device
                 stack.greengrass.register_nucleus(device.nucleus)
@@ -451,6 +453,7 @@ class _Loop:
                 "pre_drift_accuracy": ledger.accuracy(pre & ~is_bad),
                 "post_drift_accuracy": ledger.accuracy(post),
                 "recovered_accuracy": ledger.accuracy(is_new),
+                "recovered_accuracy_unseen": ledger.accuracy(is_new & ~self._rows_labelled(size)),
                 "oracle_accuracy": self._oracle(is_new),
                 "drift_detected_at_s": self.drift_detected_at_s,
                 "retrain_triggered_at_s": self.retrain_at_s,
@@ -486,6 +489,14 @@ class _Loop:
             },
             "rollouts": [{**r, "bad_kind": self.bad_versions.get(r["version"])} for r in self.demo.rollouts],
         }
+
+    def _rows_labelled(self, size: int) -> np.ndarray:
+        """Requests made from a dataset row some labelled sample came from: the stream cycles its rows, so the
+        retrained model has seen those very inputs; recovered_accuracy_unseen leaves them out."""
+        ledger = self.world.ledger
+        indices = [request_index(ref.sample.request_id) for ref, _ in self.labelled]
+        rows = ledger.row[[i for i in indices if i is not None and 0 <= i < ledger.size]]
+        return np.isin(ledger.row[:size], rows)
 
     def _usage(self, links: list[LinkStats]) -> UplinkUsage:
         """What the fleet sent, in the units AWS bills: every results and samples message has a rule and an S3 put."""

@@ -27,7 +27,7 @@ BAD_DAY: dict[str, Any] = {
         {"kind": "partition", "scope": "share", "share": 0.5, "from_s": 1800.0, "to_s": 2700.0, "flap_s": 180.0},
         {"kind": "restart", "from_s": 3900.0, "to_s": 4020.0},
     ],
-    "bad_candidates": [{"kind": "inaccurate", "at_s": 3000.0}],
+    "bad_candidates": [{"kind": "inaccurate", "at_s": 3000.0}, {"kind": "selftest", "at_s": 3300.0}],
     "device_config": {"healthIntervalSeconds": 120.0, "healthMinIntervalSeconds": 60.0},
 }
 
@@ -49,8 +49,9 @@ def test_a_bad_day_loses_nothing_counts_nothing_twice_and_ends_on_last_known_goo
     assert reliability["answers_received"] + refused == reliability["requests"], "every other one answered"
 
     outcomes = [(r["version"], r["outcome"], r["bad_kind"]) for r in summary["rollouts"]]
-    assert outcomes == [(1, "completed", None), (2, "reverted", "inaccurate")]
-    assert summary["rollouts"][1]["rings_reached"] == ["canary"]
+    assert outcomes == [(1, "completed", None), (2, "reverted", "inaccurate"), (3, "reverted", "selftest")]
+    assert [r["rings_reached"] for r in summary["rollouts"][1:]] == [["canary"], ["canary"]]
+    assert summary["rollouts"][2]["stopped_by"] == "device verification: self-test failed"
     last = summary["timeline"]["points"][-1]
     assert last["devices_by_version"] == {"1": 4}, "the broad ring, offline through v1's rollout, caught up"
     kinds = {e["kind"] for e in summary["timeline"]["events"]}
