@@ -38,6 +38,18 @@ def test_defaults_and_parsed_values() -> None:
     assert (scenario.requests_per_s, scenario.seed, scenario.label_column) == (1.0, 0, "label")
     assert scenario.drift[0].share == 0.5
     assert Scenario.from_dict(with_(drift=[])).drift_starts_at_s is None
+    assert (scenario.outages, scenario.bad_candidates, scenario.step_s, scenario.canary_devices) == ((), (), 30.0, 1)
+
+
+def test_outages_and_bad_candidates_parse() -> None:
+    scenario = Scenario.from_dict(
+        with_(
+            outages=[{"kind": "partition", "scope": "ring", "ring": "canary", "from_s": 10, "to_s": 20}],
+            bad_candidates=[{"kind": "tampered", "at_s": 5}],
+        )
+    )
+    assert scenario.outages[0].ring == "canary"
+    assert scenario.bad_candidates[0].kind == "tampered"
 
 
 @pytest.mark.parametrize(
@@ -56,6 +68,14 @@ def test_defaults_and_parsed_values() -> None:
         (with_(retraining={"min_new_labels": "many"}), "scenario.retraining.min_new_labels", "integer"),
         (with_(retraining={"max_labels": 3}), "scenario.retraining", "unknown"),
         (with_(samplers=["low_confidence"]), "scenario.samplers", "object"),
+        (with_(outages=[{"kind": "cut", "from_s": 1, "to_s": 2}]), "scenario.outages[0].kind", "'cut'"),
+        (with_(outages=[{"kind": "partition", "from_s": 450, "to_s": 460}]), "outages[].from_s", "not before"),
+        (with_(bad_candidates=[{"kind": "evil", "at_s": 1}]), "scenario.bad_candidates[0].kind", "'evil'"),
+        (with_(bad_candidates=[{"kind": "slow", "at_s": 1, "why": 1}]), "scenario.bad_candidates[0]", "unknown"),
+        (with_(step_s=0.5), "step_s", "outside"),
+        (with_(canary_devices=50), "canary_devices", "outside"),
+        (with_(forward_interval_s=0), "forward_interval_s", "outside"),
+        (with_(device_config=[1]), "scenario.device_config", "object"),
     ],
 )
 def test_a_bad_scenario_names_its_key(data: dict[str, Any], field: str, message: str) -> None:
