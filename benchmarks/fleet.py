@@ -7,7 +7,7 @@ scenario runner, with its wall time and peak memory.
 - records: durable buffer records the fleet produced (each a micro-batch of results, or a sample), all
   delivered (the run fails otherwise); records_per_wall_s: records / wall_s.
 
---quick runs the same scenario on 100 devices for six simulated hours (no drift, retrain or fleet-wide
+--quick runs the same scenario on 250 devices for six simulated hours (no drift, retrain or fleet-wide
 outage in that span: the bad candidate and the flapping partition only).
 
     python benchmarks/fleet.py [--quick]
@@ -30,7 +30,7 @@ from edgeloop.core.scenario import BUILT_IN, Scenario
 from edgeloop.local.loop import run_scenario
 
 KEYS = ("devices", "simulated_s", "wall_s", "peak_rss_mb", "records", "records_per_wall_s")
-QUICK = {"devices": 100, "canary_devices": 5, "duration_s": 21_600.0}
+QUICK = {"devices": 250, "canary_devices": 10, "duration_s": 21_600.0}
 
 
 def main() -> None:
