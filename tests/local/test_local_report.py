@@ -69,7 +69,7 @@ def full_summary() -> dict[str, Any]:
 # --- the HTML itself -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["full", "summary_demo", "summary_drift"])
+@pytest.fixture(params=["full", "summary_demo", "summary_drift", "summary_fleet"])
 def summary(request: pytest.FixtureRequest) -> dict[str, Any]:
     return full_summary() if request.param == "full" else load_event(request.param)
 
@@ -113,6 +113,14 @@ def test_the_plain_demo_summary_says_what_it_lacks() -> None:
     assert "cost estimate: " + NOT_RECORDED in page
     assert "edgeloop-device-005" in page  # the device table
     assert "ring canary passed" in page  # the decisions table
+
+
+def test_a_stepped_fleet_summary_draws_every_section_from_what_the_runner_wrote() -> None:
+    page = render_report(load_event("summary_fleet"))  # the bad-day scenario of tests/local/test_local_fleet.py
+    for chart in ("accuracy", "rings", "buffer", "delivery", "uplink", "cost"):
+        assert f'id="chart-{chart}"' in page
+    assert NOT_RECORDED not in page
+    assert page.count('<rect class="outage"') >= 3
 
 
 def test_the_drift_summary_without_a_timeline_shows_the_loop_figures() -> None:
@@ -218,7 +226,7 @@ def _rendered(binary: str, page: Path, profile: Path) -> tuple[dict[str, str], l
     return dict(re.findall(r'([\w-]+)="([^"]*)"', root.group(0))), console
 
 
-@pytest.mark.parametrize("name", ["full", "summary_demo"])
+@pytest.mark.parametrize("name", ["full", "summary_demo", "summary_fleet"])
 def test_chromium_renders_every_chart_without_console_errors(chromium: str, name: str, tmp_path: Path) -> None:
     summary = full_summary() if name == "full" else load_event(name)
     page = write_report(tmp_path, summary)
