@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import aws_cdk as cdk
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
 from aws_cdk import aws_kms as kms
@@ -18,13 +17,12 @@ from edgeloop.core.names import (
     SAMPLES_PREFIX,
     SAMPLES_TABLE,
     SAMPLES_TOPIC_FILTER,
-    TABLE_PARTITION_KEY,
-    TABLE_SORT_KEY,
 )
 from edgeloop.core.settings import ENV_LABELLING_QUEUE_URL, ENV_SAMPLES_TABLE
 from infra.constructs.event_function import EventFunction
 from infra.constructs.queues import RETENTION, last_resort_queue
 from infra.constructs.results import SQL_VERSION
+from infra.constructs.rollout_state import state_table
 from infra.nag import grant
 
 SAMPLES_SQL = f"SELECT * FROM '{SAMPLES_TOPIC_FILTER}'"
@@ -58,21 +56,7 @@ class Samples(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.uri = f"s3://{bucket.bucket_name}/{SAMPLES_PREFIX}"
-        self.table = dynamodb.Table(
-            self,
-            "Catalogue",
-            table_name=SAMPLES_TABLE,
-            partition_key=dynamodb.Attribute(name=TABLE_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name=TABLE_SORT_KEY, type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=key,
-            deletion_protection=True,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
+        self.table = state_table(self, "Catalogue", SAMPLES_TABLE, key)
         self.labelling_dead_letters = last_resort_queue(
             self, "LabellingDeadLetters", "This queue is itself the dead-letter queue of the labelling queue."
         )
