@@ -73,7 +73,7 @@ SCENARIO_KEYS = {
 
 
 class BadKind(StrEnum):
-    """The ways a simulated bad candidate can be bad (edgeloop.local.candidates builds each)."""
+    """The ways a simulated bad candidate can be bad (the local stack builds one of each)."""
 
     INACCURATE = "inaccurate"
     """Wrong answers, unsure ones: the canary's confidence gate must revert it."""
