@@ -25,6 +25,7 @@ class DriftMonitor:
         "_batch_seq",
         "_confidence_edges",
         "_edges",
+        "_ramp",
         "_single_confidences",
         "_single_rows",
         "_single_seq",
@@ -42,6 +43,7 @@ class DriftMonitor:
         self._batch_rows = np.zeros((window, model.width), dtype=np.float32)
         self._batch_confidences = np.zeros(window, dtype=np.float32)
         self._batch_seq = np.full(window, -1, dtype=np.int64)
+        self._ramp = np.arange(window, dtype=np.int64)
         self._single_rows: list[np.ndarray | None] = [None] * window
         self._single_confidences = [0.0] * window
         self._single_seq = [-1] * window
@@ -64,14 +66,22 @@ class DriftMonitor:
             matrix, confidences = matrix[-window:], confidences[-window:]
             self.seen += n - window
             n = window
-        start = self.seen % window
+        seen = self.seen
+        start = seen % window
         first = min(n, window - start)
-        seqs = np.arange(self.seen, self.seen + n, dtype=np.int64)
-        for target, source in ((slice(start, start + first), slice(0, first)), (slice(0, n - first), slice(first, n))):
-            self._batch_rows[target] = matrix[source]
-            self._batch_confidences[target] = confidences[source]
-            self._batch_seq[target] = seqs[source]
-        self.seen += n
+        if first == n:
+            self._put(start, seen, matrix, confidences)
+        else:  # the window wraps inside this batch
+            self._put(start, seen, matrix[:first], confidences[:first])
+            self._put(0, seen + first, matrix[first:], confidences[first:])
+        self.seen = seen + n
+
+    def _put(self, start: int, seq: int, rows: np.ndarray, confidences: np.ndarray) -> None:
+        """Rows from window slot `start` on (no wrap), numbered from seq: three slice copies."""
+        end = start + rows.shape[0]
+        self._batch_rows[start:end] = rows
+        self._batch_confidences[start:end] = confidences
+        np.add(self._ramp[: end - start], seq, out=self._batch_seq[start:end])
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         """The window's rows and confidences, oldest first: copies, taken under the caller's lock."""
