@@ -447,7 +447,8 @@ class DeviceRuntime:
             return _Outcome((), (), dict.fromkeys(range(n), str(exc)))
         rejected: dict[int, str] = {}
         kept: Sequence[int] = range(n)
-        if not math.isfinite(np.add.reduce(confidences, axis=None)):  # NaN/inf anywhere poisons the sum
+        rounded = _rounded(confidences)
+        if not math.isfinite(sum(rounded)):  # NaN/inf anywhere poisons the sum (of Python floats: no overflow)
             finite = np.isfinite(confidences)  # a model emitting NaN/inf is failing: count it, keep good rows
             bad, keep = np.flatnonzero(~finite).tolist(), np.flatnonzero(finite)
             log.error("model v%s gave non-finite probabilities for %d of %d rows", model.version, len(bad), n)
@@ -460,12 +461,12 @@ class DeviceRuntime:
             labels, confidences, matrix = labels[keep], confidences[keep], matrix[keep]
             margins = None if margins is None else margins[keep]
             request_ids = [request_ids[i] for i in kept]
+            rounded = [rounded[i] for i in kept]
             n = len(request_ids)
         batch_ms = (time.perf_counter() - started) * 1000
         indices = labels.tolist()
         label_names = model.manifest.labels
         names = [label_names[i] for i in indices]
-        rounded = _rounded(confidences)
         if n <= MAX_RESULTS_PER_RECORD:
             results: tuple[ResultColumns, ...] = ((request_ids, indices, names, rounded, model.version, batch_ms),)
         else:
