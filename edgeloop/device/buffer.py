@@ -152,34 +152,14 @@ def _one_shot_encoder() -> Callable[[Any], str]:
 _encode = _one_shot_encoder()
 
 
-class EncodedPayload(dict[str, Any]):
-    """A payload that brings its JSON text, written by a producer that can write it faster than the encoder.
-
-    The text must be exactly what payload_json gives the same mapping (tests hold each producer to that);
-    buffers store it as is instead of encoding the payload again.
-    """
-
-    __slots__ = ("text",)
-
-    def __init__(self, payload: Mapping[str, Any], text: str) -> None:
-        super().__init__(payload)
-        self.text = text
-
-
 def _payload_json(payload: Mapping[str, Any]) -> str:
     """JSON text of one payload (ASCII, so its length is its size in bytes), refusing what the wire cannot carry."""
-    if type(payload) is EncodedPayload:
-        return payload.text
     if not isinstance(payload, Mapping):
         raise ValidationError("payload", f"expected an object, got {type(payload).__name__}")
     try:
         return _encode(payload)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError("payload", f"is not JSON-serialisable ({exc})") from exc
-
-
-payload_json = _payload_json
-"""The text a buffer stores for a payload (producers of EncodedPayload build on it)."""
 
 
 def _check_limit(limit: int) -> None:

@@ -40,7 +40,7 @@ from edgeloop.core.records import (
 )
 from edgeloop.core.sampling import SampleBudget, payload_bytes
 from edgeloop.core.settings import DeviceConfig
-from edgeloop.device.buffer import EncodedPayload, RecordBuffer, payload_json
+from edgeloop.device.buffer import RecordBuffer
 from edgeloop.device.drift import DriftMonitor
 from edgeloop.device.forwarder import Forwarder
 from edgeloop.device.model import LoadedModel, ScreenedBatch, load_model
@@ -87,42 +87,6 @@ ResultColumns = tuple[Sequence[str], Sequence[int], Sequence[str], Sequence[floa
 """One RESULT record's results as core.records.result_payload's arguments: request ids, label indices, label
 names, confidences, model version, latency (ms). Valid by construction (ids and outputs are checked before),
 kept as plain columns until the commit turns them into a record or infer's caller asks for answers."""
-
-
-_FRACTION_FORMATS: dict[int, str] = {}
-"""'%.{CONFIDENCE_DECIMALS}g' joined n times, by list length: one C-level format call writes a column."""
-_FRACTION_EMPTY_TAIL = '"confidences":[]}'
-
-
-def _fractions_json(values: list[float]) -> str | None:
-    """A column of rounded confidences as JSON, exactly as the json module writes it, or None when unsure.
-
-    For a float in (0, 1] with at most CONFIDENCE_DECIMALS decimals, '%.6g' gives repr's digits (both switch
-    to an exponent below 1e-4) except that 1.0 comes out as "1"; the format runs in C without repr's
-    shortest-digits search, the costliest part of encoding a RESULT record.
-    """
-    if not values or not (min(values) > 0.0 and max(values) <= 1.0 and math.isfinite(sum(values))):
-        return None  # NaN can hide from min and max; the encoder refuses it, and writes 0.0 and its sign its own way
-    n = len(values)
-    fmt = _FRACTION_FORMATS.get(n)
-    if fmt is None:
-        fmt = _FRACTION_FORMATS.setdefault(n, ",".join([f"%.{CONFIDENCE_DECIMALS}g"] * n))
-    text = f",{fmt % tuple(values)},"
-    if 1.0 in values:  # two passes: the first skips every other one of adjacent ",1," matches
-        text = text.replace(",1,", ",1.0,").replace(",1,", ",1.0,")
-    return f"[{text[1:-1]}]"
-
-
-def _result_record(columns: ResultColumns) -> Mapping[str, Any]:
-    """A RESULT payload for the buffer, with its JSON written here where the confidences allow the fast column."""
-    payload = result_payload(*columns)
-    fractions = _fractions_json(payload["confidences"])
-    if fractions is None:
-        return payload
-    head = payload_json({**payload, "confidences": []})
-    if not head.endswith(_FRACTION_EMPTY_TAIL):  # confidences is result_payload's last key
-        return payload
-    return EncodedPayload(payload, f"{head[:-3]}{fractions}}}")
 
 
 def _answers(columns: ResultColumns) -> list[InferenceResult]:
@@ -609,7 +573,7 @@ class DeviceRuntime:
             if not staged and not samples:
                 return 0
             self._staged, self._staged_results, self._staged_samples = [], 0, []
-            payloads = [_result_record(columns) for columns in staged]
+            payloads = [result_payload(*columns) for columns in staged]
             now = self._clock()
             try:
                 if payloads:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import queue
 from collections.abc import Mapping, Sequence
@@ -347,60 +346,3 @@ def test_a_lone_row_whose_output_is_nan_is_an_inference_error_not_a_result(
     assert answer == Rejected("r0", NON_FINITE_OUTPUT)
     assert buffer.stats().depth == 0
     assert (device.health().errors, device.health().inferences) == (1, 0)
-
-
-# --- the RESULT record's fast JSON ------------------------------------------------------------------
-
-
-def test_the_fast_confidence_column_is_the_json_modules_text_for_every_six_decimal_fraction() -> None:
-    from edgeloop.device.runtime import _fractions_json
-
-    values = (np.arange(1, 1_000_001, dtype=np.float64) / 1e6).tolist()  # what round(x, 6) yields in (0, 1]
-    for start in range(0, len(values), 64):
-        chunk = values[start : start + 64]
-        assert _fractions_json(chunk) == json.dumps(chunk, separators=(",", ":"))
-
-
-@pytest.mark.parametrize(
-    "values",
-    [[1.0], [1.0, 1.0], [1.0, 1.0, 1.0, 0.5, 1.0], [0.1, 1.0, 0.01, 1.0, 1.0], [1e-06, 9.9e-05, 0.0001, 0.999999]],
-)
-def test_the_fast_confidence_column_writes_one_point_oh_and_tiny_values_as_json_does(values: list[float]) -> None:
-    from edgeloop.device.runtime import _fractions_json
-
-    assert _fractions_json(values) == json.dumps(values, separators=(",", ":"))
-
-
-@pytest.mark.parametrize("values", [[], [0.0, 0.5], [-0.0], [0.5, math.nan, 0.5], [0.5, 1.5], [0.5, math.inf]])
-def test_the_fast_confidence_column_leaves_zero_nan_and_out_of_range_values_to_the_encoder(
-    values: list[float],
-) -> None:
-    from edgeloop.device.runtime import _fractions_json
-
-    assert _fractions_json(values) is None
-
-
-def test_a_result_record_carries_exactly_the_text_the_buffer_would_write() -> None:
-    from edgeloop.device.buffer import EncodedPayload, payload_json
-    from edgeloop.device.runtime import _result_record
-
-    columns = (["r0", "r\u00e91", 'q"2'], [1, 0, 2], ["b", "a", "c"], [0.5, 1.0, 0.123457], 3, 0.123456789)
-    record = _result_record(columns)
-
-    assert isinstance(record, EncodedPayload)
-    assert record.text == payload_json(dict(record))
-    assert dict(record) == json.loads(record.text)
-    buffer = MemoryBuffer(THING)
-    buffer.append(RecordKind.RESULT, [record], 1.0)
-    [stored] = buffer.peek(1)
-    assert stored.payload == dict(record)
-    assert buffer.stats().bytes == len(record.text)
-
-
-def test_a_result_record_with_a_zero_confidence_is_left_to_the_encoder() -> None:
-    from edgeloop.device.buffer import EncodedPayload
-    from edgeloop.device.runtime import _result_record
-
-    record = _result_record((["r0"], [0], ["a"], [0.0], 1, 0.5))
-
-    assert not isinstance(record, EncodedPayload)
