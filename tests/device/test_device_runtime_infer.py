@@ -346,3 +346,22 @@ def test_a_lone_row_whose_output_is_nan_is_an_inference_error_not_a_result(
     assert answer == Rejected("r0", NON_FINITE_OUTPUT)
     assert buffer.stats().depth == 0
     assert (device.health().errors, device.health().inferences) == (1, 0)
+
+
+def test_the_drift_window_keeps_its_own_rows_whatever_callers_do_with_their_arrays_later(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    device = runtime(model_root, MemoryBuffer(THING))
+    rows = digits_model.rows[:9].astype(np.float32)
+    batch: list[InferenceRequest] = [(f"r{i}", rows[i]) for i in range(8)]  # views into the caller's matrix
+    device.serve(batch)
+    device.serve([("lone", rows[8])])
+    rows[:] = 0.0
+    drift = device._loop.drift
+    assert drift is not None
+
+    kept, confidences = drift.snapshot()
+
+    assert kept.tolist() == digits_model.rows[:9].astype(np.float32).tolist()
+    assert confidences.shape == (9,)
