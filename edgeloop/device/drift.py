@@ -1,92 +1,74 @@
-"""The drift monitor: a fixed-size window of recent inputs, binned against the model's baseline only when asked.
+"""The drift monitor: a window of recent inputs, binned against the model's baseline only when asked.
 
-Per request it costs almost nothing: the batch-1 path keeps a reference to its screened row (a fresh
-array nobody writes again) in a Python list slot, three list stores in all, where a numpy row copy costs
-a microsecond on a cache the session has just churned; a micro-batch copies its rows into a preallocated
-array in at most two slice copies. Both write the slot of their sequence number modulo the window, so
-the window always holds the last `window` rows, whichever path served them. Binning, one searchsorted
-per feature over the whole window, runs when the health report is built.
+Per request it costs almost nothing: both paths keep a reference to their screened rows (fresh arrays
+nobody writes again) in a queue of blocks, a row from the batch-1 path or a micro-batch's matrix, where
+copying them into a ring would cost a write to memory the session has just pushed out of the cache (about
+a microsecond per row, several per micro-batch). The oldest blocks go once the newer ones hold `window`
+rows. Binning, one searchsorted per feature over the whole window, runs when the health report is built.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 
 from edgeloop.core.drift import DriftSummary, WindowStats, summarize
 from edgeloop.device.model import LoadedModel
 
+Block = tuple[np.ndarray, np.ndarray | float, int]
+"""(screened rows [n, width], their confidences, n) as one path handed them over."""
+
 
 class DriftMonitor:
     """The last `window` screened inputs and confidences served by one model (the caller holds the lock)."""
 
-    __slots__ = (
-        "_batch_confidences",
-        "_batch_rows",
-        "_batch_seq",
-        "_confidence_edges",
-        "_edges",
-        "_single_confidences",
-        "_single_rows",
-        "_single_seq",
-        "model",
-        "seen",
-        "window",
-    )
+    __slots__ = ("_blocks", "_confidence_edges", "_edges", "_held", "model", "seen", "width", "window")
 
     def __init__(self, model: LoadedModel, window: int) -> None:
         self.model = model
         self.window = window
+        self.width = model.width
         baseline = model.manifest.baseline
         self._edges = [np.asarray(f.edges, dtype=np.float64) for f in baseline.features]
         self._confidence_edges = np.asarray(baseline.confidence_edges, dtype=np.float64)
-        self._batch_rows = np.zeros((window, model.width), dtype=np.float32)
-        self._batch_confidences = np.zeros(window, dtype=np.float32)
-        self._batch_seq = np.full(window, -1, dtype=np.int64)
-        self._single_rows: list[np.ndarray | None] = [None] * window
-        self._single_confidences = [0.0] * window
-        self._single_seq = [-1] * window
+        self._blocks: deque[Block] = deque()
+        self._held = 0
+        """Rows in _blocks: the window, and fewer than the oldest block's rows beyond it."""
         self.seen = 0
-        """Rows added so far: the next row's sequence number."""
+        """Rows added so far."""
 
     def add_row(self, feed: np.ndarray, confidence: float) -> None:
         """One screened row ([1, width], not written again by anyone) and its confidence: the batch-1 path."""
-        seq = self.seen
-        i = seq % self.window
-        self._single_rows[i] = feed
-        self._single_confidences[i] = confidence
-        self._single_seq[i] = seq
-        self.seen = seq + 1
+        blocks = self._blocks
+        blocks.append((feed, confidence, 1))
+        self.seen += 1
+        held = self._held + 1
+        if held - blocks[0][2] >= self.window:
+            held -= blocks.popleft()[2]
+        self._held = held
 
     def add_batch(self, matrix: np.ndarray, confidences: np.ndarray) -> None:
-        """A micro-batch's rows and confidences, copied in at most two slices (the window may wrap)."""
+        """A micro-batch's screened rows and confidences (fresh arrays, not written again by anyone)."""
         n, window = matrix.shape[0], self.window
-        if n > window:  # only the tail can be in the window
-            matrix, confidences = matrix[-window:], confidences[-window:]
-            self.seen += n - window
-            n = window
-        start = self.seen % window
-        first = min(n, window - start)
-        seqs = np.arange(self.seen, self.seen + n, dtype=np.int64)
-        for target, source in ((slice(start, start + first), slice(0, first)), (slice(0, n - first), slice(first, n))):
-            self._batch_rows[target] = matrix[source]
-            self._batch_confidences[target] = confidences[source]
-            self._batch_seq[target] = seqs[source]
         self.seen += n
+        if n > window:  # only the tail can be in the window
+            matrix, confidences, n = matrix[-window:], confidences[-window:], window
+        blocks = self._blocks
+        blocks.append((matrix, confidences, n))
+        held = self._held + n
+        while held - blocks[0][2] >= window:
+            held -= blocks.popleft()[2]
+        self._held = held
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        """The window's rows and confidences, oldest first: copies, taken under the caller's lock."""
-        single_seq = np.asarray(self._single_seq, dtype=np.int64)
-        from_single = single_seq > self._batch_seq
-        slots = np.flatnonzero(from_single | (self._batch_seq >= 0))
-        rows = self._batch_rows[slots]
-        confidences = self._batch_confidences[slots]
-        singles = np.flatnonzero(from_single[slots])
-        if singles.size:
-            picked = slots[singles].tolist()
-            rows[singles] = np.concatenate([self._single_rows[i] for i in picked])
-            confidences[singles] = [self._single_confidences[i] for i in picked]
-        order = np.argsort(np.where(from_single, single_seq, self._batch_seq)[slots], kind="stable")
-        return rows[order], confidences[order]
+        """The window's rows and confidences (float32), oldest first: copies, taken under the caller's lock."""
+        blocks = list(self._blocks)
+        if not blocks:
+            return np.empty((0, self.width), dtype=np.float32), np.empty(0, dtype=np.float32)
+        rows = np.concatenate([block for block, _, _ in blocks], dtype=np.float32)
+        confidences = np.concatenate([np.asarray(c, dtype=np.float32).reshape(-1) for _, c, _ in blocks])
+        return rows[-self.window :], confidences[-self.window :]
 
     def stats(self, rows: np.ndarray, confidences: np.ndarray) -> WindowStats:
         """Bin fractions per feature and for the confidence, with the baseline's edges and bin rule."""

@@ -46,6 +46,10 @@ _NOT_A_ROW = "features must be a flat list of numbers"
 _FLOAT_ARRAYS = (np.float64, np.float32)
 """Element types a decoded 1-D row may have for the batch-1 screen (what the component's decoders produce)."""
 
+_FLOAT32 = np.dtype(np.float32)
+BATCH_MAX = 4096
+"""The largest micro-batch a configuration allows (DeviceConfig.batchMax); larger batches still work, a bit slower."""
+
 SessionRun = Callable[[list[str], dict[str, np.ndarray], Any], list[Any]]
 
 
@@ -112,6 +116,10 @@ class LoadedModel:
     _bounds: tuple[float, float, bool] = field(init=False, repr=False, compare=False)
     _quick_shape: tuple[int, ...] | None = field(init=False, repr=False, compare=False)
     """The 1-D row shape the batch-1 path takes; None when the session needs another layout."""
+    _dtype: np.dtype[Any] = field(init=False, repr=False, compare=False)
+    _classes: int = field(init=False, repr=False, compare=False)
+    _row_starts: np.ndarray = field(init=False, repr=False, compare=False)
+    """Flat index of each row's first probability in a [BATCH_MAX, classes] output, for the top-1 gather."""
 
     def __post_init__(self) -> None:
         # InferenceSession.run re-checks input names, OrtValue ownership and graph capture on every call (~1 us,
@@ -128,6 +136,10 @@ class LoadedModel:
         finite = math.isfinite(schema.minimum) and math.isfinite(schema.maximum)
         object.__setattr__(self, "_bounds", (schema.minimum, schema.maximum, finite))
         object.__setattr__(self, "_quick_shape", (schema.width,) if self.layout is None else None)
+        object.__setattr__(self, "_dtype", np.dtype(self.layout.dtype if self.layout else np.float32))
+        classes = len(self.manifest.labels)
+        object.__setattr__(self, "_classes", classes)
+        object.__setattr__(self, "_row_starts", np.arange(0, BATCH_MAX * classes, classes, dtype=np.intp))
 
     @property
     def width(self) -> int:
@@ -139,15 +151,12 @@ class LoadedModel:
         rows = batch.shape[0]
         if rows == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        probabilities = self._probabilities(batch)
-        if probabilities.shape != (rows, len(self.manifest.labels)):
-            expected = (rows, len(self.manifest.labels))
-            name = self.manifest.output.probabilities
-            raise ModelFormatError(f"output {name!r} has shape {probabilities.shape}, expected {expected}")
-        confidences = probabilities.max(axis=1)
+        probabilities = self._checked(self._probabilities(batch), rows)
+        labels = probabilities.argmax(axis=1)
+        confidences = self._top(probabilities, labels)
         if not math.isfinite(np.add.reduce(probabilities, axis=None)):  # a row with any NaN/inf is not an answer
             confidences = np.where(np.isfinite(probabilities).all(axis=1), confidences, np.nan)
-        return probabilities.argmax(axis=1), confidences
+        return labels, confidences
 
     def predict_top2(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """predict's labels and confidences, plus each row's top-1 minus top-2 margin (for the samplers).
@@ -158,17 +167,28 @@ class LoadedModel:
         if rows == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), np.empty(0, dtype=np.float32)
         probabilities = self._checked(self._probabilities(batch), rows)
-        confidences = probabilities.max(axis=1)
+        labels = probabilities.argmax(axis=1)
+        confidences = self._top(probabilities, labels)
         if not math.isfinite(np.add.reduce(probabilities, axis=None)):
             confidences = np.where(np.isfinite(probabilities).all(axis=1), confidences, np.nan)
         if probabilities.shape[1] < 2:
-            return probabilities.argmax(axis=1), confidences, np.ones_like(confidences)
+            return labels, confidences, np.ones_like(confidences)
         second = np.partition(probabilities, -2, axis=1)[:, -2]
-        return probabilities.argmax(axis=1), confidences, confidences - second
+        return labels, confidences, confidences - second
+
+    def _top(self, probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Each row's probability at its argmax: the row maximum (NaN where the row has one), in one gather.
+
+        Cheaper than max(axis=1), a reduction along ten-odd contiguous values per row at numpy's slow stride.
+        """
+        rows = probabilities.shape[0]
+        starts = self._row_starts[:rows] if rows <= BATCH_MAX else np.arange(0, rows * self._classes, self._classes)
+        top: np.ndarray = probabilities.ravel().take(labels + starts)
+        return top
 
     def _checked(self, probabilities: np.ndarray, rows: int) -> np.ndarray:
-        if probabilities.shape != (rows, len(self.manifest.labels)):
-            expected = (rows, len(self.manifest.labels))
+        if probabilities.shape != (rows, self._classes):
+            expected = (rows, self._classes)
             name = self.manifest.output.probabilities
             raise ModelFormatError(f"output {name!r} has shape {probabilities.shape}, expected {expected}")
         return probabilities
@@ -176,7 +196,7 @@ class LoadedModel:
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         layout = self.layout
         if layout is None:
-            return self._run(batch if batch.dtype == np.float32 else self._feedable(batch))
+            return self._run(batch if batch.dtype is _FLOAT32 else self._feedable(batch))
         feed = self._feedable(batch).reshape((batch.shape[0], *layout.row_shape))
         size = layout.fixed_batch
         if size is None or size == feed.shape[0]:
@@ -270,9 +290,9 @@ class LoadedModel:
         matrix = _as_matrix(rows, self.width)
         if matrix is None:
             return self._screen_rows(rows)
-        schema = self.manifest.input
-        if _within(matrix, schema.minimum, schema.maximum):
+        if _within(matrix, *self._bounds):
             return ScreenedBatch(self._feedable(matrix), tuple(range(matrix.shape[0])))
+        schema = self.manifest.input
         with np.errstate(invalid="ignore"):
             good = (matrix.min(axis=1) >= schema.minimum) & (matrix.max(axis=1) <= schema.maximum)
             good &= np.isfinite(matrix).all(axis=1)
@@ -314,7 +334,7 @@ class LoadedModel:
 
     def _feedable(self, matrix: np.ndarray) -> np.ndarray:
         """Contiguous and in the session's element type (float32 unless the model takes double)."""
-        return np.ascontiguousarray(matrix, dtype=self.layout.dtype if self.layout else np.float32)
+        return np.ascontiguousarray(matrix, dtype=self._dtype)
 
     def _bad_row_reason(self, values: np.ndarray) -> str:
         reason = self._row_reason(values)
@@ -350,9 +370,9 @@ def _as_matrix(rows: Sequence[object] | np.ndarray, width: int) -> np.ndarray | 
     return matrix
 
 
-def _within(matrix: np.ndarray, minimum: float, maximum: float) -> bool:
+def _within(matrix: np.ndarray, minimum: float, maximum: float, finite_bounds: bool) -> bool:
     """Every value in [minimum, maximum] (NaN fails both comparisons): two reductions for the common case."""
-    if not (math.isfinite(minimum) and math.isfinite(maximum)) and not np.isfinite(matrix).all():
+    if not finite_bounds and not np.isfinite(matrix).all():
         return False
     return bool(minimum <= np.minimum.reduce(matrix, axis=None) and np.maximum.reduce(matrix, axis=None) <= maximum)
 

@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,7 @@ def take_queued(inputs: queue.Queue[InferenceRequest], into: list[InferenceReque
     with inputs.mutex:
         waiting = inputs.queue
         count = min(limit, len(waiting))
-        into.extend(waiting.popleft() for _ in range(count))
+        into.extend(map(deque.popleft, repeat(waiting, count)))  # C-level pops, no Python frame per request
         if count:
             inputs.not_full.notify(count)
     return count
@@ -340,6 +341,9 @@ class DeviceRuntime:
         if len(requests) == 1 and self._infer_one(requests[0]) is not None:
             return
         size = self._config.batchMax
+        if len(requests) <= size:  # the loop's case: one micro-batch, no slice copy
+            self._infer_batch(requests)
+            return
         for start in range(0, len(requests), size):
             self._infer_batch(requests[start : start + size])
 
@@ -450,7 +454,8 @@ class DeviceRuntime:
             return _Outcome((), (), dict.fromkeys(range(n), str(exc)))
         rejected: dict[int, str] = {}
         kept: Sequence[int] = range(n)
-        if not math.isfinite(np.add.reduce(confidences, axis=None)):  # NaN/inf anywhere poisons the sum
+        rounded = _rounded(confidences)
+        if not math.isfinite(sum(rounded)):  # NaN/inf anywhere poisons the sum (of Python floats: no overflow)
             finite = np.isfinite(confidences)  # a model emitting NaN/inf is failing: count it, keep good rows
             bad, keep = np.flatnonzero(~finite).tolist(), np.flatnonzero(finite)
             log.error("model v%s gave non-finite probabilities for %d of %d rows", model.version, len(bad), n)
@@ -463,11 +468,12 @@ class DeviceRuntime:
             labels, confidences, matrix = labels[keep], confidences[keep], matrix[keep]
             margins = None if margins is None else margins[keep]
             request_ids = [request_ids[i] for i in kept]
+            rounded = [rounded[i] for i in kept]
             n = len(request_ids)
         batch_ms = (time.perf_counter() - started) * 1000
         indices = labels.tolist()
-        names = list(map(model.manifest.labels.__getitem__, indices))
-        rounded = _rounded(confidences)
+        label_names = model.manifest.labels
+        names = [label_names[i] for i in indices]
         if n <= MAX_RESULTS_PER_RECORD:
             results: tuple[ResultColumns, ...] = ((request_ids, indices, names, rounded, model.version, batch_ms),)
         else:
@@ -485,14 +491,16 @@ class DeviceRuntime:
             )
         for columns in results:
             self._stage(columns, len(columns[0]))
-        self._count(inferences=n, latency_ms=batch_ms, samples=n, confidences=rounded)
-        if loop.drift is not None:
-            with self._tally_lock:
+        with self._tally_lock:  # _count's work for n inferences and the drift window's, in one lock round
+            self._tally.inferences += n
+            self._latencies.extend([batch_ms] * n)
+            self._confidences.extend(rounded)
+            if loop.drift is not None:
                 loop.drift.add_batch(matrix, confidences)
         self._models.observe(model, requests=n, errors=0)
         if stage is not None and margins is not None:
             self._sample_batch(stage, request_ids, matrix, indices, confidences, margins)
-        return _Outcome(results, tuple(kept), rejected)
+        return _Outcome(results, kept, rejected)
 
     def _sample_batch(
         self,
@@ -770,11 +778,13 @@ class DeviceRuntime:
         """One micro-batch: wait for a first request, then up to batchWaitMs for batchMax of them."""
         if self._staged and not inputs.qsize():  # idle: nothing to share a commit with, so commit now
             self._guarded(self.commit)
-        try:
-            batch = [inputs.get(timeout=IDLE_POLL_S)]
-        except queue.Empty:
-            return []
         config = self._config
+        batch: list[InferenceRequest] = []
+        if not take_queued(inputs, batch, config.batchMax):  # a backlog is taken in one lock round
+            try:
+                batch.append(inputs.get(timeout=IDLE_POLL_S))
+            except queue.Empty:
+                return []
         deadline = time.monotonic() + config.batchWaitMs / 1000
         while len(batch) < config.batchMax:
             if take_queued(inputs, batch, config.batchMax - len(batch)):

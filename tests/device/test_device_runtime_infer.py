@@ -153,12 +153,19 @@ def test_a_micro_batch_waits_at_most_batch_wait_ms_for_company(
     batch = device._collect(inputs)
 
     assert [rid for rid, _ in batch] == ["r0", "r1", "r2"]
-    first, *rest = inputs.timeouts
-    assert first == IDLE_POLL_S
-    assert all(0 <= t <= wait_ms / 1000 for t in rest)
-    timed = [t for t in rest if t > 0]  # queued requests are taken without waiting; the deadline never moves
+    assert all(0 <= t <= wait_ms / 1000 for t in inputs.timeouts)
+    timed = [t for t in inputs.timeouts if t > 0]  # queued requests are taken without waiting
     assert len(timed) == (1 if wait_ms else 0)
-    assert timed == sorted(timed, reverse=True)
+    assert timed == sorted(timed, reverse=True)  # the deadline never moves
+
+
+def test_an_idle_loop_waits_idle_poll_s_for_a_first_request(make_model_dir: ModelDirFactory, model_root: Path) -> None:
+    make_model_dir(1)
+    device = runtime(model_root, MemoryBuffer(THING), batchMax=8, batchWaitMs=25)
+    inputs = RecordingQueue([])
+
+    assert device._collect(inputs) == []
+    assert inputs.timeouts == [IDLE_POLL_S]
 
 
 def test_a_full_micro_batch_goes_without_waiting_for_more(
@@ -171,7 +178,7 @@ def test_a_full_micro_batch_goes_without_waiting_for_more(
     batch = device._collect(inputs)
 
     assert len(batch) == 4
-    assert inputs.timeouts == [IDLE_POLL_S]  # one wait for the first request; the rest were taken as queued
+    assert inputs.timeouts == []  # all four were taken as queued, in one lock round
     assert inputs.qsize() == 6
 
 
@@ -339,3 +346,22 @@ def test_a_lone_row_whose_output_is_nan_is_an_inference_error_not_a_result(
     assert answer == Rejected("r0", NON_FINITE_OUTPUT)
     assert buffer.stats().depth == 0
     assert (device.health().errors, device.health().inferences) == (1, 0)
+
+
+def test_the_drift_window_keeps_its_own_rows_whatever_callers_do_with_their_arrays_later(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    device = runtime(model_root, MemoryBuffer(THING))
+    rows = digits_model.rows[:9].astype(np.float32)
+    batch: list[InferenceRequest] = [(f"r{i}", rows[i]) for i in range(8)]  # views into the caller's matrix
+    device.serve(batch)
+    device.serve([("lone", rows[8])])
+    rows[:] = 0.0
+    drift = device._loop.drift
+    assert drift is not None
+
+    kept, confidences = drift.snapshot()
+
+    assert kept.tolist() == digits_model.rows[:9].astype(np.float32).tolist()
+    assert confidences.shape == (9,)
