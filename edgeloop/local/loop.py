@@ -60,6 +60,7 @@ TIMELINE_POINTS = 240
 DRAIN_MAX_STEPS = 500
 """Steps after the scenario's time to deliver what is still buffered, before the run gives up."""
 ROLLOUT_WALL_S_PER_DEVICE = 1.0
+"""Wall seconds a rollout may take per device before the run gives up on it (a fleet steps slower than five)."""
 SAMPLE_BYTES_PER_DEVICE = 150 * 1024
 """The scenario fleet's daily sample budget per device (bytes of sample JSON, before compression): the loop
 must learn from a trickle, not a stream; a scenario's device_config may set sampleBytesPerDay instead."""
