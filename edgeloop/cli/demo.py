@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,7 @@ def register(commands: Any) -> None:
         "(format: edgeloop/core/scenario.py); the summary gains a loop section",
     )
     output = parser.add_mutually_exclusive_group()
-    output.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    output.add_argument("--quiet", action="store_true", help="no progress or log lines on stderr")
     output.add_argument(
         "--json", action="store_true", help="print summary.json to stdout instead of the table (implies --quiet)"
     )
@@ -66,8 +67,18 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo, printing progress to stderr and the summary to stdout."""
     started = time.monotonic()
-
     quiet = args.quiet or args.json
+    root, level = logging.getLogger(), logging.getLogger().level
+    if quiet and not args.verbose:  # the simulated devices' expected warnings (outages, refused models) too;
+        root.setLevel(logging.CRITICAL)  # a failed run still ends with its `error: ...` line
+    try:
+        return _run(args, started, quiet)
+    finally:
+        root.setLevel(level)
+
+
+def _run(args: argparse.Namespace, started: float, quiet: bool) -> int:
+    """The demo or the scenario, with progress lines unless quiet."""
 
     def progress(message: str) -> None:
         if not quiet:

@@ -65,3 +65,33 @@ def test_scenario_files_and_names_are_loaded_or_refused_by_name(tmp_path: Path) 
 def test_the_cli_refuses_an_unknown_scenario_with_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["demo", "--scenario", "drfit", "--out", str(tmp_path)]) == 2
     assert "'drfit' is not a built-in scenario" in capsys.readouterr().err
+
+
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "dataset": "builtin:digits",
+    "initial_rows": 900,
+    "devices": 2,
+    "duration_s": 600.0,
+    "requests_per_s": 0.2,
+    "step_s": 60.0,
+}
+
+
+def test_json_prints_the_summary_alone_and_quiet_prints_no_progress(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    assert main(["demo", "--scenario", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "a"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert summary["reliability"]["records_lost"] == 0
+    assert summary == json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert "devices online" not in err
+    assert main(["demo", "--scenario", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert '"reliability"' in out
+    assert "summary written to" in out
+    assert err == ""
+    assert main(["demo", "--scenario", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "c")]) == 0
+    assert "scenario tiny: 2 devices" in capsys.readouterr().err
