@@ -167,8 +167,8 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     ):
         stack.provision(options.model_name, fleet_config=fleet_config)
         things = [f"edgeloop-device-{i:03d}" for i in range(1, scenario.devices + 1)]
+        network_start = [clock.now]  # moved to the stream's start once the world exists
         network = Network(scenario.outages, len(things), scenario.step_s, lambda: clock.now - network_start[0])
-        network_start = [clock.now]
         pool, downloads = SessionPool(), FleetDownloads(stack.store)
         fleet: dict[str, SteppedDevice] = {}
         try:
