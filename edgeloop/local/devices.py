@@ -25,6 +25,14 @@ from edgeloop.local.greengrass import LocalNucleus
 UPLINK_TIMEOUT_S = 10.0
 
 
+def apply_deployment(runtime: DeviceRuntime, config: DeviceConfig) -> None:
+    """Apply a deployment's configuration; a model the runtime refused fails this device's deployment."""
+    runtime.apply_config(config)
+    health = runtime.health()
+    if config.modelComponent and health.model_state is ModelState.REJECTED:
+        raise ModelFormatError(f"{config.modelComponent} {config.modelComponentVersion}: {health.model_detail}")
+
+
 class SimulatedDevice:
     """One Greengrass core device as the local stack simulates it (a stand-in, running real device code)."""
 
@@ -55,11 +63,7 @@ class SimulatedDevice:
         """The runtime's last health, taken after its loop ended and before the buffer closed."""
 
     def _configure(self, config: DeviceConfig) -> None:
-        """Apply a deployment's configuration; a model the runtime refused fails this device's deployment."""
-        self.runtime.apply_config(config)
-        health = self.runtime.health()
-        if config.modelComponent and health.model_state is ModelState.REJECTED:
-            raise ModelFormatError(f"{config.modelComponent} {config.modelComponentVersion}: {health.model_detail}")
+        apply_deployment(self.runtime, config)
 
     def start(self) -> None:
         """Start the component's main loop."""

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeloop.cloud.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
-from edgeloop.core.errors import ModelFormatError
-from edgeloop.core.health import HealthReport, ModelState
+from edgeloop.core.health import HealthReport
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import SqliteBuffer
@@ -25,6 +24,7 @@ from edgeloop.device.component import BUFFER_FILE, model_root
 from edgeloop.device.model import SessionPool
 from edgeloop.device.models import STORE_FOLDER
 from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
+from edgeloop.local.devices import apply_deployment
 from edgeloop.local.greengrass import LocalNucleus
 from edgeloop.local.link import Deliver, Network, SimulatedLink
 
@@ -104,11 +104,7 @@ class SteppedDevice:
         self._closed = False
 
     def _configure(self, config: DeviceConfig) -> None:
-        """Apply a deployment's configuration; a model the runtime refused fails this device's deployment."""
-        self.runtime.apply_config(config)
-        health = self.runtime.health()
-        if config.modelComponent and health.model_state is ModelState.REJECTED:
-            raise ModelFormatError(f"{config.modelComponent} {config.modelComponentVersion}: {health.model_detail}")
+        apply_deployment(self.runtime, config)
 
     def step(self, requests: Sequence[InferenceRequest]) -> None:
         """One step of the component loop: answer the step's requests, commit them, then the periodic duties."""
