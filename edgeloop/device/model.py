@@ -235,18 +235,7 @@ class LoadedModel:
 
         Plain Python over the ten-odd probabilities is cheaper than numpy's argmax and max at batch 1.
         """
-        try:
-            (probabilities,) = self._run_session(self._output_names, {self.manifest.input.name: feed}, None)
-            rows: list[list[float]] = probabilities.tolist()
-        except ORT_ERRORS as exc:
-            raise ModelFormatError(f"inference failed: {exc}") from exc
-        except AttributeError as exc:
-            raise ModelFormatError(f"output {self.manifest.output.probabilities!r} is not a tensor") from exc
-        if len(rows) != 1 or len(rows[0]) != len(self.manifest.labels):
-            expected = (1, len(self.manifest.labels))
-            name = self.manifest.output.probabilities
-            raise ModelFormatError(f"output {name!r} has shape {probabilities.shape}, expected {expected}")
-        (row,) = rows
+        row = self._row_probabilities(feed)
         if not math.isfinite(sum(row)):  # max() skips a NaN that is not first: refuse any non-finite value
             return 0, math.nan
         confidence = max(row)
@@ -254,6 +243,18 @@ class LoadedModel:
 
     def predict_row_top2(self, feed: np.ndarray) -> tuple[int, float, float]:
         """predict_row's label index and confidence, plus the top-1 minus top-2 margin (only when a sampler runs)."""
+        row = self._row_probabilities(feed)
+        if not math.isfinite(sum(row)):
+            return 0, math.nan, math.nan
+        confidence = max(row)
+        index = row.index(confidence)
+        if len(row) < 2:
+            return index, confidence, 1.0
+        row[index] = -math.inf  # the list is this call's own copy: the next max is the runner-up
+        return index, confidence, confidence - max(row)
+
+    def _row_probabilities(self, feed: np.ndarray) -> list[float]:
+        """One screened row's probabilities as a fresh Python list; a failed run or odd shape is a format error."""
         try:
             (probabilities,) = self._run_session(self._output_names, {self.manifest.input.name: feed}, None)
             rows: list[list[float]] = probabilities.tolist()
@@ -263,15 +264,7 @@ class LoadedModel:
             raise ModelFormatError(f"output {self.manifest.output.probabilities!r} is not a tensor") from exc
         if len(rows) != 1 or len(rows[0]) != len(self.manifest.labels):
             self._checked(probabilities, 1)
-        (row,) = rows
-        if not math.isfinite(sum(row)):
-            return 0, math.nan, math.nan
-        confidence = max(row)
-        index = row.index(confidence)
-        if len(row) < 2:
-            return index, confidence, 1.0
-        row[index] = -math.inf  # the list is this call's own copy: the next max is the runner-up
-        return index, confidence, confidence - max(row)
+        return rows[0]
 
     def check_input(self, row: object) -> str | None:
         """Why one request's features cannot be fed to the model, or None when they can."""
