@@ -46,6 +46,7 @@ from edgeloop.core import wire
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.outages import Outage, parse_outages
 from edgeloop.core.retraining import RetrainingPolicy
+from edgeloop.core.settings import DeviceConfig
 
 DRIFT_KINDS = ("shift", "noise", "rotation", "concept")
 MAX_DEVICES = 1000
@@ -172,6 +173,10 @@ class Scenario:
             raise ValidationError("step_s", f"{self.step_s} is outside [1, 3600]")
         if not math.isfinite(self.forward_interval_s) or not 1.0 <= self.forward_interval_s <= 86_400.0:
             raise ValidationError("forward_interval_s", f"{self.forward_interval_s} is outside [1, 86400]")
+        try:  # the fleet's component configuration: refused here, not by every device at deployment time
+            DeviceConfig.from_config(dict(self.device_config))
+        except ValidationError as exc:
+            raise ValidationError("device_config", f"{exc.field}: {exc.message}") from exc
         if not 1 <= self.canary_devices <= self.devices:
             raise ValidationError("canary_devices", f"{self.canary_devices} is outside [1, devices={self.devices}]")
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from edgeloop.cloud.samples import OracleLabeller, SampleRef
 from edgeloop.core.cost import Metered, UplinkUsage, estimate
-from edgeloop.core.errors import EdgeloopError
+from edgeloop.core.errors import EdgeloopError, ValidationError
 from edgeloop.core.outages import outage_seconds, outages_mapping
 from edgeloop.core.records import InferenceBatch
 from edgeloop.core.retraining import RetrainingState, observe_drift, observe_labels, retraining_decision, triggered
@@ -150,6 +150,11 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     stream_x, stream_y = rows[scenario.initial_rows :], labels[scenario.initial_rows :]
     if len(stream_x) == 0:
         raise EdgeloopError(f"{scenario.dataset} has no rows left after initial_rows={scenario.initial_rows}")
+    unknown = sorted({o.ring for o in scenario.outages if o.ring is not None} - set(base.DEMO_POLICY.ring_names))
+    if unknown:  # a partition of a ring nobody is in would cut off no one, silently
+        raise ValidationError(
+            "scenario.outages[].ring", f"{unknown}; the rings are {list(base.DEMO_POLICY.ring_names)}"
+        )
     clock = base.DemoClock()
     options = base.DemoOptions(devices=min(scenario.devices, base.MAX_DEVICES), out=out, seed=seed)
     fleet_config = {

@@ -76,6 +76,8 @@ def test_outages_and_bad_candidates_parse() -> None:
         (with_(canary_devices=50), "canary_devices", "outside"),
         (with_(forward_interval_s=0), "forward_interval_s", "outside"),
         (with_(device_config=[1]), "scenario.device_config", "object"),
+        (with_(device_config={"healthIntervalSecs": 60}), "device_config", "healthIntervalSecs"),
+        (with_(device_config={"driftWindow": "big"}), "device_config", "driftWindow"),
     ],
 )
 def test_a_bad_scenario_names_its_key(data: dict[str, Any], field: str, message: str) -> None:

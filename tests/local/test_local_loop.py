@@ -78,6 +78,13 @@ TINY: dict[str, Any] = {
 }
 
 
+def test_a_partition_of_a_ring_the_policy_lacks_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    outage = {"kind": "partition", "scope": "ring", "ring": "canry", "from_s": 0.0, "to_s": 60.0}
+    with pytest.raises(ValidationError, match=r"\['canry'\]; the rings are \['canary', 'broad'\]"):
+        run_scenario(Scenario.from_dict({**TINY, "outages": [outage]}), tmp_path, lambda message: None)
+    assert not (tmp_path / "summary.json").exists()
+
+
 def test_json_prints_the_summary_alone_and_quiet_prints_no_progress(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
