@@ -13,7 +13,6 @@ import os
 import tarfile
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -39,7 +38,7 @@ from edgeloop.local import candidates
 from edgeloop.local.candidates import EXPECTED_STOPS
 from edgeloop.local.greengrass import ExecutionStatus
 from edgeloop.local.report import with_cost, write_report
-from edgeloop.local.stack import ACCOUNT, REGION, LocalStack
+from edgeloop.local.stack import ACCOUNT, REGION, LocalStack, eventbridge_event
 from edgeloop.training import TrainingConfig, TrainingResult, train
 
 MAX_DEVICES = 100
@@ -388,17 +387,8 @@ HAND_APPROVAL_REASON = "demo --scenario: approved by the (simulated) operator ru
 
 def schedule_event() -> dict[str, Any]:
     """The EventBridge schedule's event that ticks the rollout controller."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": SCHEDULED_EVENT,
-        "source": SCHEDULER_SOURCE,
-        "account": ACCOUNT,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": REGION,
-        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/edgeloop-local-rollout-controller"],
-        "detail": {},
-    }
+    rule = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/edgeloop-local-rollout-controller"
+    return eventbridge_event(SCHEDULED_EVENT, SCHEDULER_SOURCE, [rule], {})
 
 
 def _training_job(
@@ -449,17 +439,9 @@ def _training_job(
     described = sagemaker.describe_training_job(TrainingJobName=job)
     stack.store.put(described["ModelArtifacts"]["S3ModelArtifacts"], _tar_gz(model_dir))
     detail = {k: _jsonable(v) for k, v in described.items() if k != "ResponseMetadata"}
-    event = {
-        "version": "0",
-        "id": f"local-{job}",
-        "detail-type": TRAINING_JOB_STATE_CHANGE,
-        "source": SAGEMAKER_SOURCE,
-        "account": ACCOUNT,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": REGION,
-        "resources": [described["TrainingJobArn"]],
-        "detail": detail,
-    }
+    event = eventbridge_event(
+        TRAINING_JOB_STATE_CHANGE, SAGEMAKER_SOURCE, [described["TrainingJobArn"]], detail, f"local-{job}"
+    )
     return result, event
 
 

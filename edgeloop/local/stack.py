@@ -322,23 +322,35 @@ class LocalStack:
             raise EdgeloopError(
                 f"{record.package_arn} is version {package['ModelPackageVersion']}, not {record.version}"
             )
-        return {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": MODEL_PACKAGE_STATE_CHANGE,
-            "source": SAGEMAKER_SOURCE,
-            "account": ACCOUNT,
-            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": REGION,
-            "resources": [record.package_arn],
-            "detail": {
+        return eventbridge_event(
+            MODEL_PACKAGE_STATE_CHANGE,
+            SAGEMAKER_SOURCE,
+            [record.package_arn],
+            {
                 "ModelPackageGroupName": package["ModelPackageGroupName"],
                 "ModelPackageVersion": int(package["ModelPackageVersion"]),
                 "ModelPackageArn": record.package_arn,
                 "ModelPackageStatus": package["ModelPackageStatus"],
                 "ModelApprovalStatus": package["ModelApprovalStatus"],
             },
-        }
+        )
+
+
+def eventbridge_event(
+    detail_type: str, source: str, resources: list[str], detail: dict[str, Any], event_id: str | None = None
+) -> dict[str, Any]:
+    """An event in EventBridge's envelope, from the local stack's account and region (a fresh id unless given)."""
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": ACCOUNT,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": resources,
+        "detail": detail,
+    }
 
 
 def _reset_moto(endpoint: str) -> None:
