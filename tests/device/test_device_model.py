@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -466,3 +467,96 @@ def test_the_single_row_fast_path_agrees_with_the_batch_screen_on_odd_rows(
         batched = model.screen([row, digits_model.rows[1].tolist()])
         assert (0 in single.accepted) == (0 in batched.accepted)
         assert single.rejected.get(0) == batched.rejected.get(0)
+
+
+# --- the batch-1 run: bound once per thread after a plain run, answering exactly as session.run ---
+
+
+def _session_answer(model: LoadedModel, feed: np.ndarray) -> list[float]:
+    (probabilities,) = model.session.run([model.manifest.output.probabilities], {model.manifest.input.name: feed})
+    answer: list[float] = probabilities[0].tolist()
+    return answer
+
+
+def _feeds(model: LoadedModel, rows: np.ndarray) -> list[np.ndarray]:
+    feeds = [model.screen_row(row.astype(np.float64)) for row in rows]
+    assert all(feed is not None for feed in feeds)
+    return [feed for feed in feeds if feed is not None]
+
+
+def test_batch1_runs_after_the_first_go_through_the_binding_and_answer_as_session_run(
+    model: LoadedModel, digits_model: DigitsModel
+) -> None:
+    plain_runs = []
+    real_run = model._run_session
+
+    def counted(names: list[str], feed: dict[str, np.ndarray], options: object) -> list[np.ndarray]:
+        plain_runs.append(1)
+        return real_run(names, feed, options)
+
+    object.__setattr__(model, "_run_session", counted)
+    feeds = _feeds(model, digits_model.rows[:20])
+
+    answers = [model.predict_row(feed) for feed in feeds]
+
+    assert len(plain_runs) == 1  # the first run shows the output's shape and type; the binding takes the rest
+    for feed, (index, confidence) in zip(feeds, answers, strict=True):
+        expected = _session_answer(model, feed)
+        assert (index, confidence) == (expected.index(max(expected)), max(expected))
+    assert [index for index, _ in answers] == digits_model.labels[:20].tolist()
+
+
+def test_threads_running_batch1_at_once_each_get_their_own_rows_answers(
+    model: LoadedModel, digits_model: DigitsModel
+) -> None:
+    feeds = _feeds(model, digits_model.rows[:40])
+    expected = [_session_answer(model, feed) for feed in feeds]
+    start = threading.Barrier(3)
+    wrong: list[int] = []
+
+    def run(offset: int) -> None:
+        start.wait()
+        for i in range(600):
+            k = (i + offset) % len(feeds)
+            if model.predict_row_top2(feeds[k])[1] != max(expected[k]):
+                wrong.append(k)
+
+    threads = [threading.Thread(target=run, args=(offset,)) for offset in (0, 13, 27)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert wrong == []
+
+
+def test_a_session_that_cannot_bind_keeps_session_run(model: LoadedModel, digits_model: DigitsModel) -> None:
+    class PlainSession:
+        """An InferenceSession stand-in with run and the metadata, and no IO binding."""
+
+        def __init__(self, inner: ort.InferenceSession) -> None:
+            self.inner = inner
+
+        def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            return self.inner.run(names, feed)
+
+    plain = LoadedModel(manifest=model.manifest, version=model.version, session=PlainSession(model.session))  # type: ignore[arg-type]
+    feeds = _feeds(plain, digits_model.rows[:5])
+
+    answers = [plain.predict_row(feed) for feed in feeds] + [plain.predict_row(feed) for feed in feeds]
+
+    assert [index for index, _ in answers] == digits_model.labels[:5].tolist() * 2
+
+
+def test_a_bound_batch1_run_that_fails_is_a_format_error(model: LoadedModel, digits_model: DigitsModel) -> None:
+    [feed] = _feeds(model, digits_model.rows[:1])
+    model.predict_row(feed)  # binds
+    bound = model._row_bindings.bound
+
+    def failing(binding: object, options: object) -> None:
+        raise ort.capi.onnxruntime_pybind11_state.Fail("kernel failed")
+
+    object.__setattr__(bound, "run", failing)
+
+    with pytest.raises(ModelFormatError, match="inference failed: kernel failed"):
+        model.predict_row(feed)
