@@ -551,7 +551,7 @@ def test_a_session_that_cannot_bind_keeps_session_run(model: LoadedModel, digits
 def test_a_bound_batch1_run_that_fails_is_a_format_error(model: LoadedModel, digits_model: DigitsModel) -> None:
     [feed] = _feeds(model, digits_model.rows[:1])
     model.predict_row(feed)  # binds
-    bound = model._row_bindings.bound
+    bound = model._bindings.row
 
     def failing(binding: object, options: object) -> None:
         raise ort.capi.onnxruntime_pybind11_state.Fail("kernel failed")
@@ -560,3 +560,75 @@ def test_a_bound_batch1_run_that_fails_is_a_format_error(model: LoadedModel, dig
 
     with pytest.raises(ModelFormatError, match="inference failed: kernel failed"):
         model.predict_row(feed)
+
+
+def _session_labels(model: LoadedModel, matrix: np.ndarray) -> tuple[list[int], list[float]]:
+    (probabilities,) = model.session.run(
+        [model.manifest.output.probabilities], {model.manifest.input.name: matrix.astype(np.float32)}
+    )
+    return probabilities.argmax(axis=1).tolist(), probabilities.max(axis=1).tolist()
+
+
+def test_a_batch_size_run_twice_in_a_row_binds_and_answers_as_session_run(
+    model: LoadedModel, digits_model: DigitsModel
+) -> None:
+    plain_runs = []
+    real_run = model._run_session
+
+    def counted(names: list[str], feed: dict[str, np.ndarray], options: object) -> list[np.ndarray]:
+        plain_runs.append(next(iter(feed.values())).shape[0])
+        return real_run(names, feed, options)
+
+    object.__setattr__(model, "_run_session", counted)
+    rows = digits_model.rows.astype(np.float32)
+    sizes = [8, 8, 8, 8, 3, 8, 5, 5, 5, 8]
+    starts = [(i * 17) % (len(rows) - 8) for i in range(len(sizes))]
+
+    answers = [model.predict(rows[start : start + size]) for start, size in zip(starts, sizes, strict=True)]
+
+    # 8 runs plain twice, then bound; a lone 3 runs plain and leaves 8 bound; 5 twice in a row takes the binding
+    assert plain_runs == [8, 8, 3, 5, 5, 8]
+    for (labels, confidences), start, size in zip(answers, starts, sizes, strict=True):
+        expected_labels, expected_confidences = _session_labels(model, rows[start : start + size])
+        assert labels.tolist() == expected_labels
+        assert confidences.tolist() == expected_confidences
+
+
+def test_answers_from_a_bound_batch_are_not_overwritten_by_the_next_run(
+    model: LoadedModel, digits_model: DigitsModel
+) -> None:
+    rows = digits_model.rows.astype(np.float32)
+    for _ in range(3):
+        model.predict(rows[:16])  # bound from the second run on
+    labels, confidences, margins = model.predict_top2(rows[:16])
+    kept = (labels.tolist(), confidences.tolist(), margins.tolist())
+
+    model.predict_top2(rows[16:32])
+
+    assert (labels.tolist(), confidences.tolist(), margins.tolist()) == kept
+    assert kept[0] == _session_labels(model, rows[:16])[0]
+
+
+def test_threads_running_the_same_batch_size_at_once_each_get_their_own_answers(
+    model: LoadedModel, digits_model: DigitsModel
+) -> None:
+    rows = digits_model.rows.astype(np.float32)
+    blocks = [rows[i : i + 32] for i in range(0, len(rows) - 31, 32)]
+    expected = [_session_labels(model, block)[1] for block in blocks]
+    start = threading.Barrier(3)
+    wrong: list[int] = []
+
+    def run(offset: int) -> None:
+        start.wait()
+        for i in range(1000):
+            k = (i + offset) % len(blocks)
+            if model.predict(blocks[k])[1].tolist() != expected[k]:
+                wrong.append(k)
+
+    threads = [threading.Thread(target=run, args=(offset,)) for offset in (0, 1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert wrong == []
