@@ -5,8 +5,12 @@ post-processing, health statistics and the hand-off to the buffer (an in-memory 
 does not dominate: `--buffer memory` is MemoryBuffer, `--buffer sqlite` is SqliteBuffer on ":memory:").
 Message decoding is excluded: requests arrive as (request_id, list of floats), what the component's
 message parser produces. The bare side is `session.run` on a session opened with the same settings,
-fed the same rows as numpy arrays. The three throughputs are measured in alternating rounds (Sizes.rounds), each
-keeping its best, as the latencies are interleaved: noise on a shared machine then hits both sides alike.
+fed the same rows as numpy arrays. A shared machine slows down and speeds up over seconds, so both sides are
+measured interleaved, finely enough that each slow spell hits them alike: the batch-1 latencies in alternating
+blocks of calls (pooled over Sizes.rounds), and the three throughputs in alternating stretches of about 25 ms
+each (Sizes.stretches of them): bare single calls, bare batched calls, then the path, whose loop thread gets a
+stretch's requests queued at once and is timed until the last of their results is in the buffer. A throughput
+is its side's rows over its side's time, all stretches together.
 
     python benchmarks/inference.py [--quick] [--batch 32] [--buffer memory|sqlite] [--samplers JSON] [--no-drift]
 
@@ -69,20 +73,23 @@ class Sizes:
     """How many timed calls each measurement makes."""
 
     latency_calls: int
-    single_calls: int
-    batched_rows: int
-    path_rows: int
+    """Batch-1 calls per side per latency round."""
+    stretches: int
+    """Alternating throughput stretches per side."""
     trickle: int
     max_iter: int
-    rounds: int = 3
-    """Throughput rounds: bare, bare batched and the path alternate, and each keeps its best round, so a burst of
-    machine noise (which only ever slows a run) during one side's single run does not decide the ratios."""
+    rounds: int = 5
+    """Latency rounds, pooled."""
+    stretch_calls: int = 2_000
+    """Bare single calls per stretch (about 25 ms)."""
+    stretch_batches: int = 1_500
+    """Bare batched calls per stretch (about 25 ms at batch 32)."""
+    stretch_requests: int = 8_192
+    """Requests the path's loop gets per stretch (about 25 ms; whole micro-batches at batchMax 32)."""
 
 
-QUICK = Sizes(latency_calls=3_000, single_calls=5_000, batched_rows=100_000, path_rows=40_000, trickle=40, max_iter=20)
-FULL = Sizes(
-    latency_calls=20_000, single_calls=50_000, batched_rows=1_000_000, path_rows=400_000, trickle=200, max_iter=200
-)
+QUICK = Sizes(latency_calls=2_000, stretches=40, trickle=40, max_iter=20)
+FULL = Sizes(latency_calls=20_000, stretches=200, trickle=200, max_iter=200)
 
 
 class TimedBuffer:
@@ -188,27 +195,40 @@ def _shifted(call: Callable[[int], object], start: int, i: int) -> object:
 
 
 def rows_per_s(call: Callable[[int], object], calls: int, rows_per_call: int) -> float:
-    """Throughput of repeated calls."""
+    """Throughput of repeated calls, wall clock."""
     started = time.perf_counter()
     for i in range(calls):
         call(i)
     return calls * rows_per_call / (time.perf_counter() - started)
 
 
-class CompletionBuffer:
-    """Wraps a buffer and sets an event once `expected` results are in it: the end of a run, without polling."""
+def stretch_s(call: Callable[[int], object], calls: int, offset: int) -> float:
+    """Seconds for `calls` consecutive calls (the indices continue where the last stretch stopped)."""
+    started = time.perf_counter()
+    for i in range(offset, offset + calls):
+        call(i)
+    return time.perf_counter() - started
 
-    def __init__(self, inner: RecordBuffer, expected: int) -> None:
+
+class CompletionBuffer:
+    """Wraps a buffer and sets an event once `expected` results are in it: the end of a stretch, without polling."""
+
+    def __init__(self, inner: RecordBuffer) -> None:
         self.inner = inner
         self.done = threading.Event()
-        self._expected = expected
-        self._results = 0
+        self.results = 0
+        self._expected = 0
+
+    def expect(self, more: int) -> None:
+        """The next stretch: set done once `more` further results have landed (the loop is idle when called)."""
+        self._expected = self.results + more
+        self.done.clear()
 
     def append(self, kind: RecordKind, payloads: Sequence[Mapping[str, Any]], now: float) -> list[Record]:
         """Store, then count the results that landed (called from the loop thread only)."""
         records = self.inner.append(kind, payloads, now)
-        self._results += sum(len(p["request_ids"]) for p in payloads)
-        if self._results >= self._expected:
+        self.results += sum(len(p["request_ids"]) for p in payloads)
+        if self.results >= self._expected:
             self.done.set()
         return records
 
@@ -216,27 +236,43 @@ class CompletionBuffer:
         return getattr(self.inner, name)
 
 
-def sustained(model_root: Path, buffer: RecordBuffer, config: DeviceConfig, requests: list[InferenceRequest]) -> float:
-    """Requests per second through the runtime loop, queue never empty, until the last result is in the buffer.
+class SustainedPath:
+    """The runtime loop on its own thread, as in the component, fed one stretch of requests at a time.
 
-    The main thread waits on an event rather than polling the queue: a poller contends for the queue's lock
-    and the GIL, which a component's loop does not have to share with a benchmark.
+    A stretch's requests are queued at once (one lock round, as if they had piled up), so the loop never finds
+    its queue empty before the last of them; the stretch ends when the last result is in the buffer. The main
+    thread waits on an event rather than polling: a poller contends for the queue's lock and the GIL, which a
+    component's loop does not share with a benchmark. Between stretches (untimed) the buffer is replaced by a
+    fresh one, so every stretch hands off to a buffer in the same state.
     """
-    inputs: queue.Queue[InferenceRequest] = queue.Queue()
-    for request in requests:
-        inputs.put_nowait(request)
-    counted = CompletionBuffer(buffer, len(requests))
-    runtime = make_runtime(model_root, counted, config)
-    stop = threading.Event()
-    loop = threading.Thread(target=runtime.run, args=(inputs, stop), daemon=True)
-    started = time.perf_counter()
-    loop.start()
-    if not counted.done.wait(timeout=600):
-        raise SystemExit("the loop did not buffer every result within 600 s")
-    elapsed = time.perf_counter() - started
-    stop.set()
-    loop.join()
-    return len(requests) / elapsed
+
+    def __init__(self, model_root: Path, buffer_kind: str, config: DeviceConfig) -> None:
+        self._buffer_kind = buffer_kind
+        self._counted = CompletionBuffer(make_buffer(buffer_kind))
+        self._runtime = make_runtime(model_root, self._counted, config)
+        self._inputs: queue.Queue[InferenceRequest] = queue.Queue()
+        self._stop = threading.Event()
+        self._loop = threading.Thread(target=self._runtime.run, args=(self._inputs, self._stop), daemon=True)
+        self._loop.start()
+
+    def stretch_s(self, requests: list[InferenceRequest]) -> float:
+        """Seconds from queueing `requests` to the last of their results being buffered."""
+        self._counted.inner = make_buffer(self._buffer_kind)
+        self._counted.expect(len(requests))
+        inputs = self._inputs
+        started = time.perf_counter()
+        with inputs.mutex:
+            inputs.queue.extend(requests)
+            inputs.unfinished_tasks += len(requests)
+            inputs.not_empty.notify()
+        if not self._counted.done.wait(timeout=600):
+            raise SystemExit("the loop did not buffer a stretch's results within 600 s")
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        """Stop the loop thread."""
+        self._stop.set()
+        self._loop.join()
 
 
 def wait_bound(model_root: Path, config: DeviceConfig, requests: list[InferenceRequest], gap_s: float) -> list[float]:
@@ -323,21 +359,34 @@ def measure(model_root: Path, model_dir: Path, args: argparse.Namespace, sizes: 
     def bare_batched(i: int) -> object:
         return session.run([PROBABILITIES], {name: batches[i % len(batches)]})
 
-    bare_us, path_us = interleaved(bare, path, sizes.latency_calls)
+    latency_rounds = [interleaved(bare, path, sizes.latency_calls) for _ in range(sizes.rounds)]
+    bare_us = [us for bare_round, _ in latency_rounds for us in bare_round]
+    path_us = [us for _, path_round in latency_rounds for us in path_round]
     bare_p50, path_p50 = statistics.median(bare_us), statistics.median(path_us)
     _, answered_us = interleaved(bare, answered, sizes.latency_calls)
-    stream = [requests[i % count] for i in range(sizes.path_rows)]
-    rounds = [
-        (
-            rows_per_s(bare, sizes.single_calls, 1),
-            rows_per_s(bare_batched, sizes.batched_rows // batch, batch),
-            # a fresh, empty buffer each round, so the loop's first forward round has nothing to publish
-            sustained(model_root, make_buffer(args.buffer), config, stream),
-        )
-        for _ in range(sizes.rounds)
-    ]
-    bare_per_s, bare_batched_per_s, path_per_s = (max(side) for side in zip(*rounds, strict=True))
-
+    stream = [requests[i % count] for i in range(sizes.stretch_requests)]
+    path_loop = SustainedPath(model_root, args.buffer, config)
+    spent = {"bare": 0.0, "bare batched": 0.0, "path": 0.0}
+    stretch_rates: dict[str, list[float]] = {side: [] for side in spent}
+    for k in range(sizes.stretches):
+        timed = {
+            "bare": (stretch_s(bare, sizes.stretch_calls, k * sizes.stretch_calls), sizes.stretch_calls),
+            "bare batched": (
+                stretch_s(bare_batched, sizes.stretch_batches, k * sizes.stretch_batches),
+                sizes.stretch_batches * batch,
+            ),
+            "path": (path_loop.stretch_s(stream), len(stream)),
+        }
+        for side, (seconds, rows_done) in timed.items():
+            spent[side] += seconds
+            stretch_rates[side].append(rows_done / seconds)
+    path_loop.close()
+    rows_per_side = {
+        "bare": sizes.stretches * sizes.stretch_calls,
+        "bare batched": sizes.stretches * sizes.stretch_batches * batch,
+        "path": sizes.stretches * len(stream),
+    }
+    bare_per_s, bare_batched_per_s, path_per_s = (rows_per_side[side] / spent[side] for side in spent)
     engine = make_runtime(model_root, NullBuffer(buffer), config)
     engine_p50 = statistics.median(per_call_us(lambda i: engine.serve([requests[i % count]]), sizes.latency_calls))
     engine_per_s = rows_per_s(lambda i: engine.serve(requests[(i * batch) % (count - batch) :][:batch]), 400, batch)
@@ -348,6 +397,8 @@ def measure(model_root: Path, model_dir: Path, args: argparse.Namespace, sizes: 
         f"buffer: {type(buffer).__name__}{' on :memory:' if args.buffer == 'sqlite' else ''}; "
         f"micro-batch: batchMax={batch}, batchWaitMs={args.wait_ms}; driftWindow={config.driftWindow}, "
         f"samplers={dict(config.samplers) or 'none'}\n"
+        f"batch-1 p50 per round (bare us, path us; the figures pool every round): "
+        f"{'; '.join(f'{statistics.median(b):.2f}, {statistics.median(p):.2f}' for b, p in latency_rounds)}\n"
         f"path at batch 1 (serve): p50 {path_p50:.2f} us, p99 {percentile(path_us, 99):.2f} us, mean "
         f"{statistics.fmean(path_us):.2f} us (p99 and mean carry the group commit every resultCommitMs / "
         f"{COMMIT_MAX_RESULTS} results); bare p99 {percentile(bare_us, 99):.2f} us\n"
@@ -356,8 +407,13 @@ def measure(model_root: Path, model_dir: Path, args: argparse.Namespace, sizes: 
         f"{engine_per_s:,.0f}/s at batch {batch}; the rest of path_per_s goes to the buffer's append and the loop\n"
         f"wait bound: a lone request waited p50 {statistics.median(waits):.2f} ms, max {max(waits):.2f} ms "
         f"from queue to buffer (bound: batchWaitMs={args.wait_ms} + one batch)\n"
-        f"throughput rounds (bare/s, bare batched/s, path/s; each side keeps its best): "
-        f"{'; '.join(', '.join(f'{v:,.0f}' for v in r) for r in rounds)}\n"
+        f"throughput over {sizes.stretches} alternating stretches per side (rows/s; slowest, median and fastest "
+        f"stretch): "
+        + "; ".join(
+            f"{side} {min(rates):,.0f} / {statistics.median(rates):,.0f} / {max(rates):,.0f}"
+            for side, rates in stretch_rates.items()
+        )
+        + "\n"
     )
     return {
         "bare_p50_us": round(bare_p50, 2),
