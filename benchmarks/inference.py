@@ -3,7 +3,7 @@
 The path is the component's: micro-batching (the runtime loop's queue collect), validation, inference,
 post-processing, health statistics and the hand-off to the buffer (an in-memory buffer, so disk fsync
 does not dominate: `--buffer memory` is MemoryBuffer, `--buffer sqlite` is SqliteBuffer on ":memory:").
-Message decoding is excluded: requests arrive as (request_id, list of floats), what the component's
+Message decoding is excluded: requests arrive as (request_id, 1-D float64 array), what the component's
 message parser produces. The bare side is `session.run` on a session opened with the same settings,
 fed the same rows as numpy arrays. A shared machine slows down and speeds up over seconds, so both sides are
 measured interleaved, finely enough that each slow spell hits them alike: the batch-1 latencies in alternating
