@@ -13,6 +13,9 @@ stretch's requests queued at once and is timed until the last of their results i
 is its side's rows over its side's time, all stretches together.
 
     python benchmarks/inference.py [--quick] [--batch 32] [--buffer memory|sqlite] [--samplers JSON] [--no-drift]
+                                   [--cpu N | --no-pin]
+
+Both sides run on one CPU (the last one allowed unless --cpu says otherwise; --no-pin leaves it to the scheduler).
 
 The default configuration monitors drift (a ring of driftWindow rows, scored at health time); `--samplers`
 turns hard-example sampling on, e.g. '{"random": 0.01, "low_confidence": 0.5, "small_margin": 0.1}'.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import queue
 import statistics
 import sys
@@ -296,6 +300,24 @@ def wait_bound(model_root: Path, config: DeviceConfig, requests: list[InferenceR
     return [(done - put) * 1000 for put, done in zip(queued_at, landed, strict=True)]
 
 
+def pin_to_one_cpu(cpu: int | None) -> int | None:
+    """Run this process, and the threads it starts later, on one CPU; None where the OS cannot pin.
+
+    The path's loop runs on its own thread and the bare calls on the main one: unpinned, the scheduler may put
+    them on different CPUs, and on a shared machine one CPU can be slower than the other for seconds at a time
+    (seen here: speedup_vs_naive 3.1 to 3.9 from run to run unpinned, 3.7 to 3.9 pinned). On one CPU both sides
+    see the same machine, as on a single-core gateway.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    chosen = allowed[-1] if cpu is None else cpu
+    if chosen not in allowed:
+        raise SystemExit(f"--cpu {chosen}: this process may run on CPUs {allowed}")
+    os.sched_setaffinity(0, {chosen})
+    return chosen
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every measurement and print the JSON line last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -305,9 +327,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--buffer", choices=("memory", "sqlite"), default="memory", help="hand-off target")
     parser.add_argument("--samplers", type=json.loads, default={}, help="the samplers configuration (JSON)")
     parser.add_argument("--no-drift", action="store_true", help="driftWindow=0: no drift monitor")
+    parser.add_argument(
+        "--cpu", type=int, default=None, help="the one CPU both sides run on (default: the last one allowed)"
+    )
+    parser.add_argument("--no-pin", action="store_true", help="let the scheduler move threads between CPUs")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     logging.basicConfig(level=logging.ERROR)
+    pinned = None if args.no_pin else pin_to_one_cpu(args.cpu)
+    sys.stdout.write(f"cpu: {'not pinned' if pinned is None else f'every thread on CPU {pinned}'}\n")
     with tempfile.TemporaryDirectory(prefix="edgeloop-bench-") as tmp:
         model_root = Path(tmp) / "packages" / "artifacts"
         model_dir = train_model(model_root, sizes.max_iter)
