@@ -123,25 +123,38 @@ def utc_day(now: float) -> int:
 
 @dataclass(frozen=True)
 class SampleBudget:
-    """Sample bytes spent today against a daily limit, and counts since start (taken, dropped over budget)."""
+    """Sample bytes spent today against a daily limit, and counts since start (taken, dropped over budget).
+
+    Once what is left of today's budget is smaller than the smallest sample offered so far, the day counts as
+    spent: samples of one schema hardly differ in size, and building and measuring every later sample only to
+    drop it would cost the inference path more than the few bytes a smaller one might still have used.
+    """
 
     limit: int
     day: int | None = None
     spent: int = 0
     taken: int = 0
     dropped: int = 0
+    smallest: int | None = None
+    """The smallest sample size offered to admit (bytes), whatever the day; None before the first."""
 
     def admit(self, size: int, now: float) -> tuple[SampleBudget, bool]:
         """Whether a sample of size bytes fits today's budget, and the budget after it (a new UTC day starts at 0)."""
         today = utc_day(now)
         spent = self.spent if self.day == today else 0
+        smallest = size if self.smallest is None else min(self.smallest, size)
         if spent + size > self.limit:
-            return replace(self, day=today, spent=spent, dropped=self.dropped + 1), False
-        return replace(self, day=today, spent=spent + size, taken=self.taken + 1), True
+            return replace(self, day=today, spent=spent, dropped=self.dropped + 1, smallest=smallest), False
+        return replace(self, day=today, spent=spent + size, taken=self.taken + 1, smallest=smallest), True
+
+    def drop(self, now: float) -> SampleBudget:
+        """Count a sample dropped without offering its size (the day is spent, or the sample is over its cap)."""
+        return replace(self, day=utc_day(now), spent=self.spent_on(now), dropped=self.dropped + 1)
 
     def exhausted(self, now: float) -> bool:
-        """Whether today's budget is spent: the next sample will be dropped whatever its size."""
-        return self.spent_on(now) >= self.limit
+        """Whether today's budget is spent: what is left is nothing, or less than the smallest sample seen."""
+        left = self.limit - self.spent_on(now)
+        return left <= 0 or (self.smallest is not None and left < self.smallest)
 
     def spent_on(self, now: float) -> int:
         """Bytes spent on the UTC day of now (0 once a new day has started)."""

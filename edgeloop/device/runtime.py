@@ -529,12 +529,15 @@ class DeviceRuntime:
         for request_id, row, index, confidence, margin, name in rows:
             with self._sample_lock:
                 if self._budget.exhausted(now):  # counted as dropped without building what would be dropped
-                    self._budget = self._budget.admit(1, now)[0]
+                    self._budget = self._budget.drop(now)
                     continue
             payload = stage.payload(request_id, row, index, (confidence, margin, drifted, score), name)
             size = payload_bytes(payload)
             with self._sample_lock:
-                self._budget, admitted = self._budget.admit(size if size <= MAX_SAMPLE_BYTES else 1 << 62, now)
+                if size > MAX_SAMPLE_BYTES:
+                    self._budget, admitted = self._budget.drop(now), False
+                else:
+                    self._budget, admitted = self._budget.admit(size, now)
             if admitted:
                 kept.append(payload)
         if len(kept) < len(rows):  # once per budget day at WARNING; the health report counts every drop

@@ -135,3 +135,24 @@ def test_utc_day_and_payload_bytes() -> None:
     assert utc_day(-1) == -1
     assert payload_bytes({"a": [1, 2]}) == len('{"a":[1,2]}')
     assert payload_bytes({"a": "é"}) == len('{"a":"\\u00e9"}')
+
+
+def test_the_day_counts_as_spent_once_less_than_the_smallest_sample_is_left() -> None:
+    budget, _ = SampleBudget(limit=100).admit(40, DAY)
+    assert not budget.exhausted(DAY + 1)  # 60 left, the smallest sample so far is 40
+    budget, _ = budget.admit(45, DAY + 1)
+    assert budget.exhausted(DAY + 2)  # 15 left < 40: the next one is dropped without being built
+    assert not budget.exhausted(DAY + SECONDS_PER_DAY)  # a new day starts over
+    budget, _ = budget.admit(90, DAY + SECONDS_PER_DAY)
+    assert budget.exhausted(DAY + SECONDS_PER_DAY)  # 10 left < 40
+    budget, admitted = budget.admit(8, DAY + SECONDS_PER_DAY)  # a caller may still offer a small one: it fits
+    assert admitted
+    assert budget.exhausted(DAY + SECONDS_PER_DAY)  # 2 left < 8, the new floor
+    assert (budget.taken, budget.dropped, budget.smallest) == (4, 0, 8)
+
+
+def test_a_dropped_sample_is_counted_without_spending_or_moving_the_floor() -> None:
+    budget, _ = SampleBudget(limit=100).admit(40, DAY)
+    budget = budget.drop(DAY + 1)
+    assert (budget.spent, budget.taken, budget.dropped, budget.smallest) == (40, 1, 1, 40)
+    assert budget.drop(DAY + SECONDS_PER_DAY).spent == 0  # a drop on a new day starts its count at 0
