@@ -29,8 +29,6 @@ ORT_ERRORS: tuple[type[Exception], ...] = tuple(
 """onnxruntime's exceptions all derive straight from Exception, so they are listed rather than caught broadly."""
 _BINDING_ERRORS: tuple[type[Exception], ...] = (*ORT_ERRORS, AttributeError, TypeError, RuntimeError)
 """What building an IO binding can raise on a session it does not suit (the engine then keeps session.run)."""
-_BIND_ROWS_MAX = 4096
-"""Micro-batch sizes up to this bind (BATCH_MAX, the configuration's largest: 1 MiB of input at 64 features)."""
 
 GRAPH_OPTIMIZATION_LEVELS: Mapping[str, ort.GraphOptimizationLevel] = {
     "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -53,6 +51,8 @@ _FLOAT_ARRAYS = (np.float64, np.float32)
 _FLOAT32 = np.dtype(np.float32)
 BATCH_MAX = 4096
 """The largest micro-batch a configuration allows (DeviceConfig.batchMax); larger batches still work, a bit slower."""
+_BIND_ROWS_MAX = BATCH_MAX
+"""Micro-batch sizes up to this bind (1 MiB of input at 64 features); a larger one always runs plain."""
 
 SessionRun = Callable[[list[str], dict[str, np.ndarray], Any], list[Any]]
 
