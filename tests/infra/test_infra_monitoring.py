@@ -5,19 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
-def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
-
-
-def _id(synthesized: Any, construct: Any) -> str:
-    return str(synthesized.stack.get_logical_id(construct.node.default_child))
+from templates import logical_id, of_type
 
 
 def _alarmed(synthesized: Any) -> list[tuple[str, str]]:
     """(metric, resource the alarm watches) for each alarm."""
     watched = []
-    for alarm in _of_type(synthesized.template, "AWS::CloudWatch::Alarm").values():
+    for alarm in of_type(synthesized.template, "AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]
         [dimension] = props["Dimensions"]
         value = dimension["Value"]  # a function's Ref (its name) or a queue's QueueName attribute
@@ -29,26 +23,26 @@ def _alarmed(synthesized: Any) -> list[tuple[str, str]]:
 
 
 def test_every_edgeloop_function_has_an_error_alarm(synthesized: Any) -> None:
-    ours = {_id(synthesized, f.function) for f in synthesized.stack.handlers().values()}
+    ours = {logical_id(synthesized, f.function) for f in synthesized.stack.handlers().values()}
     assert len(ours) == 8
     assert {r for m, r in _alarmed(synthesized) if m == "Errors"} == ours
 
 
 def test_every_queue_of_last_resort_has_a_waiting_alarm(synthesized: Any) -> None:
-    queues = _of_type(synthesized.template, "AWS::SQS::Queue")
+    queues = of_type(synthesized.template, "AWS::SQS::Queue")
     with_redrive = {k for k, q in queues.items() if "RedrivePolicy" in q["Properties"]}
     alarmed = {r for m, r in _alarmed(synthesized) if m == "ApproximateNumberOfMessagesVisible"}
     # Every queue is alarmed except the labelling queue, whose backlog is work waiting, not a failure.
     assert alarmed == set(queues) - with_redrive
-    assert with_redrive == {_id(synthesized, synthesized.stack.samples.labelling)}
+    assert with_redrive == {logical_id(synthesized, synthesized.stack.samples.labelling)}
 
 
 def test_the_dashboard_shows_fleet_health_rollout_state_ingest_rates_and_lambda_errors(synthesized: Any) -> None:
-    [dashboard] = _of_type(synthesized.template, "AWS::CloudWatch::Dashboard").values()
+    [dashboard] = of_type(synthesized.template, "AWS::CloudWatch::Dashboard").values()
     assert dashboard["Properties"]["DashboardName"] == synthesized.stack.config.stack_name
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
     for title in ("Fleet health", "Rollout state", "Ingest rates", "Lambda errors", "Dead letters"):
         assert title in body
     for rule in (synthesized.stack.results.rule, synthesized.stack.health_ingest.rule, synthesized.stack.samples.rule):
         assert synthesized.stack.get_logical_id(rule) in body  # its TopicMatch count, by rule name
-    assert _id(synthesized, synthesized.stack.rollout_controller.log_group) in body
+    assert logical_id(synthesized, synthesized.stack.rollout_controller.log_group) in body

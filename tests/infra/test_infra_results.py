@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
+from templates import logical_id, of_type
 
 from edgeloop.core.names import (
     RESULTS_OBJECT_KEY_TEMPLATE,
@@ -17,14 +18,6 @@ from edgeloop.core.names import (
 )
 from edgeloop.core.records import Record, RecordKind, encode_batch
 from infra.nag import flatten_reference
-
-
-def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
-
-
-def _logical_id(synthesized: Any, construct: Any) -> str:
-    return str(synthesized.stack.get_logical_id(construct.node.default_child))
 
 
 def _rule(synthesized: Any) -> dict[str, Any]:
@@ -64,14 +57,14 @@ def test_rule_selects_every_devices_results_topic(synthesized: Any) -> None:
 
 def test_rule_writes_each_batch_to_the_data_bucket_under_the_cores_key(synthesized: Any) -> None:
     results = synthesized.stack.results
-    data_id = _logical_id(synthesized, synthesized.stack.storage.data)
+    data_id = logical_id(synthesized, synthesized.stack.storage.data)
     [action] = _rule(synthesized)["Properties"]["TopicRulePayload"]["Actions"]
     assert action == {
         "S3": {
             "BucketName": {"Ref": data_id},
             # A plain string: IoT Core, not CloudFormation, must see the ${...} expressions.
             "Key": RESULTS_OBJECT_KEY_TEMPLATE,
-            "RoleArn": {"Fn::GetAtt": [_logical_id(synthesized, results.role), "Arn"]},
+            "RoleArn": {"Fn::GetAtt": [logical_id(synthesized, results.role), "Arn"]},
         }
     }
     assert "Fn::Sub" not in json.dumps(_rule(synthesized))
@@ -87,11 +80,11 @@ def test_object_key_names_the_publishing_thing_and_first_sequence_number() -> No
 
 def test_failed_deliveries_go_to_an_encrypted_queue_kept_for_two_weeks(synthesized: Any) -> None:
     results = synthesized.stack.results
-    queue_id = _logical_id(synthesized, results.failed)
+    queue_id = logical_id(synthesized, results.failed)
     assert _rule(synthesized)["Properties"]["TopicRulePayload"]["ErrorAction"] == {
         "Sqs": {
             "QueueUrl": {"Ref": queue_id},
-            "RoleArn": {"Fn::GetAtt": [_logical_id(synthesized, results.role), "Arn"]},
+            "RoleArn": {"Fn::GetAtt": [logical_id(synthesized, results.role), "Arn"]},
             "UseBase64": False,
         }
     }
@@ -113,18 +106,18 @@ def test_failed_deliveries_go_to_an_encrypted_queue_kept_for_two_weeks(synthesiz
 
 def test_rule_role_is_iots_and_may_only_write_results_encrypt_them_and_report_failures(synthesized: Any) -> None:
     stack = synthesized.stack
-    role_id = _logical_id(synthesized, stack.results.role)
+    role_id = logical_id(synthesized, stack.results.role)
     role = synthesized.template["Resources"][role_id]["Properties"]
     [trust] = role["AssumeRolePolicyDocument"]["Statement"]
     [policy] = [
         p["Properties"]["PolicyDocument"]["Statement"]
-        for p in _of_type(synthesized.template, "AWS::IAM::Policy").values()
+        for p in of_type(synthesized.template, "AWS::IAM::Policy").values()
         if {"Ref": role_id} in p["Properties"]["Roles"]
     ]
     granted = {(s["Action"], flatten_reference(s["Resource"])) for s in policy}
-    data = _logical_id(synthesized, stack.storage.data)
-    key = _logical_id(synthesized, stack.storage.key)
-    queue = _logical_id(synthesized, stack.results.failed)
+    data = logical_id(synthesized, stack.storage.data)
+    key = logical_id(synthesized, stack.storage.key)
+    queue = logical_id(synthesized, stack.results.failed)
     assert trust["Principal"] == {"Service": "iot.amazonaws.com"}
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     assert "ManagedPolicyArns" not in role
@@ -142,9 +135,9 @@ def test_rule_is_created_after_its_role_may_write(synthesized: Any) -> None:
 
 
 def test_results_location_is_an_output(synthesized: Any) -> None:
-    data_id = _logical_id(synthesized, synthesized.stack.storage.data)
+    data_id = logical_id(synthesized, synthesized.stack.storage.data)
     outputs = synthesized.template["Outputs"]
     assert outputs["ResultsUri"]["Value"] == {"Fn::Join": ["", ["s3://", {"Ref": data_id}, f"/{RESULTS_PREFIX}"]]}
     assert outputs["ResultsFailedDeliveriesQueueUrl"]["Value"] == {
-        "Ref": _logical_id(synthesized, synthesized.stack.results.failed)
+        "Ref": logical_id(synthesized, synthesized.stack.results.failed)
     }

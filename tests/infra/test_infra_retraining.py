@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from templates import as_list, logical_id, of_type
+
 from edgeloop.core.events import EDGELOOP_SOURCE, RETRAINING_REQUESTED
 from edgeloop.core.names import LABELS_PREFIX, LABELS_REJECTED_PREFIX, RETRAINING_TABLE
 from edgeloop.core.retraining import RetrainingPolicy, evaluate_tick, initial_record
@@ -20,51 +22,38 @@ from edgeloop.core.settings import (
 from infra.nag import flatten_reference
 
 
-def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
-
-
-def _id(synthesized: Any, construct: Any) -> str:
-    child = getattr(construct.node, "default_child", None) or construct
-    return str(synthesized.stack.get_logical_id(child))
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def _statements(synthesized: Any, function: Any) -> list[dict[str, Any]]:
     """The statements of a handler's inline policies, minus its own logs and dead letters."""
-    role_id = _id(synthesized, function.role)
-    dead_letters = {"Fn::GetAtt": [_id(synthesized, function.dead_letters), "Arn"]}
+    role_id = logical_id(synthesized, function.role)
+    dead_letters = {"Fn::GetAtt": [logical_id(synthesized, function.dead_letters), "Arn"]}
     return [
         s
-        for p in _of_type(synthesized.template, "AWS::IAM::Policy").values()
+        for p in of_type(synthesized.template, "AWS::IAM::Policy").values()
         if {"Ref": role_id} in p["Properties"]["Roles"]
         for s in p["Properties"]["PolicyDocument"]["Statement"]
-        if not all(a.startswith("logs:") for a in _as_list(s["Action"])) and s["Resource"] != dead_letters
+        if not all(a.startswith("logs:") for a in as_list(s["Action"])) and s["Resource"] != dead_letters
     ]
 
 
 def _granted(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    return {
-        (a, flatten_reference(r)) for s in statements for a in _as_list(s["Action"]) for r in _as_list(s["Resource"])
-    }
+    return {(a, flatten_reference(r)) for s in statements for a in as_list(s["Action"]) for r in as_list(s["Resource"])}
 
 
 def _function(synthesized: Any, function: Any) -> dict[str, Any]:
-    props: dict[str, Any] = synthesized.template["Resources"][_id(synthesized, function.function)]["Properties"]
+    props: dict[str, Any] = synthesized.template["Resources"][logical_id(synthesized, function.function)]["Properties"]
     return props
 
 
 def test_the_trigger_state_table_is_keyed_like_the_others_recoverable_encrypted_and_kept(synthesized: Any) -> None:
     stack = synthesized.stack
-    table = synthesized.template["Resources"][_id(synthesized, stack.retraining.table)]
+    table = synthesized.template["Resources"][logical_id(synthesized, stack.retraining.table)]
     props = table["Properties"]
     assert props["TableName"] == RETRAINING_TABLE
     assert [k["KeyType"] for k in props["KeySchema"]] == ["HASH", "RANGE"]
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert props["SSESpecification"]["KMSMasterKeyId"] == {"Fn::GetAtt": [_id(synthesized, stack.storage.key), "Arn"]}
+    assert props["SSESpecification"]["KMSMasterKeyId"] == {
+        "Fn::GetAtt": [logical_id(synthesized, stack.storage.key), "Arn"]
+    }
     assert (props["DeletionProtectionEnabled"], table["DeletionPolicy"]) == (True, "Retain")
 
 
@@ -76,16 +65,16 @@ def test_the_trigger_runs_on_its_schedule_and_reads_the_tables_of_the_core_keys(
     assert env == {
         ENV_MODEL_NAME: "digits",
         ENV_RETRAINING_POLICY: json.dumps(RetrainingPolicy().to_dict(), sort_keys=True),
-        ENV_SAMPLES_TABLE: {"Ref": _id(synthesized, stack.samples.table)},
-        ENV_RETRAINING_TABLE: {"Ref": _id(synthesized, stack.retraining.table)},
-        ENV_ROLLOUTS_TABLE: {"Ref": _id(synthesized, stack.rollout_state.rollouts)},
-        ENV_FLEET_HEALTH_TABLE: {"Ref": _id(synthesized, stack.rollout_state.fleet_health)},
+        ENV_SAMPLES_TABLE: {"Ref": logical_id(synthesized, stack.samples.table)},
+        ENV_RETRAINING_TABLE: {"Ref": logical_id(synthesized, stack.retraining.table)},
+        ENV_ROLLOUTS_TABLE: {"Ref": logical_id(synthesized, stack.rollout_state.rollouts)},
+        ENV_FLEET_HEALTH_TABLE: {"Ref": logical_id(synthesized, stack.rollout_state.fleet_health)},
         ENV_EVENT_BUS_NAME: "default",
     }
-    rule = synthesized.template["Resources"][_id(synthesized, stack.retraining.schedule)]["Properties"]
+    rule = synthesized.template["Resources"][logical_id(synthesized, stack.retraining.schedule)]["Properties"]
     assert rule["ScheduleExpression"] == "rate(15 minutes)"
     [target] = rule["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": [_id(synthesized, stack.retraining.trigger.function), "Arn"]}
+    assert target["Arn"] == {"Fn::GetAtt": [logical_id(synthesized, stack.retraining.trigger.function), "Arn"]}
     assert "DeadLetterConfig" in target
 
 
@@ -95,7 +84,7 @@ def test_the_trigger_role_reads_what_it_decides_on_writes_its_state_and_puts_onl
     stack = synthesized.stack
     statements = _statements(synthesized, stack.retraining.trigger)
     ids = {
-        name: _id(synthesized, t)
+        name: logical_id(synthesized, t)
         for name, t in {
             "state": stack.retraining.table,
             "samples": stack.samples.table,
@@ -122,10 +111,10 @@ def test_the_trigger_role_reads_what_it_decides_on_writes_its_state_and_puts_onl
 
 def test_the_event_the_trigger_puts_is_one_the_launchers_rule_delivers(synthesized: Any) -> None:
     stack = synthesized.stack
-    launcher = {"Fn::GetAtt": [_id(synthesized, stack.training_launcher.function), "Arn"]}
+    launcher = {"Fn::GetAtt": [logical_id(synthesized, stack.training_launcher.function), "Arn"]}
     [pattern] = [
         r["Properties"]["EventPattern"]
-        for r in _of_type(synthesized.template, "AWS::Events::Rule").values()
+        for r in of_type(synthesized.template, "AWS::Events::Rule").values()
         if r["Properties"]["Targets"][0]["Arn"] == launcher and "EventPattern" in r["Properties"]
     ]
     tick = evaluate_tick(
@@ -142,9 +131,9 @@ def test_the_event_the_trigger_puts_is_one_the_launchers_rule_delivers(synthesiz
 def test_the_label_ingest_runs_on_label_objects_only_and_holds_exactly_what_it_calls(synthesized: Any) -> None:
     stack = synthesized.stack
     ingest = stack.retraining.label_ingest
-    function_arn = {"Fn::GetAtt": [_id(synthesized, ingest.function), "Arn"]}
-    [notifications] = _of_type(synthesized.template, "Custom::S3BucketNotifications").values()
-    assert notifications["Properties"]["BucketName"] == {"Ref": _id(synthesized, stack.storage.samples)}
+    function_arn = {"Fn::GetAtt": [logical_id(synthesized, ingest.function), "Arn"]}
+    [notifications] = of_type(synthesized.template, "Custom::S3BucketNotifications").values()
+    assert notifications["Properties"]["BucketName"] == {"Ref": logical_id(synthesized, stack.storage.samples)}
     configs = notifications["Properties"]["NotificationConfiguration"]["LambdaFunctionConfigurations"]
     [config] = [c for c in configs if c["LambdaFunctionArn"] == function_arn]
     assert config["Events"] == ["s3:ObjectCreated:*"]
@@ -152,8 +141,12 @@ def test_the_label_ingest_runs_on_label_objects_only_and_holds_exactly_what_it_c
     assert not LABELS_REJECTED_PREFIX.startswith(LABELS_PREFIX), "a rejection must not re-trigger the ingest"
     function = _function(synthesized, ingest)
     assert function["Handler"] == "label_ingest.handler"
-    assert function["Environment"]["Variables"] == {ENV_SAMPLES_TABLE: {"Ref": _id(synthesized, stack.samples.table)}}
-    bucket, key, table = (_id(synthesized, c) for c in (stack.storage.samples, stack.storage.key, stack.samples.table))
+    assert function["Environment"]["Variables"] == {
+        ENV_SAMPLES_TABLE: {"Ref": logical_id(synthesized, stack.samples.table)}
+    }
+    bucket, key, table = (
+        logical_id(synthesized, c) for c in (stack.storage.samples, stack.storage.key, stack.samples.table)
+    )
     assert _granted(_statements(synthesized, ingest)) == {
         ("s3:GetObject", f"<{bucket}.Arn>/{LABELS_PREFIX}*"),
         ("s3:PutObject", f"<{bucket}.Arn>/{LABELS_REJECTED_PREFIX}*"),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from templates import as_list, logical_id, of_type
 
 from edgeloop.cloud.rollouts import table_definition
 from edgeloop.core.names import FLEET_HEALTH_TABLE, HEALTH_RULE_SQL, ROLLOUTS_TABLE, ring_group
@@ -27,20 +28,6 @@ ROLLOUT_HANDLERS = ("model_approved", "rollout_controller")
 """Both run start_rollout and step through the same RolloutContext, so both hold the same grants."""
 
 
-def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def _id(synthesized: Any, construct: Any) -> str:
-    """The logical id of an L1, or of an L2's default child."""
-    child = getattr(construct.node, "default_child", None) or construct
-    return str(synthesized.stack.get_logical_id(child))
-
-
 def _role_of(synthesized: Any, name: str) -> Any:
     stack = synthesized.stack
     return {
@@ -53,10 +40,10 @@ def _role_of(synthesized: Any, name: str) -> Any:
 
 
 def _statements(synthesized: Any, name: str) -> list[dict[str, Any]]:
-    role_id = _id(synthesized, _role_of(synthesized, name))
+    role_id = logical_id(synthesized, _role_of(synthesized, name))
     return [
         statement
-        for policy in _of_type(synthesized.template, "AWS::IAM::Policy").values()
+        for policy in of_type(synthesized.template, "AWS::IAM::Policy").values()
         if {"Ref": role_id} in policy["Properties"]["Roles"]
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
@@ -66,20 +53,20 @@ def _grants(synthesized: Any, name: str, prefix: str) -> dict[str, set[str]]:
     """action -> the resources (flattened) it is granted on, for actions starting with prefix."""
     out: dict[str, set[str]] = {}
     for statement in _statements(synthesized, name):
-        for action in _as_list(statement["Action"]):
+        for action in as_list(statement["Action"]):
             if action.startswith(prefix):
-                out.setdefault(action, set()).update(flatten_reference(r) for r in _as_list(statement["Resource"]))
+                out.setdefault(action, set()).update(flatten_reference(r) for r in as_list(statement["Resource"]))
     return out
 
 
 def _table_arn(synthesized: Any, table: Any) -> str:
-    return f"<{_id(synthesized, table)}.Arn>"
+    return f"<{logical_id(synthesized, table)}.Arn>"
 
 
 def _env(synthesized: Any, handler: str) -> dict[str, Any]:
     [function] = [
         r["Properties"]
-        for r in _of_type(synthesized.template, "AWS::Lambda::Function").values()
+        for r in of_type(synthesized.template, "AWS::Lambda::Function").values()
         if r["Properties"]["Handler"] == f"{handler}.handler"
     ]
     env: dict[str, Any] = function["Environment"]["Variables"]
@@ -95,7 +82,7 @@ def env_strings(env: dict[str, Any]) -> dict[str, str]:
 def test_each_table_has_the_adapters_key_schema_on_demand(synthesized: Any, name: str) -> None:
     [table] = [
         t
-        for t in _of_type(synthesized.template, "AWS::DynamoDB::Table").values()
+        for t in of_type(synthesized.template, "AWS::DynamoDB::Table").values()
         if t["Properties"]["TableName"] == name
     ]
     expected = table_definition(name)
@@ -108,8 +95,8 @@ def test_each_table_has_the_adapters_key_schema_on_demand(synthesized: Any, name
 
 
 def test_tables_are_encrypted_with_the_stacks_key_recoverable_and_kept(synthesized: Any) -> None:
-    tables = _of_type(synthesized.template, "AWS::DynamoDB::Table")
-    key_id = _id(synthesized, synthesized.stack.storage.key)
+    tables = of_type(synthesized.template, "AWS::DynamoDB::Table")
+    key_id = logical_id(synthesized, synthesized.stack.storage.key)
     assert len(tables) == 4  # rollouts, fleet health, the samples catalogue and the retraining state
     for table in tables.values():
         props = table["Properties"]
@@ -124,14 +111,11 @@ def test_tables_are_encrypted_with_the_stacks_key_recoverable_and_kept(synthesiz
 
 
 def test_one_ring_thing_group_per_ring_of_the_policy(synthesized: Any) -> None:
-    groups = {
-        g["Properties"]["ThingGroupName"] for g in _of_type(synthesized.template, "AWS::IoT::ThingGroup").values()
-    }
+    groups = {g["Properties"]["ThingGroupName"] for g in of_type(synthesized.template, "AWS::IoT::ThingGroup").values()}
     rings = {ring_group(name) for name in DEFAULT_POLICY.ring_names}
     assert groups - {synthesized.stack.fleet.thing_group.thing_group_name} == rings
     assert all(
-        "ParentGroupName" not in g["Properties"]
-        for g in _of_type(synthesized.template, "AWS::IoT::ThingGroup").values()
+        "ParentGroupName" not in g["Properties"] for g in of_type(synthesized.template, "AWS::IoT::ThingGroup").values()
     )
 
 
@@ -141,8 +125,8 @@ def test_rollout_handlers_get_the_policy_and_the_tables_through_the_core_setting
 ) -> None:
     env = _env(synthesized, handler)
     state = synthesized.stack.rollout_state
-    assert env[ENV_ROLLOUTS_TABLE] == {"Ref": _id(synthesized, state.rollouts)}
-    assert env[ENV_FLEET_HEALTH_TABLE] == {"Ref": _id(synthesized, state.fleet_health)}
+    assert env[ENV_ROLLOUTS_TABLE] == {"Ref": logical_id(synthesized, state.rollouts)}
+    assert env[ENV_FLEET_HEALTH_TABLE] == {"Ref": logical_id(synthesized, state.fleet_health)}
     deployed = CloudSettings("bucket", "arn:aws:iot:us-east-1:1:thinggroup/g", "0.1.0", None, "s3://d/out/").to_env()
     assert CloudSettings.from_env({**deployed, **env_strings(env)}).rollout_policy == DEFAULT_POLICY
     assert json.loads(env[ENV_ROLLOUT_POLICY]) == DEFAULT_POLICY.to_dict()
@@ -152,22 +136,22 @@ def test_the_controller_steps_the_configured_model_on_its_schedule_with_retries_
     synthesized: Any,
 ) -> None:
     controller = synthesized.stack.rollout_controller
-    function_id = _id(synthesized, controller.function)
+    function_id = logical_id(synthesized, controller.function)
     [rule] = [
         r["Properties"]
-        for r in _of_type(synthesized.template, "AWS::Events::Rule").values()
+        for r in of_type(synthesized.template, "AWS::Events::Rule").values()
         if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
     ]
     [invoke_config] = [
         r["Properties"]
-        for r in _of_type(synthesized.template, "AWS::Lambda::EventInvokeConfig").values()
+        for r in of_type(synthesized.template, "AWS::Lambda::EventInvokeConfig").values()
         if r["Properties"]["FunctionName"] == {"Ref": function_id}
     ]
     assert rule["ScheduleExpression"] == "rate(5 minutes)"
     assert "EventPattern" not in rule
     assert rule["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"] == RETRY_ATTEMPTS
     assert rule["Targets"][0]["DeadLetterConfig"]["Arn"] == {
-        "Fn::GetAtt": [_id(synthesized, controller.dead_letters), "Arn"]
+        "Fn::GetAtt": [logical_id(synthesized, controller.dead_letters), "Arn"]
     }
     assert invoke_config["MaximumRetryAttempts"] == RETRY_ATTEMPTS
     assert _env(synthesized, "rollout_controller")[ENV_MODEL_NAME] == "digits"
@@ -177,15 +161,17 @@ def test_the_health_rule_selects_the_cores_sql_into_the_ingest_lambda_and_failur
     synthesized: Any,
 ) -> None:
     ingest = synthesized.stack.health_ingest
-    rule = synthesized.template["Resources"][_id(synthesized, ingest.rule)]["Properties"]["TopicRulePayload"]
+    rule = synthesized.template["Resources"][logical_id(synthesized, ingest.rule)]["Properties"]["TopicRulePayload"]
     [action] = rule["Actions"]
     assert (rule["Sql"], rule["AwsIotSqlVersion"], rule["RuleDisabled"]) == (HEALTH_RULE_SQL, SQL_VERSION, False)
-    assert action == {"Lambda": {"FunctionArn": {"Fn::GetAtt": [_id(synthesized, ingest.handler.function), "Arn"]}}}
-    assert rule["ErrorAction"]["Sqs"]["QueueUrl"] == {"Ref": _id(synthesized, ingest.failed)}
-    rule_role = _id(synthesized, ingest.role)
+    assert action == {
+        "Lambda": {"FunctionArn": {"Fn::GetAtt": [logical_id(synthesized, ingest.handler.function), "Arn"]}}
+    }
+    assert rule["ErrorAction"]["Sqs"]["QueueUrl"] == {"Ref": logical_id(synthesized, ingest.failed)}
+    rule_role = logical_id(synthesized, ingest.role)
     sends = [
         s
-        for p in _of_type(synthesized.template, "AWS::IAM::Policy").values()
+        for p in of_type(synthesized.template, "AWS::IAM::Policy").values()
         if {"Ref": rule_role} in p["Properties"]["Roles"]
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
@@ -193,22 +179,22 @@ def test_the_health_rule_selects_the_cores_sql_into_the_ingest_lambda_and_failur
         {
             "Action": "sqs:SendMessage",
             "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [_id(synthesized, ingest.failed), "Arn"]},
+            "Resource": {"Fn::GetAtt": [logical_id(synthesized, ingest.failed), "Arn"]},
         }
     ]
 
 
 def test_only_iot_core_invoking_for_the_health_rule_of_this_account_may_call_health_ingest(synthesized: Any) -> None:
     ingest = synthesized.stack.health_ingest
-    function_id = _id(synthesized, ingest.handler.function)
+    function_id = logical_id(synthesized, ingest.handler.function)
     [permission] = [
         p["Properties"]
-        for p in _of_type(synthesized.template, "AWS::Lambda::Permission").values()
+        for p in of_type(synthesized.template, "AWS::Lambda::Permission").values()
         if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [function_id, "Arn"]}
     ]
     assert permission["Principal"] == "iot.amazonaws.com"
     assert permission["Action"] == "lambda:InvokeFunction"
-    assert permission["SourceArn"] == {"Fn::GetAtt": [_id(synthesized, ingest.rule), "Arn"]}
+    assert permission["SourceArn"] == {"Fn::GetAtt": [logical_id(synthesized, ingest.rule), "Arn"]}
     assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
 
 
@@ -224,7 +210,7 @@ def test_health_ingest_may_count_reports_and_read_rings_and_nothing_else(synthes
     iot = _grants(synthesized, "health_ingest", "iot:")
     assert set(iot) == {"iot:ListThingGroupsForThing", "iot:DescribeThing"}
     assert all(r == {"arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:thing/*"} for r in iot.values())
-    services = {a.split(":")[0] for s in _statements(synthesized, "health_ingest") for a in _as_list(s["Action"])}
+    services = {a.split(":")[0] for s in _statements(synthesized, "health_ingest") for a in as_list(s["Action"])}
     assert services == {"dynamodb", "iot", "kms", "logs", "sqs"}  # sqs: its own dead letters
 
 
@@ -249,7 +235,7 @@ def test_rollout_handlers_deploy_to_the_ring_groups_and_manage_the_registry_vers
     synthesized: Any, handler: str
 ) -> None:
     stack = synthesized.stack
-    rings = {f"<{_id(synthesized, group)}.Arn>" for group in stack.rings.groups.values()}
+    rings = {f"<{logical_id(synthesized, group)}.Arn>" for group in stack.rings.groups.values()}
     iot = _grants(synthesized, handler, "iot:")
     assert rings <= iot["iot:DescribeThingGroup"]
     assert rings <= iot["iot:CreateJob"]
@@ -272,13 +258,13 @@ def test_rollout_handlers_deploy_to_the_ring_groups_and_manage_the_registry_vers
     packages = {"arn:<AWS::Partition>:sagemaker:us-east-1:<AWS::AccountId>:model-package/edgeloop-digits/*"}
     assert sagemaker["sagemaker:DescribeModelPackage"] == sagemaker["sagemaker:UpdateModelPackage"] == packages
     kms = _grants(synthesized, handler, "kms:")
-    assert kms["kms:GetPublicKey"] == {f"<{_id(synthesized, stack.signing.key)}.Arn>"}
+    assert kms["kms:GetPublicKey"] == {f"<{logical_id(synthesized, stack.signing.key)}.Arn>"}
 
 
 def test_model_approved_keeps_its_fleet_deployment_and_holds_every_controller_grant(synthesized: Any) -> None:
     approved = {(a, r) for a, rs in _grants(synthesized, "model_approved", "").items() for r in rs}
     controller = {(a, r) for a, rs in _grants(synthesized, "rollout_controller", "").items() for r in rs}
-    fleet = f"<{_id(synthesized, synthesized.stack.fleet.thing_group)}.Arn>"
+    fleet = f"<{logical_id(synthesized, synthesized.stack.fleet.thing_group)}.Arn>"
     assert {a for a, r in approved - controller if not a.startswith("logs:") and "DeadLetters" not in r} == {
         "iot:DescribeThingGroup",
         "iot:CreateJob",
@@ -288,21 +274,21 @@ def test_model_approved_keeps_its_fleet_deployment_and_holds_every_controller_gr
 
 
 def test_no_statement_grants_every_dynamodb_action_or_an_unscoped_table(synthesized: Any) -> None:
-    for policy in _of_type(synthesized.template, "AWS::IAM::Policy").values():
+    for policy in of_type(synthesized.template, "AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            actions = [a for a in _as_list(statement["Action"]) if a.startswith("dynamodb:")]
+            actions = [a for a in as_list(statement["Action"]) if a.startswith("dynamodb:")]
             if not actions:
                 continue
             assert not [a for a in actions if "*" in a or a == "dynamodb:TransactWriteItems"], statement
-            resources = [flatten_reference(r) for r in _as_list(statement["Resource"])]
+            resources = [flatten_reference(r) for r in as_list(statement["Resource"])]
             assert all(r.endswith(".Arn>") and "*" not in r for r in resources), statement
 
 
 def test_the_tables_key_is_usable_by_the_rollout_handlers_only_through_dynamodb(synthesized: Any) -> None:
-    key_arn = f"<{_id(synthesized, synthesized.stack.storage.key)}.Arn>"
+    key_arn = f"<{logical_id(synthesized, synthesized.stack.storage.key)}.Arn>"
     for handler in ("health_ingest", *ROLLOUT_HANDLERS):
         [statement] = [s for s in _statements(synthesized, handler) if flatten_reference(s["Resource"]) == key_arn]
-        assert set(_as_list(statement["Action"])) == {
+        assert set(as_list(statement["Action"])) == {
             "kms:Decrypt",
             "kms:DescribeKey",
             "kms:Encrypt",
@@ -332,13 +318,13 @@ def two_rings(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
 
 
 def test_another_policy_makes_its_own_ring_groups_env_and_schedule(two_rings: dict[str, Any]) -> None:
-    groups = {g["Properties"]["ThingGroupName"] for g in _of_type(two_rings, "AWS::IoT::ThingGroup").values()}
+    groups = {g["Properties"]["ThingGroupName"] for g in of_type(two_rings, "AWS::IoT::ThingGroup").values()}
     envs = [
         f["Properties"]["Environment"]["Variables"]
-        for f in _of_type(two_rings, "AWS::Lambda::Function").values()
+        for f in of_type(two_rings, "AWS::Lambda::Function").values()
         if f["Properties"]["Handler"] in {f"{h}.handler" for h in ("health_ingest", *ROLLOUT_HANDLERS)}
     ]
-    schedules = {r["Properties"].get("ScheduleExpression") for r in _of_type(two_rings, "AWS::Events::Rule").values()}
+    schedules = {r["Properties"].get("ScheduleExpression") for r in of_type(two_rings, "AWS::Events::Rule").values()}
     assert groups == {"edgeloop-fleet", ring_group("pilot"), ring_group("all")}
     assert len(envs) == 3
     assert all(RolloutPolicy.from_dict(json.loads(env[ENV_ROLLOUT_POLICY])) == PILOT for env in envs)

@@ -6,6 +6,7 @@ import fnmatch
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
+from templates import as_list, logical_id, of_type
 
 from edgeloop.core.names import (
     SAMPLES_OBJECT_KEY_TEMPLATE,
@@ -23,44 +24,31 @@ from infra.nag import flatten_reference
 THING = "<iot:Connection.Thing.ThingName>"
 
 
-def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
-
-
-def _id(synthesized: Any, construct: Any) -> str:
-    child = getattr(construct.node, "default_child", None) or construct
-    return str(synthesized.stack.get_logical_id(child))
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def _granted(synthesized: Any, role: Any) -> set[tuple[str, str]]:
     """(action, resource) pairs of a role's inline policy, references flattened the way cdk-nag names them."""
-    role_id = _id(synthesized, role)
+    role_id = logical_id(synthesized, role)
     return {
         (action, flatten_reference(resource))
-        for p in _of_type(synthesized.template, "AWS::IAM::Policy").values()
+        for p in of_type(synthesized.template, "AWS::IAM::Policy").values()
         if {"Ref": role_id} in p["Properties"]["Roles"]
         for s in p["Properties"]["PolicyDocument"]["Statement"]
-        for action in _as_list(s["Action"])
-        for resource in _as_list(s["Resource"])
+        for action in as_list(s["Action"])
+        for resource in as_list(s["Resource"])
     }
 
 
 def _rule(synthesized: Any) -> dict[str, Any]:
-    rule: dict[str, Any] = synthesized.template["Resources"][_id(synthesized, synthesized.stack.samples.rule)]
+    rule: dict[str, Any] = synthesized.template["Resources"][logical_id(synthesized, synthesized.stack.samples.rule)]
     return rule
 
 
 def test_each_device_may_publish_only_to_its_own_samples_topic(synthesized: Any) -> None:
-    [policy] = _of_type(synthesized.template, "AWS::IoT::Policy").values()
+    [policy] = of_type(synthesized.template, "AWS::IoT::Policy").values()
     published = {
         flatten_reference(r).split(":topic/", 1)[1]
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
-        if "iot:Publish" in _as_list(s["Action"])
-        for r in _as_list(s["Resource"])
+        if "iot:Publish" in as_list(s["Action"])
+        for r in as_list(s["Resource"])
     }
     [samples] = [topic for topic in published if "/samples" in topic]
     assert samples == f"edgeloop/things/{THING}/samples/*", "its own thing, any seq range; no other topic"
@@ -80,16 +68,16 @@ def test_rule_stores_every_devices_samples_batch_in_the_samples_bucket_under_the
     assert payload["Actions"] == [
         {
             "S3": {
-                "BucketName": {"Ref": _id(synthesized, stack.storage.samples)},
+                "BucketName": {"Ref": logical_id(synthesized, stack.storage.samples)},
                 "Key": SAMPLES_OBJECT_KEY_TEMPLATE,
-                "RoleArn": {"Fn::GetAtt": [_id(synthesized, stack.samples.role), "Arn"]},
+                "RoleArn": {"Fn::GetAtt": [logical_id(synthesized, stack.samples.role), "Arn"]},
             }
         }
     ]
     assert payload["ErrorAction"] == {
         "Sqs": {
-            "QueueUrl": {"Ref": _id(synthesized, stack.samples.failed)},
-            "RoleArn": {"Fn::GetAtt": [_id(synthesized, stack.samples.role), "Arn"]},
+            "QueueUrl": {"Ref": logical_id(synthesized, stack.samples.failed)},
+            "RoleArn": {"Fn::GetAtt": [logical_id(synthesized, stack.samples.role), "Arn"]},
             "UseBase64": False,
         }
     }
@@ -97,13 +85,13 @@ def test_rule_stores_every_devices_samples_batch_in_the_samples_bucket_under_the
 
 def test_rule_role_may_only_write_samples_encrypt_them_and_report_failures(synthesized: Any) -> None:
     stack = synthesized.stack
-    bucket, key = _id(synthesized, stack.storage.samples), _id(synthesized, stack.storage.key)
+    bucket, key = logical_id(synthesized, stack.storage.samples), logical_id(synthesized, stack.storage.key)
     assert _granted(synthesized, stack.samples.role) == {
         ("s3:PutObject", f"<{bucket}.Arn>/{SAMPLES_PREFIX}*"),
         ("kms:GenerateDataKey", f"<{key}.Arn>"),
-        ("sqs:SendMessage", f"<{_id(synthesized, stack.samples.failed)}.Arn>"),
+        ("sqs:SendMessage", f"<{logical_id(synthesized, stack.samples.failed)}.Arn>"),
     }
-    policy_id = _id(synthesized, stack.samples.role.node.find_child("DefaultPolicy"))
+    policy_id = logical_id(synthesized, stack.samples.role.node.find_child("DefaultPolicy"))
     assert policy_id in _rule(synthesized)["DependsOn"]
 
 
@@ -111,10 +99,10 @@ def test_the_ingest_runs_on_objects_created_under_samples_only_never_on_the_ones
     synthesized: Any,
 ) -> None:
     stack = synthesized.stack
-    [notifications] = _of_type(synthesized.template, "Custom::S3BucketNotifications").values()
+    [notifications] = of_type(synthesized.template, "Custom::S3BucketNotifications").values()
     props = notifications["Properties"]
-    function_arn = {"Fn::GetAtt": [_id(synthesized, stack.samples.handler.function), "Arn"]}
-    assert props["BucketName"] == {"Ref": _id(synthesized, stack.storage.samples)}
+    function_arn = {"Fn::GetAtt": [logical_id(synthesized, stack.samples.handler.function), "Arn"]}
+    assert props["BucketName"] == {"Ref": logical_id(synthesized, stack.storage.samples)}
     [config] = [
         c
         for c in props["NotificationConfiguration"]["LambdaFunctionConfigurations"]
@@ -133,20 +121,20 @@ def test_the_ingest_runs_on_objects_created_under_samples_only_never_on_the_ones
             "FunctionName": function_arn,
             "Principal": "s3.amazonaws.com",
             "SourceAccount": {"Ref": "AWS::AccountId"},
-            "SourceArn": {"Fn::GetAtt": [_id(synthesized, stack.storage.samples), "Arn"]},
+            "SourceArn": {"Fn::GetAtt": [logical_id(synthesized, stack.storage.samples), "Arn"]},
         },
     )
 
 
 def test_the_ingest_role_holds_exactly_what_the_ingest_calls(synthesized: Any) -> None:
     stack = synthesized.stack
-    bucket, key = _id(synthesized, stack.storage.samples), _id(synthesized, stack.storage.key)
-    table, queue = _id(synthesized, stack.samples.table), _id(synthesized, stack.samples.labelling)
+    bucket, key = logical_id(synthesized, stack.storage.samples), logical_id(synthesized, stack.storage.key)
+    table, queue = logical_id(synthesized, stack.samples.table), logical_id(synthesized, stack.samples.labelling)
     granted = _granted(synthesized, stack.samples.handler.role)
     own_logs_and_dead_letters = {
         (a, r)
         for a, r in granted
-        if a.startswith("logs:") or r == f"<{_id(synthesized, stack.samples.handler.dead_letters)}.Arn>"
+        if a.startswith("logs:") or r == f"<{logical_id(synthesized, stack.samples.handler.dead_letters)}.Arn>"
     }
     assert granted - own_logs_and_dead_letters == {
         ("s3:GetObject", f"<{bucket}.Arn>/{SAMPLES_PREFIX}*"),
@@ -160,18 +148,18 @@ def test_the_ingest_role_holds_exactly_what_the_ingest_calls(synthesized: Any) -
 
 def test_the_ingest_finds_its_table_and_queue_under_the_cores_keys(synthesized: Any) -> None:
     stack = synthesized.stack
-    function = synthesized.template["Resources"][_id(synthesized, stack.samples.handler.function)]["Properties"]
+    function = synthesized.template["Resources"][logical_id(synthesized, stack.samples.handler.function)]["Properties"]
     assert function["Handler"] == "sample_ingest.handler"
     assert function["Environment"]["Variables"] == {
-        ENV_SAMPLES_TABLE: {"Ref": _id(synthesized, stack.samples.table)},
-        ENV_LABELLING_QUEUE_URL: {"Ref": _id(synthesized, stack.samples.labelling)},
+        ENV_SAMPLES_TABLE: {"Ref": logical_id(synthesized, stack.samples.table)},
+        ENV_LABELLING_QUEUE_URL: {"Ref": logical_id(synthesized, stack.samples.labelling)},
     }
     assert "TargetArn" in function["DeadLetterConfig"]
 
 
 def test_the_catalogue_is_keyed_like_the_others_recoverable_encrypted_and_kept(synthesized: Any) -> None:
     stack = synthesized.stack
-    table = synthesized.template["Resources"][_id(synthesized, stack.samples.table)]
+    table = synthesized.template["Resources"][logical_id(synthesized, stack.samples.table)]
     props = table["Properties"]
     assert props["TableName"] == SAMPLES_TABLE
     assert props["KeySchema"] == [
@@ -180,7 +168,9 @@ def test_the_catalogue_is_keyed_like_the_others_recoverable_encrypted_and_kept(s
     ]
     assert {a["AttributeType"] for a in props["AttributeDefinitions"]} == {"S"}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert props["SSESpecification"]["KMSMasterKeyId"] == {"Fn::GetAtt": [_id(synthesized, stack.storage.key), "Arn"]}
+    assert props["SSESpecification"]["KMSMasterKeyId"] == {
+        "Fn::GetAtt": [logical_id(synthesized, stack.storage.key), "Arn"]
+    }
     assert table["DeletionPolicy"] == "Retain"
 
 
@@ -188,13 +178,13 @@ def test_the_labelling_queue_is_encrypted_tls_only_and_parks_poison_messages(syn
     stack = synthesized.stack
     template = Template.from_json(synthesized.template)
     queue_id, dead_id = (
-        _id(synthesized, stack.samples.labelling),
-        _id(synthesized, stack.samples.labelling_dead_letters),
+        logical_id(synthesized, stack.samples.labelling),
+        logical_id(synthesized, stack.samples.labelling_dead_letters),
     )
     queue = synthesized.template["Resources"][queue_id]["Properties"]
     assert queue["SqsManagedSseEnabled"] is True
     assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dead_id, "Arn"]}, "maxReceiveCount": 5}
-    for queue_ref in (queue_id, dead_id, _id(synthesized, stack.samples.failed)):
+    for queue_ref in (queue_id, dead_id, logical_id(synthesized, stack.samples.failed)):
         template.has_resource_properties(
             "AWS::SQS::QueuePolicy",
             {
@@ -209,7 +199,7 @@ def test_the_labelling_queue_is_encrypted_tls_only_and_parks_poison_messages(syn
 
 
 def test_samples_expire_after_the_configured_retention(synthesized: Any) -> None:
-    bucket = synthesized.template["Resources"][_id(synthesized, synthesized.stack.storage.samples)]
+    bucket = synthesized.template["Resources"][logical_id(synthesized, synthesized.stack.storage.samples)]
     rules = {r["Id"]: r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"]}
     assert rules["ExpireSamples"]["Prefix"] == SAMPLES_PREFIX
     assert rules["ExpireRejectedSamples"]["Prefix"] == SAMPLES_REJECTED_PREFIX
@@ -220,4 +210,4 @@ def test_samples_expire_after_the_configured_retention(synthesized: Any) -> None
 def test_samples_locations_are_outputs(synthesized: Any) -> None:
     outputs = synthesized.template["Outputs"]
     assert {"SamplesBucketName", "SamplesUri", "SamplesTableName", "LabellingQueueUrl"} <= set(outputs)
-    assert outputs["SamplesTableName"]["Value"] == {"Ref": _id(synthesized, synthesized.stack.samples.table)}
+    assert outputs["SamplesTableName"]["Value"] == {"Ref": logical_id(synthesized, synthesized.stack.samples.table)}

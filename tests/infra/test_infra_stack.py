@@ -11,6 +11,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
+from templates import as_list, logical_id, of_type
 
 from edgeloop.core.events import (
     MODEL_PACKAGE_COMPLETED,
@@ -64,22 +65,10 @@ GREENGRASS_CORE_DATA_PLANE = {
 """What AWS's minimal core-device policy allows on '*' (written out here, not imported, to check the stack)."""
 
 
-def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
-
-
-def _logical_id(synthesized: Any, construct: Any) -> str:
-    return str(synthesized.stack.get_logical_id(construct.node.default_child))
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def _function(template: dict[str, Any], name: str) -> dict[str, Any]:
     [function] = [
         r["Properties"]
-        for r in _of_type(template, "AWS::Lambda::Function").values()
+        for r in of_type(template, "AWS::Lambda::Function").values()
         if r["Properties"]["Handler"] == name
     ]
     props: dict[str, Any] = function
@@ -89,7 +78,7 @@ def _function(template: dict[str, Any], name: str) -> dict[str, Any]:
 def _statements_of_role(template: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
     return [
         statement
-        for policy in _of_type(template, "AWS::IAM::Policy").values()
+        for policy in of_type(template, "AWS::IAM::Policy").values()
         if {"Ref": role_id} in policy["Properties"]["Roles"]
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
@@ -128,7 +117,7 @@ def _value_matches(expected: Any, value: Any, refs: dict[str, str]) -> bool:
 def _rule_for(template: dict[str, Any], function_id: str) -> dict[str, Any]:
     rules: list[dict[str, Any]] = [
         r["Properties"]
-        for r in _of_type(template, "AWS::Events::Rule").values()
+        for r in of_type(template, "AWS::Events::Rule").values()
         if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
     ]
     [rule] = rules
@@ -137,10 +126,10 @@ def _rule_for(template: dict[str, Any], function_id: str) -> dict[str, Any]:
 
 def test_data_artifact_and_samples_buckets_are_encrypted_versioned_private_logged_and_kept(synthesized: Any) -> None:
     template = synthesized.template
-    key_id = _logical_id(synthesized, synthesized.stack.storage.key)
+    key_id = logical_id(synthesized, synthesized.stack.storage.key)
     storage = synthesized.stack.storage
     for bucket in (storage.artifacts, storage.data, storage.samples):
-        resource = template["Resources"][_logical_id(synthesized, bucket)]
+        resource = template["Resources"][logical_id(synthesized, bucket)]
         props = resource["Properties"]
         [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert rule["ServerSideEncryptionByDefault"] == {
@@ -150,14 +139,14 @@ def test_data_artifact_and_samples_buckets_are_encrypted_versioned_private_logge
         assert props["VersioningConfiguration"] == {"Status": "Enabled"}
         assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
         assert props["LoggingConfiguration"]["DestinationBucketName"] == {
-            "Ref": _logical_id(synthesized, storage.access_logs)
+            "Ref": logical_id(synthesized, storage.access_logs)
         }
         assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
 
 
 def test_every_bucket_refuses_plain_http(synthesized: Any) -> None:
     template = Template.from_json(synthesized.template)
-    buckets = _of_type(synthesized.template, "AWS::S3::Bucket")
+    buckets = of_type(synthesized.template, "AWS::S3::Bucket")
     assert len(buckets) == 4
     for bucket_id in buckets:
         template.has_resource_properties(
@@ -174,26 +163,26 @@ def test_every_bucket_refuses_plain_http(synthesized: Any) -> None:
 
 
 def test_key_rotates_and_is_kept(synthesized: Any) -> None:
-    key = synthesized.template["Resources"][_logical_id(synthesized, synthesized.stack.storage.key)]
+    key = synthesized.template["Resources"][logical_id(synthesized, synthesized.stack.storage.key)]
     assert key["Properties"]["EnableKeyRotation"] is True
     assert key["DeletionPolicy"] == "Retain"
 
 
 def test_the_signing_key_is_an_ecc_p256_sign_verify_key_that_is_kept(synthesized: Any) -> None:
-    keys = _of_type(synthesized.template, "AWS::KMS::Key")
-    signing = keys[_logical_id(synthesized, synthesized.stack.signing.key)]
+    keys = of_type(synthesized.template, "AWS::KMS::Key")
+    signing = keys[logical_id(synthesized, synthesized.stack.signing.key)]
     assert len(keys) == 2
     assert (signing["Properties"]["KeySpec"], signing["Properties"]["KeyUsage"]) == (SIGNING_KEY_SPEC, "SIGN_VERIFY")
     assert signing["DeletionPolicy"] == "Retain"
 
 
 def _key_grants(synthesized: Any, role: Any, key: Any) -> set[str]:
-    role_id, key_id = _logical_id(synthesized, role), _logical_id(synthesized, key)
+    role_id, key_id = logical_id(synthesized, role), logical_id(synthesized, key)
     return {
         action
         for s in _statements_of_role(synthesized.template, role_id)
         if s["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]}
-        for action in _as_list(s["Action"])
+        for action in as_list(s["Action"])
     }
 
 
@@ -207,15 +196,15 @@ def test_only_training_completed_may_sign_and_only_model_approved_may_read_the_p
     assert _key_grants(synthesized, stack.health_ingest.handler.role, key) == set()
     for name in ("training_completed", "model_approved", "rollout_controller"):
         env = _function(synthesized.template, f"{name}.handler")["Environment"]["Variables"]
-        assert env[ENV_SIGNING_KEY_ID] == {"Fn::GetAtt": [_logical_id(synthesized, key), "Arn"]}
+        assert env[ENV_SIGNING_KEY_ID] == {"Fn::GetAtt": [logical_id(synthesized, key), "Arn"]}
 
 
 def test_the_launcher_starts_only_this_models_jobs_and_passes_only_the_training_role(synthesized: Any) -> None:
     stack = synthesized.stack
-    statements = _statements_of_role(synthesized.template, _logical_id(synthesized, stack.training_launcher.role))
-    [create] = [s for s in statements if "sagemaker:CreateTrainingJob" in _as_list(s["Action"])]
+    statements = _statements_of_role(synthesized.template, logical_id(synthesized, stack.training_launcher.role))
+    [create] = [s for s in statements if "sagemaker:CreateTrainingJob" in as_list(s["Action"])]
     assert flatten_reference(create["Resource"]).endswith(":training-job/edgeloop-digits-*")
-    [passing] = [s for s in statements if "iam:PassRole" in _as_list(s["Action"])]
+    [passing] = [s for s in statements if "iam:PassRole" in as_list(s["Action"])]
     assert flatten_reference(passing["Resource"]).endswith(":role/edgeloop-dev-training")
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     env = _function(synthesized.template, "training_launcher.handler")["Environment"]["Variables"]
@@ -225,17 +214,17 @@ def test_the_launcher_starts_only_this_models_jobs_and_passes_only_the_training_
 
 
 def test_the_training_role_reads_training_data_and_writes_training_output_only(synthesized: Any) -> None:
-    role = synthesized.template["Resources"][_logical_id(synthesized, synthesized.stack.training.role)]
+    role = synthesized.template["Resources"][logical_id(synthesized, synthesized.stack.training.role)]
     assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
         "Service": "sagemaker.amazonaws.com"
     }
-    statements = _statements_of_role(synthesized.template, _logical_id(synthesized, synthesized.stack.training.role))
+    statements = _statements_of_role(synthesized.template, logical_id(synthesized, synthesized.stack.training.role))
     s3 = {
         action: flatten_reference(r)
         for s in statements
-        for action in _as_list(s["Action"])
+        for action in as_list(s["Action"])
         if action.startswith("s3:")
-        for r in _as_list(s["Resource"])
+        for r in as_list(s["Resource"])
     }
     assert s3["s3:GetObject"].endswith(f"/{TRAINING_DATA_PREFIX}*")
     assert s3["s3:PutObject"].endswith(f"/{TRAINING_OUTPUT_PREFIX}*")
@@ -244,10 +233,10 @@ def test_the_training_role_reads_training_data_and_writes_training_output_only(s
 def test_the_retraining_rule_takes_edgeloops_signal_for_this_model_only(
     synthesized: Any, event: Callable[[str], dict[str, Any]]
 ) -> None:
-    function_id = _logical_id(synthesized, synthesized.stack.training_launcher.function)
+    function_id = logical_id(synthesized, synthesized.stack.training_launcher.function)
     [rule] = [
         r["Properties"]
-        for r in _of_type(synthesized.template, "AWS::Events::Rule").values()
+        for r in of_type(synthesized.template, "AWS::Events::Rule").values()
         if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
     ]
     signal, other_model, foreign = (
@@ -262,7 +251,7 @@ def test_the_retraining_rule_takes_edgeloops_signal_for_this_model_only(
 
 
 def test_model_package_group_is_named_by_the_core(synthesized: Any) -> None:
-    [group] = _of_type(synthesized.template, "AWS::SageMaker::ModelPackageGroup").values()
+    [group] = of_type(synthesized.template, "AWS::SageMaker::ModelPackageGroup").values()
     assert group["Properties"]["ModelPackageGroupName"] == model_package_group("digits")
     assert group["DeletionPolicy"] == "Retain"
 
@@ -274,11 +263,11 @@ def test_handlers_run_python_311_with_the_core_settings_and_a_dead_letter_queue(
     settings = CloudSettings(
         "bucket", "arn:aws:iot:r:1:thinggroup/g", "0.1.0", None, "s3://data/out/", 0.0, "key", rollouts_table="t"
     )
-    data_id = _logical_id(synthesized, synthesized.stack.storage.data)
+    data_id = logical_id(synthesized, synthesized.stack.storage.data)
     assert props["Runtime"] == "python3.11"
     assert props["FunctionName"] == f"edgeloop-dev-{name.replace('_', '-')}"
     assert set(env) == set(replace(settings, fleet_health_table="h").to_env()) | {ENV_ROLLOUT_POLICY}
-    assert env[next(iter(settings.to_env()))] == {"Ref": _logical_id(synthesized, synthesized.stack.storage.artifacts)}
+    assert env[next(iter(settings.to_env()))] == {"Ref": logical_id(synthesized, synthesized.stack.storage.artifacts)}
     assert _render(env[ENV_TRAINING_OUTPUT_URI], {data_id: "data"}) == f"s3://data/{TRAINING_OUTPUT_PREFIX}"
     assert "Fn::GetAtt" in props["DeadLetterConfig"]["TargetArn"]
     assert props["Code"]["S3Key"].endswith(".zip")
@@ -287,8 +276,8 @@ def test_handlers_run_python_311_with_the_core_settings_and_a_dead_letter_queue(
 def test_training_completed_rule_takes_completed_jobs_writing_to_our_training_output_only(
     synthesized: Any, event: Callable[[str], dict[str, Any]]
 ) -> None:
-    function_id = _logical_id(synthesized, synthesized.stack.training_completed.function)
-    data_id = _logical_id(synthesized, synthesized.stack.storage.data)
+    function_id = logical_id(synthesized, synthesized.stack.training_completed.function)
+    data_id = logical_id(synthesized, synthesized.stack.storage.data)
     rule = _rule_for(synthesized.template, function_id)
     output_prefix = {"Fn::Join": ["", ["s3://", {"Ref": data_id}, f"/{TRAINING_OUTPUT_PREFIX}"]]}
     assert rule["EventPattern"] == {
@@ -314,7 +303,7 @@ def test_training_completed_rule_takes_completed_jobs_writing_to_our_training_ou
 def test_model_approved_rule_takes_approvals_of_our_group_only(
     synthesized: Any, event: Callable[[str], dict[str, Any]]
 ) -> None:
-    function_id = _logical_id(synthesized, synthesized.stack.model_approved.function)
+    function_id = logical_id(synthesized, synthesized.stack.model_approved.function)
     pattern = _rule_for(synthesized.template, function_id)["EventPattern"]
     approved = event("model_package_approved")
     pending = event("model_package_approved")
@@ -333,21 +322,21 @@ def test_model_approved_rule_takes_approvals_of_our_group_only(
 
 
 def test_only_actions_without_resource_permissions_use_a_bare_wildcard(synthesized: Any) -> None:
-    for policy in _of_type(synthesized.template, "AWS::IAM::Policy").values():
+    for policy in of_type(synthesized.template, "AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            actions = _as_list(statement["Action"])
+            actions = as_list(statement["Action"])
             assert all(not a.endswith(":*") and a != "*" for a in actions), statement
-            if "*" in _as_list(statement["Resource"]):
+            if "*" in as_list(statement["Resource"]):
                 assert set(actions) <= WILDCARD_ONLY_ACTIONS, statement
 
 
 def test_training_completed_may_create_only_its_models_component(synthesized: Any) -> None:
-    role_id = _logical_id(synthesized, synthesized.stack.training_completed.role)
+    role_id = logical_id(synthesized, synthesized.stack.training_completed.role)
     resources = [
         flatten_reference(r)
         for s in _statements_of_role(synthesized.template, role_id)
-        if "greengrass:CreateComponentVersion" in _as_list(s["Action"])
-        for r in _as_list(s["Resource"])
+        if "greengrass:CreateComponentVersion" in as_list(s["Action"])
+        for r in as_list(s["Resource"])
     ]
     component = model_component_name("digits")
     assert resources
@@ -355,11 +344,11 @@ def test_training_completed_may_create_only_its_models_component(synthesized: An
 
 
 def test_model_approved_reads_the_fleet_group(synthesized: Any) -> None:
-    role_id = _logical_id(synthesized, synthesized.stack.model_approved.role)
+    role_id = logical_id(synthesized, synthesized.stack.model_approved.role)
     group_id = synthesized.stack.get_logical_id(synthesized.stack.fleet.thing_group)
     statements = _statements_of_role(synthesized.template, role_id)
     assert any(
-        "iot:DescribeThingGroup" in _as_list(s["Action"]) and s["Resource"] == {"Fn::GetAtt": [group_id, "Arn"]}
+        "iot:DescribeThingGroup" in as_list(s["Action"]) and s["Resource"] == {"Fn::GetAtt": [group_id, "Arn"]}
         for s in statements
     )
 
@@ -370,9 +359,9 @@ def test_fleet_thing_group_is_named_by_the_core(synthesized: Any) -> None:
 
 
 def _device_statements(synthesized: Any) -> list[tuple[set[str], list[str]]]:
-    [policy] = _of_type(synthesized.template, "AWS::IoT::Policy").values()
+    [policy] = of_type(synthesized.template, "AWS::IoT::Policy").values()
     return [
-        (set(_as_list(s["Action"])), [flatten_reference(r) for r in _as_list(s["Resource"])])
+        (set(as_list(s["Action"])), [flatten_reference(r) for r in as_list(s["Resource"])])
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
         if s["Effect"] == "Allow"
     ]
@@ -440,7 +429,7 @@ def test_device_policy_uses_the_cores_topic_names(synthesized: Any) -> None:
 
 def _inline_recipe(synthesized: Any) -> tuple[dict[str, Any], list[Any]]:
     """The component's recipe with every CloudFormation reference replaced by a placeholder string."""
-    [component] = _of_type(synthesized.template, "AWS::GreengrassV2::ComponentVersion").values()
+    [component] = of_type(synthesized.template, "AWS::GreengrassV2::ComponentVersion").values()
     recipe = component["Properties"]["InlineRecipe"]
     if isinstance(recipe, str):
         return json.loads(recipe), []
@@ -535,11 +524,11 @@ def test_cdk_nag_finds_nothing_unacknowledged(use_variant: bool, tmp_path: Path,
 
 
 def test_context_flows_into_names_rules_settings_and_permissions(variant: dict[str, Any]) -> None:
-    [group] = _of_type(variant, "AWS::SageMaker::ModelPackageGroup").values()
+    [group] = of_type(variant, "AWS::SageMaker::ModelPackageGroup").values()
     approved = _function(variant, "model_approved.handler")
     [rule] = [
         r["Properties"]["EventPattern"]
-        for r in _of_type(variant, "AWS::Events::Rule").values()
+        for r in of_type(variant, "AWS::Events::Rule").values()
         if r["Properties"].get("EventPattern", {}).get("detail-type") == [MODEL_PACKAGE_STATE_CHANGE]
     ]
     rendered = json.dumps(variant)
@@ -551,7 +540,7 @@ def test_context_flows_into_names_rules_settings_and_permissions(variant: dict[s
     assert model_component_name("digits") not in rendered
     schedules = {
         r["Properties"]["ScheduleExpression"]: r["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
-        for r in _of_type(variant, "AWS::Events::Rule").values()
+        for r in of_type(variant, "AWS::Events::Rule").values()
         if "ScheduleExpression" in r["Properties"]
     }
     handlers = {r["Properties"]["Handler"] for k, r in variant["Resources"].items() if k in schedules.values()}
@@ -564,7 +553,7 @@ def test_context_flows_into_names_rules_settings_and_permissions(variant: dict[s
 def test_every_handler_in_functions_is_deployed_once(synthesized: Any) -> None:
     handlers = sorted(
         r["Properties"]["Handler"].removesuffix(".handler")
-        for r in _of_type(synthesized.template, "AWS::Lambda::Function").values()
+        for r in of_type(synthesized.template, "AWS::Lambda::Function").values()
         if r["Properties"].get("Handler", "").endswith(".handler") and "FunctionName" in r["Properties"]
     )
     modules = sorted(p.stem for p in (Path(__file__).parents[2] / "functions").glob("*.py") if p.stem != "__init__")
