@@ -506,19 +506,16 @@ def test_batch1_runs_after_the_first_go_through_the_binding_and_answer_as_sessio
     assert [index for index, _ in answers] == digits_model.labels[:20].tolist()
 
 
-def test_threads_running_batch1_at_once_each_get_their_own_rows_answers(
-    model: LoadedModel, digits_model: DigitsModel
-) -> None:
-    feeds = _feeds(model, digits_model.rows[:40])
-    expected = [_session_answer(model, feed) for feed in feeds]
+def _wrong_answers_at_once(answer: Callable[[int], object], expected: list[object], calls: int) -> list[int]:
+    """Three threads asking at once, each starting at another case: the cases whose answer was not expected."""
     start = threading.Barrier(3)
     wrong: list[int] = []
 
     def run(offset: int) -> None:
         start.wait()
-        for i in range(600):
-            k = (i + offset) % len(feeds)
-            if model.predict_row_top2(feeds[k])[1] != max(expected[k]):
+        for i in range(calls):
+            k = (i + offset) % len(expected)
+            if answer(k) != expected[k]:
                 wrong.append(k)
 
     threads = [threading.Thread(target=run, args=(offset,)) for offset in (0, 13, 27)]
@@ -526,8 +523,16 @@ def test_threads_running_batch1_at_once_each_get_their_own_rows_answers(
         thread.start()
     for thread in threads:
         thread.join()
+    return wrong
 
-    assert wrong == []
+
+def test_threads_running_batch1_at_once_each_get_their_own_rows_answers(
+    model: LoadedModel, digits_model: DigitsModel
+) -> None:
+    feeds = _feeds(model, digits_model.rows[:40])
+    expected: list[object] = [max(_session_answer(model, feed)) for feed in feeds]
+
+    assert _wrong_answers_at_once(lambda k: model.predict_row_top2(feeds[k])[1], expected, calls=600) == []
 
 
 def test_a_session_that_cannot_bind_keeps_session_run(model: LoadedModel, digits_model: DigitsModel) -> None:
@@ -614,21 +619,6 @@ def test_threads_running_the_same_batch_size_at_once_each_get_their_own_answers(
 ) -> None:
     rows = digits_model.rows.astype(np.float32)
     blocks = [rows[i : i + 32] for i in range(0, len(rows) - 31, 32)]
-    expected = [_session_labels(model, block)[1] for block in blocks]
-    start = threading.Barrier(3)
-    wrong: list[int] = []
+    expected: list[object] = [_session_labels(model, block)[1] for block in blocks]
 
-    def run(offset: int) -> None:
-        start.wait()
-        for i in range(1000):
-            k = (i + offset) % len(blocks)
-            if model.predict(blocks[k])[1].tolist() != expected[k]:
-                wrong.append(k)
-
-    threads = [threading.Thread(target=run, args=(offset,)) for offset in (0, 1, 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert wrong == []
+    assert _wrong_answers_at_once(lambda k: model.predict(blocks[k])[1].tolist(), expected, calls=1000) == []
