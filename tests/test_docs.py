@@ -1,0 +1,311 @@
+"""README.md and docs/ state only what is true: every figure, key, path, link and command is checked here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeloop.cli.main import build_parser
+from edgeloop.core import errors
+from edgeloop.core.errors import ConfigError, EdgeloopError
+from edgeloop.core.overrides import OVERRIDABLE_KEYS
+from edgeloop.core.rollout import DEFAULT_POLICY
+from edgeloop.core.settings import GRAPH_OPTIMIZATIONS, LOG_LEVELS, DeviceConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+PAGES = [README, *sorted(DOCS.glob("*.md"))]
+README_MAX_LINES = 250
+TOP_DIRS = ("edgeloop/", "functions/", "infra/", "tests/", "benchmarks/", "greengrass_components/", "docs/", ".ci/")
+EN_DASH = "\N{EN DASH}"
+"""Ranges in the device key table are written low, an en dash, high."""
+DEVICE_ROW = re.compile(r"^\| `(\w+)` \| `(.*?)` \|\s*(.*?)\s*\| (shadow|no) \| .+ \|$", re.M)
+
+
+def text(page: str) -> str:
+    """One documentation page, by path from the repository root."""
+    return (ROOT / page).read_text(encoding="utf-8")
+
+
+def spans(source: str) -> list[str]:
+    """Every inline code span of a markdown text (fenced blocks excluded)."""
+    return re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", source, flags=re.S))
+
+
+def blocks(source: str, lang: str = r"\w*") -> list[str]:
+    """The bodies of the fenced code blocks, optionally of one language."""
+    return re.findall(rf"^```{lang}\n(.*?)^```", source, flags=re.S | re.M)
+
+
+def table_rows(source: str) -> list[list[str]]:
+    """The cells of every markdown table row, separator rows left out."""
+    rows = [line.strip().strip("|").split(" | ") for line in source.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row] for row in rows if not set(row[0]) <= set("-| ")]
+
+
+def slug(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def named_module(page: str, suffix: str) -> Any:
+    """The module a page names as the home of something (the first `edgeloop...` name ending as given)."""
+    for span in spans(text(page)):
+        name = span.removesuffix(".py").replace("/", ".")
+        if name.startswith("edgeloop.") and name.endswith(suffix):
+            return importlib.import_module(name)
+    raise AssertionError(f"{page} names no module ending in {suffix!r}")
+
+
+def test_the_readme_is_a_short_front_door() -> None:
+    lines = README.read_text(encoding="utf-8").count("\n")
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move reference material into docs/"
+
+
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    ci_command = (ROOT / ".ci/run").read_text().strip().splitlines()[-1]
+    shown = [block.strip() for block in blocks(README.read_text(encoding="utf-8"), "bash")]
+    assert ci_command in shown, ".ci/run and README.md disagree"
+
+
+def test_the_readme_links_every_docs_page() -> None:
+    linked = set(re.findall(r"\]\((docs/[\w-]+\.md)", README.read_text(encoding="utf-8")))
+    assert linked == {f"docs/{page.name}" for page in DOCS.glob("*.md")}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_resolves(page: Path) -> None:
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+        if re.match(r"\w+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        assert linked.exists(), f"{page.name}: link to {target} resolves to nothing"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(encoding="utf-8"), flags=re.M)
+            assert anchor in {slug(h) for h in headings}, f"{page.name}: no heading #{anchor} in {linked.name}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_named_path_exists(page: Path) -> None:
+    source = page.read_text(encoding="utf-8")
+    lines = [line for block in blocks(source, "") for line in block.splitlines()]
+    layout = [line.split()[0] for line in lines if line.startswith(TOP_DIRS)]
+    named = [s for s in spans(source) if s.startswith(TOP_DIRS) and re.fullmatch(r"[\w./-]+", s)]
+    missing = [path for path in {*named, *layout} if not (ROOT / path).exists()]
+    assert not missing, f"{page.name} names paths that do not exist: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_named_module_and_class_exists(page: Path) -> None:
+    missing = []
+    for name in {s for s in spans(page.read_text(encoding="utf-8")) if re.fullmatch(r"edgeloop(\.\w+)+", s)}:
+        if not _resolves(name):
+            missing.append(name)
+    assert not missing, f"{page.name} names modules or attributes that do not exist: {sorted(missing)}"
+
+
+def _resolves(name: str) -> bool:
+    """A dotted name is a module, or an attribute chain below the longest module prefix."""
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            value: Any = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(value, attribute):
+                return False
+            value = getattr(value, attribute)
+        return True
+    return False
+
+
+def test_every_protocol_is_in_the_ports_page() -> None:
+    named = set(spans(text("docs/ports.md")))
+    missing = []
+    for source in sorted((ROOT / "edgeloop").rglob("*.py")):
+        module = ".".join(source.relative_to(ROOT).with_suffix("").parts)
+        for cls in re.findall(r"^class (\w+)\(.*\bProtocol\b", source.read_text(encoding="utf-8"), flags=re.M):
+            if f"{module}.{cls}" not in named:
+                missing.append(f"{module}.{cls}")
+    assert not missing, f"docs/ports.md does not name these ports: {missing}"
+
+
+def test_every_port_row_names_an_adapter_and_a_contract_suite() -> None:
+    ports = [row for row in table_rows(text("docs/ports.md")) if len(row) == 4 and row[0] != "Port"]
+    assert ports
+    for port, real, fake, suite in ports:
+        assert "`" in real, f"{port}: no real adapter named"
+        assert "`" in fake, f"{port}: no fake named"
+        assert re.search(r"`tests/\S+\.py`", suite), f"{port}: no contract suite named"
+
+
+def test_the_device_page_documents_every_configuration_key_with_its_default() -> None:
+    rows = {key: (default, shadow) for key, default, _, shadow in DEVICE_ROW.findall(text("docs/device.md"))}
+    defaults = DeviceConfig().to_config()
+    assert set(rows) == set(defaults), "docs/device.md's key table and DeviceConfig differ"
+    for key, (default, shadow) in rows.items():
+        assert json.loads(default) == defaults[key], f"{key}: documented default {default}, code {defaults[key]!r}"
+        assert (shadow == "shadow") == (key in OVERRIDABLE_KEYS), f"{key}: shadow column disagrees with the code"
+
+
+def _accepts(key: str, value: object) -> bool:
+    """Whether DeviceConfig takes this one value (drift off when sizing driftMinRows, which it must not pass)."""
+    extra: dict[str, object] = {"driftWindow": 0} if key == "driftMinRows" else {}
+    try:
+        DeviceConfig(**{key: value, **extra})  # type: ignore[arg-type]
+    except ConfigError:
+        return False
+    return True
+
+
+def test_the_device_page_ranges_are_the_ones_enforced() -> None:
+    types = {f.name: str(f.type) for f in fields(DeviceConfig)}
+    choices = {"graphOptimization": GRAPH_OPTIMIZATIONS, "logLevel": LOG_LEVELS}
+    for key, _, bounds, _ in DEVICE_ROW.findall(text("docs/device.md")):
+        if key in choices:
+            assert re.findall(r"`(\w+)`", bounds) == list(choices[key]), key
+            continue
+        if not bounds.strip():
+            continue
+        low_text, high_text = bounds.split(EN_DASH)
+        cast = int if types[key] == "int" else float
+        low, high = cast(low_text), cast(high_text)
+        step = 1 if cast is int else max(abs(high), 1) * 1e-6
+        assert _accepts(key, low), f"{key}: {low} is refused, though the page says {bounds}"
+        assert _accepts(key, high), f"{key}: {high} is refused, though the page says {bounds}"
+        assert not _accepts(key, low - step), f"{key}: takes values below {bounds}"
+        assert not _accepts(key, high + step), f"{key}: takes values above {bounds}"
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    if parser.get_default("forwards_arguments"):  # `edgeloop train` hands its options to the training entry point
+        from edgeloop.training.conventions import _parser
+
+        parser = _parser()
+    return {option for action in parser._actions for option in action.option_strings}
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """Every `edgeloop ...` command line shown in the README and docs/, with the page it is on."""
+    found = []
+    for page in PAGES:
+        source = page.read_text(encoding="utf-8")
+        lines = [*spans(source), *(line for block in blocks(source) for line in block.splitlines())]
+        found += [(page.name, line.split("#")[0].strip()) for line in lines if re.match(r"edgeloop( |$)", line)]
+    return found
+
+
+@pytest.mark.parametrize(("page", "command"), documented_commands())
+def test_every_documented_command_exists(page: str, command: str) -> None:
+    parsers = [build_parser()]
+    for token in command.split()[1:]:
+        token = token.strip("[]().,")
+        if token.startswith("--"):
+            option = token.split("=")[0]
+            assert all(option in _options(p) for p in parsers), f"{page}: {command}: no option {option}"
+        elif token and _subcommands(parsers[0]) and not token.startswith(("<", ".")):
+            known = _subcommands(parsers[0])
+            names = token.split("|")
+            assert all(name in known for name in names), f"{page}: {command}: no subcommand {token}"
+            parsers = [known[name] for name in names]
+
+
+def test_the_exit_code_table_is_the_errors_own() -> None:
+    table = {int(row[0]): set(re.findall(r"`(\w+)`", row[2])) for row in table_rows(text("docs/cli.md"))[1:]}
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, EdgeloopError)]
+    for cls in classes:
+        assert cls.__name__ in table.get(cls.exit_code, set()), f"{cls.__name__} exits {cls.exit_code}"
+    assert {n for names in table.values() for n in names} == {c.__name__ for c in classes}
+
+
+def test_the_cost_table_is_the_pricing_in_the_code() -> None:
+    pricing = named_module("docs/cost.md", "cost").Pricing()
+    prices = {row[0]: float(row[1].split()[0]) for row in table_rows(text("docs/cost.md"))[1:]}
+    fields_by_item = {
+        "Connectivity": ["connectivity_per_million_minutes"],
+        "Messaging": ["messaging_per_million"],
+        "Device Shadow and registry": ["shadow_registry_per_million"],
+        "Rules triggered; actions executed": ["rules_triggered_per_million", "actions_executed_per_million"],
+        "S3 PUT (the rules' S3 actions)": ["s3_put_per_thousand"],
+        "Greengrass core device (edge only)": ["greengrass_per_core_device_month"],
+    }
+    assert set(prices) == set(fields_by_item)
+    for item, names in fields_by_item.items():
+        assert all(getattr(pricing, name) == prices[item] for name in names), f"{item}: {prices[item]}"
+
+
+def test_the_default_rollout_policy_block_is_the_code() -> None:
+    (block,) = blocks(text("docs/rollouts.md"), "json")
+    assert json.loads(block) == DEFAULT_POLICY.to_dict()
+    summary = ", ".join(f"{r.name} {r.share:.0%} for {_duration(r.bake_s)}" for r in DEFAULT_POLICY.rings)
+    assert summary.replace(", broad", ", then broad") in " ".join(text("docs/rollouts.md").split())
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
+
+
+def test_the_ring_deployment_pacing_is_the_job_configuration() -> None:
+    from edgeloop.cloud.fleet import DEPLOYMENT_POLICIES, JOB_CONFIGURATION
+
+    rate = JOB_CONFIGURATION["jobExecutionsRolloutConfig"]["exponentialRate"]
+    (abort,) = JOB_CONFIGURATION["abortConfig"]["criteriaList"]
+    timeout = JOB_CONFIGURATION["timeoutConfig"]["inProgressTimeoutInMinutes"]
+    prose = " ".join(text("docs/rollouts.md").split())
+    assert rate["incrementFactor"] == 2.0, "the docs say the rate doubles"
+    for claim in (
+        f"starts {rate['baseRatePerMinute']} devices a minute",
+        f"after each {rate['rateIncreaseCriteria']['numberOfSucceededThings']} successes",
+        f"aborts at {abort['thresholdPercentage']:g}% {abort['failureType']}",
+        f"after {abort['minNumberOfExecutedThings']} executions",
+        f"times out after {timeout} min",
+        f"failureHandlingPolicy {DEPLOYMENT_POLICIES['failureHandlingPolicy']}",
+    ):
+        assert claim in prose, f"docs/rollouts.md should say {claim!r}"
+
+
+def test_the_scenario_format_names_every_key_the_code_accepts() -> None:
+    (example,) = blocks(text("docs/scenarios.md"), "yaml")
+    scenario = named_module("docs/scenarios.md", "scenario")
+    outages = named_module("docs/scenarios.md", "outages")
+    keys = {*scenario.SCENARIO_KEYS, *outages.OUTAGE_KEYS, "kind", "at_s", "share", "magnitude"}
+    missing = [key for key in keys if not re.search(rf"\b{key}:", example)]
+    assert not missing, f"docs/scenarios.md's example lacks {missing}"
+    assert all(kind in text("docs/scenarios.md") for kind in scenario.DRIFT_KINDS)
+
+
+def test_the_scenario_example_is_a_valid_scenario() -> None:
+    yaml = pytest.importorskip("yaml")
+    (example,) = blocks(text("docs/scenarios.md"), "yaml")
+    parsed = named_module("docs/scenarios.md", "scenario").Scenario.from_dict(yaml.safe_load(example))
+    assert parsed.outages
+    assert parsed.drift
+    assert parsed.bad_candidates
+
+
+def test_the_fleet_day_and_device_count_figures_are_the_code() -> None:
+    from edgeloop.local.demo import MAX_DEVICES
+
+    fleet_day = named_module("docs/scenarios.md", "scenario").built_in("fleet-day")
+    cli = " ".join(text("docs/cli.md").split())
+    assert f"{fleet_day.devices:,} devices" in cli
+    assert f"({fleet_day.duration_s:,.0f} s)" in cli
+    assert f"{fleet_day.devices:,} devices" in README.read_text(encoding="utf-8")
+    assert f"5 devices, 1 to {MAX_DEVICES}" in cli
