@@ -36,13 +36,36 @@ def text(page: str) -> str:
 
 
 def spans(source: str) -> list[str]:
-    """Every inline code span of a markdown text (fenced blocks excluded)."""
-    return re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", source, flags=re.S))
+    """Every inline code span of a markdown text, fenced blocks left out."""
+    return re.findall(r"`([^`\n]+)`", prose(source))
 
 
-def blocks(source: str, lang: str = r"\w*") -> list[str]:
-    """The bodies of the fenced code blocks, optionally of one language."""
-    return re.findall(rf"^```{lang}\n(.*?)^```", source, flags=re.S | re.M)
+def prose(source: str) -> str:
+    """A markdown text without its fenced code blocks."""
+    kept, fenced = [], False
+    for line in source.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def blocks(source: str, lang: str | None = None) -> list[str]:
+    """The bodies of the fenced code blocks, in order; with lang, only those of that language ("" for none)."""
+    found: list[str] = []
+    opened: str | None = None
+    body: list[str] = []
+    for line in source.splitlines():
+        if opened is None and line.startswith("```"):
+            opened, body = line[3:].strip(), []
+        elif opened is not None and line.strip() == "```":
+            if lang is None or opened == lang:
+                found.append("\n".join(body) + "\n")
+            opened = None
+        elif opened is not None:
+            body.append(line)
+    return found
 
 
 def table_rows(source: str) -> list[list[str]]:
@@ -207,7 +230,8 @@ def documented_commands() -> list[tuple[str, str]]:
     found = []
     for page in PAGES:
         source = page.read_text(encoding="utf-8")
-        lines = [*spans(source), *(line for block in blocks(source) for line in block.splitlines())]
+        wrapped = [re.sub(r"\n\s+(?=\[)", " ", block) for block in blocks(source)]  # usage lines that wrap
+        lines = [*spans(source), *(line for block in wrapped for line in block.splitlines())]
         found += [(page.name, line.split("#")[0].strip()) for line in lines if re.match(r"edgeloop( |$)", line)]
     return found
 
