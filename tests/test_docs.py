@@ -181,6 +181,15 @@ def test_the_device_page_documents_every_configuration_key_with_its_default() ->
         assert (shadow == "shadow") == (key in OVERRIDABLE_KEYS), f"{key}: shadow column disagrees with the code"
 
 
+def test_the_device_page_prose_states_the_same_defaults() -> None:
+    defaults = DeviceConfig().to_config()
+    stated = re.findall(r"`(\w+)`[^`.]{0,40}?\(default ([\d.]+)( MiB)?", prose(text("docs/device.md")))
+    assert len(stated) >= 5
+    for key, number, mib in stated:
+        value = float(number) * (1024 * 1024 if mib else 1)
+        assert value == defaults[key], f"docs/device.md says {key} defaults to {number}{mib}; the code, {defaults[key]}"
+
+
 def _accepts(key: str, value: object) -> bool:
     """Whether DeviceConfig takes this one value (drift off when sizing driftMinRows, which it must not pass)."""
     extra: dict[str, object] = {"driftWindow": 0} if key == "driftMinRows" else {}
@@ -332,4 +341,8 @@ def test_the_fleet_day_and_device_count_figures_are_the_code() -> None:
     assert f"{fleet_day.devices:,} devices" in cli
     assert f"({fleet_day.duration_s:,.0f} s)" in cli
     assert f"{fleet_day.devices:,} devices" in README.read_text(encoding="utf-8")
-    assert f"5 devices, 1 to {MAX_DEVICES}" in cli
+    demo = _subcommands(build_parser())["demo"]
+    devices, out = demo.get_default("devices"), demo.get_default("out")
+    assert f"{devices} devices, 1 to {MAX_DEVICES}" in cli
+    assert f"(defaults: {devices} devices, `./{out}/`)" in text("docs/demo.md")
+    assert f"(`--devices`, default {devices})" in README.read_text(encoding="utf-8")
