@@ -172,6 +172,23 @@ def test_every_port_row_names_an_adapter_and_a_contract_suite() -> None:
         assert re.search(r"`tests/\S+\.py`", suite), f"{port}: no contract suite named"
 
 
+def test_every_adapter_named_beside_a_port_has_the_ports_methods() -> None:
+    rows = [row for row in table_rows(text("docs/ports.md")) if len(row) == 4 and row[0] != "Port"]
+    for port_cell, real, fake, _ in rows:
+        port = _attribute(port_cell.strip("`"))
+        methods = {name for name, value in vars(port).items() if callable(value) and not name.startswith("_")}
+        assert methods, f"{port_cell} declares no methods"
+        for name in re.findall(r"`(edgeloop\.[\w.]+)`", f"{real} {fake}"):
+            lacking = sorted(m for m in methods if not callable(getattr(_attribute(name), m, None)))
+            assert not lacking, f"{name} lacks {port.__name__}'s {lacking}"
+
+
+def _attribute(dotted: str) -> Any:
+    """A class named by its module path and name."""
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def test_the_device_page_documents_every_configuration_key_with_its_default() -> None:
     rows = {key: (default, shadow) for key, default, _, shadow in DEVICE_ROW.findall(text("docs/device.md"))}
     defaults = DeviceConfig().to_config()
