@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from edgeloop.cli.main import build_parser
-from edgeloop.core import errors
+from edgeloop.core import errors, settings
 from edgeloop.core.errors import ConfigError, EdgeloopError
 from edgeloop.core.overrides import OVERRIDABLE_KEYS
 from edgeloop.core.rollout import DEFAULT_POLICY
@@ -363,3 +363,33 @@ def test_the_fleet_day_and_device_count_figures_are_the_code() -> None:
     assert f"{devices} devices, 1 to {MAX_DEVICES}" in cli
     assert f"(defaults: {devices} devices, `./{out}/`)" in text("docs/demo.md")
     assert f"(`--devices`, default {devices})" in README.read_text(encoding="utf-8")
+
+
+def test_the_context_key_table_is_cdk_json_own() -> None:
+    from infra import config
+
+    documented = json.loads((ROOT / "cdk.json").read_text())["context"]["//"]
+    entries = dict(line.split(": ", 1) for line in documented if line.startswith(config.KEY_PREFIX))
+    rows = {row[0].strip("`"): row[1].replace("`", "") for row in table_rows(text("docs/infra.md"))}
+    shown = {key: rows.get(key) for key in entries}
+    assert shown == entries, "docs/infra.md's context keys differ from cdk.json's // entry"
+    read = {v for k, v in vars(config).items() if k.startswith("CONTEXT_")}
+    assert read == set(entries), "cdk.json documents other keys than infra/config.py reads"
+
+
+def test_the_handler_environment_table_names_every_variable_and_default() -> None:
+    rows = {row[0].strip("`"): row[2] for row in table_rows(text("docs/infra.md")) if row[0].startswith("`EDGELOOP_")}
+    variables = {v for k, v in vars(settings).items() if k.startswith("ENV_")}
+    assert set(rows) == variables
+    trigger = settings.TriggerSettings(model_name="digits")
+    defaults = {
+        settings.ENV_SAMPLES_TABLE: trigger.samples_table,
+        settings.ENV_RETRAINING_TABLE: trigger.retraining_table,
+        settings.ENV_ROLLOUTS_TABLE: trigger.rollouts_table,
+        settings.ENV_FLEET_HEALTH_TABLE: trigger.fleet_health_table,
+        settings.ENV_EVENT_BUS_NAME: trigger.event_bus_name,
+        settings.ENV_TRAINING_INSTANCE_TYPE: settings.DEFAULT_TRAINING_INSTANCE_TYPE,
+        settings.ENV_TRAINING_MAX_RUNTIME_S: settings.DEFAULT_TRAINING_MAX_RUNTIME_S,
+    }
+    for variable, default in defaults.items():
+        assert re.search(rf"\(default `?{default}`?\)", rows[variable]), f"{variable}: the default is {default}"
