@@ -393,3 +393,58 @@ def test_the_handler_environment_table_names_every_variable_and_default() -> Non
     }
     for variable, default in defaults.items():
         assert re.search(rf"\(default `?{default}`?\)", rows[variable]), f"{variable}: the default is {default}"
+
+
+def _constant(dotted: str) -> Any:
+    """A module-level constant by its dotted name (a moved module fails here, naming itself)."""
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+KIB = 1024
+MIB = KIB * KIB
+FIGURES = [
+    ("docs/device.md", "IoT Core's {} KB limit", "edgeloop.core.records.IOT_CORE_MAX_PAYLOAD_BYTES", KIB),
+    ("docs/device.md", "filling whole {} KB billing units", "edgeloop.core.records.BILLING_UNIT_BYTES", KIB),
+    ("docs/device.md", "below {} publishes/s", "edgeloop.core.backoff.IOT_CORE_PUBLISHES_PER_S", 1),
+    ("docs/device.md", "the {} KB shadow limit", "edgeloop.core.health.SHADOW_MAX_BYTES", KIB),
+    ("docs/device.md", "at {} results", "edgeloop.device.runtime.COMMIT_MAX_RESULTS", 1),
+    ("docs/device.md", "at least {} characters", "edgeloop.core.privacy.MIN_SALT_CHARS", 1),
+    ("docs/device.md", "cut to {} hex digits", "edgeloop.core.privacy.HASH_HEX_CHARS", 1),
+    ("docs/device.md", "floored at {}", "edgeloop.core.drift.PSI_EPSILON", 1),
+    ("docs/feedback-loop.md", "{} KB limit", "edgeloop.core.records.IOT_CORE_MAX_PAYLOAD_BYTES", KIB),
+    ("docs/feedback-loop.md", "at most {} MiB of JSON", "edgeloop.core.compression.MAX_DECOMPRESSED_BYTES", MIB),
+    ("docs/feedback-loop.md", "more than {} MiB of JSON", "edgeloop.core.compression.MAX_DECOMPRESSED_BYTES", MIB),
+    ("docs/models.md", "manifest over {} KB", "edgeloop.cloud.signing.KMS_RAW_MESSAGE_LIMIT", KIB),
+    ("docs/demo.md", "threshold is {} holdout accuracy", "edgeloop.local.stack.AUTO_APPROVE_MIN_ACCURACY", 1),
+    ("docs/demo.md", "every {} s on the wall clock", "edgeloop.local.demo.TICK_REAL_S", 1),
+    ("docs/demo.md", "and {} s on the demo's clock", "edgeloop.local.demo.TICK_SIM_S", 1),
+    ("docs/demo.md", "a generous ratio of {}", "edgeloop.local.demo.DEMO_P99_RATIO", 1),
+    ("docs/scenarios.md", "reported {} confidences", "edgeloop.cloud.rollout_control.BASELINE_MIN_CONFIDENCES", 1),
+]
+
+
+@pytest.mark.parametrize(("page", "phrase", "constant", "unit"), FIGURES, ids=lambda v: str(v)[:40])
+def test_each_figure_in_the_prose_is_the_constant(page: str, phrase: str, constant: str, unit: int) -> None:
+    stated = phrase.format(_shown(_constant(constant) / unit))
+    assert stated in " ".join(text(page).split()), f"{page} should say {stated!r} ({constant})"
+
+
+def _shown(value: float) -> str:
+    """A figure as the docs write it: 128, 0.25, 1e-4."""
+    if value == int(value):
+        return str(int(value))
+    return f"{value:.0e}".replace("e-0", "e-") if abs(value) < 1e-3 else f"{value:g}"
+
+
+def test_the_training_usage_shows_the_defaults() -> None:
+    from edgeloop.training.config import TrainingConfig
+
+    defaults = {f.name: f.default for f in fields(TrainingConfig)}
+    (usage, *_) = blocks(text("docs/training.md"), "")
+    shown = re.findall(r"\[--([\w-]+) ([\d.]+)\]", usage)
+    assert len(shown) >= 6
+    for flag, value in shown:
+        default = defaults[flag.replace("-", "_")]
+        default = default[0] if isinstance(default, tuple) else default
+        assert float(value) == default, f"docs/training.md shows --{flag} {value}; the default is {default}"
