@@ -1,16 +1,15 @@
-"""README.md and docs/ state only what is true: every figure, key, path, link and command is checked here."""
+"""Every figure, key and default the docs state is the code's: device keys, exit codes, prices, policies, limits."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import re
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 import pytest
+from pages import README, ROOT, blocks, named_module, prose, subcommands, table_rows, text
 
 from edgeloop.cli.main import build_parser
 from edgeloop.core import errors, settings
@@ -19,174 +18,9 @@ from edgeloop.core.overrides import OVERRIDABLE_KEYS
 from edgeloop.core.rollout import DEFAULT_POLICY
 from edgeloop.core.settings import GRAPH_OPTIMIZATIONS, LOG_LEVELS, DeviceConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-DOCS = ROOT / "docs"
-PAGES = [README, *sorted(DOCS.glob("*.md"))]
-README_MAX_LINES = 250
-TOP_DIRS = ("edgeloop/", "functions/", "infra/", "tests/", "benchmarks/", "greengrass_components/", "docs/", ".ci/")
 EN_DASH = "\N{EN DASH}"
 """Ranges in the device key table are written low, an en dash, high."""
 DEVICE_ROW = re.compile(r"^\| `(\w+)` \| `(.*?)` \|\s*(.*?)\s*\| (shadow|no) \| .+ \|$", re.M)
-
-
-def text(page: str) -> str:
-    """One documentation page, by path from the repository root."""
-    return (ROOT / page).read_text(encoding="utf-8")
-
-
-def spans(source: str) -> list[str]:
-    """Every inline code span of a markdown text, fenced blocks left out."""
-    return re.findall(r"`([^`\n]+)`", prose(source))
-
-
-def prose(source: str) -> str:
-    """A markdown text without its fenced code blocks."""
-    kept, fenced = [], False
-    for line in source.splitlines():
-        if line.startswith("```"):
-            fenced = not fenced
-        elif not fenced:
-            kept.append(line)
-    return "\n".join(kept)
-
-
-def blocks(source: str, lang: str | None = None) -> list[str]:
-    """The bodies of the fenced code blocks, in order; with lang, only those of that language ("" for none)."""
-    found: list[str] = []
-    opened: str | None = None
-    body: list[str] = []
-    for line in source.splitlines():
-        if opened is None and line.startswith("```"):
-            opened, body = line[3:].strip(), []
-        elif opened is not None and line.strip() == "```":
-            if lang is None or opened == lang:
-                found.append("\n".join(body) + "\n")
-            opened = None
-        elif opened is not None:
-            body.append(line)
-    return found
-
-
-def table_rows(source: str) -> list[list[str]]:
-    """The cells of every markdown table row, separator rows left out."""
-    rows = [line.strip().strip("|").split(" | ") for line in source.splitlines() if line.startswith("| ")]
-    return [[cell.strip() for cell in row] for row in rows if not set(row[0]) <= set("-| ")]
-
-
-def slug(heading: str) -> str:
-    """A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces as hyphens."""
-    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-
-
-def named_module(page: str, suffix: str) -> Any:
-    """The module a page names as the home of something (the first `edgeloop...` name ending as given)."""
-    for span in spans(text(page)):
-        name = span.removesuffix(".py").replace("/", ".")
-        if name.startswith("edgeloop.") and name.endswith(suffix):
-            return importlib.import_module(name)
-    raise AssertionError(f"{page} names no module ending in {suffix!r}")
-
-
-def test_the_readme_is_a_short_front_door() -> None:
-    lines = README.read_text(encoding="utf-8").count("\n")
-    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move reference material into docs/"
-
-
-def test_the_readme_test_command_is_what_ci_runs() -> None:
-    ci_command = (ROOT / ".ci/run").read_text().strip().splitlines()[-1]
-    shown = [block.strip() for block in blocks(README.read_text(encoding="utf-8"), "bash")]
-    assert ci_command in shown, ".ci/run and README.md disagree"
-
-
-def test_the_readme_links_every_docs_page() -> None:
-    linked = set(re.findall(r"\]\((docs/[\w-]+\.md)", README.read_text(encoding="utf-8")))
-    assert linked == {f"docs/{page.name}" for page in DOCS.glob("*.md")}
-
-
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_every_relative_link_resolves(page: Path) -> None:
-    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
-        if re.match(r"\w+://", target):
-            continue
-        path, _, anchor = target.partition("#")
-        linked = (page.parent / path).resolve() if path else page
-        assert linked.exists(), f"{page.name}: link to {target} resolves to nothing"
-        if anchor:
-            headings = re.findall(r"^#+ (.+)$", linked.read_text(encoding="utf-8"), flags=re.M)
-            assert anchor in {slug(h) for h in headings}, f"{page.name}: no heading #{anchor} in {linked.name}"
-
-
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_every_named_path_exists(page: Path) -> None:
-    source = page.read_text(encoding="utf-8")
-    lines = [line for block in blocks(source, "") for line in block.splitlines()]
-    layout = [line.split()[0] for line in lines if line.startswith(TOP_DIRS)]
-    named = [s for s in spans(source) if s.startswith(TOP_DIRS) and re.fullmatch(r"[\w./-]+", s)]
-    missing = [path for path in {*named, *layout} if not (ROOT / path).exists()]
-    assert not missing, f"{page.name} names paths that do not exist: {sorted(missing)}"
-
-
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_every_named_module_and_class_exists(page: Path) -> None:
-    missing = []
-    for name in {s for s in spans(page.read_text(encoding="utf-8")) if re.fullmatch(r"edgeloop(\.\w+)+", s)}:
-        if not _resolves(name):
-            missing.append(name)
-    assert not missing, f"{page.name} names modules or attributes that do not exist: {sorted(missing)}"
-
-
-def _resolves(name: str) -> bool:
-    """A dotted name is a module, or an attribute chain below the longest module prefix."""
-    parts = name.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            value: Any = importlib.import_module(".".join(parts[:cut]))
-        except ModuleNotFoundError:
-            continue
-        for attribute in parts[cut:]:
-            if not hasattr(value, attribute):
-                return False
-            value = getattr(value, attribute)
-        return True
-    return False
-
-
-def test_every_protocol_is_in_the_ports_page() -> None:
-    named = set(spans(text("docs/ports.md")))
-    missing = []
-    for source in sorted((ROOT / "edgeloop").rglob("*.py")):
-        module = ".".join(source.relative_to(ROOT).with_suffix("").parts)
-        for cls in re.findall(r"^class (\w+)\(.*\bProtocol\b", source.read_text(encoding="utf-8"), flags=re.M):
-            if f"{module}.{cls}" not in named:
-                missing.append(f"{module}.{cls}")
-    assert not missing, f"docs/ports.md does not name these ports: {missing}"
-
-
-def test_every_port_row_names_an_adapter_and_a_contract_suite() -> None:
-    ports = [row for row in table_rows(text("docs/ports.md")) if len(row) == 4 and row[0] != "Port"]
-    assert ports
-    for port, real, fake, suite in ports:
-        assert "`" in real, f"{port}: no real adapter named"
-        assert "`" in fake, f"{port}: no fake named"
-        assert re.search(r"`tests/\S+\.py`", suite), f"{port}: no contract suite named"
-
-
-def test_every_adapter_named_beside_a_port_has_the_ports_methods() -> None:
-    rows = [row for row in table_rows(text("docs/ports.md")) if len(row) == 4 and row[0] != "Port"]
-    for port_cell, real, fake, _ in rows:
-        port = _attribute(port_cell.strip("`"))
-        methods = {name for name, value in vars(port).items() if callable(value) and not name.startswith("_")}
-        assert methods, f"{port_cell} declares no methods"
-        for name in re.findall(r"`(edgeloop\.[\w.]+)`", f"{real} {fake}"):
-            lacking = sorted(m for m in methods if not callable(getattr(_attribute(name), m, None)))
-            assert not lacking, f"{name} lacks {port.__name__}'s {lacking}"
-
-
-def _attribute(dotted: str) -> Any:
-    """A class named by its module path and name."""
-    module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def test_the_device_page_documents_every_configuration_key_with_its_default() -> None:
@@ -234,47 +68,6 @@ def test_the_device_page_ranges_are_the_ones_enforced() -> None:
         assert _accepts(key, high), f"{key}: {high} is refused, though the page says {bounds}"
         assert not _accepts(key, low - step), f"{key}: takes values below {bounds}"
         assert not _accepts(key, high + step), f"{key}: takes values above {bounds}"
-
-
-def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
-def _options(parser: argparse.ArgumentParser) -> set[str]:
-    if parser.get_default("forwards_arguments"):  # `edgeloop train` hands its options to the training entry point
-        from edgeloop.training.conventions import _parser
-
-        parser = _parser()
-    return {option for action in parser._actions for option in action.option_strings}
-
-
-def documented_commands() -> list[tuple[str, str]]:
-    """Every `edgeloop ...` command line shown in the README and docs/, with the page it is on."""
-    found = []
-    for page in PAGES:
-        source = page.read_text(encoding="utf-8")
-        wrapped = [re.sub(r"\n\s+(?=\[)", " ", block) for block in blocks(source)]  # usage lines that wrap
-        lines = [*spans(source), *(line for block in wrapped for line in block.splitlines())]
-        found += [(page.name, line.split("#")[0].strip()) for line in lines if re.match(r"edgeloop( |$)", line)]
-    return found
-
-
-@pytest.mark.parametrize(("page", "command"), documented_commands())
-def test_every_documented_command_exists(page: str, command: str) -> None:
-    parsers = [build_parser()]
-    for token in command.split()[1:]:
-        token = token.strip("[]().,")
-        if token.startswith("--"):
-            option = token.split("=")[0]
-            assert all(option in _options(p) for p in parsers), f"{page}: {command}: no option {option}"
-        elif token and _subcommands(parsers[0]) and not token.startswith(("<", ".")):
-            known = _subcommands(parsers[0])
-            names = token.split("|")
-            assert all(name in known for name in names), f"{page}: {command}: no subcommand {token}"
-            parsers = [known[name] for name in names]
 
 
 def test_the_exit_code_table_is_the_errors_own() -> None:
@@ -358,7 +151,7 @@ def test_the_fleet_day_and_device_count_figures_are_the_code() -> None:
     assert f"{fleet_day.devices:,} devices" in cli
     assert f"({fleet_day.duration_s:,.0f} s)" in cli
     assert f"{fleet_day.devices:,} devices" in README.read_text(encoding="utf-8")
-    demo = _subcommands(build_parser())["demo"]
+    demo = subcommands(build_parser())["demo"]
     devices, out = demo.get_default("devices"), demo.get_default("out")
     assert f"{devices} devices, 1 to {MAX_DEVICES}" in cli
     assert f"(defaults: {devices} devices, `./{out}/`)" in text("docs/demo.md")
