@@ -150,3 +150,21 @@ def test_every_documented_command_exists(page: str, command: str) -> None:
             names = token.split("|")
             assert all(name in known for name in names), f"{page}: {command}: no subcommand {token}"
             parsers = [known[name] for name in names]
+
+
+def test_every_lambda_is_mapped_to_aws() -> None:
+    named = set(spans(text("docs/aws-mapping.md")))
+    handlers = [f"functions/{p.name}" for p in sorted((ROOT / "functions").glob("*.py")) if p.stem != "__init__"]
+    assert [h for h in handlers if h not in named] == []
+
+
+def test_every_benchmark_and_its_flags_are_documented() -> None:
+    bullets = re.split(r"^- ", text("docs/benchmarks.md"), flags=re.M)[1:]
+    documented = {re.match(r"`(benchmarks/\w+\.py)`", b).group(1): b for b in bullets if b.startswith("`benchmarks/")}
+    scripts = {f"benchmarks/{p.name}" for p in (ROOT / "benchmarks").glob("*.py") if not p.stem.startswith("_")}
+    assert set(documented) == scripts
+    shared = (ROOT / "benchmarks/_common.py").read_text(encoding="utf-8")
+    for script, bullet in documented.items():
+        source = (ROOT / script).read_text(encoding="utf-8") + shared
+        for flag in re.findall(r"`(--[\w-]+)", bullet):
+            assert f'"{flag}"' in source, f"docs/benchmarks.md: {script} has no {flag}"
