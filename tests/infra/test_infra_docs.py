@@ -43,7 +43,7 @@ def test_each_unit_holds_the_resources_the_page_says(synthesized: Any) -> None:
     claimed = [construct for constructs, _ in rows.values() for construct in constructs]
     assert sorted(claimed) == sorted(counts), f"the table's constructs differ from the stack's: {dict(counts)}"
     actual = {unit: sum(counts[c] for c in constructs) for unit, (constructs, _) in rows.items()}
-    assert actual == {unit: figure for unit, (_, figure) in rows.items()}
+    assert actual == {unit: figure for unit, (_, figure) in rows.items()}, f"per construct: {dict(counts)}"
     assert sum(actual.values()) == len(synthesized.template["Resources"])
 
 
