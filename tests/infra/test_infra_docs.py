@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
-from templates import of_type
+from templates import as_list, of_type
 
 INFRA_PAGE = Path(__file__).resolve().parents[2] / "docs" / "infra.md"
 
@@ -65,3 +65,19 @@ def test_every_output_is_named_and_every_named_output_exists(synthesized: Any) -
     section = page().split("The outputs name", 1)[1].split("## ", 1)[0]
     named = set(re.findall(r"`([A-Z]\w+)`", section))
     assert named == set(synthesized.template["Outputs"]) - {"BootstrapVersion"}
+
+
+def test_the_signing_key_grants_are_the_ones_iam_md_names(synthesized: Any) -> None:
+    iam = " ".join((INFRA_PAGE.parent / "iam.md").read_text(encoding="utf-8").split())
+    assert "only the registration Lambda may `kms:Sign`" in iam
+    assert "only the approval Lambda and the rollout controller, which deploy its public key" in iam
+    granted: dict[str, set[str]] = {"kms:Sign": set(), "kms:GetPublicKey": set()}
+    for logical, policy in of_type(synthesized.template, "AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            for action in set(granted) & set(as_list(statement["Action"])):
+                granted[action].add(logical)
+    expected = {"kms:Sign": {"TrainingCompleted"}, "kms:GetPublicKey": {"ModelApproved", "RolloutController"}}
+    for action, functions in expected.items():  # logical ids hold the function's construct id wherever it sits
+        holders = {name for name in functions for logical in granted[action] if name in logical}
+        assert holders == functions, f"{action}: {sorted(granted[action])}"
+        assert len(granted[action]) == len(functions), f"{action}: {sorted(granted[action])}"
