@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import re
 from pathlib import Path
@@ -168,3 +169,26 @@ def test_every_benchmark_and_its_flags_are_documented() -> None:
         source = (ROOT / script).read_text(encoding="utf-8") + shared
         for flag in re.findall(r"`(--[\w-]+)", bullet):
             assert f'"{flag}"' in source, f"docs/benchmarks.md: {script} has no {flag}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_named_method_or_field_exists(page: Path) -> None:
+    classes = _classes()
+    missing = []
+    for name in {s for s in spans(page.read_text(encoding="utf-8")) if re.fullmatch(r"[A-Z][a-z]\w*\.[a-z_]\w*", s)}:
+        owner, member = name.split(".")
+        cls = classes.get(owner)
+        if cls is None or not (hasattr(cls, member) or member in getattr(cls, "__annotations__", {})):
+            missing.append(name)
+    assert not missing, f"{page.name} names members that do not exist: {sorted(missing)}"
+
+
+@functools.cache
+def _classes() -> dict[str, Any]:
+    """Every class defined in edgeloop, by name (a name defined twice maps to the last module read)."""
+    found = {}
+    for source in sorted((ROOT / "edgeloop").rglob("*.py")):
+        module = ".".join(source.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for cls in re.findall(r"^class (\w+)", source.read_text(encoding="utf-8"), flags=re.M):
+            found[cls] = (module, cls)
+    return {cls: getattr(importlib.import_module(module), cls) for cls, (module, _) in found.items()}
