@@ -6,6 +6,7 @@ import argparse
 import functools
 import importlib
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,13 @@ def _classes() -> dict[str, Any]:
         for cls in re.findall(r"^class (\w+)", source.read_text(encoding="utf-8"), flags=re.M):
             found[cls] = (module, cls)
     return {cls: getattr(importlib.import_module(module), cls) for cls, (module, _) in found.items()}
+
+
+def test_the_layout_names_every_top_level_folder() -> None:
+    (layout,) = [block for block in blocks(README.read_text(encoding="utf-8"), "") if block.startswith("edgeloop/")]
+    named = {line.split()[0].split("/")[0] for line in layout.splitlines()}
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False)
+    if tracked.returncode:
+        pytest.skip("not a git checkout: the tracked folders are unknown")
+    folders = {path.split("/")[0] for path in tracked.stdout.splitlines() if "/" in path}
+    assert folders <= named, f"README.md's layout lacks {sorted(folders - named)}"
