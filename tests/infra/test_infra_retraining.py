@@ -111,7 +111,7 @@ def test_the_trigger_role_reads_what_it_decides_on_writes_its_state_and_puts_onl
 
 def test_the_event_the_trigger_puts_is_one_the_launchers_rule_delivers(synthesized: Any) -> None:
     stack = synthesized.stack
-    launcher = {"Fn::GetAtt": [logical_id(synthesized, stack.training_launcher.function), "Arn"]}
+    launcher = {"Fn::GetAtt": [logical_id(synthesized, stack.training_launcher.handler.function), "Arn"]}
     [pattern] = [
         r["Properties"]["EventPattern"]
         for r in of_type(synthesized.template, "AWS::Events::Rule").values()

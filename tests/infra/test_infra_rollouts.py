@@ -31,11 +31,11 @@ ROLLOUT_HANDLERS = ("model_approved", "rollout_controller")
 def _role_of(synthesized: Any, name: str) -> Any:
     stack = synthesized.stack
     return {
-        "model_approved": stack.model_approved.role,
-        "rollout_controller": stack.rollout_controller.role,
+        "model_approved": stack.model_approved.handler.role,
+        "rollout_controller": stack.rollout_controller.handler.role,
         "health_ingest": stack.health_ingest.handler.role,
-        "training_completed": stack.training_completed.role,
-        "training_launcher": stack.training_launcher.role,
+        "training_completed": stack.training_completed.handler.role,
+        "training_launcher": stack.training_launcher.handler.role,
     }[name]
 
 
@@ -135,7 +135,7 @@ def test_rollout_handlers_get_the_policy_and_the_tables_through_the_core_setting
 def test_the_controller_steps_the_configured_model_on_its_schedule_with_retries_and_dead_letters(
     synthesized: Any,
 ) -> None:
-    controller = synthesized.stack.rollout_controller
+    controller = synthesized.stack.rollout_controller.handler
     function_id = logical_id(synthesized, controller.function)
     [rule] = [
         r["Properties"]

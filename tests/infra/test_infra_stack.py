@@ -189,10 +189,10 @@ def _key_grants(synthesized: Any, role: Any, key: Any) -> set[str]:
 def test_only_training_completed_may_sign_and_only_model_approved_may_read_the_public_key(synthesized: Any) -> None:
     stack = synthesized.stack
     key = stack.signing.key
-    assert _key_grants(synthesized, stack.training_completed.role, key) == {"kms:Sign"}
-    assert _key_grants(synthesized, stack.model_approved.role, key) == {"kms:GetPublicKey"}
-    assert _key_grants(synthesized, stack.rollout_controller.role, key) == {"kms:GetPublicKey"}
-    assert _key_grants(synthesized, stack.training_launcher.role, key) == set()
+    assert _key_grants(synthesized, stack.training_completed.handler.role, key) == {"kms:Sign"}
+    assert _key_grants(synthesized, stack.model_approved.handler.role, key) == {"kms:GetPublicKey"}
+    assert _key_grants(synthesized, stack.rollout_controller.handler.role, key) == {"kms:GetPublicKey"}
+    assert _key_grants(synthesized, stack.training_launcher.handler.role, key) == set()
     assert _key_grants(synthesized, stack.health_ingest.handler.role, key) == set()
     for name in ("training_completed", "model_approved", "rollout_controller"):
         env = _function(synthesized.template, f"{name}.handler")["Environment"]["Variables"]
@@ -201,7 +201,9 @@ def test_only_training_completed_may_sign_and_only_model_approved_may_read_the_p
 
 def test_the_launcher_starts_only_this_models_jobs_and_passes_only_the_training_role(synthesized: Any) -> None:
     stack = synthesized.stack
-    statements = _statements_of_role(synthesized.template, logical_id(synthesized, stack.training_launcher.role))
+    statements = _statements_of_role(
+        synthesized.template, logical_id(synthesized, stack.training_launcher.handler.role)
+    )
     [create] = [s for s in statements if "sagemaker:CreateTrainingJob" in as_list(s["Action"])]
     assert flatten_reference(create["Resource"]).endswith(":training-job/edgeloop-digits-*")
     [passing] = [s for s in statements if "iam:PassRole" in as_list(s["Action"])]
@@ -233,7 +235,7 @@ def test_the_training_role_reads_training_data_and_writes_training_output_only(s
 def test_the_retraining_rule_takes_edgeloops_signal_for_this_model_only(
     synthesized: Any, event: Callable[[str], dict[str, Any]]
 ) -> None:
-    function_id = logical_id(synthesized, synthesized.stack.training_launcher.function)
+    function_id = logical_id(synthesized, synthesized.stack.training_launcher.handler.function)
     [rule] = [
         r["Properties"]
         for r in of_type(synthesized.template, "AWS::Events::Rule").values()
@@ -276,7 +278,7 @@ def test_handlers_run_python_311_with_the_core_settings_and_a_dead_letter_queue(
 def test_training_completed_rule_takes_completed_jobs_writing_to_our_training_output_only(
     synthesized: Any, event: Callable[[str], dict[str, Any]]
 ) -> None:
-    function_id = logical_id(synthesized, synthesized.stack.training_completed.function)
+    function_id = logical_id(synthesized, synthesized.stack.training_completed.handler.function)
     data_id = logical_id(synthesized, synthesized.stack.storage.data)
     rule = _rule_for(synthesized.template, function_id)
     output_prefix = {"Fn::Join": ["", ["s3://", {"Ref": data_id}, f"/{TRAINING_OUTPUT_PREFIX}"]]}
@@ -303,7 +305,7 @@ def test_training_completed_rule_takes_completed_jobs_writing_to_our_training_ou
 def test_model_approved_rule_takes_approvals_of_our_group_only(
     synthesized: Any, event: Callable[[str], dict[str, Any]]
 ) -> None:
-    function_id = logical_id(synthesized, synthesized.stack.model_approved.function)
+    function_id = logical_id(synthesized, synthesized.stack.model_approved.handler.function)
     pattern = _rule_for(synthesized.template, function_id)["EventPattern"]
     approved = event("model_package_approved")
     pending = event("model_package_approved")
@@ -331,7 +333,7 @@ def test_only_actions_without_resource_permissions_use_a_bare_wildcard(synthesiz
 
 
 def test_training_completed_may_create_only_its_models_component(synthesized: Any) -> None:
-    role_id = logical_id(synthesized, synthesized.stack.training_completed.role)
+    role_id = logical_id(synthesized, synthesized.stack.training_completed.handler.role)
     resources = [
         flatten_reference(r)
         for s in _statements_of_role(synthesized.template, role_id)
@@ -344,7 +346,7 @@ def test_training_completed_may_create_only_its_models_component(synthesized: An
 
 
 def test_model_approved_reads_the_fleet_group(synthesized: Any) -> None:
-    role_id = logical_id(synthesized, synthesized.stack.model_approved.role)
+    role_id = logical_id(synthesized, synthesized.stack.model_approved.handler.role)
     group_id = synthesized.stack.get_logical_id(synthesized.stack.fleet.thing_group)
     statements = _statements_of_role(synthesized.template, role_id)
     assert any(
