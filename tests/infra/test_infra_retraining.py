@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from templates import as_list, logical_id, of_type
+from templates import as_list, logical_id, of_type, statements_of_role
 
 from edgeloop.core.events import EDGELOOP_SOURCE, RETRAINING_REQUESTED
 from edgeloop.core.names import LABELS_PREFIX, LABELS_REJECTED_PREFIX, RETRAINING_TABLE
@@ -28,9 +28,7 @@ def _statements(synthesized: Any, function: Any) -> list[dict[str, Any]]:
     dead_letters = {"Fn::GetAtt": [logical_id(synthesized, function.dead_letters), "Arn"]}
     return [
         s
-        for p in of_type(synthesized.template, "AWS::IAM::Policy").values()
-        if {"Ref": role_id} in p["Properties"]["Roles"]
-        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        for s in statements_of_role(synthesized.template, role_id)
         if not all(a.startswith("logs:") for a in as_list(s["Action"])) and s["Resource"] != dead_letters
     ]
 
