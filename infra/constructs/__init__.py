@@ -1,1 +1,1 @@
-"""One construct per logical unit; units meet and grant each other only in the stack."""
+"""One construct per logical unit: each creates its own functions and grants them; units meet only in the stack."""

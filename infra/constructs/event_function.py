@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -15,6 +17,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from edgeloop.core.settings import ENV_ROLLOUT_POLICY, CloudSettings
+from edgeloop.packaging import stage_lambda_asset
 from infra.nag import grant
 
 RUNTIME = lambda_.Runtime.PYTHON_3_11
@@ -27,7 +31,7 @@ class EventFunction(Construct):
 
     With an event_pattern, an EventBridge rule delivers to it; without one, its events come another way
     (a schedule added with add_rule, an IoT rule invoking it), under the same retries and dead letters.
-    The role starts empty apart from its own logs and queue: the composing stack grants the rest.
+    The role starts empty apart from its own logs and queue: the construct that owns it grants the rest.
     """
 
     def __init__(
@@ -124,3 +128,40 @@ class EventFunction(Construct):
     def allow(self, *statements: iam.PolicyStatement, wildcard_reason: str | None = None) -> None:
         """Grant the handler exactly these statements; any wildcard in them needs its reason."""
         grant(self.role, *statements, wildcard_reason=wildcard_reason)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionDefaults:
+    """What every construct's functions share: where their code is staged, their name prefix, how long logs stay."""
+
+    functions_dir: Path
+    resource_prefix: str
+    log_retention_days: int
+
+    def build(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        environment: Mapping[str, str],
+        event_pattern: events.EventPattern | None,
+        description: str,
+    ) -> EventFunction:
+        """The handler functions/<name>.py, staged with the core it imports, as an EventFunction in scope."""
+        return EventFunction(
+            scope,
+            construct_id,
+            function_name=name,
+            asset_dir=stage_lambda_asset(name, self.functions_dir),
+            resource_prefix=self.resource_prefix,
+            environment=environment,
+            event_pattern=event_pattern,
+            description=description,
+            log_retention_days=self.log_retention_days,
+        )
+
+
+def handler_env(settings: CloudSettings) -> dict[str, str]:
+    """The cloud handlers' environment, with the rollout policy always spelled out (the ring groups follow it)."""
+    return {**settings.to_env(), ENV_ROLLOUT_POLICY: json.dumps(settings.rollout_policy.to_dict(), sort_keys=True)}

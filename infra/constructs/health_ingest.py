@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from edgeloop.core.names import HEALTH_RULE_SQL
-from infra.constructs.event_function import EventFunction
+from edgeloop.core.settings import CloudSettings
+from infra.constructs.event_function import FunctionDefaults, handler_env
+from infra.constructs.grants import KMS_VIA_DYNAMODB_WRITE, key_via, table_statement
 from infra.constructs.queues import last_resort_queue
 from infra.constructs.results import SQL_VERSION
+from infra.constructs.rollout_state import RolloutState
 from infra.nag import grant
+
+HEALTH_INGEST = "health_ingest"
+HEALTH_RECORD = ("GetItem", "PutItem", "UpdateItem")
+"""What health ingest does to fleet health: read a snapshot, then Put it and Update counters in one transaction."""
+ROLLOUTS_READ = ("GetItem",)
+"""What health ingest reads of rollouts: the active lock, the rollout it names, last-known-good (no Query)."""
 
 
 class HealthIngest(Construct):
@@ -29,23 +36,19 @@ class HealthIngest(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        function_name: str,
-        asset_dir: Path,
-        resource_prefix: str,
-        environment: Mapping[str, str],
-        log_retention_days: int,
+        functions: FunctionDefaults,
+        settings: CloudSettings,
+        state: RolloutState,
+        key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.handler = EventFunction(
+        self.handler = functions.build(
             self,
             "Handler",
-            function_name=function_name,
-            asset_dir=asset_dir,
-            resource_prefix=resource_prefix,
-            environment=environment,
+            name=HEALTH_INGEST,
+            environment=handler_env(settings),
             event_pattern=None,
             description="Count each accepted health-shadow update once into the fleet's per-ring sums",
-            log_retention_days=log_retention_days,
         )
         self.failed = last_resort_queue(
             self,
@@ -80,6 +83,22 @@ class HealthIngest(Construct):
             principal=iam.ServicePrincipal("iot.amazonaws.com"),
             source_arn=self.rule.attr_arn,
             source_account=cdk.Stack.of(self).account,
+        )
+        self._grant(state, key)
+
+    def _grant(self, state: RolloutState, key: kms.IKey) -> None:
+        """Count a report: the device's snapshot and counters, what its ring targets, which ring it is in."""
+        self.handler.allow(
+            table_statement(state.fleet_health, HEALTH_RECORD),
+            table_statement(state.rollouts, ROLLOUTS_READ),
+            key_via(key, "dynamodb", KMS_VIA_DYNAMODB_WRITE),
+        )
+        self.handler.allow(
+            iam.PolicyStatement(
+                actions=["iot:ListThingGroupsForThing", "iot:DescribeThing"],
+                resources=[cdk.Stack.of(self).format_arn(service="iot", resource="thing", resource_name="*")],
+            ),
+            wildcard_reason="Any device of the fleet may report; its thing name is known only from the shadow topic.",
         )
 
     def _role(self) -> iam.Role:

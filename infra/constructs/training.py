@@ -1,19 +1,25 @@
-"""Training unit: the SageMaker execution role, reading only training data and writing only training output."""
+"""Training unit: the SageMaker execution role (training data in, training output out) and the launcher that uses it."""
 
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from edgeloop.core.events import EDGELOOP_SOURCE, EVENT_ROUTES, RETRAINING_REQUESTED
 from edgeloop.core.names import TRAINING_DATA_PREFIX, TRAINING_OUTPUT_PREFIX
+from edgeloop.core.settings import LauncherSettings
+from edgeloop.core.training_jobs import JOB_NAME_PREFIX
+from infra.constructs.event_function import FunctionDefaults
 from infra.nag import grant
 
 TRAINING_REPOSITORY = "edgeloop-training"
 """The ECR repository of the default training image (edgeloop[training] installed, tagged by version)."""
 METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
+TRAINING_LAUNCHER = EVENT_ROUTES[RETRAINING_REQUESTED]
 
 
 class TrainingRole(Construct):
@@ -94,3 +100,61 @@ class TrainingRole(Construct):
     def image_uri(self, configured: str | None, version: str) -> str:
         """The configured training image, else the default repository tagged with the edgeloop version."""
         return configured or f"{self.default_image_uri}:{version}"
+
+
+class TrainingLauncher(Construct):
+    """The training launcher: on edgeloop's retraining signal, on the configured schedule, or invoked directly.
+
+    Its function is the child "Default", whose id CDK leaves out of logical ids: its resources keep the
+    ids they had when the stack built the function itself.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: FunctionDefaults,
+        settings: LauncherSettings,
+        training: TrainingRole,
+        schedule: str | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.handler = functions.build(
+            self,
+            "Default",
+            name=TRAINING_LAUNCHER,
+            environment=settings.to_env(),
+            event_pattern=events.EventPattern(
+                source=[EDGELOOP_SOURCE],
+                detail_type=[RETRAINING_REQUESTED],
+                detail={"model_name": [settings.model_name]},
+            ),
+            description="Start a SageMaker training job on a retraining signal",
+        )
+        if schedule is not None:
+            self.handler.add_rule(
+                "Schedule",
+                description=f"Retrain {settings.model_name} on a schedule",
+                schedule=events.Schedule.expression(schedule),
+            )
+        self._grant(settings.model_name, training)
+
+    def _grant(self, model_name: str, training: TrainingRole) -> None:
+        """Start and describe this model's jobs, passing only the training role, only to SageMaker."""
+        job_arns = cdk.Stack.of(self).format_arn(
+            service="sagemaker", resource="training-job", resource_name=f"{JOB_NAME_PREFIX}{model_name}-*"
+        )
+        self.handler.allow(
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob"], resources=[job_arns]
+            ),
+            wildcard_reason="Job names end in a digest of each request, so only the model's prefix is known.",
+        )
+        self.handler.allow(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[training.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )

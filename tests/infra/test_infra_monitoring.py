@@ -45,4 +45,4 @@ def test_the_dashboard_shows_fleet_health_rollout_state_ingest_rates_and_lambda_
         assert title in body
     for rule in (synthesized.stack.results.rule, synthesized.stack.health_ingest.rule, synthesized.stack.samples.rule):
         assert synthesized.stack.get_logical_id(rule) in body  # its TopicMatch count, by rule name
-    assert logical_id(synthesized, synthesized.stack.rollout_controller.log_group) in body
+    assert logical_id(synthesized, synthesized.stack.rollout_controller.handler.log_group) in body

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from templates import as_list, logical_id, of_type
+from templates import as_list, logical_id, of_type, statements_of_role
 
 from edgeloop.core.events import EDGELOOP_SOURCE, RETRAINING_REQUESTED
 from edgeloop.core.names import LABELS_PREFIX, LABELS_REJECTED_PREFIX, RETRAINING_TABLE
@@ -28,9 +28,7 @@ def _statements(synthesized: Any, function: Any) -> list[dict[str, Any]]:
     dead_letters = {"Fn::GetAtt": [logical_id(synthesized, function.dead_letters), "Arn"]}
     return [
         s
-        for p in of_type(synthesized.template, "AWS::IAM::Policy").values()
-        if {"Ref": role_id} in p["Properties"]["Roles"]
-        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        for s in statements_of_role(synthesized.template, role_id)
         if not all(a.startswith("logs:") for a in as_list(s["Action"])) and s["Resource"] != dead_letters
     ]
 
@@ -111,7 +109,7 @@ def test_the_trigger_role_reads_what_it_decides_on_writes_its_state_and_puts_onl
 
 def test_the_event_the_trigger_puts_is_one_the_launchers_rule_delivers(synthesized: Any) -> None:
     stack = synthesized.stack
-    launcher = {"Fn::GetAtt": [logical_id(synthesized, stack.training_launcher.function), "Arn"]}
+    launcher = {"Fn::GetAtt": [logical_id(synthesized, stack.training_launcher.handler.function), "Arn"]}
     [pattern] = [
         r["Properties"]["EventPattern"]
         for r in of_type(synthesized.template, "AWS::Events::Rule").values()

@@ -6,7 +6,7 @@ import fnmatch
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
-from templates import as_list, logical_id, of_type
+from templates import as_list, logical_id, of_type, statements_of_role
 
 from edgeloop.core.names import (
     SAMPLES_OBJECT_KEY_TEMPLATE,
@@ -29,9 +29,7 @@ def _granted(synthesized: Any, role: Any) -> set[tuple[str, str]]:
     role_id = logical_id(synthesized, role)
     return {
         (action, flatten_reference(resource))
-        for p in of_type(synthesized.template, "AWS::IAM::Policy").values()
-        if {"Ref": role_id} in p["Properties"]["Roles"]
-        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        for s in statements_of_role(synthesized.template, role_id)
         for action in as_list(s["Action"])
         for resource in as_list(s["Resource"])
     }
