@@ -14,8 +14,6 @@ from edgeloop.cloud.samples import (
     DynamoSampleCatalogue,
     MemoryLabellingQueue,
     MemorySampleCatalogue,
-    OracleLabeller,
-    SampleRef,
     SqsLabellingQueue,
     ingest_sample_object,
 )
@@ -185,8 +183,3 @@ def test_the_handler_takes_each_object_on_its_own(event: Any, aws: None) -> None
     assert s3.get_object(Bucket=BUCKET, Key=rejected)["Body"].read() == b"garbage"
     reason = s3.get_object(Bucket=BUCKET, Key=rejected + REJECTED_REASON_SUFFIX)["Body"].read().decode()
     assert "is not gzip" in reason
-
-
-def test_the_oracle_labeller_knows_only_the_scenario_truth() -> None:
-    refs = [SampleRef(THING, i, URI, sample(f"r-{i}")) for i in range(3)]
-    assert OracleLabeller({"r-0": 4, "r-2": 9}).label(refs) == [4, None, 9]
