@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.cloud.samples import SampleRef
+from edgeloop.cloud.sample_ingest import SampleRef
 from edgeloop.core.errors import EdgeloopError, ValidationError
 from edgeloop.core.records import InferenceBatch
 from edgeloop.core.retraining import RetrainingState, observe_drift, observe_labels, retraining_decision, triggered
@@ -208,8 +208,8 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
                           np.random.default_rng(seed))  # fmt: skip
             network_start[0] = world.started_at
             stack.results.set_sink(world_sink(world.ledger))
-            loop = _Loop(scenario, stack, demo, world, Path(work), initial_x, initial_y, dataset.feature_names,
-                         progress, pool)  # fmt: skip
+            loop = _ScenarioRun(scenario, stack, demo, world, Path(work), initial_x, initial_y,
+                                dataset.feature_names, progress, pool)  # fmt: skip
             loop.roll_out(first.record, "initial")
             loop.run(first.record.version)
             loop.drain()
@@ -253,7 +253,7 @@ def world_sink(ledger: Ledger) -> Callable[[str, InferenceBatch], None]:
     return sink
 
 
-class _Loop:
+class _ScenarioRun:
     """The scenario after provisioning: stream, label, watch drift, retrain when the trigger says so, roll out
     the scenario's bad candidates, and keep the timeline."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from templates import as_list, logical_id, of_type
 
-from edgeloop.cloud.rollouts import table_definition
+from edgeloop.cloud.rollout_stores import table_definition
 from edgeloop.core.names import FLEET_HEALTH_TABLE, HEALTH_RULE_SQL, ROLLOUTS_TABLE, ring_group
 from edgeloop.core.rollout import DEFAULT_POLICY, Ring, RolloutPolicy
 from edgeloop.core.settings import (

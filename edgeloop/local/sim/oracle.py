@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from edgeloop.cloud.samples import SampleRef
+from edgeloop.cloud.sample_ingest import SampleRef
 
 
 class OracleLabeller:
     """Simulation stand-in, not a labeller: it reads the true label the local scenario kept for each request.
 
     Production labelling is people (or a labelling service) behind the same Labeller port
-    (edgeloop.cloud.samples.Labeller); only the local stack builds this one.
+    (edgeloop.cloud.sample_ingest.Labeller); only the local stack builds this one.
     """
 
     def __init__(self, truth: Mapping[str, int]) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from edgeloop.cloud.samples import Labeller, SampleRef
+from edgeloop.cloud.sample_ingest import Labeller, SampleRef
 from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
-from edgeloop.core.samples import Sample
+from edgeloop.core.sample_payload import Sample
 from edgeloop.local.sim.oracle import OracleLabeller
 
 URI = "s3://edgeloop-data/samples/edge-dev-1/41-45.json.gz"

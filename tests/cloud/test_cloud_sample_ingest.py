@@ -9,8 +9,8 @@ import boto3
 import pytest
 
 from edgeloop.cloud.artifacts import MemoryArtifactStore, S3ArtifactStore
-from edgeloop.cloud.rollouts import table_definition
-from edgeloop.cloud.samples import (
+from edgeloop.cloud.rollout_stores import table_definition
+from edgeloop.cloud.sample_ingest import (
     DynamoSampleCatalogue,
     MemoryLabellingQueue,
     MemorySampleCatalogue,
@@ -22,7 +22,7 @@ from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import REJECTED_REASON_SUFFIX, SAMPLES_TABLE, samples_object_key, samples_topic
 from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
 from edgeloop.core.records import IOT_CORE_MAX_PAYLOAD_BYTES, Record, RecordKind, encode_batch
-from edgeloop.core.samples import Sample
+from edgeloop.core.sample_payload import Sample
 from functions import sample_ingest
 
 THING = "edge-dev-1"

@@ -24,7 +24,7 @@ from edgeloop.core.labels import Label, LabelOutcome
 from edgeloop.core.names import REJECTED_REASON_SUFFIX, SAMPLES_PREFIX, SAMPLES_REJECTED_PREFIX
 from edgeloop.core.records import IOT_CORE_MAX_PAYLOAD_BYTES
 from edgeloop.core.sample_batches import decode_samples_object
-from edgeloop.core.samples import Sample
+from edgeloop.core.sample_payload import Sample
 
 log = logging.getLogger(__name__)
 
