@@ -3,7 +3,7 @@
 Samples are built the way a device builds them: rows of the built-in digits dataset (64 features, 0-16)
 through edgeloop.core.privacy.filter_features under three policies (raw values as the drift scenario
 releases them; Laplace noise at epsilon 1, six decimals; every feature hashed), as SAMPLE records
-with the payload edgeloop.core.samples.Sample writes, in batches of 5 (a quiet drain), 40 and 200 (a full
+with the payload edgeloop.core.sample_payload.Sample writes, in batches of 5 (a quiet drain), 40 and 200 (a full
 peek, forwardBatchSize's default). For each codec and batch: ratio = batch JSON bytes / compressed bytes,
 and speed = batch JSON MB compressed per second (best of repeats, one core). gzip and zlib are the same
 DEFLATE stream at the same level; gzip's framing is 12 bytes longer (18 against 6).
@@ -34,7 +34,7 @@ from edgeloop.core.compression import COMPRESSION_LEVEL, compress
 from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy, filter_features
 from edgeloop.core.records import Record, RecordKind, billed_units, encode_batch, pack_messages
 from edgeloop.core.sample_batches import encode_samples_message, pack_samples
-from edgeloop.core.samples import Sample
+from edgeloop.core.sample_payload import Sample
 
 THING = "edgeloop-device-002"
 SALT = "benchmark-fleet-salt"

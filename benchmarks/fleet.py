@@ -26,8 +26,8 @@ from pathlib import Path
 
 from _common import emit, parse_args
 
-from edgeloop.core.scenario import BUILT_IN, Scenario
 from edgeloop.local.loop import run_scenario
+from edgeloop.local.sim.scenario import BUILT_IN, Scenario
 
 KEYS = ("devices", "simulated_s", "wall_s", "peak_rss_mb", "records", "records_per_wall_s")
 QUICK = {"devices": 250, "canary_devices": 10, "duration_s": 21_600.0}

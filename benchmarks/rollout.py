@@ -32,7 +32,7 @@ from _common import emit, parse_args
 from edgeloop.cloud import rollout_control as control
 from edgeloop.cloud.fleet import DeploymentProgress, MemoryFleetControl
 from edgeloop.cloud.registry import MemoryRegistry
-from edgeloop.cloud.rollouts import MemoryFleetHealthStore, MemoryRolloutStore
+from edgeloop.cloud.rollout_stores import MemoryFleetHealthStore, MemoryRolloutStore
 from edgeloop.core.fleet_health import DeviceSnapshot, contribution
 from edgeloop.core.health import HealthReport, LatencySummary, ModelState
 from edgeloop.core.manifest import (

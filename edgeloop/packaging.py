@@ -29,7 +29,7 @@ FUNCTIONS_DIR = REPO_ROOT / "functions"
 RECIPE_TEMPLATE = "recipe.template.json"
 COMPONENT_ENTRY = "main.py"
 DEVICE_PACKAGES = ("core", "device")
-"""Subpackages of edgeloop the inference component runs; cloud, training, local and cli stay home."""
+"""Subpackages of edgeloop the inference component may import; the archive holds only the modules it does."""
 LAMBDA_PACKAGES = ("core", "cloud")
 """Subpackages of edgeloop a handler may import; boto3 comes from the Lambda runtime."""
 
@@ -59,12 +59,15 @@ def inference_recipe(
 def build_inference_archive(dest: Path, *, root: Path = REPO_ROOT) -> str:
     """Write dest/inference.zip reproducibly and return its sha256 hex: same sources, same bytes.
 
+    It holds main.py and only the edgeloop modules main.py imports, directly or not (DEVICE_PACKAGES at most):
+    what the device runs, computed from the imports, so a module split or added in edgeloop.device ships
+    without a list to update and nothing the device never imports (simulation, cloud code) rides along.
     Entries sit at the archive root (main.py, edgeloop/...): Greengrass unpacks inference.zip into
     {artifacts:decompressedPath}/inference/, which is where the recipe's Run script looks.
     Entries are stored, not deflated, so the bytes do not depend on the zlib build either.
     """
-    entries = [(COMPONENT_ENTRY, _require(_component_dir(root) / COMPONENT_ENTRY, "the inference main.py"))]
-    entries += _package_entries(root, DEVICE_PACKAGES)
+    main = _require(_component_dir(root) / COMPONENT_ENTRY, "the inference main.py")
+    entries = [(COMPONENT_ENTRY, main), *_imported_entries(root, main, DEVICE_PACKAGES, "the inference component")]
     data = _zip_bytes(entries)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / INFERENCE_ARCHIVE).write_bytes(data)
@@ -82,7 +85,7 @@ def stage_lambda_asset(function_name: str, dest: Path, *, root: Path = REPO_ROOT
     if not _FUNCTION_NAME.match(function_name):
         raise ValidationError("function_name", f"{function_name!r} must be a lowercase Python module name")
     handler = _require(root / "functions" / f"{function_name}.py", f"the handler of Lambda {function_name!r}")
-    entries = [(handler.name, handler), *_imported_entries(root, handler)]
+    entries = [(handler.name, handler), *_imported_entries(root, handler, LAMBDA_PACKAGES, "Lambdas")]
     target = dest / function_name
     if target.exists():
         shutil.rmtree(target)
@@ -108,33 +111,24 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def _package_entries(root: Path, subpackages: tuple[str, ...]) -> list[tuple[str, Path]]:
-    """(archive name, file) for edgeloop/__init__.py and every shippable file of the given subpackages."""
-    package = root / "edgeloop"
-    entries = [("edgeloop/__init__.py", _require(package / "__init__.py", "edgeloop/__init__.py"))]
-    for sub in subpackages:
-        _require(package / sub / "__init__.py", f"the edgeloop.{sub} package")
-        entries += _tree(package / sub, f"edgeloop/{sub}")
-    return sorted(entries)
+def _imported_entries(root: Path, entry: Path, packages: tuple[str, ...], who: str) -> list[tuple[str, Path]]:
+    """(archive name, file) of every edgeloop module the entry imports, directly or not, with their packages.
 
-
-def _imported_entries(root: Path, handler: Path) -> list[tuple[str, Path]]:
-    """(archive name, file) of every edgeloop module the handler imports, directly or not, with their packages.
-
-    Only core and cloud may be reached (LAMBDA_PACKAGES): an import of anything else is refused here,
-    before a Lambda that cannot start is deployed.
+    Only the given subpackages may be reached: an import of anything else is refused here, before an
+    artifact that cannot start (or that carries code it must not) is deployed.
     """
     seen: set[Path] = set()
-    pending = [handler]
+    pending = [entry]
     while pending:
-        for module in _edgeloop_imports(pending.pop()):
+        source = pending.pop()
+        for module in _edgeloop_imports(source):
             for name in _with_parents(module):
                 path = _module_file(root, name)
                 inside = path.relative_to(root / "edgeloop").parts
-                if len(inside) > 1 and inside[0] not in LAMBDA_PACKAGES:
-                    raise ValidationError(
-                        "functions", f"{handler.name} imports {name}; Lambdas may use only {LAMBDA_PACKAGES}"
-                    )
+                if len(inside) > 1 and inside[0] not in packages:
+                    via = "" if source == entry else f" (through {source.relative_to(root).as_posix()})"
+                    reason = f"{entry.name} imports {name}{via}; {who} may use only {packages}"
+                    raise ValidationError(entry.parent.name, reason)
                 if path not in seen:
                     seen.add(path)
                     pending.append(path)
@@ -167,25 +161,11 @@ def _module_file(root: Path, module: str) -> Path:
         return base / "__init__.py"
     if base.with_suffix(".py").is_file():
         return base.with_suffix(".py")
+    if base.is_dir():  # a folder without __init__.py would ship as a namespace package, missing its init
+        return _require(base / "__init__.py", f"the {module} package")
     if "." not in module:
         raise NotFoundError(f"module {module} is not in {root}")
     return _module_file(root, module.rsplit(".", 1)[0])
-
-
-def _tree(source: Path, prefix: str) -> list[tuple[str, Path]]:
-    """Every regular file under source, leaving caches, compiled and hidden files behind."""
-    entries = []
-    for path in source.rglob("*"):
-        relative = path.relative_to(source)
-        if path.is_file() and not _skipped(relative):
-            entries.append((f"{prefix}/{relative.as_posix()}", path))
-    return entries
-
-
-def _skipped(relative: Path) -> bool:
-    return relative.suffix in _SKIPPED_SUFFIXES or any(
-        part == "__pycache__" or part.startswith(".") for part in relative.parts
-    )
 
 
 def _zip_bytes(entries: list[tuple[str, Path]]) -> bytes:

@@ -11,7 +11,7 @@ import boto3
 
 from edgeloop.cloud.artifacts import S3ArtifactStore
 from edgeloop.cloud.labels import ingest_label_object
-from edgeloop.cloud.samples import DynamoSampleCatalogue
+from edgeloop.cloud.sample_ingest import DynamoSampleCatalogue
 from edgeloop.core.events import s3_object_uris
 from edgeloop.core.labels import LabelOutcome
 from edgeloop.core.settings import ENV_SAMPLES_TABLE

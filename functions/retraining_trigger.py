@@ -10,8 +10,8 @@ from typing import Any
 import boto3
 
 from edgeloop.cloud.retraining import DynamoRetrainingStateStore, EventBridgeBus, run_trigger
-from edgeloop.cloud.rollouts import DynamoFleetHealthStore, DynamoRolloutStore
-from edgeloop.cloud.samples import DynamoSampleCatalogue
+from edgeloop.cloud.rollout_stores import DynamoFleetHealthStore, DynamoRolloutStore
+from edgeloop.cloud.sample_ingest import DynamoSampleCatalogue
 from edgeloop.core.events import ScheduledTick
 from edgeloop.core.settings import TriggerSettings
 

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 
 from edgeloop.cloud.artifacts import S3ArtifactStore
-from edgeloop.cloud.samples import DynamoSampleCatalogue, SqsLabellingQueue, ingest_sample_object
+from edgeloop.cloud.sample_ingest import DynamoSampleCatalogue, SqsLabellingQueue, ingest_sample_object
 from edgeloop.core.events import s3_object_uris
 from edgeloop.core.settings import ENV_LABELLING_QUEUE_URL, ENV_SAMPLES_TABLE
 

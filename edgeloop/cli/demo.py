@@ -13,11 +13,11 @@ from typing import Any
 import yaml
 
 from edgeloop.core.errors import UsageError
-from edgeloop.core.scenario import BadKind, Scenario, built_in
 from edgeloop.local.candidates import BAD_KINDS, parse_kinds
 from edgeloop.local.demo import MAX_DEVICES, SUMMARY_FILE, DemoOptions, check_output_dir, run_demo
 from edgeloop.local.loop import run_scenario
 from edgeloop.local.report import REPORT_FILE
+from edgeloop.local.sim.scenario import BadKind, Scenario, built_in
 
 
 def _device_count(text: str) -> int:
@@ -54,7 +54,7 @@ def register(commands: Any) -> None:
         "--scenario",
         metavar="NAME|FILE",
         help="run a feedback-loop scenario instead: a built-in name (drift) or a JSON/YAML file "
-        "(format: edgeloop/core/scenario.py); the summary gains a loop section",
+        "(format: edgeloop/local/sim/scenario.py); the summary gains a loop section",
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="no progress or log lines on stderr")

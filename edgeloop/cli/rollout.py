@@ -222,7 +222,7 @@ def build_ports(args: argparse.Namespace) -> CliPorts:
 
     from edgeloop.cloud.fleet import GreengrassFleetControl
     from edgeloop.cloud.registry import SageMakerRegistry
-    from edgeloop.cloud.rollouts import DynamoFleetHealthStore, DynamoRolloutStore
+    from edgeloop.cloud.rollout_stores import DynamoFleetHealthStore, DynamoRolloutStore
 
     endpoint = args.endpoint_url or os.environ.get(ENV_ENDPOINT) or None
     try:

@@ -9,7 +9,7 @@ from typing import Any
 from edgeloop.cloud.fleet import GreengrassFleetControl
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.rollout_control import RolloutContext
-from edgeloop.cloud.rollouts import DynamoFleetHealthStore, DynamoRolloutStore
+from edgeloop.cloud.rollout_stores import DynamoFleetHealthStore, DynamoRolloutStore
 from edgeloop.cloud.signing import KmsSigner
 from edgeloop.core.settings import CloudSettings
 

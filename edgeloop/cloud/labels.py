@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from edgeloop.cloud.artifacts import ArtifactStore, parse_s3_uri
-from edgeloop.cloud.samples import SampleCatalogue
+from edgeloop.cloud.sample_ingest import SampleCatalogue
 from edgeloop.core.errors import IntegrityError, NotFoundError, ValidationError
 from edgeloop.core.labels import LabelOutcome, parse_label_object
 from edgeloop.core.names import LABELS_PREFIX, LABELS_REJECTED_PREFIX

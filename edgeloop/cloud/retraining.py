@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
-from edgeloop.cloud.rollouts import FleetHealthStore, RolloutStore
-from edgeloop.cloud.samples import SampleCatalogue
+from edgeloop.cloud.rollout_stores import FleetHealthStore, RolloutStore
+from edgeloop.cloud.sample_ingest import SampleCatalogue
 from edgeloop.core.errors import ConflictError, StateStoreError, ValidationError
 from edgeloop.core.names import TABLE_PARTITION_KEY as PK
 from edgeloop.core.names import TABLE_SORT_KEY as SK

@@ -16,7 +16,7 @@ from typing import Any
 
 from edgeloop.cloud.fleet import FleetControl
 from edgeloop.cloud.registry import ModelRegistry
-from edgeloop.cloud.rollouts import FleetHealthStore, RolloutStore
+from edgeloop.cloud.rollout_stores import FleetHealthStore, RolloutStore
 from edgeloop.core.deployments import DeploymentSpec, model_deployment, modelless_deployment
 from edgeloop.core.errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
 from edgeloop.core.fleet_health import DeviceSnapshot, contribution

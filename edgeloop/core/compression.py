@@ -1,6 +1,6 @@
 """The gzip framing of compressed messages and its bounded inverse (a decompression bomb is refused, not inflated).
 
-Why gzip at level 6 (benchmarks/compression.py measures it on SAMPLE batches like the drift scenario's):
+Why gzip at level 6 (benchmarks/compression.py measures it on SAMPLE batches like a drifting fleet's):
 gzip and zlib wrap the same DEFLATE stream, so they compress equally well at equal CPU; gzip costs 12
 more bytes of framing a message (about 1% of a typical 1 KB compressed batch) and buys objects that
 `gunzip`, Athena, Glue and Spark read as `.json.gz` without our code, plus a CRC-32 of the whole input.

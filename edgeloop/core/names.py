@@ -36,7 +36,7 @@ SAMPLES_TABLE = "edgeloop-samples"
 """DynamoDB table cataloguing each uploaded sample once per (thing, seq)."""
 TABLE_PARTITION_KEY = "pk"
 TABLE_SORT_KEY = "sk"
-"""Both tables key on (pk, sk) strings; the item layout belongs to the cloud adapters (cloud/rollouts.py)."""
+"""Both tables key on (pk, sk) strings; the item layout belongs to the cloud adapters (cloud/rollout_stores.py)."""
 INPUTS_LOCAL_TOPIC = "edgeloop/inference/inputs"
 """Greengrass local pub/sub topic where sensors on the device publish inference requests."""
 

@@ -21,7 +21,7 @@ from edgeloop.core.health import (
     OverridesReport,
     clip,
 )
-from edgeloop.core.sampling import describe
+from edgeloop.core.samplers import describe
 from edgeloop.core.settings import DeviceConfig
 
 DESIRED_CHANGE_OPERATION = "update/delta"

@@ -41,7 +41,7 @@ class RetrainingPolicy:
             raise ValidationError("retraining.min_labels_on_drift", "cannot exceed min_new_labels")
 
     def to_dict(self) -> dict[str, Any]:
-        """The policy as JSON (a stack's context, a handler's environment, a scenario file)."""
+        """The policy as JSON (a stack's context, a handler's environment, the local stack's simulation files)."""
         return {name: getattr(self, name) for name in POLICY_KEYS}
 
     @classmethod

@@ -24,7 +24,7 @@ from edgeloop.core.names import (
 from edgeloop.core.privacy import PrivacyPolicy, check_salt
 from edgeloop.core.retraining import RetrainingPolicy
 from edgeloop.core.rollout import DEFAULT_POLICY, RolloutPolicy
-from edgeloop.core.sampling import SamplerSettings, parse_samplers, samplers_config
+from edgeloop.core.samplers import SamplerSettings, parse_samplers, samplers_config
 
 GREENGRASS_RESERVED_KEYS = frozenset({"accessControl"})
 """Configuration keys Greengrass itself reads; the component sees them but does not interpret them."""
@@ -252,7 +252,7 @@ class DeviceConfig:
     driftWindow: int = 1000  # noqa: N815 - recent inputs the drift monitor compares to the baseline (0: off)
     driftMinRows: int = 500  # noqa: N815 - no drift score on fewer rows (PSI's noise floor is ~(bins - 1) / rows)
     driftThreshold: float = 0.2  # noqa: N815 - PSI at or above which a feature (and the device) counts as drifted
-    samplers: SamplerSettings = ()  # hard-example samplers and their parameters (core.sampling)
+    samplers: SamplerSettings = ()  # hard-example samplers and their parameters (core.samplers)
     sampleBytesPerDay: int = 1024 * 1024  # noqa: N815 - sample payload bytes per UTC day; beyond, dropped and counted
     privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)  # what of a sampled input may leave (core.privacy)
     fleetSalt: str = field(default="", repr=False)  # noqa: N815 - HMAC key of privacy.hash; a secret

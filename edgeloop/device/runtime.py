@@ -38,7 +38,7 @@ from edgeloop.core.records import (
     RecordKind,
     result_payload,
 )
-from edgeloop.core.sampling import SampleBudget, payload_bytes
+from edgeloop.core.samplers import SampleBudget, payload_bytes
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import RecordBuffer
 from edgeloop.device.drift import DriftMonitor

@@ -1,9 +1,9 @@
 """The sampling stage: which inferences become SAMPLE records, and what of their inputs the privacy filter lets go.
 
-The decision is core.sampling's; this module only makes it cheap. On the batch-1 path it is a few float
+The decision belongs to core.samplers; this module only makes it cheap. On the batch-1 path it is a few float
 comparisons and at most two draws from Python's generator; on a micro-batch, one vectorized mask
 finds the rows some sampler would take, and only those (few, by design) are named by
-core.sampling.choose_sampler one by one.
+core.samplers.choose_sampler one by one.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from edgeloop.core.privacy import AppliedPrivacy, filter_features, laplace_scale
-from edgeloop.core.samples import Sample
-from edgeloop.core.sampling import SAMPLERS, SamplerSettings, SampleSignals, choose_sampler
+from edgeloop.core.sample_payload import Sample
+from edgeloop.core.samplers import SAMPLERS, SamplerSettings, SampleSignals, choose_sampler
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.model import LoadedModel
 
@@ -32,7 +32,7 @@ VECTOR_SAMPLERS: Mapping[str, VectorSampler] = MappingProxyType(
         "drifted": lambda c, m, d, u, v, p: (v < p) & d,
     }
 )
-"""core.sampling.SAMPLERS over numpy columns (tests/device/test_device_sampling.py checks they agree)."""
+"""core.samplers.SAMPLERS over numpy columns (tests/device/test_device_sampling.py checks they agree)."""
 assert tuple(VECTOR_SAMPLERS) == tuple(SAMPLERS), "the device vectorizes exactly the core's samplers"
 
 CandidateRow = tuple[int, str]
@@ -65,7 +65,7 @@ class SampleStage:
     def pick_row(self, confidence: float, margin: float, drifted: bool) -> str | None:
         """The sampler that takes one inference, or None (the batch-1 path: a few float comparisons).
 
-        Only when some threshold fires are the signals built and core.sampling.choose_sampler asked to name it.
+        Only when some threshold fires are the signals built and core.samplers.choose_sampler asked to name it.
         """
         control = self._draw() if self._random_rate else 1.0
         drift = self._draw() if drifted and self._drifted_rate else 1.0

@@ -21,7 +21,7 @@ import numpy as np
 from edgeloop.cloud.artifacts import ArtifactStore
 from edgeloop.core.errors import EdgeloopError
 from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
-from edgeloop.core.scenario import BadKind
+from edgeloop.local.sim.scenario import BadKind
 from edgeloop.training import model as mdl
 from edgeloop.training.variants import latency_us_p50
 

@@ -33,11 +33,11 @@ from edgeloop.core.names import (
 )
 from edgeloop.core.registry import ApprovalStatus, RegistryRecord
 from edgeloop.core.rollout import HARD_GATES, DecisionEntry, Gates, Ring, Rollout, RolloutPolicy, RolloutState
-from edgeloop.core.scenario import BadKind
 from edgeloop.local import candidates
 from edgeloop.local.candidates import EXPECTED_STOPS
 from edgeloop.local.greengrass import ExecutionStatus
 from edgeloop.local.report import with_cost, write_report
+from edgeloop.local.sim.scenario import BadKind
 from edgeloop.local.stack import ACCOUNT, REGION, LocalStack, eventbridge_event
 from edgeloop.training import TrainingConfig, TrainingResult, train
 

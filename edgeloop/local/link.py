@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeloop.core.cost import MESSAGE_UNIT_BYTES, SHADOW_UNIT_BYTES
 from edgeloop.core.errors import LinkError
 from edgeloop.core.names import shadow_topic
-from edgeloop.core.outages import Outage, ack_lost, link_up
 from edgeloop.device.uplink import shadow_payload
+from edgeloop.local.sim.cost import MESSAGE_UNIT_BYTES, SHADOW_UNIT_BYTES
+from edgeloop.local.sim.outages import Outage, ack_lost, link_up
 
 Deliver = Callable[[str, bytes], None]
 

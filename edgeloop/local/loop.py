@@ -3,7 +3,7 @@
 Steps, all through the real code: the first model is trained on the scenario's first rows and rolled out
 through the rings; the rest of the data streams to a stepped fleet (edgeloop.local.fleet: every device runs
 the real runtime, buffer and forwarder, advanced together one virtual-clock step at a time), changed by the
-scenario's drift events (edgeloop.local.world) and cut off by its outages (edgeloop.core.outages); devices
+scenario's drift events (edgeloop.local.world) and cut off by its outages (edgeloop.local.sim.outages); devices
 score drift and sample hard examples through their privacy filter; samples reach the sample ingest through
 the samples topic rule; the oracle labeller (a simulation stand-in that reads the scenario's true labels)
 labels them; the retraining trigger watches labels and the fleet's drift score; a retrained version (parent:
@@ -28,20 +28,21 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.cloud.samples import OracleLabeller, SampleRef
-from edgeloop.core.cost import Metered, UplinkUsage, estimate
+from edgeloop.cloud.sample_ingest import SampleRef
 from edgeloop.core.errors import EdgeloopError, ValidationError
-from edgeloop.core.outages import outage_seconds, outages_mapping
 from edgeloop.core.records import InferenceBatch
 from edgeloop.core.retraining import RetrainingState, observe_drift, observe_labels, retraining_decision, triggered
 from edgeloop.core.rollout import VersionHealth
-from edgeloop.core.scenario import BadKind, Scenario
 from edgeloop.device.model import SessionPool
 from edgeloop.local import demo as base
 from edgeloop.local.fleet import FleetDownloads, SteppedDevice
 from edgeloop.local.ledger import Ledger, Reservoir, TruthTable, request_id, request_index
 from edgeloop.local.link import LinkStats, Network
 from edgeloop.local.report import with_cost, write_report
+from edgeloop.local.sim.cost import Metered, UplinkUsage, estimate
+from edgeloop.local.sim.oracle import OracleLabeller
+from edgeloop.local.sim.outages import outage_seconds, outages_mapping
+from edgeloop.local.sim.scenario import BadKind, Scenario
 from edgeloop.local.stack import LocalStack
 from edgeloop.local.world import FeatureScale, apply_drift
 from edgeloop.training.data import BUILTIN_PREFIX, NPZ_FEATURE_NAMES, NPZ_FEATURES, load_dataset
@@ -207,8 +208,8 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
                           np.random.default_rng(seed))  # fmt: skip
             network_start[0] = world.started_at
             stack.results.set_sink(world_sink(world.ledger))
-            loop = _Loop(scenario, stack, demo, world, Path(work), initial_x, initial_y, dataset.feature_names,
-                         progress, pool)  # fmt: skip
+            loop = _ScenarioRun(scenario, stack, demo, world, Path(work), initial_x, initial_y,
+                                dataset.feature_names, progress, pool)  # fmt: skip
             loop.roll_out(first.record, "initial")
             loop.run(first.record.version)
             loop.drain()
@@ -252,7 +253,7 @@ def world_sink(ledger: Ledger) -> Callable[[str, InferenceBatch], None]:
     return sink
 
 
-class _Loop:
+class _ScenarioRun:
     """The scenario after provisioning: stream, label, watch drift, retrain when the trigger says so, roll out
     the scenario's bad candidates, and keep the timeline."""
 

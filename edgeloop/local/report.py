@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edgeloop.core.cost import MESSAGE_UNIT_BYTES, Metered, UplinkUsage, estimate
 from edgeloop.core.errors import UsageError
+from edgeloop.local.sim.cost import MESSAGE_UNIT_BYTES, Metered, UplinkUsage, estimate
 
 REPORT_FILE = "report.html"
 NOT_RECORDED = "not recorded in this run"

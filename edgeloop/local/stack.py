@@ -22,7 +22,7 @@ from edgeloop.cloud.artifacts import S3ArtifactStore
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.rings import IotRingDirectory
 from edgeloop.cloud.rollout_control import RolloutContext
-from edgeloop.cloud.rollouts import (
+from edgeloop.cloud.rollout_stores import (
     DynamoFleetHealthStore,
     DynamoRolloutStore,
     FleetHealthStore,
@@ -31,7 +31,7 @@ from edgeloop.cloud.rollouts import (
     RolloutStore,
     table_definition,
 )
-from edgeloop.cloud.samples import MemoryLabellingQueue, MemorySampleCatalogue
+from edgeloop.cloud.sample_ingest import MemoryLabellingQueue, MemorySampleCatalogue
 from edgeloop.cloud.signing import KmsSigner
 from edgeloop.core.errors import EdgeloopError
 from edgeloop.core.events import MODEL_PACKAGE_STATE_CHANGE, SAGEMAKER_SOURCE
@@ -51,9 +51,9 @@ from edgeloop.core.settings import CloudSettings
 from edgeloop.core.signing import SIGNING_KEY_SPEC
 from edgeloop.local.backends import MotoIotData, MotoS3Objects
 from edgeloop.local.broker import LocalIotCore, Rule
-from edgeloop.local.cloud import HealthRule, ResultsIngest, SamplesRule, ShadowService
 from edgeloop.local.devices import SimulatedDevice
 from edgeloop.local.greengrass import LocalGreengrass
+from edgeloop.local.iot_core import HealthRule, ResultsIngest, SamplesRule, ShadowService
 from edgeloop.local.lambdas import LocalEventBus
 from edgeloop.packaging import build_inference_archive, inference_recipe
 
@@ -248,7 +248,7 @@ class LocalStack:
         """The controller's ports as the stack configures them: DynamoDB on moto, the Greengrass stand-in.
 
         in_process: the rollout and fleet-health tables are the in-memory adapters (the same contract suites
-        as the DynamoDB ones, tests/cloud/test_cloud_rollouts.py): at fleet scale every health report is a
+        as the DynamoDB ones, tests/cloud/test_cloud_rollout_stores.py): at fleet scale every health report is a
         transaction, and moto's DynamoDB is neither fast nor thread-safe enough for a thousand devices.
         """
         dynamodb, settings = self.client("dynamodb"), self.settings()

@@ -1,7 +1,7 @@
 """The simulated world of a scenario: which rows a device sees at a moment, after the drift events so far.
 
 Simulation stand-in, not data: the local runner streams a dataset's rows to the devices in file order and
-this module changes them as the scenario's drift events say (edgeloop.core.scenario), so the true labels
+this module changes them as the scenario's drift events say (edgeloop.local.sim.scenario), so the true labels
 stay known for the oracle labeller and for measuring accuracy per phase.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeloop.core.scenario import DriftEvent
+from edgeloop.local.sim.scenario import DriftEvent
 
 
 @dataclass(frozen=True)

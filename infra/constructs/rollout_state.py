@@ -24,7 +24,7 @@ class RolloutState(Construct):
 
 
 def state_table(scope: Construct, construct_id: str, name: str, key: kms.IKey) -> dynamodb.Table:
-    """The key schema of edgeloop.cloud.rollouts.table_definition, with durability on top."""
+    """The key schema of edgeloop.cloud.rollout_stores.table_definition, with durability on top."""
     return dynamodb.Table(
         scope,
         construct_id,

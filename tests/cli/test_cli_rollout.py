@@ -15,7 +15,7 @@ from edgeloop.cloud import rollout_control as control
 from edgeloop.cloud.fleet import DeploymentProgress, MemoryFleetControl
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.rings import IotRingDirectory
-from edgeloop.cloud.rollouts import DynamoFleetHealthStore, DynamoRolloutStore, table_definition
+from edgeloop.cloud.rollout_stores import DynamoFleetHealthStore, DynamoRolloutStore, table_definition
 from edgeloop.core.errors import (
     ConflictError,
     FleetControlError,

@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 
 from edgeloop.cloud.aws import rollout_context
-from edgeloop.cloud.rollouts import DynamoFleetHealthStore, DynamoRolloutStore
+from edgeloop.cloud.rollout_stores import DynamoFleetHealthStore, DynamoRolloutStore
 from edgeloop.core.settings import CloudSettings
 
 SETTINGS = CloudSettings(

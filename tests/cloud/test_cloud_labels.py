@@ -10,13 +10,13 @@ import pytest
 
 from edgeloop.cloud.artifacts import MemoryArtifactStore, S3ArtifactStore
 from edgeloop.cloud.labels import ingest_label_object
-from edgeloop.cloud.rollouts import table_definition
-from edgeloop.cloud.samples import DynamoSampleCatalogue, MemorySampleCatalogue, SampleRef
+from edgeloop.cloud.rollout_stores import table_definition
+from edgeloop.cloud.sample_ingest import DynamoSampleCatalogue, MemorySampleCatalogue, SampleRef
 from edgeloop.core.errors import NotFoundError
 from edgeloop.core.labels import Label, LabelOutcome, label_key
 from edgeloop.core.names import SAMPLES_TABLE
 from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
-from edgeloop.core.samples import Sample
+from edgeloop.core.sample_payload import Sample
 from functions import label_ingest
 
 THING = "edge-dev-1"

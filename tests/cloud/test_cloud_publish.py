@@ -14,7 +14,7 @@ from edgeloop.cloud.fleet import MemoryFleetControl
 from edgeloop.cloud.publish import ApprovalOutcome, handle_approval_change, publish_trained_model, read_model_archive
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.rollout_control import RolloutContext
-from edgeloop.cloud.rollouts import MemoryFleetHealthStore, MemoryRolloutStore
+from edgeloop.cloud.rollout_stores import MemoryFleetHealthStore, MemoryRolloutStore
 from edgeloop.core.errors import FleetControlError, IntegrityError, ManifestError, ModelFormatError, NotFoundError
 from edgeloop.core.events import ModelPackageStateChange, TrainingJobStateChange
 from edgeloop.core.names import INFERENCE_COMPONENT

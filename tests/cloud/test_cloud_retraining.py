@@ -17,8 +17,8 @@ from edgeloop.cloud.retraining import (
     MemoryRetrainingStateStore,
     run_trigger,
 )
-from edgeloop.cloud.rollouts import MemoryFleetHealthStore, MemoryRolloutStore, table_definition
-from edgeloop.cloud.samples import MemorySampleCatalogue
+from edgeloop.cloud.rollout_stores import MemoryFleetHealthStore, MemoryRolloutStore, table_definition
+from edgeloop.cloud.sample_ingest import MemorySampleCatalogue
 from edgeloop.core.errors import ConflictError, StateStoreError
 from edgeloop.core.events import EDGELOOP_SOURCE, RETRAINING_REQUESTED
 from edgeloop.core.names import RETRAINING_TABLE

@@ -11,7 +11,7 @@ from support import FAKE_ONNX, FakeClock, manifest_for
 from edgeloop.cloud import rollout_control as control
 from edgeloop.cloud.fleet import DeploymentProgress, MemoryFleetControl
 from edgeloop.cloud.registry import MemoryRegistry
-from edgeloop.cloud.rollouts import MemoryFleetHealthStore, MemoryRolloutStore
+from edgeloop.cloud.rollout_stores import MemoryFleetHealthStore, MemoryRolloutStore
 from edgeloop.core.errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
 from edgeloop.core.health import HealthReport, LatencySummary, ModelState
 from edgeloop.core.names import INFERENCE_COMPONENT, model_component_name, ring_group

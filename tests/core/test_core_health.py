@@ -25,7 +25,7 @@ from edgeloop.core.health import (
     encoded_size,
 )
 from edgeloop.core.overrides import OVERRIDABLE_KEYS, reported_value, resolve_overrides
-from edgeloop.core.sampling import SAMPLER_ORDER
+from edgeloop.core.samplers import SAMPLER_ORDER
 from edgeloop.core.settings import DeviceConfig
 
 MakeReport = Callable[..., HealthReport]

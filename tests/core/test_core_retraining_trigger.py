@@ -18,7 +18,6 @@ from edgeloop.core.retraining import (
     sent,
     trigger_request_id,
 )
-from edgeloop.core.scenario import BUILT_IN, Scenario
 from edgeloop.core.settings import ENV_RETRAINING_POLICY, TriggerSettings
 from edgeloop.core.training_jobs import parse_training_request
 
@@ -102,8 +101,8 @@ def test_the_policy_round_trips_and_refuses_unknown_keys() -> None:
     assert RetrainingPolicy.from_dict(policy.to_dict()) == policy
     with pytest.raises(ValidationError, match="unknown key"):
         RetrainingPolicy.from_dict({"min_labels": 3})
-    with pytest.raises(ValidationError, match=re.escape("scenario.retraining.min_new_labels")):
-        Scenario.from_dict({**BUILT_IN["drift"], "retraining": {"min_new_labels": 1.5}})
+    with pytest.raises(ValidationError, match=re.escape("stack.retraining.min_new_labels")):
+        RetrainingPolicy.from_dict({"min_new_labels": 1.5}, "stack.retraining")
 
 
 def test_trigger_settings_round_trip_through_the_environment() -> None:

@@ -18,8 +18,8 @@ from edgeloop.core.manifest import ModelManifest
 from edgeloop.core.names import HEALTH_SHADOW, model_component_name
 from edgeloop.core.privacy import hash_value
 from edgeloop.core.records import Record, RecordKind
-from edgeloop.core.samples import Sample
-from edgeloop.core.sampling import SECONDS_PER_DAY, payload_bytes
+from edgeloop.core.sample_payload import Sample
+from edgeloop.core.samplers import SECONDS_PER_DAY, payload_bytes
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import MemoryBuffer
 from edgeloop.device.runtime import DeviceRuntime

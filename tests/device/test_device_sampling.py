@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeloop.core.manifest import InputSchema
-from edgeloop.core.sampling import SAMPLERS, SampleSignals, choose_sampler, parse_samplers
+from edgeloop.core.samplers import SAMPLERS, SampleSignals, choose_sampler, parse_samplers
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.sampling import VECTOR_SAMPLERS, SampleStage
 

@@ -25,10 +25,10 @@ from awsiot.greengrasscoreipc.model import (
 
 from edgeloop.core.errors import LinkError
 from edgeloop.core.names import HEALTH_SHADOW, NAMED_SHADOW_UPDATE_FILTER, results_topic, shadow_topic
-from edgeloop.core.outages import Outage
 from edgeloop.device.uplink import ConnectionWatch, IpcUplink, MemoryUplink, MqttUplink, Uplink, connect_mqtt
 from edgeloop.local.broker import LocalIotCore
 from edgeloop.local.link import Network, SimulatedLink
+from edgeloop.local.sim.outages import Outage
 
 THING = "dev-1"
 WAIT_S = 5.0

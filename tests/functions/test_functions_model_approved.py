@@ -11,7 +11,7 @@ from support import FAKE_ONNX, manifest_for
 from edgeloop.cloud.fleet import MemoryFleetControl
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.rollout_control import RolloutContext
-from edgeloop.cloud.rollouts import MemoryFleetHealthStore, MemoryRolloutStore
+from edgeloop.cloud.rollout_stores import MemoryFleetHealthStore, MemoryRolloutStore
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.manifest import Gate
 from edgeloop.core.recipes import model_recipe

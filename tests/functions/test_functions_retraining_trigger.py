@@ -10,8 +10,8 @@ import boto3
 import pytest
 
 from edgeloop.cloud.retraining import DynamoRetrainingStateStore, EventBridgeBus
-from edgeloop.cloud.rollouts import DynamoFleetHealthStore, DynamoRolloutStore, table_definition
-from edgeloop.cloud.samples import DynamoSampleCatalogue, SampleRef
+from edgeloop.cloud.rollout_stores import DynamoFleetHealthStore, DynamoRolloutStore, table_definition
+from edgeloop.cloud.sample_ingest import DynamoSampleCatalogue, SampleRef
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.events import EDGELOOP_SOURCE, RETRAINING_REQUESTED
 from edgeloop.core.fleet_health import Contribution, DeviceSnapshot
@@ -19,7 +19,7 @@ from edgeloop.core.labels import Label
 from edgeloop.core.names import FLEET_HEALTH_TABLE, RETRAINING_TABLE, ROLLOUTS_TABLE, SAMPLES_TABLE
 from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
 from edgeloop.core.retraining import RetrainingPolicy, TriggerRecord
-from edgeloop.core.samples import Sample
+from edgeloop.core.sample_payload import Sample
 from edgeloop.core.settings import TriggerSettings
 from edgeloop.core.training_jobs import parse_training_request
 from functions import retraining_trigger

@@ -11,7 +11,7 @@ from support import FAKE_ONNX, FakeClock, manifest_for
 from edgeloop.cloud.fleet import MemoryFleetControl
 from edgeloop.cloud.registry import MemoryRegistry
 from edgeloop.cloud.rollout_control import RolloutContext
-from edgeloop.cloud.rollouts import MemoryFleetHealthStore, MemoryRolloutStore
+from edgeloop.cloud.rollout_stores import MemoryFleetHealthStore, MemoryRolloutStore
 from edgeloop.core.errors import InvalidTransitionError, ValidationError
 from edgeloop.core.events import RolloutRequest
 from edgeloop.core.names import INFERENCE_COMPONENT

@@ -53,15 +53,18 @@ def _fake_tree(root: Path, *, main: bool = True) -> Path:
         "edgeloop/core/__pycache__/names.cpython-311.pyc": "compiled",
         "edgeloop/core/stale.pyc": "compiled",
         "edgeloop/core/.editor-swap": "junk",
+        "edgeloop/core/unused.py": "Z = 3\n",
         "edgeloop/device/__init__.py": "",
-        "edgeloop/device/sub/runtime.py": "Y = 2\n",
+        "edgeloop/device/sub/__init__.py": "",
+        "edgeloop/device/sub/runtime.py": "from edgeloop.core.names import X\n",
+        "edgeloop/device/idle.py": "Y = 2\n",
         "edgeloop/cloud/__init__.py": "",
         "edgeloop/training/__init__.py": "",
         f"greengrass_components/{INFERENCE_COMPONENT}/recipe.template.json": "{}",
         f"greengrass_components/{INFERENCE_COMPONENT}/README.md": "not shipped",
     }
     if main:
-        files[f"greengrass_components/{INFERENCE_COMPONENT}/main.py"] = "print('hi')\n"
+        files[f"greengrass_components/{INFERENCE_COMPONENT}/main.py"] = "import edgeloop.device.sub.runtime\n"
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
@@ -85,15 +88,70 @@ def test_inference_archive_ignores_file_times_and_modes(tmp_path: Path) -> None:
     assert build_inference_archive(tmp_path / "b", root=root) == first
 
 
-def test_inference_archive_holds_main_and_only_the_core_and_device_packages(tmp_path: Path) -> None:
+def _device_closure() -> set[str]:
+    """The files the inference main.py imports, directly or not, found here by walking imports from the source tree."""
+    found: set[str] = set()
+    pending = [INFERENCE_COMPONENT_DIR / "main.py"]
+    while pending:
+        for name in _imports(pending.pop()):
+            parts = name.split(".")
+            for depth in range(1, len(parts) + 1):
+                base = REPO_ROOT.joinpath(*parts[:depth])
+                candidates = [base / "__init__.py", base.with_suffix(".py")]
+                for path in (p for p in candidates if p.is_file() and parts[0] == "edgeloop"):
+                    relative = path.relative_to(REPO_ROOT).as_posix()
+                    if relative not in found:
+                        found.add(relative)
+                        pending.append(path)
+    return found
+
+
+def test_inference_archive_holds_main_and_exactly_what_it_imports(tmp_path: Path) -> None:
     build_inference_archive(tmp_path)
     with zipfile.ZipFile(tmp_path / INFERENCE_ARCHIVE) as archive:
         infos = archive.infolist()
     names = [i.filename for i in infos]
-    expected = {"main.py", "edgeloop/__init__.py"} | _source_files("core") | _source_files("device")
-    assert set(names) == expected
+    assert set(names) == {"main.py"} | _device_closure()
     assert names == sorted(names)
     assert all(i.date_time == (1980, 1, 1, 0, 0, 0) and i.external_attr >> 16 == 0o100644 for i in infos)
+    assert {"edgeloop/__init__.py", "edgeloop/device/component.py", "edgeloop/core/errors.py"} <= set(names)
+
+
+def test_inference_archive_leaves_simulation_cloud_and_tooling_out(tmp_path: Path) -> None:
+    build_inference_archive(tmp_path)
+    with zipfile.ZipFile(tmp_path / INFERENCE_ARCHIVE) as archive:
+        names = archive.namelist()
+    packages = {n.split("/")[1] for n in names if n.startswith("edgeloop/") and n.count("/") > 1}
+    assert packages == {"core", "device"}
+    assert not [n for n in names if "sim" in n.split("/") or n.endswith("packaging.py")]
+    assert _source_files("core") - set(names), "core modules only the cloud side uses stay home"
+
+
+_IMPORT_UNPACKED = """
+import sys
+sys.path.insert(0, {folder!r})
+import main
+import edgeloop.device.component
+loaded = {{n: m.__file__ for n, m in sys.modules.items() if n == "main" or n.split(".")[0] == "edgeloop"}}
+outside = sorted(n for n, f in loaded.items() if not str(f).startswith({folder!r}))
+assert not outside, outside
+assert callable(main.main)
+"""
+"""Import main.py from the unpacked archive; every edgeloop module must come from there (the editable install
+would otherwise quietly supply one the archive lacks)."""
+
+
+def test_inference_archive_unpacked_imports_its_main_with_nothing_else_of_edgeloop(tmp_path: Path) -> None:
+    build_inference_archive(tmp_path)
+    folder = tmp_path / "inference"
+    with zipfile.ZipFile(tmp_path / INFERENCE_ARCHIVE) as archive:
+        archive.extractall(folder)
+    code = _IMPORT_UNPACKED.format(folder=str(folder))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_inference_archive_main_is_the_components_main(tmp_path: Path) -> None:
@@ -111,9 +169,32 @@ def test_inference_archive_leaves_caches_hidden_files_and_other_packages_out(tmp
             "edgeloop/core/__init__.py",
             "edgeloop/core/names.py",
             "edgeloop/device/__init__.py",
+            "edgeloop/device/sub/__init__.py",
             "edgeloop/device/sub/runtime.py",
             "main.py",
         ]
+
+
+def test_inference_archive_follows_a_module_split_without_a_list(tmp_path: Path) -> None:
+    root = _fake_tree(tmp_path / "src")
+    runtime = root / "edgeloop" / "device" / "sub" / "runtime.py"
+    runtime.write_text("from edgeloop.device import idle\nfrom edgeloop.core.names import X\n")
+    build_inference_archive(tmp_path / "out", root=root)
+    with zipfile.ZipFile(tmp_path / "out" / INFERENCE_ARCHIVE) as archive:
+        names = archive.namelist()
+    assert "edgeloop/device/idle.py" in names
+    assert "edgeloop/core/unused.py" not in names
+
+
+@pytest.mark.parametrize("package", ["cloud", "training"])
+def test_a_component_importing_code_devices_must_not_run_is_refused(package: str, tmp_path: Path) -> None:
+    root = _fake_tree(tmp_path / "src")
+    (root / "edgeloop" / package / "store.py").write_text("X = 1\n")
+    (root / "edgeloop" / "device" / "idle.py").write_text(f"from edgeloop.{package}.store import X\n")
+    (root / "edgeloop" / "device" / "sub" / "runtime.py").write_text("import edgeloop.device.idle\n")
+    reason = rf"main\.py imports edgeloop\.{package} \(through edgeloop/device/idle\.py\); the inference component"
+    with pytest.raises(ValidationError, match=reason + r" may use only \('core', 'device'\)"):
+        build_inference_archive(tmp_path / "out", root=root)
 
 
 def test_inference_archive_without_main_names_the_missing_file(tmp_path: Path) -> None:

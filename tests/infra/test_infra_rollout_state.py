@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from templates import logical_id, of_type
 
-from edgeloop.cloud.rollouts import table_definition
+from edgeloop.cloud.rollout_stores import table_definition
 from edgeloop.core.names import FLEET_HEALTH_TABLE, ROLLOUTS_TABLE
 
 

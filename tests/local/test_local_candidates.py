@@ -15,13 +15,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from edgeloop.cloud.artifacts import MemoryArtifactStore
 from edgeloop.core.errors import IntegrityError, ModelFormatError, UsageError
 from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
-from edgeloop.core.scenario import BadKind
 from edgeloop.core.signing import MANIFEST_SIGNATURE_FILE
 from edgeloop.device.model import LoadedModel, load_model, verify_artifact
 from edgeloop.device.signing import sign_manifest, verify_manifest_signature
 from edgeloop.local import candidates
 from edgeloop.local.candidates import BAD_KINDS, EXPECTED_STOPS
 from edgeloop.local.demo import DemoOptions
+from edgeloop.local.sim.scenario import BadKind
 from edgeloop.training import TrainingConfig, TrainingResult, train
 from edgeloop.training import model as mdl
 

@@ -16,9 +16,9 @@ import pytest
 from edgeloop.cli.demo import bad_kinds
 from edgeloop.cli.main import main
 from edgeloop.core.errors import EdgeloopError, UsageError
-from edgeloop.core.scenario import BadKind
 from edgeloop.local.candidates import BAD_KINDS
 from edgeloop.local.demo import DEMO_P99_RATIO, DemoOptions, _check_promises
+from edgeloop.local.sim.scenario import BadKind
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from edgeloop.core.scenario import Scenario
 from edgeloop.local.loop import run_scenario
+from edgeloop.local.sim.scenario import Scenario
 
 BAD_DAY: dict[str, Any] = {
     "name": "bad-day",

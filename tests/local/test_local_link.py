@@ -6,8 +6,8 @@ import pytest
 
 from edgeloop.core.errors import LinkError
 from edgeloop.core.names import HEALTH_SHADOW, results_topic
-from edgeloop.core.outages import Outage
 from edgeloop.local.link import Network, SimulatedLink
+from edgeloop.local.sim.outages import Outage
 
 
 def _link(outages: list[Outage], clock: list[float]) -> tuple[SimulatedLink, list[tuple[str, bytes]]]:

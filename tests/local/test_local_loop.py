@@ -12,8 +12,8 @@ import pytest
 from edgeloop.cli.demo import load_scenario
 from edgeloop.cli.main import main
 from edgeloop.core.errors import UsageError, ValidationError
-from edgeloop.core.scenario import BUILT_IN, Scenario
 from edgeloop.local.loop import SAMPLE_BYTES_PER_DEVICE, run_scenario
+from edgeloop.local.sim.scenario import BUILT_IN, Scenario
 
 SHORT: dict[str, Any] = {
     **BUILT_IN["drift"],

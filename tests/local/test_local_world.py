@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeloop.core.scenario import DriftEvent
+from edgeloop.local.sim.scenario import DriftEvent
 from edgeloop.local.world import FeatureScale, affected, apply_drift
 
 ROWS = np.tile(np.arange(4, dtype=np.float64), (6, 1)) + 5.0

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from edgeloop.cloud.rollouts import (
+from edgeloop.cloud.rollout_stores import (
     DynamoFleetHealthStore,
     DynamoRolloutStore,
     MemoryFleetHealthStore,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgeloop.core.errors import ValidationError
-from edgeloop.core.outages import Outage, ack_lost, link_up, outage_seconds, outage_spans, parse_outages
+from edgeloop.local.sim.outages import Outage, ack_lost, link_up, outage_seconds, outage_spans, parse_outages
 
 
 def test_a_fleet_partition_holds_every_link_down_for_its_span_only() -> None:

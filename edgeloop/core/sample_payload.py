@@ -4,7 +4,7 @@
   "schema_version": 1,
   "request_id": "r-17",                 # the request it answered (results carry the same id)
   "model_name": "digits", "model_version": 3,
-  "sampler": "low_confidence",          # the core.sampling sampler that chose it
+  "sampler": "low_confidence",          # the core.samplers sampler that chose it
   "label_index": 7, "label": "7",
   "confidence": 0.41, "margin": 0.02,   # top-1 probability, top-1 minus top-2
   "drifted": true, "drift_score": 0.31, # the device's drift window when it was taken (score may be null)
@@ -24,7 +24,7 @@ from edgeloop.core import wire
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.privacy import AppliedPrivacy, Released
 from edgeloop.core.records import MAX_REQUEST_ID_CHARS
-from edgeloop.core.sampling import SAMPLERS
+from edgeloop.core.samplers import SAMPLERS
 
 SAMPLE_SCHEMA_VERSION = 1
 PAYLOAD_KEYS = {

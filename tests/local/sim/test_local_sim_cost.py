@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgeloop.core.cost import (
+from edgeloop.core.errors import ValidationError
+from edgeloop.local.sim.cost import (
     MESSAGE_UNIT_BYTES,
     MONTH_S,
     SHADOW_UNIT_BYTES,
@@ -14,7 +15,6 @@ from edgeloop.core.cost import (
     UplinkUsage,
     estimate,
 )
-from edgeloop.core.errors import ValidationError
 
 ONE_MONTH_ONE_DEVICE = UplinkUsage(
     devices=1,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edgeloop.core.errors import ValidationError
-from edgeloop.core.scenario import BUILT_IN, Scenario, built_in
+from edgeloop.local.sim.scenario import BUILT_IN, Scenario, built_in
 
 BASE: dict[str, Any] = {
     "name": "t",
@@ -66,6 +66,7 @@ def test_outages_and_bad_candidates_parse() -> None:
         (with_(drift=[{"kind": "concept", "at_s": 1, "magnitude": 1.5}]), "scenario.drift[0].magnitude", "whole"),
         (with_(drift=[{"kind": "shift", "at_s": 1, "magnitude": 1, "when": 3}]), "scenario.drift[0]", "unknown"),
         (with_(retraining={"min_new_labels": "many"}), "scenario.retraining.min_new_labels", "integer"),
+        (with_(retraining={"min_new_labels": 1.5}), "scenario.retraining.min_new_labels", "integer"),
         (with_(retraining={"max_labels": 3}), "scenario.retraining", "unknown"),
         (with_(samplers=["low_confidence"]), "scenario.samplers", "object"),
         (with_(outages=[{"kind": "cut", "from_s": 1, "to_s": 2}]), "scenario.outages[0].kind", "'cut'"),

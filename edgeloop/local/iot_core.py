@@ -1,6 +1,6 @@
-"""Cloud-side services of the local stack that moto cannot play: the shadow service over MQTT, the
-destination of the results topic rule and the health rule. They write into moto, so the demo reads back
-what devices sent."""
+"""The parts of IoT Core that moto cannot play, beside the MQTT broker (local/broker.py): the named-shadow
+service over MQTT and the topic rules' actions (results, health, samples). They write into moto, so the demo
+reads back what devices sent."""
 
 from __future__ import annotations
 

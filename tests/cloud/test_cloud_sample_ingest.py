@@ -9,13 +9,11 @@ import boto3
 import pytest
 
 from edgeloop.cloud.artifacts import MemoryArtifactStore, S3ArtifactStore
-from edgeloop.cloud.rollouts import table_definition
-from edgeloop.cloud.samples import (
+from edgeloop.cloud.rollout_stores import table_definition
+from edgeloop.cloud.sample_ingest import (
     DynamoSampleCatalogue,
     MemoryLabellingQueue,
     MemorySampleCatalogue,
-    OracleLabeller,
-    SampleRef,
     SqsLabellingQueue,
     ingest_sample_object,
 )
@@ -24,7 +22,7 @@ from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import REJECTED_REASON_SUFFIX, SAMPLES_TABLE, samples_object_key, samples_topic
 from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
 from edgeloop.core.records import IOT_CORE_MAX_PAYLOAD_BYTES, Record, RecordKind, encode_batch
-from edgeloop.core.samples import Sample
+from edgeloop.core.sample_payload import Sample
 from functions import sample_ingest
 
 THING = "edge-dev-1"
@@ -185,8 +183,3 @@ def test_the_handler_takes_each_object_on_its_own(event: Any, aws: None) -> None
     assert s3.get_object(Bucket=BUCKET, Key=rejected)["Body"].read() == b"garbage"
     reason = s3.get_object(Bucket=BUCKET, Key=rejected + REJECTED_REASON_SUFFIX)["Body"].read().decode()
     assert "is not gzip" in reason
-
-
-def test_the_oracle_labeller_knows_only_the_scenario_truth() -> None:
-    refs = [SampleRef(THING, i, URI, sample(f"r-{i}")) for i in range(3)]
-    assert OracleLabeller({"r-0": 4, "r-2": 9}).label(refs) == [4, None, 9]

@@ -16,7 +16,7 @@ A scenario is a JSON or YAML document (the CLI reads the file; this module valid
     privacy: {drop: [], laplaceEpsilon: null}        # DeviceConfig.privacy
     retraining: {min_new_labels: 200, drift_bound: 0.2, drift_for_s: 300, min_labels_on_drift: 50,
                  cooldown_s: 3600}
-    outages:                         # zero or more (edgeloop/core/outages.py)
+    outages:                         # zero or more (edgeloop/local/sim/outages.py)
       - {kind: partition, scope: fleet, from_s: 1500, to_s: 1800}          # scope: fleet | ring | share
       - {kind: partition, scope: share, share: 0.1, from_s: 600, to_s: 900, flap_s: 60}
       - {kind: restart, from_s: 2400, to_s: 2460}  # the IoT Core stand-in restarts: every link drops
@@ -44,9 +44,9 @@ from typing import Any
 
 from edgeloop.core import wire
 from edgeloop.core.errors import ValidationError
-from edgeloop.core.outages import Outage, parse_outages
 from edgeloop.core.retraining import RetrainingPolicy
 from edgeloop.core.settings import DeviceConfig
+from edgeloop.local.sim.outages import Outage, parse_outages
 
 DRIFT_KINDS = ("shift", "noise", "rotation", "concept")
 MAX_DEVICES = 1000

@@ -1,4 +1,4 @@
-"""The local cloud services against moto: the MQTT shadow service, the results ingest, the health and samples rules."""
+"""The local IoT Core parts against moto: the MQTT shadow service, the results ingest, the health and samples rules."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import boto3
 import pytest
 
 from edgeloop.cloud.artifacts import S3ArtifactStore
-from edgeloop.cloud.samples import MemoryLabellingQueue, MemorySampleCatalogue
+from edgeloop.cloud.sample_ingest import MemoryLabellingQueue, MemorySampleCatalogue
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import results_object_key, results_topic, shadow_topic
 from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
 from edgeloop.core.records import InferenceBatch, Record, RecordKind, encode_batch
 from edgeloop.core.sample_batches import encode_samples_message
-from edgeloop.core.samples import Sample
-from edgeloop.local.cloud import HealthRule, ResultsIngest, SamplesRule, ShadowService
+from edgeloop.core.sample_payload import Sample
+from edgeloop.local.iot_core import HealthRule, ResultsIngest, SamplesRule, ShadowService
 from functions import sample_ingest
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from edgeloop.core.labels import Label, LabelOutcome
 from edgeloop.core.names import REJECTED_REASON_SUFFIX, SAMPLES_PREFIX, SAMPLES_REJECTED_PREFIX
 from edgeloop.core.records import IOT_CORE_MAX_PAYLOAD_BYTES
 from edgeloop.core.sample_batches import decode_samples_object
-from edgeloop.core.samples import Sample
+from edgeloop.core.sample_payload import Sample
 
 log = logging.getLogger(__name__)
 
@@ -324,20 +324,6 @@ class MemoryLabellingQueue:
     def send(self, refs: Sequence[SampleRef]) -> None:
         """Queue the refs."""
         self.sent.extend(refs)
-
-
-class OracleLabeller:
-    """Simulation stand-in, not a labeller: it reads the true label the local scenario kept for each request.
-
-    Production labelling is people (or a labelling service) behind the same Labeller port.
-    """
-
-    def __init__(self, truth: Mapping[str, int]) -> None:
-        self._truth = truth
-
-    def label(self, refs: Sequence[SampleRef]) -> list[int | None]:
-        """The scenario's true label of each sample's request, None for a request it does not know."""
-        return [self._truth.get(ref.sample.request_id) for ref in refs]
 
 
 SQS_BATCH = 10

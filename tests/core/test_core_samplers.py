@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from edgeloop.core.errors import ConfigError
-from edgeloop.core.sampling import (
+from edgeloop.core.samplers import (
     DEFAULT_PARAMETERS,
     SAMPLER_ORDER,
     SAMPLERS,

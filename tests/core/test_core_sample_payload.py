@@ -9,7 +9,7 @@ import pytest
 
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
-from edgeloop.core.samples import SAMPLE_SCHEMA_VERSION, Sample
+from edgeloop.core.sample_payload import SAMPLE_SCHEMA_VERSION, Sample
 
 NOISED = AppliedPrivacy(PrivacyPolicy(drop=("a",), hash=("b",), laplace_epsilon=0.5), 16.0)
 
