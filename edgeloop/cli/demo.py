@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edgeloop.core.errors import UsageError
-from edgeloop.core.scenario import BadKind, Scenario, built_in
-from edgeloop.local.candidates import BAD_KINDS, parse_kinds
-from edgeloop.local.demo import MAX_DEVICES, SUMMARY_FILE, DemoOptions, check_output_dir, run_demo
-from edgeloop.local.loop import run_scenario
+from edgeloop.core.scenario import BUILT_IN, BadKind, Scenario, built_in
+from edgeloop.local.demo_options import BAD_KINDS, MAX_DEVICES, SUMMARY_FILE, DemoOptions, check_output_dir, parse_kinds
 from edgeloop.local.report import REPORT_FILE
+
+# The local stack (moto, the broker, numpy, onnxruntime) and yaml are imported inside the commands that run
+# them, so `edgeloop demo --help` answers without loading them (tests/cli/test_cli_main.py checks).
 
 
 def _device_count(text: str) -> int:
@@ -38,7 +37,9 @@ def register(commands: Any) -> None:
         description="Runs the whole loop on this machine: moto in server mode as AWS, an embedded MQTT broker "
         "standing in for IoT Core, a Greengrass stand-in, and simulated devices running the real device code.",
     )
-    parser.add_argument("--devices", type=_device_count, default=5, help="simulated core devices (default 5)")
+    parser.add_argument(
+        "--devices", type=_device_count, default=5, help=f"simulated core devices, 1-{MAX_DEVICES} (default 5)"
+    )
     parser.add_argument("--out", type=Path, default=Path("edgeloop-demo"), help="where summary.json goes")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument(
@@ -53,8 +54,8 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--scenario",
         metavar="NAME|FILE",
-        help="run a feedback-loop scenario instead: a built-in name (drift) or a JSON/YAML file "
-        "(format: edgeloop/core/scenario.py); the summary gains a loop section",
+        help=f"run a feedback-loop scenario instead: a built-in name ({', '.join(sorted(BUILT_IN))}) or a JSON/YAML "
+        f"file (format: {Scenario.__module__.replace('.', '/')}.py); the summary gains a loop section",
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="no progress or log lines on stderr")
@@ -85,11 +86,16 @@ def _run(args: argparse.Namespace, started: float, quiet: bool) -> int:
             print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     if args.scenario:
+        from edgeloop.local.loop import run_scenario
+
         check_output_dir(args.out)
         summary = run_scenario(load_scenario(args.scenario), args.out, progress)
         print(json.dumps(summary, indent=2) if args.json else render_scenario(summary, args.out / SUMMARY_FILE))
         return 0
     options = DemoOptions(devices=args.devices, out=args.out, seed=args.seed, inject_bad_model=bad_kinds(args))
+    progress("starting the local stack (moto server, MQTT broker, Greengrass stand-in)")
+    from edgeloop.local.demo import run_demo
+
     summary = run_demo(options, progress)
     print(json.dumps(summary, indent=2) if args.json else render_summary(summary, args.out / SUMMARY_FILE))
     return 0
@@ -121,6 +127,8 @@ def load_scenario(spec: str) -> Scenario:
     path = Path(spec)
     if not path.suffix:
         return built_in(spec)
+    import yaml
+
     try:
         text = path.read_text()
     except OSError as exc:

@@ -38,13 +38,15 @@ from edgeloop.core.rollout import VersionHealth
 from edgeloop.core.scenario import BadKind, Scenario
 from edgeloop.device.model import SessionPool
 from edgeloop.local import demo as base
+from edgeloop.local.demo_options import MAX_DEVICES, DemoOptions
 from edgeloop.local.fleet import FleetDownloads, SteppedDevice
 from edgeloop.local.ledger import Ledger, Reservoir, TruthTable, request_id, request_index
 from edgeloop.local.link import LinkStats, Network
 from edgeloop.local.report import with_cost, write_report
 from edgeloop.local.stack import LocalStack
 from edgeloop.local.world import FeatureScale, apply_drift
-from edgeloop.training.data import BUILTIN_PREFIX, NPZ_FEATURE_NAMES, NPZ_FEATURES, load_dataset
+from edgeloop.training.config import BUILTIN_PREFIX
+from edgeloop.training.data import NPZ_FEATURE_NAMES, NPZ_FEATURES, load_dataset
 
 Progress = Callable[[str], None]
 RAW_ENVELOPE_BYTES = 96
@@ -156,7 +158,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
             "scenario.outages[].ring", f"{unknown}; the rings are {list(base.DEMO_POLICY.ring_names)}"
         )
     clock = base.DemoClock()
-    options = base.DemoOptions(devices=min(scenario.devices, base.MAX_DEVICES), out=out, seed=seed)
+    options = DemoOptions(devices=min(scenario.devices, MAX_DEVICES), out=out, seed=seed)
     fleet_config = {
         "samplers": scenario.samplers,
         "privacy": scenario.privacy or {"allowRaw": True},

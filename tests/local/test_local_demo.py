@@ -17,8 +17,8 @@ from edgeloop.cli.demo import bad_kinds
 from edgeloop.cli.main import main
 from edgeloop.core.errors import EdgeloopError, UsageError
 from edgeloop.core.scenario import BadKind
-from edgeloop.local.candidates import BAD_KINDS
 from edgeloop.local.demo import DEMO_P99_RATIO, DemoOptions, _check_promises
+from edgeloop.local.demo_options import BAD_KINDS
 
 
 @pytest.fixture(scope="module")
