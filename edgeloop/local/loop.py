@@ -151,7 +151,10 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     initial_x, initial_y = rows[: scenario.initial_rows], labels[: scenario.initial_rows]
     stream_x, stream_y = rows[scenario.initial_rows :], labels[scenario.initial_rows :]
     if len(stream_x) == 0:
-        raise EdgeloopError(f"{scenario.dataset} has no rows left after initial_rows={scenario.initial_rows}")
+        raise ValidationError(  # bad input, like every other scenario mistake: exit 2
+            "scenario.initial_rows",
+            f"{scenario.initial_rows} leaves no rows to stream: {scenario.dataset} has {len(rows)} rows in all",
+        )
     unknown = sorted({o.ring for o in scenario.outages if o.ring is not None} - set(base.DEMO_POLICY.ring_names))
     if unknown:  # a partition of a ring nobody is in would cut off no one, silently
         raise ValidationError(

@@ -67,6 +67,14 @@ def test_the_cli_refuses_an_unknown_scenario_with_exit_2(capsys: pytest.CaptureF
     assert "'drfit' is not a built-in scenario" in capsys.readouterr().err
 
 
+def test_initial_rows_past_the_data_is_bad_input_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "s.json").write_text(json.dumps({**SHORT, "initial_rows": 5000}))  # digits has 1,797 rows
+    assert main(["demo", "--scenario", str(tmp_path / "s.json"), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "scenario.initial_rows: 5000 leaves no rows to stream" in err
+    assert "1797 rows in all" in err
+
+
 TINY: dict[str, Any] = {
     "name": "tiny",
     "dataset": "builtin:digits",
