@@ -146,7 +146,11 @@ class Ticking(Protocol):
 
 
 class Traffic:
-    """The devices' sensors: held-out rows, a few per device per tick, with the truth kept for accuracy."""
+    """The devices' sensors: held-out rows, a few per device per tick, with the truth kept for accuracy.
+
+    A device gets rows once it has a model: before its ring's deployment reaches it, it would refuse every one
+    (no active model), and the summary showed dozens of rejected_inputs on each broad device with no word why.
+    """
 
     def __init__(self, stack: LocalStack, things: list[str], trained: TrainingResult) -> None:
         self._stack, self._things, self._trained = stack, things, trained
@@ -157,6 +161,8 @@ class Traffic:
         """Send ROWS_PER_TICK rows to every device."""
         x, y = self._trained.x_holdout, self._trained.y_holdout
         for thing in self._things:
+            if self._stack.devices[thing].health().model_version is None:
+                continue
             for _ in range(ROWS_PER_TICK):
                 row = self._sent % len(x)
                 request_id = f"{thing}-t{self._sent:06d}"
