@@ -86,10 +86,12 @@ def _run(args: argparse.Namespace, started: float, quiet: bool) -> int:
             print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     if args.scenario:
+        check_output_dir(args.out)
+        scenario = load_scenario(args.scenario)
+        progress(f"scenario {scenario.name}: starting the local stack (moto, the broker, the Greengrass stand-in)")
         from edgeloop.local.loop import run_scenario
 
-        check_output_dir(args.out)
-        summary = run_scenario(load_scenario(args.scenario), args.out, progress)
+        summary = run_scenario(scenario, args.out, progress)
         print(json.dumps(summary, indent=2) if args.json else render_scenario(summary, args.out / SUMMARY_FILE))
         return 0
     options = DemoOptions(devices=args.devices, out=args.out, seed=args.seed, inject_bad_model=bad_kinds(args))
@@ -155,7 +157,8 @@ def render_summary(summary: dict[str, Any], path: Path) -> str:
         f"duplicates ignored {records['duplicates_ignored']}  "
         f"(carrying {sum(d['results_delivered'] for d in summary['devices'])} results: one record per micro-batch)",
         "",
-        f"{'device':<22}{'model':>7}{'inferences':>12}{'accuracy':>10}{'p99 ms':>9}{'buffer':>8}  shadow",
+        f"{'device':<22}{'model':>7}{'inferences':>12}{'accuracy':>10}{'p99 ms':>9}{'buffer':>8}  {'state':<10}"
+        "shadow document",
     ]
     for device in summary["devices"]:
         health = device["health"]
@@ -163,7 +166,7 @@ def render_summary(summary: dict[str, Any], path: Path) -> str:
         lines.append(
             f"{device['thing_name']:<22}{'v' + str(health['model_version']):>7}{device['inferences']:>12}"
             f"{(f'{accuracy:.3f}' if accuracy is not None else '-'):>10}{_p99(health['latency']):>9}"
-            f"{health['buffer_depth']:>8}  {health['model_state']} (v{device['shadow_version']})"
+            f"{health['buffer_depth']:>8}  {health['model_state']:<10}revision {device['shadow_version']}"
         )
     lines += [
         "",

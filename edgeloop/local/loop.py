@@ -49,6 +49,8 @@ from edgeloop.training.config import BUILTIN_PREFIX
 from edgeloop.training.data import NPZ_FEATURE_NAMES, NPZ_FEATURES, load_dataset
 
 Progress = Callable[[str], None]
+PROVISION_REPORTS = 10
+"""Progress lines while a large fleet is provisioned (a thousand devices take a minute): about one per tenth."""
 RAW_ENVELOPE_BYTES = 96
 """What a naive device adds around each reading it streams raw (thing, request id, timestamp, JSON keys)."""
 FLEET_SALT = "edgeloop-local-scenario-salt"
@@ -143,6 +145,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     """The whole loop for one scenario; writes DIR/summary.json and returns it."""
     started = time.monotonic()
     seed = scenario.seed if seed is None else seed
+    progress(f"scenario {scenario.name}: loading {scenario.dataset}")
     dataset = load_dataset(scenario.dataset, None, scenario.label_column)
     rows, labels = dataset.features.astype(np.float64), dataset.targets
     if scenario.dataset.startswith(BUILTIN_PREFIX):  # bundled sets are sorted (digits: by writer): shuffle once
@@ -175,14 +178,19 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
         LocalStack(Path(work), rollout_policy=base.DEMO_POLICY, clock=clock, in_process=True) as stack,
         _devices_quiet(),
     ):
+        progress("local stack up (in process): provisioning buckets, registry, rollout tables and ring groups")
         stack.provision(options.model_name, fleet_config=fleet_config)
         things = [f"edgeloop-device-{i:03d}" for i in range(1, scenario.devices + 1)]
         network_start = [clock.now]  # moved to the stream's start once the world exists
         network = Network(scenario.outages, len(things), scenario.step_s, lambda: clock.now - network_start[0])
         pool, downloads = SessionPool(), FleetDownloads(stack.store)
         fleet: dict[str, SteppedDevice] = {}
+        report_every = max(1, len(things) // PROVISION_REPORTS)
+        progress(f"provisioning {len(things)} simulated devices (thing, ring group, buffer, nucleus each)")
         try:
             for index, thing in enumerate(things):
+                if index and index % report_every == 0:
+                    progress(f"provisioned {index}/{len(things)} devices")
                 ring = base.CANARY if index < scenario.canary_devices else base.BROAD
                 network.rings[index] = ring
                 stack.register_thing(thing, ring=ring)
@@ -203,6 +211,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
             demo.tick_s, demo.pause_s = scenario.step_s, 0.0
             demo.device_health = lambda thing: fleet[thing].health()
             demo.rollout_timeout_s = max(base.ROLLOUT_TIMEOUT_S, ROLLOUT_WALL_S_PER_DEVICE * len(things))
+            progress(f"training the first model on {len(initial_x)} rows")
             first = demo.train_and_publish(
                 "v-initial", seed, config=_channel(Path(work), "initial", initial_x, initial_y, dataset.feature_names)
             )
@@ -353,13 +362,18 @@ class _Loop:
         online = sum(1 for d in self.world.fleet.values() if d.link.connected)
         self.connected_minutes += online * self.scenario.step_s / 60
         self.world.max_buffer_depth = max(self.world.max_buffer_depth, max(depths, default=0))
-        if self._steps % self._every == 0:
+        if self._steps % self._every == 0 and self._within_scenario_time():
             self.points.append(self._point(sum(depths)))
         if self._steps % self._progress_every == 0:
             self.progress(
                 f"[{self._when()}] {online}/{len(depths)} devices online, {sum(depths):,} records buffered, "
                 f"{self.stack.results.received:,} delivered, {self.world.ledger.size:,} requests"
             )
+
+    def _within_scenario_time(self) -> bool:
+        """A point is the step starting at t_s (it covers t_s to t_s + step_s): only steps inside the scenario's
+        time go on the timeline, not the drain after it nor a rollout still running when the time is up."""
+        return self.world.streaming and self.world.now_s < self.scenario.duration_s
 
     def _when(self) -> str:
         """Simulated time as h:mm:ss since the stream began."""

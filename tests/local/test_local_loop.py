@@ -97,11 +97,17 @@ def test_json_prints_the_summary_alone_and_quiet_prints_no_progress(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     (tmp_path / "tiny.json").write_text(json.dumps(TINY))
-    assert main(["demo", "--scenario", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "a"), "--json"]) == 0
+    (tmp_path / "slow-forward.json").write_text(json.dumps({**TINY, "forward_interval_s": 300.0}))  # it must drain
+    assert (
+        main(["demo", "--scenario", str(tmp_path / "slow-forward.json"), "--out", str(tmp_path / "a"), "--json"]) == 0
+    )
     out, err = capsys.readouterr()
     summary = json.loads(out)
     assert summary["reliability"]["records_lost"] == 0
+    timeline = summary["timeline"]  # each point is a step: from t_s to t_s + step_s
+    assert timeline["points"][-1]["t_s"] + timeline["step_s"] == TINY["duration_s"], "it ends with the scenario"
     assert summary == json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["run"]["steps"] > TINY["duration_s"] / TINY["step_s"], "records were still buffered at the end"
     assert "devices online" not in err
     assert main(["demo", "--scenario", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "b"), "--quiet"]) == 0
     out, err = capsys.readouterr()
@@ -109,4 +115,8 @@ def test_json_prints_the_summary_alone_and_quiet_prints_no_progress(
     assert "summary written to" in out
     assert err == ""
     assert main(["demo", "--scenario", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "c")]) == 0
-    assert "scenario tiny: 2 devices" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "scenario tiny: 2 devices" in err
+    first = ["starting the local stack", "loading builtin:digits", "provisioning 2 simulated devices", "training the"]
+    assert [err.find(line) for line in first] == sorted(err.find(line) for line in first), "progress from the start"
+    assert -1 not in [err.find(line) for line in first]
