@@ -103,12 +103,19 @@ def _run(args: argparse.Namespace, started: float, quiet: bool) -> int:
     return 0
 
 
+UPLOADED_KEY = (
+    "key: loop.sample_*_uploaded = sample uploads only; summary.json uplink.messages/bytes = every results and "
+    "samples message (shadow updates counted apart); timeline sent_*_incl_shadow = all of it, shadow included"
+)
+"""Three uplink figures answer three questions; the printed summary says which is which."""
+
+
 def render_scenario(summary: dict[str, Any], path: Path) -> str:
     """The scenario's loop, reliability and cost sections, then where the files went."""
     shown = {key: summary[key] for key in ("loop", "reliability", "cost") if key in summary}
     if "cost" in shown:
         shown["cost"] = {k: v for k, v in shown["cost"].items() if k != "assumptions"}
-    lines = [json.dumps(shown, indent=2), f"{'rollout':<10}{'kind':<12}{'outcome':<11}rings reached"]
+    lines = [json.dumps(shown, indent=2), UPLOADED_KEY, f"{'rollout':<10}{'kind':<12}{'outcome':<11}rings reached"]
     for rollout in summary.get("rollouts", []):
         kind = rollout.get("bad_kind") or "honest"
         lines.append(f"{'v' + str(rollout['version']):<10}{kind:<12}{rollout['outcome']:<11}"

@@ -381,7 +381,7 @@ class _Loop:
         return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
     def _point(self, buffered: int) -> dict[str, Any]:
-        """One timeline point: devices online and per version, buffer, delivery and uplink totals so far."""
+        """One timeline point: devices online and per version, buffer, delivery, all sent so far (shadow included)."""
         devices = list(self.world.fleet.values())
         versions: dict[str, int] = {}
         for device in devices:
@@ -395,8 +395,8 @@ class _Loop:
             "buffered": buffered,
             "produced": sum(d.records_produced() for d in devices),
             "delivered": self.stack.results.received + self.stack.sample_catalogue.count(),
-            "uplink_bytes": sum(s.bytes + s.shadow_bytes for s in links),
-            "uplink_messages": sum(s.messages + s.shadow_updates for s in links),
+            "sent_bytes_incl_shadow": sum(s.bytes + s.shadow_bytes for s in links),
+            "sent_messages_incl_shadow": sum(s.messages + s.shadow_updates for s in links),
             "raw_bytes": self.world.raw_bytes,
             "raw_messages": self.world.ledger.size,
             "devices_by_version": versions,
@@ -484,9 +484,9 @@ class _Loop:
                 "retrain_triggered_at_s": self.retrain_at_s,
                 "new_version": self.new_version,
                 "samples_uploaded": self.stack.sample_catalogue.count(),
-                "bytes_uploaded": samples.bytes,
+                "sample_bytes_uploaded": samples.bytes,
                 "raw_equivalent_bytes": self.world.raw_bytes,
-                "messages_uploaded": samples.messages,
+                "sample_messages_uploaded": samples.messages,
                 "raw_equivalent_messages": size,
                 "labelled": len(self.labelled),
                 "answered": len(ledger.answered()),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edgeloop.cli.demo import render_summary
+from edgeloop.cli.demo import render_scenario, render_summary
 from edgeloop.cli.main import main
 from edgeloop.local.demo_options import MAX_DEVICES
 
@@ -58,3 +58,17 @@ def test_devices_out_of_range_exit_2_naming_the_range(count: str, capsys: pytest
         main(["demo", "--devices", count])
     assert exit_info.value.code == 2
     assert f"must be between 1 and {MAX_DEVICES}, got {count}" in capsys.readouterr().err
+
+
+def test_the_scenario_summary_keys_its_three_uplink_figures() -> None:
+    summary = {
+        "loop": {"sample_bytes_uploaded": 10, "sample_messages_uploaded": 1},
+        "uplink": {"messages": 4, "bytes": 40, "shadow_updates": 2},
+        "timeline": {"points": [{"t_s": 0.0, "sent_messages_incl_shadow": 6}]},
+        "rollouts": [],
+    }
+    text = render_scenario(summary, Path("out/summary.json"))
+    assert '"sample_bytes_uploaded": 10' in text
+    [key] = [line for line in text.splitlines() if line.startswith("key: ")]
+    for figure in ("loop.sample_*_uploaded", "uplink.messages/bytes", "sent_*_incl_shadow"):
+        assert figure in key

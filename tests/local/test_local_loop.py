@@ -35,8 +35,8 @@ def test_a_drifted_fleet_is_noticed_retrained_and_recovers(tmp_path: Path) -> No
     assert loop["pre_drift_accuracy"] > 0.9
     assert loop["post_drift_accuracy"] < loop["pre_drift_accuracy"] - 0.1, "the shift hurts the first model"
     assert loop["recovered_accuracy"] > loop["post_drift_accuracy"] + 0.1, "the retrained one recovers"
-    assert loop["bytes_uploaded"] <= SHORT["devices"] * SAMPLE_BYTES_PER_DEVICE * 1.2, "the daily budget holds"
-    assert loop["bytes_uploaded"] * 10 <= loop["raw_equivalent_bytes"]
+    assert loop["sample_bytes_uploaded"] <= SHORT["devices"] * SAMPLE_BYTES_PER_DEVICE * 1.2, "the daily budget holds"
+    assert loop["sample_bytes_uploaded"] * 10 <= loop["raw_equivalent_bytes"]
     assert 0 < loop["samples_uploaded"] == loop["labelled"]
     outcomes = [(r["version"], r["outcome"]) for r in summary["rollouts"]]
     assert outcomes == [(1, "completed"), (2, "completed")]
