@@ -19,8 +19,8 @@ from edgeloop.cli.demo import bad_kinds
 from edgeloop.cli.main import main
 from edgeloop.core.errors import EdgeloopError, UsageError
 from edgeloop.core.scenario import BadKind
-from edgeloop.local.demo import DEMO_P99_RATIO, ROWS_PER_TICK, DemoOptions, Traffic, _check_promises
-from edgeloop.local.demo_options import BAD_KINDS
+from edgeloop.local.demo import DEMO_P99_RATIO, ROWS_PER_TICK, Traffic, _check_promises
+from edgeloop.local.demo_options import BAD_KINDS, DemoOptions
 
 
 @pytest.fixture(scope="module")
