@@ -55,7 +55,7 @@ from edgeloop.device.model import SessionSettings
 from edgeloop.device.runtime import COMMIT_MAX_RESULTS, DeviceRuntime, InferenceRequest
 from edgeloop.device.uplink import MemoryUplink
 from edgeloop.training.config import TrainingConfig
-from edgeloop.training.train import train
+from edgeloop.training.job import train
 
 THING = "bench-1"
 MODEL = "digits"

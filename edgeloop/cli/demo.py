@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edgeloop.core.errors import UsageError
-from edgeloop.local.candidates import BAD_KINDS, parse_kinds
-from edgeloop.local.demo import MAX_DEVICES, SUMMARY_FILE, DemoOptions, check_output_dir, run_demo
-from edgeloop.local.loop import run_scenario
+from edgeloop.local.demo_options import BAD_KINDS, MAX_DEVICES, SUMMARY_FILE, DemoOptions, check_output_dir, parse_kinds
 from edgeloop.local.report import REPORT_FILE
-from edgeloop.local.sim.scenario import BadKind, Scenario, built_in
+from edgeloop.local.sim.scenario import BUILT_IN, BadKind, Scenario, built_in
+
+# The local stack (moto, the broker, numpy, onnxruntime) and yaml are imported inside the commands that run
+# them, so `edgeloop demo --help` answers without loading them (tests/cli/test_cli_main.py checks).
 
 
 def _device_count(text: str) -> int:
@@ -38,7 +37,9 @@ def register(commands: Any) -> None:
         description="Runs the whole loop on this machine: moto in server mode as AWS, an embedded MQTT broker "
         "standing in for IoT Core, a Greengrass stand-in, and simulated devices running the real device code.",
     )
-    parser.add_argument("--devices", type=_device_count, default=5, help="simulated core devices (default 5)")
+    parser.add_argument(
+        "--devices", type=_device_count, default=5, help=f"simulated core devices, 1-{MAX_DEVICES} (default 5)"
+    )
     parser.add_argument("--out", type=Path, default=Path("edgeloop-demo"), help="where summary.json goes")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument(
@@ -53,8 +54,8 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--scenario",
         metavar="NAME|FILE",
-        help="run a feedback-loop scenario instead: a built-in name (drift) or a JSON/YAML file "
-        "(format: edgeloop/local/sim/scenario.py); the summary gains a loop section",
+        help=f"run a feedback-loop scenario instead: a built-in name ({', '.join(sorted(BUILT_IN))}) or a JSON/YAML "
+        f"file (format: {Scenario.__module__.replace('.', '/')}.py); the summary gains a loop section",
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="no progress or log lines on stderr")
@@ -86,13 +87,27 @@ def _run(args: argparse.Namespace, started: float, quiet: bool) -> int:
 
     if args.scenario:
         check_output_dir(args.out)
-        summary = run_scenario(load_scenario(args.scenario), args.out, progress)
+        scenario = load_scenario(args.scenario)
+        progress(f"scenario {scenario.name}: starting the local stack (moto, the broker, the Greengrass stand-in)")
+        from edgeloop.local.loop import run_scenario
+
+        summary = run_scenario(scenario, args.out, progress)
         print(json.dumps(summary, indent=2) if args.json else render_scenario(summary, args.out / SUMMARY_FILE))
         return 0
     options = DemoOptions(devices=args.devices, out=args.out, seed=args.seed, inject_bad_model=bad_kinds(args))
+    progress("starting the local stack (moto server, MQTT broker, Greengrass stand-in)")
+    from edgeloop.local.demo import run_demo
+
     summary = run_demo(options, progress)
     print(json.dumps(summary, indent=2) if args.json else render_summary(summary, args.out / SUMMARY_FILE))
     return 0
+
+
+UPLOADED_KEY = (
+    "key: loop.sample_*_uploaded = sample uploads only; summary.json uplink.messages/bytes = every results and "
+    "samples message (shadow updates counted apart); timeline sent_*_incl_shadow = all of it, shadow included"
+)
+"""Three uplink figures answer three questions; the printed summary says which is which."""
 
 
 def render_scenario(summary: dict[str, Any], path: Path) -> str:
@@ -100,7 +115,7 @@ def render_scenario(summary: dict[str, Any], path: Path) -> str:
     shown = {key: summary[key] for key in ("loop", "reliability", "cost") if key in summary}
     if "cost" in shown:
         shown["cost"] = {k: v for k, v in shown["cost"].items() if k != "assumptions"}
-    lines = [json.dumps(shown, indent=2), f"{'rollout':<10}{'kind':<12}{'outcome':<11}rings reached"]
+    lines = [json.dumps(shown, indent=2), UPLOADED_KEY, f"{'rollout':<10}{'kind':<12}{'outcome':<11}rings reached"]
     for rollout in summary.get("rollouts", []):
         kind = rollout.get("bad_kind") or "honest"
         lines.append(f"{'v' + str(rollout['version']):<10}{kind:<12}{rollout['outcome']:<11}"
@@ -121,6 +136,8 @@ def load_scenario(spec: str) -> Scenario:
     path = Path(spec)
     if not path.suffix:
         return built_in(spec)
+    import yaml
+
     try:
         text = path.read_text()
     except OSError as exc:
@@ -147,7 +164,8 @@ def render_summary(summary: dict[str, Any], path: Path) -> str:
         f"duplicates ignored {records['duplicates_ignored']}  "
         f"(carrying {sum(d['results_delivered'] for d in summary['devices'])} results: one record per micro-batch)",
         "",
-        f"{'device':<22}{'model':>7}{'inferences':>12}{'accuracy':>10}{'p99 ms':>9}{'buffer':>8}  shadow",
+        f"{'device':<22}{'model':>7}{'inferences':>12}{'accuracy':>10}{'p99 ms':>9}{'buffer':>8}  {'state':<10}"
+        "shadow document",
     ]
     for device in summary["devices"]:
         health = device["health"]
@@ -155,7 +173,7 @@ def render_summary(summary: dict[str, Any], path: Path) -> str:
         lines.append(
             f"{device['thing_name']:<22}{'v' + str(health['model_version']):>7}{device['inferences']:>12}"
             f"{(f'{accuracy:.3f}' if accuracy is not None else '-'):>10}{_p99(health['latency']):>9}"
-            f"{health['buffer_depth']:>8}  {health['model_state']} (v{device['shadow_version']})"
+            f"{health['buffer_depth']:>8}  {health['model_state']:<10}revision {device['shadow_version']}"
         )
     lines += [
         "",

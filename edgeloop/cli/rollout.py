@@ -18,13 +18,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeloop import __version__
 from edgeloop.cli.target import version_number, with_target
-from edgeloop.cloud.fleet import ComponentRef, DeploymentInfo, DeploymentProgress
-from edgeloop.cloud.rings import IotRingDirectory
-from edgeloop.cloud.rollout_control import RolloutContext, command, start_rollout
 from edgeloop.core.deployments import DeploymentSpec
 from edgeloop.core.errors import FleetControlError, NotFoundError, UsageError, ValidationError
 from edgeloop.core.names import (
@@ -43,6 +40,11 @@ from edgeloop.core.settings import (
     CloudSettings,
     rollout_policy_from_env,
 )
+
+if TYPE_CHECKING:  # the cloud adapters bring botocore: imported in the commands, so `--help` answers without it
+    from edgeloop.cloud.fleet import ComponentRef, DeploymentInfo, DeploymentProgress
+    from edgeloop.cloud.rings import IotRingDirectory
+    from edgeloop.cloud.rollout_control import RolloutContext
 
 ENV_ENDPOINT = "AWS_ENDPOINT_URL"
 
@@ -83,6 +85,8 @@ class CliPorts:
 
 def execute_start(args: argparse.Namespace, ports: CliPorts) -> int:
     """Open the rollout; the controller's next scheduled run deploys ring 0."""
+    from edgeloop.cloud.rollout_control import start_rollout
+
     ctx = ports.ctx
     rollout = start_rollout(ctx, args.model, args.version)
     first = ctx.settings.rollout_policy.rings[0].name
@@ -93,6 +97,8 @@ def execute_start(args: argparse.Namespace, ports: CliPorts) -> int:
 
 def execute_command(args: argparse.Namespace, ports: CliPorts) -> int:
     """Pause, resume, promote or abort the active rollout, applied like one of the controller's decisions."""
+    from edgeloop.cloud.rollout_control import command
+
     ctx = ports.ctx
     before = ctx.rollouts.active(args.model)
     result = command(ctx, args.model, args.order, args.reason)
@@ -222,6 +228,8 @@ def build_ports(args: argparse.Namespace) -> CliPorts:
 
     from edgeloop.cloud.fleet import GreengrassFleetControl
     from edgeloop.cloud.registry import SageMakerRegistry
+    from edgeloop.cloud.rings import IotRingDirectory
+    from edgeloop.cloud.rollout_control import RolloutContext
     from edgeloop.cloud.rollout_stores import DynamoFleetHealthStore, DynamoRolloutStore
 
     endpoint = args.endpoint_url or os.environ.get(ENV_ENDPOINT) or None

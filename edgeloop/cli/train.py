@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import Any
+
+PROG = "edgeloop train"
 
 
 def register(commands: Any) -> None:
@@ -17,7 +20,12 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Delegate to edgeloop.training.main with the remaining arguments."""
-    from edgeloop.training import main
+    """Check the arguments with the light parser (`--help` answers there), then train with them."""
+    from edgeloop.core.errors import UsageError
+    from edgeloop.training.conventions import parse_arguments
+
+    with contextlib.suppress(UsageError):  # main() parses again and reports it as a training job does
+        parse_arguments(args.forwarded, prog=PROG)
+    from edgeloop.training.job import main
 
     return main(args.forwarded)

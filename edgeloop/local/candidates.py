@@ -25,9 +25,6 @@ from edgeloop.local.sim.scenario import BadKind
 from edgeloop.training import model as mdl
 from edgeloop.training.variants import latency_us_p50
 
-BAD_KINDS: tuple[BadKind, ...] = tuple(BadKind)
-"""Every kind, in the order the demo rolls them out when none is named."""
-
 DEVICE_VERIFICATION = "device verification"
 CANARY_GATE = "canary gate"
 
@@ -64,19 +61,6 @@ DESCRIPTIONS: Mapping[BadKind, str] = MappingProxyType(
     }
 )
 """What each simulated kind is, for the demo's progress lines."""
-
-
-def parse_kinds(values: object) -> tuple[BadKind, ...]:
-    """Kinds by name (strings or BadKind), refusing an unknown one with the choices named."""
-    if isinstance(values, str) or not isinstance(values, tuple | list):
-        raise ValueError(f"expected a sequence of kinds, got {values!r}")
-    kinds = []
-    for value in values:
-        try:
-            kinds.append(BadKind(value))
-        except ValueError:
-            raise ValueError(f"unknown kind {value!r}; expected one of {', '.join(BAD_KINDS)}") from None
-    return tuple(kinds)
 
 
 # --- inaccurate: trained on shuffled labels ---------------------------------------------------------

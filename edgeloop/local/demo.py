@@ -35,48 +35,15 @@ from edgeloop.core.registry import ApprovalStatus, RegistryRecord
 from edgeloop.core.rollout import HARD_GATES, DecisionEntry, Gates, Ring, Rollout, RolloutPolicy, RolloutState
 from edgeloop.local import candidates
 from edgeloop.local.candidates import EXPECTED_STOPS
+from edgeloop.local.demo_options import MAX_DEVICES, SUMMARY_FILE, DemoOptions
 from edgeloop.local.greengrass import ExecutionStatus
 from edgeloop.local.report import with_cost, write_report
 from edgeloop.local.sim.scenario import BadKind
 from edgeloop.local.stack import ACCOUNT, REGION, LocalStack, eventbridge_event
 from edgeloop.training import TrainingConfig, TrainingResult, train
 
-MAX_DEVICES = 100
 SETTLE_TIMEOUT_S = 120.0
-SUMMARY_FILE = "summary.json"
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    """What the user asked for."""
-
-    devices: int = 5
-    out: Path = Path("edgeloop-demo")
-    model_name: str = "digits"
-    seed: int = 0
-    inject_bad_model: tuple[BadKind, ...] = ()
-    """Also roll out these deliberately bad candidates (simulated), each of which must be stopped and reverted."""
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.devices <= MAX_DEVICES:
-            raise UsageError("--devices", f"must be between 1 and {MAX_DEVICES}, got {self.devices}")
-        try:
-            object.__setattr__(self, "inject_bad_model", candidates.parse_kinds(self.inject_bad_model))
-        except ValueError as exc:
-            raise UsageError("--inject-bad-model", str(exc)) from None
-        check_output_dir(self.out)
-
-
-def check_output_dir(out: Path) -> None:
-    """Refuse an --out that could not take summary.json, before minutes of work are spent."""
-    if out.exists() and not out.is_dir():
-        raise UsageError("--out", f"{out} exists and is not a directory")
-    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise UsageError("--out", f"{existing} is not a directory, so {out} cannot be created under it")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError("--out", f"{existing} is not writable")
 
 
 def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
@@ -179,7 +146,11 @@ class Ticking(Protocol):
 
 
 class Traffic:
-    """The devices' sensors: held-out rows, a few per device per tick, with the truth kept for accuracy."""
+    """The devices' sensors: held-out rows, a few per device per tick, with the truth kept for accuracy.
+
+    A device gets rows once it has a model: before its ring's deployment reaches it, it would refuse every one
+    (no active model), and the summary showed dozens of rejected_inputs on each broad device with no word why.
+    """
 
     def __init__(self, stack: LocalStack, things: list[str], trained: TrainingResult) -> None:
         self._stack, self._things, self._trained = stack, things, trained
@@ -190,6 +161,8 @@ class Traffic:
         """Send ROWS_PER_TICK rows to every device."""
         x, y = self._trained.x_holdout, self._trained.y_holdout
         for thing in self._things:
+            if self._stack.devices[thing].health().model_version is None:
+                continue
             for _ in range(ROWS_PER_TICK):
                 row = self._sent % len(x)
                 request_id = f"{thing}-t{self._sent:06d}"

@@ -35,6 +35,7 @@ from edgeloop.core.retraining import RetrainingState, observe_drift, observe_lab
 from edgeloop.core.rollout import VersionHealth
 from edgeloop.device.model import SessionPool
 from edgeloop.local import demo as base
+from edgeloop.local.demo_options import MAX_DEVICES, DemoOptions
 from edgeloop.local.fleet import FleetDownloads, SteppedDevice
 from edgeloop.local.ledger import Ledger, Reservoir, TruthTable, request_id, request_index
 from edgeloop.local.link import LinkStats, Network
@@ -45,9 +46,12 @@ from edgeloop.local.sim.outages import outage_seconds, outages_mapping
 from edgeloop.local.sim.scenario import BadKind, Scenario
 from edgeloop.local.stack import LocalStack
 from edgeloop.local.world import FeatureScale, apply_drift
-from edgeloop.training.data import BUILTIN_PREFIX, NPZ_FEATURE_NAMES, NPZ_FEATURES, load_dataset
+from edgeloop.training.config import BUILTIN_PREFIX
+from edgeloop.training.data import NPZ_FEATURE_NAMES, NPZ_FEATURES, load_dataset
 
 Progress = Callable[[str], None]
+PROVISION_REPORTS = 10
+"""Progress lines while a large fleet is provisioned (a thousand devices take a minute): about one per tenth."""
 RAW_ENVELOPE_BYTES = 96
 """What a naive device adds around each reading it streams raw (thing, request id, timestamp, JSON keys)."""
 FLEET_SALT = "edgeloop-local-scenario-salt"
@@ -142,6 +146,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     """The whole loop for one scenario; writes DIR/summary.json and returns it."""
     started = time.monotonic()
     seed = scenario.seed if seed is None else seed
+    progress(f"scenario {scenario.name}: loading {scenario.dataset}")
     dataset = load_dataset(scenario.dataset, None, scenario.label_column)
     rows, labels = dataset.features.astype(np.float64), dataset.targets
     if scenario.dataset.startswith(BUILTIN_PREFIX):  # bundled sets are sorted (digits: by writer): shuffle once
@@ -150,14 +155,17 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     initial_x, initial_y = rows[: scenario.initial_rows], labels[: scenario.initial_rows]
     stream_x, stream_y = rows[scenario.initial_rows :], labels[scenario.initial_rows :]
     if len(stream_x) == 0:
-        raise EdgeloopError(f"{scenario.dataset} has no rows left after initial_rows={scenario.initial_rows}")
+        raise ValidationError(  # bad input, like every other scenario mistake: exit 2
+            "scenario.initial_rows",
+            f"{scenario.initial_rows} leaves no rows to stream: {scenario.dataset} has {len(rows)} rows in all",
+        )
     unknown = sorted({o.ring for o in scenario.outages if o.ring is not None} - set(base.DEMO_POLICY.ring_names))
     if unknown:  # a partition of a ring nobody is in would cut off no one, silently
         raise ValidationError(
             "scenario.outages[].ring", f"{unknown}; the rings are {list(base.DEMO_POLICY.ring_names)}"
         )
     clock = base.DemoClock()
-    options = base.DemoOptions(devices=min(scenario.devices, base.MAX_DEVICES), out=out, seed=seed)
+    options = DemoOptions(devices=min(scenario.devices, MAX_DEVICES), out=out, seed=seed)
     fleet_config = {
         "samplers": scenario.samplers,
         "privacy": scenario.privacy or {"allowRaw": True},
@@ -171,14 +179,19 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
         LocalStack(Path(work), rollout_policy=base.DEMO_POLICY, clock=clock, in_process=True) as stack,
         _devices_quiet(),
     ):
+        progress("local stack up (in process): provisioning buckets, registry, rollout tables and ring groups")
         stack.provision(options.model_name, fleet_config=fleet_config)
         things = [f"edgeloop-device-{i:03d}" for i in range(1, scenario.devices + 1)]
         network_start = [clock.now]  # moved to the stream's start once the world exists
         network = Network(scenario.outages, len(things), scenario.step_s, lambda: clock.now - network_start[0])
         pool, downloads = SessionPool(), FleetDownloads(stack.store)
         fleet: dict[str, SteppedDevice] = {}
+        report_every = max(1, len(things) // PROVISION_REPORTS)
+        progress(f"provisioning {len(things)} simulated devices (thing, ring group, buffer, nucleus each)")
         try:
             for index, thing in enumerate(things):
+                if index and index % report_every == 0:
+                    progress(f"provisioned {index}/{len(things)} devices")
                 ring = base.CANARY if index < scenario.canary_devices else base.BROAD
                 network.rings[index] = ring
                 stack.register_thing(thing, ring=ring)
@@ -199,6 +212,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
             demo.tick_s, demo.pause_s = scenario.step_s, 0.0
             demo.device_health = lambda thing: fleet[thing].health()
             demo.rollout_timeout_s = max(base.ROLLOUT_TIMEOUT_S, ROLLOUT_WALL_S_PER_DEVICE * len(things))
+            progress(f"training the first model on {len(initial_x)} rows")
             first = demo.train_and_publish(
                 "v-initial", seed, config=_channel(Path(work), "initial", initial_x, initial_y, dataset.feature_names)
             )
@@ -349,7 +363,7 @@ class _ScenarioRun:
         online = sum(1 for d in self.world.fleet.values() if d.link.connected)
         self.connected_minutes += online * self.scenario.step_s / 60
         self.world.max_buffer_depth = max(self.world.max_buffer_depth, max(depths, default=0))
-        if self._steps % self._every == 0:
+        if self._steps % self._every == 0 and self._within_scenario_time():
             self.points.append(self._point(sum(depths)))
         if self._steps % self._progress_every == 0:
             self.progress(
@@ -357,13 +371,18 @@ class _ScenarioRun:
                 f"{self.stack.results.received:,} delivered, {self.world.ledger.size:,} requests"
             )
 
+    def _within_scenario_time(self) -> bool:
+        """A point is the step starting at t_s (it covers t_s to t_s + step_s): only steps inside the scenario's
+        time go on the timeline, not the drain after it nor a rollout still running when the time is up."""
+        return self.world.streaming and self.world.now_s < self.scenario.duration_s
+
     def _when(self) -> str:
         """Simulated time as h:mm:ss since the stream began."""
         seconds = int(self.world.now_s)
         return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
     def _point(self, buffered: int) -> dict[str, Any]:
-        """One timeline point: devices online and per version, buffer, delivery and uplink totals so far."""
+        """One timeline point: devices online and per version, buffer, delivery, all sent so far (shadow included)."""
         devices = list(self.world.fleet.values())
         versions: dict[str, int] = {}
         for device in devices:
@@ -377,8 +396,8 @@ class _ScenarioRun:
             "buffered": buffered,
             "produced": sum(d.records_produced() for d in devices),
             "delivered": self.stack.results.received + self.stack.sample_catalogue.count(),
-            "uplink_bytes": sum(s.bytes + s.shadow_bytes for s in links),
-            "uplink_messages": sum(s.messages + s.shadow_updates for s in links),
+            "sent_bytes_incl_shadow": sum(s.bytes + s.shadow_bytes for s in links),
+            "sent_messages_incl_shadow": sum(s.messages + s.shadow_updates for s in links),
             "raw_bytes": self.world.raw_bytes,
             "raw_messages": self.world.ledger.size,
             "devices_by_version": versions,
@@ -466,9 +485,9 @@ class _ScenarioRun:
                 "retrain_triggered_at_s": self.retrain_at_s,
                 "new_version": self.new_version,
                 "samples_uploaded": self.stack.sample_catalogue.count(),
-                "bytes_uploaded": samples.bytes,
+                "sample_bytes_uploaded": samples.bytes,
                 "raw_equivalent_bytes": self.world.raw_bytes,
-                "messages_uploaded": samples.messages,
+                "sample_messages_uploaded": samples.messages,
                 "raw_equivalent_messages": size,
                 "labelled": len(self.labelled),
                 "answered": len(ledger.answered()),

@@ -92,12 +92,14 @@ def cost_section(summary: Mapping[str, Any]) -> dict[str, Any] | None:
 def usage_from_timeline(timeline: Mapping[str, Any], summary: Mapping[str, Any]) -> UplinkUsage | None:
     """The fleet's billed usage from the timeline's last (cumulative) point, or None without one."""
     points = timeline.get("points") or []
-    if not points or float(points[-1].get("t_s", 0)) <= 0 or "uplink_messages" not in points[-1]:
+    if not points or float(points[-1].get("t_s", 0)) <= 0 or "sent_messages_incl_shadow" not in points[-1]:
         return None
     last = points[-1]
     devices = max((sum((p.get("devices_by_version") or {}).values()) for p in points), default=0)
     devices = max(devices, max(int(p.get("online", 0)) for p in points), 1)
-    messages = Metered.of_mean(int(last["uplink_messages"]), int(last.get("uplink_bytes", 0)), MESSAGE_UNIT_BYTES)
+    messages = Metered.of_mean(
+        int(last["sent_messages_incl_shadow"]), int(last.get("sent_bytes_incl_shadow", 0)), MESSAGE_UNIT_BYTES
+    )
     shadow = int((summary.get("cloud") or {}).get("shadow_updates_accepted", 0))
     return UplinkUsage(
         devices=devices,
@@ -301,9 +303,9 @@ def _uplink_counts(
 ) -> tuple[float, float, float, float, str] | None:
     """(edge bytes, raw bytes, edge messages, raw messages, what they cover), from the timeline or the loop."""
     points = timeline.get("points") or []
-    if points and "uplink_bytes" in points[-1]:
+    if points and "sent_bytes_incl_shadow" in points[-1]:
         last = points[-1]
-        keys = ("uplink_bytes", "raw_bytes", "uplink_messages", "raw_messages")
+        keys = ("sent_bytes_incl_shadow", "raw_bytes", "sent_messages_incl_shadow", "raw_messages")
         edge_b, raw_b, edge_m, raw_m = (float(last.get(k, 0)) for k in keys)
         return (
             edge_b,
@@ -313,8 +315,8 @@ def _uplink_counts(
             "Everything the devices sent up over the run, against one message per reading.",
         )
     loop = summary.get("loop") or {}
-    if "bytes_uploaded" in loop:
-        keys = ("bytes_uploaded", "raw_equivalent_bytes", "messages_uploaded", "raw_equivalent_messages")
+    if "sample_bytes_uploaded" in loop:
+        keys = ("sample_bytes_uploaded", "raw_equivalent_bytes", "sample_messages_uploaded", "raw_equivalent_messages")
         edge_b, raw_b, edge_m, raw_m = (float(loop.get(k, 0)) for k in keys)
         return edge_b, raw_b, edge_m, raw_m, "Sample uploads only (the loop summary), against one message per reading."
     return None

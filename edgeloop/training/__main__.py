@@ -2,7 +2,7 @@
 
 import logging
 
-from edgeloop.training.train import main
+from edgeloop.training.job import main
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 raise SystemExit(main())

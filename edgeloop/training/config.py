@@ -8,13 +8,36 @@ from pathlib import Path
 from edgeloop.core.errors import ConfigError, ValidationError
 from edgeloop.core.gate import DEFAULT_BOUND, DEFAULT_METRIC
 from edgeloop.core.names import validate_model_name
-from edgeloop.training.data import DIGITS, check_spec
 from edgeloop.training.model import FAMILIES, METRICS, MLP
 
+BUILTIN_PREFIX = "builtin:"
+BUILTINS = ("digits", "breast_cancer", "wine", "iris")
+"""Datasets scikit-learn ships inside the package (load_*): nothing is downloaded at run time."""
+DIGITS = f"{BUILTIN_PREFIX}digits"
+CSV = "csv"
+PARQUET = "parquet"
+NPZ = "npz"
+FILE_KINDS = (CSV, PARQUET, NPZ)
+"""User data in the train channel: `kind` (the one such file there) or `kind:<file>` (that file)."""
+DATASET_SPECS = (
+    *(f"{BUILTIN_PREFIX}{name}" for name in BUILTINS),
+    *FILE_KINDS,
+    *(f"{k}:<file>.{k}" for k in FILE_KINDS),
+)
 MAX_SEED = 2**32 - 1
 """numpy's RandomState (and so scikit-learn's random_state) accepts seeds in [0, 2**32 - 1]."""
 NOT_HYPERPARAMETERS = ("model_dir", "output_data_dir", "train_dir", "training_job", "parent_version")
 """Fields that say where and which run, not how to train: they are not hyperparameters in the lineage."""
+
+
+def check_spec(spec: str) -> str:
+    """Refuse a dataset spec before any work is done; returns its kind (builtin: or a file kind)."""
+    kind, _, name = spec.partition(":")
+    if spec.startswith(BUILTIN_PREFIX) and name in BUILTINS:
+        return BUILTIN_PREFIX
+    if kind in FILE_KINDS and (not name or name.endswith(f".{kind}")):
+        return kind
+    raise ConfigError("dataset", f"{spec!r} is not a dataset; expected one of {list(DATASET_SPECS)}")
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,20 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
 from edgeloop.core.errors import ConfigError, UsageError, ValidationError
-from edgeloop.training.config import NOT_HYPERPARAMETERS, TrainingConfig
-from edgeloop.training.data import BUILTIN_PREFIX, FILE_KINDS, check_spec
-from edgeloop.training.model import FAMILIES, MLP
+from edgeloop.training.config import (
+    BUILTIN_PREFIX,
+    DATASET_SPECS,
+    FILE_KINDS,
+    NOT_HYPERPARAMETERS,
+    TrainingConfig,
+    check_spec,
+)
+from edgeloop.training.model import FAMILIES, METRICS, MLP
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_OUTPUT_DATA_DIR = "/opt/ml/output/data"
@@ -138,8 +144,18 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError("arguments", message)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m edgeloop.training", description="Train, export ONNX, write a manifest.")
+MODULE_PROG = "python -m edgeloop.training"
+"""How the entry point names itself when SageMaker (or a person) runs the module; `edgeloop train` passes its own."""
+_CHOICES: Mapping[str, tuple[str, ...]] = {
+    "family": tuple(FAMILIES),
+    "dataset": DATASET_SPECS,
+    "gate_metric": METRICS,
+}
+"""Hyperparameters with a fixed set of values, listed in --help (TrainingConfig refuses any other)."""
+
+
+def _parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="Train, export ONNX, write a manifest.")
     parser.add_argument("--model-dir", "--model_dir", *ALIASES["model_dir"], dest="model_dir",
                         help=f"where the model and manifest.json go; default ${ENV_MODEL_DIR}")  # fmt: skip
     parser.add_argument("--output-data-dir", "--output_data_dir", dest="output_data_dir")
@@ -147,13 +163,36 @@ def _parser() -> argparse.ArgumentParser:
     for name in HYPERPARAMETERS:
         flag = name.replace("_", "-")
         spellings = [f"--{flag}", *([f"--{name}"] if flag != name else []), *ALIASES.get(name, ())]
-        parser.add_argument(*spellings, dest=name, help=f"overrides hyperparameter {name}")
+        parser.add_argument(*spellings, dest=name, help=_help(name))
     return parser
+
+
+def _help(name: str) -> str:
+    """A hyperparameter's help: its choices where it has a fixed set, and its default where it has one."""
+    text = f"overrides hyperparameter {name}"
+    if name in _CHOICES:
+        text += f"; one of {', '.join(_CHOICES[name])}"
+    owner = next((family for family, spec in FAMILIES.items() if name in spec.hyperparameters), None)
+    if owner is not None:
+        text += f"; family {owner} only"
+    default = _DEFAULTS.get(name)
+    if default not in (None, ""):
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        text += f" (default {shown})"
+    return text.replace("%", "%%")
+
+
+_DEFAULTS: Mapping[str, Any] = {f.name: f.default for f in fields(TrainingConfig) if f.default is not MISSING}
+
+
+def parse_arguments(argv: Sequence[str], prog: str = MODULE_PROG) -> argparse.Namespace:
+    """The command line alone: `--help` prints and exits here, before any training module is imported."""
+    return _parser(prog).parse_args(list(argv))
 
 
 def build_config(argv: Sequence[str], env: Mapping[str, str]) -> TrainingConfig:
     """Merge defaults < hyperparameters < flags into a validated TrainingConfig."""
-    args = _parser().parse_args(list(argv))
+    args = parse_arguments(argv)
     job = JobEnvironment.from_env(env)
     given: dict[str, tuple[str, str]] = {k: (f"hyperparameter {k}", v) for k, v in job.hyperparameters.items()}
     for name in HYPERPARAMETERS:

@@ -16,21 +16,8 @@ from typing import Any
 import numpy as np
 
 from edgeloop.core.errors import ConfigError, TrainingDataError
+from edgeloop.training.config import BUILTIN_PREFIX, CSV, NPZ, PARQUET, check_spec
 
-BUILTIN_PREFIX = "builtin:"
-BUILTINS = ("digits", "breast_cancer", "wine", "iris")
-"""Datasets scikit-learn ships inside the package (load_*): nothing is downloaded at run time."""
-DIGITS = f"{BUILTIN_PREFIX}digits"
-CSV = "csv"
-PARQUET = "parquet"
-NPZ = "npz"
-FILE_KINDS = (CSV, PARQUET, NPZ)
-"""User data in the train channel: `kind` (the one such file there) or `kind:<file>` (that file)."""
-DATASET_SPECS = (
-    *(f"{BUILTIN_PREFIX}{name}" for name in BUILTINS),
-    *FILE_KINDS,
-    *(f"{k}:<file>.{k}" for k in FILE_KINDS),
-)
 NPZ_FEATURES = "features"
 NPZ_FEATURE_NAMES = "feature_names"
 """NPZ convention: a 2-D `features` array, a 1-D label array named by the label column, optional names."""
@@ -65,16 +52,6 @@ def load_dataset(
         dataset = match_schema(dataset, features, _where(dataset))
     validate_dataset(dataset)
     return dataset
-
-
-def check_spec(spec: str) -> str:
-    """Refuse a dataset spec before any work is done; returns its kind (builtin: or a file kind)."""
-    kind, _, name = spec.partition(":")
-    if spec.startswith(BUILTIN_PREFIX) and name in BUILTINS:
-        return BUILTIN_PREFIX
-    if kind in FILE_KINDS and (not name or name.endswith(f".{kind}")):
-        return kind
-    raise ConfigError("dataset", f"{spec!r} is not a dataset; expected one of {list(DATASET_SPECS)}")
 
 
 def _load_builtin(name: str) -> Dataset:

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from edgeloop.core.errors import ModelFormatError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy too: `edgeloop train --help` reads FAMILIES, and must not pay for numpy to do so
+    import numpy as np
     import onnxruntime as ort
     from sklearn.pipeline import Pipeline
 
@@ -150,6 +149,8 @@ def check_signature(model: bytes) -> None:
 
 def predict_onnx(model: bytes | ort.InferenceSession, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(label indices, probabilities), labels taken as the device takes them: the argmax of the probabilities."""
+    import numpy as np
+
     run = session(model) if isinstance(model, bytes) else model
     (probabilities,) = run.run([PROBABILITIES_OUTPUT], {INPUT_NAME: np.ascontiguousarray(features, dtype=np.float32)})
     probabilities = np.asarray(probabilities, dtype=np.float32)
@@ -173,6 +174,8 @@ def golden_rows(labels: np.ndarray, probabilities: np.ndarray, count: int) -> np
     Confident rows keep the self-test from hinging on a near tie; spreading over classes makes it
     catch a model that answers one class for everything.
     """
+    import numpy as np
+
     confidence = probabilities.max(axis=1)
     by_confidence = np.lexsort((np.arange(len(confidence)), -confidence))
     rank_in_class = np.empty(len(confidence), dtype=np.int64)

@@ -55,3 +55,30 @@ def test_options_for_other_commands_are_still_refused(capsys: pytest.CaptureFixt
         main(["demo", "--max-iter", "3"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --max-iter 3" in capsys.readouterr().err
+
+
+def test_train_help_names_the_command_and_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: edgeloop train ")
+    assert "python -m edgeloop.training" not in text
+    assert "one of mlp, trees (default mlp)" in text
+    assert "one of accuracy, macro_f1 (default accuracy)" in text
+    assert "builtin:digits, builtin:breast_cancer" in text
+    assert "family trees only (default 50)" in text  # --n-estimators
+
+
+def test_the_module_entry_point_keeps_its_own_name(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeloop.training.conventions import parse_arguments
+
+    with pytest.raises(SystemExit):
+        parse_arguments(["--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m edgeloop.training ")
+
+
+def test_an_unknown_train_option_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--max-iterations", "3"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "unrecognized arguments: --max-iterations 3" in line

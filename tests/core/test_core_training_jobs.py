@@ -101,8 +101,8 @@ def test_the_job_request_runs_the_entry_point_on_the_models_data_and_writes_to_t
 
 
 def test_training_reports_the_metrics_the_launcher_defines() -> None:
-    train = importlib.import_module("edgeloop.training.train")  # the module, not the function it exports
-    assert tuple(train.METRIC_DEFINITIONS) == METRIC_DEFINITIONS
+    job = importlib.import_module("edgeloop.training.job")
+    assert tuple(job.METRIC_DEFINITIONS) == METRIC_DEFINITIONS
 
 
 def test_public_key_pem_round_trips_through_the_device_parser() -> None:

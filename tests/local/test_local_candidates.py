@@ -19,8 +19,8 @@ from edgeloop.core.signing import MANIFEST_SIGNATURE_FILE
 from edgeloop.device.model import LoadedModel, load_model, verify_artifact
 from edgeloop.device.signing import sign_manifest, verify_manifest_signature
 from edgeloop.local import candidates
-from edgeloop.local.candidates import BAD_KINDS, EXPECTED_STOPS
-from edgeloop.local.demo import DemoOptions
+from edgeloop.local.candidates import EXPECTED_STOPS
+from edgeloop.local.demo_options import BAD_KINDS, DemoOptions
 from edgeloop.local.sim.scenario import BadKind
 from edgeloop.training import TrainingConfig, TrainingResult, train
 from edgeloop.training import model as mdl

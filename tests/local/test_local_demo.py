@@ -9,15 +9,17 @@ import io
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from edgeloop.cli.demo import bad_kinds
 from edgeloop.cli.main import main
 from edgeloop.core.errors import EdgeloopError, UsageError
-from edgeloop.local.candidates import BAD_KINDS
-from edgeloop.local.demo import DEMO_P99_RATIO, DemoOptions, _check_promises
+from edgeloop.local.demo import DEMO_P99_RATIO, ROWS_PER_TICK, Traffic, _check_promises
+from edgeloop.local.demo_options import BAD_KINDS, DemoOptions
 from edgeloop.local.sim.scenario import BadKind
 
 
@@ -42,6 +44,7 @@ def test_demo_closes_the_loop(demo_run: tuple[int, dict, Path]) -> None:
         assert device["health"]["model_state"] == "active"
         assert device["health"]["model_signed"] is True, "each device verified the KMS signature"
         assert device["stream_accuracy"] >= 0.85
+        assert device["health"]["rejected_inputs"] == 0, "no rows are sent to a device before it has a model"
     assert sum(d["results_delivered"] for d in summary["devices"]) == sum(d["inferences"] for d in summary["devices"])
     records = summary["records"]  # one RESULT record per micro-batch: fewer records than results
     assert 0 < records["produced"] <= sum(d["inferences"] for d in summary["devices"])
@@ -291,3 +294,28 @@ def test_a_broken_promise_fails_the_demo(demo_run: tuple[int, dict, Path], break
 )
 def test_inject_bad_model_names_the_kinds(value: list[str] | None, kinds: tuple[BadKind, ...]) -> None:
     assert bad_kinds(argparse.Namespace(inject_bad_model=value)) == kinds
+
+
+class _Sensorless:
+    """A simulated device as Traffic sees it: its model version, and the requests it was sent."""
+
+    def __init__(self, model_version: int | None) -> None:
+        self.model_version, self.sent = model_version, []  # type: ignore[var-annotated]
+
+    def health(self) -> SimpleNamespace:
+        return SimpleNamespace(model_version=self.model_version)
+
+    def submit(self, request_id: str, features: list[float]) -> None:
+        self.sent.append(request_id)
+
+
+def test_traffic_reaches_a_device_only_once_it_has_a_model() -> None:
+    devices = {"canary": _Sensorless(1), "broad": _Sensorless(None)}
+    trained = SimpleNamespace(x_holdout=np.zeros((4, 2)), y_holdout=np.array([0, 1, 0, 1]))
+    traffic = Traffic(SimpleNamespace(devices=devices), ["canary", "broad"], trained)  # type: ignore[arg-type]
+    traffic.tick()
+    assert (len(devices["canary"].sent), devices["broad"].sent) == (ROWS_PER_TICK, [])
+    devices["broad"].model_version = 1  # its ring's deployment arrived
+    traffic.tick()
+    assert len(devices["broad"].sent) == ROWS_PER_TICK
+    assert set(traffic.truth) == {*devices["canary"].sent, *devices["broad"].sent}

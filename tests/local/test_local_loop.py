@@ -35,8 +35,8 @@ def test_a_drifted_fleet_is_noticed_retrained_and_recovers(tmp_path: Path) -> No
     assert loop["pre_drift_accuracy"] > 0.9
     assert loop["post_drift_accuracy"] < loop["pre_drift_accuracy"] - 0.1, "the shift hurts the first model"
     assert loop["recovered_accuracy"] > loop["post_drift_accuracy"] + 0.1, "the retrained one recovers"
-    assert loop["bytes_uploaded"] <= SHORT["devices"] * SAMPLE_BYTES_PER_DEVICE * 1.2, "the daily budget holds"
-    assert loop["bytes_uploaded"] * 10 <= loop["raw_equivalent_bytes"]
+    assert loop["sample_bytes_uploaded"] <= SHORT["devices"] * SAMPLE_BYTES_PER_DEVICE * 1.2, "the daily budget holds"
+    assert loop["sample_bytes_uploaded"] * 10 <= loop["raw_equivalent_bytes"]
     assert 0 < loop["samples_uploaded"] == loop["labelled"]
     outcomes = [(r["version"], r["outcome"]) for r in summary["rollouts"]]
     assert outcomes == [(1, "completed"), (2, "completed")]
@@ -67,6 +67,14 @@ def test_the_cli_refuses_an_unknown_scenario_with_exit_2(capsys: pytest.CaptureF
     assert "'drfit' is not a built-in scenario" in capsys.readouterr().err
 
 
+def test_initial_rows_past_the_data_is_bad_input_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "s.json").write_text(json.dumps({**SHORT, "initial_rows": 5000}))  # digits has 1,797 rows
+    assert main(["demo", "--scenario", str(tmp_path / "s.json"), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "scenario.initial_rows: 5000 leaves no rows to stream" in err
+    assert "1797 rows in all" in err
+
+
 TINY: dict[str, Any] = {
     "name": "tiny",
     "dataset": "builtin:digits",
@@ -89,11 +97,17 @@ def test_json_prints_the_summary_alone_and_quiet_prints_no_progress(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     (tmp_path / "tiny.json").write_text(json.dumps(TINY))
-    assert main(["demo", "--scenario", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "a"), "--json"]) == 0
+    (tmp_path / "slow-forward.json").write_text(json.dumps({**TINY, "forward_interval_s": 300.0}))  # it must drain
+    assert (
+        main(["demo", "--scenario", str(tmp_path / "slow-forward.json"), "--out", str(tmp_path / "a"), "--json"]) == 0
+    )
     out, err = capsys.readouterr()
     summary = json.loads(out)
     assert summary["reliability"]["records_lost"] == 0
+    timeline = summary["timeline"]  # each point is a step: from t_s to t_s + step_s
+    assert timeline["points"][-1]["t_s"] + timeline["step_s"] == TINY["duration_s"], "it ends with the scenario"
     assert summary == json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["run"]["steps"] > TINY["duration_s"] / TINY["step_s"], "records were still buffered at the end"
     assert "devices online" not in err
     assert main(["demo", "--scenario", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "b"), "--quiet"]) == 0
     out, err = capsys.readouterr()
@@ -101,4 +115,8 @@ def test_json_prints_the_summary_alone_and_quiet_prints_no_progress(
     assert "summary written to" in out
     assert err == ""
     assert main(["demo", "--scenario", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "c")]) == 0
-    assert "scenario tiny: 2 devices" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "scenario tiny: 2 devices" in err
+    first = ["starting the local stack", "loading builtin:digits", "provisioning 2 simulated devices", "training the"]
+    assert [err.find(line) for line in first] == sorted(err.find(line) for line in first), "progress from the start"
+    assert -1 not in [err.find(line) for line in first]

@@ -38,8 +38,8 @@ def full_summary() -> dict[str, Any]:
         points.append(
             {
                 "t_s": t, "online": 0 if offline else 5, "buffered": buffered, "produced": produced,
-                "delivered": delivered, "uplink_bytes": uplink_b, "uplink_messages": uplink_m, "raw_bytes": raw_b,
-                "raw_messages": raw_m,
+                "delivered": delivered, "sent_bytes_incl_shadow": uplink_b, "sent_messages_incl_shadow": uplink_m,
+                "raw_bytes": raw_b, "raw_messages": raw_m,
                 "accuracy": {"1": v1_acc if on_v2 < 5 else None, "2": 0.955 if on_v2 else None},
                 "devices_by_version": {"1": 5 - on_v2, "2": on_v2},
             }

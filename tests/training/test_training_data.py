@@ -13,7 +13,7 @@ import pytest
 from edgeloop.core.errors import ConfigError, TrainingDataError
 from edgeloop.core.manifest import ModelManifest
 from edgeloop.training import TrainingConfig, load_dataset, main, train
-from edgeloop.training.data import DIGITS
+from edgeloop.training.config import DIGITS
 
 
 def _separable_csv(rows_per_class: int = 20, label_column: str = "species") -> str:

@@ -15,7 +15,7 @@ import edgeloop
 from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
 from edgeloop.device.model import load_model
 from edgeloop.training import TrainingConfig, TrainingResult, train
-from edgeloop.training.train import METRICS_FILE, MODEL_FILE
+from edgeloop.training.job import METRICS_FILE, MODEL_FILE
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from edgeloop.core.errors import ConfigError, UsageError, ValidationError
 from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
 from edgeloop.training import main
 from edgeloop.training.conventions import JobEnvironment, build_config
-from edgeloop.training.train import METRICS_FILE, MODEL_FILE
+from edgeloop.training.job import METRICS_FILE, MODEL_FILE
 
 
 @pytest.fixture

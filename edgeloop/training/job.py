@@ -1,4 +1,4 @@
-"""The training entry point: the same code in a SageMaker training job, on a laptop and in the local demo.
+"""One training job, end to end: the same code in a SageMaker training job, on a laptop and in the local demo.
 
 `train(config)` is the library call; `main(argv, env)` reads SageMaker's conventions, then calls it.
 """
