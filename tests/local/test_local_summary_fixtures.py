@@ -185,4 +185,5 @@ def test_each_snapshot_has_the_structure_the_runner_writes_today(name: str, tmp_
     fresh = run(name, tmp_path)
     CHECKS[name](fresh)
     stale = differences(shape(load_event(f"summary_{name}")), shape(fresh))
-    assert stale == [], f"summary_{name}.json is stale; run `PYTHONPATH=. python tests/events/make_summaries.py {name}`"
+    remake = f"PYTHONPATH=. python tests/events/make_summaries.py {name}"
+    assert stale == [], f"summary_{name}.json is stale ({'; '.join(stale)}): run `{remake}`"
