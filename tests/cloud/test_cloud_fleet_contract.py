@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -61,32 +61,34 @@ def spec(target: str = CANARY, model_version: str = "1.0.0", *, name: str = "edg
     )
 
 
-def _greengrass() -> Iterator[FleetControl]:
+def _greengrass(request: pytest.FixtureRequest) -> FleetControl:
     greengrass, iot = FakeGreengrassV2(ACCOUNT, REGION).clients()
-    yield GreengrassFleetControl(greengrass, account=ACCOUNT, iot=iot)
+    return GreengrassFleetControl(greengrass, account=ACCOUNT, iot=iot)
 
 
-def _memory() -> Iterator[FleetControl]:
-    yield MemoryFleetControl(region=REGION, account=ACCOUNT)
+def _memory(request: pytest.FixtureRequest) -> FleetControl:
+    return MemoryFleetControl(region=REGION, account=ACCOUNT)
 
 
-def _local(request: pytest.FixtureRequest) -> Iterator[FleetControl]:
+def _local(request: pytest.FixtureRequest) -> LocalGreengrass:
     request.getfixturevalue("aws")
     iot = boto3.client("iot", region_name=REGION)
     for group in GROUPS:
         iot.create_thing_group(thingGroupName=group)
-    yield LocalGreengrass(iot, region=REGION, account=ACCOUNT, clock=lambda: 0.0)
+    return LocalGreengrass(iot, region=REGION, account=ACCOUNT, clock=lambda: 0.0)
 
 
-@pytest.fixture(params=["greengrass", "memory", "local"])
-def fleet(request: pytest.FixtureRequest) -> Iterator[FleetControl]:
-    """Each implementation with the model (1.0.0, 2.0.0) and inference (0.1.0) components not yet created."""
-    makers: dict[str, Callable[[], Iterator[FleetControl]]] = {
-        "greengrass": _greengrass,
-        "memory": _memory,
-        "local": lambda: _local(request),
-    }
-    yield from makers[request.param]()
+MAKERS: dict[str, Callable[[pytest.FixtureRequest], FleetControl]] = {
+    "greengrass": _greengrass,
+    "memory": _memory,
+    "local": _local,
+}
+
+
+@pytest.fixture(params=sorted(MAKERS))
+def fleet(request: pytest.FixtureRequest) -> FleetControl:
+    """Each implementation, empty: no components, no deployments."""
+    return MAKERS[request.param](request)
 
 
 @pytest.fixture
@@ -245,7 +247,7 @@ def test_a_target_that_is_no_thing_or_thing_group_arn_is_refused_and_nothing_rec
 
 
 def test_the_stand_in_refuses_a_thing_group_that_does_not_exist_by_name(request: pytest.FixtureRequest) -> None:
-    [fleet] = _local(request)
+    fleet = _local(request)
     for made in (recipe(), recipe(INFERENCE_COMPONENT, "0.1.0")):
         fleet.create_component_version(made)
     ghost = f"arn:aws:iot:{REGION}:{ACCOUNT}:thinggroup/ghost"
