@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class FleetControl(Protocol):
     when the version exists with a different recipe (component versions are immutable).
     `create_deployment` replaces the target's previous deployment, as Greengrass keeps one per target.
     `get_deployment` and `get_component_recipe` raise NotFoundError for unknown ids or versions.
+    A target that is not an IoT thing or thing group ARN is refused with ValidationError, as Greengrass refuses it.
     `latest_deployment` is the target's current deployment (None before the first), so a redelivered
     approval can tell that its deployment already exists.
     """
@@ -78,6 +80,17 @@ def _recipe_identity(recipe: Mapping[str, Any]) -> tuple[str, str]:
     if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
         raise ValidationError("recipe", "needs ComponentName and ComponentVersion strings")
     return name, version
+
+
+TARGET_ARN = re.compile(r"arn:[^:]*:iot:[^:]*:[0-9]+:(thing|thinggroup)/.+")
+"""Greengrass's own pattern for a deployment target (TargetARN in the greengrassv2 service model)."""
+
+
+def check_target(target_arn: str) -> str:
+    """Refuse a target Greengrass would refuse, before anything is sent or recorded."""
+    if not TARGET_ARN.fullmatch(target_arn):
+        raise ValidationError("target_arn", f"{target_arn!r} is not an IoT thing or thing group ARN")
+    return target_arn
 
 
 PUBLIC_COMPONENT_PREFIX = "aws.greengrass."
@@ -157,7 +170,7 @@ class GreengrassFleetControl:
         """Create a deployment with per-device rollback and a paced, abortable IoT job."""
         try:
             response = self._gg.create_deployment(
-                targetArn=spec.target_arn,
+                targetArn=check_target(spec.target_arn),
                 deploymentName=spec.name,
                 components={name: c.to_api() for name, c in spec.components.items()},
                 deploymentPolicies=dict(DEPLOYMENT_POLICIES),
@@ -186,7 +199,7 @@ class GreengrassFleetControl:
     def latest_deployment(self, target_arn: str) -> DeploymentInfo | None:
         """The target's latest deployment, described in full."""
         try:
-            response = self._gg.list_deployments(targetArn=target_arn, historyFilter="LATEST_ONLY")
+            response = self._gg.list_deployments(targetArn=check_target(target_arn), historyFilter="LATEST_ONLY")
         except AWS_ERRORS as exc:
             raise FleetControlError(f"could not list deployments of {target_arn}: {exc}") from exc
         deployments = response.get("deployments") or []
@@ -274,6 +287,7 @@ class MemoryFleetControl:
 
     def create_deployment(self, spec: DeploymentSpec) -> str:
         """Record the deployment as the target's latest and tell the listeners; private components must exist."""
+        check_target(spec.target_arn)
         for name, component in spec.components.items():
             if not name.startswith(PUBLIC_COMPONENT_PREFIX):
                 self.get_component_recipe(name, component.version)
@@ -290,6 +304,7 @@ class MemoryFleetControl:
 
     def latest_deployment(self, target_arn: str) -> DeploymentInfo | None:
         """The target's most recent deployment."""
+        check_target(target_arn)
         with self._lock:
             mine = [d for d in self._deployments.values() if d.target_arn == target_arn]
         return mine[-1] if mine else None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import threading
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
 from edgeloop.core.errors import FleetControlError, NotFoundError
@@ -12,6 +14,31 @@ from edgeloop.core.rings import ring_for
 from edgeloop.core.rollout import RolloutPolicy
 
 log = logging.getLogger(__name__)
+
+
+class RingDirectory(Protocol):
+    """Which ring each fleet device is in, kept as one static thing group per ring (the rings' deployment targets).
+
+    `ensure_groups` creates the ring groups and is safe to repeat. `assign` puts a device in the ring
+    edgeloop.core.rings gives it (its edgeloopRing pin, else the hash of its name) and out of every other
+    ring group; repeating it changes nothing. `sync` assigns every member of the fleet group and returns
+    thing name -> ring index. `ring_of` is the ring group the device is in, else where it would be assigned.
+    An unknown device raises NotFoundError (from assign, assigned_ring and ring_of), so does `members` of a
+    ring whose group does not exist; a pin naming no ring raises ValidationError; a group the registry
+    cannot write or list (a ring group before ensure_groups, a missing fleet group) raises FleetControlError.
+    """
+
+    def ensure_groups(self) -> None: ...
+
+    def ring_of(self, thing_name: str) -> int: ...
+
+    def assigned_ring(self, thing_name: str) -> int: ...
+
+    def assign(self, thing_name: str) -> int: ...
+
+    def sync(self, fleet_group: str = FLEET_THING_GROUP) -> dict[str, int]: ...
+
+    def members(self, ring_name: str) -> list[str]: ...
 
 
 class IotRingDirectory:
@@ -93,3 +120,85 @@ class IotRingDirectory:
             if error_code(exc) == "ResourceNotFoundException":
                 raise NotFoundError(f"thing {thing_name} does not exist") from exc
             raise FleetControlError(f"could not list the groups of {thing_name}: {exc}") from exc
+
+
+class MemoryRingDirectory:
+    """In-memory RingDirectory over its own small thing registry: things with attributes, and static groups.
+
+    `put_thing` and `add_to_group` stand in for IoT's create_thing/update_thing and add_thing_to_thing_group
+    (what provisioning or an operator does), so tests set up the same fleets for this and the IoT adapter.
+    """
+
+    def __init__(self, policy: RolloutPolicy, *, fleet_group: str = FLEET_THING_GROUP) -> None:
+        self._policy = policy
+        self._rings = [ring_group(name) for name in policy.ring_names]
+        self._attributes: dict[str, dict[str, str]] = {}
+        self._groups: dict[str, list[str]] = {fleet_group: []}
+        self._lock = threading.RLock()
+
+    def put_thing(self, thing_name: str, attributes: Mapping[str, str] | None = None) -> None:
+        """Register a thing or replace its attributes."""
+        with self._lock:
+            self._attributes[thing_name] = dict(attributes or {})
+
+    def add_to_group(self, group: str, thing_name: str) -> None:
+        """Add a thing to an existing static group (a no-op when it is a member already)."""
+        with self._lock:
+            self._known(thing_name)
+            if group not in self._groups:
+                raise FleetControlError(f"could not put {thing_name} in {group}: the group does not exist")
+            if thing_name not in self._groups[group]:
+                self._groups[group].append(thing_name)
+
+    def ensure_groups(self) -> None:
+        """Create the ring groups that do not exist yet."""
+        with self._lock:
+            for group in self._rings:
+                self._groups.setdefault(group, [])
+
+    def ring_of(self, thing_name: str) -> int:
+        """The ring group the device is in, else its assigned ring."""
+        with self._lock:
+            self._known(thing_name)
+            for group in self._rings:
+                if thing_name in self._groups.get(group, []):
+                    return self._rings.index(group)
+            return self.assigned_ring(thing_name)
+
+    def assigned_ring(self, thing_name: str) -> int:
+        """Where edgeloop.core.rings puts the device."""
+        with self._lock:
+            attributes = self._known(thing_name)
+        return ring_for(thing_name, self._policy.ring_names, self._policy.shares, attributes)
+
+    def assign(self, thing_name: str) -> int:
+        """Into its ring group, out of every other ring group."""
+        with self._lock:
+            ring = self.assigned_ring(thing_name)
+            self.add_to_group(self._rings[ring], thing_name)
+            for group in self._rings:
+                members = self._groups.get(group, [])
+                if group != self._rings[ring] and thing_name in members:
+                    members.remove(thing_name)
+            return ring
+
+    def sync(self, fleet_group: str = FLEET_THING_GROUP) -> dict[str, int]:
+        """Assign every member of the fleet group."""
+        with self._lock:
+            if fleet_group not in self._groups:
+                raise FleetControlError(f"could not list the members of {fleet_group}: the group does not exist")
+            return {thing: self.assign(thing) for thing in list(self._groups[fleet_group])}
+
+    def members(self, ring_name: str) -> list[str]:
+        """The devices in one ring's group, sorted."""
+        group = ring_group(ring_name)
+        with self._lock:
+            if group not in self._groups:
+                raise NotFoundError(f"ring group {group} does not exist")
+            return sorted(self._groups[group])
+
+    def _known(self, thing_name: str) -> dict[str, str]:
+        attributes = self._attributes.get(thing_name)
+        if attributes is None:
+            raise NotFoundError(f"thing {thing_name} does not exist")
+        return attributes

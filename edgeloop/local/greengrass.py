@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.cloud.artifacts import ArtifactStore
+from edgeloop.cloud.errors import AWS_ERRORS, error_code
 from edgeloop.cloud.fleet import (
     DEPLOYMENT_POLICIES,
     FAST_JOB_CONFIGURATION,
@@ -31,10 +32,11 @@ from edgeloop.cloud.fleet import (
     DeploymentInfo,
     DeploymentProgress,
     MemoryFleetControl,
+    check_target,
     progress_from_job,
 )
 from edgeloop.core.deployments import DeploymentSpec, merge_configuration
-from edgeloop.core.errors import EdgeloopError, NotFoundError
+from edgeloop.core.errors import EdgeloopError, FleetControlError, NotFoundError
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.component import model_root
@@ -293,11 +295,16 @@ class LocalGreengrass(MemoryFleetControl):
         }
 
     def _members(self, target_arn: str, name: str) -> list[str]:
-        if ":thinggroup/" not in target_arn:
+        if ":thinggroup/" not in check_target(target_arn):
             raise NotFoundError(f"deployment target {target_arn} is not a thing group")
         group = target_arn.rsplit("/", 1)[-1]
-        pages = self._iot.get_paginator("list_things_in_thing_group").paginate(thingGroupName=group)
-        members = [thing for page in pages for thing in page["things"]]
+        try:
+            pages = self._iot.get_paginator("list_things_in_thing_group").paginate(thingGroupName=group)
+            members = [thing for page in pages for thing in page["things"]]
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise NotFoundError(f"deployment target {target_arn} does not exist") from exc
+            raise FleetControlError(f"could not list the members of {target_arn}: {exc}") from exc
         missing = sorted(set(members) - set(self._nuclei))
         if missing:
             log.info("deployment %s: %d member(s) have no running nucleus: %s", name, len(missing), missing)

@@ -1,4 +1,8 @@
-"""Ring thing groups on moto IoT: devices land in exactly one ring, pins win, re-syncing moves nobody."""
+"""Ring thing groups on moto IoT as IoT itself lists them (the deployments' targets), and the memory fake's registry.
+
+What every RingDirectory promises (exactly one ring, pins win, re-syncing moves nobody, unknown devices) is
+checked once against both implementations in test_cloud_rings_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
-from edgeloop.cloud.rings import IotRingDirectory
-from edgeloop.core.errors import NotFoundError
+from edgeloop.cloud.rings import IotRingDirectory, MemoryRingDirectory
+from edgeloop.core.errors import FleetControlError, NotFoundError
 from edgeloop.core.names import FLEET_THING_GROUP, ring_group
 from edgeloop.core.rings import RING_ATTRIBUTE, ring_for
 from edgeloop.core.rollout import Ring, RolloutPolicy
@@ -33,7 +37,7 @@ def members(iot: Any, ring: str) -> set[str]:
             for t in page["things"]}  # fmt: skip
 
 
-def test_sync_puts_every_fleet_device_in_exactly_its_ring(iot: Any) -> None:
+def test_sync_puts_every_fleet_device_in_exactly_its_ring_thing_group(iot: Any) -> None:
     rings = IotRingDirectory(iot, POLICY)
     rings.ensure_groups()
     rings.ensure_groups()  # idempotent
@@ -45,26 +49,18 @@ def test_sync_puts_every_fleet_device_in_exactly_its_ring(iot: Any) -> None:
     for i in range(20):
         assert placed[f"gw-{i}"] == ring_for(f"gw-{i}", POLICY.ring_names, POLICY.shares)
     assert rings.sync() == placed, "a second sync moves nobody"
+    groups = {g["groupName"] for g in iot.list_thing_groups_for_thing(thingName="lab-1")["thingGroups"]}
+    assert groups == {FLEET_THING_GROUP, ring_group("canary")}, "in its ring group, still in the fleet group"
 
 
-def test_ring_of_reads_the_ring_group_and_falls_back_to_the_hash(iot: Any) -> None:
-    rings = IotRingDirectory(iot, POLICY)
+def test_the_memory_registry_refuses_unknown_things_and_groups_and_adds_once() -> None:
+    rings = MemoryRingDirectory(POLICY)
+    with pytest.raises(NotFoundError, match="thing gw-1 does not exist"):
+        rings.add_to_group(FLEET_THING_GROUP, "gw-1")
+    rings.put_thing("gw-1")
+    with pytest.raises(FleetControlError, match="gw-1 in edgeloop-fleet-canary: the group does not exist"):
+        rings.add_to_group(ring_group("canary"), "gw-1")
+    rings.add_to_group(FLEET_THING_GROUP, "gw-1")
+    rings.add_to_group(FLEET_THING_GROUP, "gw-1")
     rings.ensure_groups()
-    assert rings.ring_of("lab-1") == 0, "not yet in a ring group: the pin decides"
-    iot.add_thing_to_thing_group(thingGroupName=ring_group("broad"), thingName="gw-3")
-    assert rings.ring_of("gw-3") == 1, "the ring group it is in wins"
-
-
-def test_a_pin_changed_later_moves_the_device_out_of_its_old_ring(iot: Any) -> None:
-    rings = IotRingDirectory(iot, POLICY)
-    rings.ensure_groups()
-    rings.sync()
-    iot.update_thing(thingName="lab-1", attributePayload={"attributes": {RING_ATTRIBUTE: "broad"}})
-    assert rings.assign("lab-1") == 1
-    assert "lab-1" in members(iot, "broad")
-    assert "lab-1" not in members(iot, "canary")
-
-
-def test_an_unknown_device_is_not_found(iot: Any) -> None:
-    with pytest.raises(NotFoundError, match="ghost"):
-        IotRingDirectory(iot, POLICY).assign("ghost")
+    assert rings.sync() == {"gw-1": ring_for("gw-1", POLICY.ring_names, POLICY.shares)}
