@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
 from edgeloop.core.deployments import ComponentDeployment, DeploymentSpec
 from edgeloop.core.errors import FleetControlError, NotFoundError, ValidationError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class DeploymentProgress:
     succeeded: int
     failed: int
     """Executions FAILED, REJECTED or TIMED_OUT: devices where the deployment did not take."""
+    failure_causes: tuple[str, ...] = ()
+    """Distinct causes the failed devices gave (at most MAX_FAILURE_CAUSES, each clipped), so a revert can say
+    why in the devices' own words ("sha256 mismatch"), not only that a share of jobs failed."""
 
 
 class FleetControl(Protocol):
@@ -54,7 +60,8 @@ class FleetControl(Protocol):
     `get_deployment` and `get_component_recipe` raise NotFoundError for unknown ids or versions.
     A target that is not an IoT thing or thing group ARN is refused with ValidationError, as Greengrass refuses it.
     `latest_deployment` is the target's current deployment (None before the first), so a redelivered
-    approval can tell that its deployment already exists.
+    approval can tell that its deployment already exists. `deployment_progress` counts the job's executions
+    and, when some failed, gives a few of their causes as the devices reported them.
     """
 
     def create_component_version(self, recipe: Mapping[str, Any]) -> ComponentRef: ...
@@ -218,7 +225,24 @@ class GreengrassFleetControl:
             if error_code(exc) == "ResourceNotFoundException":
                 raise NotFoundError(f"deployment {deployment_id} or its job does not exist") from exc
             raise FleetControlError(f"could not read the progress of deployment {deployment_id}: {exc}") from exc
-        return progress_from_job(details)
+        progress = progress_from_job(details)
+        if progress.failed:
+            progress = replace(progress, failure_causes=self._failure_causes(job_id))
+        return progress
+
+    def _failure_causes(self, job_id: str) -> tuple[str, ...]:
+        """What the nucleus wrote on a few FAILED executions; unreadable causes leave the counts to speak alone."""
+        causes: list[str] = []
+        try:
+            listed = self._iot.list_job_executions_for_job(jobId=job_id, status="FAILED", maxResults=MAX_FAILURE_CAUSES)
+            for summary in listed.get("executionSummaries", []):
+                thing = str(summary.get("thingArn", "")).rsplit("/", 1)[-1]
+                execution = self._iot.describe_job_execution(jobId=job_id, thingName=thing)["execution"]
+                details = (execution.get("statusDetails") or {}).get("detailsMap") or {}
+                causes.append(f"{thing}: {details.get(FAILURE_CAUSE_KEY) or 'no cause given'}")
+        except AWS_ERRORS as exc:  # the counts already decide the gate; the causes only explain it
+            log.warning("failure causes of job %s not read: %s", job_id, exc)
+        return distinct_causes(causes)
 
     def _existing(self, recipe: Mapping[str, Any], name: str, version: str) -> ComponentRef:
         if self.get_component_recipe(name, version) != json.loads(json.dumps(recipe)):
@@ -230,6 +254,21 @@ class GreengrassFleetControl:
 
 
 FAILED_EXECUTIONS = ("numberOfFailedThings", "numberOfRejectedThings", "numberOfTimedOutThings")
+MAX_FAILURE_CAUSES = 3
+"""Failed executions read for their cause per progress read: a few calls, whatever the ring's size."""
+FAILURE_CAUSE_CHARS = 160
+FAILURE_CAUSE_KEY = "deployment-failure-cause"
+"""Where the Greengrass nucleus puts why a deployment failed, in the job execution's statusDetails.detailsMap."""
+
+
+def distinct_causes(causes: Iterable[str]) -> tuple[str, ...]:
+    """The first MAX_FAILURE_CAUSES distinct, non-empty causes, each on one line and clipped."""
+    out: list[str] = []
+    for cause in causes:
+        text = " ".join(cause.split())[:FAILURE_CAUSE_CHARS]
+        if text and text not in out:
+            out.append(text)
+    return tuple(out[:MAX_FAILURE_CAUSES])
 
 
 def progress_from_job(details: Mapping[str, Any]) -> DeploymentProgress:

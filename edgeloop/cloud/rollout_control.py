@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edgeloop.cloud.fleet import FleetControl
+from edgeloop.cloud.fleet import FleetControl, distinct_causes
 from edgeloop.cloud.registry import ModelRegistry
 from edgeloop.cloud.rollout_stores import FleetHealthStore, RolloutStore
 from edgeloop.core.deployments import DeploymentSpec, model_deployment, modelless_deployment
@@ -24,6 +24,7 @@ from edgeloop.core.health import HealthReport
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.registry import ApprovalStatus, RegistryRecord
 from edgeloop.core.rollout import (
+    JOB_FAILURE_GATE,
     Action,
     Command,
     Decision,
@@ -100,9 +101,11 @@ def step(ctx: RolloutContext, model_name: str) -> StepResult | None:
         return None
     _, policy = ctx.rollouts.get(model_name, rollout.model_version)
     now = ctx.clock()
-    rings = _candidate_health(ctx, rollout, policy)
+    causes: dict[int, tuple[str, ...]] = {}
+    rings = _candidate_health(ctx, rollout, policy, causes)
     baseline = _baseline(ctx, rollout)
-    decision = decide(rollout, policy, rings, baseline, now)
+    reached = distinct_causes(cause for ring in range(rollout.ring + 1) for cause in causes.get(ring, ()))
+    decision = _with_device_causes(decide(rollout, policy, rings, baseline, now), reached)
     if decision.target is None:
         _log_wait(ctx, rollout, decision, now)
         return StepResult(rollout, decision, applied=True)
@@ -151,8 +154,18 @@ def _log_wait(ctx: RolloutContext, rollout: Rollout, decision: Decision, now: fl
 # --- reading the fleet -------------------------------------------------------------------------------
 
 
-def _candidate_health(ctx: RolloutContext, rollout: Rollout, policy: RolloutPolicy) -> dict[int, VersionHealth]:
-    """The candidate's sums in each ring it reached, with the controller's own facts (targeted, job failures)."""
+def _with_device_causes(decision: Decision, causes: tuple[str, ...]) -> Decision:
+    """A decision the job-failure gate made says why in the failed devices' own words, which the registry keeps."""
+    if not causes or not any(g.name == JOB_FAILURE_GATE and not g.passed for g in decision.gates):
+        return decision
+    return replace(decision, reason=f"{decision.reason}; devices report: {'; '.join(causes)}")
+
+
+def _candidate_health(
+    ctx: RolloutContext, rollout: Rollout, policy: RolloutPolicy, causes: dict[int, tuple[str, ...]]
+) -> dict[int, VersionHealth]:
+    """The candidate's sums in each ring it reached, with the controller's own facts (targeted, job failures);
+    the failed devices' causes go into `causes` by ring."""
     sums = ctx.health.aggregates(rollout.model_name, rollout.model_version)
     if rollout.state not in (RolloutState.IN_RING, RolloutState.HALTED):
         return sums
@@ -162,6 +175,7 @@ def _candidate_health(ctx: RolloutContext, rollout: Rollout, policy: RolloutPoli
         if latest is None:
             continue
         progress = ctx.fleet.deployment_progress(latest.deployment_id)
+        causes[ring] = progress.failure_causes
         current = out.get(ring, VersionHealth())
         if (current.devices_targeted, current.job_failures) != (progress.targeted, progress.failed):
             ctx.health.set_ring_facts(

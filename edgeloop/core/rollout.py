@@ -468,6 +468,10 @@ class Decision:
     gates: tuple[GateValue, ...] = ()
 
 
+JOB_FAILURE_GATE = "job_failure_rate"
+"""The gate on failed deployments: the one whose failures the devices can explain (their failure causes)."""
+
+
 def gate_values(candidate: VersionHealth, baseline: VersionHealth | None, gates: Gates) -> tuple[GateValue, ...]:
     """Every gate that can be judged from the data: relative ones only with a last-known-good baseline."""
     values: list[GateValue] = []
@@ -478,7 +482,7 @@ def gate_values(candidate: VersionHealth, baseline: VersionHealth | None, gates:
 
     targeted = max(candidate.devices_targeted, 1)
     check("activation_failure_rate", candidate.activation_failures / targeted, gates.max_activation_failure_rate)
-    check("job_failure_rate", candidate.job_failures / targeted, gates.max_job_failure_rate)
+    check(JOB_FAILURE_GATE, candidate.job_failures / targeted, gates.max_job_failure_rate)
     check("error_rate", candidate.error_rate, gates.max_error_rate)
     check("p99_latency_ms", candidate.p99_ms, gates.max_p99_latency_ms)
     if baseline is not None:
@@ -494,7 +498,7 @@ def gate_values(candidate: VersionHealth, baseline: VersionHealth | None, gates:
     return tuple(values)
 
 
-HARD_GATES = frozenset({"activation_failure_rate", "job_failure_rate"})
+HARD_GATES = frozenset({"activation_failure_rate", JOB_FAILURE_GATE})
 """Gates judged as soon as a device fails: a model that does not even activate needs no bake time."""
 
 

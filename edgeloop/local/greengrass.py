@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from edgeloop.cloud.fleet import (
     DeploymentProgress,
     MemoryFleetControl,
     check_target,
+    distinct_causes,
     progress_from_job,
 )
 from edgeloop.core.deployments import DeploymentSpec, merge_configuration
@@ -267,7 +268,10 @@ class LocalGreengrass(MemoryFleetControl):
         self.get_deployment(deployment_id)
         with self._jobs_lock:
             job = self._jobs.get(deployment_id)
-            return progress_from_job(job.details()) if job else DeploymentProgress(0, 0, 0)
+            if job is None:
+                return DeploymentProgress(0, 0, 0)
+            failed = [f"{o.thing_name}: {o.detail}" for o in job.outcomes if o.status is ExecutionStatus.FAILED]
+            return replace(progress_from_job(job.details()), failure_causes=distinct_causes(failed))
 
     def _run_batch(self, job: _Job) -> None:
         """Start up to `rate` executions; a device that is offline keeps its execution queued until it reconnects."""

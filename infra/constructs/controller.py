@@ -171,11 +171,23 @@ def grant_rollout_control(function: EventFunction, reach: RolloutReach) -> None:
             ],
         ),
         iam.PolicyStatement(
-            actions=["iot:CreateJob", "iot:DescribeJob", "iot:UpdateJob", "iot:CancelJob"],
+            actions=[
+                "iot:CreateJob",
+                "iot:DescribeJob",
+                "iot:UpdateJob",
+                "iot:CancelJob",
+                "iot:ListJobExecutionsForJob",
+            ],
             resources=[stack.format_arn(service="iot", resource="job", resource_name="*")],
         ),
         iam.PolicyStatement(
-            actions=["iot:DescribeThing", "iot:GetThingShadow", "iot:UpdateThingShadow", "iot:DeleteThingShadow"],
+            actions=[
+                "iot:DescribeThing",
+                "iot:GetThingShadow",
+                "iot:UpdateThingShadow",
+                "iot:DeleteThingShadow",
+                "iot:DescribeJobExecution",  # a failed device's deployment-failure-cause
+            ],
             resources=[stack.format_arn(service="iot", resource="thing", resource_name="*")],
         ),
         wildcard_reason="greengrass:CreateDeployment, greengrass:ListDeployments and sagemaker:ListModelPackages "

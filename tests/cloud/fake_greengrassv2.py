@@ -50,6 +50,8 @@ class _Deployment:
     request: dict[str, Any]
     job_id: str
     status: str = "ACTIVE"
+    executions: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    """thing name -> (IoT job execution status, the nucleus's deployment-failure-cause or None)."""
 
 
 @dataclass
@@ -163,14 +165,46 @@ class FakeGreengrassV2:
         if deployment is None:
             raise ServiceError("ResourceNotFoundException", 404, f"job {params['jobId']} does not exist")
         status = "IN_PROGRESS" if deployment.status == "ACTIVE" else "CANCELED"
-        details = {f"numberOf{state}Things": 0 for state in ("Canceled", "Succeeded", "Failed", "Rejected", "Queued",
-                                                               "InProgress", "Removed", "TimedOut")}  # fmt: skip
+        statuses = [execution for execution, _ in deployment.executions.values()]
+        details = {f"numberOf{state}Things": statuses.count(state.upper().replace("TIMEDOUT", "TIMED_OUT").replace(
+                       "INPROGRESS", "IN_PROGRESS"))
+                   for state in ("Canceled", "Succeeded", "Failed", "Rejected", "Queued", "InProgress", "Removed",
+                                 "TimedOut")}  # fmt: skip
         job = {"jobArn": self._job_arn(deployment.job_id), "jobId": deployment.job_id, "status": status,
                "targetSelection": "CONTINUOUS", "targets": [deployment.request["targetArn"]],
                "jobProcessDetails": details}  # fmt: skip
         return {"job": job}
 
+    def _op_ListJobExecutionsForJob(self, params: dict[str, Any]) -> Answer:  # noqa: N802
+        deployment = self._job(params["jobId"])
+        wanted = params.get("status")
+        summaries = [
+            {"thingArn": f"arn:aws:iot:{self.region}:{self.account}:thing/{thing}",
+             "jobExecutionSummary": {"status": status, "executionNumber": 1}}
+            for thing, (status, _) in deployment.executions.items() if wanted is None or status == wanted
+        ]  # fmt: skip
+        return {"executionSummaries": summaries[: params.get("maxResults", 100)]}
+
+    def _op_DescribeJobExecution(self, params: dict[str, Any]) -> Answer:  # noqa: N802
+        deployment = self._job(params["jobId"])
+        if params["thingName"] not in deployment.executions:
+            raise ServiceError("ResourceNotFoundException", 404, f"no execution of {params['jobId']} on that thing")
+        status, cause = deployment.executions[params["thingName"]]
+        details = {"detailsMap": {"deployment-failure-cause": cause}} if cause else {}
+        return {"execution": {"jobId": params["jobId"], "status": status, "thingArn": params["thingName"],
+                              "statusDetails": details}}  # fmt: skip
+
+    def record_execution(self, deployment_id: str, thing: str, status: str, cause: str | None = None) -> None:
+        """What one device's nucleus reported for a deployment's job (the service learns it from the device)."""
+        self._deployment(deployment_id).executions[thing] = (status, cause)
+
     # --- helpers ----------------------------------------------------------------------------------------------
+
+    def _job(self, job_id: str) -> _Deployment:
+        for deployment in self.deployments:
+            if deployment.job_id == job_id:
+                return deployment
+        raise ServiceError("ResourceNotFoundException", 404, f"job {job_id} does not exist")
 
     def component_arn(self, name: str, version: str) -> str:
         """The ARN the service gives a private component version."""

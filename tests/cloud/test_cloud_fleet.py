@@ -11,12 +11,16 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from fake_greengrassv2 import FakeGreengrassV2
 
 from edgeloop.cloud.fleet import (
     DEPLOYMENT_POLICIES,
+    FAILURE_CAUSE_CHARS,
+    DeploymentProgress,
     GreengrassFleetControl,
     MemoryFleetControl,
     component_arn,
+    distinct_causes,
 )
 from edgeloop.core.deployments import ComponentDeployment, DeploymentSpec
 from edgeloop.core.errors import FleetControlError, NotFoundError
@@ -194,3 +198,41 @@ def test_memory_fake_tells_its_listeners_of_every_deployment_in_order() -> None:
     first = fleet.create_deployment(SPEC)
     second = fleet.create_deployment(SPEC)
     assert seen == [first, second]
+
+
+def test_progress_of_a_job_with_failed_devices_carries_what_their_nuclei_said() -> None:
+    fake = FakeGreengrassV2()
+    greengrass, iot = fake.clients()
+    fleet = GreengrassFleetControl(greengrass, account=fake.account, iot=iot)
+    deployment_id = greengrass.create_deployment(targetArn=GROUP_ARN, components={})["deploymentId"]
+    fake.record_execution(deployment_id, "dev-1", "SUCCEEDED")
+    fake.record_execution(deployment_id, "dev-2", "FAILED", "sha256 mismatch: the artifact\nis not the signed one")
+    fake.record_execution(deployment_id, "dev-3", "FAILED")
+
+    progress = fleet.deployment_progress(deployment_id)
+
+    assert (progress.targeted, progress.succeeded, progress.failed) == (3, 1, 2)
+    assert progress.failure_causes == (
+        "dev-2: sha256 mismatch: the artifact is not the signed one",
+        "dev-3: no cause given",
+    )
+
+
+def test_progress_without_failures_reads_no_execution() -> None:
+    fake = FakeGreengrassV2()
+    greengrass, iot = fake.clients()
+    deployment_id = greengrass.create_deployment(targetArn=GROUP_ARN, components={})["deploymentId"]
+    fake.record_execution(deployment_id, "dev-1", "SUCCEEDED")
+    calls: list[str] = []
+    iot.meta.events.register("before-parameter-build.iot.*", lambda model, **_: calls.append(model.name))
+
+    progress = GreengrassFleetControl(greengrass, account=fake.account, iot=iot).deployment_progress(deployment_id)
+
+    assert progress == DeploymentProgress(1, 1, 0)
+    assert calls == ["DescribeJob"]
+
+
+def test_failure_causes_are_distinct_one_line_clipped_and_few() -> None:
+    causes = ["a: x", "a:  x", "", "b: " + "y" * 500, "c: z", "d: w"]
+
+    assert distinct_causes(causes) == ("a: x", ("b: " + "y" * 500)[:FAILURE_CAUSE_CHARS], "c: z")

@@ -66,9 +66,10 @@ class Fleet:
     def ring_deployment(self, ring: str) -> Any:
         return self.fleet.latest_deployment(GROUP_ARN.rsplit("/", 1)[0] + "/" + ring_group(ring))
 
-    def jobs_done(self, ring: str, targeted: int, failed: int = 0) -> None:
+    def jobs_done(self, ring: str, targeted: int, failed: int = 0, causes: tuple[str, ...] = ()) -> None:
         latest = self.ring_deployment(ring)
-        self.fleet.record_progress(latest.deployment_id, DeploymentProgress(targeted, targeted - failed, failed))
+        progress = DeploymentProgress(targeted, targeted - failed, failed, causes)
+        self.fleet.record_progress(latest.deployment_id, progress)
 
 
 def register(registry: MemoryRegistry, fleet: MemoryFleetControl, job: str) -> int:
@@ -207,6 +208,38 @@ def test_a_device_that_rejects_the_candidate_reverts_at_once(sim: Fleet) -> None
 
     assert decision.target is RolloutState.ROLLING_BACK
     assert "activation_failure_rate" in decision.reason
+
+
+def test_a_failed_deployment_reverts_with_the_devices_own_causes_in_the_decision_and_the_registry(sim: Fleet) -> None:
+    complete_first_version(sim)
+    v2 = register(sim.registry, sim.fleet, "job-2")
+    control.start_rollout(sim.ctx, "digits", v2)
+    control.step(sim.ctx, "digits")
+    sim.jobs_done("canary", 1, failed=1, causes=("dev-0: sha256 mismatch for model.onnx",))
+
+    decision = control.step(sim.ctx, "digits").decision
+
+    assert decision.target is RolloutState.ROLLING_BACK
+    assert "job_failure_rate 1 > 0.1" in decision.reason
+    assert decision.reason.endswith("; devices report: dev-0: sha256 mismatch for model.onnx")
+    assert control.step(sim.ctx, "digits").rollout.state is RolloutState.ROLLED_BACK  # no device ever ran v2
+    rejected = sim.registry.get("digits", v2)
+    assert rejected.approval is ApprovalStatus.REJECTED
+    assert "sha256 mismatch" in rejected.approval_description
+
+
+def test_causes_explain_only_a_failed_job_gate(sim: Fleet) -> None:
+    v1 = complete_first_version(sim)
+    v2 = register(sim.registry, sim.fleet, "job-2")
+    control.start_rollout(sim.ctx, "digits", v2)
+    control.step(sim.ctx, "digits")
+    sim.jobs_done("canary", 20, failed=1, causes=("dev-9: disk full",))  # 0.05 <= 0.1: the gate passes
+    sim.report("dev-0", v1, state="rejected")
+
+    decision = control.step(sim.ctx, "digits").decision
+
+    assert "activation_failure_rate" in decision.reason
+    assert "disk full" not in decision.reason
 
 
 def test_a_bad_first_version_is_reverted_to_serving_no_model(sim: Fleet) -> None:

@@ -135,8 +135,10 @@ def test_rollout_handlers_deploy_to_the_ring_groups_and_manage_the_registry_vers
         iot["iot:DescribeJob"]
         == iot["iot:UpdateJob"]
         == iot["iot:CancelJob"]
+        == iot["iot:ListJobExecutionsForJob"]
         == {"arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:job/*"}
     )
+    assert iot["iot:DescribeJobExecution"] == {"arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:thing/*"}
     greengrass = handler_grants(synthesized, handler, "greengrass:")
     assert greengrass["greengrass:CreateDeployment"] == greengrass["greengrass:ListDeployments"] == {"*"}
     assert greengrass["greengrass:GetDeployment"] == {

@@ -195,7 +195,10 @@ def test_failures_past_the_abort_threshold_cancel_the_queued_executions(iot: Any
     outcomes = greengrass.outcomes(deployment_id)
     assert greengrass.job_status(deployment_id) == "CANCELED"
     assert len(outcomes) == 5, "abort judged once minNumberOfExecutedThings (5) ran: 2 of 5 failed >= 10%"
-    assert greengrass.deployment_progress(deployment_id) == DeploymentProgress(20, 3, 2)
+    progress = greengrass.deployment_progress(deployment_id)
+    assert (progress.targeted, progress.succeeded, progress.failed) == (20, 3, 2)
+    failed = {o.thing_name: o.detail for o in outcomes if o.status is ExecutionStatus.FAILED}
+    assert progress.failure_causes == tuple(f"{thing}: {' '.join(detail.split())}" for thing, detail in failed.items())
     assert greengrass.configs["dev-10"] == []  # type: ignore[attr-defined]
 
 

@@ -132,7 +132,14 @@ def check_scenario(summary: Mapping[str, Any], scenario: Mapping[str, Any]) -> N
     assert timeline["step_s"] == scenario.get("step_s", 30.0)
     assert times[0] == 0.0
     assert scenario["duration_s"] <= times[-1] <= scenario["duration_s"] + timeline["step_s"]
-    for key in ("produced", "delivered", "sent_bytes_incl_shadow", "sent_messages_incl_shadow", "raw_bytes", "raw_messages"):
+    for key in (
+        "produced",
+        "delivered",
+        "sent_bytes_incl_shadow",
+        "sent_messages_incl_shadow",
+        "raw_bytes",
+        "raw_messages",
+    ):
         series = [p[key] for p in points]
         assert series == sorted(series), f"{key} is cumulative"
     assert points[-1]["produced"] == reliability["records_produced"]
