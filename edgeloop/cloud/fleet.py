@@ -256,7 +256,7 @@ class GreengrassFleetControl:
 FAILED_EXECUTIONS = ("numberOfFailedThings", "numberOfRejectedThings", "numberOfTimedOutThings")
 MAX_FAILURE_CAUSES = 3
 """Failed executions read for their cause per progress read: a few calls, whatever the ring's size."""
-FAILURE_CAUSE_CHARS = 160
+FAILURE_CAUSE_CHARS = 240
 FAILURE_CAUSE_KEY = "deployment-failure-cause"
 """Where the Greengrass nucleus puts why a deployment failed, in the job execution's statusDetails.detailsMap."""
 

@@ -196,6 +196,10 @@ def test_each_bad_candidate_ends_rejected_in_the_registry_with_the_reason(bad_mo
         assert rollout["registry"]["approval"] == "Rejected"
         gate = gates.get(rollout["bad_kind"], "job_failure_rate")
         assert rollout["registry"]["description"].startswith(f"reverted by rollout: ring canary failed: {gate}")
+    devices_say = {"tampered": "sha256 is", "selftest": "self-test failed"}  # what the device said, not a gate
+    for rollout in bad:
+        if rollout["bad_kind"] in devices_say:
+            assert devices_say[rollout["bad_kind"]] in rollout["registry"]["description"].split("; devices report: ")[1]
     assert first["registry"]["approval"] == good["registry"]["approval"] == "Approved"
 
 
