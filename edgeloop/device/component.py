@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -124,9 +124,19 @@ def parse_request(message: bytes | str | Mapping[str, Any] | None) -> InferenceR
     if len(request_id) > MAX_REQUEST_ID_CHARS:
         raise ValidationError("request.request_id", f"is {len(request_id)} characters; at most {MAX_REQUEST_ID_CHARS}")
     features = wire.sequence(data, "features", "request")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in features):
+    if not _all_numbers(features):
         raise ValidationError("request.features", f"request {request_id}: must be a list of numbers")
     return request_id, np.array(features, dtype=np.float64)
+
+
+_PLAIN_NUMBERS = frozenset({int, float})
+
+
+def _all_numbers(values: Sequence[object]) -> bool:
+    """Every value an int or a float, never a bool: the exact-type test answers JSON's lists at once, per request."""
+    if _PLAIN_NUMBERS.issuperset(map(type, values)):
+        return True
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
 
 
 def handle_input_message(

@@ -148,6 +148,8 @@ class LocalIpc:
         self._validators: list[_Stream] = []
         self._updates: list[_Stream] = []
         self._topics: list[_Stream] = []
+        self._routes: dict[str, list[_Stream]] = {}
+        """Topic -> the open streams whose filter matches it; cleared whenever a subscription changes."""
         self._status: list[_Stream] = []
         self._reports: dict[str, list[ConfigurationValidityReport]] = {}
         self._shadows: dict[str, _Shadow] = {}
@@ -211,6 +213,7 @@ class LocalIpc:
             raise InvalidArgumentsError(message="subscribe_to_topic needs a topic")
         with self._lock:
             self._topics.append(_Stream(on_event=on_stream_event, topic=topic))
+            self._routes.clear()
         return SubscribeToTopicResponse(topic_name=topic), None
 
     def get_thing_shadow(self, *, thing_name: str, shadow_name: str) -> GetThingShadowResponse:
@@ -262,6 +265,7 @@ class LocalIpc:
             self.closed = True
             for stream in (*self._validators, *self._updates, *self._topics, *self._status):
                 stream.closed = True
+            self._routes.clear()
         return _done(None)
 
     # --- the nucleus's side ------------------------------------------------------------------------
@@ -313,7 +317,7 @@ class LocalIpc:
             event = SubscriptionResponseMessage(binary_message=BinaryMessage(message=bytes(message), context=context))
         else:
             event = SubscriptionResponseMessage(json_message=JsonMessage(message=message, context=context))
-        streams = [s for s in self._open(self._topics) if topic_matches(s.topic, topic)]
+        streams = self._route(topic)
         for stream in streams:
             stream.on_event(event)
         return len(streams)
@@ -340,6 +344,15 @@ class LocalIpc:
             stream.on_event(event)
 
     # --- helpers -------------------------------------------------------------------------------------
+
+    def _route(self, topic: str) -> list[_Stream]:
+        """The open streams a message on `topic` reaches, worked out once per topic (a fleet publishes a lot)."""
+        with self._lock:
+            streams = self._routes.get(topic)
+            if streams is None:
+                streams = [s for s in self._topics if not s.closed and topic_matches(s.topic, topic)]
+                self._routes[topic] = streams
+            return streams
 
     def _open(self, streams: list[_Stream]) -> list[_Stream]:
         with self._lock:
