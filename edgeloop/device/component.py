@@ -5,6 +5,9 @@ before it lands (SubscribeToValidateConfigurationUpdates: REJECTED with the reas
 fails instead of the device), then applied when it lands (SubscribeToConfigurationUpdate). Tuning
 overrides come from the health shadow's desired section (ShadowManager's local update/delta topic) and
 go through DeviceRuntime.apply_overrides, which reports what it refused in the shadow.
+
+`start` is the one way the component comes up: main.py calls it with the Greengrass IPC client, and every
+simulated device of the local stack with the IPC stand-in (edgeloop.local.ipc), so a demo runs this module.
 """
 
 from __future__ import annotations

@@ -271,6 +271,15 @@ def test_parse_request_refuses_malformed_messages(body: bytes) -> None:
         parse_request(body)
 
 
+def test_parse_request_takes_any_real_number_but_a_bool_in_an_in_process_message() -> None:
+    request_id, features = parse_request({"request_id": "r-1", "features": [1, 2.5, np.float64(3.0)]})
+    assert (request_id, features.tolist()) == ("r-1", [1.0, 2.5, 3.0])
+    with pytest.raises(ValidationError, match="list of numbers"):
+        parse_request({"request_id": "r-1", "features": [1.0, np.bool_(True)]})
+    with pytest.raises(ValidationError, match="list of numbers"):
+        parse_request({"request_id": "r-1", "features": [1.0, False]})
+
+
 def _load_main() -> ModuleType:
     spec = importlib.util.spec_from_file_location("edgeloop_inference_main", MAIN)
     assert spec is not None
