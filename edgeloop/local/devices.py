@@ -50,8 +50,8 @@ class SimulatedDevice:
 
     def __init__(self, thing_name: str, root: Path, *, broker: tuple[str, int], artifacts: ArtifactStore) -> None:
         self.thing_name = thing_name
-        host, port = broker
-        self._uplink = MqttUplink.connect(host, port, thing_name, timeout_s=UPLINK_TIMEOUT_S)
+        broker_host, broker_port = broker
+        self._uplink = MqttUplink.connect(broker_host, broker_port, thing_name, timeout_s=UPLINK_TIMEOUT_S)
         self.nucleus = LocalNucleus(
             thing_name, root, artifacts=artifacts, cloud=self._uplink, on_configuration=self._check
         )
