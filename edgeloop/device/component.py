@@ -5,6 +5,9 @@ before it lands (SubscribeToValidateConfigurationUpdates: REJECTED with the reas
 fails instead of the device), then applied when it lands (SubscribeToConfigurationUpdate). Tuning
 overrides come from the health shadow's desired section (ShadowManager's local update/delta topic) and
 go through DeviceRuntime.apply_overrides, which reports what it refused in the shadow.
+
+`start` is the one way the component comes up: main.py calls it with the Greengrass IPC client, and every
+simulated device of the local stack with the IPC stand-in (edgeloop.local.ipc), so a demo runs this module.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,11 +42,11 @@ from edgeloop.core.overrides import DESIRED_CHANGE_OPERATION, OverrideResult
 from edgeloop.core.records import MAX_REQUEST_ID_CHARS
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import SqliteBuffer
-from edgeloop.device.model import read_manifest
+from edgeloop.device.model import SessionPool, read_manifest
 from edgeloop.device.models import STORE_FOLDER
-from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
+from edgeloop.device.runtime import FORWARD_INTERVAL_S, DeviceRuntime, InferenceRequest
 from edgeloop.device.signing import load_public_key
-from edgeloop.device.uplink import IpcUplink
+from edgeloop.device.uplink import IpcUplink, Uplink
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +127,19 @@ def parse_request(message: bytes | str | Mapping[str, Any] | None) -> InferenceR
     if len(request_id) > MAX_REQUEST_ID_CHARS:
         raise ValidationError("request.request_id", f"is {len(request_id)} characters; at most {MAX_REQUEST_ID_CHARS}")
     features = wire.sequence(data, "features", "request")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in features):
+    if not _all_numbers(features):
         raise ValidationError("request.features", f"request {request_id}: must be a list of numbers")
     return request_id, np.array(features, dtype=np.float64)
+
+
+_PLAIN_NUMBERS = frozenset({int, float})
+
+
+def _all_numbers(values: Sequence[object]) -> bool:
+    """Every value an int or a float, never a bool: the exact-type test answers JSON's lists at once, per request."""
+    if _PLAIN_NUMBERS.issuperset(map(type, values)):
+        return True
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
 
 
 def handle_input_message(
@@ -183,6 +198,7 @@ def handle_config_update(
     ipc: GreengrassCoreIPCClientV2,
     runtime: DeviceRuntime,
     artifacts: Path | None = None,
+    set_log_level: Callable[[str], None] = apply_log_level,
 ) -> bool:
     """Re-read and apply the configuration (desired-state overrides stay on top); an invalid one is kept out."""
     try:
@@ -191,7 +207,7 @@ def handle_config_update(
         log.error("configuration update refused, keeping the current one: %s", exc)
         return False
     runtime.reconfigure(config)  # the runtime also applies the buffer bound
-    apply_log_level(runtime.config.logLevel)
+    set_log_level(runtime.config.logLevel)
     return True
 
 
@@ -209,7 +225,12 @@ def read_desired(ipc: GreengrassCoreIPCClientV2, thing_name: str) -> Mapping[str
     return wire.mapping(wire.mapping(state, "shadow.state").get("desired") or {}, "shadow.state.desired")
 
 
-def sync_overrides(ipc: GreengrassCoreIPCClientV2, runtime: DeviceRuntime, thing_name: str) -> OverrideResult | None:
+def sync_overrides(
+    ipc: GreengrassCoreIPCClientV2,
+    runtime: DeviceRuntime,
+    thing_name: str,
+    set_log_level: Callable[[str], None] = apply_log_level,
+) -> OverrideResult | None:
     """Apply the desired section as it is now; if it cannot be read, the overrides in force stay (None)."""
     try:
         desired = read_desired(ipc, thing_name)
@@ -217,15 +238,20 @@ def sync_overrides(ipc: GreengrassCoreIPCClientV2, runtime: DeviceRuntime, thing
         log.error("desired state of %s not read, overrides unchanged: %s", HEALTH_SHADOW, exc)
         return None
     result = runtime.apply_overrides(desired)
-    apply_log_level(runtime.config.logLevel)
+    set_log_level(runtime.config.logLevel)
     return result
 
 
 def handle_shadow_delta(
-    event: SubscriptionResponseMessage, *, ipc: GreengrassCoreIPCClientV2, runtime: DeviceRuntime, thing_name: str
+    event: SubscriptionResponseMessage,
+    *,
+    ipc: GreengrassCoreIPCClientV2,
+    runtime: DeviceRuntime,
+    thing_name: str,
+    set_log_level: Callable[[str], None] = apply_log_level,
 ) -> bool:
     """A desired-state change: re-read the whole desired section (a delta omits what did not change) and apply it."""
-    return sync_overrides(ipc, runtime, thing_name) is not None
+    return sync_overrides(ipc, runtime, thing_name, set_log_level) is not None
 
 
 def _stream_error(what: str, error: Exception) -> bool:
@@ -234,7 +260,45 @@ def _stream_error(what: str, error: Exception) -> bool:
     return False
 
 
-def build_runtime(
+@dataclass(frozen=True)
+class HostOptions:
+    """What a host running many components in one process tunes (the fleet simulation); a device keeps the defaults."""
+
+    buffer_synchronous: str = "FULL"
+    forward_interval_s: float = FORWARD_INTERVAL_S
+    rng: np.random.Generator | None = None
+    session_pool: SessionPool | None = None
+    set_log_level: Callable[[str], None] = apply_log_level
+    """A device process owns its log level; a host of many components keeps its own (and passes a no-op)."""
+
+
+@dataclass
+class Component:
+    """The running inference component: its runtime, the queue its input stream fills, and the buffer it owns."""
+
+    runtime: DeviceRuntime
+    inputs: queue.Queue[InferenceRequest]
+    buffer: SqliteBuffer
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until stop is set, then answer what is queued, forward and report one last time."""
+        self.runtime.run(self.inputs, stop)
+
+    def take_inputs(self) -> list[InferenceRequest]:
+        """Every request queued so far, oldest first: a stepped host serves them in one call instead of run()."""
+        taken: list[InferenceRequest] = []
+        while True:
+            try:
+                taken.append(self.inputs.get_nowait())
+            except queue.Empty:
+                return taken
+
+    def close(self) -> None:
+        """Release the durable buffer (after run returned)."""
+        self.buffer.close()
+
+
+def start(
     ipc: GreengrassCoreIPCClientV2,
     thing_name: str,
     greengrass_root: Path,
@@ -242,15 +306,24 @@ def build_runtime(
     *,
     clock: Callable[[], float] = time.time,
     component_version: str | None = None,
-) -> tuple[DeviceRuntime, queue.Queue[InferenceRequest]]:
-    """Build the runtime from the component configuration and subscribe it to config, inputs and desired state."""
+    uplink: Uplink | None = None,
+    host: HostOptions = HostOptions(),
+) -> Component:
+    """Build the runtime from the component configuration and subscribe it to config, inputs and desired state.
+
+    The one start of the component, for main.py on a core device and for every simulated device. uplink: where
+    records and health go; None (a device) means through the nucleus (IpcUplink, following its connection).
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     artifacts = model_root(greengrass_root)
     config = read_config(ipc, artifacts)
-    apply_log_level(config.logLevel)
-    buffer = SqliteBuffer(work_dir / BUFFER_FILE, thing_name, max_bytes=config.bufferMaxBytes)
-    uplink = IpcUplink(ipc, IPC_TIMEOUT_S)
-    uplink.watch_connection_status()  # hold records in our buffer, not the nucleus's spooler, while offline
+    host.set_log_level(config.logLevel)
+    buffer = SqliteBuffer(
+        work_dir / BUFFER_FILE, thing_name, max_bytes=config.bufferMaxBytes, synchronous=host.buffer_synchronous
+    )
+    if uplink is None:
+        uplink = ipc_uplink = IpcUplink(ipc, IPC_TIMEOUT_S)
+        ipc_uplink.watch_connection_status()  # hold records in our buffer, not the nucleus's spooler, while offline
     runtime = DeviceRuntime(
         thing_name=thing_name,
         buffer=buffer,
@@ -260,12 +333,17 @@ def build_runtime(
         config=config,
         store_dir=work_dir / STORE_FOLDER,
         component_version=component_version,
+        rng=host.rng,
+        session_pool=host.session_pool,
+        forward_interval_s=host.forward_interval_s,
     )
     inputs: queue.Queue[InferenceRequest] = queue.Queue(maxsize=INPUT_QUEUE_SIZE)
-    _subscribe(ipc, runtime, inputs, thing_name, artifacts)
-    handle_config_update(ConfigurationUpdateEvents(), ipc=ipc, runtime=runtime, artifacts=artifacts)  # changed?
-    sync_overrides(ipc, runtime, thing_name)
-    return runtime, inputs
+    _subscribe(ipc, runtime, inputs, thing_name, artifacts, host.set_log_level)
+    handle_config_update(  # changed since it was read?
+        ConfigurationUpdateEvents(), ipc=ipc, runtime=runtime, artifacts=artifacts, set_log_level=host.set_log_level
+    )
+    sync_overrides(ipc, runtime, thing_name, host.set_log_level)
+    return Component(runtime, inputs, buffer)
 
 
 def _subscribe(
@@ -274,6 +352,7 @@ def _subscribe(
     inputs: queue.Queue[InferenceRequest],
     thing_name: str,
     artifacts: Path,
+    set_log_level: Callable[[str], None],
 ) -> None:
     """Every IPC stream the component follows, each with its handler."""
     ipc.subscribe_to_validate_configuration_updates(
@@ -282,7 +361,9 @@ def _subscribe(
     )
     ipc.subscribe_to_configuration_update(
         key_path=[],
-        on_stream_event=partial(handle_config_update, ipc=ipc, runtime=runtime, artifacts=artifacts),
+        on_stream_event=partial(
+            handle_config_update, ipc=ipc, runtime=runtime, artifacts=artifacts, set_log_level=set_log_level
+        ),
         on_stream_error=partial(_stream_error, "configuration"),
     )
     ipc.subscribe_to_topic(
@@ -293,6 +374,8 @@ def _subscribe(
     delta = shadow_topic(thing_name, DESIRED_CHANGE_OPERATION)
     ipc.subscribe_to_topic(
         topic=delta,
-        on_stream_event=partial(handle_shadow_delta, ipc=ipc, runtime=runtime, thing_name=thing_name),
+        on_stream_event=partial(
+            handle_shadow_delta, ipc=ipc, runtime=runtime, thing_name=thing_name, set_log_level=set_log_level
+        ),
         on_stream_error=partial(_stream_error, delta),
     )

@@ -1,5 +1,5 @@
-"""The stepped fleet: hundreds of simulated core devices in one process, each running the real device runtime,
-advanced together on the scenario's virtual clock.
+"""The stepped fleet: hundreds of simulated core devices in one process, each running the real inference
+component (edgeloop.device.component) against its IPC stand-in, advanced together on the scenario's virtual clock.
 
 Simulation stand-in for a fleet, not a fleet. Each device keeps what a real one has of its own: a durable
 SQLite buffer on disk, its model store, its nucleus (the Greengrass stand-in installs its deployments), its
@@ -10,22 +10,22 @@ no threads (a step is a call), and links into the local IoT Core without sockets
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgeloop.cloud.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
 from edgeloop.core.health import HealthReport
-from edgeloop.core.names import INFERENCE_COMPONENT
+from edgeloop.core.names import HEALTH_SHADOW, INPUTS_LOCAL_TOPIC
 from edgeloop.core.settings import DeviceConfig
-from edgeloop.device.buffer import SqliteBuffer
-from edgeloop.device.component import BUFFER_FILE, model_root
+from edgeloop.device.component import HostOptions, start
 from edgeloop.device.model import SessionPool
-from edgeloop.device.models import STORE_FOLDER
-from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
-from edgeloop.local.devices import apply_deployment
+from edgeloop.device.runtime import InferenceRequest
+from edgeloop.local.devices import keep_host_log_level, refuse_rejected_model, request_message, work_dir
 from edgeloop.local.greengrass import LocalNucleus
+from edgeloop.local.ipc import LocalIpc
 from edgeloop.local.link import Deliver, Network, SimulatedLink
 
 BUFFER_SYNCHRONOUS = "NORMAL"
@@ -60,7 +60,13 @@ class FleetDownloads:
 
 
 class SteppedDevice:
-    """One simulated core device driven by calls: serve this step's requests, commit, forward and report if due."""
+    """One simulated core device driven by calls: its component takes the step's requests from local pub/sub and
+    serves them, then commits, forwards and reports if due.
+
+    The component is the real one (edgeloop.device.component.start), against the device's IPC stand-in:
+    deployments reach it validated-then-updated, requests as local pub/sub messages it parses, desired-state
+    changes as shadow deltas. Its records and health go out through the simulated link (an Uplink), not IPC.
+    """
 
     def __init__(
         self,
@@ -81,38 +87,47 @@ class SteppedDevice:
         forward_phase_s: when its first round may start, so a fleet's rounds do not all fall on one step."""
         self.thing_name = thing_name
         self.index = index
-        work = root / "work" / INFERENCE_COMPONENT
-        work.mkdir(parents=True, exist_ok=True)
-        self._buffer = SqliteBuffer(work / BUFFER_FILE, thing_name, synchronous=BUFFER_SYNCHRONOUS)
         self.link = SimulatedLink(index, network, deliver)
-        self.runtime = DeviceRuntime(
-            thing_name=thing_name,
-            buffer=self._buffer,
-            uplink=self.link,
-            clock=clock,
-            model_root=model_root(root),
-            config=DeviceConfig(),
-            store_dir=work / STORE_FOLDER,
+        self.nucleus = LocalNucleus(thing_name, root, artifacts=artifacts, on_configuration=self._check)
+        self.nucleus.online = lambda: self.link.connected
+        host = HostOptions(
+            buffer_synchronous=BUFFER_SYNCHRONOUS,
+            forward_interval_s=forward_interval_s,
             rng=np.random.default_rng(seed),
             session_pool=pool,
-            forward_interval_s=forward_interval_s,
+            set_log_level=keep_host_log_level,
         )
+        self.component = start(
+            self.nucleus.ipc, thing_name, root, work_dir(root), clock=clock, uplink=self.link, host=host
+        )
+        self.runtime = self.component.runtime
         self.runtime.defer_forward(clock() + forward_phase_s)
-        self.nucleus = LocalNucleus(thing_name, root, artifacts=artifacts, on_configuration=self._configure)
-        self.nucleus.online = lambda: self.link.connected
         self.submitted = 0
         self._closed = False
 
-    def _configure(self, config: DeviceConfig) -> None:
-        apply_deployment(self.runtime, config)
+    @property
+    def ipc(self) -> LocalIpc:
+        """The component's IPC stand-in."""
+        return self.nucleus.ipc
+
+    def _check(self, config: DeviceConfig) -> None:
+        refuse_rejected_model(self.runtime, config)
 
     def step(self, requests: Sequence[InferenceRequest]) -> None:
-        """One step of the component loop: answer the step's requests, commit them, then the periodic duties."""
+        """One step of the component loop: the step's requests arrive on local pub/sub, are served and committed,
+        then the periodic duties run."""
         self.submitted += len(requests)
-        if requests:
-            self.runtime.serve(requests)
+        for request_id, features in requests:
+            self.ipc.publish(INPUTS_LOCAL_TOPIC, request_message(request_id, features))
+        queued = self.component.take_inputs()
+        if queued:
+            self.runtime.serve(queued)
         self.runtime.commit()
         self.runtime.tick()
+
+    def set_desired(self, desired: Mapping[str, Any]) -> None:
+        """The cloud changed the health shadow's desired section: ShadowManager syncs it and publishes the delta."""
+        self.ipc.update_desired(HEALTH_SHADOW, desired)
 
     def health(self) -> HealthReport:
         """The runtime's current health, read in-process (the cloud reads the shadow instead)."""
@@ -120,18 +135,19 @@ class SteppedDevice:
 
     def buffer_depth(self) -> int:
         """Records waiting in this device's buffer."""
-        return self._buffer.stats().depth
+        return self.component.buffer.stats().depth
 
     def records_produced(self) -> int:
         """Records this device's buffer ever took."""
-        return self._buffer.stats().produced
+        return self.component.buffer.stats().produced
 
     def settled(self) -> bool:
         """Every record delivered (the requests were answered within their step)."""
         return self.buffer_depth() == 0
 
     def close(self) -> None:
-        """Release the buffer; idempotent."""
+        """Release the buffer and IPC; idempotent."""
         if not self._closed:
             self._closed = True
-            self._buffer.close()
+            self.ipc.close()
+            self.component.close()

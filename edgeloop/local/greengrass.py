@@ -4,9 +4,10 @@ Simulation stand-in, not Greengrass. It keeps what edgeloop relies on: component
 immutable recipes, a deployment targets a thing group (members read from the local IoT registry in
 moto) and replaces the previous one, each nucleus downloads its components' artifacts into the
 Greengrass layout (`<root>/packages/artifacts/<component>/<version>/`), merges the deployment's
-configuration over the recipe defaults, and hands the result to the running component. Public
-components (aws.greengrass.*) are not installed: the stand-in provides their effect directly (the
-devices reach the shadow service over MQTT instead of through ShadowManager).
+configuration over the recipe defaults, and hands the result to the running component through its IPC
+stand-in (edgeloop.local.ipc: validated first, then updated, as the nucleus does). Public
+components (aws.greengrass.*) are not installed: the stand-ins provide their effect directly (ShadowManager's
+local shadow copy and delta topic are part of the IPC stand-in).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from awsiot.greengrasscoreipc.model import ConfigurationValidityStatus
 
 from edgeloop.cloud.artifacts import ArtifactStore
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
@@ -37,10 +40,12 @@ from edgeloop.cloud.fleet import (
     progress_from_job,
 )
 from edgeloop.core.deployments import DeploymentSpec, merge_configuration
-from edgeloop.core.errors import EdgeloopError, FleetControlError, NotFoundError
+from edgeloop.core.errors import ConfigError, EdgeloopError, FleetControlError, NotFoundError
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.component import model_root
+from edgeloop.device.uplink import Uplink
+from edgeloop.local.ipc import LocalIpc, component_defaults
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,12 @@ class DeviceOutcome:
 
 
 class LocalNucleus:
-    """One simulated core device's nucleus: installs artifacts and configures the inference component."""
+    """One simulated core device's nucleus: installs artifacts and configures the inference component over IPC.
+
+    The component (edgeloop.device.component, started against `ipc`) sees a deployment as on a core device:
+    its configuration is validated through the IPC stand-in first (a REJECTED report fails the deployment),
+    then lands and the component is told to re-read it.
+    """
 
     def __init__(
         self,
@@ -70,15 +80,19 @@ class LocalNucleus:
         root: Path,
         *,
         artifacts: ArtifactStore,
-        on_configuration: Callable[[DeviceConfig], None],
+        cloud: Uplink | None = None,
+        on_configuration: Callable[[DeviceConfig], None] | None = None,
     ) -> None:
-        """on_configuration hands the merged configuration to the component; it raises if the component
-        refuses it (as a component that fails its configuration validation fails the deployment)."""
+        """cloud: the nucleus's own IoT Core connection (what the component publishes through IPC goes there);
+        on_configuration: a check once the component took a configuration; it raises to fail the deployment (a
+        simulated device refuses a model it could not verify there)."""
         self.thing_name = thing_name
         self.root = root
         self._artifacts = artifacts
         self._on_configuration = on_configuration
-        self._last_good: DeviceConfig | None = None
+        self._last_good: dict[str, Any] | None = None
+        self.ipc = LocalIpc(thing_name, component_defaults(), cloud=cloud)
+        """The component's IPC client stand-in: what it reads, validates and hears, the nucleus puts there."""
         self.online: Callable[[], bool] = lambda: True
         """Whether the device is connected: IoT Jobs only reaches a device that is online (its execution waits)."""
 
@@ -99,23 +113,36 @@ class LocalNucleus:
             inference = deployment.components.get(INFERENCE_COMPONENT)
             if inference is not None:
                 defaults = recipes[INFERENCE_COMPONENT]["ComponentConfiguration"]["DefaultConfiguration"]
-                config = DeviceConfig.from_config(merge_configuration(defaults, inference.merge))
-                self._on_configuration(config)
-                self._last_good = config
+                configuration = merge_configuration(defaults, inference.merge)
+                self._configure(configuration, deployment.deployment_id)
+                self._last_good = configuration
         except EdgeloopError as exc:
             log.warning("%s: deployment %s failed: %s", self.thing_name, deployment.deployment_id, exc)
             return DeviceOutcome(self.thing_name, ExecutionStatus.FAILED, str(exc) + self._roll_back())
         return DeviceOutcome(self.thing_name, ExecutionStatus.SUCCEEDED, "")
 
+    def _configure(self, configuration: dict[str, Any], deployment_id: str) -> None:
+        """Validate, then update, as the nucleus does; then the device's own check, if any."""
+        config = DeviceConfig.from_config(configuration)  # the nucleus's schema check; the component checks more
+        report = self.ipc.validate_configuration(configuration, deployment_id)
+        if report.status == ConfigurationValidityStatus.REJECTED:
+            raise ConfigError("configuration", f"{INFERENCE_COMPONENT} rejected it: {report.message}")
+        self._land(configuration, config)
+
+    def _land(self, configuration: dict[str, Any], config: DeviceConfig) -> None:
+        self.ipc.update_configuration(configuration)
+        if self._on_configuration is not None:
+            self._on_configuration(config)
+
     def _roll_back(self) -> str:
         """Re-apply the last good configuration, as Greengrass's ROLLBACK failure handling does."""
         if DEPLOYMENT_POLICIES["failureHandlingPolicy"] != "ROLLBACK" or self._last_good is None:
             return ""
+        good = DeviceConfig.from_config(self._last_good)
         try:
-            self._on_configuration(self._last_good)
+            self._land(self._last_good, good)
         except EdgeloopError as exc:
             return f"; rollback failed too: {exc}"
-        good = self._last_good
         return f"; rolled back to {good.modelComponent or 'no model'} {good.modelComponentVersion}".rstrip()
 
     def _install(self, name: str, recipe: Mapping[str, Any]) -> None:

@@ -1,7 +1,8 @@
-"""Greengrass entry point of com.edgeloop.Inference: build the IPC client, wire the runtime, run until SIGTERM.
+"""Greengrass entry point of com.edgeloop.Inference: build the IPC client, start the component, run until SIGTERM.
 
 The recipe runs this with `python -u` (unbuffered, so the nucleus log sees every line at once) and passes
-the component's own version, which Greengrass does not put in the environment.
+the component's own version, which Greengrass does not put in the environment. Everything past the IPC client
+is edgeloop.device.component.start, which the local stack's simulated devices run too (against an IPC stand-in).
 
 Exit codes (edgeloop.core.errors; the nucleus logs them, and a non-zero one marks the component BROKEN
 after its retries):
@@ -31,7 +32,7 @@ from pathlib import Path
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 
 from edgeloop.core.errors import EdgeloopError
-from edgeloop.device.component import build_runtime, thing_name_from_env
+from edgeloop.device.component import start, thing_name_from_env
 
 log = logging.getLogger("edgeloop.inference")
 
@@ -50,11 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     ipc = GreengrassCoreIPCClientV2()
     try:
         thing = thing_name_from_env(os.environ)
-        runtime, inputs = build_runtime(
-            ipc, thing, args.greengrass_root, args.work_dir, component_version=args.component_version
-        )
+        running = start(ipc, thing, args.greengrass_root, args.work_dir, component_version=args.component_version)
         log.info("%s %s serving", thing, args.component_version)
-        runtime.run(inputs, stop)
+        running.run(stop)
     except EdgeloopError as exc:
         log.error("inference component stopped: %s", exc)
         return exc.exit_code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import queue
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -49,10 +50,12 @@ from edgeloop.core.settings import DeviceConfig
 from edgeloop.device import component
 from edgeloop.device.component import (
     BUFFER_FILE,
-    build_runtime,
+    Component,
     parse_request,
+    start,
     thing_name_from_env,
 )
+from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
 
 if TYPE_CHECKING:
     from conftest import DigitsModel, ModelDirFactory
@@ -99,6 +102,13 @@ def greengrass_root(model_root: Path) -> Path:
     return model_root.parents[1]
 
 
+def started(ipc: Any, *args: Any, **kwargs: Any) -> tuple[DeviceRuntime, queue.Queue[InferenceRequest]]:
+    """component.start, as the tests mostly want it: the runtime and its input queue."""
+    running = start(ipc, *args, **kwargs)
+    assert isinstance(running, Component)
+    return running.runtime, running.inputs
+
+
 def handler(mock: Any, topic: str | None = None) -> Callable[[Any], Any]:
     """The stream handler given to a subscription (to subscribe_to_topic: the one for that topic)."""
     calls = [c for c in mock.call_args_list if topic is None or c.kwargs.get("topic") == topic]
@@ -138,13 +148,13 @@ def message(body: bytes) -> SubscriptionResponseMessage:
     return SubscriptionResponseMessage(binary_message=BinaryMessage(message=body))
 
 
-def test_build_runtime_loads_the_configured_model_and_subscribes(
+def test_start_loads_the_configured_model_and_subscribes(
     ipc: Any, make_model_dir: ModelDirFactory, greengrass_root: Path, tmp_path: Path
 ) -> None:
     make_model_dir(1)
     ipc.get_configuration.return_value = GetConfigurationResponse(value=with_model(1))
 
-    runtime, inputs = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, inputs = started(ipc, THING, greengrass_root, tmp_path / "work")
 
     health = runtime.health()
     assert (health.model_name, health.model_version, health.model_state) == ("digits", 1, ModelState.ACTIVE)
@@ -159,7 +169,7 @@ def test_build_runtime_loads_the_configured_model_and_subscribes(
 def test_input_messages_are_queued_and_bad_ones_counted(
     ipc: Any, greengrass_root: Path, tmp_path: Path, digits_model: DigitsModel
 ) -> None:
-    runtime, inputs = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, inputs = started(ipc, THING, greengrass_root, tmp_path / "work")
     on_input = on_input_of(ipc)
     features = digits_model.rows[0].tolist()
 
@@ -182,7 +192,7 @@ def test_a_full_input_queue_refuses_and_counts(
     ipc: Any, greengrass_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("edgeloop.device.component.INPUT_QUEUE_SIZE", 1)
-    runtime, inputs = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, inputs = started(ipc, THING, greengrass_root, tmp_path / "work")
     on_input = on_input_of(ipc)
     body = json.dumps({"request_id": "a", "features": [1.0]}).encode()
 
@@ -196,7 +206,7 @@ def test_a_configuration_update_is_re_read_and_applied(
     ipc: Any, make_model_dir: ModelDirFactory, greengrass_root: Path, tmp_path: Path
 ) -> None:
     make_model_dir(2)
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work")
     assert runtime.health().model_state == ModelState.NONE
     ipc.get_configuration.return_value = GetConfigurationResponse(value=with_model(2))
     event = ConfigurationUpdateEvents(
@@ -209,7 +219,7 @@ def test_a_configuration_update_is_re_read_and_applied(
 
 
 def test_an_invalid_configuration_update_keeps_the_current_one(ipc: Any, greengrass_root: Path, tmp_path: Path) -> None:
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work")
     ipc.get_configuration.return_value = GetConfigurationResponse(value=component_config(batchMax="many"))
 
     assert handler(ipc.subscribe_to_configuration_update)(ConfigurationUpdateEvents()) is False
@@ -220,7 +230,7 @@ def test_an_invalid_initial_configuration_is_a_config_error(ipc: Any, greengrass
     ipc.get_configuration.return_value = GetConfigurationResponse(value=component_config(batchMx=3))
 
     with pytest.raises(ConfigError, match="batchMx"):
-        build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+        started(ipc, THING, greengrass_root, tmp_path / "work")
 
 
 def test_the_wired_runtime_publishes_through_ipc(
@@ -228,7 +238,7 @@ def test_the_wired_runtime_publishes_through_ipc(
 ) -> None:
     make_model_dir(1)
     ipc.get_configuration.return_value = GetConfigurationResponse(value=with_model(1))
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work")
     runtime.infer([("a", digits_model.rows[0].tolist())])
 
     assert runtime.forward() == 1
@@ -261,6 +271,15 @@ def test_parse_request_refuses_malformed_messages(body: bytes) -> None:
         parse_request(body)
 
 
+def test_parse_request_takes_any_real_number_but_a_bool_in_an_in_process_message() -> None:
+    request_id, features = parse_request({"request_id": "r-1", "features": [1, 2.5, np.float64(3.0)]})
+    assert (request_id, features.tolist()) == ("r-1", [1.0, 2.5, 3.0])
+    with pytest.raises(ValidationError, match="list of numbers"):
+        parse_request({"request_id": "r-1", "features": [1.0, np.bool_(True)]})
+    with pytest.raises(ValidationError, match="list of numbers"):
+        parse_request({"request_id": "r-1", "features": [1.0, False]})
+
+
 def _load_main() -> ModuleType:
     spec = importlib.util.spec_from_file_location("edgeloop_inference_main", MAIN)
     assert spec is not None
@@ -290,7 +309,7 @@ def test_main_exits_with_the_error_code_and_closes_ipc(
 
 
 def test_a_valid_deployment_configuration_is_accepted(ipc: Any, greengrass_root: Path, tmp_path: Path) -> None:
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work")
     on_validate = handler(ipc.subscribe_to_validate_configuration_updates)
 
     assert on_validate(validation_event(component_config(batchMax=64), "dep-7")) is True
@@ -318,7 +337,7 @@ def test_a_valid_deployment_configuration_is_accepted(ipc: Any, greengrass_root:
 def test_an_invalid_deployment_configuration_is_rejected_with_its_reason(
     ipc: Any, greengrass_root: Path, tmp_path: Path, configuration: Any, named: str
 ) -> None:
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work")
 
     assert handler(ipc.subscribe_to_validate_configuration_updates)(validation_event(configuration)) is False
 
@@ -331,7 +350,7 @@ def test_an_invalid_deployment_configuration_is_rejected_with_its_reason(
 def test_a_validation_event_without_a_configuration_gets_no_answer(
     ipc: Any, greengrass_root: Path, tmp_path: Path
 ) -> None:
-    build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    started(ipc, THING, greengrass_root, tmp_path / "work")
     assert handler(ipc.subscribe_to_validate_configuration_updates)(ValidateConfigurationUpdateEvents()) is False
     assert validity_reports(ipc) == []
 
@@ -343,7 +362,7 @@ def test_a_configuration_update_moves_the_buffer_bound(
     real = component.SqliteBuffer
     monkeypatch.setattr(component, "SqliteBuffer", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     ipc.get_configuration.return_value = GetConfigurationResponse(value=component_config(bufferMaxBytes=2 * 1024**2))
-    build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    started(ipc, THING, greengrass_root, tmp_path / "work")
     assert made[0].stats().max_bytes == 2 * 1024**2
 
     ipc.get_configuration.return_value = GetConfigurationResponse(value=component_config(bufferMaxBytes=3 * 1024**2))
@@ -360,7 +379,7 @@ def test_a_privacy_policy_naming_a_missing_feature_is_rejected_before_it_lands(
 ) -> None:
     make_model_dir(1)
     ipc.get_configuration.return_value = GetConfigurationResponse(value=with_model(1))
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work")
     on_validate = handler(ipc.subscribe_to_validate_configuration_updates)
     typo = {**with_model(1), "samplers": {"random": 0.1}, "privacy": {"drop": ["pixel_99"]}}
     fine = {**with_model(1), "samplers": {"random": 0.1}, "privacy": {"drop": ["pixel_9"]}}
@@ -381,7 +400,7 @@ def test_a_configuration_update_with_a_bad_policy_or_sampler_keeps_the_old_confi
 ) -> None:
     make_model_dir(1)
     ipc.get_configuration.return_value = GetConfigurationResponse(value={**with_model(1), "samplers": ["random"]})
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work")
     before = runtime.config
     on_update = handler(ipc.subscribe_to_configuration_update)
 
@@ -394,7 +413,7 @@ def test_a_configuration_update_with_a_bad_policy_or_sampler_keeps_the_old_confi
 def test_a_policy_is_not_checked_against_a_model_not_unpacked_yet(
     ipc: Any, greengrass_root: Path, tmp_path: Path
 ) -> None:
-    build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    started(ipc, THING, greengrass_root, tmp_path / "work")
     proposed = {**with_model(7), "privacy": {"drop": ["anything"]}}
     assert handler(ipc.subscribe_to_validate_configuration_updates)(validation_event(proposed)) is True
 
@@ -406,7 +425,7 @@ def test_the_configured_log_level_is_applied_and_follows_updates(
     ipc: Any, greengrass_root: Path, tmp_path: Path
 ) -> None:
     ipc.get_configuration.return_value = GetConfigurationResponse(value=component_config(logLevel="DEBUG"))
-    build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    started(ipc, THING, greengrass_root, tmp_path / "work")
     assert logging.getLogger().level == logging.DEBUG
 
     ipc.get_configuration.return_value = GetConfigurationResponse(value=component_config(logLevel="ERROR"))
@@ -422,7 +441,7 @@ def test_desired_state_at_start_is_applied(ipc: Any, greengrass_root: Path, tmp_
     ipc.get_thing_shadow.side_effect = None
     ipc.get_thing_shadow.return_value = shadow({"batchMax": 8, "logLevel": "WARNING"})
 
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work")
 
     assert (runtime.config.batchMax, runtime.config.logLevel) == (8, "WARNING")
     assert logging.getLogger().level == logging.WARNING
@@ -430,7 +449,7 @@ def test_desired_state_at_start_is_applied(ipc: Any, greengrass_root: Path, tmp_
 
 
 def test_a_delta_re_reads_desired_and_applies_it(ipc: Any, greengrass_root: Path, tmp_path: Path) -> None:
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work")
     ipc.get_thing_shadow.side_effect = None
     ipc.get_thing_shadow.return_value = shadow({"healthIntervalSeconds": 60, "probationMaxErrorRate": 0.2})
     delta = message(json.dumps({"state": {"healthIntervalSeconds": 60}, "version": 4}).encode())
@@ -444,7 +463,7 @@ def test_a_delta_re_reads_desired_and_applies_it(ipc: Any, greengrass_root: Path
 def test_a_bad_override_is_reported_with_its_reason_and_the_config_stays(
     ipc: Any, greengrass_root: Path, tmp_path: Path
 ) -> None:
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work")
     ipc.get_thing_shadow.side_effect = None
     ipc.get_thing_shadow.return_value = shadow(
         {"batchMax": 0, "modelComponent": "com.edgeloop.model.evil", "batchWaitMs": 2}
@@ -467,7 +486,7 @@ def test_overrides_stay_on_top_of_a_new_deployment_configuration(
 ) -> None:
     ipc.get_thing_shadow.side_effect = None
     ipc.get_thing_shadow.return_value = shadow({"batchMax": 8})
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work")
 
     ipc.get_configuration.return_value = GetConfigurationResponse(value=component_config(batchMax=64, batchWaitMs=5))
     handler(ipc.subscribe_to_configuration_update)(ConfigurationUpdateEvents())
@@ -492,7 +511,7 @@ def test_unreadable_desired_state_keeps_the_overrides_in_force(
 ) -> None:
     ipc.get_thing_shadow.side_effect = None
     ipc.get_thing_shadow.return_value = shadow({"batchMax": 8})
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work")
     if isinstance(failure, Exception):
         ipc.get_thing_shadow.side_effect = failure
     else:
@@ -505,7 +524,7 @@ def test_unreadable_desired_state_keeps_the_overrides_in_force(
 
 
 def test_the_health_report_carries_the_component_version(ipc: Any, greengrass_root: Path, tmp_path: Path) -> None:
-    runtime, _ = build_runtime(ipc, THING, greengrass_root, tmp_path / "work", component_version="1.4.2")
+    runtime, _ = started(ipc, THING, greengrass_root, tmp_path / "work", component_version="1.4.2")
 
     assert runtime.report_health() is True
 
@@ -528,7 +547,7 @@ def test_the_recipe_passes_the_component_version_and_runs_unbuffered() -> None:
 
 
 def test_every_topic_the_component_subscribes_to_is_authorized(ipc: Any, greengrass_root: Path, tmp_path: Path) -> None:
-    build_runtime(ipc, THING, greengrass_root, tmp_path / "work")
+    started(ipc, THING, greengrass_root, tmp_path / "work")
     acl = rendered_recipe()["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]
     allowed = {
         resource.replace("{iot:thingName}", THING)
@@ -562,16 +581,16 @@ def test_main_hands_the_component_version_to_the_runtime(tmp_path: Path, monkeyp
     ipc = create_autospec(GreengrassCoreIPCClientV2, instance=True)
     seen: dict[str, Any] = {}
 
-    class Runtime:
-        def run(self, inputs: Any, stop: Any) -> None:
+    class Running:
+        def run(self, stop: Any) -> None:
             seen["ran"] = True
 
-    def fake_build(*args: Any, **kwargs: Any) -> tuple[Runtime, None]:
+    def fake_start(*args: Any, **kwargs: Any) -> Running:
         seen.update(kwargs)
-        return Runtime(), None
+        return Running()
 
     monkeypatch.setattr(main, "GreengrassCoreIPCClientV2", lambda: ipc)
-    monkeypatch.setattr(main, "build_runtime", fake_build)
+    monkeypatch.setattr(main, "start", fake_start)
     monkeypatch.setattr(main.signal, "signal", lambda *_: None)
     monkeypatch.setenv("AWS_IOT_THING_NAME", THING)
 

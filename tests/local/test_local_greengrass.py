@@ -1,4 +1,5 @@
-"""The Greengrass stand-in: deployments reach group members as paced, abortable IoT jobs; artifacts land in place."""
+"""The Greengrass stand-in: deployments reach group members as paced, abortable IoT jobs; artifacts land in place;
+each nucleus validates, then updates, its component's configuration over the IPC stand-in."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from awsiot.greengrasscoreipc.model import ConfigurationValidityReport, ConfigurationValidityStatus
 from support import FakeClock
 
 from edgeloop.cloud.artifacts import MemoryArtifactStore
@@ -247,3 +249,48 @@ def test_an_offline_device_keeps_its_execution_queued_and_catches_up_when_it_rec
     greengrass.advance()
     assert len(greengrass.configs["dev-01"]) == 1, "the deployment reached it on reconnect"  # type: ignore[attr-defined]
     assert greengrass.job_status(deployment_id) == "COMPLETED"
+
+
+# --- the nucleus's side of IPC: validate, then update -------------------------------------------------
+
+
+def _answering(nucleus: LocalNucleus, status: str, seen: list[str]) -> None:
+    """Subscribe to the nucleus's IPC stand-in as the component does: answer validations with `status`, note updates."""
+    ipc = nucleus.ipc
+
+    def validate(event: Any) -> None:
+        proposed = event.validate_configuration_update_event
+        seen.append(f"validate {proposed.configuration['batchMax']}")
+        report = ConfigurationValidityReport(status=status, deployment_id=proposed.deployment_id, message="no thanks")
+        ipc.send_configuration_validity_report(configuration_validity_report=report)
+
+    ipc.subscribe_to_validate_configuration_updates(on_stream_event=validate)
+    ipc.subscribe_to_configuration_update(
+        key_path=[],
+        on_stream_event=lambda _: seen.append(f"update {ipc.get_configuration(key_path=['batchMax']).value}"),
+    )
+
+
+def test_a_deployment_is_validated_then_lands_in_the_components_ipc_configuration(iot: Any, tmp_path: Path) -> None:
+    greengrass, _ = _setup(iot, tmp_path, ["dev-1"], members=["dev-1"])
+    nucleus, seen = greengrass._nuclei["dev-1"], []
+    _answering(nucleus, ConfigurationValidityStatus.ACCEPTED, seen)
+    [outcome] = greengrass.outcomes(greengrass.create_deployment(SPEC))
+    assert outcome.status is ExecutionStatus.SUCCEEDED
+    assert seen == ["validate 8", "update 8"]
+    value = nucleus.ipc.get_configuration(key_path=[]).value
+    recipe = inference_recipe("0.1.0", "s3://artifacts/components/inference.zip")
+    assert value["accessControl"] == recipe["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]
+    assert (value["modelComponent"], value["batchMax"]) == (MODEL, 8)
+
+
+def test_a_rejected_validity_report_fails_the_device_and_keeps_its_configuration(iot: Any, tmp_path: Path) -> None:
+    greengrass, configs = _setup(iot, tmp_path, ["dev-1"], members=["dev-1"])
+    nucleus, seen = greengrass._nuclei["dev-1"], []
+    _answering(nucleus, ConfigurationValidityStatus.REJECTED, seen)
+    [outcome] = greengrass.outcomes(greengrass.create_deployment(SPEC))
+    assert outcome.status is ExecutionStatus.FAILED
+    assert f"{INFERENCE_COMPONENT} rejected it: no thanks" in outcome.detail
+    assert seen == ["validate 8"], "a rejected configuration never lands"
+    assert nucleus.ipc.get_configuration(key_path=["batchMax"]).value == DeviceConfig().batchMax
+    assert configs["dev-1"] == []
