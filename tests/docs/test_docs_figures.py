@@ -144,7 +144,7 @@ def test_the_scenario_example_is_a_valid_scenario() -> None:
 
 
 def test_the_fleet_day_and_device_count_figures_are_the_code() -> None:
-    from edgeloop.local.demo import MAX_DEVICES
+    from edgeloop.local.demo_options import MAX_DEVICES
 
     fleet_day = named_module("docs/scenarios.md", "scenario").built_in("fleet-day")
     cli = " ".join(text("docs/cli.md").split())
@@ -155,7 +155,7 @@ def test_the_fleet_day_and_device_count_figures_are_the_code() -> None:
     devices, out = demo.get_default("devices"), demo.get_default("out")
     assert f"{devices} devices, 1 to {MAX_DEVICES}" in cli
     assert f"(defaults: {devices} devices, `./{out}/`)" in text("docs/demo.md")
-    assert f"(`--devices`, default {devices})" in README.read_text(encoding="utf-8")
+    assert f"(`--devices`, 1-{MAX_DEVICES}, default {devices})" in README.read_text(encoding="utf-8")
 
 
 def test_the_context_key_table_is_cdk_json_own() -> None:
