@@ -37,8 +37,9 @@ from edgeloop.core.overrides import DESIRED_CHANGE_OPERATION, OverrideResult
 from edgeloop.core.records import MAX_REQUEST_ID_CHARS
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import SqliteBuffer
-from edgeloop.device.model import read_manifest
-from edgeloop.device.models import STORE_FOLDER
+from edgeloop.device.model_manager import STORE_FOLDER
+from edgeloop.device.onnx_model import read_manifest
+from edgeloop.device.request_queue import RequestQueue
 from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
 from edgeloop.device.signing import load_public_key
 from edgeloop.device.uplink import IpcUplink
@@ -127,9 +128,7 @@ def parse_request(message: bytes | str | Mapping[str, Any] | None) -> InferenceR
     return request_id, np.array(features, dtype=np.float64)
 
 
-def handle_input_message(
-    event: SubscriptionResponseMessage, *, runtime: DeviceRuntime, inputs: queue.Queue[InferenceRequest]
-) -> bool:
+def handle_input_message(event: SubscriptionResponseMessage, *, runtime: DeviceRuntime, inputs: RequestQueue) -> bool:
     """Queue one request; a bad message or a full queue is refused and counted, never raised."""
     try:
         request = parse_request(_message_body(event))
@@ -242,7 +241,7 @@ def build_runtime(
     *,
     clock: Callable[[], float] = time.time,
     component_version: str | None = None,
-) -> tuple[DeviceRuntime, queue.Queue[InferenceRequest]]:
+) -> tuple[DeviceRuntime, RequestQueue]:
     """Build the runtime from the component configuration and subscribe it to config, inputs and desired state."""
     work_dir.mkdir(parents=True, exist_ok=True)
     artifacts = model_root(greengrass_root)
@@ -261,7 +260,7 @@ def build_runtime(
         store_dir=work_dir / STORE_FOLDER,
         component_version=component_version,
     )
-    inputs: queue.Queue[InferenceRequest] = queue.Queue(maxsize=INPUT_QUEUE_SIZE)
+    inputs = RequestQueue(maxsize=INPUT_QUEUE_SIZE)
     _subscribe(ipc, runtime, inputs, thing_name, artifacts)
     handle_config_update(ConfigurationUpdateEvents(), ipc=ipc, runtime=runtime, artifacts=artifacts)  # changed?
     sync_overrides(ipc, runtime, thing_name)
@@ -271,7 +270,7 @@ def build_runtime(
 def _subscribe(
     ipc: GreengrassCoreIPCClientV2,
     runtime: DeviceRuntime,
-    inputs: queue.Queue[InferenceRequest],
+    inputs: RequestQueue,
     thing_name: str,
     artifacts: Path,
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -17,8 +16,9 @@ from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import SqliteBuffer
 from edgeloop.device.component import BUFFER_FILE, model_root
-from edgeloop.device.models import STORE_FOLDER
-from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
+from edgeloop.device.model_manager import STORE_FOLDER
+from edgeloop.device.request_queue import RequestQueue
+from edgeloop.device.runtime import DeviceRuntime
 from edgeloop.device.uplink import MqttUplink
 from edgeloop.local.greengrass import LocalNucleus
 
@@ -53,7 +53,7 @@ class SimulatedDevice:
             store_dir=work / STORE_FOLDER,
         )
         self.nucleus = LocalNucleus(thing_name, root, artifacts=artifacts, on_configuration=self._configure)
-        self._inputs: queue.Queue[InferenceRequest] = queue.Queue()
+        self._inputs = RequestQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self.runtime.run, args=(self._inputs, self._stop), name=f"device-{thing_name}", daemon=True

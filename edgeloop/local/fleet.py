@@ -4,7 +4,7 @@ advanced together on the scenario's virtual clock.
 Simulation stand-in for a fleet, not a fleet. Each device keeps what a real one has of its own: a durable
 SQLite buffer on disk, its model store, its nucleus (the Greengrass stand-in installs its deployments), its
 configuration, drift window, samplers and health reports. What the process shares is what would only
-measure the host: one onnxruntime session per verified model version (edgeloop.device.model.SessionPool),
+measure the host: one onnxruntime session per verified model version (edgeloop.device.onnx_model.SessionPool),
 no threads (a step is a call), and links into the local IoT Core without sockets (edgeloop.local.link).
 """
 
@@ -21,8 +21,8 @@ from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import SqliteBuffer
 from edgeloop.device.component import BUFFER_FILE, model_root
-from edgeloop.device.model import SessionPool
-from edgeloop.device.models import STORE_FOLDER
+from edgeloop.device.model_manager import STORE_FOLDER
+from edgeloop.device.onnx_session import SessionPool
 from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
 from edgeloop.local.devices import apply_deployment
 from edgeloop.local.greengrass import LocalNucleus

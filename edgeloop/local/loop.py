@@ -36,7 +36,7 @@ from edgeloop.core.records import InferenceBatch
 from edgeloop.core.retraining import RetrainingState, observe_drift, observe_labels, retraining_decision, triggered
 from edgeloop.core.rollout import VersionHealth
 from edgeloop.core.scenario import BadKind, Scenario
-from edgeloop.device.model import SessionPool
+from edgeloop.device.onnx_session import SessionPool
 from edgeloop.local import demo as base
 from edgeloop.local.fleet import FleetDownloads, SteppedDevice
 from edgeloop.local.ledger import Ledger, Reservoir, TruthTable, request_id, request_index

@@ -19,14 +19,9 @@ from support import uniform_baseline
 from edgeloop.core.errors import ConfigError, IntegrityError, ManifestError, ModelFormatError, NotFoundError
 from edgeloop.core.manifest import MANIFEST_FILE, Artifact, ModelManifest, OutputSchema
 from edgeloop.core.settings import GRAPH_OPTIMIZATIONS, DeviceConfig
-from edgeloop.device.model import (
-    GRAPH_OPTIMIZATION_LEVELS,
-    InputLayout,
-    LoadedModel,
-    SessionPool,
-    SessionSettings,
-    load_model,
-)
+from edgeloop.device.input_screen import InputLayout
+from edgeloop.device.onnx_model import LoadedModel, load_model
+from edgeloop.device.onnx_session import GRAPH_OPTIMIZATION_LEVELS, SessionPool, SessionSettings
 
 if TYPE_CHECKING:
     from conftest import DigitsModel, ForeignDirFactory, ForeignModel, ModelDirFactory
