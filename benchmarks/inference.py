@@ -49,11 +49,12 @@ from _common import emit
 from edgeloop.core.names import component_version, model_component_name
 from edgeloop.core.records import Record, RecordKind
 from edgeloop.core.settings import DeviceConfig
-from edgeloop.device.buffer import MemoryBuffer, RecordBuffer, SqliteBuffer
+from edgeloop.device.buffer import MemoryBuffer, RecordBuffer
 from edgeloop.device.inference import InferenceRequest
 from edgeloop.device.onnx_session import SessionSettings
 from edgeloop.device.request_queue import RequestQueue
 from edgeloop.device.runtime import DeviceRuntime
+from edgeloop.device.sqlite_buffer import SqliteBuffer
 from edgeloop.device.staging import COMMIT_MAX_RESULTS
 from edgeloop.device.uplink import MemoryUplink
 from edgeloop.training.config import TrainingConfig

@@ -36,12 +36,12 @@ from edgeloop.core.names import HEALTH_SHADOW, INPUTS_LOCAL_TOPIC, shadow_topic,
 from edgeloop.core.overrides import DESIRED_CHANGE_OPERATION, OverrideResult
 from edgeloop.core.records import MAX_REQUEST_ID_CHARS
 from edgeloop.core.settings import DeviceConfig
-from edgeloop.device.buffer import SqliteBuffer
 from edgeloop.device.model_manager import STORE_FOLDER
 from edgeloop.device.onnx_model import read_manifest
 from edgeloop.device.request_queue import RequestQueue
 from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
 from edgeloop.device.signing import load_public_key
+from edgeloop.device.sqlite_buffer import SqliteBuffer
 from edgeloop.device.uplink import IpcUplink
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,11 @@ from edgeloop.core.errors import ModelFormatError
 from edgeloop.core.health import HealthReport, ModelState
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
-from edgeloop.device.buffer import SqliteBuffer
 from edgeloop.device.component import BUFFER_FILE, model_root
 from edgeloop.device.model_manager import STORE_FOLDER
 from edgeloop.device.request_queue import RequestQueue
 from edgeloop.device.runtime import DeviceRuntime
+from edgeloop.device.sqlite_buffer import SqliteBuffer
 from edgeloop.device.uplink import MqttUplink
 from edgeloop.local.greengrass import LocalNucleus
 

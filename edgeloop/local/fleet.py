@@ -19,11 +19,11 @@ from edgeloop.cloud.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
 from edgeloop.core.health import HealthReport
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
-from edgeloop.device.buffer import SqliteBuffer
 from edgeloop.device.component import BUFFER_FILE, model_root
 from edgeloop.device.model_manager import STORE_FOLDER
 from edgeloop.device.onnx_session import SessionPool
 from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
+from edgeloop.device.sqlite_buffer import SqliteBuffer
 from edgeloop.local.devices import apply_deployment
 from edgeloop.local.greengrass import LocalNucleus
 from edgeloop.local.link import Deliver, Network, SimulatedLink

@@ -17,10 +17,11 @@ from edgeloop.core.errors import LinkError
 from edgeloop.core.names import parse_samples_topic, results_topic, samples_object_key, samples_topic
 from edgeloop.core.records import BILLING_UNIT_BYTES, MAX_MESSAGE_BYTES, RecordKind, billed_units, decode_batch
 from edgeloop.core.settings import DeviceConfig
-from edgeloop.device.buffer import MemoryBuffer, RecordBuffer, SqliteBuffer
+from edgeloop.device.buffer import MemoryBuffer, RecordBuffer
 from edgeloop.device.forwarder import RECORD_REFUSED_EVENT, Forwarder
 from edgeloop.device.request_queue import RequestQueue
 from edgeloop.device.runtime import DeviceRuntime
+from edgeloop.device.sqlite_buffer import SqliteBuffer
 from edgeloop.device.uplink import MemoryUplink
 
 THING = "dev-1"

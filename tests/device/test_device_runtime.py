@@ -21,11 +21,12 @@ from edgeloop.core.names import HEALTH_SHADOW, model_component_name, results_top
 from edgeloop.core.records import InferenceBatch, InferenceResult, Record, RecordKind, decode_batch
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device import runtime as runtime_module
-from edgeloop.device.buffer import MemoryBuffer, SqliteBuffer
+from edgeloop.device.buffer import MemoryBuffer
 from edgeloop.device.inference import NO_ACTIVE_MODEL, Rejected
 from edgeloop.device.onnx_model import LoadedModel, load_model
 from edgeloop.device.request_queue import RequestQueue
 from edgeloop.device.runtime import DeviceRuntime
+from edgeloop.device.sqlite_buffer import SqliteBuffer
 from edgeloop.device.staging import COMMIT_MAX_RESULTS
 from edgeloop.device.uplink import MemoryUplink
 
