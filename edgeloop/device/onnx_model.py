@@ -230,11 +230,12 @@ class LoadedModel:
             binding = self.session.io_binding()
             binding.bind_ortvalue_input(self.manifest.input.name, ort.OrtValue.ortvalue_from_numpy(feed))
             binding.bind_ortvalue_output(self.manifest.output.probabilities, ort.OrtValue.ortvalue_from_numpy(output))
+            native = binding._iobinding  # private, like _sess: the C++ binding run_with_iobinding takes
         except BINDING_ERRORS as exc:
             name = self.manifest.model_name
             log.info("%d-row runs stay on session.run for %s v%d: %s", rows, name, self.version, exc)
             return False
-        return Binding(rows, run, binding._iobinding, feed, output, output[0])
+        return Binding(rows, run, native, feed, output, output[0])
 
     def screen_row(self, row: object) -> np.ndarray | None:
         """A lone decoded row ready to feed, or None when screen() must judge it (see InputScreen.screen_row)."""
