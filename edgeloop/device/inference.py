@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import repeat
+from operator import itemgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -42,6 +44,10 @@ SMALL_BATCH = 4
 InferenceRequest = tuple[str, Sequence[float] | np.ndarray]
 """(request id, features). Decoders hand over 1-D numpy rows: a batch of them becomes one matrix in a
 single copy, where lists of Python floats cost ~1 µs per row to convert."""
+
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_DECIMALS = repeat(CONFIDENCE_DECIMALS)
+"""An endless CONFIDENCE_DECIMALS for map(round, ...): map stops at the shorter input."""
 
 Confidences = np.ndarray | list[float]
 """A micro-batch's top-1 probabilities: a numpy column, or a Python list for a lone row."""
@@ -178,10 +184,10 @@ class Inference:
             self._tally.count(rejected_inputs=len(batch))
             return Outcome((), (), dict.fromkeys(range(len(batch)), NO_ACTIVE_MODEL))
         started = time.perf_counter()
-        ids = [request_id for request_id, _ in batch]
+        ids = list(map(_FIRST, batch))  # C-level passes: no Python frame per call at batch 1
         if not all(ids) or max(map(len, ids), default=0) > MAX_REQUEST_ID_CHARS:  # "" is falsy: one C pass each
             return self._without_bad_ids(batch, ids)
-        screened = model.screen([features for _, features in batch])
+        screened = model.inputs.screen(list(map(_SECOND, batch)))
         if not screened.rejected:
             return self._predict(model, screened.matrix, ids, started)
         self._tally.count(rejected_inputs=len(screened.rejected))
@@ -210,9 +216,22 @@ class Inference:
         serving = self._serving
         if serving.model is not model:
             serving = self._attach(model)
-        stage, margins = serving.stage, None
+        stage = serving.stage
+        lone = n == 1 and model.layout is None  # a lone plain row: Python lists, the cheaper form there
+        labels: np.ndarray | list[int]
+        confidences: Confidences
+        margins: Confidences | None = None
         try:
-            labels, confidences, margins = _run_model(model, matrix, top2=stage is not None)
+            if lone and stage is None:
+                index, confidence = model.predict_row(matrix)
+                labels, confidences = [index], [confidence]
+            elif lone:
+                index, confidence, margin = model.predict_row_top2(matrix)
+                labels, confidences, margins = [index], [confidence], [margin]
+            elif stage is None:
+                labels, confidences = model.predict(matrix)
+            else:
+                labels, confidences, margins = model.predict_top2(matrix)
         except ModelFormatError as exc:
             log.error("inference failed on a batch of %d: %s", n, exc)
             self._tally.count(errors=1)
@@ -220,11 +239,9 @@ class Inference:
             return Outcome((), (), dict.fromkeys(range(n), str(exc)))
         rejected: dict[int, str] = {}
         kept: Sequence[int] = range(n)
-        rounded = _rounded(confidences)
+        rounded = list(map(round, confidences, _DECIMALS)) if lone else _rounded(confidences)
         if not math.isfinite(sum(rounded)):  # NaN/inf anywhere poisons the sum (of Python floats: no overflow)
-            finite = np.isfinite(
-                np.asarray(confidences)
-            )  # a model emitting NaN/inf is failing: count it, keep good rows
+            finite = np.isfinite(np.asarray(confidences))  # a failing model: count it, keep the good rows
             bad, keep = np.flatnonzero(~finite).tolist(), np.flatnonzero(finite)
             log.error("model v%s gave non-finite probabilities for %d of %d rows", model.version, len(bad), n)
             self._tally.count(errors=len(bad))
@@ -239,9 +256,9 @@ class Inference:
             rounded = [rounded[i] for i in kept]
             n = len(request_ids)
         batch_ms = (time.perf_counter() - started) * 1000
-        indices: list[int] = labels if isinstance(labels, list) else labels.tolist()
+        indices: list[int] = labels if isinstance(labels, list) else labels.tolist()  # a list unless it is a batch
         label_names = model.manifest.labels
-        names = [label_names[i] for i in indices]
+        names = list(map(label_names.__getitem__, indices))
         version = model.version
         if n <= MAX_RESULTS_PER_RECORD:
             results: tuple[ResultColumns, ...] = ((request_ids, indices, names, rounded, version, batch_ms),)
@@ -269,22 +286,6 @@ class Inference:
         return Outcome(results, kept, rejected, sampled, stage)
 
 
-def _run_model(
-    model: LoadedModel, matrix: np.ndarray, *, top2: bool
-) -> tuple[np.ndarray | list[int], Confidences, Confidences | None]:
-    """Label indices, confidences and (with top2) margins; a lone plain row as Python lists, the cheaper form there."""
-    if matrix.shape[0] == 1 and model.layout is None:
-        if top2:
-            index, confidence, margin = model.predict_row_top2(matrix)
-            return [index], [confidence], [margin]
-        index, confidence = model.predict_row(matrix)
-        return [index], [confidence], None
-    if top2:
-        return model.predict_top2(matrix)
-    labels, confidences = model.predict(matrix)
-    return labels, confidences, None
-
-
 def _pick(stage: SampleStage, confidences: Confidences, margins: Confidences, drifted: bool) -> list[tuple[int, str]]:
     """The rows some sampler takes: a few float comparisons for a lone row, one vectorized pass for a batch."""
     if isinstance(confidences, list):
@@ -297,6 +298,6 @@ def _rounded(confidences: Confidences) -> list[float]:
     """Confidences as Python floats rounded to CONFIDENCE_DECIMALS, one numpy pass for a real batch."""
     if len(confidences) <= SMALL_BATCH:
         values = confidences if isinstance(confidences, list) else confidences.tolist()
-        return [round(c, CONFIDENCE_DECIMALS) for c in values]
+        return list(map(round, values, _DECIMALS))
     rounded: list[float] = np.asarray(confidences).astype(np.float64).round(CONFIDENCE_DECIMALS).tolist()
     return rounded

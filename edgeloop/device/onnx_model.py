@@ -47,7 +47,8 @@ class LoadedModel:
     """None means [N, width] float32, the layout edgeloop's own training exports."""
     _run_session: SessionRun = field(init=False, repr=False, compare=False)
     _output_names: list[str] = field(init=False, repr=False, compare=False)
-    _screen: InputScreen = field(init=False, repr=False, compare=False)
+    inputs: InputScreen = field(init=False, repr=False, compare=False)
+    """The input checks for this model's schema and layout (screen, screen_row, check_input)."""
     _classes: int = field(init=False, repr=False, compare=False)
     _row_starts: np.ndarray = field(init=False, repr=False, compare=False)
     """Flat index of each row's first probability in a [BATCH_MAX, classes] output, for the top-1 gather."""
@@ -68,7 +69,7 @@ class LoadedModel:
         schema = self.manifest.input
         object.__setattr__(self, "_run_session", run)
         object.__setattr__(self, "_output_names", [self.manifest.output.probabilities])
-        object.__setattr__(self, "_screen", InputScreen(schema, self.layout))
+        object.__setattr__(self, "inputs", InputScreen(schema, self.layout))
         classes = len(self.manifest.labels)
         object.__setattr__(self, "_classes", classes)
         object.__setattr__(self, "_row_starts", np.arange(0, BATCH_MAX * classes, classes, dtype=np.intp))
@@ -130,8 +131,8 @@ class LoadedModel:
         """The session's [n, classes] output for a screened batch: a buffer the caller reads before the next run."""
         layout = self.layout
         if layout is None:
-            return self._run_rows(batch if batch.dtype is FLOAT32 else self._screen.feedable(batch))
-        feed = self._screen.feedable(batch).reshape((batch.shape[0], *layout.row_shape))
+            return self._run_rows(batch if batch.dtype is FLOAT32 else self.inputs.feedable(batch))
+        feed = self.inputs.feedable(batch).reshape((batch.shape[0], *layout.row_shape))
         size = layout.fixed_batch
         if size is None or size == feed.shape[0]:
             return self._run(feed)
@@ -239,15 +240,15 @@ class LoadedModel:
 
     def screen_row(self, row: object) -> np.ndarray | None:
         """A lone decoded row ready to feed, or None when screen() must judge it (see InputScreen.screen_row)."""
-        return self._screen.screen_row(row)
+        return self.inputs.screen_row(row)
 
     def screen(self, rows: object) -> ScreenedBatch:
         """The batch's feedable rows and the refused ones, with why (see InputScreen.screen)."""
-        return self._screen.screen(rows)  # type: ignore[arg-type]
+        return self.inputs.screen(rows)  # type: ignore[arg-type]
 
     def check_input(self, row: object) -> str | None:
         """Why one request's features cannot be fed to the model, or None when they can."""
-        return self._screen.check_input(row)
+        return self.inputs.check_input(row)
 
 
 def load_model(

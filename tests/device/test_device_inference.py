@@ -15,9 +15,10 @@ from edgeloop.core.names import model_component_name
 from edgeloop.core.records import InferenceBatch, InferenceResult, Record, RecordKind
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import MemoryBuffer
-from edgeloop.device.inference import BAD_REQUEST_ID, NON_FINITE_OUTPUT, InferenceRequest, Rejected
+from edgeloop.device.inference import BAD_REQUEST_ID, NON_FINITE_OUTPUT, Inference, InferenceRequest, Rejected
 from edgeloop.device.onnx_model import LoadedModel
 from edgeloop.device.runtime import DeviceRuntime
+from edgeloop.device.tally import Tally
 from edgeloop.device.uplink import MemoryUplink
 
 if TYPE_CHECKING:
@@ -275,3 +276,60 @@ def test_the_drift_window_keeps_its_own_rows_whatever_callers_do_with_their_arra
 
     assert kept.tolist() == digits_model.rows[:9].astype(np.float32).tolist()
     assert confidences.shape == (9,)
+
+
+# --- device.inference.Inference on its own: one path for a lone row and a micro-batch ---
+
+
+def _inference(model_root: Path, **overrides: Any) -> tuple[Inference, Tally]:
+    """The Inference part of a runtime, over a model manager that loaded digits v1."""
+    device = runtime(model_root, MemoryBuffer(THING), **overrides)
+    return device._inference, device._tally
+
+
+def test_a_lone_row_and_the_same_row_in_a_micro_batch_get_the_same_columns(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    inference, tally = _inference(model_root)
+    rows = digits_model.rows[:5].astype(np.float64)
+
+    lone = [inference.run([(f"r{i}", rows[i])]) for i in range(5)]
+    batch = inference.run([(f"r{i}", rows[i]) for i in range(5)])
+
+    assert [outcome.accepted for outcome in lone] == [range(1)] * 5
+    lone_columns = [column for outcome in lone for column in zip(*outcome.results[0][:4], strict=True)]
+    assert lone_columns == list(zip(*batch.results[0][:4], strict=True))
+    assert [label for _, label, _, _ in lone_columns] == digits_model.labels[:5].tolist()
+    assert tally.snapshot().inferences == 10
+
+
+def test_sampled_rows_come_back_with_the_stage_that_took_them(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    inference, _ = _inference(model_root, samplers={"random": 1.0})
+    rows = digits_model.rows[:3].astype(np.float64)
+
+    lone = inference.run([("lone", rows[0])])
+    batch = inference.run([(f"r{i}", rows[i]) for i in range(3)])
+
+    assert lone.stage is not None
+    assert [(rid, sampler) for rid, _, _, _, _, sampler in lone.sampled] == [("lone", "random")]
+    assert [rid for rid, *_ in batch.sampled] == ["r0", "r1", "r2"]
+    _, row, index, confidence, margin, _ = batch.sampled[1]
+    assert row.tolist() == rows[1].astype(np.float32).tolist()
+    assert index == digits_model.labels[1]
+    assert 0.0 <= margin <= confidence <= 1.0
+
+
+def test_without_a_sampler_nothing_is_sampled(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    inference, _ = _inference(model_root)
+
+    outcome = inference.run([(f"r{i}", digits_model.rows[i].astype(np.float64)) for i in range(4)])
+
+    assert list(outcome.sampled) == []
+    assert outcome.stage is None
