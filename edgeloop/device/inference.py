@@ -13,8 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import repeat
 from operator import itemgetter
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
@@ -95,6 +97,11 @@ class Outcome(NamedTuple):
         }
         answers.update(zip(self.accepted, rows, strict=True))
         return [answers[i] for i in range(len(batch))]
+
+
+_NO_REJECTIONS: Mapping[int, str] = MappingProxyType({})
+_new_outcome = partial(tuple.__new__, Outcome)
+"""An Outcome of all five fields built in C, without the generated __new__'s Python frame."""
 
 
 @dataclass(frozen=True)
@@ -237,7 +244,7 @@ class Inference:
             self._tally.count(errors=1)
             self._models.observe(model, requests=n, errors=n)
             return Outcome((), (), dict.fromkeys(range(n), str(exc)))
-        rejected: dict[int, str] = {}
+        rejected: Mapping[int, str] = _NO_REJECTIONS
         kept: Sequence[int] = range(n)
         rounded = list(map(round, confidences, _DECIMALS)) if lone else _rounded(confidences)
         if not math.isfinite(sum(rounded)):  # NaN/inf anywhere poisons the sum (of Python floats: no overflow)
@@ -283,7 +290,7 @@ class Inference:
         if stage is not None and margins is not None:
             for i, name in _pick(stage, confidences, margins, self._drifted):
                 sampled.append((request_ids[i], matrix[i], indices[i], float(confidences[i]), float(margins[i]), name))
-        return Outcome(results, kept, rejected, sampled, stage)
+        return _new_outcome((results, kept, rejected, sampled, stage))
 
 
 def _pick(stage: SampleStage, confidences: Confidences, margins: Confidences, drifted: bool) -> list[tuple[int, str]]:

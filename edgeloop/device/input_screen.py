@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -38,6 +39,10 @@ class ScreenedBatch(NamedTuple):
     matrix: np.ndarray
     accepted: tuple[int, ...]
     rejected: Mapping[int, str] = _NO_REJECTIONS
+
+
+_new_screened = partial(tuple.__new__, ScreenedBatch)
+"""A ScreenedBatch built in C, without the generated __new__'s Python frame (the batch-1 path's)."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,8 @@ class InputScreen:
             row = rows[0]
             if type(row) is np.ndarray:
                 feed = self.screen_row(row)
-                if feed is not None:
-                    return ScreenedBatch(feed, _FIRST_ROW)
+                if feed is not None:  # built in C: NamedTuple's generated __new__ is a Python frame
+                    return _new_screened((feed, _FIRST_ROW, _NO_REJECTIONS))
             else:
                 single = self._screen_one(row)
                 if single is not None:
