@@ -185,40 +185,27 @@ class Inference:
         return summary
 
     def run(self, batch: Sequence[InferenceRequest]) -> Outcome:
-        """Screen and run one micro-batch; bad rows get their reason, the rest go through together."""
+        """Screen and run one micro-batch; bad rows get their reason, the rest go through together.
+
+        One body for every batch size (a lone row included): each step that would cost a Python frame per
+        micro-batch is inline, since at batch 1 those frames are a visible share of the whole path.
+        """
         model = self._models.active()
         if model is None:
             self._tally.count(rejected_inputs=len(batch))
             return Outcome((), (), dict.fromkeys(range(len(batch)), NO_ACTIVE_MODEL))
         started = time.perf_counter()
-        ids = list(map(_FIRST, batch))  # C-level passes: no Python frame per call at batch 1
-        if not all(ids) or max(map(len, ids), default=0) > MAX_REQUEST_ID_CHARS:  # "" is falsy: one C pass each
-            return self._without_bad_ids(batch, ids)
-        screened = model.inputs.screen(list(map(_SECOND, batch)))
-        if not screened.rejected:
-            return self._predict(model, screened.matrix, ids, started)
-        self._tally.count(rejected_inputs=len(screened.rejected))
-        shown = "; ".join(f"{batch[i][0]}: {reason}" for i, reason in list(screened.rejected.items())[:5])
-        log.warning("%d of %d inputs rejected (first ones: %s)", len(screened.rejected), len(batch), shown)
-        if not screened.accepted:
-            return Outcome((), (), screened.rejected)
-        done = self._predict(model, screened.matrix, [batch[i][0] for i in screened.accepted], started)
-        accepted = tuple(screened.accepted[i] for i in done.accepted)
-        return done._replace(accepted=accepted, rejected={**screened.rejected, **done.rejected_at(screened.accepted)})
-
-    def _without_bad_ids(self, batch: Sequence[InferenceRequest], ids: list[str]) -> Outcome:
-        """Refuse requests whose id could not travel in a record; the rest of the batch goes on."""
-        bad = {i: BAD_REQUEST_ID for i, request_id in enumerate(ids) if not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS}
-        self._tally.count(rejected_inputs=len(bad))
-        log.warning("%d of %d requests rejected: %s", len(bad), len(batch), BAD_REQUEST_ID)
-        good = [i for i in range(len(batch)) if i not in bad]
-        if not good:
-            return Outcome((), (), bad)
-        done = self.run([batch[i] for i in good])
-        return done._replace(accepted=tuple(good[i] for i in done.accepted), rejected={**bad, **done.rejected_at(good)})
-
-    def _predict(self, model: LoadedModel, matrix: np.ndarray, request_ids: list[str], started: float) -> Outcome:
-        """Run the screened rows; their results come back as RESULT record columns, sampled rows beside them."""
+        request_ids = list(map(_FIRST, batch))  # C-level passes: no Python frame per call
+        if not all(request_ids) or max(map(len, request_ids), default=0) > MAX_REQUEST_ID_CHARS:  # "" is falsy
+            return self._without_bad_ids(batch, request_ids)
+        matrix, screened_rows, refused = model.inputs.screen(list(map(_SECOND, batch)))
+        if refused:
+            self._tally.count(rejected_inputs=len(refused))
+            shown = "; ".join(f"{batch[i][0]}: {reason}" for i, reason in list(refused.items())[:5])
+            log.warning("%d of %d inputs rejected (first ones: %s)", len(refused), len(batch), shown)
+            if not screened_rows:
+                return Outcome((), (), refused)
+            request_ids = [request_ids[i] for i in screened_rows]
         n = len(request_ids)
         serving = self._serving
         if serving.model is not model:
@@ -243,7 +230,7 @@ class Inference:
             log.error("inference failed on a batch of %d: %s", n, exc)
             self._tally.count(errors=1)
             self._models.observe(model, requests=n, errors=n)
-            return Outcome((), (), dict.fromkeys(range(n), str(exc)))
+            return _remapped(Outcome((), (), dict.fromkeys(range(n), str(exc))), screened_rows, refused)
         rejected: Mapping[int, str] = _NO_REJECTIONS
         kept: Sequence[int] = range(n)
         rounded = list(map(round, confidences, _DECIMALS)) if lone else _rounded(confidences)
@@ -255,7 +242,7 @@ class Inference:
             self._models.observe(model, requests=len(bad), errors=len(bad))
             rejected = dict.fromkeys(bad, NON_FINITE_OUTPUT)
             if not keep.size:
-                return Outcome((), (), rejected)
+                return _remapped(Outcome((), (), rejected), screened_rows, refused)
             kept = keep.tolist()
             labels, confidences, matrix = np.asarray(labels)[keep], np.asarray(confidences)[keep], matrix[keep]
             margins = None if margins is None else np.asarray(margins)[keep]
@@ -264,11 +251,9 @@ class Inference:
             n = len(request_ids)
         batch_ms = (time.perf_counter() - started) * 1000
         indices: list[int] = labels if isinstance(labels, list) else labels.tolist()  # a list unless it is a batch
-        label_names = model.manifest.labels
-        names = list(map(label_names.__getitem__, indices))
-        version = model.version
+        names = list(map(model.manifest.labels.__getitem__, indices))
         if n <= MAX_RESULTS_PER_RECORD:
-            results: tuple[ResultColumns, ...] = ((request_ids, indices, names, rounded, version, batch_ms),)
+            results: tuple[ResultColumns, ...] = ((request_ids, indices, names, rounded, model.version, batch_ms),)
         else:
             step = MAX_RESULTS_PER_RECORD
             results = tuple(
@@ -277,7 +262,7 @@ class Inference:
                     indices[i : i + step],
                     names[i : i + step],
                     rounded[i : i + step],
-                    version,
+                    model.version,
                     batch_ms,
                 )
                 for i in range(0, n, step)
@@ -290,7 +275,24 @@ class Inference:
         if stage is not None and margins is not None:
             for i, name in _pick(stage, confidences, margins, self._drifted):
                 sampled.append((request_ids[i], matrix[i], indices[i], float(confidences[i]), float(margins[i]), name))
-        return _new_outcome((results, kept, rejected, sampled, stage))
+        outcome = _new_outcome((results, kept, rejected, sampled, stage))
+        return _remapped(outcome, screened_rows, refused) if refused else outcome
+
+    def _without_bad_ids(self, batch: Sequence[InferenceRequest], ids: list[str]) -> Outcome:
+        """Refuse requests whose id could not travel in a record; the rest of the batch goes on."""
+        bad = {i: BAD_REQUEST_ID for i, request_id in enumerate(ids) if not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS}
+        self._tally.count(rejected_inputs=len(bad))
+        log.warning("%d of %d requests rejected: %s", len(bad), len(batch), BAD_REQUEST_ID)
+        good = [i for i in range(len(batch)) if i not in bad]
+        if not good:
+            return Outcome((), (), bad)
+        return _remapped(self.run([batch[i] for i in good]), good, bad)
+
+
+def _remapped(done: Outcome, positions: Sequence[int], earlier: Mapping[int, str]) -> Outcome:
+    """An outcome over a subset of a batch (at `positions`), re-keyed to the whole batch with its earlier refusals."""
+    accepted = tuple(positions[i] for i in done.accepted)
+    return done._replace(accepted=accepted, rejected={**earlier, **done.rejected_at(positions)})
 
 
 def _pick(stage: SampleStage, confidences: Confidences, margins: Confidences, drifted: bool) -> list[tuple[int, str]]:

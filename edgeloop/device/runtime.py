@@ -203,8 +203,12 @@ class DeviceRuntime:
         or as soon as the loop finds its input queue idle (see run); commit() forces it.
         """
         size = self._config.batchMax
-        if len(requests) <= size:  # the loop's case: one micro-batch, no slice copy
-            self._serve_batch(requests)
+        if len(requests) <= size:  # the loop's case: one micro-batch, no slice copy (_serve_batch, inline)
+            outcome = self._inference.run(requests)
+            if outcome.results:
+                self._staging.stage(outcome.results)
+            if outcome.sampled:
+                self._take_samples(outcome)
             return
         for start in range(0, len(requests), size):
             self._serve_batch(requests[start : start + size])
@@ -214,12 +218,17 @@ class DeviceRuntime:
         outcome = self._inference.run(batch)
         if outcome.results:
             self._staging.stage(outcome.results)
-        if outcome.sampled and outcome.stage is not None:
-            inference = self._inference
+        if outcome.sampled:
+            self._take_samples(outcome)
+        return outcome
+
+    def _take_samples(self, outcome: Outcome) -> None:
+        """The sampled rows the day's budget admits, staged for the results' group commit."""
+        inference = self._inference
+        if outcome.stage is not None:
             kept = self._samples.take(outcome.stage, outcome.sampled, inference.drift_summary, inference.drifted)
             if kept:
                 self._staging.stage_samples(kept)
-        return outcome
 
     def reject_input(self, reason: str) -> None:
         """Count a request refused before it reached the runtime (unparseable message, full queue)."""
