@@ -37,7 +37,7 @@ from typing import Any
 from _common import emit, parse_args
 
 from edgeloop.core.records import RecordKind
-from edgeloop.device.buffer import SqliteBuffer
+from edgeloop.device.sqlite_buffer import SqliteBuffer
 
 KEYS = (
     "appends_per_s",

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from _common import emit, parse_args
 
-from edgeloop.device.buffer import SqliteBuffer
+from edgeloop.device.sqlite_buffer import SqliteBuffer
 
 KEYS = ("trials", "acknowledged", "recovered", "lost", "duplicates")
 THING = "crash-1"
@@ -39,7 +39,7 @@ MAX_DELAY_S = 0.3
 WRITER = """
 import random, sys, threading
 from edgeloop.core.records import RecordKind
-from edgeloop.device.buffer import SqliteBuffer
+from edgeloop.device.sqlite_buffer import SqliteBuffer
 
 buffer = SqliteBuffer(sys.argv[1], sys.argv[2])
 lock = threading.Lock()

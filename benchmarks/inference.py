@@ -31,7 +31,6 @@ import argparse
 import json
 import logging
 import os
-import queue
 import statistics
 import sys
 import tempfile
@@ -50,9 +49,13 @@ from _common import emit
 from edgeloop.core.names import component_version, model_component_name
 from edgeloop.core.records import Record, RecordKind
 from edgeloop.core.settings import DeviceConfig
-from edgeloop.device.buffer import MemoryBuffer, RecordBuffer, SqliteBuffer
-from edgeloop.device.model import SessionSettings
-from edgeloop.device.runtime import COMMIT_MAX_RESULTS, DeviceRuntime, InferenceRequest
+from edgeloop.device.buffer import MemoryBuffer, RecordBuffer
+from edgeloop.device.inference import InferenceRequest
+from edgeloop.device.onnx_session import SessionSettings
+from edgeloop.device.request_queue import RequestQueue
+from edgeloop.device.runtime import DeviceRuntime
+from edgeloop.device.sqlite_buffer import SqliteBuffer
+from edgeloop.device.staging import COMMIT_MAX_RESULTS
 from edgeloop.device.uplink import MemoryUplink
 from edgeloop.training.config import TrainingConfig
 from edgeloop.training.job import train
@@ -254,7 +257,7 @@ class SustainedPath:
         self._buffer_kind = buffer_kind
         self._counted = CompletionBuffer(make_buffer(buffer_kind))
         self._runtime = make_runtime(model_root, self._counted, config)
-        self._inputs: queue.Queue[InferenceRequest] = queue.Queue()
+        self._inputs = RequestQueue()
         self._stop = threading.Event()
         self._loop = threading.Thread(target=self._runtime.run, args=(self._inputs, self._stop), daemon=True)
         self._loop.start()
@@ -265,10 +268,7 @@ class SustainedPath:
         self._counted.expect(len(requests))
         inputs = self._inputs
         started = time.perf_counter()
-        with inputs.mutex:
-            inputs.queue.extend(requests)
-            inputs.unfinished_tasks += len(requests)
-            inputs.not_empty.notify()
+        inputs.put_many(requests)
         if not self._counted.done.wait(timeout=600):
             raise SystemExit("the loop did not buffer a stretch's results within 600 s")
         return time.perf_counter() - started
@@ -283,7 +283,7 @@ def wait_bound(model_root: Path, config: DeviceConfig, requests: list[InferenceR
     """Added latency (ms) of a lone request: queued to buffered, while the loop waits batchWaitMs for company."""
     timed = TimedBuffer(MemoryBuffer(THING))
     runtime = make_runtime(model_root, timed, config)
-    inputs: queue.Queue[InferenceRequest] = queue.Queue()
+    inputs = RequestQueue()
     stop = threading.Event()
     loop = threading.Thread(target=runtime.run, args=(inputs, stop), daemon=True)
     loop.start()

@@ -41,11 +41,13 @@ from edgeloop.core.names import HEALTH_SHADOW, INPUTS_LOCAL_TOPIC, shadow_topic,
 from edgeloop.core.overrides import DESIRED_CHANGE_OPERATION, OverrideResult
 from edgeloop.core.records import MAX_REQUEST_ID_CHARS
 from edgeloop.core.settings import DeviceConfig
-from edgeloop.device.buffer import SqliteBuffer
-from edgeloop.device.model import SessionPool, read_manifest
-from edgeloop.device.models import STORE_FOLDER
+from edgeloop.device.model_manager import STORE_FOLDER
+from edgeloop.device.onnx_model import read_manifest
+from edgeloop.device.onnx_session import SessionPool
+from edgeloop.device.request_queue import RequestQueue
 from edgeloop.device.runtime import FORWARD_INTERVAL_S, DeviceRuntime, InferenceRequest
 from edgeloop.device.signing import load_public_key
+from edgeloop.device.sqlite_buffer import SqliteBuffer
 from edgeloop.device.uplink import IpcUplink, Uplink
 
 log = logging.getLogger(__name__)
@@ -142,9 +144,7 @@ def _all_numbers(values: Sequence[object]) -> bool:
     return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
 
 
-def handle_input_message(
-    event: SubscriptionResponseMessage, *, runtime: DeviceRuntime, inputs: queue.Queue[InferenceRequest]
-) -> bool:
+def handle_input_message(event: SubscriptionResponseMessage, *, runtime: DeviceRuntime, inputs: RequestQueue) -> bool:
     """Queue one request; a bad message or a full queue is refused and counted, never raised."""
     try:
         request = parse_request(_message_body(event))
@@ -277,7 +277,7 @@ class Component:
     """The running inference component: its runtime, the queue its input stream fills, and the buffer it owns."""
 
     runtime: DeviceRuntime
-    inputs: queue.Queue[InferenceRequest]
+    inputs: RequestQueue
     buffer: SqliteBuffer
 
     def run(self, stop: threading.Event) -> None:
@@ -286,12 +286,7 @@ class Component:
 
     def take_inputs(self) -> list[InferenceRequest]:
         """Every request queued so far, oldest first: a stepped host serves them in one call instead of run()."""
-        taken: list[InferenceRequest] = []
-        while True:
-            try:
-                taken.append(self.inputs.get_nowait())
-            except queue.Empty:
-                return taken
+        return self.inputs.drain()
 
     def close(self) -> None:
         """Release the durable buffer (after run returned)."""
@@ -337,7 +332,7 @@ def start(
         session_pool=host.session_pool,
         forward_interval_s=host.forward_interval_s,
     )
-    inputs: queue.Queue[InferenceRequest] = queue.Queue(maxsize=INPUT_QUEUE_SIZE)
+    inputs = RequestQueue(maxsize=INPUT_QUEUE_SIZE)
     _subscribe(ipc, runtime, inputs, thing_name, artifacts, host.set_log_level)
     handle_config_update(  # changed since it was read?
         ConfigurationUpdateEvents(), ipc=ipc, runtime=runtime, artifacts=artifacts, set_log_level=host.set_log_level
@@ -349,7 +344,7 @@ def start(
 def _subscribe(
     ipc: GreengrassCoreIPCClientV2,
     runtime: DeviceRuntime,
-    inputs: queue.Queue[InferenceRequest],
+    inputs: RequestQueue,
     thing_name: str,
     artifacts: Path,
     set_log_level: Callable[[str], None],

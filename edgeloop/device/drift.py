@@ -9,21 +9,23 @@ rows. Binning, one searchsorted per feature over the whole window, runs when the
 
 from __future__ import annotations
 
+import threading
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
 from edgeloop.core.drift import DriftSummary, WindowStats, summarize
-from edgeloop.device.model import LoadedModel
+from edgeloop.device.onnx_model import LoadedModel
 
-Block = tuple[np.ndarray, np.ndarray | float, int]
+Block = tuple[np.ndarray, np.ndarray | Sequence[float], int]
 """(screened rows [n, width], their confidences, n) as one path handed them over."""
 
 
 class DriftMonitor:
-    """The last `window` screened inputs and confidences served by one model (the caller holds the lock)."""
+    """The last `window` screened inputs and confidences served by one model, under its own lock."""
 
-    __slots__ = ("_blocks", "_confidence_edges", "_edges", "_held", "model", "seen", "width", "window")
+    __slots__ = ("_blocks", "_confidence_edges", "_edges", "_held", "_lock", "model", "seen", "width", "window")
 
     def __init__(self, model: LoadedModel, window: int) -> None:
         self.model = model
@@ -35,35 +37,33 @@ class DriftMonitor:
         self._blocks: deque[Block] = deque()
         self._held = 0
         """Rows in _blocks: the window, and fewer than the oldest block's rows beyond it."""
+        self._lock = threading.Lock()
         self.seen = 0
         """Rows added so far."""
 
     def add_row(self, feed: np.ndarray, confidence: float) -> None:
-        """One screened row ([1, width], not written again by anyone) and its confidence: the batch-1 path."""
-        blocks = self._blocks
-        blocks.append((feed, confidence, 1))
-        self.seen += 1
-        held = self._held + 1
-        if held - blocks[0][2] >= self.window:
-            held -= blocks.popleft()[2]
-        self._held = held
+        """One screened row ([1, width], not written again by anyone) and its confidence."""
+        self.add_batch(feed, [confidence])
 
-    def add_batch(self, matrix: np.ndarray, confidences: np.ndarray) -> None:
-        """A micro-batch's screened rows and confidences (fresh arrays, not written again by anyone)."""
-        n, window = matrix.shape[0], self.window
-        self.seen += n
+    def add_batch(self, matrix: np.ndarray, confidences: np.ndarray | Sequence[float]) -> None:
+        """A micro-batch's screened rows and confidences (fresh, not written again by anyone; a list for one row)."""
+        n = total = matrix.shape[0]
+        window = self.window
         if n > window:  # only the tail can be in the window
             matrix, confidences, n = matrix[-window:], confidences[-window:], window
-        blocks = self._blocks
-        blocks.append((matrix, confidences, n))
-        held = self._held + n
-        while held - blocks[0][2] >= window:
-            held -= blocks.popleft()[2]
-        self._held = held
+        with self._lock:
+            self.seen += total
+            blocks = self._blocks
+            blocks.append((matrix, confidences, n))
+            held = self._held + n
+            while held - blocks[0][2] >= window:
+                held -= blocks.popleft()[2]
+            self._held = held
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        """The window's rows and confidences (float32), oldest first: copies, taken under the caller's lock."""
-        blocks = list(self._blocks)
+        """The window's rows and confidences (float32), oldest first: copies."""
+        with self._lock:
+            blocks = list(self._blocks)
         if not blocks:
             return np.empty((0, self.width), dtype=np.float32), np.empty(0, dtype=np.float32)
         rows = np.concatenate([block for block, _, _ in blocks], dtype=np.float32)

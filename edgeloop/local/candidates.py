@@ -225,7 +225,7 @@ VERIFICATION_FAILURES: tuple[tuple[str, str], ...] = (
     ("unsigned:", "signature missing"),
     ("self-test failed", "self-test failed"),
 )
-"""Phrases of the device's verification errors (edgeloop.device.model, .signing) and their short names."""
+"""Phrases of the device's verification errors (edgeloop.device.onnx_model, .signing) and their short names."""
 DETAIL_CHARS = 120
 
 

@@ -4,7 +4,7 @@ component (edgeloop.device.component) against its IPC stand-in, advanced togethe
 Simulation stand-in for a fleet, not a fleet. Each device keeps what a real one has of its own: a durable
 SQLite buffer on disk, its model store, its nucleus (the Greengrass stand-in installs its deployments), its
 configuration, drift window, samplers and health reports. What the process shares is what would only
-measure the host: one onnxruntime session per verified model version (edgeloop.device.model.SessionPool),
+measure the host: one onnxruntime session per verified model version (edgeloop.device.onnx_model.SessionPool),
 no threads (a step is a call), and links into the local IoT Core without sockets (edgeloop.local.link).
 """
 
@@ -21,7 +21,7 @@ from edgeloop.core.health import HealthReport
 from edgeloop.core.names import HEALTH_SHADOW, INPUTS_LOCAL_TOPIC
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.component import HostOptions, start
-from edgeloop.device.model import SessionPool
+from edgeloop.device.onnx_session import SessionPool
 from edgeloop.device.runtime import InferenceRequest
 from edgeloop.local.devices import keep_host_log_level, refuse_rejected_model, request_message, work_dir
 from edgeloop.local.greengrass import LocalNucleus

@@ -33,7 +33,7 @@ from edgeloop.core.errors import EdgeloopError, ValidationError
 from edgeloop.core.records import InferenceBatch
 from edgeloop.core.retraining import RetrainingState, observe_drift, observe_labels, retraining_decision, triggered
 from edgeloop.core.rollout import VersionHealth
-from edgeloop.device.model import SessionPool
+from edgeloop.device.onnx_session import SessionPool
 from edgeloop.local import demo as base
 from edgeloop.local.demo_options import MAX_DEVICES, DemoOptions
 from edgeloop.local.fleet import FleetDownloads, SteppedDevice

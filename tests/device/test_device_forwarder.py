@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import secrets
 import threading
 from collections.abc import Iterator
@@ -18,9 +17,11 @@ from edgeloop.core.errors import LinkError
 from edgeloop.core.names import parse_samples_topic, results_topic, samples_object_key, samples_topic
 from edgeloop.core.records import BILLING_UNIT_BYTES, MAX_MESSAGE_BYTES, RecordKind, billed_units, decode_batch
 from edgeloop.core.settings import DeviceConfig
-from edgeloop.device.buffer import MemoryBuffer, RecordBuffer, SqliteBuffer
+from edgeloop.device.buffer import MemoryBuffer, RecordBuffer
 from edgeloop.device.forwarder import RECORD_REFUSED_EVENT, Forwarder
+from edgeloop.device.request_queue import RequestQueue
 from edgeloop.device.runtime import DeviceRuntime
+from edgeloop.device.sqlite_buffer import SqliteBuffer
 from edgeloop.device.uplink import MemoryUplink
 
 THING = "dev-1"
@@ -323,7 +324,7 @@ def test_stopping_the_runtime_flushes_partial_messages(
     stop = threading.Event()
     stop.set()
 
-    device.run(queue.Queue(), stop)
+    device.run(RequestQueue(), stop)
 
     assert buffer.stats().depth == 0
     assert [seq for _, seq in delivered(uplink)] == list(range(1, 351))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import queue
 import shutil
 import threading
 import time
@@ -22,9 +21,13 @@ from edgeloop.core.names import HEALTH_SHADOW, model_component_name, results_top
 from edgeloop.core.records import InferenceBatch, InferenceResult, Record, RecordKind, decode_batch
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device import runtime as runtime_module
-from edgeloop.device.buffer import MemoryBuffer, SqliteBuffer
-from edgeloop.device.model import LoadedModel, load_model
-from edgeloop.device.runtime import COMMIT_MAX_RESULTS, NO_ACTIVE_MODEL, DeviceRuntime, InferenceRequest, Rejected
+from edgeloop.device.buffer import MemoryBuffer
+from edgeloop.device.inference import NO_ACTIVE_MODEL, Rejected
+from edgeloop.device.onnx_model import LoadedModel, load_model
+from edgeloop.device.request_queue import RequestQueue
+from edgeloop.device.runtime import DeviceRuntime
+from edgeloop.device.sqlite_buffer import SqliteBuffer
+from edgeloop.device.staging import COMMIT_MAX_RESULTS
 from edgeloop.device.uplink import MemoryUplink
 
 if TYPE_CHECKING:
@@ -450,7 +453,7 @@ def test_the_latency_window_resets_only_after_a_successful_report(device: Device
 
 
 def test_run_after_stop_answers_the_queue_forwards_and_reports(device: Device, digits_model: DigitsModel) -> None:
-    inputs: queue.Queue[InferenceRequest] = queue.Queue()
+    inputs = RequestQueue()
     for request in requests(digits_model, 20):
         inputs.put(request)
     stop = threading.Event()
@@ -499,7 +502,7 @@ def test_run_serves_a_stream_until_stopped(
         config=config(batchWaitMs=1, healthIntervalSeconds=0.05),
         forward_interval_s=0.01,
     )
-    inputs: queue.Queue[InferenceRequest] = queue.Queue()
+    inputs = RequestQueue()
     stop = threading.Event()
     loop = threading.Thread(target=runtime.run, args=(inputs, stop))
     loop.start()
@@ -521,7 +524,7 @@ def test_run_commits_staged_results_as_soon_as_its_queue_idles(
     make_model_dir(1)
     buffer = CountingBuffer(THING)
     dev = make_device(config(batchWaitMs=1, resultCommitMs=10_000), buffer=buffer)
-    inputs: queue.Queue[InferenceRequest] = queue.Queue()
+    inputs = RequestQueue()
     stop = threading.Event()
     loop = threading.Thread(target=dev.runtime.run, args=(inputs, stop))
     loop.start()
@@ -542,7 +545,7 @@ def test_stopping_commits_what_is_staged_and_what_was_queued(
 ) -> None:
     make_model_dir(1)
     dev = make_device(config(resultCommitMs=10_000))
-    inputs: queue.Queue[InferenceRequest] = queue.Queue()
+    inputs = RequestQueue()
     dev.runtime.serve(requests(digits_model, 3, prefix="staged-"))
     for request in requests(digits_model, 5, prefix="queued-"):
         inputs.put(request)
@@ -569,7 +572,7 @@ def test_nothing_the_uplink_raises_stops_the_loop(
 
     make_model_dir(1)
     device = make_device(uplink=Exploding())
-    inputs: queue.Queue[InferenceRequest] = queue.Queue()
+    inputs = RequestQueue()
     for request in requests(digits_model, 3):
         inputs.put(request)
     stop = threading.Event()

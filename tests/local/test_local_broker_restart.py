@@ -14,8 +14,8 @@ from support import decode_message
 from edgeloop.core.backoff import UplinkState
 from edgeloop.core.names import RESULTS_TOPIC_FILTER, SAMPLES_TOPIC_FILTER
 from edgeloop.core.records import RecordKind
-from edgeloop.device.buffer import SqliteBuffer
 from edgeloop.device.forwarder import Forwarder
+from edgeloop.device.sqlite_buffer import SqliteBuffer
 from edgeloop.device.uplink import ConnectionWatch, MqttUplink, connect_mqtt
 from edgeloop.local.broker import LocalIotCore, Rule, free_port
 

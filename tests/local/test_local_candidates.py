@@ -16,7 +16,7 @@ from edgeloop.cloud.artifacts import MemoryArtifactStore
 from edgeloop.core.errors import IntegrityError, ModelFormatError, UsageError
 from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
 from edgeloop.core.signing import MANIFEST_SIGNATURE_FILE
-from edgeloop.device.model import LoadedModel, load_model, verify_artifact
+from edgeloop.device.onnx_model import LoadedModel, load_model, verify_artifact
 from edgeloop.device.signing import sign_manifest, verify_manifest_signature
 from edgeloop.local import candidates
 from edgeloop.local.candidates import EXPECTED_STOPS

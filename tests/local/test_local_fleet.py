@@ -22,7 +22,7 @@ from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import INFERENCE_COMPONENT
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device import component
-from edgeloop.device.model import SessionPool
+from edgeloop.device.onnx_session import SessionPool
 from edgeloop.local.fleet import SteppedDevice
 from edgeloop.local.greengrass import ExecutionStatus, LocalGreengrass
 from edgeloop.local.link import Network

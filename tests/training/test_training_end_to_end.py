@@ -13,7 +13,7 @@ import pytest
 
 import edgeloop
 from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
-from edgeloop.device.model import load_model
+from edgeloop.device.onnx_model import load_model
 from edgeloop.training import TrainingConfig, TrainingResult, train
 from edgeloop.training.job import METRICS_FILE, MODEL_FILE
 

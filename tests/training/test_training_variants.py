@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from edgeloop.core.errors import ModelFormatError
 from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
-from edgeloop.device.model import load_model
+from edgeloop.device.onnx_model import load_model
 from edgeloop.training import TrainingConfig, TrainingResult, main, train
 from edgeloop.training.variants import BUILDERS, quantize_dynamic_int8
 

@@ -10,7 +10,7 @@ import pytest
 from edgeloop.core.manifest import InputSchema
 from edgeloop.core.samplers import SAMPLERS, SampleSignals, choose_sampler, parse_samplers
 from edgeloop.core.settings import DeviceConfig
-from edgeloop.device.sampling import VECTOR_SAMPLERS, SampleStage
+from edgeloop.device.sample_stage import VECTOR_SAMPLERS, SampleStage
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))

@@ -28,7 +28,7 @@ from edgeloop.core.names import INFERENCE_COMPONENT, model_component_name, model
 from edgeloop.core.probation import ModelStatus, Probation, ProbationPolicy, Verdict, failure_reason, verdict
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.core.signing import MANIFEST_SIGNATURE_FILE
-from edgeloop.device.model import LoadedModel, read_manifest
+from edgeloop.device.onnx_model import LoadedModel, read_manifest
 from edgeloop.device.signing import verify_manifest_signature
 
 log = logging.getLogger(__name__)

@@ -19,14 +19,9 @@ from support import uniform_baseline
 from edgeloop.core.errors import ConfigError, IntegrityError, ManifestError, ModelFormatError, NotFoundError
 from edgeloop.core.manifest import MANIFEST_FILE, Artifact, ModelManifest, OutputSchema
 from edgeloop.core.settings import GRAPH_OPTIMIZATIONS, DeviceConfig
-from edgeloop.device.model import (
-    GRAPH_OPTIMIZATION_LEVELS,
-    InputLayout,
-    LoadedModel,
-    SessionPool,
-    SessionSettings,
-    load_model,
-)
+from edgeloop.device.input_screen import InputLayout
+from edgeloop.device.onnx_model import LoadedModel, load_model
+from edgeloop.device.onnx_session import GRAPH_OPTIMIZATION_LEVELS, SessionPool, SessionSettings
 
 if TYPE_CHECKING:
     from conftest import DigitsModel, ForeignDirFactory, ForeignModel, ModelDirFactory
@@ -551,6 +546,42 @@ def test_a_session_that_cannot_bind_keeps_session_run(model: LoadedModel, digits
     answers = [plain.predict_row(feed) for feed in feeds] + [plain.predict_row(feed) for feed in feeds]
 
     assert [index for index, _ in answers] == digits_model.labels[:5].tolist() * 2
+
+
+def test_a_session_whose_io_binding_lacks_the_private_handle_keeps_session_run(
+    model: LoadedModel, digits_model: DigitsModel
+) -> None:
+    class PublicBinding:
+        """An IOBinding stand-in with the public binding calls and no private _iobinding."""
+
+        def __init__(self, inner: ort.IOBinding) -> None:
+            self.bind_ortvalue_input = inner.bind_ortvalue_input
+            self.bind_ortvalue_output = inner.bind_ortvalue_output
+
+    class Session:
+        """The real session's private _sess (so runs skip InferenceSession.run's checks) and a public-only binding."""
+
+        def __init__(self, inner: ort.InferenceSession) -> None:
+            self._sess = inner._sess
+            self.inner = inner
+
+        def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            return self.inner.run(names, feed)
+
+        def io_binding(self) -> PublicBinding:
+            return PublicBinding(self.inner.io_binding())
+
+    plain = LoadedModel(manifest=model.manifest, version=model.version, session=Session(model.session))  # type: ignore[arg-type]
+    feeds = _feeds(plain, digits_model.rows[:5])
+    rows = digits_model.rows[:8].astype(np.float32)
+
+    answers = [plain.predict_row(feed) for feed in feeds] + [plain.predict_row(feed) for feed in feeds]
+    batches = [plain.predict(rows)[0].tolist() for _ in range(3)]
+
+    assert [index for index, _ in answers] == digits_model.labels[:5].tolist() * 2
+    assert batches == [digits_model.labels[:8].tolist()] * 3
+    assert plain._bindings.row is False  # tried once, then session.run for good
+    assert plain._bindings.batch is None
 
 
 def test_a_bound_batch1_run_that_fails_is_a_format_error(model: LoadedModel, digits_model: DigitsModel) -> None:

@@ -292,7 +292,7 @@ def test_inferences_made_while_a_report_is_in_flight_stay_for_the_next_report(
     snapshot = runtime.health()  # the report that is about to be sent covers these 3
     runtime.infer(features(digits_model, 2))  # arrive before the send completes
 
-    assert runtime._send_health(snapshot) is True
+    assert runtime._health.send(snapshot) is True
 
     after = runtime.health()
     assert snapshot.latency.samples == 3

@@ -22,9 +22,10 @@ from edgeloop.core.settings import DeviceConfig
 from edgeloop.core.signing import MANIFEST_SIGNATURE_FILE
 from edgeloop.device import runtime as runtime_module
 from edgeloop.device.buffer import MemoryBuffer
-from edgeloop.device.model import LoadedModel
-from edgeloop.device.models import INDEX_FILE, STAGING_PREFIX, KeptVersion, ModelStore, default_store_dir
-from edgeloop.device.runtime import NO_ACTIVE_MODEL, DeviceRuntime, Rejected
+from edgeloop.device.inference import NO_ACTIVE_MODEL, Rejected
+from edgeloop.device.model_manager import INDEX_FILE, STAGING_PREFIX, KeptVersion, ModelStore, default_store_dir
+from edgeloop.device.onnx_model import LoadedModel
+from edgeloop.device.runtime import DeviceRuntime
 from edgeloop.device.uplink import MemoryUplink
 
 if TYPE_CHECKING:

@@ -1,9 +1,8 @@
-"""The runtime's inference path: micro-batches, foreign models, refused appends and the batching wait bound."""
+"""The prediction path (device.inference) via the runtime: micro-batches, lone rows, foreign models, refused appends."""
 
 from __future__ import annotations
 
 import math
-import queue
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,15 +15,10 @@ from edgeloop.core.names import model_component_name
 from edgeloop.core.records import InferenceBatch, InferenceResult, Record, RecordKind
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import MemoryBuffer
-from edgeloop.device.model import LoadedModel
-from edgeloop.device.runtime import (
-    BAD_REQUEST_ID,
-    IDLE_POLL_S,
-    NON_FINITE_OUTPUT,
-    DeviceRuntime,
-    InferenceRequest,
-    Rejected,
-)
+from edgeloop.device.inference import BAD_REQUEST_ID, NON_FINITE_OUTPUT, Inference, InferenceRequest, Rejected
+from edgeloop.device.onnx_model import LoadedModel
+from edgeloop.device.runtime import DeviceRuntime
+from edgeloop.device.tally import Tally
 from edgeloop.device.uplink import MemoryUplink
 
 if TYPE_CHECKING:
@@ -128,60 +122,6 @@ def test_an_image_model_from_elsewhere_is_served_from_flat_feature_rows(
     assert [s.label for s in stored] == [*expected[:3], *expected[4:]]
 
 
-class RecordingQueue(queue.Queue[InferenceRequest]):
-    """A queue that notes how long each get was allowed to block."""
-
-    def __init__(self, items: Sequence[InferenceRequest]) -> None:
-        super().__init__()
-        self.timeouts: list[float] = []
-        for item in items:
-            self.put_nowait(item)
-
-    def get(self, block: bool = True, timeout: float | None = None) -> InferenceRequest:
-        self.timeouts.append(timeout if block and timeout is not None else 0.0)
-        return super().get(block=False)
-
-
-@pytest.mark.parametrize("wait_ms", [0, 25])
-def test_a_micro_batch_waits_at_most_batch_wait_ms_for_company(
-    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel, wait_ms: int
-) -> None:
-    make_model_dir(1)
-    device = runtime(model_root, MemoryBuffer(THING), batchMax=8, batchWaitMs=wait_ms)
-    inputs = RecordingQueue(requests(digits_model.rows.tolist(), 3))
-
-    batch = device._collect(inputs)
-
-    assert [rid for rid, _ in batch] == ["r0", "r1", "r2"]
-    assert all(0 <= t <= wait_ms / 1000 for t in inputs.timeouts)
-    timed = [t for t in inputs.timeouts if t > 0]  # queued requests are taken without waiting
-    assert len(timed) == (1 if wait_ms else 0)
-    assert timed == sorted(timed, reverse=True)  # the deadline never moves
-
-
-def test_an_idle_loop_waits_idle_poll_s_for_a_first_request(make_model_dir: ModelDirFactory, model_root: Path) -> None:
-    make_model_dir(1)
-    device = runtime(model_root, MemoryBuffer(THING), batchMax=8, batchWaitMs=25)
-    inputs = RecordingQueue([])
-
-    assert device._collect(inputs) == []
-    assert inputs.timeouts == [IDLE_POLL_S]
-
-
-def test_a_full_micro_batch_goes_without_waiting_for_more(
-    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
-) -> None:
-    make_model_dir(1)
-    device = runtime(model_root, MemoryBuffer(THING), batchMax=4, batchWaitMs=10_000)
-    inputs = RecordingQueue(requests(digits_model.rows.tolist(), 10))
-
-    batch = device._collect(inputs)
-
-    assert len(batch) == 4
-    assert inputs.timeouts == []  # all four were taken as queued, in one lock round
-    assert inputs.qsize() == 6
-
-
 def test_rejected_inputs_are_logged_with_their_reasons(
     make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -191,35 +131,6 @@ def test_rejected_inputs_are_logged_with_their_reasons(
     device.infer([*requests(digits_model.rows.tolist(), 2), ("short", [1.0])])
 
     assert "1 of 3 inputs rejected (first ones: short: expected 64 features, got 1)" in caplog.text
-
-
-def test_take_queued_moves_what_is_waiting_in_order_and_wakes_blocked_producers() -> None:
-    import queue as queue_module
-    import threading
-
-    from edgeloop.device.runtime import take_queued
-
-    inputs: queue_module.Queue = queue_module.Queue(maxsize=3)
-    for i in range(3):
-        inputs.put((f"r{i}", [float(i)]))
-    unblocked = threading.Event()
-
-    def producer() -> None:
-        inputs.put(("r3", [3.0]))  # blocks until take_queued frees a slot
-        unblocked.set()
-
-    thread = threading.Thread(target=producer)
-    thread.start()
-    thread.join(0.2)  # give the producer time to block on the full queue, so the wake-up is what frees it
-    assert not unblocked.is_set()
-    taken: list = []
-    assert take_queued(inputs, taken, limit=2) == 2
-    assert [request_id for request_id, _ in taken] == ["r0", "r1"]
-    assert unblocked.wait(5)
-    thread.join(5)
-    assert take_queued(inputs, taken, limit=10) == 2
-    assert [request_id for request_id, _ in taken] == ["r0", "r1", "r2", "r3"]
-    assert take_queued(inputs, taken, limit=10) == 0
 
 
 def test_a_model_emitting_nan_fails_those_rows_only_and_counts_as_inference_errors(
@@ -358,10 +269,67 @@ def test_the_drift_window_keeps_its_own_rows_whatever_callers_do_with_their_arra
     device.serve(batch)
     device.serve([("lone", rows[8])])
     rows[:] = 0.0
-    drift = device._loop.drift
+    drift = device._inference._serving.drift
     assert drift is not None
 
     kept, confidences = drift.snapshot()
 
     assert kept.tolist() == digits_model.rows[:9].astype(np.float32).tolist()
     assert confidences.shape == (9,)
+
+
+# --- device.inference.Inference on its own: one path for a lone row and a micro-batch ---
+
+
+def _inference(model_root: Path, **overrides: Any) -> tuple[Inference, Tally]:
+    """The Inference part of a runtime, over a model manager that loaded digits v1."""
+    device = runtime(model_root, MemoryBuffer(THING), **overrides)
+    return device._inference, device._tally
+
+
+def test_a_lone_row_and_the_same_row_in_a_micro_batch_get_the_same_columns(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    inference, tally = _inference(model_root)
+    rows = digits_model.rows[:5].astype(np.float64)
+
+    lone = [inference.run([(f"r{i}", rows[i])]) for i in range(5)]
+    batch = inference.run([(f"r{i}", rows[i]) for i in range(5)])
+
+    assert [outcome.accepted for outcome in lone] == [range(1)] * 5
+    lone_columns = [column for outcome in lone for column in zip(*outcome.results[0][:4], strict=True)]
+    assert lone_columns == list(zip(*batch.results[0][:4], strict=True))
+    assert [label for _, label, _, _ in lone_columns] == digits_model.labels[:5].tolist()
+    assert tally.snapshot().inferences == 10
+
+
+def test_sampled_rows_come_back_with_the_stage_that_took_them(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    inference, _ = _inference(model_root, samplers={"random": 1.0})
+    rows = digits_model.rows[:3].astype(np.float64)
+
+    lone = inference.run([("lone", rows[0])])
+    batch = inference.run([(f"r{i}", rows[i]) for i in range(3)])
+
+    assert lone.stage is not None
+    assert [(rid, sampler) for rid, _, _, _, _, sampler in lone.sampled] == [("lone", "random")]
+    assert [rid for rid, *_ in batch.sampled] == ["r0", "r1", "r2"]
+    _, row, index, confidence, margin, _ = batch.sampled[1]
+    assert row.tolist() == rows[1].astype(np.float32).tolist()
+    assert index == digits_model.labels[1]
+    assert 0.0 <= margin <= confidence <= 1.0
+
+
+def test_without_a_sampler_nothing_is_sampled(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    inference, _ = _inference(model_root)
+
+    outcome = inference.run([(f"r{i}", digits_model.rows[i].astype(np.float64)) for i in range(4)])
+
+    assert list(outcome.sampled) == []
+    assert outcome.stage is None

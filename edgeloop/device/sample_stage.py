@@ -19,7 +19,7 @@ from edgeloop.core.privacy import AppliedPrivacy, filter_features, laplace_scale
 from edgeloop.core.sample_payload import Sample
 from edgeloop.core.samplers import SAMPLERS, SamplerSettings, SampleSignals, choose_sampler
 from edgeloop.core.settings import DeviceConfig
-from edgeloop.device.model import LoadedModel
+from edgeloop.device.onnx_model import LoadedModel
 
 VectorSampler = Callable[[np.ndarray, np.ndarray, bool, np.ndarray, np.ndarray, float], np.ndarray]
 """A sampler over a batch: (confidences, margins, drifted, control draws, drift draws, parameter) -> row mask."""
@@ -32,7 +32,7 @@ VECTOR_SAMPLERS: Mapping[str, VectorSampler] = MappingProxyType(
         "drifted": lambda c, m, d, u, v, p: (v < p) & d,
     }
 )
-"""core.samplers.SAMPLERS over numpy columns (tests/device/test_device_sampling.py checks they agree)."""
+"""core.samplers.SAMPLERS over numpy columns (tests/device/test_device_sample_stage.py checks they agree)."""
 assert tuple(VECTOR_SAMPLERS) == tuple(SAMPLERS), "the device vectorizes exactly the core's samplers"
 
 CandidateRow = tuple[int, str]

@@ -1,0 +1,103 @@
+"""The sample taker: sampled rows become SAMPLE payloads while the day's byte budget lasts."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+from support import FakeClock
+
+from edgeloop.core.samplers import payload_bytes
+from edgeloop.device.sample_stage import SampleStage
+from edgeloop.device.sample_taker import MAX_SAMPLE_BYTES, SampledRow, SampleTaker
+
+DAY_S = 86_400.0
+
+
+class Stage:
+    """A SampleStage stand-in whose payloads carry `padding` bytes of features, noting what it built."""
+
+    def __init__(self, padding: int = 100) -> None:
+        self.padding = padding
+        self.built: list[str] = []
+
+    def payload(self, request_id: str, row: np.ndarray, label_index: int, signals: Any, sampler: str) -> dict[str, Any]:
+        self.built.append(request_id)
+        return {"request_id": request_id, "sampler": sampler, "features": "x" * self.padding}
+
+
+def rows(n: int) -> list[SampledRow]:
+    return [(f"r{i}", np.zeros(4), 1, 0.4, 0.1, "low_confidence") for i in range(n)]
+
+
+def take(taker: SampleTaker, stage: Stage, sampled: list[SampledRow]) -> list[dict[str, Any]]:
+    return taker.take(stage, sampled, None, False)  # type: ignore[arg-type]
+
+
+def test_rows_within_the_budget_become_payloads_and_are_counted() -> None:
+    taker = SampleTaker(100_000, FakeClock())
+
+    kept = take(taker, Stage(), rows(3))
+
+    assert [p["request_id"] for p in kept] == ["r0", "r1", "r2"]
+    budget = taker.budget
+    assert (budget.taken, budget.dropped) == (3, 0)
+    assert budget.spent_on(FakeClock()()) == sum(payload_bytes(p) for p in kept)
+
+
+def test_once_the_day_is_spent_rows_are_dropped_without_building_them(caplog: pytest.LogCaptureFixture) -> None:
+    stage = Stage()
+    size = payload_bytes(Stage().payload("r0", np.zeros(4), 1, None, "low_confidence"))
+    taker = SampleTaker(2 * size, FakeClock())
+
+    with caplog.at_level(logging.WARNING):
+        kept = take(taker, stage, rows(5))
+
+    assert len(kept) == 2
+    assert stage.built == ["r0", "r1"]  # the rest were dropped before a payload was made
+    assert (taker.budget.taken, taker.budget.dropped) == (2, 3)
+    assert "3 of 5 samples dropped: sampleBytesPerDay spent" in caplog.text
+
+
+def test_the_drop_warning_comes_once_a_day(caplog: pytest.LogCaptureFixture) -> None:
+    taker = SampleTaker(0, FakeClock())
+    with caplog.at_level(logging.WARNING):
+        take(taker, Stage(), rows(1))
+        take(taker, Stage(), rows(1))
+    assert caplog.text.count("samples dropped") == 1
+
+
+def test_a_new_day_brings_a_new_budget() -> None:
+    clock = FakeClock()
+    size = payload_bytes(Stage().payload("r0", np.zeros(4), 1, None, "low_confidence"))
+    taker = SampleTaker(size, clock)
+    assert len(take(taker, Stage(), rows(2))) == 1
+    clock.now += DAY_S
+
+    assert len(take(taker, Stage(), rows(1))) == 1
+
+
+def test_an_oversized_payload_is_dropped_and_counted() -> None:
+    taker = SampleTaker(10 * MAX_SAMPLE_BYTES, FakeClock())
+
+    assert take(taker, Stage(padding=MAX_SAMPLE_BYTES + 1), rows(1)) == []
+    assert (taker.budget.taken, taker.budget.dropped) == (0, 1)
+
+
+def test_a_new_limit_keeps_what_the_day_spent() -> None:
+    taker = SampleTaker(100_000, FakeClock())
+    take(taker, Stage(), rows(2))
+    spent = taker.budget.spent_on(FakeClock()())
+
+    taker.set_limit(spent)
+
+    assert take(taker, Stage(), rows(1)) == []
+    assert taker.budget.taken == 2
+
+
+def test_the_stand_in_stage_has_the_real_stage_s_payload_signature() -> None:
+    real = SampleStage.payload.__code__.co_varnames[: SampleStage.payload.__code__.co_argcount]
+    stand_in = Stage.payload.__code__.co_varnames[: Stage.payload.__code__.co_argcount]
+    assert real == stand_in
