@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import queue
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -55,7 +54,8 @@ from edgeloop.device.component import (
     start,
     thing_name_from_env,
 )
-from edgeloop.device.runtime import DeviceRuntime, InferenceRequest
+from edgeloop.device.request_queue import RequestQueue
+from edgeloop.device.runtime import DeviceRuntime
 
 if TYPE_CHECKING:
     from conftest import DigitsModel, ModelDirFactory
@@ -102,7 +102,7 @@ def greengrass_root(model_root: Path) -> Path:
     return model_root.parents[1]
 
 
-def started(ipc: Any, *args: Any, **kwargs: Any) -> tuple[DeviceRuntime, queue.Queue[InferenceRequest]]:
+def started(ipc: Any, *args: Any, **kwargs: Any) -> tuple[DeviceRuntime, RequestQueue]:
     """component.start, as the tests mostly want it: the runtime and its input queue."""
     running = start(ipc, *args, **kwargs)
     assert isinstance(running, Component)
