@@ -30,7 +30,7 @@ from edgeloop.device.model_manager import ModelManager
 from edgeloop.device.onnx_model import LoadedModel
 from edgeloop.device.sample_stage import SampleStage
 from edgeloop.device.sample_taker import SampledRow
-from edgeloop.device.staging import ResultColumns
+from edgeloop.device.stored_payload import ResultColumns
 from edgeloop.device.tally import Tally
 
 log = logging.getLogger(__name__)
