@@ -66,14 +66,15 @@ class RecordBuffer(Protocol):
 
     - ``append(kind, payloads, now)`` stores one record per payload, all of the given kind and
       created at ``now``, and returns them carrying the payloads as given (not a parsed copy of the
-      stored JSON: they were just proven serialisable, and callers keep their own objects). Each gets
+      stored form: they were just proven serialisable, and callers keep their own objects). Each gets
       the next per-device sequence number, starting at 1 and strictly increasing for the life of the
       buffer (across restarts for a durable one; a number is never reused, even after eviction). The
       records are durable when append returns, and the call is one transaction: either every payload is
       stored or none is (group commit).
-      Payloads must be JSON objects; they come back from ``peek`` parsed from the stored JSON, so a
-      payload changed by its caller after append is stored unchanged.
-    - The buffer holds at most ``max_bytes`` of payload JSON. An append that would exceed it evicts
+      Payloads must be JSON objects; they come back from ``peek`` read from their stored form (JSON text, or
+      a staged RESULT record's columns: device.stored_payload), so a payload changed by its caller after
+      append is stored unchanged.
+    - The buffer holds at most ``max_bytes`` of stored payloads. An append that would exceed it evicts
       older records as edgeloop.core.buffer_policy says (lowest priority and oldest first, alerts last,
       never a more important class than the append's own); an append that still cannot fit is refused
       whole with StoreError("buffer full: ...") and counted. Evictions and refusals are counted per class.

@@ -126,3 +126,9 @@ def test_a_row_naming_a_global_is_refused_without_running_it(capsys: pytest.Capt
 def test_a_damaged_row_is_a_clear_store_error(stored: bytes, match: str) -> None:
     with pytest.raises(StoreError, match=match):
         payload_of(stored)
+
+
+@pytest.mark.parametrize("n", [1, 32])
+def test_stored_columns_take_fewer_bytes_than_the_json_text(n: int) -> None:
+    """docs/device.md: the same bufferMaxBytes holds more results than when they were stored as JSON."""
+    assert len(stored_form(StagedResults(columns(n)))) < len(payload_json(result_payload(*columns(n))))
