@@ -6,11 +6,10 @@ RecordBuffer is the port; MemoryBuffer the in-memory adapter (tests, simulations
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +25,7 @@ from edgeloop.core.errors import StoreError, ValidationError
 from edgeloop.core.names import validate_thing_name
 from edgeloop.core.records import Record, RecordKind
 from edgeloop.core.settings import DeviceConfig
+from edgeloop.device.stored_payload import Stored, payload_of, stored_form
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,15 @@ class RecordBuffer(Protocol):
 
     - ``append(kind, payloads, now)`` stores one record per payload, all of the given kind and
       created at ``now``, and returns them carrying the payloads as given (not a parsed copy of the
-      stored JSON: they were just proven serialisable, and callers keep their own objects). Each gets
+      stored form: they were just proven serialisable, and callers keep their own objects). Each gets
       the next per-device sequence number, starting at 1 and strictly increasing for the life of the
       buffer (across restarts for a durable one; a number is never reused, even after eviction). The
       records are durable when append returns, and the call is one transaction: either every payload is
       stored or none is (group commit).
-      Payloads must be JSON objects; they come back from ``peek`` parsed from the stored JSON, so a
-      payload changed by its caller after append is stored unchanged.
-    - The buffer holds at most ``max_bytes`` of payload JSON. An append that would exceed it evicts
+      Payloads must be JSON objects; they come back from ``peek`` read from their stored form (JSON text, or
+      a staged RESULT record's columns: device.stored_payload), so a payload changed by its caller after
+      append is stored unchanged.
+    - The buffer holds at most ``max_bytes`` of stored payloads. An append that would exceed it evicts
       older records as edgeloop.core.buffer_policy says (lowest priority and oldest first, alerts last,
       never a more important class than the append's own); an append that still cannot fit is refused
       whole with StoreError("buffer full: ...") and counted. Evictions and refusals are counted per class.
@@ -109,35 +110,6 @@ class RecordBuffer(Protocol):
     def set_max_bytes(self, max_bytes: int) -> None:
         """A new bound (configuration update); the next append evicts down to it."""
         ...
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-
-
-def _one_shot_encoder() -> Callable[[Any], str]:
-    """The C encoder JSONEncoder.encode builds anew on every call, built once (a third of a small append's cost).
-
-    Same options, output and errors as _ENCODER.encode, except that a circular payload hits the recursion
-    limit instead of the circular-reference check (both are refused). Falls back where there is no C encoder.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return _ENCODER.encode
-    iterencode = make(None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
-    return lambda payload: "".join(iterencode(payload, 0))
-
-
-_encode = _one_shot_encoder()
-
-
-def payload_json(payload: Mapping[str, Any]) -> str:
-    """JSON text of one payload (ASCII, so its length is its size in bytes), refusing what the wire cannot carry."""
-    if not isinstance(payload, Mapping):
-        raise ValidationError("payload", f"expected an object, got {type(payload).__name__}")
-    try:
-        return _encode(payload)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ValidationError("payload", f"is not JSON-serialisable ({exc})") from exc
 
 
 def check_limit(limit: int) -> None:
@@ -203,7 +175,7 @@ class MemoryBuffer:
         self._thing = validate_thing_name(thing_name)
         self._max_bytes = check_max_bytes(max_bytes)
         self._lock = threading.Lock()
-        self._queues: dict[RecordKind, OrderedDict[int, tuple[float, str]]] = {k: OrderedDict() for k in RecordKind}
+        self._queues: dict[RecordKind, OrderedDict[int, tuple[float, Stored]]] = {k: OrderedDict() for k in RecordKind}
         self._kind_of: dict[int, RecordKind] = {}
         self._ledger = Ledger()
 
@@ -213,8 +185,8 @@ class MemoryBuffer:
             self._max_bytes = check_max_bytes(max_bytes)
 
     def append(self, kind: RecordKind, payloads: Sequence[Mapping[str, Any]], now: float) -> list[Record]:
-        """Store records as JSON text (peek parses it back, as in SQLite) and give them sequence numbers."""
-        texts = [payload_json(p) for p in payloads]
+        """Store records in their stored form (peek reads them back, as in SQLite) and give them sequence numbers."""
+        texts = [stored_form(p) for p in payloads]
         if not texts:
             return []
         with self._lock:
@@ -228,7 +200,7 @@ class MemoryBuffer:
             self._ledger.add(kind, len(texts), sum(map(len, texts)))
         return [Record(self._thing, seq, kind, now, payload) for seq, payload in enumerate(payloads, first)]
 
-    def _make_room(self, kind: RecordKind, texts: list[str]) -> None:
+    def _make_room(self, kind: RecordKind, texts: list[Stored]) -> None:
         try:
             need = bytes_to_free(self._ledger.held, kind, sum(map(len, texts)), self._max_bytes)
         except StoreError:
@@ -254,7 +226,7 @@ class MemoryBuffer:
                 for seq, (created_at, text) in self._queues[kind].items():
                     if len(out) == limit:
                         return out
-                    out.append(Record(self._thing, seq, kind, created_at, json.loads(text)))
+                    out.append(Record(self._thing, seq, kind, created_at, payload_of(text)))
         return out
 
     def ack(self, seqs: Iterable[int]) -> int:

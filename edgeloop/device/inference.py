@@ -30,7 +30,7 @@ from edgeloop.device.model_manager import ModelManager
 from edgeloop.device.onnx_model import LoadedModel
 from edgeloop.device.sample_stage import SampleStage
 from edgeloop.device.sample_taker import SampledRow
-from edgeloop.device.staging import ResultColumns
+from edgeloop.device.stored_payload import ResultColumns
 from edgeloop.device.tally import Tally
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class Inference:
             return Outcome((), (), dict.fromkeys(range(len(batch)), NO_ACTIVE_MODEL))
         started = time.perf_counter()
         request_ids = list(map(_FIRST, batch))  # C-level passes: no Python frame per call
-        if not all(request_ids) or max(map(len, request_ids), default=0) > MAX_REQUEST_ID_CHARS:  # "" is falsy
+        if not all(request_ids) or len(max(request_ids, key=len, default="")) > MAX_REQUEST_ID_CHARS:  # "" is falsy
             return self._without_bad_ids(batch, request_ids)
         matrix, screened_rows, refused = model.inputs.screen(list(map(_SECOND, batch)))
         if refused:
@@ -233,7 +233,7 @@ class Inference:
             return _remapped(Outcome((), (), dict.fromkeys(range(n), str(exc))), screened_rows, refused)
         rejected: Mapping[int, str] = _NO_REJECTIONS
         kept: Sequence[int] = range(n)
-        rounded = list(map(round, confidences, _DECIMALS)) if lone else _rounded(confidences)
+        rounded = [round(confidences[0], CONFIDENCE_DECIMALS)] if lone else _rounded(confidences)
         if not math.isfinite(sum(rounded)):  # NaN/inf anywhere poisons the sum (of Python floats: no overflow)
             finite = np.isfinite(np.asarray(confidences))  # a failing model: count it, keep the good rows
             bad, keep = np.flatnonzero(~finite).tolist(), np.flatnonzero(finite)
@@ -251,7 +251,8 @@ class Inference:
             n = len(request_ids)
         batch_ms = (time.perf_counter() - started) * 1000
         indices: list[int] = labels if isinstance(labels, list) else labels.tolist()  # a list unless it is a batch
-        names = list(map(model.manifest.labels.__getitem__, indices))
+        labels_of = model.manifest.labels
+        names = [labels_of[indices[0]]] if n == 1 else list(map(labels_of.__getitem__, indices))
         if n <= MAX_RESULTS_PER_RECORD:
             results: tuple[ResultColumns, ...] = ((request_ids, indices, names, rounded, model.version, batch_ms),)
         else:

@@ -5,7 +5,6 @@ See device.sqlite_recovery for how a crash, a lost sidecar or a corrupt file is 
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
@@ -20,8 +19,9 @@ from edgeloop.core.errors import StoreError
 from edgeloop.core.names import validate_thing_name
 from edgeloop.core.records import Record, RecordKind
 from edgeloop.device import sqlite_recovery as recovery
-from edgeloop.device.buffer import DEFAULT_MAX_BYTES, BufferStats, Ledger, check_limit, check_max_bytes, payload_json
+from edgeloop.device.buffer import DEFAULT_MAX_BYTES, BufferStats, Ledger, check_limit, check_max_bytes
 from edgeloop.device.sqlite_recovery import SEQ_RESERVE, SIDECAR_SUFFIX, SeqMark, corruption_of, quarantine
+from edgeloop.device.stored_payload import Stored, payload_of, stored_form
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -181,7 +181,7 @@ class SqliteBuffer:
 
     def append(self, kind: RecordKind, payloads: Sequence[Mapping[str, Any]], now: float) -> list[Record]:
         """Store records in one transaction (group commit), evicting as the policy says, and number them."""
-        texts = [payload_json(p) for p in payloads]
+        texts = [stored_form(p) for p in payloads]
         if not texts:
             return []
         size = sum(map(len, texts))
@@ -207,7 +207,7 @@ class SqliteBuffer:
         return [Record(self._thing, seq, kind, now, payload) for seq, payload in enumerate(payloads, first)]
 
     def _write(
-        self, conn: sqlite3.Connection, kind: RecordKind, need: int, rows: list[tuple[int, int, float, str, int]]
+        self, conn: sqlite3.Connection, kind: RecordKind, need: int, rows: list[tuple[int, int, float, Stored, int]]
     ) -> dict[RecordKind, list[Victim]]:
         victims = choose_victims(need, eviction_order(kind), lambda k: self._oldest(conn, k)) if need else {}
         for victim_kind, chosen in victims.items():
@@ -220,7 +220,7 @@ class SqliteBuffer:
         conn.executemany(_INSERT, rows)
         return victims
 
-    def _insert_one(self, row: tuple[int, int, float, str, int]) -> dict[RecordKind, list[Victim]]:
+    def _insert_one(self, row: tuple[int, int, float, Stored, int]) -> dict[RecordKind, list[Victim]]:
         try:
             self._conn.execute(_INSERT, row)
         except sqlite3.Error as exc:
@@ -251,7 +251,7 @@ class SqliteBuffer:
         """The next records to forward, most important and oldest first."""
         check_limit(limit)
         rows = self._read("SELECT seq, kind, created_at, payload FROM queue ORDER BY kind, seq LIMIT ?", limit)
-        return [Record(self._thing, seq, RecordKind(kind), at, json.loads(text)) for seq, kind, at, text in rows]
+        return [Record(self._thing, seq, RecordKind(kind), at, payload_of(text)) for seq, kind, at, text in rows]
 
     def ack(self, seqs: Iterable[int]) -> int:
         """Remove confirmed records in one transaction; returns how many were removed."""

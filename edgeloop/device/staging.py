@@ -9,19 +9,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from edgeloop.core.errors import StoreError
-from edgeloop.core.records import RecordKind, result_payload
+from edgeloop.core.records import RecordKind
 from edgeloop.device.buffer import RecordBuffer
+from edgeloop.device.stored_payload import ResultColumns, StagedResults
 from edgeloop.device.tally import Tally
 
 log = logging.getLogger(__name__)
 
 COMMIT_MAX_RESULTS = 256
 """Staged results committed together at most: one buffer transaction (one fsync) for up to this many."""
-
-ResultColumns = tuple[Sequence[str], Sequence[int], Sequence[str], Sequence[float], int, float]
-"""One RESULT record's results as core.records.result_payload's arguments: request ids, label indices, label
-names, confidences, model version, latency (ms). Valid by construction (ids and outputs are checked before),
-kept as plain columns until the commit turns them into a record or infer's caller asks for answers."""
 
 
 class Staging:
@@ -88,7 +84,7 @@ class Staging:
             if not staged and not samples:
                 return 0
             self._results, self._result_count, self._samples = [], 0, []
-            payloads = [result_payload(*columns) for columns in staged]
+            payloads = [StagedResults(columns) for columns in staged]  # stored as columns: no JSON on the loop
             now = self._clock()
             try:
                 if payloads:

@@ -12,9 +12,10 @@ import pytest
 
 from edgeloop.core.buffer_policy import BUFFER_FULL
 from edgeloop.core.errors import StoreError, ValidationError
-from edgeloop.core.records import RecordKind
+from edgeloop.core.records import RecordKind, result_payload
 from edgeloop.device.buffer import DEFAULT_MAX_BYTES, BufferStats, MemoryBuffer, RecordBuffer
 from edgeloop.device.sqlite_buffer import SqliteBuffer
+from edgeloop.device.stored_payload import StagedResults, stored_form
 
 THING = "dev-1"
 NONE = {"alert": 0, "event": 0, "sample": 0, "result": 0}
@@ -329,3 +330,30 @@ def test_payloads_are_stored_as_compact_ascii_json_and_read_back_unchanged(buffe
     assert back.payload == payload
     expected = json.dumps(payload, separators=(",", ":"))
     assert buffer.stats().bytes == len(expected) == len(expected.encode())
+
+
+# --- RESULT records staged as columns ----------------------------------------------------------
+
+
+def test_staged_results_are_stored_as_columns_and_peek_as_their_payload(buffer: RecordBuffer) -> None:
+    columns = (["req-1", "req-2"], [3, 7], ["three", "seven"], [0.5, 0.987654], 2, 0.25)
+    staged = StagedResults(columns)
+
+    records = buffer.append(RecordKind.RESULT, [staged, {"plain": 1}], now=5.0)
+
+    assert records[0].payload is staged
+    assert [r.payload for r in buffer.peek(10)] == [result_payload(*columns), {"plain": 1}]
+    assert buffer.stats().bytes == len(stored_form(staged)) + len('{"plain":1}')
+
+
+def test_the_bound_counts_stored_columns_and_evicts_them_like_any_record(make_buffer: BufferFactory) -> None:
+    staged = StagedResults((["req-1"], [1], ["one"], [0.5], 1, 0.1))
+    size = len(stored_form(staged))
+    buffer = make_buffer(max_bytes=3 * size)
+
+    for i in range(4):
+        buffer.append(RecordKind.RESULT, [StagedResults(([f"req-{i}"], [1], ["one"], [0.5], 1, 0.1))], now=float(i))
+
+    stats = buffer.stats()
+    assert (stats.depth, stats.bytes, stats.evicted_by_kind["result"]) == (3, 3 * size, 1)
+    assert [r.payload["request_ids"] for r in buffer.peek(10)] == [["req-1"], ["req-2"], ["req-3"]]

@@ -16,10 +16,11 @@ import pytest
 
 from edgeloop.core.buffer_policy import BUFFER_FULL
 from edgeloop.core.errors import StoreError
-from edgeloop.core.records import RecordKind
+from edgeloop.core.records import Record, RecordKind, encode_batch, result_payload
 from edgeloop.device import sqlite_recovery
 from edgeloop.device.sqlite_buffer import SqliteBuffer
 from edgeloop.device.sqlite_recovery import QUARANTINE_INFIX, SIDECAR_SUFFIX
+from edgeloop.device.stored_payload import StagedResults
 
 THING = "dev-1"
 NONE = {"alert": 0, "event": 0, "sample": 0, "result": 0}
@@ -322,3 +323,24 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_append_and_redelivers_no
         assert seen["acked"].isdisjoint(stored)
     assert len(seen["appended"]) > 20
     assert seen["acked"]
+
+
+def test_result_rows_an_older_version_stored_as_json_still_forward(tmp_path: Path) -> None:
+    """A device upgraded in place: its RESULT rows of JSON text read back beside the columns rows stored now."""
+    columns = (["req-1", "req-2"], [3, 7], ["three", "seven"], [0.5, 0.987654], 2, 0.25)
+    path = tmp_path / "buffer.sqlite3"
+    SqliteBuffer(path, THING).close()
+    old = sqlite3.connect(path, isolation_level=None)
+    text = json.dumps(result_payload(*columns), separators=(",", ":"))
+    old.execute("INSERT INTO queue VALUES (?, 1, 1.0, ?, ?)", (int(RecordKind.RESULT), text, len(text)))
+    old.close()
+
+    buffer = SqliteBuffer(path, THING)
+    buffer.append(RecordKind.RESULT, [StagedResults(columns)], now=2.0)
+    records = buffer.peek(10)
+    buffer.close()
+
+    assert [r.seq for r in records] == [1, 2]
+    assert records[0].payload == records[1].payload == result_payload(*columns)
+    old_wire, new_wire = (encode_batch(THING, [Record(THING, 1, r.kind, 1.0, r.payload)]) for r in records)
+    assert old_wire == new_wire

@@ -8,7 +8,8 @@ from typing import Any
 from edgeloop.core.errors import StoreError
 from edgeloop.core.records import InferenceBatch, Record, RecordKind
 from edgeloop.device.buffer import MemoryBuffer
-from edgeloop.device.staging import COMMIT_MAX_RESULTS, ResultColumns, Staging
+from edgeloop.device.staging import COMMIT_MAX_RESULTS, Staging
+from edgeloop.device.stored_payload import ResultColumns
 from edgeloop.device.tally import Tally
 
 THING = "dev-1"
