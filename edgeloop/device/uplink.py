@@ -23,6 +23,12 @@ TRANSPORT_ERRORS = (RuntimeError, AwsCrtError, OSError)
 """IPC errors derive from RuntimeError, CRT errors from AwsCrtError, timeouts and sockets from OSError."""
 
 
+def _reason(exc: BaseException) -> str:
+    """Why a call failed: IPC errors keep their text in .message (their str() is empty), others in str()."""
+    message = getattr(exc, "message", None)
+    return message if isinstance(message, str) and message else str(exc)
+
+
 class Uplink(Protocol):
     """The device's confirmed channel to IoT Core (directly, or through the Greengrass nucleus).
 
@@ -140,7 +146,7 @@ class IpcUplink:
         except TRANSPORT_ERRORS as exc:
             with self._status_lock:
                 self._connected = False
-            raise LinkError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+            raise LinkError(f"{what} failed: {type(exc).__name__}: {_reason(exc)}") from exc
         with self._status_lock:
             self._connected = True
 

@@ -344,6 +344,13 @@ def test_ipc_failures_become_link_errors_and_mark_the_link_down(ipc: Any, setup:
     assert uplink.connected is False
 
 
+def test_an_ipc_failure_says_the_nucleus_reason(ipc: Any) -> None:
+    ipc.publish_to_iot_core_async.return_value = _done(error=UnauthorizedError(message="not authorized for topic t"))
+
+    with pytest.raises(LinkError, match="UnauthorizedError: not authorized for topic t"):
+        IpcUplink(ipc, timeout_s=1.0).publish(results_topic(THING), b"{}")
+
+
 def test_ipc_link_comes_back_up_after_a_success(ipc: Any) -> None:
     uplink = IpcUplink(ipc, timeout_s=1.0)
     ipc.publish_to_iot_core_async.return_value = _done(error=UnauthorizedError(message="no"))
