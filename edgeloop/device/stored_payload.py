@@ -97,7 +97,12 @@ class _PlainUnpickler(pickle.Unpickler):
 def payload_of(stored: Stored) -> dict[str, Any]:
     """The payload a stored row holds: JSON text parsed, or stored columns as result_payload's dict."""
     if isinstance(stored, str):
-        parsed: dict[str, Any] = json.loads(stored)
+        try:
+            parsed = json.loads(stored)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            raise StoreError(f"a stored row is not JSON: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise StoreError(f"a stored row is JSON {type(parsed).__name__}, not an object")
         return parsed
     if not stored.startswith(COLUMNS_TAG):
         raise StoreError(f"a stored row starts with {bytes(stored[:8])!r}, neither JSON text nor {COLUMNS_TAG!r}")

@@ -121,9 +121,12 @@ def test_a_row_naming_a_global_is_refused_without_running_it(capsys: pytest.Capt
         (b"garbage", "neither JSON text"),
         (COLUMNS_TAG + b"\x80\x05", "unreadable"),
         (COLUMNS_TAG + pickle.dumps((1, 2), 5), "unreadable"),
+        ('{"kind": "RESU', "not JSON"),
+        ("[" * 100_000 + "]" * 100_000, "not JSON"),
+        ("[1, 2]", "JSON list, not an object"),
     ],
 )
-def test_a_damaged_row_is_a_clear_store_error(stored: bytes, match: str) -> None:
+def test_a_damaged_row_is_a_clear_store_error(stored: bytes | str, match: str) -> None:
     with pytest.raises(StoreError, match=match):
         payload_of(stored)
 
