@@ -16,7 +16,6 @@ through the outages, and a timeline for report.html.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import tempfile
 import time
@@ -37,7 +36,7 @@ from edgeloop.device.onnx_session import SessionPool
 from edgeloop.local import demo as base
 from edgeloop.local.demo_options import MAX_DEVICES, DemoOptions
 from edgeloop.local.fleet import FleetDownloads, SteppedDevice
-from edgeloop.local.ledger import Ledger, Reservoir, TruthTable, request_id, request_index
+from edgeloop.local.ledger import Ledger, request_index
 from edgeloop.local.link import LinkStats, Network
 from edgeloop.local.report import with_cost, write_report
 from edgeloop.local.sim.cost import Metered, UplinkUsage, estimate
@@ -45,19 +44,15 @@ from edgeloop.local.sim.oracle import OracleLabeller
 from edgeloop.local.sim.outages import outage_seconds, outages_mapping
 from edgeloop.local.sim.scenario import BadKind, Scenario
 from edgeloop.local.stack import LocalStack
-from edgeloop.local.world import FeatureScale, apply_drift
+from edgeloop.local.world import FeatureScale, World
 from edgeloop.training.config import BUILTIN_PREFIX
 from edgeloop.training.data import NPZ_FEATURE_NAMES, NPZ_FEATURES, load_dataset
 
 Progress = Callable[[str], None]
 PROVISION_REPORTS = 10
 """Progress lines while a large fleet is provisioned (a thousand devices take a minute): about one per tenth."""
-RAW_ENVELOPE_BYTES = 96
-"""What a naive device adds around each reading it streams raw (thing, request id, timestamp, JSON keys)."""
 FLEET_SALT = "edgeloop-local-scenario-salt"
 ORACLE_FOLDS = 5
-ORACLE_MAX_ROWS = 30_000
-"""The oracle learns from every post-drift row up to this many, then from a uniform sample of this many."""
 RETRAIN_MAX_ITER = 500
 """The retrained model's MLP iterations: a few hundred new rows need a model that converges on them."""
 TIMELINE_POINTS = 240
@@ -72,74 +67,6 @@ must learn from a trickle, not a stream; a scenario's device_config may set samp
 SCENARIO_DEVICE_CONFIG = {"healthIntervalSeconds": 1.0, "healthMinIntervalSeconds": 0.5, "driftWindow": 400,
                           "driftMinRows": 200}  # fmt: skip
 """Reports and drift windows sized to a simulated hour; a scenario's device_config overrides them."""
-
-
-class World:
-    """The scenario's stream and fleet: rows in file order (cycled), changed per device by the drift events so
-    far, handed to the stepped devices one virtual-clock step at a time."""
-
-    def __init__(
-        self, scenario: Scenario, fleet: dict[str, SteppedDevice], rows: np.ndarray, labels: np.ndarray,
-        scale: FeatureScale, classes: int, clock: base.DemoClock, rng: np.random.Generator,
-    ) -> None:  # fmt: skip
-        self.scenario, self.fleet, self.rows, self.labels = scenario, fleet, rows, labels
-        self.things = list(fleet)
-        self.scale, self.classes, self.clock, self.rng = scale, classes, clock, rng
-        self.started_at = clock.now
-        self.ledger = Ledger()
-        self.truth = TruthTable(self.ledger)
-        self.reservoir = Reservoir(ORACLE_MAX_ROWS, rows.shape[1], np.random.default_rng(rng.integers(1 << 31)))
-        self.raw_bytes = 0
-        self.max_buffer_depth = 0
-        self.steps = 0
-        self.step_wall_s = 0.0
-        """Wall time spent stepping the fleet (and the loop's per-step work), for the summary."""
-        self._next = 0
-        self._carry = 0.0
-        self.on_step: list[Callable[[], None]] = []
-        """Run after every step (the loop's labelling, drift watch and timeline)."""
-        self.streaming = True
-        """False once the scenario's time is up: steps then only forward and report (draining)."""
-
-    @property
-    def now_s(self) -> float:
-        """Simulated seconds since the stream began."""
-        return self.clock.now - self.started_at
-
-    def tick(self) -> None:
-        """One step: every device gets requests_per_s x step_s rows (carried over fractions) and is stepped."""
-        started = time.perf_counter()
-        try:
-            self._tick()
-        finally:
-            self.steps += 1
-            self.step_wall_s += time.perf_counter() - started
-
-    def _tick(self) -> None:
-        count = 0
-        if self.streaming:
-            self._carry += self.scenario.requests_per_s * self.scenario.step_s
-            count, self._carry = int(self._carry), self._carry - int(self._carry)
-        drift_at = self.scenario.drift_starts_at_s
-        for index, thing in enumerate(self.things):
-            device = self.fleet[thing]
-            if not count:
-                device.step(())
-                continue
-            picks = (self._next + np.arange(count)) % len(self.rows)
-            self._next += count
-            rows, truth = apply_drift(
-                self.rows[picks], self.labels[picks], self.scenario.drift, now_s=self.now_s, device_index=index,
-                devices=len(self.things), scale=self.scale, classes=self.classes, rng=self.rng,
-            )  # fmt: skip
-            first = self.ledger.add(self.now_s, index, truth, picks)
-            if drift_at is not None and self.now_s >= drift_at:
-                self.reservoir.add(rows, first)
-            rounded = np.round(rows, 4).tolist()
-            self.raw_bytes += len(json.dumps(rounded)) - 2 - 2 * (count - 1) + RAW_ENVELOPE_BYTES * count
-            device.step([(request_id(thing, first + i), row) for i, row in enumerate(rows)])
-        for hook in self.on_step:
-            hook()
 
 
 def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int | None = None) -> dict[str, Any]:
