@@ -134,6 +134,8 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
                 "v-initial", seed, config={**_channel(Path(work), "initial", initial_x, initial_y, data.feature_names),
                                            "family": scenario.family},
             )  # fmt: skip
+            if (chosen := first.trained.family_selection) is not None:
+                progress(f"family auto kept {chosen.selected} (validation accuracy {dict(chosen.validation_accuracy)})")
             scale = FeatureScale(np.asarray(initial_x.std(axis=0)), first.trained.manifest.input.minimum,
                                  first.trained.manifest.input.maximum)  # fmt: skip
             world = World(scenario, fleet, stream_x, stream_y, scale, len(data.labels), clock,
