@@ -13,9 +13,9 @@ threshold.
 Input PSI sees the inputs move (virtual drift); it cannot see the labelling concept change while the inputs
 stay put. Two label-free signals watch the model's behaviour against the manifest's holdout: its confidence
 distribution and its predicted-class mix. Their baselines hold only the holdout's rows (a fifth of the
-training data, a few hundred rows in a small scenario), so their raw PSI is noisy: a window of 400 rows
-against 180 holdout rows over ten classes scores 0.07 on average and over 0.2 about once in a hundred
-windows with nothing changed. Each behaviour signal therefore counts only the PSI sampling noise cannot
+training data, a few hundred rows for a small first model), so their raw PSI is noisy: a window of 200 to
+400 rows against 180 holdout rows over ten classes scores 0.05 to 0.15 on average and now and then over 0.2
+with nothing changed. Each behaviour signal therefore counts only the PSI sampling noise cannot
 explain: the PSI of both sides' Jeffreys-smoothed counts ((count + 1/2) / (rows + bins/2), which tames the
 heavy tail of near-empty bins) less the NOISE_QUANTILE quantile of that PSI under no change, chi-square with
 bins - 1 degrees of freedom divided by the effective rows n m / (n + m). A stationary window then scores

@@ -228,8 +228,9 @@ def test_a_stationary_stream_stays_under_the_threshold(shares: tuple[float, ...]
         raw.append(psi(expected, observed))
     assert max(scores) < 0.1  # the threshold is 0.2
     assert sum(s > 0 for s in scores) <= 4  # NOISE_QUANTILE 0.999: about 0.4 of 400 expected
-    if len(shares) == 10:
-        assert sum(raw) / len(raw) > 0.05  # what the allowance is for
+    if len(shares) == 10:  # what the allowance is for (docs/device.md states these)
+        assert 0.05 < sum(raw) / len(raw) < 0.15
+        assert max(raw) > 0.2
 
 
 @pytest.mark.parametrize("seed", range(40))
