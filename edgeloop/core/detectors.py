@@ -52,6 +52,7 @@ from typing import Any
 
 from edgeloop.core import wire
 from edgeloop.core.errors import ValidationError
+from edgeloop.core.manifest import ModelManifest
 
 DEFAULT_INCREASES = (0.05, 0.1, 0.2, 0.4)
 """Error-rate rises watched for, in absolute points: small ones need many samples, large ones few."""
@@ -261,6 +262,14 @@ def reference_from_accuracy(accuracy: float, rows: int) -> tuple[int, int]:
     if not 0.0 <= accuracy <= 1.0 or rows < 1:
         raise ValidationError("detector.reference", f"accuracy {accuracy} over {rows} rows is not a holdout")
     return round((1.0 - accuracy) * rows), rows
+
+
+def reference_from_manifest(manifest: ModelManifest) -> tuple[int, int]:
+    """(errors, trials) of the selected variant's holdout, as its manifest's metrics record them."""
+    metrics = manifest.metrics[manifest.selected_artifact.precision]
+    if "holdout_rows" not in metrics:
+        raise ValidationError("metrics.holdout_rows", "the manifest does not say how many rows its holdout had")
+    return reference_from_accuracy(metrics["accuracy"], int(metrics["holdout_rows"]))
 
 
 def upper_rate(errors: int, trials: int, risk: float) -> float:

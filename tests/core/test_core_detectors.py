@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,10 +18,12 @@ from edgeloop.core.detectors import (
     initial_state,
     observe,
     reference_from_accuracy,
+    reference_from_manifest,
     reference_rate,
     upper_rate,
 )
 from edgeloop.core.errors import ValidationError
+from edgeloop.core.manifest import ModelManifest
 
 
 def _stream(rng: random.Random, rate: float, n: int) -> list[bool]:
@@ -156,6 +159,17 @@ def test_reference_from_accuracy_counts_the_holdout() -> None:
     assert reference_from_accuracy(0.9, 180) == (18, 180)
     with pytest.raises(ValidationError):
         reference_from_accuracy(1.5, 180)
+
+
+def test_the_reference_comes_from_the_selected_variants_holdout(manifest_dict: Callable[..., dict[str, Any]]) -> None:
+    data = manifest_dict()
+    selected = ModelManifest.from_dict(data).selected_artifact.precision
+    data["metrics"][selected]["holdout_rows"] = 160
+    accuracy = data["metrics"][selected]["accuracy"]
+    assert reference_from_manifest(ModelManifest.from_dict(data)) == (round((1 - accuracy) * 160), 160)
+    del data["metrics"][selected]["holdout_rows"]
+    with pytest.raises(ValidationError, match="holdout_rows"):
+        reference_from_manifest(ModelManifest.from_dict(data))
 
 
 # --- the wire forms ---
