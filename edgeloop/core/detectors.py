@@ -54,6 +54,7 @@ from edgeloop.core import wire
 from edgeloop.core.detector_state import DetectorState, finite_number
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.manifest import ModelManifest
+from edgeloop.core.sample_payload import Sample
 
 DEFAULT_INCREASES = (0.05, 0.1, 0.2, 0.4)
 """Error-rate rises watched for, in absolute points: small ones need many samples, large ones few."""
@@ -61,6 +62,8 @@ USES = ("unbiased", "all")
 MAX_ALTERNATIVE = 0.999
 """An alternative at or above this rate is dropped (a right answer would be near-impossible evidence)."""
 _BISECTIONS = 60
+UNBIASED_SAMPLER = "random"
+"""The sampler that draws without looking at the answer (and is tried first, so it names every row it draws)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,11 @@ class Observation:
     """Drawn without regard to the answer (the random share); False for a hard-example sample."""
     served_at: float = 0.0
     """When the device answered: the order within one arrival batch."""
+
+
+def observation_of(sample: Sample, true_index: int, served_at: float = 0.0) -> Observation:
+    """A labelled sample as the detector sees it: wrong or right, and whether the random share drew it."""
+    return Observation(sample.label_index != true_index, sample.sampler == UNBIASED_SAMPLER, served_at)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from edgeloop.core.detectors import (
     ErrorDetector,
     Observation,
     initial_state,
+    observation_of,
     observe,
     reference_from_accuracy,
     reference_from_manifest,
@@ -24,6 +25,8 @@ from edgeloop.core.detectors import (
 )
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.manifest import ModelManifest
+from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
+from edgeloop.core.sample_payload import Sample
 
 
 def _stream(rng: random.Random, rate: float, n: int) -> list[bool]:
@@ -135,6 +138,15 @@ def test_biased_samples_are_skipped_or_used_with_their_own_warmup_reference() ->
     assert state.warmup_left == 0
     assert state.skipped == 0
     assert state.reference_trials >= 200
+
+
+def test_a_labelled_sample_becomes_an_observation_flagged_by_its_sampler() -> None:
+    def sample(sampler: str) -> Sample:
+        privacy = AppliedPrivacy(PrivacyPolicy(), None)
+        return Sample("r-1", "digits", 3, sampler, 7, "7", 0.4, 0.1, False, None, {"a": 1.0}, privacy)
+
+    assert observation_of(sample("random"), 7, 12.5) == Observation(False, True, 12.5)
+    assert observation_of(sample("low_confidence"), 2) == Observation(True, False, 0.0)
 
 
 def test_warmup_reference_has_no_rate_until_it_is_done() -> None:
