@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeloop.core.errors import TrainingDataError
 from edgeloop.training.data import load_file
@@ -120,7 +123,7 @@ TOKENS = [
 
 
 def _fuzz_inputs(count: int) -> list[bytes]:
-    """Seeded stand-in for hypothesis (not installed here): random bytes, random text, and token grids."""
+    """Seeded inputs of the three kinds CSV_BYTES draws (random bytes, random text, token grids)."""
     rng = np.random.default_rng(15)
     out: list[bytes] = []
     for i in range(count):
@@ -140,23 +143,36 @@ def _fuzz_inputs(count: int) -> list[bytes]:
     return out
 
 
-@pytest.mark.parametrize("data", _fuzz_inputs(600))
-def test_any_bytes_as_a_csv_give_a_dataset_or_the_projects_error(tmp_path: Path, data: bytes) -> None:
-    path = tmp_path / "fuzz.csv"
-    path.write_bytes(data)
-    try:
-        dataset = load_file(path, "label", ())
-    except TrainingDataError as exc:
-        refusal = str(exc)
-    else:
-        assert len(dataset.targets) == len(dataset.features) > 0
-        assert np.isfinite(dataset.features).all()
-        return
+_TOKEN_GRIDS = st.builds(
+    lambda header, rows: "\n".join([header, *(",".join(row) for row in rows)]).encode("utf-8", "surrogatepass"),
+    st.sampled_from(["a,label", "a,b,label", "label", "a,b,c,label", "x,y", "label,label"]),
+    st.lists(st.lists(st.sampled_from(TOKENS), max_size=5), max_size=8),
+)
+CSV_BYTES = st.one_of(
+    st.binary(max_size=300), st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")), _TOKEN_GRIDS
+)
+"""Random bytes, random text (lone surrogates included, so invalid UTF-8 too) and grids of awkward cells."""
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=CSV_BYTES)
+def test_any_bytes_as_a_csv_give_a_dataset_or_the_projects_error(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.csv"
+        path.write_bytes(data)
+        try:
+            dataset = load_file(path, "label", ())
+        except TrainingDataError as exc:
+            refusal = str(exc)
+        else:
+            assert len(dataset.targets) == len(dataset.features) > 0
+            assert np.isfinite(dataset.features).all()
+            return
     assert refusal.startswith("fuzz.csv"), "every refusal names the file"
 
 
 def test_the_fuzz_inputs_reach_both_outcomes(tmp_path: Path) -> None:
-    """The fuzz above exercises the parser, not only its first check: some inputs load, most are refused."""
+    """Inputs like the fuzz's exercise the parser, not only its first check: some load, most are refused."""
     loaded = refused = 0
     valid = [b"a,b,label\n1,2,x\n3,4,y\n", b"a,b,label\n1,2,x\n3,4,y\n5,nan,x\n"]
     for i, data in enumerate(valid + _fuzz_inputs(60)):
