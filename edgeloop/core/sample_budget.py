@@ -11,7 +11,9 @@ examples taking the bytes first; the random sampler may also spend the hard acco
 random rate follows from the budget (`random_rate`): while the device is stable it spends half of what its
 account earns and banks the rest; while a change is suspected (the device's drift flag) it spends at
 `suspected_boost` times that rate, drawing the bank down, since labelled random samples are what both measures
-the deployed version on the new world and teaches its successor. Each random sample records the rate it was
+the deployed version on the new world and teaches its successor. The bank is kept up to `bank_samples` random
+samples' worth; what the random account holds beyond that, the hard-example samplers may spend, so a budget
+whose device never suspects a change is not left unspent. Each random sample records the rate it was
 drawn at (its inclusion probability, core.estimates), so a rate that moves does not bias the estimate.
 """
 
@@ -19,8 +21,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from edgeloop.core.errors import ConfigError
 
@@ -32,6 +35,16 @@ STABLE_SPEND = 0.5
 """While stable, the random sampler spends this share of what its account earns (the rest is banked)."""
 SUSPECTED_BOOST = 4.0
 """While a change is suspected, the random rate is this many times the stable rate (paid from the bank)."""
+BANK_SAMPLES = 8
+"""The random account keeps this many samples' worth for a suspected change; hard samples may spend the rest."""
+
+DEFAULT_BUDGET_SHARE = 0.05
+"""The default budget: sample JSON at most 1/20 of what streaming every reading raw would send (before the
+batch's compression, which takes the bytes that cross the wire lower still)."""
+DEFAULT_SAMPLERS: Mapping[str, float] = MappingProxyType({"random": 0.0, "low_confidence": 0.5, "small_margin": 0.1})
+"""The default sampling policy under the default budget: the random rate is what the budget pays for (0 is only
+its floor); hard examples are the unsure (top class under 1/2) and the hesitant (top two within 0.1), whatever
+the number of classes; both are thinned by the budget, never by a rate tuned to a stream."""
 
 
 def raw_reading_bytes(values: Sequence[float]) -> int:
@@ -48,6 +61,7 @@ class BudgetPolicy:
     random_share: float = 0.5
     stable_spend: float = STABLE_SPEND
     suspected_boost: float = SUSPECTED_BOOST
+    bank_samples: float = BANK_SAMPLES
 
     def __post_init__(self) -> None:
         for name, value, low, high in (
@@ -55,6 +69,7 @@ class BudgetPolicy:
             ("sampleRandomShare", self.random_share, 0.0, 1.0),
             ("stable_spend", self.stable_spend, 0.0, 1.0),
             ("suspected_boost", self.suspected_boost, 1.0, 1000.0),
+            ("bank_samples", self.bank_samples, 0.0, 1e6),
         ):
             if isinstance(value, bool) or not math.isfinite(value) or not low <= value <= high:
                 raise ConfigError(name, f"{value} is outside [{low}, {high}]")
@@ -97,18 +112,21 @@ class ShareBudget:
         """Readings served: their raw-equivalent bytes earn the accounts their share."""
         return replace(self, raw_bytes=self.raw_bytes + raw_bytes)
 
-    def admit(self, size: int, random: bool) -> tuple[ShareBudget, bool]:
+    def admit(self, size: int, random: bool, bank: float = 0.0) -> tuple[ShareBudget, bool]:
         """Whether a sample of size bytes is affordable, and the budget after spending it.
 
-        A random sample spends its own account first, then the hard one; a hard sample only the hard one.
+        A random sample spends its own account first, then the hard one; a hard sample the hard one, then what
+        the random account holds beyond `bank` bytes (the reserve a suspected change will spend).
         """
         if self.policy.share <= 0:
             return self, True
         random_left, hard_left = self.balances()
         if not random:
-            if size > hard_left:
+            spare = max(0.0, random_left - bank)
+            if size > hard_left + spare:
                 return self, False
-            return replace(self, hard_spent=self.hard_spent + size), True
+            own = max(0, min(size, math.floor(hard_left)))
+            return replace(self, hard_spent=self.hard_spent + own, random_spent=self.random_spent + size - own), True
         if size > random_left + hard_left:
             return self, False
         own = max(0, min(size, math.floor(random_left)))

@@ -15,7 +15,8 @@
 
 Compact on purpose (samples are paid for from a byte budget, core.sample_budget): `privacy` carries only the
 entries that differ from the default policy's (no steps, no epsilon), and a missing one reads as its default;
-`inclusion` is absent in samples from devices before it existed (their random samples cannot be weighted).
+`drift_score` is left out when the window was not scored; `inclusion` is absent in samples from devices
+before it existed (their random samples cannot be weighted).
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ class Sample:
         }
         if self.inclusion is not None:
             payload["inclusion"] = self.inclusion
+        if self.drift_score is None:
+            del payload["drift_score"]  # compact: an unscored window travels as no score
         return payload
 
     @classmethod

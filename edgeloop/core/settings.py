@@ -310,8 +310,6 @@ class DeviceConfig:
         if not self.driftWindow and any(name == "drifted" for name, _ in self.samplers):
             raise ConfigError("samplers", "sampler 'drifted' needs the drift monitor (driftWindow > 0)")
         check_salt(self.privacy, self.fleetSalt)
-        if self.sampleBudgetShare and self.sampleRandomShare and not any(n == "random" for n, _ in self.samplers):
-            raise ConfigError("sampleRandomShare", "reserves budget for the 'random' sampler, which is not configured")
 
     @property
     def budget_policy(self) -> BudgetPolicy:

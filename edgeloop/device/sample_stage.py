@@ -77,6 +77,7 @@ class SampleStage:
         self._raw_guess = raw_reading_bytes(midpoint)
         """Raw-equivalent bytes of a reading before any row was measured: a mid-range row of the schema's width."""
         self._rates = (self._random_floor, self._random_floor)
+        self._sample_guess = 0
         self._effective: tuple[SamplerSettings, SamplerSettings] = (self.settings, self.settings)
         if self.budget_policy.share and self._has_random:
             probe = self._payload("probe", midpoint, 0, (0.5, 0.5, False, None), "low_confidence")
@@ -87,6 +88,11 @@ class SampleStage:
     def raw_per_reading(self) -> float:
         """Raw-equivalent bytes of one reading: the mean over the rows sampled so far (a guess before any)."""
         return self._raw_total / self._raw_rows if self._raw_rows else self._raw_guess
+
+    @property
+    def sample_bytes(self) -> float:
+        """Mean size of the sample payloads measured so far (a probe's size before any; 0 without a share)."""
+        return self._sample_total / self._sample_rows if self._sample_rows else self._sample_guess
 
     @property
     def random_rates(self) -> tuple[float, float]:
@@ -104,7 +110,7 @@ class SampleStage:
         """The random rates from the budget, the reading and sample sizes seen so far."""
         if not (self.budget_policy.share and self._has_random):
             return
-        size = self._sample_total / self._sample_rows if self._sample_rows else self._sample_guess
+        size = self.sample_bytes
         raw = self.raw_per_reading
         stable = self.budget_policy.random_rate(raw, size, False, self._random_floor)
         suspected = self.budget_policy.random_rate(raw, size, True, self._random_floor)

@@ -36,6 +36,7 @@ class SampleTaker:
         self._lock = threading.Lock()
         self._budget = SampleBudget(bytes_per_day)
         self._share = ShareBudget(BudgetPolicy(0.0))
+        self._bank_bytes = 0.0
         self._credited: tuple[SampleStage | None, int] = (None, 0)
         """The stage last credited and how many of its readings were: a new stage starts from its own zero."""
         self._warned_day: int | None = None
@@ -62,12 +63,19 @@ class SampleTaker:
         if served > 0:
             self._share = self._share.served(round(served * stage.raw_per_reading))
         self._credited = (stage, stage.served)
+        self._bank(stage)
 
     def _hard_spent(self, sampler: str) -> bool:
         """Whether a hard-example sample cannot fit the share budget's hard account (lock held)."""
         if sampler == "random" or not self._share.policy.share:
             return False
-        return self._share.balances()[1] < (self._budget.smallest or 1)
+        random_left, hard_left = self._share.balances()
+        return hard_left + max(0.0, random_left - self._bank_bytes) < (self._budget.smallest or 1)
+
+    def _bank(self, stage: SampleStage) -> float:
+        """Bytes the random account keeps for a suspected change: bank_samples of the stage's mean sample size."""
+        self._bank_bytes = self._share.policy.bank_samples * stage.sample_bytes
+        return self._bank_bytes
 
     def set_limit(self, bytes_per_day: int) -> None:
         """A new sampleBytesPerDay; what the day spent so far carries on."""
@@ -94,7 +102,7 @@ class SampleTaker:
             size = payload_bytes(payload)
             stage.measured(size)
             with self._lock:
-                share, affordable = self._share.admit(size, name == "random")
+                share, affordable = self._share.admit(size, name == "random", self._bank_bytes)
                 if size > MAX_SAMPLE_BYTES or not affordable:
                     self._budget, admitted = self._budget.drop(now), False
                     over_share += affordable is False

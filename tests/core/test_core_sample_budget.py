@@ -30,13 +30,24 @@ def test_readings_served_earn_the_share_split_between_the_accounts() -> None:
 
 def test_a_hard_sample_cannot_spend_the_random_reserve() -> None:
     budget = ShareBudget(BudgetPolicy(0.1, random_share=0.5)).served(10_000)  # 500 bytes in each account
-    budget, admitted = budget.admit(400, random=False)
+    budget, admitted = budget.admit(400, random=False, bank=500)
     assert admitted
-    budget, admitted = budget.admit(400, random=False)
-    assert not admitted  # 100 left in the hard account; the random account's 500 are not for it
+    budget, admitted = budget.admit(400, random=False, bank=500)
+    assert not admitted  # 100 left in the hard account; the random account's 500 are banked
     budget, admitted = budget.admit(400, random=True)
     assert admitted
     assert (budget.random_spent, budget.hard_spent) == (400, 400)
+
+
+def test_a_hard_sample_may_spend_what_the_random_account_holds_beyond_its_bank() -> None:
+    budget = ShareBudget(BudgetPolicy(0.1, random_share=0.5)).served(10_000)  # 500 bytes in each account
+    budget, admitted = budget.admit(700, random=False, bank=300)
+    assert admitted  # 500 of its own and 200 of the random account's 500: 300 stay banked
+    assert (budget.random_spent, budget.hard_spent) == (200, 500)
+    _, admitted = budget.admit(1, random=False, bank=300)
+    assert not admitted
+    _, admitted = budget.admit(300, random=True, bank=300)
+    assert admitted
 
 
 def test_a_random_sample_borrows_from_the_hard_account_once_its_own_is_spent() -> None:
@@ -62,9 +73,11 @@ def test_spent_never_exceeds_the_share_of_raw_bytes(seed: int) -> None:
     share, random_share = rng.uniform(0.001, 1.0), rng.uniform(0.0, 1.0)
     budget = ShareBudget(BudgetPolicy(share, random_share=random_share))
     for _ in range(300):
-        budget, _ = budget.served(rng.randrange(0, 5_000)).admit(rng.randrange(1, 2_000), rng.random() < 0.5)
+        bank = rng.uniform(0, 3_000)
+        budget, _ = budget.served(rng.randrange(0, 5_000)).admit(rng.randrange(1, 2_000), rng.random() < 0.5, bank)
         assert budget.spent <= share * budget.raw_bytes + 1e-6
         assert budget.random_spent <= random_share * share * budget.raw_bytes + 1e-6
+        assert budget.hard_spent <= (1 - random_share) * share * budget.raw_bytes + 1e-6
 
 
 def test_the_random_rate_is_what_its_account_pays_for_boosted_while_suspected() -> None:

@@ -26,6 +26,7 @@ class Stage:
         self.budget_policy = BudgetPolicy(share)
         self.served = 0
         self.raw_per_reading = raw_per_reading
+        self.sample_bytes = 1000.0  # x bank_samples: the random account is all bank
         self.sizes: list[int] = []
 
     def measured(self, size: int) -> None:
