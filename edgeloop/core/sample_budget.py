@@ -74,16 +74,34 @@ class BudgetPolicy:
             if isinstance(value, bool) or not math.isfinite(value) or not low <= value <= high:
                 raise ConfigError(name, f"{value} is outside [{low}, {high}]")
 
-    def random_rate(self, raw_per_reading: float, sample_bytes: float, suspected: bool, floor: float = 0.0) -> float:
+    def random_rate(
+        self,
+        raw_per_reading: float,
+        sample_bytes: float,
+        suspected: bool,
+        floor: float = 0.0,
+        *,
+        balance: float | None = None,
+        batch: int = 1,
+    ) -> float:
         """The random sampler's rate: its account's earnings per reading in samples, at the stable or boosted pace.
 
-        floor is the configured `random` parameter: the rate never goes below what the operator asked for.
+        floor is the configured `random` parameter: the rate never goes below what the operator asked for. The
+        boost is paid from the random account's balance: with a balance given that could not pay for two
+        batches of `batch` readings at the boosted rate (nor two samples), the stable rate applies, which is
+        below the account's income, so random samples are thinned by a rate they record, never dropped by a
+        budget that ran out (a drop would leave the stretch it happened in under-represented).
         """
         if self.share <= 0 or sample_bytes <= 0:
             return floor
         earned = self.random_share * self.share * raw_per_reading / sample_bytes
-        rate = earned * self.stable_spend * (self.suspected_boost if suspected else 1.0)
-        return min(1.0, max(floor, rate))
+        stable = min(1.0, max(floor, earned * self.stable_spend))
+        if not suspected:
+            return stable
+        boosted = min(1.0, max(floor, earned * self.stable_spend * self.suspected_boost))
+        if balance is not None and balance < max(2.0, 2.0 * boosted * batch) * sample_bytes:
+            return stable
+        return boosted
 
 
 @dataclass(frozen=True)

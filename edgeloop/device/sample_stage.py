@@ -69,6 +69,7 @@ class SampleStage:
         self._small_margin = parameters.get("small_margin", -1.0)
         self._drifted_rate = parameters.get("drifted", 0.0)
         """VECTOR_SAMPLERS' thresholds as plain floats; an unconfigured sampler's can never fire."""
+        self._last_batch = 1
         self.served = 0
         """Readings this stage has seen (each earns the share budget its raw-equivalent bytes)."""
         self._raw_total, self._raw_rows = 0, 0
@@ -104,16 +105,21 @@ class SampleStage:
         if self.budget_policy.share:
             self._sample_total += size
             self._sample_rows += 1
-            self._retune()
 
-    def _retune(self) -> None:
+    def retune(self, random_balance: float | None = None) -> None:
+        """The random rates from what was measured so far and what the random account holds; the taker calls it
+        once a batch's payloads are built, so every payload records the rate its row was drawn at."""
+        self._retune(random_balance)
+
+    def _retune(self, random_balance: float | None = None) -> None:
         """The random rates from the budget, the reading and sample sizes seen so far."""
         if not (self.budget_policy.share and self._has_random):
             return
-        size = self.sample_bytes
-        raw = self.raw_per_reading
-        stable = self.budget_policy.random_rate(raw, size, False, self._random_floor)
-        suspected = self.budget_policy.random_rate(raw, size, True, self._random_floor)
+        size, raw, policy = self.sample_bytes, self.raw_per_reading, self.budget_policy
+        stable = policy.random_rate(raw, size, False, self._random_floor)
+        suspected = policy.random_rate(
+            raw, size, True, self._random_floor, balance=random_balance, batch=self._last_batch
+        )
         self._rates = (stable, suspected)
         self._effective = (
             tuple((name, stable if name == "random" else p) for name, p in self.settings),
@@ -134,6 +140,7 @@ class SampleStage:
         Only when some threshold fires are the signals built and core.samplers.choose_sampler asked to name it.
         """
         self.served += 1
+        self._last_batch = 1
         rate = self._rates[drifted]
         control = self._draw() if rate else 1.0
         drift = self._draw() if drifted and self._drifted_rate else 1.0
@@ -150,6 +157,7 @@ class SampleStage:
         """The rows of a micro-batch some sampler takes, each with its sampler's name."""
         n = (int(confidences.shape[0]),)
         self.served += n[0]
+        self._last_batch = n[0]
         settings = self._effective[drifted]
         never = np.ones(n)  # a draw of 1 is never below a rate: no draw is made for an unconfigured sampler
         controls = self._rng.random(n) if self._rates[drifted] else never

@@ -92,7 +92,7 @@ class SampleTaker:
         over_share = 0
         with self._lock:
             self._credit(stage)
-        for request_id, row, index, confidence, margin, name in rows:
+        for request_id, row, index, confidence, margin, name in sorted(rows, key=_random_first):
             with self._lock:
                 if self._budget.exhausted(now) or self._hard_spent(name):  # dropped without building what would be
                     self._budget = self._budget.drop(now)
@@ -112,6 +112,9 @@ class SampleTaker:
                         self._share = share
             if admitted:
                 kept.append(payload)
+        with self._lock:
+            random_left = self._share.balances()[0]
+        stage.retune(random_left)  # after the batch: its payloads recorded the rate their rows were drawn at
         if len(kept) < len(rows):  # once per budget day at WARNING; the health report counts every drop
             day = self.budget.day
             level = logging.DEBUG if self._warned_day == day else logging.WARNING
@@ -119,3 +122,8 @@ class SampleTaker:
             spent = "sampleBudgetShare spent" if over_share else "sampleBytesPerDay spent"
             log.log(level, "%d of %d samples dropped: %s", len(rows) - len(kept), len(rows), spent)
         return kept
+
+
+def _random_first(row: SampledRow) -> bool:
+    """Random samples are admitted before a batch's hard examples, which could otherwise spend what they borrow."""
+    return row[5] != "random"

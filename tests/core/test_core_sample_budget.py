@@ -105,3 +105,16 @@ def test_bad_policies_are_refused(kwargs: dict[str, float], field: str) -> None:
     with pytest.raises(ConfigError) as info:
         BudgetPolicy(**kwargs)
     assert info.value.field == field
+
+
+def test_the_boost_waits_for_a_balance_that_can_pay_for_it() -> None:
+    """Random samples are thinned by a rate they record, never dropped by an empty account."""
+    policy = BudgetPolicy(0.04)
+    stable = policy.random_rate(120, 300, suspected=False)
+    boosted = policy.random_rate(120, 300, suspected=True)
+    assert policy.random_rate(120, 300, True, balance=0.0, batch=32) == stable
+    assert policy.random_rate(120, 300, True, balance=2 * 300 - 1, batch=1) == stable
+    assert policy.random_rate(120, 300, True, balance=2 * 300, batch=1) == boosted
+    enough = 2 * boosted * 1000 * 300
+    assert policy.random_rate(120, 300, True, balance=enough - 1, batch=1000) == stable
+    assert policy.random_rate(120, 300, True, balance=enough, batch=1000) == boosted

@@ -107,6 +107,8 @@ def test_under_a_share_the_budget_sets_the_random_rate_and_boosts_it_while_drift
     row = np.array([0.2, 0.4])
     probe = stage.payload("r-1", row, 1, (0.9, 0.8, False, None), "random")
     stage.measured(payload_bytes(probe))
+    assert stage.random_rates == (stable, suspected)  # a batch's payloads keep the rate their rows were drawn at
+    stage.retune()
     expected = BudgetPolicy(0.05).random_rate(raw_reading_bytes(row.tolist()), payload_bytes(probe), False)
     assert stage.random_rates[0] == pytest.approx(expected)
     assert stage.random_rates[1] == pytest.approx(4 * stage.random_rates[0])
