@@ -147,7 +147,7 @@ def _csv_rows(text: str, where: str) -> list[tuple[int, list[str]]]:
             if row:
                 rows.append((reader.line_num, row))
     except csv.Error as exc:
-        raise TrainingDataError(f"{where} line {reader.line_num + 1}", f"is not valid CSV ({exc})") from exc
+        raise TrainingDataError(f"{where} line {max(1, reader.line_num)}", f"is not valid CSV ({exc})") from exc
     return rows
 
 
