@@ -98,3 +98,29 @@ def test_a_full_privacy_object_from_an_older_device_still_parses() -> None:
     plain = sample(privacy=AppliedPrivacy(PrivacyPolicy(allow_raw=True), None))
     payload = {**plain.to_payload(), "privacy": plain.privacy.to_payload()}
     assert Sample.from_payload(payload) == plain
+
+
+JUNK: list[Any] = [None, True, 0, -1, 1.5, float("nan"), float("inf"), "", "x", [], {}, [1], {"a": 1}, 10**30]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_mangled_payloads_parse_or_are_refused_with_the_projects_error(seed: int) -> None:
+    """Outside bytes: any mix of missing keys and wrong values is a ValidationError, never another exception."""
+    import random
+
+    rng = random.Random(seed)
+    payload: dict[str, Any] = sample(sampler="random", inclusion=0.25).to_payload()
+    payload["privacy"] = dict(payload["privacy"])
+    for _ in range(rng.randrange(1, 4)):
+        privacy = payload.get("privacy")
+        target = privacy if isinstance(privacy, dict) and rng.random() < 0.3 else payload
+        key = rng.choice([*target, "extra"])
+        if rng.random() < 0.3:
+            target.pop(key, None)
+        else:
+            target[key] = rng.choice(JUNK)
+    try:
+        parsed = Sample.from_payload(json.loads(json.dumps(payload)))
+    except ValidationError:
+        return
+    assert parsed.inclusion is None or 0 < parsed.inclusion <= 1
