@@ -83,6 +83,7 @@ class BudgetPolicy:
         *,
         balance: float | None = None,
         batch: int = 1,
+        hard_idle: bool = False,
     ) -> float:
         """The random sampler's rate: its account's earnings per reading in samples, at the stable or boosted pace.
 
@@ -90,11 +91,13 @@ class BudgetPolicy:
         boost is paid from the random account's balance: with a balance given that could not pay for two
         batches of `batch` readings at the boosted rate (nor two samples), the stable rate applies, which is
         below the account's income, so random samples are thinned by a rate they record, never dropped by a
-        budget that ran out (a drop would leave the stretch it happened in under-represented).
+        budget that ran out (a drop would leave the stretch it happened in under-represented). hard_idle: the
+        hard examples leave their account unspent (a model seldom unsure), so the random sampler's rate is paced
+        on the whole budget's earnings instead of its own share (it borrows what the hard account holds).
         """
         if self.share <= 0 or sample_bytes <= 0:
             return floor
-        earned = self.random_share * self.share * raw_per_reading / sample_bytes
+        earned = (1.0 if hard_idle else self.random_share) * self.share * raw_per_reading / sample_bytes
         stable = min(1.0, max(floor, earned * self.stable_spend))
         if not suspected:
             return stable

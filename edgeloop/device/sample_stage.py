@@ -106,19 +106,20 @@ class SampleStage:
             self._sample_total += size
             self._sample_rows += 1
 
-    def retune(self, random_balance: float | None = None) -> None:
-        """The random rates from what was measured so far and what the random account holds; the taker calls it
-        once a batch's payloads are built, so every payload records the rate its row was drawn at."""
-        self._retune(random_balance)
+    def retune(self, random_balance: float | None = None, hard_balance: float | None = None) -> None:
+        """The random rates from what was measured so far and what the accounts hold; the taker calls it once a
+        batch's payloads are built, so every payload records the rate its row was drawn at."""
+        self._retune(random_balance, hard_balance)
 
-    def _retune(self, random_balance: float | None = None) -> None:
-        """The random rates from the budget, the reading and sample sizes seen so far."""
+    def _retune(self, random_balance: float | None = None, hard_balance: float | None = None) -> None:
+        """The random rates from the budget, the reading and sample sizes seen so far and the accounts' balances."""
         if not (self.budget_policy.share and self._has_random):
             return
         size, raw, policy = self.sample_bytes, self.raw_per_reading, self.budget_policy
-        stable = policy.random_rate(raw, size, False, self._random_floor)
+        idle = hard_balance is not None and hard_balance >= policy.bank_samples * size  # hard examples are few
+        stable = policy.random_rate(raw, size, False, self._random_floor, hard_idle=idle)
         suspected = policy.random_rate(
-            raw, size, True, self._random_floor, balance=random_balance, batch=self._last_batch
+            raw, size, True, self._random_floor, balance=random_balance, batch=self._last_batch, hard_idle=idle
         )
         self._rates = (stable, suspected)
         self._effective = (

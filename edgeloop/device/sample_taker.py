@@ -113,8 +113,8 @@ class SampleTaker:
             if admitted:
                 kept.append(payload)
         with self._lock:
-            random_left = self._share.balances()[0]
-        stage.retune(random_left)  # after the batch: its payloads recorded the rate their rows were drawn at
+            random_left, hard_left = self._share.balances()
+        stage.retune(random_left, hard_left)  # after the batch: its payloads recorded the rate their rows were drawn at
         if len(kept) < len(rows):  # once per budget day at WARNING; the health report counts every drop
             day = self.budget.day
             level = logging.DEBUG if self._warned_day == day else logging.WARNING

@@ -118,3 +118,9 @@ def test_the_boost_waits_for_a_balance_that_can_pay_for_it() -> None:
     enough = 2 * boosted * 1000 * 300
     assert policy.random_rate(120, 300, True, balance=enough - 1, batch=1000) == stable
     assert policy.random_rate(120, 300, True, balance=enough, batch=1000) == boosted
+
+
+def test_while_hard_examples_leave_their_account_idle_the_random_rate_paces_on_the_whole_budget() -> None:
+    policy = BudgetPolicy(0.04, random_share=0.25)
+    own = policy.random_rate(120, 300, suspected=False)
+    assert policy.random_rate(120, 300, False, hard_idle=True) == pytest.approx(own / 0.25)

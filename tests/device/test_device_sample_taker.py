@@ -32,7 +32,7 @@ class Stage:
     def measured(self, size: int) -> None:
         self.sizes.append(size)
 
-    def retune(self, random_balance: float | None = None) -> None:
+    def retune(self, random_balance: float | None = None, hard_balance: float | None = None) -> None:
         self.retuned = len(self.sizes)
 
     def payload(self, request_id: str, row: np.ndarray, label_index: int, signals: Any, sampler: str) -> dict[str, Any]:
