@@ -132,7 +132,8 @@ def bad_kinds(args: argparse.Namespace) -> tuple[BadKind, ...]:
 
 
 def load_scenario(spec: str) -> Scenario:
-    """A built-in scenario by name, or a JSON / YAML scenario file (errors name the file or the key)."""
+    """A built-in scenario by name, or a JSON / YAML scenario file (errors name the file or the key); a relative
+    dataset path in a file is resolved against the file's folder."""
     path = Path(spec)
     if not path.suffix:
         return built_in(spec)
@@ -146,7 +147,7 @@ def load_scenario(spec: str) -> Scenario:
         data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise UsageError("--scenario", f"{path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
-    return Scenario.from_dict(data)
+    return Scenario.from_dict(data, base_dir=path.parent)
 
 
 def _p99(latency: dict[str, Any]) -> str:

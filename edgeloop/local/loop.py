@@ -48,10 +48,10 @@ from edgeloop.local.sim.oracle import OracleLabeller
 from edgeloop.local.sim.outages import outages_mapping
 from edgeloop.local.sim.scenario import BadKind, Scenario
 from edgeloop.local.stack import LocalStack
-from edgeloop.local.world import ORACLE_MAX_ROWS, FeatureScale, World
-from edgeloop.training.config import BUILTIN_PREFIX, TrainingConfig
-from edgeloop.training.data import NPZ_FEATURE_NAMES, NPZ_FEATURES, load_dataset
-from edgeloop.training.model import MLP
+from edgeloop.local.world import ORACLE_MAX_ROWS, FeatureScale, World, load_stream
+from edgeloop.training.config import TrainingConfig
+from edgeloop.training.data import NPZ_FEATURE_NAMES, NPZ_FEATURES
+from edgeloop.training.model import FAMILIES, MLP
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -79,18 +79,9 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     started = time.monotonic()
     seed = scenario.seed if seed is None else seed
     progress(f"scenario {scenario.name}: loading {scenario.dataset}")
-    dataset = load_dataset(scenario.dataset, None, scenario.label_column)
-    rows, labels = dataset.features.astype(np.float64), dataset.targets
-    if scenario.dataset.startswith(BUILTIN_PREFIX):  # bundled sets are sorted (digits: by writer): shuffle once
-        order = np.random.default_rng(seed).permutation(len(rows))
-        rows, labels = rows[order], labels[order]
-    initial_x, initial_y = rows[: scenario.initial_rows], labels[: scenario.initial_rows]
-    stream_x, stream_y = rows[scenario.initial_rows :], labels[scenario.initial_rows :]
-    if len(stream_x) == 0:
-        raise ValidationError(  # bad input, like every other scenario mistake: exit 2
-            "scenario.initial_rows",
-            f"{scenario.initial_rows} leaves no rows to stream: {scenario.dataset} has {len(rows)} rows in all",
-        )
+    data = load_stream(scenario, seed)
+    scenario = data.scenario  # a file streamed once: its duration is now fixed
+    initial_x, initial_y, stream_x, stream_y = data.initial_x, data.initial_y, data.stream_x, data.stream_y
     unknown = sorted({o.ring for o in scenario.outages if o.ring is not None} - set(base.DEMO_POLICY.ring_names))
     if unknown:  # a partition of a ring nobody is in would cut off no one, silently
         raise ValidationError(
@@ -136,7 +127,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
                 fleet[thing] = device
                 stack.greengrass.register_nucleus(device.nucleus)
             progress(
-                f"scenario {scenario.name}: {len(things)} devices, {scenario.duration_s:.0f} s simulated in "
+                f"scenario {scenario.name}: {len(things)} devices, {scenario.run_duration_s:.0f} s simulated in "
                 f"{scenario.step_s:.0f} s steps, {len(initial_x)} rows to train on, {len(stream_x)} to stream"
             )
             demo = base.DemoSession(stack, options, Path(work), clock, progress, things)
@@ -146,16 +137,20 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
             demo.rollout_timeout_s = max(base.ROLLOUT_TIMEOUT_S, ROLLOUT_WALL_S_PER_DEVICE * len(things))
             progress(f"training the first model on {len(initial_x)} rows")
             first = demo.train_and_publish(
-                "v-initial", seed, config=_channel(Path(work), "initial", initial_x, initial_y, dataset.feature_names)
-            )
+                "v-initial", seed, config={**_channel(Path(work), "initial", initial_x, initial_y, data.feature_names),
+                                           "family": scenario.family},
+            )  # fmt: skip
+            if (chosen := first.trained.family_selection) is not None:
+                progress(f"family auto kept {chosen.selected} (validation accuracy {dict(chosen.validation_accuracy)})")
             scale = FeatureScale(np.asarray(initial_x.std(axis=0)), first.trained.manifest.input.minimum,
                                  first.trained.manifest.input.maximum)  # fmt: skip
-            world = World(scenario, fleet, stream_x, stream_y, scale, len(dataset.labels), clock,
-                          np.random.default_rng(seed))  # fmt: skip
+            world = World(scenario, fleet, stream_x, stream_y, scale, len(data.labels), clock,
+                          np.random.default_rng(seed), cycle=data.cycle, file_rows=data.file_rows)  # fmt: skip
             network_start[0] = world.started_at
             stack.results.set_sink(world_sink(world.ledger))
             loop = _ScenarioRun(scenario, stack, demo, world, Path(work), initial_x, initial_y,
-                                dataset.feature_names, progress, pool, classes=len(dataset.labels))  # fmt: skip
+                                data.feature_names, progress, pool, classes=len(data.labels),
+                                family=_family(scenario.family, first.trained.family_selection))  # fmt: skip
             loop.roll_out(first.record, "initial")
             loop.run(first.record.version)
             loop.drain()
@@ -165,7 +160,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
                 device.close()
         check_loop(scenario, summary)
         summary["run"] = {"wall_s": round(time.monotonic() - started, 2), "scenario": scenario.name,
-                          "devices": len(things), "simulated_s": scenario.duration_s, "step_s": scenario.step_s,
+                          "devices": len(things), "simulated_s": scenario.run_duration_s, "step_s": scenario.step_s,
                           "sessions_shared": len(pool), "steps": world.steps, "artifact_downloads": downloads.fetched,
                           "step_wall_s": round(world.step_wall_s, 2)}  # fmt: skip
     summary = with_cost(summary)
@@ -230,10 +225,10 @@ class _ScenarioRun:
                                 else "restart", "text": f"{what}{flap}", "version": None})  # fmt: skip
             self.events.append({"t_s": outage.to_s, "kind": "outage_end", "text": f"{what} ends", "version": None})
         self.points: list[dict[str, Any]] = []
-        self._every = max(1, round(scenario.duration_s / scenario.step_s / TIMELINE_POINTS))
+        self._every = max(1, round(scenario.run_duration_s / scenario.step_s / TIMELINE_POINTS))
         self._steps = 0
         self.connected_minutes = 0.0
-        self._progress_every = max(1, round(scenario.duration_s / scenario.step_s / 24))
+        self._progress_every = max(1, round(scenario.run_duration_s / scenario.step_s / 24))
         world.on_step.append(self._after_step)
 
     # --- stepping --------------------------------------------------------------------------------
@@ -242,7 +237,7 @@ class _ScenarioRun:
         """Step until the scenario's time is up; roll out bad candidates and retrain as recovery says."""
         self._went_live(first_version)
         bad = sorted(self.scenario.bad_candidates, key=lambda b: b.at_s)
-        while self.world.now_s < self.scenario.duration_s:
+        while self.world.now_s < self.scenario.run_duration_s:
             if bad and self.world.now_s >= bad[0].at_s:
                 self._roll_out_bad(bad.pop(0).kind)
                 continue
@@ -298,23 +293,23 @@ class _ScenarioRun:
     def _moment(self) -> Moment:
         """Now, as the recovery bookkeeping records a detection: time, last request and its file row."""
         index = max(0, self.world.ledger.size - 1)
-        file_row = getattr(self.world, "file_row", None)
-        row = file_row(int(self.world.ledger.row[index])) if callable(file_row) else index + len(self.initial_x)
-        return Moment(self.world.now_s, index, int(row))
+        return Moment(self.world.now_s, index, int(self._rows_of(np.array([index]))[0]))
 
     def _file_rows(self) -> np.ndarray:
-        """Each request's row in the dataset file (World.file_row where the world streams a file once), else its
-        place in the stream counted after the initial rows (a built-in set cycles its rows: its row is ambiguous)."""
-        ledger = self.world.ledger
-        file_row = getattr(self.world, "file_row", None)
-        if callable(file_row):
-            return np.asarray([file_row(int(i)) for i in ledger.row[: ledger.size]], dtype=np.int64)
-        return np.arange(ledger.size, dtype=np.int64) + len(self.initial_x)
+        """Each request's file row (what drift_at_rows and detections are counted in)."""
+        return self._rows_of(np.arange(self.world.ledger.size))
+
+    def _rows_of(self, indices: np.ndarray) -> np.ndarray:
+        """The file row of requests: World.file_row for a file streamed once; a cycling stream (built-in sets) has no
+        one file row per request, so its place in the stream after the initial rows stands for it."""
+        if self.world.cycle or not len(indices):
+            return np.asarray(indices, dtype=np.int64) + len(self.initial_x)
+        return np.asarray(self.world.file_rows[self.world.ledger.row[indices]], dtype=np.int64)
 
     def _within_scenario_time(self) -> bool:
         """A point is the step starting at t_s (it covers t_s to t_s + step_s): only steps inside the scenario's
         time go on the timeline, not the drain after it nor a rollout still running when the time is up."""
-        return self.world.streaming and self.world.now_s < self.scenario.duration_s
+        return self.world.streaming and self.world.now_s < self.scenario.run_duration_s
 
     def _when(self) -> str:
         """Simulated time as h:mm:ss since the stream began."""
@@ -488,6 +483,13 @@ class _ScenarioRun:
         if len(indices) > ORACLE_MAX_ROWS:
             indices = np.sort(np.random.default_rng(0).choice(indices, ORACLE_MAX_ROWS, replace=False))
         return self.world.rows[self.world.ledger.row[indices]], indices
+
+
+def _family(asked: str | None, selection: Any) -> str:
+    """The first model's family: the one family auto kept, else the one the scenario named."""
+    if selection is not None:
+        return str(selection.selected)
+    return asked if asked is not None and asked in FAMILIES else MLP
 
 
 def _channel(work: Path, label: str, x: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ def usage(world: World, scenario: Scenario, links: list[LinkStats], connected_mi
     messages = Metered(sum(s.messages for s in links), sum(s.billed_units for s in links))
     return UplinkUsage(
         devices=len(links),
-        duration_s=scenario.duration_s,
+        duration_s=scenario.run_duration_s,
         readings=world.ledger.size,
         messages=messages,
         shadow_updates=Metered(sum(s.shadow_updates for s in links), sum(s.shadow_units for s in links)),
@@ -37,7 +37,7 @@ def uplink(world: World, scenario: Scenario, links: list[LinkStats]) -> dict[str
     """What crossed the uplink, messages and bytes, against streaming every request raw."""
     return {
         "devices": len(links),
-        "simulated_s": scenario.duration_s,
+        "simulated_s": scenario.run_duration_s,
         "messages": sum(s.messages for s in links),
         "bytes": sum(s.bytes for s in links),
         "billed_units": sum(s.billed_units for s in links),

@@ -8,7 +8,7 @@ from pathlib import Path
 from edgeloop.core.errors import ConfigError, ValidationError
 from edgeloop.core.gate import DEFAULT_BOUND, DEFAULT_METRIC
 from edgeloop.core.names import validate_model_name
-from edgeloop.training.model import FAMILIES, METRICS, MLP
+from edgeloop.training.model import AUTO, FAMILIES, FAMILY_CHOICES, METRICS, MLP
 
 BUILTIN_PREFIX = "builtin:"
 BUILTINS = ("digits", "breast_cancer", "wine", "iris")
@@ -53,6 +53,7 @@ class TrainingConfig:
     features: tuple[str, ...] | None = None
     """The declared feature schema (column names, in the order the device sends them); None takes the data's."""
     family: str = MLP
+    """A family of FAMILIES, or auto: train() fits each, keeps the better on validation and records the choice."""
     hidden: tuple[int, ...] = (64,)
     max_iter: int = 200
     n_estimators: int = 50
@@ -89,8 +90,8 @@ class TrainingConfig:
             raise ValidationError("features", f"{list(self.features)} repeats a name or holds the label column")
 
     def _check_model(self) -> None:
-        if self.family not in FAMILIES:
-            raise ConfigError("family", f"unknown family {self.family!r}; expected one of {list(FAMILIES)}")
+        if self.family not in FAMILY_CHOICES:
+            raise ConfigError("family", f"unknown family {self.family!r}; expected one of {list(FAMILY_CHOICES)}")
         if not self.hidden or any(size < 1 for size in self.hidden):
             raise ValidationError("hidden", f"{self.hidden} must be one or more layer sizes >= 1")
         for name in ("max_iter", "n_estimators"):
@@ -114,15 +115,17 @@ class TrainingConfig:
     def hyperparameters(self) -> dict[str, str]:
         """The effective hyperparameters as strings (SageMaker's form), recorded in the lineage.
 
-        Only the chosen family's own hyperparameters are recorded; unset optional ones are left out.
+        Only the chosen family's own hyperparameters are recorded (every family's for auto); unset optional ones
+        are left out.
         """
+        owned = FAMILIES[self.family].hyperparameters if self.family != AUTO else _every_family_hyperparameter()
         values: dict[str, object] = {
             "model_name": self.model_name,
             "dataset": self.dataset,
             "label_column": self.label_column,
             "features": None if self.features is None else ",".join(self.features),
             "family": self.family,
-            **{name: getattr(self, name) for name in FAMILIES[self.family].hyperparameters},
+            **{name: getattr(self, name) for name in owned},
             "seed": self.seed,
             "holdout_fraction": self.holdout_fraction,
             "gate_metric": self.gate_metric,
@@ -130,6 +133,11 @@ class TrainingConfig:
             "gate_minimum": self.gate_minimum,
         }
         return {name: _text(value) for name, value in values.items() if value is not None}
+
+
+def _every_family_hyperparameter() -> tuple[str, ...]:
+    """Each family's own hyperparameters, once each, in FAMILIES order (auto may fit any of them)."""
+    return tuple(dict.fromkeys(name for family in FAMILIES.values() for name in family.hyperparameters))
 
 
 def _text(value: object) -> str:

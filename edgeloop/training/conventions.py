@@ -24,7 +24,7 @@ from edgeloop.training.config import (
     TrainingConfig,
     check_spec,
 )
-from edgeloop.training.model import FAMILIES, METRICS, MLP
+from edgeloop.training.model import FAMILIES, FAMILY_CHOICES, METRICS, MLP
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_OUTPUT_DATA_DIR = "/opt/ml/output/data"
@@ -147,7 +147,7 @@ class _Parser(argparse.ArgumentParser):
 MODULE_PROG = "python -m edgeloop.training"
 """How the entry point names itself when SageMaker (or a person) runs the module; `edgeloop train` passes its own."""
 _CHOICES: Mapping[str, tuple[str, ...]] = {
-    "family": tuple(FAMILIES),
+    "family": FAMILY_CHOICES,
     "dataset": DATASET_SPECS,
     "gate_metric": METRICS,
 }

@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 
 from edgeloop.core.errors import ConfigError, TrainingDataError
-from edgeloop.training.config import BUILTIN_PREFIX, CSV, NPZ, PARQUET, check_spec
+from edgeloop.training.config import BUILTIN_PREFIX, CSV, FILE_KINDS, NPZ, PARQUET, check_spec
 
 NPZ_FEATURES = "features"
 NPZ_FEATURE_NAMES = "feature_names"
 """NPZ convention: a 2-D `features` array, a 1-D label array named by the label column, optional names."""
 MIN_FEATURES = 2
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Features travel as float32: a larger magnitude would become infinity on the device."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,21 +120,42 @@ def match_schema(dataset: Dataset, declared: tuple[str, ...], where: str) -> Dat
     )
 
 
-def _load_csv(path: Path, label_column: str) -> Dataset:
-    """A header row, one label column, every other column a number."""
+def _load_csv(path: Path, label_column: str, exclude: tuple[str, ...] = (), *, finite: bool = False) -> Dataset:
+    """A header row, one label column, every other column (but the excluded ones) a number."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise TrainingDataError(path.name, f"is not UTF-8 text ({exc.reason})") from exc
-    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    rows = _csv_rows(text, path.name)
     if not rows:
         raise TrainingDataError(path.name, "is empty; expected a header row and data rows")
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in rows[0][1]]
     label_at = _label_index(header, label_column, path.name)
-    feature_names = tuple(h for i, h in enumerate(header) if i != label_at)
-    features, raw_labels = _parse_rows(rows[1:], header, label_at, path.name)
+    skip = {label_at, *(_column_index(header, name, path.name) for name in exclude)}
+    feature_names = tuple(h for i, h in enumerate(header) if i not in skip)
+    features, raw_labels = _parse_rows(rows[1:], header, label_at, skip, path.name, finite=finite)
     return _file_dataset(path, raw, features, feature_names, raw_labels)
+
+
+def _csv_rows(text: str, where: str) -> list[tuple[int, list[str]]]:
+    """Non-blank CSV records with the line each ends on (a quoted field may span lines); bad CSV named by line."""
+    reader = csv.reader(io.StringIO(text))
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for row in reader:
+            if row:
+                rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise TrainingDataError(f"{where} line {max(1, reader.line_num)}", f"is not valid CSV ({exc})") from exc
+    return rows
+
+
+def _column_index(header: list[str], name: str, where: str) -> int:
+    """Position of an excluded column, which must exist: a misspelt exclusion would make a timestamp a feature."""
+    if name not in header:
+        raise TrainingDataError(f"{where} header", f"has no column {name!r} to exclude; columns: {header}")
+    return header.index(name)
 
 
 def _file_dataset(
@@ -150,7 +173,7 @@ def _file_dataset(
     )
 
 
-def _load_parquet(path: Path, label_column: str) -> Dataset:
+def _load_parquet(path: Path, label_column: str, exclude: tuple[str, ...] = ()) -> Dataset:
     """One label column, every other column numeric; nulls become NaN and are refused like NaN."""
     try:
         import pyarrow as pa
@@ -166,7 +189,8 @@ def _load_parquet(path: Path, label_column: str) -> Dataset:
         raise TrainingDataError(path.name, f"is not a readable Parquet file ({exc})") from exc
     header = [str(name) for name in table.column_names]
     label_at = _label_index(header, label_column, path.name)
-    names = tuple(h for i, h in enumerate(header) if i != label_at)
+    skip = {label_at, *(_column_index(header, name, path.name) for name in exclude)}
+    names = tuple(h for i, h in enumerate(header) if i not in skip)
     columns = [_parquet_numbers(table.column(name), name, path.name) for name in names]
     features = np.stack(columns, axis=1).astype(np.float32) if columns else np.empty((table.num_rows, 0), np.float32)
     labels = table.column(label_column).to_pylist()
@@ -185,7 +209,7 @@ def _parquet_numbers(column: Any, name: str, where: str) -> np.ndarray:
     return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def _load_npz(path: Path, label_column: str) -> Dataset:
+def _load_npz(path: Path, label_column: str, exclude: tuple[str, ...] = ()) -> Dataset:
     """NPZ convention: `features` [rows, n], the label column's array [rows], optional `feature_names` [n]."""
     raw = path.read_bytes()
     try:
@@ -207,9 +231,11 @@ def _load_npz(path: Path, label_column: str) -> Dataset:
             f"must be 1-D with one label per row ({len(features)}), got shape {labels.shape}",
         )
     names = _npz_names(arrays, features.shape[1], path.name)
+    keep = [i for i in range(len(names)) if i not in {_column_index(list(names), n, path.name) for n in exclude}]
     return _file_dataset(
-        path, raw, features.astype(np.float32), names, [str(label).strip() for label in labels.tolist()]
-    )
+        path, raw, features[:, keep].astype(np.float32), tuple(names[i] for i in keep),
+        [str(label).strip() for label in labels.tolist()],
+    )  # fmt: skip
 
 
 def _npz_names(arrays: dict[str, np.ndarray], width: int, where: str) -> tuple[str, ...]:
@@ -236,30 +262,37 @@ def _label_index(header: list[str], label_column: str, where: str) -> int:
     return header.index(label_column)
 
 
-def _parse_rows(rows: list[list[str]], header: list[str], label_at: int, where: str) -> tuple[np.ndarray, list[str]]:
-    """Parse data rows into a float32 matrix and raw label strings, naming the first bad cell."""
+def _parse_rows(
+    rows: list[tuple[int, list[str]]], header: list[str], label_at: int, skip: set[int], where: str, *, finite: bool
+) -> tuple[np.ndarray, list[str]]:
+    """Parse data rows into a float32 matrix and raw label strings, naming the first bad cell by line and column."""
     values: list[list[float]] = []
     labels: list[str] = []
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         if len(row) != len(header):
             raise TrainingDataError(f"{where} line {line}", f"has {len(row)} values; the header has {len(header)}")
         label = row[label_at].strip()
         if not label:
             raise TrainingDataError(f"{where} line {line}", f"has an empty label in column {header[label_at]!r}")
         labels.append(label)
-        values.append([_number(cell, header[i], where, line) for i, cell in enumerate(row) if i != label_at])
-    width = len(header) - 1
+        values.append([_number(cell, header[i], where, line, finite) for i, cell in enumerate(row) if i not in skip])
+    width = len(header) - len(skip)
     return np.asarray(values, dtype=np.float32).reshape(len(values), width), labels
 
 
-def _number(cell: str, column: str, where: str, line: int) -> float:
-    """One feature cell as a float; 'nan'/'inf' parse here and are refused by validate_dataset."""
+def _number(cell: str, column: str, where: str, line: int, finite: bool) -> float:
+    """One feature cell as a float; 'nan'/'inf' parse here and are refused by validate_dataset unless finite."""
     try:
-        return float(cell)
+        value = float(cell)
     except ValueError as exc:
         raise TrainingDataError(
             f"{where} line {line}", f"column {column!r} holds {cell!r}, which is not a number"
         ) from exc
+    if finite and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+        raise TrainingDataError(
+            f"{where} line {line}", f"column {column!r} holds {cell!r}, which is not a finite float32 number"
+        )
+    return value
 
 
 def _encode_labels(raw: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
@@ -280,6 +313,50 @@ def _label_sort_key(label: str) -> tuple[int, float, str]:
 _READERS: Mapping[str, Callable[[Path, str], Dataset]] = MappingProxyType(
     {CSV: _load_csv, PARQUET: _load_parquet, NPZ: _load_npz}
 )
+
+
+def load_file(path: Path, label_column: str, exclude_columns: tuple[str, ...] = ()) -> Dataset:
+    """A CSV, Parquet or NPZ file read where it lies (no training channel): the local runner's own data.
+
+    Rows keep file order. Every refusal is a TrainingDataError naming the file and, where there is one, the
+    line (CSV, 1-based, the header is line 1) or data row (Parquet, NPZ, 0-based) and the column.
+    """
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in FILE_KINDS:
+        raise TrainingDataError(str(path), f"is not a {', '.join('.' + k for k in FILE_KINDS)} file")
+    if not path.is_file():
+        raise TrainingDataError(str(path), "does not exist or is not a file")
+    try:
+        if kind == CSV:
+            dataset = _load_csv(path, label_column, exclude_columns, finite=True)
+        else:
+            dataset = _READ_EXCLUDING[kind](path, label_column, exclude_columns)
+    except OSError as exc:
+        raise TrainingDataError(str(path), f"cannot be read ({exc.strerror or exc})") from exc
+    if len(dataset.targets) == 0:
+        raise TrainingDataError(path.name, "has no data rows")
+    _check_finite(dataset, path.name)
+    try:
+        validate_dataset(dataset)
+    except TrainingDataError as exc:
+        raise TrainingDataError(f"{path.name} {exc.field}", exc.message) from exc
+    return dataset
+
+
+_READ_EXCLUDING: Mapping[str, Callable[[Path, str, tuple[str, ...]], Dataset]] = MappingProxyType(
+    {PARQUET: _load_parquet, NPZ: _load_npz}
+)
+
+
+def _check_finite(dataset: Dataset, where: str) -> None:
+    """The first NaN or infinite feature named by its 0-based data row and column (CSV refuses it while parsing)."""
+    bad = ~np.isfinite(dataset.features)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise TrainingDataError(
+            f"{where} row {row}",
+            f"column {dataset.feature_names[col]!r} holds {dataset.features[row, col]}, which is not a finite number",
+        )
 
 
 def validate_dataset(dataset: Dataset) -> None:

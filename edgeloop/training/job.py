@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -37,7 +37,7 @@ from edgeloop.training.baseline import baseline
 from edgeloop.training.config import TrainingConfig
 from edgeloop.training.conventions import build_config
 from edgeloop.training.data import Dataset, check_holdout, load_dataset
-from edgeloop.training.model import FAMILIES
+from edgeloop.training.model import AUTO, FAMILIES
 from edgeloop.training.outputs import prepare_dirs, publish, write_atomic
 from edgeloop.training.report import variant_table
 from edgeloop.training.variants import BUILDERS, FP32_FILE, Builder, Measured, measure, stamped, variant_file
@@ -61,6 +61,26 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
+@dataclass(frozen=True)
+class FamilySelection:
+    """Family auto's choice: the family kept and every family's accuracy on the validation split."""
+
+    selected: str
+    validation_accuracy: Mapping[str, float]
+    requested: str = AUTO
+    validation_fraction: float = mdl.VALIDATION_FRACTION
+
+    def to_dict(self) -> dict[str, object]:
+        """As metrics.json records it."""
+        return {"requested": self.requested, "selected": self.selected, "validation_fraction":
+                self.validation_fraction, "validation_accuracy": dict(self.validation_accuracy)}  # fmt: skip
+
+    def lineage(self) -> dict[str, str]:
+        """As lineage hyperparameters (strings), so the registry shows why this family was kept."""
+        scores = {f"validation_accuracy_{name}": repr(score) for name, score in self.validation_accuracy.items()}
+        return {"family_requested": self.requested, **scores}
+
+
 @dataclass(frozen=True, eq=False)
 class TrainingResult:
     """What a run produced: the manifest, where the files are, and the holdout for streaming to devices."""
@@ -79,6 +99,8 @@ class TrainingResult:
     """Precisions not built for this model, with why (a tree ensemble has nothing to quantize)."""
     failure: str | None = None
     """Why the model failed the gate (None when it passed): it is then not deployable."""
+    family_selection: FamilySelection | None = None
+    """For family auto: the family kept and each family's validation accuracy (None when the family was named)."""
 
     @property
     def variant_table(self) -> str:
@@ -103,6 +125,7 @@ def train(config: TrainingConfig, builders: Mapping[str, Builder] = BUILDERS) ->
     dataset = load_dataset(config.dataset, config.train_dir, config.label_column, config.features)
     check_holdout(dataset, config.holdout_fraction)
     parts = mdl.split(dataset.features, dataset.targets, config.holdout_fraction, config.seed)
+    config, selection = _resolve_family(config, parts)
     log.info(
         "training %s (%s) on %s: %d rows x %d features, %d classes, %d held out",
         config.model_name, config.family, dataset.uri, len(dataset.targets), len(dataset.feature_names),
@@ -113,10 +136,10 @@ def train(config: TrainingConfig, builders: Mapping[str, Builder] = BUILDERS) ->
     fp32 = mdl.to_onnx(pipeline, len(dataset.feature_names), len(dataset.labels))
     variants = _build_variants(config, fp32, _onnx_metadata(config, dataset, job), parts, builders)
     decision = _decide(config, variants)
-    manifest = _manifest(config, dataset, job, started, variants, decision, parts)
+    manifest = _manifest(config, dataset, job, started, variants, decision, parts, selection)
     _log_outcome(manifest, decision, sklearn_accuracy)
     paths = _publish(config.model_dir, manifest, variants)
-    metrics_path = _write_metrics(config.output_data_dir, manifest, sklearn_accuracy, variants.skipped)
+    metrics_path = _write_metrics(config.output_data_dir, manifest, sklearn_accuracy, variants.skipped, selection)
     log.info("wrote %s to %s", ", ".join(paths), config.model_dir)
     return TrainingResult(
         manifest=manifest,
@@ -128,7 +151,17 @@ def train(config: TrainingConfig, builders: Mapping[str, Builder] = BUILDERS) ->
         sklearn_accuracy=sklearn_accuracy,
         skipped=variants.skipped,
         failure=decision.failure,
+        family_selection=selection,
     )
+
+
+def _resolve_family(config: TrainingConfig, parts: mdl.Split) -> tuple[TrainingConfig, FamilySelection | None]:
+    """Family auto becomes the family that validates better on the training rows (the gate's holdout stays unseen)."""
+    if config.family != AUTO:
+        return config, None
+    family, scores = mdl.choose_family(parts.x_train, parts.y_train, config, config.seed)
+    log.info("family auto: validation accuracy %s; kept %s", scores, family)
+    return replace(config, family=family), FamilySelection(family, scores)
 
 
 def _build_variants(
@@ -211,6 +244,7 @@ def _manifest(
     variants: _Variants,
     decision: GateDecision,
     parts: mdl.Split,
+    selection: FamilySelection | None = None,
 ) -> ModelManifest:
     """The manifest the registry and the device read; golden rows and baseline come from the selected variant."""
     selected = variants.measured[decision.selected]
@@ -238,7 +272,7 @@ def _manifest(
             dataset_sha256=dataset.sha256,
             training_job=job,
             code_version=edgeloop.__version__,
-            hyperparameters=config.hyperparameters(),
+            hyperparameters={**config.hyperparameters(), **(selection.lineage() if selection else {})},
             parent_version=config.parent_version,
         ),
         gate=decision.gate,
@@ -265,7 +299,11 @@ def _input_schema(dataset: Dataset) -> InputSchema:
 
 
 def _write_metrics(
-    output_dir: Path | None, manifest: ModelManifest, sklearn_accuracy: float, skipped: Mapping[str, str]
+    output_dir: Path | None,
+    manifest: ModelManifest,
+    sklearn_accuracy: float,
+    skipped: Mapping[str, str],
+    selection: FamilySelection | None = None,
 ) -> Path | None:
     """metrics.json in the job's output data (SageMaker uploads it as output.tar.gz)."""
     if output_dir is None:
@@ -278,6 +316,7 @@ def _write_metrics(
         "gate": manifest.gate.to_dict(),
         "skipped": dict(skipped),
         "sklearn_accuracy": round(sklearn_accuracy, 6),
+        **({"family_selection": selection.to_dict()} if selection is not None else {}),
     }
     return write_atomic(output_dir / METRICS_FILE, (json.dumps(body, sort_keys=True, indent=2) + "\n").encode())
 

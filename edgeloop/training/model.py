@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from edgeloop.core.errors import ModelFormatError
+from edgeloop.core.errors import ModelFormatError, TrainingDataError
 
 if TYPE_CHECKING:  # numpy too: `edgeloop train --help` reads FAMILIES, and must not pay for numpy to do so
     import numpy as np
@@ -104,8 +104,44 @@ FAMILIES: Mapping[str, Family] = MappingProxyType(
     }
 )
 """Tabular and small-image classifiers (an 8x8 digit is 64 pixel features); the MLP is the default."""
+AUTO = "auto"
+"""Not a family: the training entry point fits every family and keeps the better one on validation."""
+FAMILY_CHOICES = (*FAMILIES, AUTO)
+VALIDATION_FRACTION = 0.25
+"""The share of the training rows choose_family holds out (never the gate's holdout, which it does not see)."""
 METRICS = ("accuracy", "macro_f1")
 """What scores() measures on the holdout: the metrics a gate may be declared on."""
+
+
+def choose_family(x: np.ndarray, y: np.ndarray, config: TrainingConfig, seed: int) -> tuple[str, dict[str, float]]:
+    """The family with the better accuracy on a validation split of these rows, and every family's score.
+
+    Each family is fitted on the rest of the rows with config's hyperparameters; a tie keeps the first
+    (the MLP, which quantizes). The caller refits the winner on all its rows.
+    """
+    fit_x, val_x, fit_y, val_y = _validation_split(x, y, seed)
+    scores = {name: round(float(family.fit(fit_x, fit_y, config).score(val_x, val_y)), 6)
+              for name, family in FAMILIES.items()}  # fmt: skip
+    best = max(scores.values())
+    return next(name for name, score in scores.items() if score == best), scores
+
+
+def _validation_split(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified when every class can be on both sides, else shuffled; the fitting side needs two classes."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    if len(y) < 4:
+        raise TrainingDataError("rows", f"{len(y)} training rows are too few to choose a family by validation")
+    counts = np.unique(y, return_counts=True)[1]
+    held = int(np.ceil(VALIDATION_FRACTION * len(y)))
+    stratify = y if counts.min() >= 2 and len(counts) <= held <= len(y) - len(counts) else None
+    fit_x, val_x, fit_y, val_y = train_test_split(x, y, test_size=held, stratify=stratify, random_state=seed)
+    if len(np.unique(fit_y)) < 2 or len(val_y) == 0:
+        raise TrainingDataError(
+            "rows", f"{len(y)} training rows are too few to choose a family by validation; name the family instead"
+        )
+    return fit_x, val_x, fit_y, val_y
 
 
 def to_onnx(pipeline: Pipeline, n_features: int, n_classes: int) -> bytes:

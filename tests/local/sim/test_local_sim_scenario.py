@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,3 +94,79 @@ def test_an_unknown_built_in_lists_the_ones_there_are() -> None:
         ValidationError, match=r"'drfit' is not a built-in scenario; expected one of \['drift', 'fleet-day'\]"
     ):
         built_in("drfit")
+
+
+FILE: dict[str, Any] = {
+    "dataset": "sea.csv",
+    "label_column": "label",
+    "exclude_columns": ["t", "id"],
+    "initial_rows": 100,
+    "drift_at_rows": [300, 600],
+    "devices": 2,
+    "requests_per_s": 2.0,
+}
+
+
+def file_with(**changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(FILE)
+    data.update(changes)
+    return data
+
+
+def test_a_file_scenario_needs_only_the_data_keys(tmp_path: Path) -> None:
+    scenario = Scenario.from_dict(FILE, base_dir=tmp_path)
+    assert scenario.dataset == str(tmp_path / "sea.csv"), "relative to the scenario file's folder"
+    assert scenario.name == "sea", "named after the file"
+    assert scenario.is_file
+    assert scenario.duration_s is None, "streamed once: the runner fixes the duration from the file"
+    assert (scenario.exclude_columns, scenario.drift_at_rows) == (("t", "id"), (300, 600))
+    assert (scenario.family, scenario.label_delay_s) == ("auto", 300.0)
+    with pytest.raises(ValidationError, match="not known until the file is loaded"):
+        _ = scenario.run_duration_s
+
+
+def test_an_absolute_dataset_path_stays_and_keys_override_defaults(tmp_path: Path) -> None:
+    data = file_with(dataset="/data/x.parquet", family="trees", label_delay_s=0, duration_s=60.0, name="n")
+    scenario = Scenario.from_dict(data, base_dir=tmp_path)
+    assert scenario.dataset == "/data/x.parquet"
+    assert (scenario.family, scenario.label_delay_s, scenario.run_duration_s) == ("trees", 0.0, 60.0)
+
+
+def test_built_ins_keep_the_mlp_and_need_a_duration() -> None:
+    assert Scenario.from_dict(BASE).family == "mlp"
+    assert all(built_in(name).family == "mlp" for name in BUILT_IN)
+    assert not Scenario.from_dict(BASE).is_file
+    without = {k: v for k, v in BASE.items() if k != "duration_s"}
+    with pytest.raises(ValidationError, match="duration_s: is required for a built-in set"):
+        Scenario.from_dict(without)
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        (file_with(dataset="sea.txt"), "dataset", "neither builtin:<name> nor a .csv"),
+        (file_with(dataset="builtin:mnist", name="m"), "dataset", "the built-in sets are"),
+        (file_with(family="forest"), "family", "expected one of ['mlp', 'trees', 'auto']"),
+        (file_with(family=3), "scenario.family", "string"),
+        (file_with(drift_at_rows=[600, 300]), "drift_at_rows", "strictly increasing"),
+        (file_with(drift_at_rows=[300, 300]), "drift_at_rows", "strictly increasing"),
+        (file_with(drift_at_rows=[100]), "drift_at_rows", "not after initial_rows 100"),
+        (file_with(drift_at_rows=[1.5]), "scenario.drift_at_rows", "row indices"),
+        (file_with(drift_at_rows=[True]), "scenario.drift_at_rows", "row indices"),
+        (file_with(drift_at_rows=300), "scenario.drift_at_rows", "list"),
+        (file_with(exclude_columns=["t", "t"]), "exclude_columns", "repeats a name"),
+        (file_with(exclude_columns=["label"]), "exclude_columns", "the label"),
+        (file_with(exclude_columns=[""]), "scenario.exclude_columns", "non-empty strings"),
+        (file_with(exclude_columns=[1]), "scenario.exclude_columns", "non-empty strings"),
+        (file_with(label_delay_s=-1), "label_delay_s", "outside"),
+        (file_with(label_delay_s=float("nan")), "scenario.label_delay_s", "finite"),
+        (with_(drift_at_rows=[700]), "drift_at_rows", "built-in set"),
+        (with_(exclude_columns=["x"]), "exclude_columns", "built-in set"),
+        ({k: v for k, v in BASE.items() if k != "name"}, "scenario.name", "required"),
+    ],
+)
+def test_a_bad_file_key_names_itself(data: dict[str, Any], field: str, message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Scenario.from_dict(data)
+    assert info.value.field == field
+    assert message in info.value.message
