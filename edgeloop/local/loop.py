@@ -32,6 +32,7 @@ from edgeloop.core.errors import EdgeloopError, ValidationError
 from edgeloop.core.records import InferenceBatch
 from edgeloop.core.retraining import new_world_gate
 from edgeloop.core.rollout import VersionHealth
+from edgeloop.core.sample_budget import DEFAULT_BUDGET_SHARE, DEFAULT_SAMPLERS
 from edgeloop.device.onnx_session import SessionPool
 from edgeloop.local import demo as base
 from edgeloop.local.demo_options import MAX_DEVICES, DemoOptions
@@ -89,11 +90,13 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
         )
     clock = base.DemoClock()
     options = DemoOptions(devices=min(scenario.devices, MAX_DEVICES), out=out, seed=seed)
-    fleet_config = {
-        "samplers": scenario.samplers,
+    default_sampling = {"sampleBudgetShare": DEFAULT_BUDGET_SHARE} if not scenario.samplers else {}
+    fleet_config = {  # no samplers in the scenario: the default policy under the default share budget
+        "samplers": scenario.samplers or dict(DEFAULT_SAMPLERS),
         "privacy": scenario.privacy or {"allowRaw": True},
         "fleetSalt": FLEET_SALT,
         "sampleBytesPerDay": SAMPLE_BYTES_PER_DEVICE,
+        **default_sampling,
         **SCENARIO_DEVICE_CONFIG,
         **scenario.device_config,
     }
