@@ -1,52 +1,16 @@
-"""Change detection in the scenario loop: the deployed version's errors on labelled samples, or the fleet's
-label-free drift score held above its bound.
-
-ADAPTER: `ddm_observe` is the smallest stand-in for the sequential detector edgeloop.core.detectors will
-provide (`observe(state, errors, policy) -> (state, alarm)`, the detect branch); it is DDM (Gama et al.
-2004): alarm when the error rate's upper band p + s passes p_min + 3 s_min.
-"""
+"""Change detection in the scenario loop: the deployed version's errors on labelled samples (the sequential
+detector of edgeloop.core.detectors), or the fleet's label-free drift score held above its bound (recovery)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from edgeloop.core.detectors import ErrorDetector, Observation, initial_state, observe
 
-@dataclass(frozen=True)
-class DdmPolicy:
-    """DDM's bounds: no alarm before min_samples errors are known; alarm at `alarm_sigmas` above the best band."""
-
-    min_samples: int = 30
-    alarm_sigmas: float = 3.0
-
-
-@dataclass(frozen=True)
-class DdmState:
-    """Errors seen since the detector (re)started, and the lowest band so far."""
-
-    n: int = 0
-    errors: int = 0
-    best: float = math.inf
-    best_p: float = 0.0
-    best_s: float = 0.0
-
-
-def ddm_observe(state: DdmState, errors: Sequence[bool], policy: DdmPolicy) -> tuple[DdmState, bool]:
-    """Fold errors in one by one; alarm (and stop folding) when the band passes the bound."""
-    for error in errors:
-        n, e = state.n + 1, state.errors + (1 if error else 0)
-        p = (e + 1) / (n + 2)  # Laplace: a run of right answers is not a zero-variance error rate
-        s = math.sqrt(p * (1 - p) / n)
-        state = replace(state, n=n, errors=e)
-        if n < policy.min_samples:
-            continue
-        if p + s < state.best:
-            state = replace(state, best=p + s, best_p=p, best_s=s)
-        if p + s > state.best_p + policy.alarm_sigmas * state.best_s:
-            return state, True
-    return state, False
+WARMUP_SAMPLES = 30
+"""A version with no reference error counts watches after this many of its own unbiased samples form one."""
 
 
 @dataclass(frozen=True)
@@ -65,29 +29,38 @@ class Detection:
 
 
 class ChangeWatch:
-    """The labelled-error detector on the live version, and the fleet drift clock; one alarm per open change.
+    """The labelled-error detector on the live version; one alarm per open change.
 
     A change is open from its detection until a retrained version goes live (`restart`): while open, no
-    second alarm is raised (one change, one detection); the detector then restarts on the new version's errors.
+    second alarm is raised (one change, one detection); the detector then restarts on the new version's errors,
+    against the reference its caller gives (holdout or cross-fitted error counts), else its own first samples.
     """
 
-    def __init__(self, policy: DdmPolicy | None = None) -> None:
-        self.policy = policy or DdmPolicy()
-        self.state = DdmState()
+    def __init__(self, policy: ErrorDetector | None = None) -> None:
+        self.policy = policy or ErrorDetector()
+        self._active = replace(self.policy, warmup=WARMUP_SAMPLES)
+        self.state = initial_state(self._active)
         self.live_version = 0
         self.open = False
         self.errors: list[tuple[int, bool]] = []
         """(stream index, error) of the live version's labelled samples since it went live, in label order."""
 
-    def restart(self, version: int) -> None:
+    def restart(self, version: int, reference: tuple[int, int] = (0, 0)) -> None:
         """A new version is live: its errors start a fresh detector, and any open change is closed."""
-        self.live_version, self.state, self.open, self.errors = version, DdmState(), False, []
+        errors, trials = reference
+        policy = self.policy if trials else replace(self.policy, warmup=WARMUP_SAMPLES)
+        self.live_version, self.open, self.errors = version, False, []
+        self._active = policy
+        self.state = initial_state(policy, errors, trials)
 
-    def labelled(self, answered: Sequence[tuple[int, int, bool]]) -> bool:
-        """(stream index, answering version, error) of new labels: True when the live version's errors alarm."""
-        mine = [(index, error) for index, version, error in answered if version == self.live_version]
-        self.errors.extend(mine)
+    def labelled(self, answered: Sequence[tuple[int, int, bool, bool]]) -> bool:
+        """(stream index, answering version, error, unbiased) of new labels: True when the live version's alarm."""
+        mine = [
+            (index, error, unbiased) for index, version, error, unbiased in answered if version == self.live_version
+        ]
+        self.errors.extend((index, error) for index, error, _ in mine)
         if self.open or not mine:
             return False
-        self.state, alarm = ddm_observe(self.state, [e for _, e in mine], self.policy)
-        return alarm
+        batch = [Observation(error, unbiased, float(index)) for index, error, unbiased in mine]
+        self.state, alarm = observe(self.state, batch, self._active)
+        return alarm is not None

@@ -44,6 +44,8 @@ class Labelled:
     answer: int
     index: int
     """The request's position in the stream (ledger index): what orders samples in time."""
+    unbiased: bool = False
+    """Taken by the random sampler, without looking at the answer: it may estimate an error rate."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,13 @@ def with_every_class(
     if not extra:
         return x, y
     return np.vstack([x, old_x[extra]]), np.concatenate([y, old_y[extra]])
+
+
+def unbiased_errors(recent: Sequence[Labelled], recipe: Recipe) -> tuple[int, int]:
+    """(errors, trials) of the recipe's cross-fitted answers on the recent unbiased samples: the reference a
+    retrained version's error detector starts from."""
+    pairs = [(predicted != s.y) for s, predicted in zip(recent, recipe.oof, strict=True) if s.unbiased]
+    return sum(pairs), len(pairs)
 
 
 def gate_pairs(recent: Sequence[Labelled], recipe: Recipe, deployed: int) -> tuple[list[bool], list[bool]]:
