@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from edgeloop.training.config import TrainingConfig
 from edgeloop.training.model import FAMILIES, MLP, TREES
@@ -122,14 +123,22 @@ def _out_of_fold(
 ) -> np.ndarray:  # fmt: skip
     """Each recent label predicted by the recipe fitted without its fold (old rows always in training)."""
     oof = np.full(len(ry), -1, dtype=np.int64)
-    for fold in np.unique(folds):
-        test = folds == fold
-        train_x, train_y = np.vstack([rx[~test], ox]), np.concatenate([ry[~test], oy])
-        if len(np.unique(train_y)) < 2:  # nothing to learn from: the constant answer
-            oof[test] = train_y[0] if len(train_y) else -1
-            continue
-        oof[test] = FAMILIES[family].fit(train_x, train_y, replace(config, family=family)).predict(rx[test])
+    with threadpool_limits(1):  # BLAS threads left spinning after a fit would slow the fleet's next inferences
+        for fold in np.unique(folds):
+            oof[fold == folds] = _fold(family, rx, ry, ox, oy, folds == fold, config)
     return oof
+
+
+def _fold(
+    family: str, rx: np.ndarray, ry: np.ndarray, ox: np.ndarray, oy: np.ndarray, test: np.ndarray,
+    config: TrainingConfig,
+) -> np.ndarray:  # fmt: skip
+    """One fold's answers: the recipe fitted on the other folds and the old rows."""
+    train_x, train_y = np.vstack([rx[~test], ox]), np.concatenate([ry[~test], oy])
+    if len(np.unique(train_y)) < 2:  # nothing to learn from: the constant answer
+        return np.full(int(test.sum()), train_y[0] if len(train_y) else -1, dtype=np.int64)
+    model = FAMILIES[family].fit(train_x, train_y, replace(config, family=family))
+    return np.asarray(model.predict(rx[test]), dtype=np.int64)
 
 
 def with_every_class(
@@ -147,11 +156,11 @@ def with_every_class(
     return np.vstack([x, old_x[extra]]), np.concatenate([y, old_y[extra]])
 
 
-def unbiased_errors(recent: Sequence[Labelled], recipe: Recipe) -> tuple[int, int]:
-    """(errors, trials) of the recipe's cross-fitted answers on the recent unbiased samples: the reference a
-    retrained version's error detector starts from."""
-    pairs = [(predicted != s.y) for s, predicted in zip(recent, recipe.oof, strict=True) if s.unbiased]
-    return sum(pairs), len(pairs)
+def cross_fitted_errors(recent: Sequence[Labelled], recipe: Recipe) -> tuple[int, int]:
+    """(errors, trials) of the recipe's cross-fitted answers on the recent samples (every sampler, the mix the
+    loop's detector watches): the reference a retrained version's error detector starts from."""
+    errors = int(sum(1 for s, predicted in zip(recent, recipe.oof, strict=True) if predicted != s.y))
+    return errors, len(recent)
 
 
 def gate_pairs(recent: Sequence[Labelled], recipe: Recipe, deployed: int) -> tuple[list[bool], list[bool]]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from edgeloop.core.errors import EdgeloopError
 from edgeloop.local.detection import Detection
@@ -179,15 +180,21 @@ def _oracle(
     config = replace(s.config, family=family)
     folds = np.array([zlib.crc32(np.round(row, 3).tobytes()) % ORACLE_FOLDS for row in rows])  # stable across runs
     correct = 0
-    for fold in range(ORACLE_FOLDS):
-        test = scored & (folds == fold)
-        train = folds != fold
-        if not test.any() or len(np.unique(truth[train])) < 2:
-            continue
-        model = FAMILIES[family].fit(rows[train], truth[train], config)
-        correct += int((model.predict(rows[test]) == truth[test]).sum())
+    with threadpool_limits(1):
+        correct = sum(_oracle_fold(family, rows, truth, folds == fold, scored, config) for fold in range(ORACLE_FOLDS))
     total = int(scored.sum())
     return round(correct / total, 4), (correct, total)
+
+
+def _oracle_fold(
+    family: str, rows: np.ndarray, truth: np.ndarray, fold: np.ndarray, scored: np.ndarray, config: TrainingConfig
+) -> int:
+    """Correct answers on one fold's scored rows, from the family fitted on the other folds."""
+    test, train = scored & fold, ~fold
+    if not test.any() or len(np.unique(truth[train])) < 2:
+        return 0
+    model = FAMILIES[family].fit(rows[train], truth[train], config)
+    return int((model.predict(rows[test]) == truth[test]).sum())
 
 
 def check_loop(scenario: Scenario, summary: dict[str, Any]) -> None:
