@@ -1,10 +1,9 @@
 """Change detection in the scenario loop: the deployed version's errors on labelled samples (the sequential
 detector of edgeloop.core.detectors), or the fleet's label-free drift score held above its bound (recovery).
 
-The loop watches every labelled sample (use="all"), not only the random share: at a budget of 1/20 of raw
-bytes a run labels a few hundred samples, too few random ones to see a change before the stream moves on.
-The reference then comes from the same sampler mix: the first version's own first WARMUP_SAMPLES samples, a
-retrained version's cross-fitted errors on the recent samples it was chosen on."""
+The detector watches the random share (use="unbiased", edgeloop.core.detectors' default) against a reference
+error count: the first version's holdout (its manifest), a retrained version's cross-fitted errors on the
+recent random samples it was chosen on, else its own first WARMUP_SAMPLES random samples."""
 
 from __future__ import annotations
 
@@ -42,7 +41,7 @@ class ChangeWatch:
     """
 
     def __init__(self, policy: ErrorDetector | None = None) -> None:
-        self.policy = policy or ErrorDetector(use="all")
+        self.policy = policy or ErrorDetector()
         self._active = replace(self.policy, warmup=WARMUP_SAMPLES)
         self.state = initial_state(self._active)
         self.live_version = 0

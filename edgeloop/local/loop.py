@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from edgeloop.cloud.sample_ingest import SampleRef
+from edgeloop.core.detectors import reference_from_manifest
 from edgeloop.core.errors import EdgeloopError, ValidationError
 from edgeloop.core.records import InferenceBatch
 from edgeloop.core.retraining import new_world_gate
@@ -154,6 +155,8 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
             loop = _ScenarioRun(scenario, stack, demo, world, Path(work), initial_x, initial_y,
                                 data.feature_names, progress, pool, classes=len(data.labels),
                                 family=_family(scenario.family, first.trained.family_selection))  # fmt: skip
+            with contextlib.suppress(ValidationError):  # a manifest without holdout_rows: the detector warms up
+                loop._first_reference = reference_from_manifest(first.trained.manifest)
             loop.roll_out(first.record, "initial")
             loop.run(first.record.version)
             loop.drain()
@@ -209,6 +212,8 @@ class _ScenarioRun:
         self.scenario, self.stack, self.demo, self.world, self.work = scenario, stack, demo, world, work
         self.initial_x, self.initial_y, self.features, self.progress = initial_x, initial_y, features, progress
         self.pool, self.classes, self.family = pool, classes, family
+        self._first_reference: tuple[int, int] = (0, 0)
+        """The first version's reference error counts (its holdout), set by the runner when its manifest says."""
         self.labeller = OracleLabeller(world.truth, float(getattr(scenario, "label_delay_s", 0.0) or 0.0))
         self.samples: list[SampleRef] = []
         self.recovery = Recovery(scenario.retraining)
@@ -238,7 +243,7 @@ class _ScenarioRun:
 
     def run(self, first_version: int) -> None:
         """Step until the scenario's time is up; roll out bad candidates and retrain as recovery says."""
-        self._went_live(first_version)
+        self._went_live(first_version, self._first_reference)
         bad = sorted(self.scenario.bad_candidates, key=lambda b: b.at_s)
         while self.world.now_s < self.scenario.run_duration_s:
             if bad and self.world.now_s >= bad[0].at_s:

@@ -157,10 +157,10 @@ def with_every_class(
 
 
 def cross_fitted_errors(recent: Sequence[Labelled], recipe: Recipe) -> tuple[int, int]:
-    """(errors, trials) of the recipe's cross-fitted answers on the recent samples (every sampler, the mix the
-    loop's detector watches): the reference a retrained version's error detector starts from."""
-    errors = int(sum(1 for s, predicted in zip(recent, recipe.oof, strict=True) if predicted != s.y))
-    return errors, len(recent)
+    """(errors, trials) of the recipe's cross-fitted answers on the recent random-share samples: the reference a
+    retrained version's error detector starts from (it watches the same share)."""
+    errors = [bool(predicted != s.y) for s, predicted in zip(recent, recipe.oof, strict=True) if s.unbiased]
+    return sum(errors), len(errors)
 
 
 def gate_pairs(recent: Sequence[Labelled], recipe: Recipe, deployed: int) -> tuple[list[bool], list[bool]]:
