@@ -274,13 +274,22 @@ class FeatureBaseline:
 
 @dataclass(frozen=True)
 class Baseline:
-    """What the model saw in training, per feature and for its own confidence: the device's drift reference."""
+    """What the model saw in training, per feature and for its own behaviour: the device's drift reference.
+
+    `holdout_rows` and `class_fractions` (the holdout's predicted-class shares) came with label-free drift
+    signals: when set, the confidence baseline describes the same holdout rows (not the training rows, where
+    a model is surer than on anything new). A manifest without them still parses; its device skips those signals.
+    """
 
     rows: int
     features: tuple[FeatureBaseline, ...]
     confidence_mean: float
     confidence_edges: tuple[float, ...]
     confidence_fractions: tuple[float, ...]
+    holdout_rows: int | None = None
+    """Rows the confidence and class baselines describe (the holdout); None: confidence from training rows."""
+    class_fractions: tuple[float, ...] | None = None
+    """The share of holdout rows predicted as each label, in label order; None: not recorded."""
 
     def __post_init__(self) -> None:
         if self.rows < 1:
@@ -289,13 +298,20 @@ class Baseline:
             raise ManifestError("baseline.confidence_mean", f"{self.confidence_mean} is outside [0, 1]")
         if len(self.confidence_fractions) != len(self.confidence_edges) + 1:
             raise ManifestError("baseline.confidence_fractions", "needs len(confidence_edges) + 1 values")
+        if self.holdout_rows is not None and self.holdout_rows < 1:
+            raise ManifestError("baseline.holdout_rows", f"must be >= 1, got {self.holdout_rows}")
+        if self.class_fractions is not None:
+            if self.holdout_rows is None:
+                raise ManifestError("baseline.class_fractions", "needs holdout_rows (the rows they describe)")
+            if any(f < 0 for f in self.class_fractions) or abs(sum(self.class_fractions) - 1.0) > 1e-3:
+                raise ManifestError("baseline.class_fractions", "must be non-negative and sum to 1")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Baseline:
-        """Parse the baseline section."""
+        """Parse the baseline section (holdout_rows and class_fractions are optional: older manifests lack them)."""
         where = "baseline"
         keys = {"rows", "features", "confidence_mean", "confidence_edges", "confidence_fractions"}
-        wire.only_keys(data, keys, where)
+        wire.only_keys(data, keys | {"holdout_rows", "class_fractions"}, where)
         return cls(
             rows=wire.integer(data, "rows", where, minimum=1),
             features=tuple(
@@ -305,17 +321,24 @@ class Baseline:
             confidence_mean=wire.number(data, "confidence_mean", where),
             confidence_edges=_numbers(data, "confidence_edges", where),
             confidence_fractions=_numbers(data, "confidence_fractions", where),
+            holdout_rows=wire.integer(data, "holdout_rows", where, minimum=1) if "holdout_rows" in data else None,
+            class_fractions=_numbers(data, "class_fractions", where) if "class_fractions" in data else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
+        """JSON form (the optional keys only when set, so an older manifest reads back byte for byte)."""
+        data: dict[str, Any] = {
             "rows": self.rows,
             "features": [f.to_dict() for f in self.features],
             "confidence_mean": self.confidence_mean,
             "confidence_edges": list(self.confidence_edges),
             "confidence_fractions": list(self.confidence_fractions),
         }
+        if self.holdout_rows is not None:
+            data["holdout_rows"] = self.holdout_rows
+        if self.class_fractions is not None:
+            data["class_fractions"] = list(self.class_fractions)
+        return data
 
 
 @dataclass(frozen=True)
@@ -411,6 +434,9 @@ class ModelManifest:
         names = tuple(f.name for f in self.baseline.features)
         if names != self.input.features:
             raise ManifestError("baseline.features", f"must describe the input features in order, got {names}")
+        classes = self.baseline.class_fractions
+        if classes is not None and len(classes) != len(self.labels):
+            raise ManifestError("baseline.class_fractions", f"needs one share per label ({len(self.labels)})")
 
     def _check_gate(self) -> None:
         """The gate must be about variants that exist, and the selected one must be one it let through."""

@@ -270,7 +270,7 @@ class Inference:
             )
         self._tally.served(batch_ms, rounded)
         if serving.drift is not None:
-            serving.drift.add_batch(matrix, confidences)
+            serving.drift.add_batch(matrix, confidences, labels)
         self._models.observe(model, requests=n, errors=0)
         sampled: list[SampledRow] = []
         if stage is not None and margins is not None:

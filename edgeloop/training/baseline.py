@@ -30,16 +30,34 @@ def feature_baseline(name: str, column: np.ndarray) -> FeatureBaseline:
     )
 
 
-def baseline(features: np.ndarray, names: tuple[str, ...], confidences: np.ndarray) -> Baseline:
-    """The manifest's baseline: every feature of the training rows, and the model's confidence on them."""
+def baseline(
+    features: np.ndarray,
+    names: tuple[str, ...],
+    confidences: np.ndarray,
+    predicted: np.ndarray | None = None,
+    classes: int = 0,
+) -> Baseline:
+    """The manifest's baseline: every feature of the training rows, and the model's behaviour.
+
+    With `predicted` (class indices of `classes` labels), `confidences` and `predicted` describe the holdout:
+    the device then also compares its window's confidences and predicted-class mix with them. Without it,
+    `confidences` are the training rows' (the older form, whose confidence the device only reports).
+    """
     counts = np.bincount(np.searchsorted(np.asarray(CONFIDENCE_EDGES), confidences, side="right"),
                          minlength=len(CONFIDENCE_EDGES) + 1)  # fmt: skip
+    class_fractions = None
+    if predicted is not None:
+        if predicted.shape[0] != confidences.shape[0] or classes < 2:
+            raise ValueError("predicted needs one class per confidence and classes >= 2")
+        class_fractions = _rounded_fractions(np.bincount(predicted, minlength=classes) / predicted.shape[0])
     return Baseline(
         rows=int(features.shape[0]),
         features=tuple(feature_baseline(name, features[:, i]) for i, name in enumerate(names)),
         confidence_mean=round(float(np.mean(confidences)), DECIMALS),
         confidence_edges=CONFIDENCE_EDGES,
         confidence_fractions=_rounded_fractions(counts / counts.sum()),
+        holdout_rows=None if predicted is None else int(predicted.shape[0]),
+        class_fractions=class_fractions,
     )
 
 

@@ -249,7 +249,6 @@ def _manifest(
     """The manifest the registry and the device read; golden rows and baseline come from the selected variant."""
     selected = variants.measured[decision.selected]
     chosen = mdl.golden_rows(selected.labels, selected.probabilities, GOLDEN_ROWS)
-    _, train_probabilities = mdl.predict_onnx(variants.models[decision.selected], parts.x_train)
     return ModelManifest(
         model_name=config.model_name,
         created_at=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -276,7 +275,13 @@ def _manifest(
             parent_version=config.parent_version,
         ),
         gate=decision.gate,
-        baseline=baseline(parts.x_train, dataset.feature_names, train_probabilities.max(axis=1)),
+        baseline=baseline(  # behaviour on the holdout: on its training rows a model is surer than on new ones
+            parts.x_train,
+            dataset.feature_names,
+            selected.probabilities.max(axis=1),
+            selected.labels,
+            len(dataset.labels),
+        ),
     )
 
 

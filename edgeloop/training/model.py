@@ -127,7 +127,7 @@ def choose_family(x: np.ndarray, y: np.ndarray, config: TrainingConfig, seed: in
 
 
 def _validation_split(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stratified when every class can be on both sides, else a plain shuffled split; both sides need two classes."""
+    """Stratified when every class can be on both sides, else shuffled; the fitting side needs two classes."""
     import numpy as np
     from sklearn.model_selection import train_test_split
 

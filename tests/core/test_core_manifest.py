@@ -292,3 +292,51 @@ def test_accuracy_outside_zero_one_is_refused(manifest_dict: Callable[..., dict[
     data["metrics"][variant]["accuracy"] = accuracy
     with pytest.raises(ManifestError, match=r"accuracy: .* is outside \[0, 1\]"):
         ModelManifest.from_dict(data)
+
+
+# --- the behaviour baseline (holdout confidence and predicted-class mix): optional, and strict when present ---
+
+
+def _with_behaviour(data: dict[str, Any]) -> dict[str, Any]:
+    data["baseline"]["holdout_rows"] = 30
+    data["baseline"]["class_fractions"] = [0.3, 0.3, 0.4]
+    return data
+
+
+def test_a_behaviour_baseline_round_trips_and_an_older_one_still_parses(
+    manifest_dict: Callable[..., dict[str, Any]],
+) -> None:
+    older = manifest_dict()
+    assert ModelManifest.from_dict(older).to_dict() == older  # no new keys appear
+    assert ModelManifest.from_dict(older).baseline.class_fractions is None
+    newer = _with_behaviour(manifest_dict())
+    manifest = ModelManifest.from_dict(newer)
+    assert manifest.to_dict() == newer
+    assert (manifest.baseline.holdout_rows, manifest.baseline.class_fractions) == (30, (0.3, 0.3, 0.4))
+    del newer["baseline"]["class_fractions"]
+    assert ModelManifest.from_dict(newer).baseline.holdout_rows == 30
+
+
+BAD_BEHAVIOUR: list[Any] = [
+    pytest.param(_set("baseline.holdout_rows", 0), "baseline.holdout_rows", id="holdout-rows-zero"),
+    pytest.param(_set("baseline.holdout_rows", True), "baseline.holdout_rows", id="holdout-rows-bool"),
+    pytest.param(_set("baseline.holdout_rows", 2.5), "baseline.holdout_rows", id="holdout-rows-float"),
+    pytest.param(_delete("baseline.holdout_rows"), "baseline.class_fractions", id="classes-without-holdout-rows"),
+    pytest.param(_set("baseline.class_fractions", [0.5, 0.5]), "baseline.class_fractions", id="classes-too-few"),
+    pytest.param(_set("baseline.class_fractions", [0.5, 0.5, 0.5]), "baseline.class_fractions", id="classes-sum"),
+    pytest.param(_set("baseline.class_fractions", [1.2, -0.2, 0.0]), "baseline.class_fractions", id="negative"),
+    pytest.param(_set("baseline.class_fractions", [0.3, math.nan, 0.4]), "baseline.class_fractions", id="nan"),
+    pytest.param(_set("baseline.class_fractions", "0.3,0.3,0.4"), "baseline.class_fractions", id="not-a-list"),
+    pytest.param(_set("baseline.class_mix", [1.0]), "baseline", id="unknown-key"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), BAD_BEHAVIOUR)
+def test_a_bad_behaviour_baseline_names_its_field(
+    manifest_dict: Callable[..., dict[str, Any]], mutate: Mutation, field: str
+) -> None:
+    data = _with_behaviour(manifest_dict())
+    mutate(data)
+    with pytest.raises(ManifestError) as info:
+        ModelManifest.from_dict(data)
+    assert info.value.field == field

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from support import uniform_baseline
@@ -105,3 +107,56 @@ def test_no_score_below_the_minimum_rows() -> None:
     ring = monitor(window=1000)
     ring.add_batch(np.zeros((499, 3), dtype=np.float32), np.zeros(499, dtype=np.float32))
     assert ring.summary(*ring.snapshot(), threshold=0.2, min_rows=500) is None
+
+
+class ClassedModel:
+    """A model whose baseline holds a 180-row holdout's confidence and an even three-class mix."""
+
+    def __init__(self) -> None:
+        names = ("f0", "f1", "f2")
+
+        class Manifest:
+            baseline = dataclasses.replace(
+                uniform_baseline(names, 0.0, 16.0), holdout_rows=180, class_fractions=(1 / 3, 1 / 3, 1 / 3)
+            )
+
+        self.manifest = Manifest()
+        self.width = 3
+
+
+def test_predicted_classes_ride_along_from_both_paths_and_score_the_class_mix() -> None:
+    ring = DriftMonitor(ClassedModel(), window=300)  # type: ignore[arg-type]
+    rng = np.random.default_rng(7)
+    rows = rng.uniform(0, 16, (300, 3)).astype(np.float32)
+    confidences = np.full(300, 0.95, dtype=np.float32)  # the baseline's top bin holds 0.6: confidence moves too
+    ring.add_row(rows[0:1], 0.95, 1)
+    ring.add_batch(rows[1:], confidences[1:], np.tile(np.array([0, 1, 2]), 100)[1:])
+    kept, kept_confidences = ring.snapshot()
+    classes = ring.classes_of(kept)
+    assert classes is not None
+    assert classes.tolist()[:4] == [1, 1, 2, 0]
+    even = ring.summary(kept, kept_confidences, threshold=0.2, min_rows=200)
+    assert even is not None
+    assert even.class_score == 0.0
+    ring.add_batch(rows, confidences, np.zeros(300, dtype=np.int64))  # every answer is class 0 now
+    lopsided = ring.summary(*ring.snapshot(), threshold=0.2, min_rows=200)
+    assert lopsided is not None
+    assert lopsided.class_score is not None
+    assert lopsided.class_score > 1.0
+    assert lopsided.input_psi < 0.2
+    assert (lopsided.source, lopsided.drifted) == ("classes", True)
+
+
+def test_rows_from_another_snapshot_or_without_classes_skip_the_class_mix() -> None:
+    ring = DriftMonitor(ClassedModel(), window=10)  # type: ignore[arg-type]
+    rows = np.ones((10, 3), dtype=np.float32)
+    ring.add_batch(rows, np.full(10, 0.9, dtype=np.float32), np.zeros(10, dtype=np.int64))
+    kept, confidences = ring.snapshot()
+    assert ring.classes_of(kept.copy()) is None  # not the rows the latest snapshot handed out
+    ring.add_batch(rows[:2], np.full(2, 0.9, dtype=np.float32))  # a caller that kept no classes
+    kept, confidences = ring.snapshot()
+    assert ring.classes_of(kept) is None
+    summary = ring.summary(kept, confidences, threshold=0.2, min_rows=1)
+    assert summary is not None
+    assert summary.class_score is None
+    assert summary.confidence_score is not None

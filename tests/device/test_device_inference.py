@@ -276,6 +276,10 @@ def test_the_drift_window_keeps_its_own_rows_whatever_callers_do_with_their_arra
 
     assert kept.tolist() == digits_model.rows[:9].astype(np.float32).tolist()
     assert confidences.shape == (9,)
+    classes = drift.classes_of(kept)  # the predicted classes ride along from the batch and the lone path
+    answers = device._inference.run([(f"r{i}", digits_model.rows[i].astype(np.float32)) for i in range(9)]).answers([])
+    assert classes is not None
+    assert classes.tolist() == [a.label_index for a in answers if isinstance(a, InferenceResult)]
 
 
 # --- device.inference.Inference on its own: one path for a lone row and a micro-batch ---

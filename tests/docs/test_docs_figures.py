@@ -212,6 +212,7 @@ FIGURES = [
     ("docs/device.md", "at least {} characters", "edgeloop.core.privacy.MIN_SALT_CHARS", 1),
     ("docs/device.md", "cut to {} hex digits", "edgeloop.core.privacy.HASH_HEX_CHARS", 1),
     ("docs/device.md", "floored at {}", "edgeloop.core.drift.PSI_EPSILON", 1),
+    ("docs/device.md", "less the {} quantile", "edgeloop.core.drift.NOISE_QUANTILE", 1),
     ("docs/feedback-loop.md", "{} KB limit", "edgeloop.core.records.IOT_CORE_MAX_PAYLOAD_BYTES", KIB),
     ("docs/feedback-loop.md", "at most {} MiB of JSON", "edgeloop.core.compression.MAX_DECOMPRESSED_BYTES", MIB),
     ("docs/feedback-loop.md", "more than {} MiB of JSON", "edgeloop.core.compression.MAX_DECOMPRESSED_BYTES", MIB),

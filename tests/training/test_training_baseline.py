@@ -36,3 +36,24 @@ def test_baseline_describes_every_feature_and_the_confidence() -> None:
     assert result.rows == 200
     assert result.confidence_mean == pytest.approx(0.7, abs=1e-6)
     assert len(result.confidence_fractions) == len(result.confidence_edges) + 1
+
+
+def test_a_holdout_baseline_records_its_rows_and_predicted_class_mix() -> None:
+    features = np.random.default_rng(2).uniform(0, 1, (200, 2))
+    confidences = np.full(40, 0.8)
+    predicted = np.array([0] * 10 + [2] * 30)
+    result = baseline(features, ("a", "b"), confidences, predicted, classes=4)
+    assert result.rows == 200  # the features still describe the training rows
+    assert result.holdout_rows == 40
+    assert result.class_fractions == (0.25, 0.0, 0.75, 0.0)
+    assert result.confidence_mean == pytest.approx(0.8)
+
+
+def test_without_predictions_the_baseline_is_the_older_form() -> None:
+    result = baseline(np.zeros((20, 1)), ("a",), np.full(20, 0.9))
+    assert (result.holdout_rows, result.class_fractions) == (None, None)
+
+
+def test_predictions_must_match_the_confidences() -> None:
+    with pytest.raises(ValueError, match="predicted"):
+        baseline(np.zeros((20, 1)), ("a",), np.full(20, 0.9), np.zeros(19, dtype=np.int64), classes=2)
