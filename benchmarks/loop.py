@@ -45,6 +45,8 @@ from edgeloop.local.report import write_report
 
 KEYS = ("runs", "checks_passed", "streams", "budgets", "max_bytes_ratio", "mean_gap_to_oracle", "budget_at_1_50")
 QUICK_STREAMS = ("sea-abrupt", "rbf-abrupt")
+CHECK_NAMES = ("check_loop", "_check_loop")
+"""Where run_scenario's own check lives in edgeloop.local.loop (the name it calls)."""
 FIELDS = ("drift_detected_at_row", "detection_delay_rows", "false_alarms", "retrains", "recovered_accuracy",
           "oracle_accuracy", "labelled", "sample_bytes_uploaded", "raw_equivalent_bytes")  # fmt: skip
 """The loop summary's fields the table reads; one a run's summary lacks reads as None (not measured)."""
@@ -73,7 +75,8 @@ def run_one(scenario_path: Path, budget: float, out: Path) -> dict[str, Any]:
     device_config = {**scenario.device_config, "sampleBudgetShare": budget}
     scenario = dataclasses.replace(scenario, device_config=device_config)
     verdict: list[str] = []
-    check: Callable[..., None] | None = getattr(loop_module, "_check_loop", None)
+    name = next((n for n in CHECK_NAMES if hasattr(loop_module, n)), None)
+    check: Callable[..., None] | None = getattr(loop_module, name) if name else None
 
     def recorded(scenario: Any, summary: dict[str, Any]) -> None:
         try:
@@ -82,15 +85,16 @@ def run_one(scenario_path: Path, budget: float, out: Path) -> dict[str, Any]:
         except EdgeloopError as exc:  # the figures are the point here: keep the verdict, not the exception
             verdict.append(str(exc))
 
-    loop_module._check_loop = recorded  # the run's own check, recorded instead of raised
+    if name:
+        setattr(loop_module, name, recorded)  # the run's own check, recorded instead of raised
     started = time.monotonic()
     try:
         summary = loop_module.run_scenario(scenario, out, lambda message: None)
     except EdgeloopError as exc:  # a run that could not finish: no figures, the reason in the table
         summary, verdict = {}, [str(exc)]
     finally:
-        if check is not None:
-            loop_module._check_loop = check
+        if name:
+            setattr(loop_module, name, check)
     loop = summary.get("loop") or {}
     row: dict[str, Any] = {key: loop.get(key) for key in FIELDS}
     raw = row["raw_equivalent_bytes"] or 0
