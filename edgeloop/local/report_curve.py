@@ -47,11 +47,14 @@ def budget_curve_section(curve: Sequence[Mapping[str, Any]]) -> str:
         colour = COLOURS[i % len(COLOURS)]
         points = sorted((float(p["budget"]), p) for p in curve if str(p["stream"]) == stream)
         for key, dash in (("recovered_accuracy", ""), ("oracle_accuracy", ' stroke-dasharray="5 4"')):
-            path = _path([(x(b), y(float(p[key]))) for b, p in points if p.get(key) is not None])
-            if path:
-                parts.append(f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="2.5"{dash}/>')
-        parts.append(f'<text class="tick" x="{WIDTH - PAD_RIGHT + 12}" y="{PAD_TOP + 16 * (i + 1)}" '
-                     f'fill="{colour}">{_e(stream)}</text>')  # fmt: skip
+            xy = [(x(b), y(float(p[key]))) for b, p in points if p.get(key) is not None]
+            if xy:
+                parts.append(f'<path d="{_path(xy)}" fill="none" stroke="{colour}" stroke-width="2.5"{dash}/>')
+            if not dash:  # a dot per measured budget: a stream recovered at one budget only still shows
+                parts += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{colour}"/>' for px, py in xy]
+        legend_y = PAD_TOP + 18 * (i + 1)
+        parts.append(f'<rect x="{WIDTH - PAD_RIGHT + 12}" y="{legend_y - 9}" width="12" height="10" fill="{colour}"/>'
+                     f'<text class="tick" x="{WIDTH - PAD_RIGHT + 30}" y="{legend_y}">{_e(stream)}</text>')  # fmt: skip
     svg = (f'<svg class="chart" id="chart-budget" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
            f'aria-label="recovered accuracy against the sample budget" preserveAspectRatio="xMidYMid meet" '
            f'xmlns="http://www.w3.org/2000/svg"><g class="data">{"".join(parts)}</g></svg>')  # fmt: skip
@@ -85,7 +88,9 @@ def _pct(value: Any, digits: int = 1) -> str:
 
 
 def _plain(value: Any) -> str:
-    return "not recorded" if value is None else str(value)
+    if value is None:
+        return "not recorded"
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _e(value: Any) -> str:

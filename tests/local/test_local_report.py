@@ -206,6 +206,7 @@ def test_a_budget_curve_is_drawn_per_stream_with_its_oracle() -> None:
     section = section[: section.index("</section>")]
     assert section.count('stroke-dasharray="5 4"') == 2  # one oracle line per stream
     assert section.count("<path") == 4
+    assert section.count("<circle") == 6  # a dot per recovered point
     for label in ("sea-abrupt", "led-abrupt", "1%", "5%", "10%", "85.0%"):
         assert label in section
     row = "<tr><td>led-abrupt</td><td>10%</td><td>68.0%</td><td>90.0%</td><td>300</td><td>0</td><td>5.00%</td>"
