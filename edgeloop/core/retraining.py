@@ -8,7 +8,8 @@ to put a Retraining Requested event on the bus, with the version to retrain from
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -284,3 +285,87 @@ def evaluate_tick(
 def sent(record: TriggerRecord) -> TriggerRecord:
     """The record once its pending entry is confirmed on the bus."""
     return replace(record, pending=None, revision=record.revision + 1)
+
+
+# --- recovery in the new world: where the change began, when to retrain again, whether a candidate may ship ---
+
+
+@dataclass(frozen=True)
+class RecoveryPolicy:
+    """How the loop recovers after a detected change: labels before the first retrain, growth before the next,
+    and the new-world gate a candidate must pass before it is registered."""
+
+    min_labels: int = 50
+    """Labelled samples of the new concept before the first retrain (fewer cannot tell a concept apart)."""
+    growth: float = 2.0
+    """Retrain again each time the new concept's labels grow by this factor (labels for it keep arriving)."""
+    gate_min_samples: int = 20
+    """Recent labelled samples, answered by the deployed version, the gate needs to compare on."""
+    gate_z: float = 1.0
+    """The candidate must win by this many standard errors of the paired (McNemar) difference."""
+
+    def __post_init__(self) -> None:
+        for name in ("min_labels", "gate_min_samples"):
+            if getattr(self, name) < 1:
+                raise ValidationError(f"recovery.{name}", f"must be >= 1, got {getattr(self, name)}")
+        if not self.growth > 1.0:
+            raise ValidationError("recovery.growth", f"must be > 1, got {self.growth}")
+        if not self.gate_z >= 0.0:
+            raise ValidationError("recovery.gate_z", f"must be >= 0, got {self.gate_z}")
+
+
+def change_point(errors: Sequence[bool], min_side: int = 10) -> int:
+    """Where the error rate most likely stepped up: the split of a Bernoulli sequence into two rates with the
+    highest likelihood (later rate higher); 0 when no split leaves min_side on each side or none raises it."""
+    n = len(errors)
+    prefix = [0]
+    for e in errors:
+        prefix.append(prefix[-1] + (1 if e else 0))
+    best, at = _bernoulli_loglik(prefix[n], n), 0
+    for k in range(min_side, n - min_side + 1):
+        left, right = prefix[k], prefix[n] - prefix[k]
+        if right / (n - k) <= left / k:
+            continue
+        score = _bernoulli_loglik(left, k) + _bernoulli_loglik(right, n - k)
+        if score > best:
+            best, at = score, k
+    return at
+
+
+def _bernoulli_loglik(ones: int, n: int) -> float:
+    """Log-likelihood of ones in n draws at their own rate (0 for a pure segment)."""
+    if ones in (0, n):
+        return 0.0
+    p = ones / n
+    return ones * math.log(p) + (n - ones) * math.log(1 - p)
+
+
+def retrain_due(concept_labels: int, trained_on: int | None, policy: RecoveryPolicy) -> RetrainingDecision:
+    """After a detection: first at min_labels of the new concept, then each time they grow by `growth`."""
+    if trained_on is None:
+        if concept_labels >= policy.min_labels:
+            return RetrainingDecision(True, f"change detected, {concept_labels} labels of the new concept")
+        return RetrainingDecision(False, f"{concept_labels} of {policy.min_labels} labels of the new concept")
+    target = math.ceil(trained_on * policy.growth)
+    if concept_labels >= target:
+        return RetrainingDecision(True, f"the new concept's labels grew from {trained_on} to {concept_labels}")
+    return RetrainingDecision(False, f"{concept_labels} of {target} labels for the next retrain")
+
+
+def new_world_gate(
+    candidate_right: Sequence[bool], deployed_right: Sequence[bool], policy: RecoveryPolicy
+) -> RetrainingDecision:
+    """Register a candidate only if it beats the deployed version on recent labelled samples neither saw
+    (the candidate's answers cross-fitted): a paired sign test on the samples where they disagree."""
+    if len(candidate_right) != len(deployed_right):
+        raise ValidationError("new_world_gate", f"{len(candidate_right)} candidate vs {len(deployed_right)} answers")
+    n = len(candidate_right)
+    if n < policy.gate_min_samples:
+        return RetrainingDecision(False, f"only {n} of {policy.gate_min_samples} recent labelled samples to compare on")
+    wins = sum(1 for c, d in zip(candidate_right, deployed_right, strict=True) if c and not d)
+    losses = sum(1 for c, d in zip(candidate_right, deployed_right, strict=True) if d and not c)
+    candidate, deployed = sum(map(bool, candidate_right)) / n, sum(map(bool, deployed_right)) / n
+    figures = f"candidate {candidate:.3f} vs deployed {deployed:.3f} on {n} recent samples ({wins} won, {losses} lost)"
+    if wins - losses > policy.gate_z * math.sqrt(wins + losses) and wins > losses:
+        return RetrainingDecision(True, f"{figures}: it beats the deployed version")
+    return RetrainingDecision(False, f"{figures}: not better than the deployed version")

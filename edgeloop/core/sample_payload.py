@@ -5,12 +5,18 @@
   "request_id": "r-17",                 # the request it answered (results carry the same id)
   "model_name": "digits", "model_version": 3,
   "sampler": "low_confidence",          # the core.samplers sampler that chose it
+  "inclusion": 1.0,                     # the probability that sampler took it with (random: the rate in force)
   "label_index": 7, "label": "7",
   "confidence": 0.41, "margin": 0.02,   # top-1 probability, top-1 minus top-2
   "drifted": true, "drift_score": 0.31, # the device's drift window when it was taken (score may be null)
   "features": {"pixel_3": 4.0, ...},    # after the privacy filter: only what the policy released
-  "privacy": {...}                      # core.privacy.AppliedPrivacy: the policy and epsilon applied
+  "privacy": {"allow_raw": true}        # core.privacy.AppliedPrivacy: the policy and epsilon applied
 }
+
+Compact on purpose (samples are paid for from a byte budget, core.sample_budget): `privacy` carries only the
+entries that differ from the default policy's (no steps, no epsilon), and a missing one reads as its default;
+`drift_score` is left out when the window was not scored; `inclusion` is absent in samples from devices
+before it existed (their random samples cannot be weighted).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from edgeloop.core import wire
@@ -33,6 +40,7 @@ PAYLOAD_KEYS = {
     "model_name",
     "model_version",
     "sampler",
+    "inclusion",
     "label_index",
     "label",
     "confidence",
@@ -42,6 +50,18 @@ PAYLOAD_KEYS = {
     "features",
     "privacy",
 }
+PRIVACY_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "dropped": (),
+        "hashed": (),
+        "hash_scheme": None,
+        "coarsened": MappingProxyType({}),
+        "laplace_epsilon": None,
+        "sensitivity_basis": None,
+        "sensitivity": None,
+    }
+)
+"""The `privacy` entries a compact payload leaves out when they hold these (empty) values."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +81,8 @@ class Sample:
     features: Mapping[str, Released]
     privacy: AppliedPrivacy
     schema_version: int = field(default=SAMPLE_SCHEMA_VERSION)
+    inclusion: float | None = None
+    """The probability the naming sampler took this inference with, given its signals (None: not recorded)."""
 
     def __post_init__(self) -> None:
         if not 0 < len(self.request_id) <= MAX_REQUEST_ID_CHARS:
@@ -71,6 +93,8 @@ class Sample:
             raise ValidationError("sample.model_version", f"must be >= 1, got {self.model_version}")
         if self.label_index < 0:
             raise ValidationError("sample.label_index", f"must be >= 0, got {self.label_index}")
+        if self.inclusion is not None and not (math.isfinite(self.inclusion) and 0.0 < self.inclusion <= 1.0):
+            raise ValidationError("sample.inclusion", f"must be a probability in (0, 1], got {self.inclusion!r}")
         for name in ("confidence", "margin"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValidationError(f"sample.{name}", f"{getattr(self, name)} is outside [0, 1]")
@@ -85,7 +109,7 @@ class Sample:
 
     def to_payload(self) -> dict[str, Any]:
         """The SAMPLE record's payload."""
-        return {
+        payload: dict[str, Any] = {
             "schema_version": self.schema_version,
             "request_id": self.request_id,
             "model_name": self.model_name,
@@ -98,8 +122,13 @@ class Sample:
             "drifted": self.drifted,
             "drift_score": self.drift_score,
             "features": dict(self.features),
-            "privacy": self.privacy.to_payload(),
+            "privacy": compact_privacy(self.privacy.to_payload()),
         }
+        if self.inclusion is not None:
+            payload["inclusion"] = self.inclusion
+        if self.drift_score is None:
+            del payload["drift_score"]  # compact: an unscored window travels as no score
+        return payload
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> Sample:
@@ -125,6 +154,28 @@ class Sample:
             drifted=d["drifted"],
             drift_score=None if d.get("drift_score") is None else wire.number(d, "drift_score", where),
             features=dict(features),
-            privacy=AppliedPrivacy.from_payload(d.get("privacy"), f"{where}.privacy"),
+            privacy=AppliedPrivacy.from_payload(full_privacy(d.get("privacy"), where), f"{where}.privacy"),
             schema_version=version,
+            inclusion=None if d.get("inclusion") is None else wire.number(d, "inclusion", where),
         )
+
+
+def compact_privacy(privacy: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload's `privacy` without the entries that hold their default (empty) value."""
+    return {key: value for key, value in privacy.items() if key not in PRIVACY_DEFAULTS or value != _empty(key)}
+
+
+def full_privacy(data: object, where: str) -> Mapping[str, Any]:
+    """A compact `privacy` object with its left-out entries restored (a full one is returned as it is)."""
+    privacy = wire.mapping(data, f"{where}.privacy")
+    return {**{key: _empty(key) for key in PRIVACY_DEFAULTS}, **privacy}
+
+
+def _empty(key: str) -> Any:
+    """A default entry in its payload form (lists and objects as JSON gives them back)."""
+    value = PRIVACY_DEFAULTS[key]
+    if isinstance(value, tuple):
+        return []
+    if isinstance(value, Mapping):
+        return {}
+    return value

@@ -10,18 +10,28 @@ Each sampler is a small named test of one inference's signals against its one pa
 
 They are tried in SAMPLER_ORDER and the first that fires names the sample, so a control sample is
 always labelled ``random``, never mistaken for a hard one.
+
+What the random samples estimate (weighted_accuracy): hard-example samplers take the inferences the model
+is unsure of, and those are wrong far more often than the rest, so the share of labelled samples the model
+got right says little about the traffic it serves. The random sampler takes each inference with a
+probability that does not look at the inference (the rate in force when it was served, recorded in the
+sample as `inclusion`), so weighting each random sample by 1/inclusion (Horvitz-Thompson) counts it for
+every inference it stands for. The estimate is the ratio form (Hajek): sum(correct / inclusion) /
+sum(1 / inclusion), consistent whatever the rate did over time (a rate boosted while drift is suspected
+does not make the suspect period count more than the traffic it served). Samples of other samplers, and
+random ones without a recorded inclusion, are left out of the estimate.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-from edgeloop.core.errors import ConfigError
+from edgeloop.core.errors import ConfigError, ValidationError
 
 SECONDS_PER_DAY = 86_400
 
@@ -163,3 +173,56 @@ class SampleBudget:
     def with_limit(self, limit: int) -> SampleBudget:
         """The same day and counts under a new limit (a desired-state override keeps what was spent)."""
         return replace(self, limit=limit)
+
+
+Z_95 = 1.959964
+"""Two-sided 95% normal quantile, for the estimate's interval."""
+
+
+@dataclass(frozen=True)
+class AccuracyEstimate:
+    """An accuracy estimate from weighted observations, its standard error and the sample it rests on."""
+
+    accuracy: float | None
+    """None when no observation could be weighted."""
+    standard_error: float | None
+    samples: int
+    """Observations used (random samples with an inclusion probability)."""
+    effective_samples: float
+    """Kish's effective sample size: (sum w)^2 / sum w^2; smaller than samples when the weights vary."""
+    represented: float
+    """sum(1 / inclusion): how many inferences the samples stand for (an estimate of the traffic served)."""
+
+    def interval(self) -> tuple[float, float] | None:
+        """A 95% normal interval, clipped to [0, 1] (None without a standard error)."""
+        if self.accuracy is None or self.standard_error is None:
+            return None
+        half = Z_95 * self.standard_error
+        return max(0.0, self.accuracy - half), min(1.0, self.accuracy + half)
+
+
+def weighted_accuracy(observations: Iterable[tuple[bool, float]]) -> AccuracyEstimate:
+    """The Hajek estimate of accuracy from (correct, inclusion probability) pairs, with a linearised standard error."""
+    pairs = list(observations)
+    for correct, inclusion in pairs:
+        if isinstance(inclusion, bool) or not math.isfinite(inclusion) or not 0.0 < inclusion <= 1.0:
+            raise ValidationError("inclusion", f"must be a probability in (0, 1], got {inclusion!r}")
+        if not isinstance(correct, bool):
+            raise ValidationError("correct", f"expected true or false, got {correct!r}")
+    if not pairs:
+        return AccuracyEstimate(None, None, 0, 0.0, 0.0)
+    weights = [1.0 / inclusion for _, inclusion in pairs]
+    total = math.fsum(weights)
+    accuracy = math.fsum(w for w, (correct, _) in zip(weights, pairs, strict=True) if correct) / total
+    squares = math.fsum(w * w for w in weights)
+    residuals = math.fsum(
+        (w * ((1.0 if correct else 0.0) - accuracy)) ** 2 for w, (correct, _) in zip(weights, pairs, strict=True)
+    )
+    error = math.sqrt(residuals) / total if len(pairs) > 1 else None
+    return AccuracyEstimate(round(accuracy, 6), error, len(pairs), total * total / squares, total)
+
+
+def naive_accuracy(observations: Iterable[bool]) -> float | None:
+    """The unweighted share correct: what the estimate corrects (biased when hard examples are in the sample)."""
+    values = list(observations)
+    return sum(values) / len(values) if values else None

@@ -24,6 +24,7 @@ from edgeloop.core.names import (
 from edgeloop.core.privacy import PrivacyPolicy, check_salt
 from edgeloop.core.retraining import RetrainingPolicy
 from edgeloop.core.rollout import DEFAULT_POLICY, RolloutPolicy
+from edgeloop.core.sample_budget import BudgetPolicy
 from edgeloop.core.samplers import SamplerSettings, parse_samplers, samplers_config
 
 GREENGRASS_RESERVED_KEYS = frozenset({"accessControl"})
@@ -254,6 +255,8 @@ class DeviceConfig:
     driftThreshold: float = 0.2  # noqa: N815 - PSI at or above which a feature (and the device) counts as drifted
     samplers: SamplerSettings = ()  # hard-example samplers and their parameters (core.samplers)
     sampleBytesPerDay: int = 1024 * 1024  # noqa: N815 - sample payload bytes per UTC day; beyond, dropped and counted
+    sampleBudgetShare: float = 0.0  # noqa: N815 - sample bytes at most this share of raw-equivalent bytes (0: off)
+    sampleRandomShare: float = 0.5  # noqa: N815 - share of that budget reserved for the random sampler
     privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)  # what of a sampled input may leave (core.privacy)
     fleetSalt: str = field(default="", repr=False)  # noqa: N815 - HMAC key of privacy.hash; a secret
 
@@ -286,6 +289,8 @@ class DeviceConfig:
             ("driftMinRows", 10, 100_000),
             ("driftThreshold", 0.001, 10.0),
             ("sampleBytesPerDay", 0, 1024**3),
+            ("sampleBudgetShare", 0.0, 1.0),
+            ("sampleRandomShare", 0.0, 1.0),
         ):
             value = getattr(self, name)
             if not low <= value <= high:
@@ -305,6 +310,11 @@ class DeviceConfig:
         if not self.driftWindow and any(name == "drifted" for name, _ in self.samplers):
             raise ConfigError("samplers", "sampler 'drifted' needs the drift monitor (driftWindow > 0)")
         check_salt(self.privacy, self.fleetSalt)
+
+    @property
+    def budget_policy(self) -> BudgetPolicy:
+        """The share budget these keys describe (core.sample_budget)."""
+        return BudgetPolicy(self.sampleBudgetShare, self.sampleRandomShare)
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> DeviceConfig:

@@ -20,38 +20,46 @@ import logging
 import tempfile
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeloop.cloud.sample_ingest import SampleRef
+from edgeloop.core.detectors import reference_from_manifest
 from edgeloop.core.errors import EdgeloopError, ValidationError
 from edgeloop.core.records import InferenceBatch
-from edgeloop.core.retraining import RetrainingState, observe_drift, observe_labels, retraining_decision, triggered
+from edgeloop.core.retraining import new_world_gate
 from edgeloop.core.rollout import VersionHealth
+from edgeloop.core.sample_budget import DEFAULT_BUDGET_SHARE, DEFAULT_SAMPLERS
 from edgeloop.device.onnx_session import SessionPool
 from edgeloop.local import demo as base
 from edgeloop.local.demo_options import MAX_DEVICES, DemoOptions
 from edgeloop.local.fleet import FleetDownloads, SteppedDevice
 from edgeloop.local.ledger import Ledger, request_index
-from edgeloop.local.link import LinkStats, Network
+from edgeloop.local.link import Network
+from edgeloop.local.recovery import Moment, Recovery, old_rows
 from edgeloop.local.report import with_cost, write_report
-from edgeloop.local.sim.cost import Metered, UplinkUsage, estimate
+from edgeloop.local.retrain import Labelled, choose_recipe, cross_fitted_errors, gate_pairs
+from edgeloop.local.run_summary import reliability, uplink, usage, with_accuracy
+from edgeloop.local.scoring import Retrain, Scoring, change_points, check_loop, score
+from edgeloop.local.sim.cost import estimate
 from edgeloop.local.sim.oracle import OracleLabeller
-from edgeloop.local.sim.outages import outage_seconds, outages_mapping
+from edgeloop.local.sim.outages import outages_mapping
 from edgeloop.local.sim.scenario import BadKind, Scenario
 from edgeloop.local.stack import LocalStack
-from edgeloop.local.world import FeatureScale, World, load_stream
+from edgeloop.local.world import ORACLE_MAX_ROWS, FeatureScale, World, load_stream
+from edgeloop.training.config import TrainingConfig
 from edgeloop.training.data import NPZ_FEATURE_NAMES, NPZ_FEATURES
+from edgeloop.training.model import FAMILIES, MLP
 
+log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 PROVISION_REPORTS = 10
 """Progress lines while a large fleet is provisioned (a thousand devices take a minute): about one per tenth."""
 FLEET_SALT = "edgeloop-local-scenario-salt"
-ORACLE_FOLDS = 5
 RETRAIN_MAX_ITER = 500
 """The retrained model's MLP iterations: a few hundred new rows need a model that converges on them."""
 TIMELINE_POINTS = 240
@@ -83,11 +91,13 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
         )
     clock = base.DemoClock()
     options = DemoOptions(devices=min(scenario.devices, MAX_DEVICES), out=out, seed=seed)
-    fleet_config = {
-        "samplers": scenario.samplers,
+    default_sampling = {"sampleBudgetShare": DEFAULT_BUDGET_SHARE} if not scenario.samplers else {}
+    fleet_config = {  # no samplers in the scenario: the default policy under the default share budget
+        "samplers": scenario.samplers or dict(DEFAULT_SAMPLERS),
         "privacy": scenario.privacy or {"allowRaw": True},
         "fleetSalt": FLEET_SALT,
         "sampleBytesPerDay": SAMPLE_BYTES_PER_DEVICE,
+        **default_sampling,
         **SCENARIO_DEVICE_CONFIG,
         **scenario.device_config,
     }
@@ -143,7 +153,10 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
             network_start[0] = world.started_at
             stack.results.set_sink(world_sink(world.ledger))
             loop = _ScenarioRun(scenario, stack, demo, world, Path(work), initial_x, initial_y,
-                                data.feature_names, progress, pool)  # fmt: skip
+                                data.feature_names, progress, pool, classes=len(data.labels),
+                                family=_family(scenario.family, first.trained.family_selection))  # fmt: skip
+            with contextlib.suppress(ValidationError):  # a manifest without holdout_rows: the detector warms up
+                loop._first_reference = reference_from_manifest(first.trained.manifest)
             loop.roll_out(first.record, "initial")
             loop.run(first.record.version)
             loop.drain()
@@ -151,7 +164,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
         finally:
             for device in fleet.values():
                 device.close()
-        _check_loop(scenario, summary)
+        check_loop(scenario, summary)
         summary["run"] = {"wall_s": round(time.monotonic() - started, 2), "scenario": scenario.name,
                           "devices": len(things), "simulated_s": scenario.run_duration_s, "step_s": scenario.step_s,
                           "sessions_shared": len(pool), "steps": world.steps, "artifact_downloads": downloads.fetched,
@@ -188,26 +201,26 @@ def world_sink(ledger: Ledger) -> Callable[[str, InferenceBatch], None]:
 
 
 class _ScenarioRun:
-    """The scenario after provisioning: stream, label, watch drift, retrain when the trigger says so, roll out
-    the scenario's bad candidates, and keep the timeline."""
+    """The scenario after provisioning: stream, label, detect changes, retrain and gate as recovery says, roll
+    out the scenario's bad candidates, and keep the timeline."""
 
     def __init__(
         self, scenario: Scenario, stack: LocalStack, demo: base.DemoSession, world: World, work: Path,
         initial_x: np.ndarray, initial_y: np.ndarray, features: tuple[str, ...], progress: Progress,
-        pool: SessionPool,
+        pool: SessionPool, *, classes: int, family: str = MLP,
     ) -> None:  # fmt: skip
         self.scenario, self.stack, self.demo, self.world, self.work = scenario, stack, demo, world, work
         self.initial_x, self.initial_y, self.features, self.progress = initial_x, initial_y, features, progress
-        self.pool = pool
-        self.labeller = OracleLabeller(world.truth)
-        self.labelled: list[tuple[SampleRef, int]] = []
+        self.pool, self.classes, self.family = pool, classes, family
+        self._first_reference: tuple[int, int] = (0, 0)
+        """The first version's reference error counts (its holdout), set by the runner when its manifest says."""
+        self.labeller = OracleLabeller(world.truth, float(getattr(scenario, "label_delay_s", 0.0) or 0.0))
         self.samples: list[SampleRef] = []
-        self.drift_detected_at_s: float | None = None
-        self.retrain_at_s: float | None = None
-        self.new_version: int | None = None
+        self.recovery = Recovery(scenario.retraining)
+        self.retrains: list[Retrain] = []
+        self.refused: list[dict[str, Any]] = []
         self.live_version = 0
         self.bad_versions: dict[int, str] = {}
-        self.state = RetrainingState(demo.options.model_name, parent_version=0)
         self.events: list[dict[str, Any]] = [
             {"t_s": e.at_s, "kind": "drift", "text": f"{e.kind} drift x{e.magnitude:g} on {e.share:.0%} of devices",
              "version": None}
@@ -229,24 +242,22 @@ class _ScenarioRun:
     # --- stepping --------------------------------------------------------------------------------
 
     def run(self, first_version: int) -> None:
-        """Step until the scenario's time is up; roll out bad candidates and retrain as the scenario says."""
-        self.live_version = first_version
-        self.state = RetrainingState(self.demo.options.model_name, parent_version=first_version)
+        """Step until the scenario's time is up; roll out bad candidates and retrain as recovery says."""
+        self._went_live(first_version, self._first_reference)
         bad = sorted(self.scenario.bad_candidates, key=lambda b: b.at_s)
         while self.world.now_s < self.scenario.run_duration_s:
             if bad and self.world.now_s >= bad[0].at_s:
                 self._roll_out_bad(bad.pop(0).kind)
                 continue
             self.demo.step(self.world)
-            decision = retraining_decision(self.state, self.scenario.retraining, self.world.now_s)
-            if decision.retrain and self.new_version is None:
-                self.retrain_at_s = round(self.world.now_s, 1)
-                self.progress(f"[{self._when()}] retraining: {decision.reason}")
-                self.events.append({"t_s": self.world.now_s, "kind": "retrain", "text": decision.reason,
-                                    "version": None})  # fmt: skip
-                self.state = triggered(self.state, self.world.now_s)
-                self.new_version = self._retrain(first_version)
-                self.live_version = self.new_version
+            decision = self.recovery.due()
+            if decision.retrain:
+                self._retrain(decision.reason)
+
+    def _went_live(self, version: int, reference: tuple[int, int] = (0, 0)) -> None:
+        """The fleet runs version now; its error detector starts from reference (errors, trials)."""
+        self.live_version = version
+        self.recovery.went_live(version, reference)
 
     def roll_out(self, record: Any, label: str) -> dict[str, Any]:
         """One rollout through the rings while the world keeps streaming; its decisions go on the timeline."""
@@ -269,16 +280,13 @@ class _ScenarioRun:
         self.roll_out(candidate.record, f"bad: {kind}")
 
     def _after_step(self) -> None:
-        """After every step: label what arrived, watch the fleet's drift, sample the timeline, show progress."""
+        """After every step: label what is due, watch for a change, sample the timeline, show progress."""
         self._steps += 1
-        self.state = observe_labels(self.state, self._label_new())
-        drift = self._fleet_drift()
-        self.state = observe_drift(self.state, drift, self.scenario.retraining, self.world.now_s)
-        if drift is not None and drift > self.scenario.retraining.drift_bound and self.drift_detected_at_s is None:
-            self.drift_detected_at_s = round(self.world.now_s, 1)
-            self.progress(f"[{self._when()}] fleet drift score {drift:.3f}: drift detected")
+        detection = self.recovery.observe(self._label_new(), self._fleet_drift(), self._moment())
+        if detection is not None:
+            self.progress(f"[{self._when()}] change detected at row {detection.row}: {detection.text}")
             self.events.append({"t_s": self.world.now_s, "kind": "drift_detected",
-                                "text": f"fleet drift score {drift:.3f}", "version": None})  # fmt: skip
+                                "text": f"row {detection.row}: {detection.text}", "version": None})  # fmt: skip
         depths = [d.buffer_depth() for d in self.world.fleet.values()]
         online = sum(1 for d in self.world.fleet.values() if d.link.connected)
         self.connected_minutes += online * self.scenario.step_s / 60
@@ -290,6 +298,22 @@ class _ScenarioRun:
                 f"[{self._when()}] {online}/{len(depths)} devices online, {sum(depths):,} records buffered, "
                 f"{self.stack.results.received:,} delivered, {self.world.ledger.size:,} requests"
             )
+
+    def _moment(self) -> Moment:
+        """Now, as the recovery bookkeeping records a detection: time, last request and its file row."""
+        index = max(0, self.world.ledger.size - 1)
+        return Moment(self.world.now_s, index, int(self._rows_of(np.array([index]))[0]))
+
+    def _file_rows(self) -> np.ndarray:
+        """Each request's file row (what drift_at_rows and detections are counted in)."""
+        return self._rows_of(np.arange(self.world.ledger.size))
+
+    def _rows_of(self, indices: np.ndarray) -> np.ndarray:
+        """The file row of requests: World.file_row for a file streamed once; a cycling stream (built-in sets) has no
+        one file row per request, so its place in the stream after the initial rows stands for it."""
+        if self.world.cycle or not len(indices):
+            return np.asarray(indices, dtype=np.int64) + len(self.initial_x)
+        return np.asarray(self.world.file_rows[self.world.ledger.row[indices]], dtype=np.int64)
 
     def _within_scenario_time(self) -> bool:
         """A point is the step starting at t_s (it covers t_s to t_s + step_s): only steps inside the scenario's
@@ -337,16 +361,18 @@ class _ScenarioRun:
             device.runtime.report_health()
         self._label_new()
 
-    def _label_new(self) -> int:
-        """Label what the ingest queued since the last look (the oracle stand-in answers at once)."""
+    def _label_new(self) -> list[Labelled]:
+        """Offer what the ingest queued since the last look to the labeller; take the labels that are due."""
         fresh = self.stack.labelling_queue.sent[len(self.samples) :]
-        if not fresh:
-            return 0
         self.samples.extend(fresh)
-        labels = self.labeller.label(fresh)
-        known = [(ref, label) for ref, label in zip(fresh, labels, strict=True) if label is not None]
-        self.labelled.extend(known)
-        return len(known)
+        self.labeller.offer(fresh, self.world.now_s)
+        out = []
+        for ref, label in self.labeller.due(self.world.now_s):
+            index = request_index(ref.sample.request_id)
+            x = np.array([float(ref.sample.features[name]) for name in self.features], dtype=np.float64)
+            out.append(Labelled(x, int(label), ref.sample.model_version, ref.sample.label_index,
+                                -1 if index is None else index, ref.sample.sampler == "random"))  # fmt: skip
+        return out
 
     def _fleet_drift(self) -> float | None:
         """The fleet's drift score for the version it runs: the mean of its devices' current scores."""
@@ -354,82 +380,95 @@ class _ScenarioRun:
         sums = sum(ctx.health.aggregates(self.demo.options.model_name, self.live_version).values(), VersionHealth())
         return sums.mean_drift
 
-    def _retrain(self, parent: int) -> int:
-        """The initial rows, moved by the shift the samples show, plus every labelled sample: a new version."""
-        x, y = self._training_set()
-        config = _channel(self.work, "retrain", x, y, self.features)
-        config.update(parent_version=parent, max_iter=RETRAIN_MAX_ITER)
-        candidate = self.demo.train_and_publish("v-retrained", self.demo.options.seed + 1, config=config)
-        self.progress(f"retrained on {len(self.labelled)} labelled samples + {len(self.initial_x)} initial rows")
-        self.roll_out(candidate.record, "retrained")
-        return candidate.record.version
+    # --- recovery ----------------------------------------------------------------------------------
 
-    def _training_set(self) -> tuple[np.ndarray, np.ndarray]:
-        """Covariate shift estimated from the drifted samples' released features, then the labelled samples added.
-
-        Samples taken while the device saw drift describe the new world (labelled or not); moving the initial
-        rows by their mean shift keeps what the first model learned and places it where the inputs now are.
-        """
-        drifted = [ref for ref in self.samples if ref.sample.drifted] or self.samples
-        released = np.array([[float(ref.sample.features[name]) for name in self.features] for ref in drifted])
-        shift = released.mean(axis=0) - self.initial_x.mean(axis=0) if len(released) else 0.0
-        moved = np.clip(self.initial_x + shift, self.world.scale.minimum, self.world.scale.maximum)
-        labelled_x = np.array([[float(ref.sample.features[n]) for n in self.features] for ref, _ in self.labelled])
-        labelled_y = np.array([label for _, label in self.labelled], dtype=np.int64)
-        return np.vstack([moved, labelled_x.reshape(-1, len(self.features))]), np.concatenate(
-            [self.initial_y, labelled_y]
+    def _retrain(self, reason: str) -> None:
+        """Choose a recipe on the concept's labels, gate it against the deployed version, then register and roll out."""
+        self.progress(f"[{self._when()}] retraining: {reason}")
+        started, recent = time.monotonic(), self.recovery.recent()
+        old_x, old_y = old_rows(self.initial_x, self.initial_y, self.recovery.old())
+        config = TrainingConfig(model_dir=self.work / "recipes", model_name=self.demo.options.model_name,
+                                max_iter=RETRAIN_MAX_ITER, seed=self.demo.options.seed + 1)  # fmt: skip
+        recipe = choose_recipe(
+            recent,
+            old_x,
+            old_y,
+            self.classes,
+            config,
+            self.demo.options.seed + len(self.retrains),
+            new_inputs=self._inputs_since(self.recovery.concept_start or 0),
+            families=(self.family,),  # the deployed family: the canary gate reverts a switch (confidence, latency)
         )
+        candidate_right, deployed_right = gate_pairs(recent, recipe, self.live_version)
+        gate = new_world_gate(candidate_right, deployed_right, self.recovery.policy)
+        self.recovery.tried()
+        log.info("recipe chosen in %.1f s: %s", time.monotonic() - started, recipe.scores)
+        what = f"{recipe.family} on {len(recent)} recent labels + old rows: {recipe.mix}"
+        if not gate.retrain:
+            self.refused.append({"t_s": round(self.world.now_s, 1), "recipe": what, "reason": gate.reason})
+            self.progress(f"[{self._when()}] candidate refused by the new-world gate: {gate.reason}")
+            self.events.append({"t_s": self.world.now_s, "kind": "retrain_refused", "text": f"{what}: {gate.reason}",
+                                "version": None})  # fmt: skip
+            return
+        self.events.append({"t_s": self.world.now_s, "kind": "retrain", "text": f"{reason}; {what}; {gate.reason}",
+                            "version": None})  # fmt: skip
+        channel = _channel(self.work, "retrain", recipe.x, recipe.y, self.features)
+        channel.update(parent_version=self.live_version, max_iter=RETRAIN_MAX_ITER, family=recipe.family)
+        trigger = Retrain(0, round(self.world.now_s, 1), max(0, self.world.ledger.size - 1), recipe.family)
+        candidate = self.demo.train_and_publish("v-retrained", self.demo.options.seed + 1, config=channel)
+        self.progress(f"retrained {what} (cross-validated {recipe.cv_accuracy:.3f}); {gate.reason}")
+        version = candidate.record.version
+        self.retrains.append(replace(trigger, version=version))
+        if self.roll_out(candidate.record, "retrained")["outcome"] == "completed":
+            self._went_live(version, cross_fitted_errors(recent, recipe))
+
+    def _inputs_since(self, start: int) -> np.ndarray:
+        """Features of every sample since the stream position start, labelled or still waiting for its label."""
+        rows = [[float(ref.sample.features[name]) for name in self.features] for ref in self.samples
+                if (request_index(ref.sample.request_id) or -1) >= start]  # fmt: skip
+        return np.array(rows, dtype=np.float64).reshape(len(rows), len(self.features))
 
     # --- the summary -----------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
         """summary.json: the loop, reliability, uplink usage, the timeline and the rollouts."""
         ledger, size = self.world.ledger, self.world.ledger.size
-        drift_at = self.scenario.drift_starts_at_s
-        at, version = ledger.at_s[:size], ledger.version[:size]
-        is_new = (version == self.new_version) if self.new_version is not None else np.zeros(size, dtype=bool)
-        is_bad = np.isin(version, list(self.bad_versions)) if self.bad_versions else np.zeros(size, dtype=bool)
-        pre = (at < drift_at) if drift_at is not None else np.ones(size, dtype=bool)
-        post = (at >= drift_at) & ~is_new & ~is_bad if drift_at is not None else np.zeros(size, dtype=bool)
+        file_rows = self._file_rows()
+        scored = score(Scoring(
+            ledger=ledger, changes=change_points(self.scenario, ledger, file_rows), detections=self.recovery.detections,
+            retrains=self.retrains, bad_versions=set(self.bad_versions), initial_family=self.family,
+            rows_for=self._oracle_rows, known=bool(self.scenario.drift_at_rows) or not self.scenario.is_file,
+            config=TrainingConfig(model_dir=self.work / "oracle", model_name=self.demo.options.model_name),
+        ))  # fmt: skip
+        retrained = np.isin(ledger.version[:size], [r.version for r in self.retrains])
         devices = list(self.world.fleet.values())
         links = [d.link.stats for d in devices]
         samples = self.stack.samples
+        first = self.recovery.detections[0] if self.recovery.detections else None
         return {
             "loop": {
-                "pre_drift_accuracy": ledger.accuracy(pre & ~is_bad),
-                "post_drift_accuracy": ledger.accuracy(post),
-                "recovered_accuracy": ledger.accuracy(is_new),
-                "recovered_accuracy_unseen": ledger.accuracy(is_new & ~self._rows_labelled(size)),
-                "oracle_accuracy": self._oracle(is_new),
-                "drift_detected_at_s": self.drift_detected_at_s,
-                "retrain_triggered_at_s": self.retrain_at_s,
-                "new_version": self.new_version,
+                **scored,
+                "recovered_accuracy_unseen": ledger.accuracy(retrained & ~self._rows_labelled(size)),
+                "drift_detected_at_s": round(first.t_s, 1) if first else None,
+                "retrain_triggered_at_s": self.retrains[0].t_s if self.retrains else None,
+                "new_version": self.retrains[-1].version if self.retrains else None,
+                "retrains": len(self.retrains),
+                "retrains_refused": len(self.refused),
+                "refused": self.refused,
                 "samples_uploaded": self.stack.sample_catalogue.count(),
                 "sample_bytes_uploaded": samples.bytes,
                 "raw_equivalent_bytes": self.world.raw_bytes,
                 "sample_messages_uploaded": samples.messages,
                 "raw_equivalent_messages": size,
-                "labelled": len(self.labelled),
+                "labelled": len(self.recovery.labelled),
                 "answered": len(ledger.answered()),
             },
-            "reliability": self._reliability(devices),
-            "cost": estimate(self._usage(links)).to_dict(),
-            "uplink": {
-                "devices": len(devices),
-                "simulated_s": self.scenario.run_duration_s,
-                "messages": sum(s.messages for s in links),
-                "bytes": sum(s.bytes for s in links),
-                "billed_units": sum(s.billed_units for s in links),
-                "shadow_updates": sum(s.shadow_updates for s in links),
-                "shadow_bytes": sum(s.shadow_bytes for s in links),
-                "publishes_refused_offline": sum(s.refused for s in links),
-                "acks_lost": sum(s.acks_lost for s in links),
-                "raw_messages": size,
-                "raw_bytes": self.world.raw_bytes,
-            },
+            "reliability": reliability(self.stack, self.world, self.scenario, devices),
+            "cost": estimate(usage(self.world, self.scenario, links, self.connected_minutes)).to_dict(),
+            "uplink": uplink(self.world, self.scenario, links),
             "timeline": {
                 "step_s": self.scenario.step_s * self._every,
-                "points": self._with_accuracy(self.points),
+                "points": with_accuracy(ledger, self.points),
                 "events": sorted(self.events, key=lambda e: e["t_s"]),
                 "outages": outages_mapping(self.scenario.outages),
             },
@@ -440,115 +479,26 @@ class _ScenarioRun:
         """Requests made from a dataset row some labelled sample came from: the stream cycles its rows, so the
         retrained model has seen those very inputs; recovered_accuracy_unseen leaves them out."""
         ledger = self.world.ledger
-        indices = [request_index(ref.sample.request_id) for ref, _ in self.labelled]
-        rows = ledger.row[[i for i in indices if i is not None and 0 <= i < ledger.size]]
-        return np.isin(ledger.row[:size], rows)
+        indices = [s.index for s in self.recovery.labelled if 0 <= s.index < ledger.size]
+        return np.isin(ledger.row[:size], ledger.row[indices])
 
-    def _usage(self, links: list[LinkStats]) -> UplinkUsage:
-        """What the fleet sent, in the units AWS bills: every results and samples message has a rule and an S3 put."""
-        messages = Metered(sum(s.messages for s in links), sum(s.billed_units for s in links))
-        return UplinkUsage(
-            devices=len(links),
-            duration_s=self.scenario.run_duration_s,
-            readings=self.world.ledger.size,
-            messages=messages,
-            shadow_updates=Metered(sum(s.shadow_updates for s in links), sum(s.shadow_units for s in links)),
-            rules_triggered=messages,
-            s3_puts=messages.count,
-            connected_minutes=self.connected_minutes,
-        )
-
-    def _reliability(self, devices: list[SteppedDevice]) -> dict[str, Any]:
-        """Produced on the devices against received by the cloud, exactly once in effect."""
-        produced = sum(d.records_produced() for d in devices)
-        delivered = self.stack.results.received + self.stack.sample_catalogue.count()
-        return {
-            "records_produced": produced,
-            "records_delivered": delivered,
-            "records_lost": produced - delivered,
-            "duplicates_received": self.stack.results.duplicates + self.stack.samples.duplicates,
-            "duplicates_ingested": self.world.ledger.counted_twice,
-            "max_buffer_depth": self.world.max_buffer_depth,
-            "outage_s": outage_seconds(self.scenario.outages),
-            "requests": self.world.ledger.size,
-            "answers_received": len(self.world.ledger.answered()),
-            "requests_refused": sum(d.health().rejected_inputs for d in devices),
-        }
-
-    def _with_accuracy(self, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Each point gains the accuracy, per answering version, of the requests sent since the previous point."""
-        ledger, size = self.world.ledger, self.world.ledger.size
-        at, version = ledger.at_s[:size], ledger.version[:size]
-        out, since = [], -1.0
-        for point in points:
-            window = (at > since) & (at <= point["t_s"])
-            accuracy = {}
-            for v in np.unique(version[window]).tolist():
-                if v:
-                    accuracy[str(v)] = ledger.accuracy(window & (version == v))
-            out.append({**point, "accuracy": accuracy})
-            since = point["t_s"]
-        return out
-
-    def _oracle(self, scored_mask: np.ndarray) -> float | None:
-        """The same family trained on post-drift labels, cross-fitted, scored on rows the new version answered."""
-        from edgeloop.training.config import TrainingConfig
-        from edgeloop.training.model import FAMILIES, MLP
-
-        if self.scenario.drift_starts_at_s is None or not scored_mask.any():
-            return None
-        rows, index = self.world.reservoir.kept()
-        truth = self.world.ledger.truth[index].astype(np.int64)
-        scored = scored_mask[index] & (self.world.ledger.predicted[index] >= 0)
-        if not scored.any():
-            return None
-        config = TrainingConfig(model_dir=self.work / "oracle", model_name=self.demo.options.model_name)
-        folds = np.array([zlib.crc32(_row_key(row)) % ORACLE_FOLDS for row in rows])  # stable across runs
-        correct = 0
-        for fold in range(ORACLE_FOLDS):
-            test = scored & (folds == fold)
-            if not test.any():
-                continue
-            train = folds != fold
-            x = np.vstack([self.initial_x, rows[train]])
-            y = np.concatenate([self.initial_y, truth[train]])
-            model = FAMILIES[MLP].fit(x, y, config)
-            correct += int((model.predict(rows[test]) == truth[test]).sum())
-        return round(correct / int(scored.sum()), 4)
+    def _oracle_rows(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The features of the requests at indices the oracle may learn from: the world's reservoir of drifted rows
+        where drift events moved them, else the stream's own rows (a file streams them unchanged)."""
+        if self.scenario.drift:
+            rows, kept = self.world.reservoir.kept()
+            keep = np.isin(kept, indices)
+            return rows[keep], kept[keep]
+        if len(indices) > ORACLE_MAX_ROWS:
+            indices = np.sort(np.random.default_rng(0).choice(indices, ORACLE_MAX_ROWS, replace=False))
+        return self.world.rows[self.world.ledger.row[indices]], indices
 
 
-def _check_loop(scenario: Scenario, summary: dict[str, Any]) -> None:
-    """The promises a scenario makes; a broken one fails the run instead of writing a happy summary."""
-    loop, reliability = summary["loop"], summary["reliability"]
-    problems = []
-    drift_at = scenario.drift_starts_at_s
-    if drift_at is not None:
-        detected = loop["drift_detected_at_s"]
-        if detected is None or detected < drift_at:
-            problems.append(f"drift detected at {detected} s, but it began at {drift_at} s")
-        if loop["new_version"] is None:
-            problems.append("no retrained version reached the fleet")
-        elif loop["recovered_accuracy"] is None or loop["post_drift_accuracy"] is None:
-            problems.append("no results to measure recovery by")
-        elif loop["recovered_accuracy"] <= loop["post_drift_accuracy"]:
-            problems.append(
-                f"recovered accuracy {loop['recovered_accuracy']} is not above {loop['post_drift_accuracy']}"
-            )
-    if reliability["records_lost"]:
-        problems.append(f"{reliability['records_lost']} records lost")
-    if reliability["duplicates_ingested"]:
-        problems.append(f"{reliability['duplicates_ingested']} records counted twice")
-    for rollout in summary["rollouts"]:
-        if rollout["bad_kind"] and rollout["outcome"] != "reverted":
-            problems.append(f"bad candidate v{rollout['version']} ({rollout['bad_kind']}) was not stopped")
-        if not rollout["bad_kind"] and rollout["outcome"] != "completed":
-            problems.append(f"v{rollout['version']} did not complete its rollout ({rollout['outcome']})")
-    if problems:
-        raise EdgeloopError(f"scenario {scenario.name}: " + "; ".join(problems))
-
-
-def _row_key(row: np.ndarray) -> bytes:
-    return np.round(row, 3).tobytes()
+def _family(asked: str | None, selection: Any) -> str:
+    """The first model's family: the one family auto kept, else the one the scenario named."""
+    if selection is not None:
+        return str(selection.selected)
+    return asked if asked is not None and asked in FAMILIES else MLP
 
 
 def _channel(work: Path, label: str, x: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.core.errors import UsageError
+from edgeloop.local.report_curve import budget_curve_section
 from edgeloop.local.sim.cost import MESSAGE_UNIT_BYTES, Metered, UplinkUsage, estimate
 
 REPORT_FILE = "report.html"
@@ -68,6 +69,7 @@ def render_report(summary: Mapping[str, Any]) -> str:
         _rings_section(timeline, palette),
         _buffer_section(timeline),
         _uplink_section(summary, timeline),
+        *([budget_curve_section(summary["budget_curve"])] if summary.get("budget_curve") else []),
         _rollouts_section(summary.get("rollouts") or []),
         _reliability_section(summary),
         _devices_section(summary.get("devices") or []),
@@ -332,6 +334,9 @@ def _cost_tables(cost: Mapping[str, Any]) -> str:
         rows = [[i.replace("_", " "), _usd(edge.get(i)), _usd(raw.get(i))] for i in items]
         rows.append(["total", _usd(cost["edge_usd_per_device_month"]), _usd(cost["raw_usd_per_device_month"])])
         parts.append(_table(["line item (USD per device per month)", "edge", "raw streaming"], rows))
+    even = cost.get("break_even") or {}
+    if even.get("why"):
+        parts.append(f'<h3>When the edge beats raw streaming</h3><p class="note">{_e(even["why"])}.</p>')
     assumptions = cost.get("assumptions") or {}
     parts.append('<h3>Pricing assumptions</h3><dl class="assumptions">' + _definition_list(assumptions) + "</dl>")
     return "".join(parts)

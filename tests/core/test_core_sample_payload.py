@@ -34,8 +34,12 @@ def sample(**changes: Any) -> Sample:
 
 @pytest.mark.parametrize(
     "original",
-    [sample(), sample(drift_score=None, drifted=False, features={}, privacy=AppliedPrivacy(PrivacyPolicy(), None))],
-    ids=["noised", "default-policy"],
+    [
+        sample(),
+        sample(drift_score=None, drifted=False, features={}, privacy=AppliedPrivacy(PrivacyPolicy(), None)),
+        sample(sampler="random", inclusion=0.0125),
+    ],
+    ids=["noised", "default-policy", "random-with-inclusion"],
 )
 def test_payload_round_trip_through_json(original: Sample) -> None:
     payload = json.loads(json.dumps(original.to_payload()))
@@ -66,7 +70,12 @@ def test_the_payload_states_the_policy_and_epsilon() -> None:
         pytest.param({"features": {"a": 1.0}}, "sample.features", id="dropped-feature-present"),
         pytest.param({"features": {"c": True}}, "sample.features.c", id="boolean-feature"),
         pytest.param({"features": [1.0]}, "sample.features", id="features-not-an-object"),
-        pytest.param({"privacy": {"allow_raw": True}}, "sample.privacy.coarsened", id="privacy-incomplete"),
+        pytest.param({"privacy": {"dropped": []}}, "sample.privacy.allow_raw", id="privacy-without-allow-raw"),
+        pytest.param({"privacy": {"allow_raw": True, "coarsened": []}}, "sample.privacy.coarsened", id="bad-step"),
+        pytest.param({"privacy": [True]}, "sample.privacy", id="privacy-not-an-object"),
+        pytest.param({"inclusion": 0.0}, "sample.inclusion", id="inclusion-zero"),
+        pytest.param({"inclusion": 1.5}, "sample.inclusion", id="inclusion-over-one"),
+        pytest.param({"inclusion": "all"}, "sample.inclusion", id="inclusion-text"),
         pytest.param({"extra": 1}, "sample", id="unknown-key"),
     ],
 )
@@ -75,3 +84,43 @@ def test_bad_payloads_are_refused_with_the_field(change: dict[str, Any], field: 
     with pytest.raises(ValidationError) as info:
         Sample.from_payload(payload)
     assert info.value.field == field
+
+
+def test_a_default_policy_travels_as_one_entry_and_reads_back_whole() -> None:
+    """Samples are paid for by the byte: the privacy object leaves out what holds its default."""
+    plain = sample(privacy=AppliedPrivacy(PrivacyPolicy(allow_raw=True), None))
+    payload = json.loads(json.dumps(plain.to_payload()))
+    assert payload["privacy"] == {"allow_raw": True}
+    assert Sample.from_payload(payload) == plain
+
+
+def test_a_full_privacy_object_from_an_older_device_still_parses() -> None:
+    plain = sample(privacy=AppliedPrivacy(PrivacyPolicy(allow_raw=True), None))
+    payload = {**plain.to_payload(), "privacy": plain.privacy.to_payload()}
+    assert Sample.from_payload(payload) == plain
+
+
+JUNK: list[Any] = [None, True, 0, -1, 1.5, float("nan"), float("inf"), "", "x", [], {}, [1], {"a": 1}, 10**30]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_mangled_payloads_parse_or_are_refused_with_the_projects_error(seed: int) -> None:
+    """Outside bytes: any mix of missing keys and wrong values is a ValidationError, never another exception."""
+    import random
+
+    rng = random.Random(seed)
+    payload: dict[str, Any] = sample(sampler="random", inclusion=0.25).to_payload()
+    payload["privacy"] = dict(payload["privacy"])
+    for _ in range(rng.randrange(1, 4)):
+        privacy = payload.get("privacy")
+        target = privacy if isinstance(privacy, dict) and rng.random() < 0.3 else payload
+        key = rng.choice([*target, "extra"])
+        if rng.random() < 0.3:
+            target.pop(key, None)
+        else:
+            target[key] = rng.choice(JUNK)
+    try:
+        parsed = Sample.from_payload(json.loads(json.dumps(payload)))
+    except ValidationError:
+        return
+    assert parsed.inclusion is None or 0 < parsed.inclusion <= 1

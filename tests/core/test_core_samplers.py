@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
-from edgeloop.core.errors import ConfigError
+from edgeloop.core.errors import ConfigError, ValidationError
 from edgeloop.core.samplers import (
     DEFAULT_PARAMETERS,
     SAMPLER_ORDER,
@@ -16,9 +17,11 @@ from edgeloop.core.samplers import (
     SampleSignals,
     choose_sampler,
     describe,
+    naive_accuracy,
     parse_samplers,
     payload_bytes,
     utc_day,
+    weighted_accuracy,
 )
 
 ALL = parse_samplers({"random": 0.01, "low_confidence": 0.5, "small_margin": 0.1, "drifted": 0.2})
@@ -156,3 +159,70 @@ def test_a_dropped_sample_is_counted_without_spending_or_moving_the_floor() -> N
     budget = budget.drop(DAY + 1)
     assert (budget.spent, budget.taken, budget.dropped, budget.smallest) == (40, 1, 1, 40)
     assert budget.drop(DAY + SECONDS_PER_DAY).spent == 0  # a drop on a new day starts its count at 0
+
+
+def simulated_stream(seed: int = 3, n: int = 200_000) -> tuple[float, list[tuple[str, bool, float]]]:
+    """A served stream and what the samplers took from it: (sampler, correct, inclusion) per sample.
+
+    Correctness follows confidence (the model is calibrated), the second half is a suspected change where the
+    model is worse and the random rate is boosted four times: hard examples alone, or random samples
+    unweighted, both misjudge the stream's accuracy; weighted random samples do not.
+    """
+    import random as stdlib_random
+
+    rng = stdlib_random.Random(seed)
+    correct_total = 0
+    taken: list[tuple[str, bool, float]] = []
+    for i in range(n):
+        suspected = i >= n // 2
+        rate = 0.02 if suspected else 0.005
+        confidence = rng.uniform(0.34, 1.0)
+        correct = rng.random() < (confidence - 0.25 if suspected else confidence)
+        correct_total += correct
+        settings = parse_samplers({"random": rate, "low_confidence": 0.5})
+        name = choose_sampler(settings, SampleSignals(confidence, 1.0, suspected, rng.random(), 1.0))
+        if name is not None:
+            taken.append((name, correct, rate if name == "random" else 1.0))
+    return correct_total / n, taken
+
+
+def test_weighted_random_samples_estimate_the_stream_where_hard_examples_cannot() -> None:
+    truth, taken = simulated_stream()
+    hard = naive_accuracy(correct for name, correct, _ in taken if name != "random")
+    everything = naive_accuracy(correct for _, correct, _ in taken)
+    unweighted = naive_accuracy(correct for name, correct, _ in taken if name == "random")
+    estimate = weighted_accuracy((correct, p) for name, correct, p in taken if name == "random")
+    assert estimate.accuracy is not None
+    assert estimate.standard_error is not None
+    assert abs(estimate.accuracy - truth) < 3 * estimate.standard_error
+    interval = estimate.interval()
+    assert interval is not None
+    assert interval[0] <= truth <= interval[1]
+    for biased in (hard, everything, unweighted):
+        assert biased is not None
+        assert abs(biased - truth) > 4 * estimate.standard_error
+    assert estimate.represented == pytest.approx(200_000, rel=0.05)  # the samples stand for the traffic served
+    assert estimate.effective_samples < estimate.samples  # unequal weights cost some precision
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_weighted_estimate_is_unbiased_across_streams(seed: int) -> None:
+    """Over several streams the estimate's errors centre on zero (no seed-specific luck)."""
+    truth, taken = simulated_stream(seed=100 + seed, n=60_000)
+    estimate = weighted_accuracy((correct, p) for name, correct, p in taken if name == "random")
+    assert estimate.accuracy is not None
+    assert estimate.standard_error is not None
+    assert abs(estimate.accuracy - truth) < 3.5 * estimate.standard_error
+
+
+def test_no_observations_no_estimate() -> None:
+    estimate = weighted_accuracy([])
+    assert (estimate.accuracy, estimate.samples, estimate.interval()) == (None, 0, None)
+    assert naive_accuracy([]) is None
+
+
+@pytest.mark.parametrize("inclusion", [0.0, -0.1, 1.5, math.nan])
+def test_an_inclusion_that_is_not_a_probability_is_refused(inclusion: float) -> None:
+    with pytest.raises(ValidationError) as info:
+        weighted_accuracy([(True, inclusion)])
+    assert info.value.field == "inclusion"

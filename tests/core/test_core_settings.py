@@ -120,6 +120,8 @@ def test_device_config_defaults() -> None:
         "driftThreshold": 0.2,
         "samplers": {},
         "sampleBytesPerDay": 1024 * 1024,
+        "sampleBudgetShare": 0.0,
+        "sampleRandomShare": 0.5,
         "privacy": {"allowRaw": False, "drop": [], "hash": [], "coarsen": {}},
         "fleetSalt": "",
     }

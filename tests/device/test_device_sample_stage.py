@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 
 from edgeloop.core.manifest import InputSchema
-from edgeloop.core.samplers import SAMPLERS, SampleSignals, choose_sampler, parse_samplers
+from edgeloop.core.privacy import PrivacyPolicy
+from edgeloop.core.sample_budget import BudgetPolicy, raw_reading_bytes
+from edgeloop.core.sample_payload import Sample
+from edgeloop.core.samplers import SAMPLERS, SampleSignals, choose_sampler, parse_samplers, payload_bytes
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.sample_stage import VECTOR_SAMPLERS, SampleStage
 
@@ -45,11 +49,11 @@ def test_the_union_of_masks_is_what_choose_sampler_takes() -> None:
     assert 0 < sum(chosen) < 5000
 
 
-def stage_for(samplers: dict[str, float]) -> SampleStage:
+def stage_for(samplers: dict[str, float], **keys: Any) -> SampleStage:
     """A sampling stage over a stand-in model: the stage reads only the manifest's input, names and labels."""
     schema = InputSchema("input", "float32", ("a", "b"), 0.0, 1.0)
     model = SimpleNamespace(manifest=SimpleNamespace(input=schema, model_name="m", labels=("x", "y")), version=1)
-    config = DeviceConfig(samplers=tuple(samplers.items()))
+    config = DeviceConfig(samplers=tuple(samplers.items()), privacy=PrivacyPolicy(allow_raw=True), **keys)
     return SampleStage(config, model, np.random.default_rng(0))  # type: ignore[arg-type]
 
 
@@ -88,3 +92,39 @@ def test_the_batch_1_shortcut_names_what_the_core_names(samplers: dict[str, floa
         assert name == expected
         taken += name is not None
     assert 0 < taken < 3000
+
+
+def test_without_a_share_the_random_rate_is_the_configured_one() -> None:
+    stage = stage_for({"random": 0.03, "low_confidence": 0.4})
+    assert stage.random_rates == (0.03, 0.03)
+    payload = stage.payload("r-1", np.array([0.2, 0.4]), 1, (0.9, 0.8, True, 0.31), "random")
+    assert Sample.from_payload(payload).inclusion == 0.03
+
+
+def test_under_a_share_the_budget_sets_the_random_rate_and_boosts_it_while_drifted() -> None:
+    stage = stage_for({"random": 0.0, "low_confidence": 0.4}, sampleBudgetShare=0.05)
+    stable, suspected = stage.random_rates
+    row = np.array([0.2, 0.4])
+    probe = stage.payload("r-1", row, 1, (0.9, 0.8, False, None), "random")
+    stage.measured(payload_bytes(probe))
+    assert stage.random_rates == (stable, suspected)  # a batch's payloads keep the rate their rows were drawn at
+    stage.retune()
+    expected = BudgetPolicy(0.05).random_rate(raw_reading_bytes(row.tolist()), payload_bytes(probe), False)
+    assert stage.random_rates[0] == pytest.approx(expected)
+    assert stage.random_rates[1] == pytest.approx(4 * stage.random_rates[0])
+    assert 0 < stable < suspected < 1
+    sample = Sample.from_payload(stage.payload("r-2", row, 1, (0.9, 0.8, True, 0.5), "random"))
+    assert sample.inclusion == pytest.approx(stage.random_rates[1], rel=1e-5)
+    hard = Sample.from_payload(stage.payload("r-3", row, 1, (0.3, 0.8, True, 0.5), "low_confidence"))
+    assert hard.inclusion == 1.0
+
+
+def test_the_stage_counts_the_readings_it_saw_and_draws_at_the_rate_in_force() -> None:
+    stage = stage_for({"random": 0.0}, sampleBudgetShare=0.5)
+    stable, suspected = stage.random_rates
+    n = 40_000
+    calm = stage.pick_batch(np.full(n, 0.99), np.full(n, 0.99), False)
+    rows = [stage.pick_row(0.99, 0.99, True) for _ in range(n)]
+    assert stage.served == 2 * n
+    assert len(calm) == pytest.approx(stable * n, rel=0.2)
+    assert sum(name == "random" for name in rows) == pytest.approx(suspected * n, rel=0.2)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from support import FakeClock
 
+from edgeloop.core.sample_budget import BudgetPolicy
 from edgeloop.core.samplers import payload_bytes
 from edgeloop.device.sample_stage import SampleStage
 from edgeloop.device.sample_taker import MAX_SAMPLE_BYTES, SampledRow, SampleTaker
@@ -19,9 +20,20 @@ DAY_S = 86_400.0
 class Stage:
     """A SampleStage stand-in whose payloads carry `padding` bytes of features, noting what it built."""
 
-    def __init__(self, padding: int = 100) -> None:
+    def __init__(self, padding: int = 100, share: float = 0.0, raw_per_reading: float = 200.0) -> None:
         self.padding = padding
         self.built: list[str] = []
+        self.budget_policy = BudgetPolicy(share)
+        self.served = 0
+        self.raw_per_reading = raw_per_reading
+        self.sample_bytes = 1000.0  # x bank_samples: the random account is all bank
+        self.sizes: list[int] = []
+
+    def measured(self, size: int) -> None:
+        self.sizes.append(size)
+
+    def retune(self, random_balance: float | None = None, hard_balance: float | None = None) -> None:
+        self.retuned = len(self.sizes)
 
     def payload(self, request_id: str, row: np.ndarray, label_index: int, signals: Any, sampler: str) -> dict[str, Any]:
         self.built.append(request_id)
@@ -101,3 +113,33 @@ def test_the_stand_in_stage_has_the_real_stage_s_payload_signature() -> None:
     real = SampleStage.payload.__code__.co_varnames[: SampleStage.payload.__code__.co_argcount]
     stand_in = Stage.payload.__code__.co_varnames[: Stage.payload.__code__.co_argcount]
     assert real == stand_in
+
+
+def test_under_a_share_samples_spend_what_the_readings_served_earned() -> None:
+    taker = SampleTaker(10_000_000, FakeClock())
+    stage = Stage(padding=100, share=0.1, raw_per_reading=200.0)
+    stage.served = 50  # 50 x 200 raw bytes x 10%: 1000 bytes, 500 in each account
+    size = payload_bytes(Stage(padding=100).payload("r0", np.zeros(4), 1, None, "low_confidence"))
+
+    kept = take(taker, stage, rows(10))
+
+    assert len(kept) == 500 // size  # hard samples spend the hard account only
+    random_rows = [(f"c{i}", np.zeros(4), 1, 0.9, 0.9, "random") for i in range(10)]
+    assert len(take(taker, stage, random_rows)) == 1000 // size - len(kept)  # random: its own, then the rest
+    share = taker.share
+    assert share.raw_bytes == 10_000
+    assert share.spent <= 1000
+    assert taker.budget.dropped == 20 - (1000 // size)
+    stage.served += 50
+    assert len(take(taker, stage, random_rows)) >= 1  # newly served readings earn more
+
+
+def test_a_new_stage_is_credited_from_its_own_start() -> None:
+    taker = SampleTaker(10_000_000, FakeClock())
+    first = Stage(share=0.1, raw_per_reading=100.0)
+    first.served = 100
+    take(taker, first, [])
+    second = Stage(share=0.1, raw_per_reading=100.0)
+    second.served = 30
+    take(taker, second, [])
+    assert taker.share.raw_bytes == 13_000

@@ -181,6 +181,42 @@ def test_a_cost_the_summary_has_is_shown_as_is() -> None:
     assert "$9.8700" in page
 
 
+def test_the_cost_section_says_when_the_edge_beats_raw_streaming() -> None:
+    cost = cost_section(full_summary())
+    assert cost is not None
+    even = cost["break_even"]
+    assert even["requests_per_s_per_device"] < even["run_requests_per_s_per_device"]  # 50 readings a step: edge wins
+    page = render_report(full_summary())
+    assert "When the edge beats raw streaming" in page
+    assert html.escape(str(even["why"])) in page
+
+
+def curve() -> list[dict[str, Any]]:
+    return [
+        {"stream": s, "budget": b, "recovered_accuracy": r, "oracle_accuracy": 0.9, "bytes_ratio": b / 2,
+         "detection_delay_rows": 300, "false_alarms": 0}
+        for s, base in (("sea-abrupt", 0.8), ("led-abrupt", 0.6))
+        for b, r in ((0.01, base), (0.05, base + 0.05), (0.1, base + 0.08))
+    ]  # fmt: skip
+
+
+def test_a_budget_curve_is_drawn_per_stream_with_its_oracle() -> None:
+    page = render_report({**full_summary(), "budget_curve": curve()})
+    section = page[page.index('<section id="budget">') :]
+    section = section[: section.index("</section>")]
+    assert section.count('stroke-dasharray="5 4"') == 2  # one oracle line per stream
+    assert section.count("<path") == 4
+    assert section.count("<circle") == 6  # a dot per recovered point
+    for label in ("sea-abrupt", "led-abrupt", "1%", "5%", "10%", "85.0%"):
+        assert label in section
+    row = "<tr><td>led-abrupt</td><td>10%</td><td>68.0%</td><td>90.0%</td><td>300</td><td>0</td><td>5.00%</td>"
+    assert row in section
+
+
+def test_a_run_without_a_curve_has_no_budget_section() -> None:
+    assert '<section id="budget">' not in render_report(full_summary())
+
+
 def test_write_report_writes_atomically_beside_the_summary(tmp_path: Path) -> None:
     path = write_report(tmp_path / "out", load_event("summary_demo"))
     assert path == tmp_path / "out" / REPORT_FILE

@@ -5,6 +5,12 @@ SOURCES. Usage over a simulated run is billed in the service's own units (5 KB m
 operations, 5 KB rule evaluations) and scaled linearly to a 30-day month. Raw streaming sends every reading as
 its own message of at most 5 KB that triggers one rule with one action; its sink (say a batching stream) is not
 priced, so the comparison flatters raw streaming rather than the edge.
+
+Why raw streaming can be the cheaper one (`break_even`): the edge pays the Greengrass core-device fee, a fixed
+sum per device per month whatever it serves, while raw streaming pays per reading (a message, a rule and an
+action each) and the edge far less per reading (it batches many readings into one message). At a low request
+rate the fixed fee outweighs what batching saves; the break-even rate is that fee over the per-reading saving.
+Connection minutes and shadow updates are the same for both and cancel out.
 """
 
 from __future__ import annotations
@@ -117,6 +123,7 @@ class CostEstimate:
     assumptions: dict[str, object] = field(default_factory=dict)
     edge_breakdown: dict[str, float] = field(default_factory=dict)
     raw_breakdown: dict[str, float] = field(default_factory=dict)
+    break_even: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """summary.json's cost section."""
@@ -126,6 +133,7 @@ class CostEstimate:
             "assumptions": self.assumptions,
             "edge_breakdown_usd_per_device_month": {k: round(v, 6) for k, v in self.edge_breakdown.items()},
             "raw_breakdown_usd_per_device_month": {k: round(v, 6) for k, v in self.raw_breakdown.items()},
+            "break_even": self.break_even,
         }
 
 
@@ -135,7 +143,49 @@ def estimate(usage: UplinkUsage, pricing: Pricing = Pricing()) -> CostEstimate:
     edge = {k: v * scale for k, v in _edge_charges(usage, pricing).items()}
     edge["greengrass"] = pricing.greengrass_per_core_device_month
     raw = {k: v * scale for k, v in _raw_charges(usage, pricing).items()}
-    return CostEstimate(sum(edge.values()), sum(raw.values()), assumptions(usage, pricing), edge, raw)
+    even = break_even(usage.readings * scale, edge, raw)
+    return CostEstimate(sum(edge.values()), sum(raw.values()), assumptions(usage, pricing), edge, raw, even)
+
+
+PER_READING_ITEMS = ("messaging", "rules", "actions", "s3_puts")
+"""The line items that grow with the readings served (connectivity and shadow are the same for both)."""
+FIXED_ITEMS = ("greengrass",)
+"""The edge's line items that do not grow with the readings served."""
+
+
+def break_even(readings_per_device_month: float, edge: dict[str, float], raw: dict[str, float]) -> dict[str, object]:
+    """The request rate per device above which the edge costs less than raw streaming, and why.
+
+    Both per-reading costs come from the run (USD per device-month over readings per device-month); the edge's
+    is an upper bound at higher rates (fuller batches bill fewer 5 KB units per reading), so the break-even
+    rate is one too. None when the edge saves nothing per reading.
+    """
+    fixed = sum(edge.get(k, 0.0) for k in FIXED_ITEMS)
+    if readings_per_device_month <= 0:
+        return {"requests_per_s_per_device": None, "why": "no readings served: nothing to compare per reading"}
+    edge_each = sum(edge.get(k, 0.0) for k in PER_READING_ITEMS) / readings_per_device_month
+    raw_each = sum(raw.get(k, 0.0) for k in PER_READING_ITEMS) / readings_per_device_month
+    run_rate = readings_per_device_month / MONTH_S
+    saving = raw_each - edge_each
+    rate = fixed / saving / MONTH_S if saving > 0 else None
+    result: dict[str, object] = {
+        "requests_per_s_per_device": None if rate is None else round(rate, 6),
+        "run_requests_per_s_per_device": round(run_rate, 6),
+        "edge_fixed_usd_per_device_month": round(fixed, 6),
+        "edge_usd_per_million_readings": round(edge_each * MILLION, 4),
+        "raw_usd_per_million_readings": round(raw_each * MILLION, 4),
+    }
+    if rate is None:
+        result["why"] = "the edge costs as much per reading as raw streaming here: it never catches up its fixed fee"
+    else:
+        side = "below" if run_rate < rate else "above"
+        result["why"] = (
+            f"the edge pays a fixed ${fixed:.2f} per device-month (Greengrass core device) whatever it serves; "
+            f"raw streaming pays ${raw_each * MILLION:.2f} per million readings (a message, a rule and an action "
+            f"each) against the edge's ${edge_each * MILLION:.2f} (batched); the saving pays the fee back above "
+            f"{rate:.4g} requests/s per device ({rate * 60:.3g} a minute); this run served {run_rate:.4g}, {side} it"
+        )
+    return result
 
 
 def _edge_charges(usage: UplinkUsage, pricing: Pricing) -> dict[str, float]:

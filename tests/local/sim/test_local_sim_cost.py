@@ -138,3 +138,56 @@ def test_estimate_is_plain_data() -> None:
     cost = estimate(TEN_READINGS_A_SECOND)
     assert isinstance(cost, CostEstimate)
     assert cost.to_dict()["raw_usd_per_device_month"] == 33.699456
+
+
+def test_break_even_is_the_fixed_fee_over_the_per_reading_saving() -> None:
+    """ONE_MONTH_ONE_DEVICE by hand: the edge's per-reading items 0.001 + 0.00015 x 2 + 0.005 = 0.0063 for a
+    million readings, raw's 1.30; the $0.16 fee is paid back after 0.16 / (1.30 - 0.0063) M readings a month."""
+    even = estimate(ONE_MONTH_ONE_DEVICE).break_even
+    assert even["edge_usd_per_million_readings"] == pytest.approx(0.0063)
+    assert even["raw_usd_per_million_readings"] == pytest.approx(1.30)
+    assert even["requests_per_s_per_device"] == pytest.approx(0.16 / (1.30 - 0.0063) * 1e6 / MONTH_S, rel=1e-4)
+    assert "above" in str(even["why"])  # 1 M readings a month is 0.39 a second, above the 0.048 break-even
+
+
+def test_at_the_break_even_rate_edge_and_raw_cost_the_same() -> None:
+    """Scale a run's usage to the computed rate (same per-reading usage): the two totals meet there."""
+    slow = UplinkUsage(
+        devices=1000, duration_s=86_400, readings=1000 * 1440, messages=Metered(48_000, 48_000),
+        shadow_updates=Metered(24_000, 24_000), rules_triggered=Metered(48_000, 48_000), s3_puts=48_000,
+    )  # fmt: skip
+    cost = estimate(slow)
+    assert cost.edge_usd_per_device_month > cost.raw_usd_per_device_month  # a reading a minute: raw is cheaper
+    rate = cost.break_even["requests_per_s_per_device"]
+    assert isinstance(rate, float)
+    factor = rate * 86_400 / 1440
+    scaled = UplinkUsage(
+        devices=1000, duration_s=86_400, readings=round(1000 * 1440 * factor),
+        messages=Metered(round(48_000 * factor), round(48_000 * factor)), shadow_updates=Metered(24_000, 24_000),
+        rules_triggered=Metered(round(48_000 * factor), round(48_000 * factor)), s3_puts=round(48_000 * factor),
+    )  # fmt: skip
+    at = estimate(scaled)
+    assert at.edge_usd_per_device_month == pytest.approx(at.raw_usd_per_device_month, rel=1e-3)
+    assert "below" in str(cost.break_even["why"])
+
+
+def test_no_saving_per_reading_no_break_even() -> None:
+    costly = UplinkUsage(
+        devices=1, duration_s=MONTH_S, readings=10, messages=Metered(10, 10), rules_triggered=Metered(10, 10),
+        s3_puts=10,
+    )  # fmt: skip
+    assert estimate(costly).break_even["requests_per_s_per_device"] is None
+    assert estimate(UplinkUsage(devices=1, duration_s=60, readings=0)).break_even["requests_per_s_per_device"] is None
+
+
+def test_the_cost_page_states_the_break_even_floor_the_prices_give() -> None:
+    """docs/cost.md's floor: the fee over raw's per-reading price, as if the edge paid nothing per reading."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "cost.md").read_text(encoding="utf-8")
+    p = Pricing()
+    per_reading = (p.messaging_per_million + p.rules_triggered_per_million + p.actions_executed_per_million) / 1e6
+    floor = p.greengrass_per_core_device_month / per_reading / MONTH_S
+    assert f"{floor:.4f} requests/s per device ({floor * 60:.2f} a" in " ".join(page.split())
+    assert f"{p.greengrass_per_core_device_month:.2f} per device per month" in page
+    assert f"{per_reading * 1e6:.2f} per million readings" in page

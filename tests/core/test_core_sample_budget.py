@@ -1,0 +1,126 @@
+"""The share budget: sample bytes never exceed the share of raw-equivalent bytes, and the random share is reserved."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from edgeloop.core.errors import ConfigError
+from edgeloop.core.sample_budget import (
+    RAW_ENVELOPE_BYTES,
+    SUSPECTED_BOOST,
+    BudgetPolicy,
+    ShareBudget,
+    raw_reading_bytes,
+)
+
+
+def test_a_raw_reading_is_its_rounded_values_as_json_plus_the_envelope() -> None:
+    values = [1.23456789, -0.5, 3.0]
+    assert raw_reading_bytes(values) == len(json.dumps([1.2346, -0.5, 3.0])) + RAW_ENVELOPE_BYTES
+
+
+def test_readings_served_earn_the_share_split_between_the_accounts() -> None:
+    budget = ShareBudget(BudgetPolicy(0.02, random_share=0.25)).served(100_000)
+    assert budget.earned() == pytest.approx((500.0, 1500.0))
+
+
+def test_a_hard_sample_cannot_spend_the_random_reserve() -> None:
+    budget = ShareBudget(BudgetPolicy(0.1, random_share=0.5)).served(10_000)  # 500 bytes in each account
+    budget, admitted = budget.admit(400, random=False, bank=500)
+    assert admitted
+    budget, admitted = budget.admit(400, random=False, bank=500)
+    assert not admitted  # 100 left in the hard account; the random account's 500 are banked
+    budget, admitted = budget.admit(400, random=True)
+    assert admitted
+    assert (budget.random_spent, budget.hard_spent) == (400, 400)
+
+
+def test_a_hard_sample_may_spend_what_the_random_account_holds_beyond_its_bank() -> None:
+    budget = ShareBudget(BudgetPolicy(0.1, random_share=0.5)).served(10_000)  # 500 bytes in each account
+    budget, admitted = budget.admit(700, random=False, bank=300)
+    assert admitted  # 500 of its own and 200 of the random account's 500: 300 stay banked
+    assert (budget.random_spent, budget.hard_spent) == (200, 500)
+    _, admitted = budget.admit(1, random=False, bank=300)
+    assert not admitted
+    _, admitted = budget.admit(300, random=True, bank=300)
+    assert admitted
+
+
+def test_a_random_sample_borrows_from_the_hard_account_once_its_own_is_spent() -> None:
+    budget = ShareBudget(BudgetPolicy(0.1, random_share=0.5)).served(10_000)
+    budget, first = budget.admit(400, random=True)
+    budget, second = budget.admit(400, random=True)  # 100 of its own left, 300 borrowed
+    assert (first, second) == (True, True)
+    assert (budget.random_spent, budget.hard_spent) == (500, 300)
+    _, third = budget.admit(400, random=True)
+    assert not third
+
+
+def test_no_share_admits_everything() -> None:
+    budget, admitted = ShareBudget(BudgetPolicy(0.0)).admit(10_000, random=False)
+    assert admitted
+    assert budget.spent == 0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_spent_never_exceeds_the_share_of_raw_bytes(seed: int) -> None:
+    """Any order of readings served and samples offered: the invariant holds after every step."""
+    rng = random.Random(seed)
+    share, random_share = rng.uniform(0.001, 1.0), rng.uniform(0.0, 1.0)
+    budget = ShareBudget(BudgetPolicy(share, random_share=random_share))
+    for _ in range(300):
+        bank = rng.uniform(0, 3_000)
+        budget, _ = budget.served(rng.randrange(0, 5_000)).admit(rng.randrange(1, 2_000), rng.random() < 0.5, bank)
+        assert budget.spent <= share * budget.raw_bytes + 1e-6
+        assert budget.random_spent <= random_share * share * budget.raw_bytes + 1e-6
+        assert budget.hard_spent <= (1 - random_share) * share * budget.raw_bytes + 1e-6
+
+
+def test_the_random_rate_is_what_its_account_pays_for_boosted_while_suspected() -> None:
+    policy = BudgetPolicy(0.04, random_share=0.5)
+    stable = policy.random_rate(raw_per_reading=120, sample_bytes=300, suspected=False)
+    suspected = policy.random_rate(raw_per_reading=120, sample_bytes=300, suspected=True)
+    assert stable == pytest.approx(0.5 * 0.04 * 120 / 300 * 0.5)  # half of what the account earns
+    assert suspected == pytest.approx(stable * SUSPECTED_BOOST)
+    assert policy.random_rate(120, 300, False, floor=0.05) == 0.05  # the configured parameter is a floor
+    assert BudgetPolicy(0.9).random_rate(1000, 10, True) == 1.0
+    assert BudgetPolicy(0.0).random_rate(120, 300, True, floor=0.01) == 0.01  # no share: the parameter as it is
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        pytest.param({"share": 1.5}, "sampleBudgetShare", id="share-over-one"),
+        pytest.param({"share": -0.1}, "sampleBudgetShare", id="share-negative"),
+        pytest.param({"share": math.nan}, "sampleBudgetShare", id="share-nan"),
+        pytest.param({"share": 0.1, "random_share": 2.0}, "sampleRandomShare", id="random-share-over-one"),
+        pytest.param({"share": 0.1, "suspected_boost": 0.5}, "suspected_boost", id="boost-below-one"),
+    ],
+)
+def test_bad_policies_are_refused(kwargs: dict[str, float], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        BudgetPolicy(**kwargs)
+    assert info.value.field == field
+
+
+def test_the_boost_waits_for_a_balance_that_can_pay_for_it() -> None:
+    """Random samples are thinned by a rate they record, never dropped by an empty account."""
+    policy = BudgetPolicy(0.04)
+    stable = policy.random_rate(120, 300, suspected=False)
+    boosted = policy.random_rate(120, 300, suspected=True)
+    assert policy.random_rate(120, 300, True, balance=0.0, batch=32) == stable
+    assert policy.random_rate(120, 300, True, balance=2 * 300 - 1, batch=1) == stable
+    assert policy.random_rate(120, 300, True, balance=2 * 300, batch=1) == boosted
+    enough = 2 * boosted * 1000 * 300
+    assert policy.random_rate(120, 300, True, balance=enough - 1, batch=1000) == stable
+    assert policy.random_rate(120, 300, True, balance=enough, batch=1000) == boosted
+
+
+def test_while_hard_examples_leave_their_account_idle_the_random_rate_paces_on_the_whole_budget() -> None:
+    policy = BudgetPolicy(0.04, random_share=0.25)
+    own = policy.random_rate(120, 300, suspected=False)
+    assert policy.random_rate(120, 300, False, hard_idle=True) == pytest.approx(own / 0.25)
