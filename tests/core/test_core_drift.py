@@ -7,6 +7,8 @@ import math
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import uniform_baseline
 
 from edgeloop.core.drift import (
@@ -233,12 +235,16 @@ def test_a_stationary_stream_stays_under_the_threshold(shares: tuple[float, ...]
         assert max(raw) > 0.2
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_a_behaviour_score_is_never_negative_and_zero_for_equal_shares(seed: int) -> None:
-    """Property over random shares and sizes (hypothesis is not installed: seeded draws stand in for it)."""
-    rng = random.Random(seed)
-    weights = [rng.random() for _ in range(rng.randint(2, 12))]
+@settings(max_examples=200, deadline=None)
+@given(
+    weights=st.lists(st.floats(1e-3, 1.0), min_size=2, max_size=12),
+    held=st.integers(1, 5000),
+    rows=st.integers(1, 5000),
+)
+def test_a_behaviour_score_is_never_negative_and_zero_for_equal_shares(
+    weights: list[float], held: int, rows: int
+) -> None:
+    """Property over random shares and sizes."""
     shares = tuple(w / sum(weights) for w in weights)
-    held, rows = rng.randint(1, 5000), rng.randint(1, 5000)
     assert behaviour_score(shares, held, shares, rows) == 0.0
     assert behaviour_score(shares, held, tuple(reversed(shares)), rows) >= 0.0
