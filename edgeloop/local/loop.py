@@ -216,7 +216,8 @@ class _ScenarioRun:
         """The first version's reference error counts (its holdout), set by the runner when its manifest says."""
         self.labeller = OracleLabeller(world.truth, float(getattr(scenario, "label_delay_s", 0.0) or 0.0))
         self.samples: list[SampleRef] = []
-        self.recovery = Recovery(scenario.retraining)
+        window = float(scenario.device_config.get("driftWindow", SCENARIO_DEVICE_CONFIG["driftWindow"]))
+        self.recovery = Recovery(scenario.retraining, sustain_s=window / scenario.requests_per_s)
         self.retrains: list[Retrain] = []
         self.refused: list[dict[str, Any]] = []
         self.live_version = 0
