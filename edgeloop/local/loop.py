@@ -164,7 +164,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
         finally:
             for device in fleet.values():
                 device.close()
-        check_loop(scenario, summary)
+        _check_loop(scenario, summary)
         summary["run"] = {"wall_s": round(time.monotonic() - started, 2), "scenario": scenario.name,
                           "devices": len(things), "simulated_s": scenario.run_duration_s, "step_s": scenario.step_s,
                           "sessions_shared": len(pool), "steps": world.steps, "artifact_downloads": downloads.fetched,
@@ -173,6 +173,10 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     base.write_summary(out, summary)
     write_report(out, summary)
     return summary
+
+
+_check_loop = check_loop
+"""The run's own check (edgeloop.local.scoring.check_loop), by the name benchmarks/loop.py records it under."""
 
 
 @contextlib.contextmanager

@@ -148,7 +148,7 @@ def test_the_loop_decides_the_same_without_drift_at_rows_which_only_scoring_read
                 "devices": 2, "requests_per_s": 2.0, "label_delay_s": 30.0, "family": "trees",
                 "samplers": {"random": 0.05}}  # fmt: skip
     summaries: list[dict[str, Any]] = []
-    monkeypatch.setattr(loop_module, "check_loop", lambda scenario, summary: summaries.append(summary))
+    monkeypatch.setattr(loop_module, "_check_loop", lambda scenario, summary: summaries.append(summary))
     run_scenario(Scenario.from_dict({**scenario, "drift_at_rows": [1500]}), tmp_path / "a", lambda message: None)
     run_scenario(Scenario.from_dict(scenario), tmp_path / "b", lambda message: None)
     scored, blind = summaries
