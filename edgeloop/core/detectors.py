@@ -51,8 +51,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeloop.core import wire
+from edgeloop.core.detector_state import DetectorState, finite_number
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.manifest import ModelManifest
+from edgeloop.core.sample_payload import Sample
 
 DEFAULT_INCREASES = (0.05, 0.1, 0.2, 0.4)
 """Error-rate rises watched for, in absolute points: small ones need many samples, large ones few."""
@@ -60,6 +62,8 @@ USES = ("unbiased", "all")
 MAX_ALTERNATIVE = 0.999
 """An alternative at or above this rate is dropped (a right answer would be near-impossible evidence)."""
 _BISECTIONS = 60
+UNBIASED_SAMPLER = "random"
+"""The sampler that draws without looking at the answer (and is tried first, so it names every row it draws)."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ class ErrorDetector:
         return cls(
             false_alarm=wire.number(d, "false_alarm", where),
             horizon=wire.integer(d, "horizon", where, minimum=1),
-            increases=tuple(_number(v, f"{where}.increases") for v in wire.sequence(d, "increases", where)),
+            increases=tuple(finite_number(v, f"{where}.increases") for v in wire.sequence(d, "increases", where)),
             reference_share=wire.number(d, "reference_share", where),
             warmup=wire.integer(d, "warmup", where, minimum=0),
             use=wire.text(d, "use", where),
@@ -152,6 +156,11 @@ class Observation:
     """Drawn without regard to the answer (the random share); False for a hard-example sample."""
     served_at: float = 0.0
     """When the device answered: the order within one arrival batch."""
+
+
+def observation_of(sample: Sample, true_index: int, served_at: float = 0.0) -> Observation:
+    """A labelled sample as the detector sees it: wrong or right, and whether the random share drew it."""
+    return Observation(sample.label_index != true_index, sample.sampler == UNBIASED_SAMPLER, served_at)
 
 
 @dataclass(frozen=True)
@@ -174,75 +183,6 @@ class Alarm:
     def run_error_rate(self) -> float:
         """The error rate over the run that raised the alarm."""
         return self.run_errors / self.run_samples if self.run_samples else 0.0
-
-
-_COUNTS = (
-    "reference_errors",
-    "reference_trials",
-    "refreshes",
-    "warmup_left",
-    "pending_errors",
-    "pending_trials",
-    "monitored",
-    "skipped",
-    "alarms",
-)
-
-
-@dataclass(frozen=True)
-class DetectorState:
-    """Everything the detector knows, small enough for one item: reference counts and one CUSUM per alternative."""
-
-    reference_errors: int
-    reference_trials: int
-    refreshes: int = 0
-    """Times watched samples joined the reference (j of its risk b_j)."""
-    warmup_left: int = 0
-    pending_errors: int = 0
-    pending_trials: int = 0
-    """Watched samples since the last refresh, not yet in the reference."""
-    monitored: int = 0
-    skipped: int = 0
-    """Samples not used (biased ones under use='unbiased')."""
-    alarms: int = 0
-    cusums: tuple[tuple[float, int, int], ...] = ()
-    """Per alternative: (statistic, samples in its current run, errors in that run)."""
-
-    def __post_init__(self) -> None:
-        where = "detector_state"
-        for key in _COUNTS:
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValidationError(f"{where}.{key}", f"must be an integer >= 0, got {value!r}")
-        if self.reference_errors > self.reference_trials:
-            raise ValidationError(f"{where}.reference_errors", "more errors than trials")
-        if self.pending_errors > self.pending_trials or self.pending_trials > self.monitored:
-            raise ValidationError(f"{where}.pending_trials", "pending samples must be watched samples")
-        for statistic, run, errors in self.cusums:
-            if not math.isfinite(statistic) or statistic < 0.0 or not 0 <= errors <= run <= self.monitored:
-                raise ValidationError(f"{where}.cusums", f"({statistic}, {run}, {errors}) is not a CUSUM state")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form, for the trigger's state item."""
-        data: dict[str, Any] = {key: getattr(self, key) for key in _COUNTS}
-        data["cusums"] = [list(c) for c in self.cusums]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: object) -> DetectorState:
-        """Parse a persisted state, refusing anything that is not one (ValidationError naming the field)."""
-        where = "detector_state"
-        d = wire.mapping(data, where)
-        wire.only_keys(d, set(cls.__dataclass_fields__), where)
-        cusums = []
-        for item in wire.sequence(d, "cusums", where):
-            if not isinstance(item, list) or len(item) != 3:
-                raise ValidationError(f"{where}.cusums", f"expected [statistic, run, errors], got {item!r}")
-            statistic = _number(item[0], f"{where}.cusums")
-            run, errors = (_count(v, f"{where}.cusums") for v in item[1:])
-            cusums.append((statistic, run, errors))
-        counts = {key: wire.integer(d, key, where, minimum=0) for key in _COUNTS}
-        return cls(**counts, cusums=tuple(cusums))
 
 
 def initial_state(policy: ErrorDetector, reference_errors: int = 0, reference_trials: int = 0) -> DetectorState:
@@ -423,17 +363,3 @@ def _kl(p: float, q: float) -> float:
 
 def _served_at(sample: Observation) -> float:
     return sample.served_at
-
-
-def _number(value: object, where: str) -> float:
-    """A finite JSON number (not a boolean)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValidationError(where, f"expected a finite number, got {value!r}")
-    return float(value)
-
-
-def _count(value: object, where: str) -> int:
-    """A JSON integer >= 0 (not a boolean)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(where, f"expected an integer >= 0, got {value!r}")
-    return value

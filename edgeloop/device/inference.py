@@ -37,17 +37,21 @@ log = logging.getLogger(__name__)
 
 NO_ACTIVE_MODEL = "no active model"
 NON_FINITE_OUTPUT = "the model produced a non-finite probability (counted as an inference error)"
-BAD_REQUEST_ID = f"request_id must be 1-{MAX_REQUEST_ID_CHARS} characters"
+BAD_REQUEST_ID = f"request_id must be a string of 1-{MAX_REQUEST_ID_CHARS} characters"
 CONFIDENCE_DECIMALS = 6
 """Confidences travel rounded: more digits than a float32 holds only lengthen the records."""
 SMALL_BATCH = 4
 """Up to this many confidences are rounded in plain Python: numpy's fixed cost is larger there."""
+RUN_MAX_ROWS = 256
+"""Queued requests one Inference.run takes at most: a backlog shares one screening, tally, drift and staging pass
+(the Python cost per micro-batch, larger than onnxruntime's for a small model), in session runs of batchMax."""
 
 InferenceRequest = tuple[str, Sequence[float] | np.ndarray]
 """(request id, features). Decoders hand over 1-D numpy rows: a batch of them becomes one matrix in a
 single copy, where lists of Python floats cost ~1 µs per row to convert."""
 
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_STR = frozenset({str})
 _DECIMALS = repeat(CONFIDENCE_DECIMALS)
 """An endless CONFIDENCE_DECIMALS for map(round, ...): map stops at the shorter input."""
 
@@ -184,11 +188,13 @@ class Inference:
         self._drift_summary, self._drifted = summary, summary is not None and summary.drifted
         return summary
 
-    def run(self, batch: Sequence[InferenceRequest]) -> Outcome:
-        """Screen and run one micro-batch; bad rows get their reason, the rest go through together.
+    def run(self, batch: Sequence[InferenceRequest], run_rows: int | None = None) -> Outcome:
+        """Screen and run a batch; bad rows get their reason, the rest go through together.
 
         One body for every batch size (a lone row included): each step that would cost a Python frame per
-        micro-batch is inline, since at batch 1 those frames are a visible share of the whole path.
+        micro-batch is inline, since at batch 1 those frames are a visible share of the whole path. run_rows
+        (batchMax) bounds one session run: a backlog of several micro-batches is screened, tallied and staged
+        at once, while onnxruntime still runs at most run_rows rows at a time.
         """
         model = self._models.active()
         if model is None:
@@ -196,8 +202,17 @@ class Inference:
             return Outcome((), (), dict.fromkeys(range(len(batch)), NO_ACTIVE_MODEL))
         started = time.perf_counter()
         request_ids = list(map(_FIRST, batch))  # C-level passes: no Python frame per call
-        if not all(request_ids) or len(max(request_ids, key=len, default="")) > MAX_REQUEST_ID_CHARS:  # "" is falsy
-            return self._without_bad_ids(batch, request_ids)
+        if len(request_ids) == 1:  # the batch-1 path: one id, checked without the passes a batch needs
+            first = request_ids[0]
+            bad_ids = type(first) is not str or not 0 < len(first) <= MAX_REQUEST_ID_CHARS
+        else:
+            bad_ids = (
+                not _STR.issuperset(map(type, request_ids))
+                or not all(request_ids)  # "" is falsy
+                or len(max(request_ids, key=len, default="")) > MAX_REQUEST_ID_CHARS
+            )
+        if bad_ids:
+            return self._without_bad_ids(batch, request_ids, run_rows)
         matrix, screened_rows, refused = model.inputs.screen(list(map(_SECOND, batch)))
         if refused:
             self._tally.count(rejected_inputs=len(refused))
@@ -223,9 +238,9 @@ class Inference:
                 index, confidence, margin = model.predict_row_top2(matrix)
                 labels, confidences, margins = [index], [confidence], [margin]
             elif stage is None:
-                labels, confidences = model.predict(matrix)
+                labels, confidences = model.predict(matrix, run_rows)
             else:
-                labels, confidences, margins = model.predict_top2(matrix)
+                labels, confidences, margins = model.predict_top2(matrix, run_rows)
         except ModelFormatError as exc:
             log.error("inference failed on a batch of %d: %s", n, exc)
             self._tally.count(errors=1)
@@ -251,8 +266,7 @@ class Inference:
             n = len(request_ids)
         batch_ms = (time.perf_counter() - started) * 1000
         indices: list[int] = labels if isinstance(labels, list) else labels.tolist()  # a list unless it is a batch
-        labels_of = model.manifest.labels
-        names = [labels_of[indices[0]]] if n == 1 else list(map(labels_of.__getitem__, indices))
+        names: list[str] = [model.manifest.labels[indices[0]]] if n == 1 else model.label_names.take(labels).tolist()
         if n <= MAX_RESULTS_PER_RECORD:
             results: tuple[ResultColumns, ...] = ((request_ids, indices, names, rounded, model.version, batch_ms),)
         else:
@@ -279,15 +293,19 @@ class Inference:
         outcome = _new_outcome((results, kept, rejected, sampled, stage))
         return _remapped(outcome, screened_rows, refused) if refused else outcome
 
-    def _without_bad_ids(self, batch: Sequence[InferenceRequest], ids: list[str]) -> Outcome:
+    def _without_bad_ids(self, batch: Sequence[InferenceRequest], ids: list[str], run_rows: int | None) -> Outcome:
         """Refuse requests whose id could not travel in a record; the rest of the batch goes on."""
-        bad = {i: BAD_REQUEST_ID for i, request_id in enumerate(ids) if not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS}
+        bad = {
+            i: BAD_REQUEST_ID
+            for i, request_id in enumerate(ids)
+            if type(request_id) is not str or not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS
+        }
         self._tally.count(rejected_inputs=len(bad))
         log.warning("%d of %d requests rejected: %s", len(bad), len(batch), BAD_REQUEST_ID)
         good = [i for i in range(len(batch)) if i not in bad]
         if not good:
             return Outcome((), (), bad)
-        return _remapped(self.run([batch[i] for i in good]), good, bad)
+        return _remapped(self.run([batch[i] for i in good], run_rows), good, bad)
 
 
 def _remapped(done: Outcome, positions: Sequence[int], earlier: Mapping[int, str]) -> Outcome:

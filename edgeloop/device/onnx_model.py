@@ -50,6 +50,8 @@ class LoadedModel:
     inputs: InputScreen = field(init=False, repr=False, compare=False)
     """The input checks for this model's schema and layout (screen, screen_row, check_input)."""
     _classes: int = field(init=False, repr=False, compare=False)
+    label_names: np.ndarray = field(init=False, repr=False, compare=False)
+    """The manifest's labels as an object array: a batch's names in one take (a third of mapping the tuple)."""
     _row_starts: np.ndarray = field(init=False, repr=False, compare=False)
     """Flat index of each row's first probability in a [BATCH_MAX, classes] output, for the top-1 gather."""
     _bindings: threading.local = field(init=False, repr=False, compare=False)
@@ -72,6 +74,7 @@ class LoadedModel:
         object.__setattr__(self, "inputs", InputScreen(schema, self.layout))
         classes = len(self.manifest.labels)
         object.__setattr__(self, "_classes", classes)
+        object.__setattr__(self, "label_names", np.array(self.manifest.labels, dtype=object))
         object.__setattr__(self, "_row_starts", np.arange(0, BATCH_MAX * classes, classes, dtype=np.intp))
         object.__setattr__(self, "_bindings", threading.local())
 
@@ -80,19 +83,22 @@ class LoadedModel:
         """Features per request."""
         return self.manifest.input.width
 
-    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Label indices and their probabilities for a screened batch of shape [n, width]."""
+    def predict(self, batch: np.ndarray, run_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Label indices and their probabilities for a screened batch of shape [n, width].
+
+        run_rows bounds the rows of one session run (the micro-batch size): a larger batch runs in slices of it.
+        """
         rows = batch.shape[0]
         if rows == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        probabilities = self._checked(self._probabilities(batch), rows)
+        probabilities = self._all_probabilities(batch, rows, run_rows)
         labels = probabilities.argmax(axis=1)
         confidences = self._top(probabilities, labels)
         if not math.isfinite(np.add.reduce(probabilities, axis=None)):  # a row with any NaN/inf is not an answer
             confidences = np.where(np.isfinite(probabilities).all(axis=1), confidences, np.nan)
         return labels, confidences
 
-    def predict_top2(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict_top2(self, batch: np.ndarray, run_rows: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """predict's labels and confidences, plus each row's top-1 minus top-2 margin (for the samplers).
 
         One np.partition per batch finds the second probability without sorting the rows.
@@ -100,7 +106,7 @@ class LoadedModel:
         rows = batch.shape[0]
         if rows == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), np.empty(0, dtype=np.float32)
-        probabilities = self._checked(self._probabilities(batch), rows)
+        probabilities = self._all_probabilities(batch, rows, run_rows)
         labels = probabilities.argmax(axis=1)
         confidences = self._top(probabilities, labels)
         if not math.isfinite(np.add.reduce(probabilities, axis=None)):
@@ -119,6 +125,28 @@ class LoadedModel:
         starts = self._row_starts[:rows] if rows <= BATCH_MAX else np.arange(0, rows * self._classes, self._classes)
         top: np.ndarray = probabilities.ravel().take(labels + starts)
         return top
+
+    def _all_probabilities(self, batch: np.ndarray, rows: int, run_rows: int | None) -> np.ndarray:
+        """The [rows, classes] output, in session runs of at most run_rows rows (None: one run)."""
+        if run_rows is None or rows <= run_rows:
+            return self._checked(self._probabilities(batch), rows)
+        out = np.empty((rows, self._classes), dtype=np.float32)
+        done = 0
+        bound: Binding | None = getattr(self._bindings, "batch", None)
+        if bound is not None and bound.rows == run_rows and batch.dtype is FLOAT32:  # whole slices: the bound run
+            feed, output, run, binding = bound.feed, bound.output, bound.run, bound.binding
+            done = rows - rows % run_rows
+            try:
+                for start in range(0, done, run_rows):
+                    feed[...] = batch[start : start + run_rows]
+                    run(binding, None)
+                    out[start : start + run_rows] = output
+            except ORT_ERRORS as exc:
+                raise ModelFormatError(f"inference failed: {exc}") from exc
+        for start in range(done, rows, run_rows):  # the first slices (which bind run_rows) and a shorter last one
+            part = batch[start : start + run_rows]
+            out[start : start + run_rows] = self._checked(self._probabilities(part), part.shape[0])
+        return out
 
     def _checked(self, probabilities: np.ndarray, rows: int) -> np.ndarray:
         if probabilities.shape != (rows, self._classes):

@@ -23,7 +23,7 @@ from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import RecordBuffer
 from edgeloop.device.forwarder import Forwarder
 from edgeloop.device.health_reporter import HealthReporter
-from edgeloop.device.inference import Inference, InferenceRequest, Outcome, Rejected, answers_of
+from edgeloop.device.inference import RUN_MAX_ROWS, Inference, InferenceRequest, Outcome, Rejected, answers_of
 from edgeloop.device.model_manager import ModelManager, default_store_dir
 from edgeloop.device.onnx_model import LoadedModel, load_model
 from edgeloop.device.onnx_session import SessionPool
@@ -199,23 +199,25 @@ class DeviceRuntime:
     def serve(self, requests: Sequence[InferenceRequest]) -> None:
         """The component loop's path: the same screening, inference and staging, without answers nobody reads.
 
-        Results are staged and committed to the buffer together, within resultCommitMs, at COMMIT_MAX_RESULTS,
+        A backlog of up to RUN_MAX_ROWS requests goes through one Inference.run (session runs of batchMax). Results
+        are staged and committed to the buffer together, within resultCommitMs, at COMMIT_MAX_RESULTS,
         or as soon as the loop finds its input queue idle (see run); commit() forces it.
         """
         size = self._config.batchMax
-        if len(requests) <= size:  # the loop's case: one micro-batch, no slice copy (_serve_batch, inline)
-            outcome = self._inference.run(requests)
+        run = max(size, RUN_MAX_ROWS)
+        if len(requests) <= run:  # the loop's case: one take from the queue, no slice copy (_serve_batch, inline)
+            outcome = self._inference.run(requests, size)
             if outcome.results:
                 self._staging.stage(outcome.results)
             if outcome.sampled:
                 self._take_samples(outcome)
             return
-        for start in range(0, len(requests), size):
-            self._serve_batch(requests[start : start + size])
+        for start in range(0, len(requests), run):
+            self._serve_batch(requests[start : start + run], size)
 
-    def _serve_batch(self, batch: Sequence[InferenceRequest]) -> Outcome:
-        """One micro-batch through the prediction path; its results and samples staged for the group commit."""
-        outcome = self._inference.run(batch)
+    def _serve_batch(self, batch: Sequence[InferenceRequest], run_rows: int | None = None) -> Outcome:
+        """One batch through the prediction path; its results and samples staged for the group commit."""
+        outcome = self._inference.run(batch, run_rows)
         if outcome.results:
             self._staging.stage(outcome.results)
         if outcome.sampled:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from edgeloop.core.health import ReportPolicy
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.forwarder import Forwarder
-from edgeloop.device.inference import InferenceRequest
+from edgeloop.device.inference import RUN_MAX_ROWS, InferenceRequest
 from edgeloop.device.request_queue import RequestQueue
 from edgeloop.device.staging import Staging
 from edgeloop.device.tally import Tally
@@ -75,12 +75,15 @@ class ServeLoop:
         self._finish(inputs)
 
     def _collect(self, inputs: RequestQueue) -> list[InferenceRequest]:
-        """One micro-batch: wait for a first request, then up to batchWaitMs for batchMax of them."""
+        """What to serve next: a backlog as it is (up to RUN_MAX_ROWS), else up to batchWaitMs for batchMax requests."""
         if self._staging.holds_results and not inputs.qsize():  # idle: nothing to share a commit with, so commit now
             self._guarded(self._host.commit)
         config = self._host.config
         batch: list[InferenceRequest] = []
-        if not inputs.take(batch, config.batchMax):  # a backlog is taken in one lock round
+        taken = inputs.take(batch, max(config.batchMax, RUN_MAX_ROWS))  # a backlog is taken in one lock round
+        if taken >= config.batchMax:
+            return batch
+        if not taken:
             try:
                 batch.append(inputs.get(timeout=IDLE_POLL_S))
             except queue.Empty:

@@ -51,7 +51,7 @@ class Staging:
         return bool(self._results)
 
     def stage(self, results: Sequence[ResultColumns]) -> None:
-        """Hold a micro-batch's RESULT records; commit when the window or COMMIT_MAX_RESULTS is reached."""
+        """Hold a micro-batch's RESULT records (Inference.run's columns); commit at the window or COMMIT_MAX_RESULTS."""
         with self._lock:
             now = time.monotonic()
             if not self._results and not self._samples:
@@ -84,7 +84,8 @@ class Staging:
             if not staged and not samples:
                 return 0
             self._results, self._result_count, self._samples = [], 0, []
-            payloads = [StagedResults(columns) for columns in staged]  # stored as columns: no JSON on the loop
+            # stored as columns, no JSON on the loop; Inference.run builds them from plain cells only
+            payloads = [StagedResults(columns, plain=True) for columns in staged]
             now = self._clock()
             try:
                 if payloads:

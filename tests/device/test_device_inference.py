@@ -141,8 +141,10 @@ def test_a_model_emitting_nan_fails_those_rows_only_and_counts_as_inference_erro
     device = runtime(model_root, buffer)
     real_predict = LoadedModel.predict
 
-    def nan_for_first_row(self: LoadedModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        labels, confidences = real_predict(self, batch)
+    def nan_for_first_row(
+        self: LoadedModel, batch: np.ndarray, run_rows: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        labels, confidences = real_predict(self, batch, run_rows)
         confidences = confidences.copy()
         confidences[0] = np.nan
         return labels, confidences
@@ -337,3 +339,64 @@ def test_without_a_sampler_nothing_is_sampled(
 
     assert list(outcome.sampled) == []
     assert outcome.stage is None
+
+
+@pytest.mark.parametrize("ids", [[7], [b"bytes"], ["ok", 7, "fine"], [None, "ok"]])
+def test_a_request_id_that_is_not_a_string_is_refused_alone(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel, ids: list[object]
+) -> None:
+    make_model_dir(1)
+    inference, tally = _inference(model_root)
+    row = digits_model.rows[0].astype(np.float64)
+
+    outcome = inference.run([(request_id, row) for request_id in ids])  # type: ignore[misc]
+
+    bad = [i for i, request_id in enumerate(ids) if not isinstance(request_id, str)]
+    assert outcome.rejected == dict.fromkeys(bad, BAD_REQUEST_ID)
+    assert tally.snapshot().rejected_inputs == len(bad)
+
+
+@pytest.mark.parametrize("n", [1, 3, 40, 200])
+@pytest.mark.parametrize("samplers", [{}, {"random": 0.5}])
+def test_result_columns_hold_only_plain_cells(
+    make_model_dir: ModelDirFactory,
+    model_root: Path,
+    digits_model: DigitsModel,
+    n: int,
+    samplers: dict[str, float],
+) -> None:
+    """Staging stores these columns as `plain` (no per-cell check): every cell must be a built-in str/int/float."""
+    make_model_dir(1)
+    inference, _ = _inference(model_root, samplers=samplers)
+    rows = np.resize(digits_model.rows, (n, digits_model.rows.shape[1])).astype(np.float64)
+
+    outcome = inference.run([(f"r{i}", rows[i]) for i in range(n)], run_rows=32)
+
+    assert sum(len(columns[0]) for columns in outcome.results) == n
+    for ids, indices, labels, confidences, version, latency_ms in outcome.results:
+        assert {type(v) for v in ids} | {type(v) for v in labels} == {str}
+        assert {type(v) for v in indices} == {int}
+        assert {type(v) for v in confidences} == {float}
+        assert all(map(math.isfinite, confidences))
+        assert type(version) is int
+        assert type(latency_ms) is float
+        assert len(ids) <= 64
+
+
+def test_a_backlog_is_answered_as_its_micro_batches_would_be(
+    make_model_dir: ModelDirFactory, model_root: Path, digits_model: DigitsModel
+) -> None:
+    make_model_dir(1)
+    inference, tally = _inference(model_root)
+    rows = np.resize(digits_model.rows, (100, digits_model.rows.shape[1])).astype(np.float64)
+    backlog = [(f"r{i}", rows[i]) for i in range(100)]
+
+    together = inference.run(backlog, run_rows=32)
+    apart = [inference.run(backlog[i : i + 32]) for i in range(0, 100, 32)]
+
+    def labels(outcomes: Sequence[Any]) -> list[int]:
+        return [index for outcome in outcomes for columns in outcome.results for index in columns[1]]
+
+    assert labels([together]) == labels(apart)
+    assert [len(columns[0]) for columns in together.results] == [64, 36]  # MAX_RESULTS_PER_RECORD per record
+    assert tally.snapshot().inferences == 200

@@ -78,10 +78,10 @@ def broken_versions(monkeypatch: pytest.MonkeyPatch) -> set[int]:
     broken: set[int] = set()
     real_predict = LoadedModel.predict
 
-    def predict(self: LoadedModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self: LoadedModel, batch: np.ndarray, run_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self.version in broken:
             raise ModelFormatError("inference failed: session raised")
-        return real_predict(self, batch)
+        return real_predict(self, batch, run_rows)
 
     monkeypatch.setattr(LoadedModel, "predict", predict)
     return broken

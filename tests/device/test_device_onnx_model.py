@@ -274,9 +274,9 @@ def test_loading_warms_the_session_up_at_one_row_and_a_full_batch(
     seen: list[int] = []
     real_predict = LoadedModel.predict
 
-    def spy(self: LoadedModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def spy(self: LoadedModel, batch: np.ndarray, run_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         seen.append(batch.shape[0])
-        return real_predict(self, batch)
+        return real_predict(self, batch, run_rows)
 
     monkeypatch.setattr(LoadedModel, "predict", spy)
 
@@ -653,3 +653,44 @@ def test_threads_running_the_same_batch_size_at_once_each_get_their_own_answers(
     expected: list[object] = [_session_labels(model, block)[1] for block in blocks]
 
     assert _wrong_answers_at_once(lambda k: model.predict(blocks[k])[1].tolist(), expected, calls=1000) == []
+
+
+@pytest.mark.parametrize("rows", [33, 64, 100, 257])
+def test_a_batch_larger_than_run_rows_runs_in_slices_and_answers_as_one_run(
+    model: LoadedModel, digits_model: DigitsModel, rows: int
+) -> None:
+    batch = np.resize(digits_model.rows, (rows, digits_model.rows.shape[1])).astype(np.float32)
+    sizes: list[int] = []
+    real_probabilities = model._probabilities
+
+    def noted(part: np.ndarray) -> np.ndarray:
+        sizes.append(part.shape[0])
+        return real_probabilities(part)
+
+    expected_labels, expected_confidences = model.predict(batch)  # one session run
+    object.__setattr__(model, "_probabilities", noted)
+    for _ in range(2):  # the second time, whole slices go through the bound 32-row run
+        labels, confidences, margins = model.predict_top2(batch, run_rows=32)
+        assert labels.tolist() == expected_labels.tolist()
+        assert np.allclose(confidences, expected_confidences, rtol=1e-5)  # float32 sums differ with the run size
+        assert margins.shape == (rows,)
+
+    assert max(sizes) <= 32
+    if rows >= 64:  # a slice size that repeats is bound: later whole slices no longer take the plain path
+        assert sum(sizes) < 2 * rows
+
+
+def test_a_failing_sliced_run_is_a_format_error(model: LoadedModel, digits_model: DigitsModel) -> None:
+    batch = np.resize(digits_model.rows, (96, digits_model.rows.shape[1])).astype(np.float32)
+    model.predict(batch[:32], run_rows=32)
+    model.predict(batch[:32], run_rows=32)  # a size seen twice is bound
+    bound = model._bindings.batch
+    assert bound is not None
+    assert bound.rows == 32
+
+    def broken(binding: object, options: object) -> None:
+        raise ort.capi.onnxruntime_pybind11_state.Fail("session raised")
+
+    object.__setattr__(bound, "run", broken)
+    with pytest.raises(ModelFormatError, match="inference failed"):
+        model.predict(batch, run_rows=32)

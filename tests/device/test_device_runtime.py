@@ -212,7 +212,7 @@ def test_without_a_model_every_request_is_rejected_and_counted(
 def test_an_inference_failure_is_counted_as_an_error(
     device: Device, digits_model: DigitsModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: LoadedModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def broken(self: LoadedModel, batch: np.ndarray, run_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         raise ModelFormatError("inference failed: boom")
 
     monkeypatch.setattr(LoadedModel, "predict", broken)

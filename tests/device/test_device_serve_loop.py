@@ -12,7 +12,7 @@ from support import FakeClock
 from edgeloop.core.settings import DeviceConfig
 from edgeloop.device.buffer import MemoryBuffer
 from edgeloop.device.forwarder import Forwarder
-from edgeloop.device.inference import InferenceRequest
+from edgeloop.device.inference import RUN_MAX_ROWS, InferenceRequest
 from edgeloop.device.request_queue import RequestQueue
 from edgeloop.device.serve_loop import IDLE_POLL_S, ServeLoop
 from edgeloop.device.staging import Staging
@@ -104,15 +104,31 @@ def test_an_idle_loop_waits_idle_poll_s_for_a_first_request() -> None:
     assert inputs.timeouts == [IDLE_POLL_S]
 
 
-def test_a_full_micro_batch_goes_without_waiting_for_more() -> None:
+def test_a_backlog_goes_as_queued_without_waiting_for_more() -> None:
     loop = make_loop(Host(DeviceConfig(batchMax=4, batchWaitMs=10_000)))
     inputs = RecordingQueue(requests(10))
 
     batch = loop._collect(inputs)
 
-    assert len(batch) == 4
-    assert inputs.timeouts == []  # all four were taken as queued, in one lock round
-    assert inputs.qsize() == 6
+    assert [rid for rid, _ in batch] == [f"r{i}" for i in range(10)]  # a full micro-batch or more: no wait
+    assert inputs.timeouts == []  # taken as queued, in one lock round
+    assert inputs.qsize() == 0
+
+
+def test_a_backlog_is_taken_run_max_rows_at_a_time() -> None:
+    loop = make_loop(Host(DeviceConfig(batchMax=4, batchWaitMs=10_000)))
+    inputs = RecordingQueue(requests(RUN_MAX_ROWS + 5))
+
+    assert len(loop._collect(inputs)) == RUN_MAX_ROWS
+    assert len(loop._collect(inputs)) == 5  # more than batchMax: no wait either
+    assert inputs.timeouts == []
+
+
+def test_a_batch_max_above_run_max_rows_is_still_filled() -> None:
+    loop = make_loop(Host(DeviceConfig(batchMax=RUN_MAX_ROWS * 2, batchWaitMs=0)))
+    inputs = RecordingQueue(requests(RUN_MAX_ROWS * 2 + 1))
+
+    assert len(loop._collect(inputs)) == RUN_MAX_ROWS * 2
 
 
 def test_stopping_serves_what_is_queued_in_micro_batches_then_commits_flushes_and_reports() -> None:
