@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from edgeloop.cloud.sample_ingest import SampleRef
-from edgeloop.core.detectors import reference_from_manifest
+from edgeloop.core.detectors import observation_of, reference_from_manifest
 from edgeloop.core.errors import EdgeloopError, ValidationError
 from edgeloop.core.records import InferenceBatch
 from edgeloop.core.retraining import new_world_gate
@@ -348,7 +348,7 @@ class _ScenarioRun:
             index = request_index(ref.sample.request_id)
             x = np.array([float(ref.sample.features[name]) for name in self.features], dtype=np.float64)
             out.append(Labelled(x, int(label), ref.sample.model_version, ref.sample.label_index,
-                                -1 if index is None else index, ref.sample.sampler == "random"))  # fmt: skip
+                                -1 if index is None else index, observation_of(ref.sample, int(label)).unbiased))  # fmt: skip
         return out
 
     def _fleet_drift(self) -> float | None:
