@@ -347,8 +347,9 @@ class _ScenarioRun:
         for ref, label in self.labeller.due(self.world.now_s):
             index = request_index(ref.sample.request_id)
             x = np.array([float(ref.sample.features[name]) for name in self.features], dtype=np.float64)
+            unbiased = observation_of(ref.sample, int(label)).unbiased
             out.append(Labelled(x, int(label), ref.sample.model_version, ref.sample.label_index,
-                                -1 if index is None else index, observation_of(ref.sample, int(label)).unbiased))  # fmt: skip
+                                -1 if index is None else index, unbiased))  # fmt: skip
         return out
 
     def _fleet_drift(self) -> float | None:
