@@ -6,11 +6,15 @@ the real runtime, buffer and forwarder, advanced together one virtual-clock step
 scenario's drift events (edgeloop.local.world) and cut off by its outages (edgeloop.local.sim.outages); devices
 score drift and sample hard examples through their privacy filter; samples reach the sample ingest through
 the samples topic rule; the oracle labeller (a simulation stand-in that reads the scenario's true labels)
-labels them; the retraining trigger watches labels and the fleet's drift score; a retrained version (parent:
-last-known-good) goes through the gate, approval and the rings, and so do the scenario's bad candidates,
-which must be stopped. The summary measures accuracy per phase against an oracle model trained on the
-post-drift labels (cross-fitted, so no row is scored by a model that saw it), delivery and duplicates
-through the outages, and a timeline for report.html.
+labels them label_delay_s later; a change is detected when the live version's labelled errors alarm
+(edgeloop.core.detectors) or the fleet's drift score stays high (edgeloop.local.recovery); a retrain then
+learns the new concept from recent labels, with old rows only where cross-validation on those labels says
+they help (edgeloop.local.retrain), and again each time the concept's labels double; a candidate is
+registered only if it beats the deployed version on recent labels (the new-world gate,
+edgeloop.core.retraining.new_world_gate), then goes through approval and the rings (parent: last-known-good),
+and so do the scenario's bad candidates, which must be stopped. The summary scores each known change
+(edgeloop.local.scoring: detection delay, false alarms, recovery against a cross-fitted oracle), delivery and
+duplicates through the outages, and a timeline for report.html.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from edgeloop.cloud.sample_ingest import SampleRef
-from edgeloop.core.detectors import reference_from_manifest
+from edgeloop.core.detectors import observation_of, reference_from_manifest
 from edgeloop.core.errors import EdgeloopError, ValidationError
 from edgeloop.core.records import InferenceBatch
 from edgeloop.core.retraining import new_world_gate
@@ -43,7 +47,7 @@ from edgeloop.local.link import Network
 from edgeloop.local.recovery import Moment, Recovery, old_rows
 from edgeloop.local.report import with_cost, write_report
 from edgeloop.local.retrain import Labelled, choose_recipe, cross_fitted_errors, gate_pairs
-from edgeloop.local.run_summary import reliability, uplink, usage, with_accuracy
+from edgeloop.local.run_summary import reliability, scenario_events, timeline_point, uplink, usage, with_accuracy
 from edgeloop.local.scoring import Retrain, Scoring, change_points, check_loop, score
 from edgeloop.local.sim.cost import estimate
 from edgeloop.local.sim.oracle import OracleLabeller
@@ -164,7 +168,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
         finally:
             for device in fleet.values():
                 device.close()
-        check_loop(scenario, summary)
+        _check_loop(scenario, summary)
         summary["run"] = {"wall_s": round(time.monotonic() - started, 2), "scenario": scenario.name,
                           "devices": len(things), "simulated_s": scenario.run_duration_s, "step_s": scenario.step_s,
                           "sessions_shared": len(pool), "steps": world.steps, "artifact_downloads": downloads.fetched,
@@ -173,6 +177,10 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     base.write_summary(out, summary)
     write_report(out, summary)
     return summary
+
+
+_check_loop = check_loop
+"""The run's own check (edgeloop.local.scoring.check_loop), by the name benchmarks/loop.py records it under."""
 
 
 @contextlib.contextmanager
@@ -216,22 +224,13 @@ class _ScenarioRun:
         """The first version's reference error counts (its holdout), set by the runner when its manifest says."""
         self.labeller = OracleLabeller(world.truth, float(getattr(scenario, "label_delay_s", 0.0) or 0.0))
         self.samples: list[SampleRef] = []
-        self.recovery = Recovery(scenario.retraining)
+        window = float(scenario.device_config.get("driftWindow", SCENARIO_DEVICE_CONFIG["driftWindow"]))
+        self.recovery = Recovery(scenario.retraining, sustain_s=window / scenario.requests_per_s)
         self.retrains: list[Retrain] = []
         self.refused: list[dict[str, Any]] = []
         self.live_version = 0
         self.bad_versions: dict[int, str] = {}
-        self.events: list[dict[str, Any]] = [
-            {"t_s": e.at_s, "kind": "drift", "text": f"{e.kind} drift x{e.magnitude:g} on {e.share:.0%} of devices",
-             "version": None}
-            for e in scenario.drift
-        ]  # fmt: skip
-        for outage in scenario.outages:
-            what = "IoT Core stand-in restart" if outage.kind == "restart" else f"{outage.scope} partition"
-            flap = f", flapping every {outage.flap_s:g} s" if outage.flap_s else ""
-            self.events.append({"t_s": outage.from_s, "kind": "outage_start" if outage.kind == "partition"
-                                else "restart", "text": f"{what}{flap}", "version": None})  # fmt: skip
-            self.events.append({"t_s": outage.to_s, "kind": "outage_end", "text": f"{what} ends", "version": None})
+        self.events: list[dict[str, Any]] = scenario_events(scenario)
         self.points: list[dict[str, Any]] = []
         self._every = max(1, round(scenario.run_duration_s / scenario.step_s / TIMELINE_POINTS))
         self._steps = 0
@@ -292,7 +291,7 @@ class _ScenarioRun:
         self.connected_minutes += online * self.scenario.step_s / 60
         self.world.max_buffer_depth = max(self.world.max_buffer_depth, max(depths, default=0))
         if self._steps % self._every == 0 and self._within_scenario_time():
-            self.points.append(self._point(sum(depths)))
+            self.points.append(timeline_point(self.stack, self.world, sum(depths)))
         if self._steps % self._progress_every == 0:
             self.progress(
                 f"[{self._when()}] {online}/{len(depths)} devices online, {sum(depths):,} records buffered, "
@@ -325,28 +324,6 @@ class _ScenarioRun:
         seconds = int(self.world.now_s)
         return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
-    def _point(self, buffered: int) -> dict[str, Any]:
-        """One timeline point: devices online and per version, buffer, delivery, all sent so far (shadow included)."""
-        devices = list(self.world.fleet.values())
-        versions: dict[str, int] = {}
-        for device in devices:
-            version = device.runtime.model_status().version
-            key = str(version) if version is not None else "none"
-            versions[key] = versions.get(key, 0) + 1
-        links = [d.link.stats for d in devices]
-        return {
-            "t_s": round(self.world.now_s, 1),
-            "online": sum(1 for d in devices if d.link.connected),
-            "buffered": buffered,
-            "produced": sum(d.records_produced() for d in devices),
-            "delivered": self.stack.results.received + self.stack.sample_catalogue.count(),
-            "sent_bytes_incl_shadow": sum(s.bytes + s.shadow_bytes for s in links),
-            "sent_messages_incl_shadow": sum(s.messages + s.shadow_updates for s in links),
-            "raw_bytes": self.world.raw_bytes,
-            "raw_messages": self.world.ledger.size,
-            "devices_by_version": versions,
-        }
-
     def drain(self) -> None:
         """After the scenario's time: no new requests; step until every buffer is empty, then report a last time."""
         self.world.streaming = False
@@ -370,8 +347,9 @@ class _ScenarioRun:
         for ref, label in self.labeller.due(self.world.now_s):
             index = request_index(ref.sample.request_id)
             x = np.array([float(ref.sample.features[name]) for name in self.features], dtype=np.float64)
+            unbiased = observation_of(ref.sample, int(label)).unbiased
             out.append(Labelled(x, int(label), ref.sample.model_version, ref.sample.label_index,
-                                -1 if index is None else index, ref.sample.sampler == "random"))  # fmt: skip
+                                -1 if index is None else index, unbiased))  # fmt: skip
         return out
 
     def _fleet_drift(self) -> float | None:

@@ -35,8 +35,13 @@ class Moment:
 class Recovery:
     """What the cloud knows about the live version's world, step by step."""
 
-    def __init__(self, retraining: RetrainingPolicy, policy: RecoveryPolicy | None = None) -> None:
+    def __init__(
+        self, retraining: RetrainingPolicy, policy: RecoveryPolicy | None = None, sustain_s: float | None = None
+    ) -> None:
         self.retraining, self.policy = retraining, policy or RecoveryPolicy()
+        self.sustain_s = retraining.drift_for_s if sustain_s is None else min(sustain_s, retraining.drift_for_s)
+        """How long the fleet drift score must stay high: drift_for_s, or less when the caller says a full drift
+        window of fresh rows takes less (a score that stayed high over a whole new window is no blip)."""
         self.watch = ChangeWatch()
         self.labelled: list[Labelled] = []
         self.detections: list[Detection] = []
@@ -76,7 +81,7 @@ class Recovery:
         elif self._high_since is None:
             self._high_since, self._high_index = now.t_s, now.index
         lasted = now.t_s - self._high_since if self._high_since is not None else -1.0
-        if lasted >= self.retraining.drift_for_s and not self.watch.open:
+        if lasted >= self.sustain_s and not self.watch.open:
             text = f"fleet drift score {drift:.3f} > {self._bound():.3f} for {lasted:.0f} s"
             return self._open(now, "fleet_drift", text, self._high_index)
         return None

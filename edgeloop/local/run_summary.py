@@ -82,3 +82,42 @@ def with_accuracy(ledger: Ledger, points: list[dict[str, Any]]) -> list[dict[str
         out.append({**point, "accuracy": accuracy})
         since = point["t_s"]
     return out
+
+
+def scenario_events(scenario: Scenario) -> list[dict[str, Any]]:
+    """The timeline's events the scenario itself schedules: its drift events and outages."""
+    events: list[dict[str, Any]] = [
+        {"t_s": e.at_s, "kind": "drift", "text": f"{e.kind} drift x{e.magnitude:g} on {e.share:.0%} of devices",
+         "version": None}
+        for e in scenario.drift
+    ]  # fmt: skip
+    for outage in scenario.outages:
+        what = "IoT Core stand-in restart" if outage.kind == "restart" else f"{outage.scope} partition"
+        flap = f", flapping every {outage.flap_s:g} s" if outage.flap_s else ""
+        events.append({"t_s": outage.from_s, "kind": "outage_start" if outage.kind == "partition"
+                       else "restart", "text": f"{what}{flap}", "version": None})  # fmt: skip
+        events.append({"t_s": outage.to_s, "kind": "outage_end", "text": f"{what} ends", "version": None})
+    return events
+
+
+def timeline_point(stack: LocalStack, world: World, buffered: int) -> dict[str, Any]:
+    """One timeline point: devices online and per version, buffer, delivery, all sent so far (shadow included)."""
+    devices = list(world.fleet.values())
+    versions: dict[str, int] = {}
+    for device in devices:
+        version = device.runtime.model_status().version
+        key = str(version) if version is not None else "none"
+        versions[key] = versions.get(key, 0) + 1
+    links = [d.link.stats for d in devices]
+    return {
+        "t_s": round(world.now_s, 1),
+        "online": sum(1 for d in devices if d.link.connected),
+        "buffered": buffered,
+        "produced": sum(d.records_produced() for d in devices),
+        "delivered": stack.results.received + stack.sample_catalogue.count(),
+        "sent_bytes_incl_shadow": sum(s.bytes + s.shadow_bytes for s in links),
+        "sent_messages_incl_shadow": sum(s.messages + s.shadow_updates for s in links),
+        "raw_bytes": world.raw_bytes,
+        "raw_messages": world.ledger.size,
+        "devices_by_version": versions,
+    }

@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from edgeloop.cli.demo import load_scenario
 from edgeloop.cli.main import main
 from edgeloop.core.errors import UsageError, ValidationError
+from edgeloop.local import loop as loop_module
 from edgeloop.local.loop import SAMPLE_BYTES_PER_DEVICE, run_scenario
 from edgeloop.local.sim.scenario import BUILT_IN, Scenario
 
@@ -125,3 +127,38 @@ def test_json_prints_the_summary_alone_and_quiet_prints_no_progress(
     first = ["starting the local stack", "loading builtin:digits", "provisioning 2 simulated devices", "training the"]
     assert [err.find(line) for line in first] == sorted(err.find(line) for line in first), "progress from the start"
     assert -1 not in [err.find(line) for line in first]
+
+
+def _flip_stream(path: Path, rows: int, flip_at: int) -> None:
+    """Two inputs, label x0 + x1 > 0, flipped from row flip_at on: concept drift with the inputs fixed."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.0, 1.0, (rows, 2))
+    y = (x.sum(axis=1) > 0).astype(int)
+    y[flip_at:] = 1 - y[flip_at:]
+    lines = ["t,x0,x1,label"] + [f"{i},{a:.4f},{b:.4f},{c}" for i, ((a, b), c) in enumerate(zip(x, y, strict=True))]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.slow
+def test_the_loop_decides_the_same_without_drift_at_rows_which_only_scoring_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _flip_stream(tmp_path / "flip.csv", 3000, 1500)
+    scenario = {"name": "flip", "dataset": str(tmp_path / "flip.csv"), "exclude_columns": ["t"], "initial_rows": 500,
+                "devices": 2, "requests_per_s": 2.0, "label_delay_s": 30.0, "family": "trees",
+                "samplers": {"random": 0.05}}  # fmt: skip
+    summaries: list[dict[str, Any]] = []
+    monkeypatch.setattr(loop_module, "_check_loop", lambda scenario, summary: summaries.append(summary))
+    run_scenario(Scenario.from_dict({**scenario, "drift_at_rows": [1500]}), tmp_path / "a", lambda message: None)
+    run_scenario(Scenario.from_dict(scenario), tmp_path / "b", lambda message: None)
+    scored, blind = summaries
+    assert scored["loop"]["detections"], "the flip was detected"
+    for key in ("detections", "retrains", "refused", "new_version", "samples_uploaded", "labelled", "answered"):
+        assert scored["loop"][key] == blind["loop"][key], key
+    assert [(r["version"], r["outcome"]) for r in scored["rollouts"]] == [
+        (r["version"], r["outcome"]) for r in blind["rollouts"]
+    ]
+    assert scored["timeline"]["events"] == blind["timeline"]["events"]
+    assert scored["loop"]["changes"][0]["at_row"] == 1500
+    assert blind["loop"]["changes"] == [], "without drift_at_rows nothing is scored per change"
+    assert blind["loop"]["false_alarms"] is None

@@ -155,10 +155,14 @@ def check_drift(summary: Mapping[str, Any]) -> None:
     loop = summary["loop"]
     assert loop["drift_detected_at_s"] >= DRIFT["drift"][0]["at_s"]
     assert loop["retrain_triggered_at_s"] >= loop["drift_detected_at_s"]
-    assert loop["new_version"] == 2
+    assert loop["new_version"] >= 2
     assert loop["recovered_accuracy"] > loop["post_drift_accuracy"]
-    assert 0 < loop["samples_uploaded"] == loop["labelled"]
-    assert [(r["version"], r["outcome"]) for r in summary["rollouts"]] == [(1, "completed"), (2, "completed")]
+    assert loop["recovered_accuracy"] >= loop["oracle_accuracy"] - 0.02
+    assert loop["false_alarms"] == 0
+    assert loop["detection_delay_rows"] > 0
+    assert 0 < loop["labelled"] <= loop["samples_uploaded"], "labels come label_delay_s after their samples"
+    rollouts = [(r["version"], r["outcome"]) for r in summary["rollouts"]]
+    assert rollouts == [(v, "completed") for v in range(1, loop["new_version"] + 1)]
 
 
 def check_fleet(summary: Mapping[str, Any]) -> None:

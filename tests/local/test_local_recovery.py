@@ -1,0 +1,64 @@
+"""The loop's recovery bookkeeping: one detection per change, the concept's start, when retrains are due."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeloop.core.retraining import RecoveryPolicy, RetrainingPolicy
+from edgeloop.local.detection import ChangeWatch
+from edgeloop.local.recovery import Moment, Recovery, old_rows
+from edgeloop.local.retrain import Labelled
+
+POLICY = RetrainingPolicy(drift_bound=0.2, drift_for_s=300.0, min_labels_on_drift=10, min_new_labels=100)
+
+
+def _samples(start: int, count: int, wrong: bool, version: int = 1) -> list[Labelled]:
+    return [Labelled(np.zeros(2), 0, version, 1 if wrong else 0, start + i, True) for i in range(count)]
+
+
+def test_the_watch_alarms_on_the_live_versions_errors_only_and_once_per_change() -> None:
+    watch = ChangeWatch()
+    watch.restart(1, reference=(5, 200))
+    assert not watch.labelled([(i, 1, False, True) for i in range(100)])
+    assert not watch.labelled([(100 + i, 2, True, True) for i in range(100)]), "another version's errors"
+    assert watch.labelled([(200 + i, 1, True, True) for i in range(40)])
+    watch.open = True
+    assert not watch.labelled([(300 + i, 1, True, True) for i in range(40)]), "the change is already open"
+    watch.restart(3)
+    assert not watch.open
+    assert watch.errors == []
+
+
+def test_a_labelled_alarm_opens_a_change_where_the_errors_stepped_up() -> None:
+    recovery = Recovery(POLICY, RecoveryPolicy(min_labels=20, gate_min_samples=10))
+    recovery.went_live(1, reference=(5, 200))
+    assert recovery.observe(_samples(0, 120, wrong=False), None, Moment(100.0, 119, 1119)) is None
+    detection = None
+    for step in range(10):
+        detection = detection or recovery.observe(_samples(120 + 10 * step, 10, True), None, Moment(200.0, 1, 1))
+    assert detection is not None
+    assert detection.source == "labelled_errors"
+    assert 110 <= recovery.concept_start <= 130
+    recovery.observe(_samples(300, 20, True), None, Moment(300.0, 320, 1320))
+    assert recovery.due().retrain
+    recovery.tried()
+    assert not recovery.due().retrain, "next at twice the labels"
+    x, y = old_rows(np.ones((3, 2)), np.zeros(3, dtype=np.int64), recovery.old())
+    assert len(x) == len(y) == 3 + len(recovery.old())
+
+
+def test_fleet_drift_alarms_only_when_it_stays_above_the_versions_own_floor() -> None:
+    recovery = Recovery(POLICY, sustain_s=120.0)
+    recovery.went_live(1)
+    assert recovery.sustain_s == 120.0, "a drift window of fresh rows is shorter than drift_for_s"
+    for t in range(0, 600, 30):
+        assert recovery.observe([], 0.05, Moment(float(t), t, t)) is None
+    assert recovery.observe([], 0.5, Moment(600.0, 600, 600)) is None, "not sustained yet"
+    detection = recovery.observe([], 0.5, Moment(720.0, 720, 720))
+    assert detection is not None
+    assert detection.source == "fleet_drift"
+    assert recovery.concept_start == 600
+    recovery.went_live(2)  # a version trained across the change starts high: only a rise above that counts
+    for t in range(800, 2000, 30):
+        assert recovery.observe([], 9.0 + (t % 60) / 100, Moment(float(t), t, t)) is None
+    assert len(recovery.detections) == 1
