@@ -1,14 +1,16 @@
 """The retraining trigger in the cloud: per schedule tick, labels and fleet drift in, at most one event out.
 
 A tick reads the model's trigger record, the catalogue's label count, the last-known-good version (the
-lineage parent) and that version's fleet drift score, runs the pure policy (edgeloop.core.retraining) and
-stores the new record with a conditional write: of two invocations that read the same record, one stores
-it and the other stops, so a tick triggers at most once. A decided Retraining Requested entry is stored
-as pending in that same write and only then put on the bus; once the bus accepted it, the record says so.
-If the put fails, the next invocation (the retry, or the next tick) sends the pending entry again under
-the same request id, which the training launcher turns into the same job name: one training job.
+lineage parent), that version's fleet drift score and the labelled-error detector's alarm on it, runs the
+pure policy (edgeloop.core.retraining) and stores the new record with a conditional write: of two
+invocations that read the same record, one stores it and the other stops, so a tick triggers at most once. A
+decided Retraining Requested entry is stored as pending in that same write and only then put on the bus;
+once the bus accepted it, the record says so. If the put fails, the next invocation (the retry, or the next
+tick) sends the pending entry again under the same request id, which the training launcher turns into the
+same job name: one training job.
 
-Retraining table (pk = model name): sk "trigger", the TriggerRecord as JSON and its revision.
+Retraining table (pk = model name): sk "trigger", the TriggerRecord as JSON and its revision; sk "detector",
+the label ingest's ErrorWatch (edgeloop.cloud.error_watch), which the trigger only reads.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from edgeloop.cloud.error_watch import ErrorWatchStore
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
 from edgeloop.cloud.rollout_stores import FleetHealthStore, RolloutStore
 from edgeloop.cloud.sample_ingest import SampleCatalogue
+from edgeloop.core.error_watch import live_alarm
 from edgeloop.core.errors import ConflictError, StateStoreError, ValidationError
 from edgeloop.core.names import TABLE_PARTITION_KEY as PK
 from edgeloop.core.names import TABLE_SORT_KEY as SK
@@ -89,8 +93,13 @@ def run_trigger(
     rollouts: RolloutStore,
     health: FleetHealthStore,
     bus: EventBus,
+    watches: ErrorWatchStore | None = None,
 ) -> TriggerOutcome:
-    """Evaluate one tick at time `at`: finish an earlier unsent request first, then decide and store once."""
+    """Evaluate one tick at time `at`: finish an earlier unsent request first, then decide and store once.
+
+    `watches` holds the labelled-error detector the label ingest feeds (edgeloop.cloud.error_watch): its
+    unhandled alarm on the live version is a reason to retrain.
+    """
     record = states.get(model_name) or initial_record(model_name)
     resent = None
     if record.pending is not None:
@@ -98,8 +107,15 @@ def run_trigger(
         record = states.get(model_name) or record
     live = rollouts.last_known_good(model_name)
     drift = fleet_drift(health, model_name, live)
+    alarm = None if watches is None else live_alarm(watches.get(model_name), live)
     tick = evaluate_tick(
-        record, policy, now=at, label_total=catalogue.label_count(model_name), live_version=live, drift_score=drift
+        record,
+        policy,
+        now=at,
+        label_total=catalogue.label_count(model_name),
+        live_version=live,
+        drift_score=drift,
+        alarm=alarm,
     )
     done = TriggerOutcome("already-evaluated", tick.decision.reason, model_name, live, resent_request_id=resent)
     if tick.record is None:
