@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeloop.core import wire
-from edgeloop.core.detector_state import DetectorState
+from edgeloop.core.detector_state import DetectorState, finite_number
 from edgeloop.core.detectors import Alarm, ErrorDetector, Observation, initial_state, observe
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import validate_model_name
@@ -101,7 +101,7 @@ def _alarm_from_dict(data: object) -> Alarm:
     d = wire.mapping(data, where)
     wire.only_keys(d, {*_ALARM_INTS, *_ALARM_FLOATS}, where)
     at, since, run, errors = (wire.integer(d, k, where, minimum=0) for k in _ALARM_INTS)
-    reference, alternative, statistic, threshold = (wire.number(d, k, where) for k in _ALARM_FLOATS)
+    reference, alternative, statistic, threshold = (finite_number(d.get(k), f"{where}.{k}") for k in _ALARM_FLOATS)
     return Alarm(at, since, run, errors, reference, alternative, statistic, threshold)
 
 
