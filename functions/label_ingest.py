@@ -13,11 +13,11 @@ import boto3
 from edgeloop.cloud.artifacts import S3ArtifactStore
 from edgeloop.cloud.error_watch import DynamoErrorWatchStore, watch_labels
 from edgeloop.cloud.labels import ingest_label_object
-from edgeloop.cloud.rollout_stores import DynamoRolloutStore
+from edgeloop.cloud.retraining_table import DynamoRetrainingTable
 from edgeloop.cloud.sample_ingest import DynamoSampleCatalogue
 from edgeloop.core.events import s3_object_uris
 from edgeloop.core.labels import LabelOutcome
-from edgeloop.core.settings import ENV_RETRAINING_TABLE, ENV_ROLLOUTS_TABLE, ENV_SAMPLES_TABLE
+from edgeloop.core.settings import ENV_RETRAINING_TABLE, ENV_SAMPLES_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def _deps() -> dict[str, Any]:
     return {
         "store": S3ArtifactStore(boto3.client("s3")),
         "catalogue": DynamoSampleCatalogue(dynamodb, os.environ[ENV_SAMPLES_TABLE]),
-        "rollouts": DynamoRolloutStore(dynamodb, os.environ[ENV_ROLLOUTS_TABLE]),
+        "live": DynamoRetrainingTable(dynamodb, os.environ[ENV_RETRAINING_TABLE]),
         "watches": DynamoErrorWatchStore(dynamodb, os.environ[ENV_RETRAINING_TABLE]),
     }
 
@@ -45,7 +45,7 @@ def handle(event: Any, deps: dict[str, Any]) -> dict[str, Any]:
         "rejected": {r.object_uri: r.rejected for r in reports if r.rejected},
     }
     if "watches" in deps and new:
-        watched = watch_labels(new, catalogue=deps["catalogue"], rollouts=deps["rollouts"], watches=deps["watches"])
+        watched = watch_labels(new, catalogue=deps["catalogue"], live=deps["live"], watches=deps["watches"])
         result["watched"] = {"observed": watched.observed, "ignored": watched.ignored, "lost": watched.lost}
         result["alarms"] = watched.alarms
     return result

@@ -2,11 +2,13 @@
 
 The label ingest hands over the labels it recorded for the first time; each becomes an Observation (the
 sample's own answer against the label; unbiased when the random sampler drew it) of its model. Only samples
-of the model's last-known-good version count; the watch (core.error_watch) restarts when that version
+of the model's live version count: the last-known-good version as the trigger's record names it (so a new
+version is taken up at the trigger's next tick). The watch (core.error_watch) restarts when that version
 changes, its reference from the version's first labelled samples (the warm-up: the ingest does not read
 manifests). It is stored in the retraining table beside the trigger's record (sk "detector"), with a
 conditional write on its revision: concurrent ingests re-read and fold again, so no batch is counted twice.
-The trigger reads it and treats an unhandled alarm as a reason to retrain (edgeloop.cloud.retraining).
+The trigger reads its alarm attributes and treats an unhandled alarm as a reason to retrain
+(edgeloop.cloud.retraining_table, edgeloop.cloud.retraining).
 """
 
 from __future__ import annotations
@@ -19,18 +21,24 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
-from edgeloop.cloud.rollout_stores import RolloutStore
+from edgeloop.cloud.retraining_table import (
+    ALARM_KEY,
+    ALARM_REASON,
+    VERSION,
+    WATCH_SK,
+    LiveVersions,
+    item_key,
+    read_item,
+)
 from edgeloop.cloud.sample_ingest import SampleCatalogue
 from edgeloop.core.detectors import ErrorDetector, Observation, observation_of
-from edgeloop.core.error_watch import CLOUD_DETECTOR, ErrorWatch, RaisedAlarm, fold_labels
+from edgeloop.core.error_watch import CLOUD_DETECTOR, ErrorWatch, fold_labels, live_alarm
 from edgeloop.core.errors import ConflictError, StateStoreError
 from edgeloop.core.labels import Label
-from edgeloop.core.names import TABLE_PARTITION_KEY as PK
-from edgeloop.core.names import TABLE_SORT_KEY as SK
+from edgeloop.core.retraining import RaisedAlarm
 
 log = logging.getLogger(__name__)
 
-WATCH_SK = "detector"
 MAX_ATTEMPTS = 5
 """Conditional-write retries before a batch's observations are given up (logged): another ingest kept winning."""
 
@@ -63,7 +71,7 @@ def watch_labels(
     labels: Sequence[Label],
     *,
     catalogue: SampleCatalogue,
-    rollouts: RolloutStore,
+    live: LiveVersions,
     watches: ErrorWatchStore,
     policy: ErrorDetector = CLOUD_DETECTOR,
 ) -> WatchReport:
@@ -79,12 +87,12 @@ def watch_labels(
             (sample.model_version, observation_of(sample, label.label_index))
         )
     for model, observed in by_model.items():
-        live = rollouts.last_known_good(model)
-        mine = [o for version, o in observed if version == live]
+        version = live.live_version(model)
+        mine = [o for v, o in observed if v == version]
         report.ignored += len(observed) - len(mine)
-        if live is None or not mine:
+        if version is None or not mine:
             continue
-        stored = _fold(model, live, mine, watches, policy)
+        stored = _fold(model, version, mine, watches, policy)
         if stored is None:
             report.lost += len(mine)
             continue
@@ -142,9 +150,14 @@ class MemoryErrorWatchStore:
                 raise ConflictError(_conflict(watch))
             self.watches[watch.model_name] = watch
 
+    def alarm(self, model_name: str, live_version: int | None) -> RaisedAlarm | None:
+        """Alarms: the stored watch's latest alarm, if it watches live_version."""
+        return live_alarm(self.get(model_name), live_version)
+
 
 class DynamoErrorWatchStore:
-    """ErrorWatchStore on DynamoDB: the model's "detector" item in the retraining table, a conditional put."""
+    """ErrorWatchStore on DynamoDB: the model's "detector" item in the retraining table, a conditional put; its
+    version and latest alarm also as plain attributes, for the trigger's reader (DynamoRetrainingTable)."""
 
     def __init__(self, dynamodb: Any, table: str) -> None:
         self._db = dynamodb
@@ -152,18 +165,18 @@ class DynamoErrorWatchStore:
 
     def get(self, model_name: str) -> ErrorWatch | None:
         """A consistent read of the model's detector item."""
-        try:
-            item = self._db.get_item(TableName=self._table, Key=_key(model_name), ConsistentRead=True).get("Item")
-        except AWS_ERRORS as exc:
-            raise StateStoreError(f"could not read the error watch of {model_name}: {exc}") from exc
-        return None if not item else ErrorWatch.from_dict(json.loads(item["watch"]["S"]))
+        item = read_item(self._db, self._table, model_name, WATCH_SK)
+        return None if item is None else ErrorWatch.from_dict(json.loads(item["watch"]["S"]))
 
     def put(self, watch: ErrorWatch) -> None:
         """Put unless another writer stored a revision since this one's predecessor."""
+        raised = watch.raised()
         item = {
-            **_key(watch.model_name),
+            **item_key(watch.model_name, WATCH_SK),
             "revision": {"N": str(watch.revision)},
             "watch": {"S": json.dumps(watch.to_dict(), sort_keys=True)},
+            VERSION: {"N": str(watch.version)},
+            **({} if raised is None else {ALARM_KEY: {"S": raised.key}, ALARM_REASON: {"S": raised.reason}}),
         }
         condition: dict[str, Any] = (
             {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -179,10 +192,6 @@ class DynamoErrorWatchStore:
             if error_code(exc) == "ConditionalCheckFailedException":
                 raise ConflictError(_conflict(watch)) from exc
             raise StateStoreError(f"could not store the error watch of {watch.model_name}: {exc}") from exc
-
-
-def _key(model_name: str) -> dict[str, Any]:
-    return {PK: {"S": model_name}, SK: {"S": WATCH_SK}}
 
 
 def _conflict(watch: ErrorWatch) -> str:

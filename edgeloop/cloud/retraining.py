@@ -22,20 +22,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edgeloop.cloud.error_watch import ErrorWatchStore
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
+from edgeloop.cloud.retraining_table import TRIGGER_SK, Alarms, item_key, read_item, trigger_record_of
 from edgeloop.cloud.rollout_stores import FleetHealthStore, RolloutStore
 from edgeloop.cloud.sample_ingest import SampleCatalogue
-from edgeloop.core.error_watch import live_alarm
 from edgeloop.core.errors import ConflictError, StateStoreError, ValidationError
-from edgeloop.core.names import TABLE_PARTITION_KEY as PK
-from edgeloop.core.names import TABLE_SORT_KEY as SK
 from edgeloop.core.retraining import RetrainingPolicy, TriggerRecord, evaluate_tick, initial_record, sent
 from edgeloop.core.rollout import VersionHealth
 
 log = logging.getLogger(__name__)
 
-TRIGGER_SK = "trigger"
 MAX_PUT_EVENTS_ENTRIES = 10
 
 
@@ -93,12 +89,12 @@ def run_trigger(
     rollouts: RolloutStore,
     health: FleetHealthStore,
     bus: EventBus,
-    watches: ErrorWatchStore | None = None,
+    alarms: Alarms | None = None,
 ) -> TriggerOutcome:
     """Evaluate one tick at time `at`: finish an earlier unsent request first, then decide and store once.
 
-    `watches` holds the labelled-error detector the label ingest feeds (edgeloop.cloud.error_watch): its
-    unhandled alarm on the live version is a reason to retrain.
+    `alarms` gives the latest alarm of the labelled-error detector the label ingest feeds
+    (edgeloop.cloud.error_watch): one on the live version the trigger has not handled is a reason to retrain.
     """
     record = states.get(model_name) or initial_record(model_name)
     resent = None
@@ -107,7 +103,7 @@ def run_trigger(
         record = states.get(model_name) or record
     live = rollouts.last_known_good(model_name)
     drift = fleet_drift(health, model_name, live)
-    alarm = None if watches is None else live_alarm(watches.get(model_name), live)
+    alarm = None if alarms is None else alarms.alarm(model_name, live)
     tick = evaluate_tick(
         record,
         policy,
@@ -166,6 +162,11 @@ class MemoryRetrainingStateStore:
         with self._lock:
             return self.records.get(model_name)
 
+    def live_version(self, model_name: str) -> int | None:
+        """LiveVersions: the parent version in the stored record."""
+        record = self.get(model_name)
+        return None if record is None else record.state.parent_version
+
     def put(self, record: TriggerRecord) -> None:
         """Store over the predecessor revision only."""
         model = record.state.model_name
@@ -185,17 +186,14 @@ class DynamoRetrainingStateStore:
 
     def get(self, model_name: str) -> TriggerRecord | None:
         """A consistent read of the model's item."""
-        try:
-            item = self._db.get_item(TableName=self._table, Key=_key(model_name), ConsistentRead=True).get("Item")
-        except AWS_ERRORS as exc:
-            raise StateStoreError(f"could not read the retraining state of {model_name}: {exc}") from exc
-        return None if not item else TriggerRecord.from_dict(json.loads(item["record"]["S"]))
+        item = read_item(self._db, self._table, model_name, TRIGGER_SK)
+        return None if item is None else trigger_record_of(item)
 
     def put(self, record: TriggerRecord) -> None:
         """Put unless another writer stored a revision since this one's predecessor."""
         model = record.state.model_name
         item = {
-            **_key(model),
+            **item_key(model, TRIGGER_SK),
             "revision": {"N": str(record.revision)},
             "record": {"S": json.dumps(record.to_dict(), sort_keys=True)},
         }
@@ -213,10 +211,6 @@ class DynamoRetrainingStateStore:
             if error_code(exc) == "ConditionalCheckFailedException":
                 raise ConflictError(_conflict(model, record.revision)) from exc
             raise StateStoreError(f"could not store the retraining state of {model}: {exc}") from exc
-
-
-def _key(model_name: str) -> dict[str, Any]:
-    return {PK: {"S": model_name}, SK: {"S": TRIGGER_SK}}
 
 
 def _conflict(model_name: str, revision: int) -> str:

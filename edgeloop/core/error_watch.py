@@ -20,6 +20,7 @@ from edgeloop.core.detector_state import DetectorState, finite_number
 from edgeloop.core.detectors import Alarm, ErrorDetector, Observation, initial_state, observe
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.names import validate_model_name
+from edgeloop.core.retraining import RaisedAlarm
 
 CLOUD_DETECTOR = ErrorDetector(warmup=100)
 """The cloud's policy: the stated defaults, plus a warm-up so a version without a readable holdout is watched too."""
@@ -27,14 +28,6 @@ CLOUD_DETECTOR = ErrorDetector(warmup=100)
 _ALARM_INTS = ("at_sample", "since_sample", "run_samples", "run_errors")
 _ALARM_FLOATS = ("reference_rate", "alternative", "statistic", "threshold")
 _WATCH_KEYS = {"model_name", "version", "state", "alarm", "revision"}
-
-
-@dataclass(frozen=True)
-class RaisedAlarm:
-    """An alarm the trigger may act on: a key that changes with every new alarm, and why it fired."""
-
-    key: str
-    reason: str
 
 
 @dataclass(frozen=True)

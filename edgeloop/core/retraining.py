@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from edgeloop.core import wire
-from edgeloop.core.error_watch import RaisedAlarm
 from edgeloop.core.errors import ValidationError
 from edgeloop.core.events import EDGELOOP_SOURCE, RETRAINING_REQUESTED
 from edgeloop.core.names import validate_model_name
@@ -271,6 +270,14 @@ class TickResult:
 def trigger_request_id(model_name: str, now: float) -> str:
     """Stable per (model, tick): a re-run or a concurrent run of the same tick names the same training job."""
     return f"retrain-{validate_model_name(model_name)}-{int(now)}"
+
+
+@dataclass(frozen=True)
+class RaisedAlarm:
+    """An error alarm the trigger may act on (core.error_watch): a key that changes with every new alarm, and why."""
+
+    key: str
+    reason: str
 
 
 def evaluate_tick(

@@ -15,8 +15,9 @@ from edgeloop.cloud.error_watch import (
     MemoryErrorWatchStore,
     watch_labels,
 )
-from edgeloop.cloud.retraining import DynamoRetrainingStateStore
-from edgeloop.cloud.rollout_stores import MemoryRolloutStore, table_definition
+from edgeloop.cloud.retraining import DynamoRetrainingStateStore, MemoryRetrainingStateStore
+from edgeloop.cloud.retraining_table import DynamoRetrainingTable
+from edgeloop.cloud.rollout_stores import table_definition
 from edgeloop.cloud.sample_ingest import MemorySampleCatalogue, SampleRef
 from edgeloop.core.detectors import ErrorDetector, Observation
 from edgeloop.core.error_watch import ErrorWatch, fold_labels
@@ -75,6 +76,42 @@ def test_the_watch_item_sits_beside_the_trigger_record_without_touching_it(aws: 
     assert (states.get("digits"), watches.get("digits")) == (record, watch)
 
 
+def trigger_ticked(states: Any, live_version: int) -> None:
+    """The trigger evaluated a tick and stored the live version in its record."""
+    tick = evaluate_tick(
+        initial_record("digits"), RetrainingPolicy(), now=1, label_total=0, live_version=live_version, drift_score=None
+    )
+    assert tick.record is not None
+    states.put(tick.record)
+
+
+def test_the_trigger_reads_the_live_version_and_the_alarm_the_writers_stored(watches: Any) -> None:
+    if isinstance(watches, MemoryErrorWatchStore):
+        states: Any = MemoryRetrainingStateStore()
+        table: Any = states
+    else:
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        states, table = (
+            DynamoRetrainingStateStore(client, RETRAINING_TABLE),
+            DynamoRetrainingTable(client, RETRAINING_TABLE),
+        )
+    alarms = watches if isinstance(watches, MemoryErrorWatchStore) else table
+    assert table.live_version("digits") is None
+    assert alarms.alarm("digits", 3) is None
+    trigger_ticked(states, 3)
+    assert table.live_version("digits") == 3
+    quiet, _ = fold_labels(None, "digits", 3, [Observation(False)] * 30, POLICY)
+    watches.put(quiet)
+    assert alarms.alarm("digits", 3) is None
+    rng = random.Random(3)
+    loud, alarm = fold_labels(quiet, "digits", 3, [Observation(rng.random() < 0.9) for _ in range(300)], POLICY)
+    assert alarm is not None
+    watches.put(loud)
+    assert alarms.alarm("digits", 3) == loud.raised()
+    assert alarms.alarm("digits", 4) is None, "another version's alarm is moot"
+    assert alarms.alarm("digits", None) is None
+
+
 def sample(version: int, answer: int, sampler: str = "random") -> Sample:
     return Sample(
         request_id="r-1", model_name="digits", model_version=version, sampler=sampler, label_index=answer,
@@ -92,12 +129,12 @@ def catalogued(samples: list[Sample]) -> MemorySampleCatalogue:
 
 def test_only_first_labels_of_the_live_version_are_watched_each_as_its_sample_answered() -> None:
     samples = [sample(3, 1), sample(3, 2), sample(2, 1), sample(3, 1, sampler="low_confidence")]
-    catalogue, rollouts, watches = catalogued(samples), MemoryRolloutStore(), MemoryErrorWatchStore()
+    catalogue, live, watches = catalogued(samples), MemoryRetrainingStateStore(), MemoryErrorWatchStore()
     labels = [Label("edge-dev-1", seq, 1, "gt") for seq in (3, 1, 0, 2, 7)]  # late and out of order; 7 unknown
-    report = watch_labels(labels, catalogue=catalogue, rollouts=rollouts, watches=watches, policy=POLICY)
+    report = watch_labels(labels, catalogue=catalogue, live=live, watches=watches, policy=POLICY)
     assert (report.observed, report.ignored, watches.get("digits")) == (0, 5, None), "no version is live yet"
-    rollouts.set_last_known_good("digits", 3)
-    report = watch_labels(labels, catalogue=catalogue, rollouts=rollouts, watches=watches, policy=POLICY)
+    trigger_ticked(live, 3)
+    report = watch_labels(labels, catalogue=catalogue, live=live, watches=watches, policy=POLICY)
     assert (report.observed, report.ignored, report.lost, report.alarms) == (3, 2, 0, [])
     watch = watches.get("digits")
     assert watch is not None
@@ -107,8 +144,8 @@ def test_only_first_labels_of_the_live_version_are_watched_each_as_its_sample_an
 
 
 def test_a_lost_race_is_read_again_and_folded_once() -> None:
-    catalogue, rollouts = catalogued([sample(3, 1)] * 4), MemoryRolloutStore()
-    rollouts.set_last_known_good("digits", 3)
+    catalogue, live = catalogued([sample(3, 1)] * 4), MemoryRetrainingStateStore()
+    trigger_ticked(live, 3)
 
     class Raced(MemoryErrorWatchStore):
         """Another ingest stores its batch between this one's read and its write, `races` times."""
@@ -126,12 +163,12 @@ def test_a_lost_race_is_read_again_and_folded_once() -> None:
 
     raced = Raced(races=2)
     report = watch_labels([Label("edge-dev-1", s, 1, "gt") for s in range(4)], catalogue=catalogue,
-                          rollouts=rollouts, watches=raced, policy=POLICY)  # fmt: skip
+                          live=live, watches=raced, policy=POLICY)  # fmt: skip
     assert (report.observed, report.lost) == (4, 0)
     stored = raced.get("digits")
     assert stored is not None
     assert stored.state.reference_trials == 4 + 2, "two other batches, then this one once"
     hopeless = Raced(races=MAX_ATTEMPTS)
-    report = watch_labels([Label("edge-dev-1", 0, 1, "gt")], catalogue=catalogue, rollouts=rollouts,
+    report = watch_labels([Label("edge-dev-1", 0, 1, "gt")], catalogue=catalogue, live=live,
                           watches=hopeless, policy=POLICY)  # fmt: skip
     assert (report.observed, report.lost) == (0, 1)

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from edgeloop.core.error_watch import RaisedAlarm
 from edgeloop.core.errors import ConfigError, ValidationError
 from edgeloop.core.events import ScheduledTick
 from edgeloop.core.retraining import (
+    RaisedAlarm,
     RetrainingPolicy,
     TickResult,
     TriggerRecord,

@@ -16,6 +16,7 @@ import pytest
 from edgeloop.cloud.artifacts import ArtifactStore, MemoryArtifactStore, S3ArtifactStore
 from edgeloop.cloud.error_watch import DynamoErrorWatchStore
 from edgeloop.cloud.retraining import DynamoRetrainingStateStore, MemoryEventBus
+from edgeloop.cloud.retraining_table import DynamoRetrainingTable
 from edgeloop.cloud.rollout_stores import DynamoFleetHealthStore, DynamoRolloutStore, table_definition
 from edgeloop.cloud.sample_ingest import DynamoSampleCatalogue, MemorySampleCatalogue, SampleCatalogue, SampleRef
 from edgeloop.core.error_watch import CLOUD_DETECTOR
@@ -24,7 +25,7 @@ from edgeloop.core.names import FLEET_HEALTH_TABLE, RETRAINING_TABLE, ROLLOUTS_T
 from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
 from edgeloop.core.retraining import RetrainingPolicy
 from edgeloop.core.sample_payload import Sample
-from edgeloop.core.settings import ENV_RETRAINING_TABLE, ENV_ROLLOUTS_TABLE, ENV_SAMPLES_TABLE, TriggerSettings
+from edgeloop.core.settings import ENV_RETRAINING_TABLE, ENV_SAMPLES_TABLE, TriggerSettings
 from functions import label_ingest, retraining_trigger
 
 REGION = "us-east-1"
@@ -58,7 +59,7 @@ class Cloud:
         self.ingest = {
             "store": self.store,
             "catalogue": self.catalogue,
-            "rollouts": rollouts,
+            "live": DynamoRetrainingTable(db, RETRAINING_TABLE),
             "watches": self.watches,
         }
         self.trigger = {
@@ -68,9 +69,10 @@ class Cloud:
             "rollouts": rollouts,
             "health": DynamoFleetHealthStore(db, FLEET_HEALTH_TABLE),
             "bus": self.bus,
-            "watches": self.watches,
+            "alarms": DynamoRetrainingTable(db, RETRAINING_TABLE),
         }
         self.truth: dict[int, int] = {}
+        assert self.tick(0)["status"] == "waiting", "the first tick records the live version"
 
     def serve(self, seq: int, error_rate: float, version: int = LIVE) -> None:
         """The device answers request seq and samples it (a fifth chosen as hard examples, wrong more often)."""
@@ -110,9 +112,9 @@ def run(cloud: Cloud, rates: list[float], *, delay: int = 120, batch: int = 30) 
     arrivals: dict[int, list[int]] = {}
     for seq, rate in enumerate(rates):
         cloud.serve(seq, rate)
-        arrivals.setdefault((seq + cloud.rng.randrange(delay)) // batch, []).append(seq)
+        arrivals.setdefault(1 + (seq + cloud.rng.randrange(delay)) // batch, []).append(seq)
     outcomes = []
-    for window in sorted(arrivals):
+    for window in sorted(arrivals):  # windows from 1: minute 0 was the first tick
         seqs = arrivals[window]
         cloud.rng.shuffle(seqs)
         report = cloud.labels_arrive(seqs)
@@ -163,11 +165,11 @@ def test_labels_of_another_version_than_the_live_one_are_not_watched(aws: None) 
 
 
 def test_the_handler_builds_its_ports_from_the_environment(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {ENV_SAMPLES_TABLE: "s", ENV_RETRAINING_TABLE: "r", ENV_ROLLOUTS_TABLE: "o"}.items():
+    for name, value in {ENV_SAMPLES_TABLE: "s", ENV_RETRAINING_TABLE: "r"}.items():
         monkeypatch.setenv(name, value)
     label_ingest._deps.cache_clear()
     try:
         deps = label_ingest._deps()
     finally:
         label_ingest._deps.cache_clear()
-    assert set(deps) == {"store", "catalogue", "rollouts", "watches"}
+    assert set(deps) == {"store", "catalogue", "live", "watches"}
