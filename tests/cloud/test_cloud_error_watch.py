@@ -16,7 +16,6 @@ from edgeloop.cloud.error_watch import (
     watch_labels,
 )
 from edgeloop.cloud.retraining import DynamoRetrainingStateStore, MemoryRetrainingStateStore
-from edgeloop.cloud.retraining_table import DynamoRetrainingTable
 from edgeloop.cloud.rollout_stores import table_definition
 from edgeloop.cloud.sample_ingest import MemorySampleCatalogue, SampleRef
 from edgeloop.core.detectors import ErrorDetector, Observation
@@ -83,33 +82,6 @@ def trigger_ticked(states: Any, live_version: int) -> None:
     )
     assert tick.record is not None
     states.put(tick.record)
-
-
-def test_the_trigger_reads_the_live_version_and_the_alarm_the_writers_stored(watches: Any) -> None:
-    if isinstance(watches, MemoryErrorWatchStore):
-        states: Any = MemoryRetrainingStateStore()
-        table: Any = states
-    else:
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        states, table = (
-            DynamoRetrainingStateStore(client, RETRAINING_TABLE),
-            DynamoRetrainingTable(client, RETRAINING_TABLE),
-        )
-    alarms = watches if isinstance(watches, MemoryErrorWatchStore) else table
-    assert table.live_version("digits") is None
-    assert alarms.alarm("digits", 3) is None
-    trigger_ticked(states, 3)
-    assert table.live_version("digits") == 3
-    quiet, _ = fold_labels(None, "digits", 3, [Observation(False)] * 30, POLICY)
-    watches.put(quiet)
-    assert alarms.alarm("digits", 3) is None
-    rng = random.Random(3)
-    loud, alarm = fold_labels(quiet, "digits", 3, [Observation(rng.random() < 0.9) for _ in range(300)], POLICY)
-    assert alarm is not None
-    watches.put(loud)
-    assert alarms.alarm("digits", 3) == loud.raised()
-    assert alarms.alarm("digits", 4) is None, "another version's alarm is moot"
-    assert alarms.alarm("digits", None) is None
 
 
 def sample(version: int, answer: int, sampler: str = "random") -> Sample:
