@@ -1,4 +1,5 @@
-"""Lambda: on a schedule, decide whether the model retrains (new labels, sustained fleet drift) and say so once."""
+"""Lambda: on a schedule, decide whether the model retrains (new labels, sustained fleet drift, a labelled-error
+alarm) and say so once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import boto3
 
 from edgeloop.cloud.retraining import DynamoRetrainingStateStore, EventBridgeBus, run_trigger
+from edgeloop.cloud.retraining_table import DynamoRetrainingTable
 from edgeloop.cloud.rollout_stores import DynamoFleetHealthStore, DynamoRolloutStore
 from edgeloop.cloud.sample_ingest import DynamoSampleCatalogue
 from edgeloop.core.events import ScheduledTick
@@ -26,6 +28,7 @@ def _deps() -> dict[str, Any]:
     return {
         "settings": settings,
         "states": DynamoRetrainingStateStore(dynamodb, settings.retraining_table),
+        "alarms": DynamoRetrainingTable(dynamodb, settings.retraining_table),
         "catalogue": DynamoSampleCatalogue(dynamodb, settings.samples_table),
         "rollouts": DynamoRolloutStore(dynamodb, settings.rollouts_table),
         "health": DynamoFleetHealthStore(dynamodb, settings.fleet_health_table),
@@ -37,7 +40,9 @@ def handle(event: Any, deps: dict[str, Any]) -> dict[str, Any]:
     """Parse the tick, evaluate it at its scheduled time (a retry evaluates the same moment), report the outcome."""
     tick = ScheduledTick.from_event(event)
     settings: TriggerSettings = deps["settings"]
-    ports = {name: deps[name] for name in ("states", "catalogue", "rollouts", "health", "bus")}
+    ports = {
+        name: deps[name] for name in ("states", "catalogue", "rollouts", "health", "bus", "alarms") if name in deps
+    }
     outcome = run_trigger(settings.model_name, settings.policy, tick.at, **ports)
     log.info("retraining trigger %s for %s: %s (%s)", tick.event_id, outcome.model_name, outcome.status, outcome.reason)
     return outcome.to_dict()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from edgeloop.cloud.artifacts import ArtifactStore, parse_s3_uri
 from edgeloop.cloud.sample_ingest import SampleCatalogue
 from edgeloop.core.errors import IntegrityError, NotFoundError, ValidationError
-from edgeloop.core.labels import LabelOutcome, parse_label_object
+from edgeloop.core.labels import Label, LabelOutcome, parse_label_object
 from edgeloop.core.names import LABELS_PREFIX, LABELS_REJECTED_PREFIX
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ class LabelReport:
     object_uri: str
     outcome: LabelOutcome | None
     rejected: str | None = None
+    label: Label | None = None
+    """The label recorded (None when set aside): a NEW one goes on to the labelled-error detector."""
 
 
 def ingest_label_object(uri: str, *, store: ArtifactStore, catalogue: SampleCatalogue) -> LabelReport:
@@ -50,7 +52,7 @@ def ingest_label_object(uri: str, *, store: ArtifactStore, catalogue: SampleCata
         rejected = _set_aside(uri, data, store, str(exc))
         return LabelReport(uri, None, f"{exc} (kept at {rejected})")
     log.info("%s: label %d for %s seq %d (%s)", uri, label.label_index, label.thing_name, label.seq, outcome.value)
-    return LabelReport(uri, outcome)
+    return LabelReport(uri, outcome, label=label)
 
 
 def _set_aside(uri: str, data: bytes, store: ArtifactStore, reason: str) -> str:

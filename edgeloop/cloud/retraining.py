@@ -1,14 +1,16 @@
 """The retraining trigger in the cloud: per schedule tick, labels and fleet drift in, at most one event out.
 
 A tick reads the model's trigger record, the catalogue's label count, the last-known-good version (the
-lineage parent) and that version's fleet drift score, runs the pure policy (edgeloop.core.retraining) and
-stores the new record with a conditional write: of two invocations that read the same record, one stores
-it and the other stops, so a tick triggers at most once. A decided Retraining Requested entry is stored
-as pending in that same write and only then put on the bus; once the bus accepted it, the record says so.
-If the put fails, the next invocation (the retry, or the next tick) sends the pending entry again under
-the same request id, which the training launcher turns into the same job name: one training job.
+lineage parent), that version's fleet drift score and the labelled-error detector's alarm on it, runs the
+pure policy (edgeloop.core.retraining) and stores the new record with a conditional write: of two
+invocations that read the same record, one stores it and the other stops, so a tick triggers at most once. A
+decided Retraining Requested entry is stored as pending in that same write and only then put on the bus;
+once the bus accepted it, the record says so. If the put fails, the next invocation (the retry, or the next
+tick) sends the pending entry again under the same request id, which the training launcher turns into the
+same job name: one training job.
 
-Retraining table (pk = model name): sk "trigger", the TriggerRecord as JSON and its revision.
+Retraining table (pk = model name): sk "trigger", the TriggerRecord as JSON and its revision; sk "detector",
+the label ingest's ErrorWatch (edgeloop.cloud.error_watch), which the trigger only reads.
 """
 
 from __future__ import annotations
@@ -21,17 +23,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
+from edgeloop.cloud.retraining_table import TRIGGER_SK, Alarms, item_key, read_item, trigger_record_of
 from edgeloop.cloud.rollout_stores import FleetHealthStore, RolloutStore
 from edgeloop.cloud.sample_ingest import SampleCatalogue
 from edgeloop.core.errors import ConflictError, StateStoreError, ValidationError
-from edgeloop.core.names import TABLE_PARTITION_KEY as PK
-from edgeloop.core.names import TABLE_SORT_KEY as SK
 from edgeloop.core.retraining import RetrainingPolicy, TriggerRecord, evaluate_tick, initial_record, sent
 from edgeloop.core.rollout import VersionHealth
 
 log = logging.getLogger(__name__)
 
-TRIGGER_SK = "trigger"
 MAX_PUT_EVENTS_ENTRIES = 10
 
 
@@ -89,8 +89,13 @@ def run_trigger(
     rollouts: RolloutStore,
     health: FleetHealthStore,
     bus: EventBus,
+    alarms: Alarms | None = None,
 ) -> TriggerOutcome:
-    """Evaluate one tick at time `at`: finish an earlier unsent request first, then decide and store once."""
+    """Evaluate one tick at time `at`: finish an earlier unsent request first, then decide and store once.
+
+    `alarms` gives the latest alarm of the labelled-error detector the label ingest feeds
+    (edgeloop.cloud.error_watch): one on the live version the trigger has not handled is a reason to retrain.
+    """
     record = states.get(model_name) or initial_record(model_name)
     resent = None
     if record.pending is not None:
@@ -98,8 +103,15 @@ def run_trigger(
         record = states.get(model_name) or record
     live = rollouts.last_known_good(model_name)
     drift = fleet_drift(health, model_name, live)
+    alarm = None if alarms is None else alarms.alarm(model_name, live)
     tick = evaluate_tick(
-        record, policy, now=at, label_total=catalogue.label_count(model_name), live_version=live, drift_score=drift
+        record,
+        policy,
+        now=at,
+        label_total=catalogue.label_count(model_name),
+        live_version=live,
+        drift_score=drift,
+        alarm=alarm,
     )
     done = TriggerOutcome("already-evaluated", tick.decision.reason, model_name, live, resent_request_id=resent)
     if tick.record is None:
@@ -150,6 +162,11 @@ class MemoryRetrainingStateStore:
         with self._lock:
             return self.records.get(model_name)
 
+    def live_version(self, model_name: str) -> int | None:
+        """LiveVersions: the parent version in the stored record."""
+        record = self.get(model_name)
+        return None if record is None else record.state.parent_version
+
     def put(self, record: TriggerRecord) -> None:
         """Store over the predecessor revision only."""
         model = record.state.model_name
@@ -169,17 +186,14 @@ class DynamoRetrainingStateStore:
 
     def get(self, model_name: str) -> TriggerRecord | None:
         """A consistent read of the model's item."""
-        try:
-            item = self._db.get_item(TableName=self._table, Key=_key(model_name), ConsistentRead=True).get("Item")
-        except AWS_ERRORS as exc:
-            raise StateStoreError(f"could not read the retraining state of {model_name}: {exc}") from exc
-        return None if not item else TriggerRecord.from_dict(json.loads(item["record"]["S"]))
+        item = read_item(self._db, self._table, model_name, TRIGGER_SK)
+        return None if item is None else trigger_record_of(item)
 
     def put(self, record: TriggerRecord) -> None:
         """Put unless another writer stored a revision since this one's predecessor."""
         model = record.state.model_name
         item = {
-            **_key(model),
+            **item_key(model, TRIGGER_SK),
             "revision": {"N": str(record.revision)},
             "record": {"S": json.dumps(record.to_dict(), sort_keys=True)},
         }
@@ -197,10 +211,6 @@ class DynamoRetrainingStateStore:
             if error_code(exc) == "ConditionalCheckFailedException":
                 raise ConflictError(_conflict(model, record.revision)) from exc
             raise StateStoreError(f"could not store the retraining state of {model}: {exc}") from exc
-
-
-def _key(model_name: str) -> dict[str, Any]:
-    return {PK: {"S": model_name}, SK: {"S": TRIGGER_SK}}
 
 
 def _conflict(model_name: str, revision: int) -> str:

@@ -46,6 +46,8 @@ class SampleCatalogue(Protocol):
     says whether it was the sample's first label (NEW: counted once), a different one (CHANGED: the newest
     wins, not counted again) or the stored one repeated (UNCHANGED). `label_count` is how many samples of
     the model have a label: it only grows, so the retraining trigger counts new labels as a difference.
+    `sample_of` is the catalogued sample itself (None if never catalogued, or catalogued before samples were
+    kept whole): the labelled-error detector compares its answer with the label.
     """
 
     def add(self, ref: SampleRef) -> bool: ...
@@ -57,6 +59,8 @@ class SampleCatalogue(Protocol):
     def label_of(self, thing_name: str, seq: int) -> Label | None: ...
 
     def label_count(self, model_name: str) -> int: ...
+
+    def sample_of(self, thing_name: str, seq: int) -> Sample | None: ...
 
 
 class LabellingQueue(Protocol):
@@ -180,6 +184,12 @@ class MemorySampleCatalogue:
         with self._lock:
             return self._labelled.get(model_name, 0)
 
+    def sample_of(self, thing_name: str, seq: int) -> Sample | None:
+        """The catalogued sample."""
+        with self._lock:
+            ref = self.samples.get((thing_name, seq))
+            return None if ref is None else ref.sample
+
 
 class DynamoSampleCatalogue:
     """SampleCatalogue on DynamoDB: a conditional put per (thing, seq) makes a repeat a no-op."""
@@ -197,6 +207,7 @@ class DynamoSampleCatalogue:
             "model_version": {"N": str(ref.sample.model_version)},
             "sampler": {"S": ref.sample.sampler},
             "request_id": {"S": ref.sample.request_id},
+            "payload": {"S": json.dumps(ref.sample.to_payload(), sort_keys=True)},
         }
         try:
             self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
@@ -246,6 +257,16 @@ class DynamoSampleCatalogue:
         """The model's counter item (absent: none labelled yet)."""
         item = self._get(_label_counter_key(model_name), f"reading the label count of {model_name}")
         return 0 if item is None else int(item["labelled"]["N"])
+
+    def sample_of(self, thing_name: str, seq: int) -> Sample | None:
+        """The sample's payload kept in its item; one kept damaged is a StateStoreError (our own write, not input)."""
+        item = self._get(_sample_key(thing_name, seq), f"reading {thing_name} seq {seq}")
+        if item is None or "payload" not in item:
+            return None
+        try:
+            return Sample.from_payload(json.loads(item["payload"]["S"]))
+        except (ValueError, ValidationError) as exc:
+            raise StateStoreError(f"sample {thing_name} seq {seq} is kept damaged: {exc}") from exc
 
     def _first_label(self, label: Label, model_name: str) -> bool:
         """Label and count together, only if still unlabelled; False when a concurrent writer labelled it first."""

@@ -100,14 +100,29 @@ def observe_labels(state: RetrainingState, new_labels: int) -> RetrainingState:
     return replace(state, labels_since_training=state.labels_since_training + new_labels)
 
 
-def retraining_decision(state: RetrainingState, policy: RetrainingPolicy, now: float) -> RetrainingDecision:
-    """Retrain on enough labels, or on drift sustained for drift_for_s with some labels; never within cooldown."""
+def retraining_decision(
+    state: RetrainingState, policy: RetrainingPolicy, now: float, alarm: str | None = None
+) -> RetrainingDecision:
+    """Retrain on enough labels, or on drift sustained for drift_for_s or an error alarm, with some labels; never
+    within cooldown. `alarm` is why the labelled-error detector (core.error_watch) alarmed, if it has unhandled."""
     labels = state.labels_since_training
     if state.last_triggered_at is not None and now - state.last_triggered_at < policy.cooldown_s:
         left = policy.cooldown_s - (now - state.last_triggered_at)
         return RetrainingDecision(False, f"cooling down: {left:.0f} s until another retrain may start")
     if labels >= policy.min_new_labels:
         return RetrainingDecision(True, f"{labels} new labelled examples (>= {policy.min_new_labels})")
+    if alarm is not None and labels >= policy.min_labels_on_drift:
+        return RetrainingDecision(True, f"{alarm}; {labels} new labels")
+    decision = _drift_decision(state, policy, now, labels)
+    if alarm is not None and not decision.retrain:
+        return RetrainingDecision(
+            False, f"{alarm}, but only {labels} of {policy.min_labels_on_drift} labels to learn from"
+        )
+    return decision
+
+
+def _drift_decision(state: RetrainingState, policy: RetrainingPolicy, now: float, labels: int) -> RetrainingDecision:
+    """The sustained-fleet-drift rule (after cooldown and the label count were checked)."""
     if state.drift_high_since is not None:
         lasted = now - state.drift_high_since
         if lasted >= policy.drift_for_s and labels >= policy.min_labels_on_drift:
@@ -152,7 +167,8 @@ class TriggerRecord:
     already taken in, so a tick adds only the difference. `evaluated_at` is the last tick's time (a re-run
     of that tick changes nothing). `pending` is a Retraining Requested entry decided but not yet confirmed
     on the bus: whoever reads it next sends it again, under the same request id. `revision` guards the
-    conditional write (0: never stored).
+    conditional write (0: never stored). `handled_alarm` is the key of the last error alarm a triggered retrain
+    answered (core.error_watch): that alarm is cleared, a later one is not; absent in records stored before it.
     """
 
     state: RetrainingState
@@ -160,6 +176,7 @@ class TriggerRecord:
     evaluated_at: float | None = None
     pending: Mapping[str, Any] | None = None
     revision: int = 0
+    handled_alarm: str | None = None
 
     def __post_init__(self) -> None:
         if self.labels_counted < 0:
@@ -181,6 +198,7 @@ class TriggerRecord:
             "evaluated_at": self.evaluated_at,
             "pending": None if self.pending is None else dict(self.pending),
             "revision": self.revision,
+            "handled_alarm": self.handled_alarm,
         }
 
     @classmethod
@@ -188,7 +206,7 @@ class TriggerRecord:
         """Parse the stored form; a damaged item is an error, never a fresh start (that could re-trigger)."""
         where = "retraining_state"
         d = wire.mapping(data, where)
-        wire.only_keys(d, set(_RECORD_KEYS), where)
+        wire.only_keys(d, {*_RECORD_KEYS, *_OPTIONAL_RECORD_KEYS}, where)
         missing = sorted(set(_RECORD_KEYS) - set(d))
         if missing:
             raise ValidationError(where, f"missing key(s) {missing}")
@@ -207,6 +225,7 @@ class TriggerRecord:
             evaluated_at=_optional_number(d, "evaluated_at", where),
             pending=None if pending is None else dict(wire.mapping(pending, f"{where}.pending")),
             revision=wire.integer(d, "revision", where, minimum=1),
+            handled_alarm=None if d.get("handled_alarm") is None else wire.text(d, "handled_alarm", where),
         )
 
 
@@ -222,6 +241,8 @@ _RECORD_KEYS = (
     "pending",
     "revision",
 )
+_OPTIONAL_RECORD_KEYS = ("handled_alarm",)
+"""Keys added later: a record stored before them still parses."""
 
 
 def _optional_int(d: Mapping[str, Any], key: str, where: str) -> int | None:
@@ -251,6 +272,14 @@ def trigger_request_id(model_name: str, now: float) -> str:
     return f"retrain-{validate_model_name(model_name)}-{int(now)}"
 
 
+@dataclass(frozen=True)
+class RaisedAlarm:
+    """An error alarm the trigger may act on (core.error_watch): a key that changes with every new alarm, and why."""
+
+    key: str
+    reason: str
+
+
 def evaluate_tick(
     record: TriggerRecord,
     policy: RetrainingPolicy,
@@ -259,12 +288,14 @@ def evaluate_tick(
     label_total: int,
     live_version: int | None,
     drift_score: float | None,
+    alarm: RaisedAlarm | None = None,
 ) -> TickResult:
     """Fold one tick's observations in and decide; a tick not later than the last evaluated one changes nothing.
 
     label_total is the catalogue's count of labelled samples of the model so far; drift_score the fleet's
     for live_version (the last-known-good version, the lineage parent). A new live version restarts the
-    drift clock: its drift is a new model's, not the old one's.
+    drift clock: its drift is a new model's, not the old one's. `alarm` is the labelled-error detector's
+    latest alarm on live_version; once a retrain is triggered it is handled and no longer a reason.
     """
     if record.evaluated_at is not None and now <= record.evaluated_at:
         return TickResult(None, RetrainingDecision(False, f"tick at {now:.0f} already evaluated"))
@@ -273,12 +304,15 @@ def evaluate_tick(
         state = replace(state, parent_version=live_version, drift_high_since=None)
     state = observe_labels(state, max(0, label_total - record.labels_counted))
     state = observe_drift(state, drift_score, policy, now)
-    decision = retraining_decision(state, policy, now)
+    active = alarm if alarm is not None and alarm.key != record.handled_alarm else None
+    decision = retraining_decision(state, policy, now, None if active is None else active.reason)
     entry = None
+    handled = record.handled_alarm
     if decision.retrain:
         entry = retraining_event(state, decision, trigger_request_id(state.model_name, now))
         state = triggered(state, now)
-    stored = TriggerRecord(state, label_total, now, entry or record.pending, record.revision + 1)
+        handled = handled if active is None else active.key
+    stored = TriggerRecord(state, label_total, now, entry or record.pending, record.revision + 1, handled)
     return TickResult(stored, decision, entry)
 
 

@@ -1,9 +1,12 @@
 """Retraining unit: the label ingest, the trigger's state table, and the trigger on its schedule.
 
-Labels arrive as objects under labels/ in the samples bucket (the labelling tool writes them); the
-label ingest records each in the sample catalogue. On every tick the trigger reads the label count,
-the last-known-good version and its fleet drift, and puts at most one Retraining Requested event on
-the default bus, where the training launcher's rule (infra/constructs/training.py) takes it.
+Labels arrive as objects under labels/ in the samples bucket (the labelling tool writes them); the label
+ingest records each in the sample catalogue and folds each first label of the live version into the
+labelled-error detector, stored beside the trigger's record in the trigger's table (the live version is the
+one that record names). On every tick the
+trigger reads the label count, the last-known-good version, its fleet drift and the detector's alarm, and
+puts at most one Retraining Requested event on the default bus, where the training launcher's rule
+(infra/constructs/training.py) takes it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from constructs import Construct
 from edgeloop.core.events import EDGELOOP_SOURCE, RETRAINING_REQUESTED
 from edgeloop.core.names import LABELS_PREFIX, LABELS_REJECTED_PREFIX, RETRAINING_TABLE
 from edgeloop.core.retraining import RetrainingPolicy
-from edgeloop.core.settings import ENV_SAMPLES_TABLE, TriggerSettings
+from edgeloop.core.settings import ENV_RETRAINING_TABLE, ENV_SAMPLES_TABLE, TriggerSettings
 from infra.constructs.event_function import FunctionDefaults
 from infra.constructs.grants import KMS_VIA_DYNAMODB_WRITE, KMS_VIA_S3, key_via, table_statement
 from infra.constructs.rollout_state import RolloutState, state_table
@@ -30,7 +33,8 @@ RETRAINING_TRIGGER = "retraining_trigger"
 LABELS_CATALOGUE = ("GetItem", "UpdateItem")
 """What the label ingest calls: read the sample, then Update it (and the model's label counter, in one transaction)."""
 RETRAINING_STATE = ("GetItem", "PutItem")
-"""What the trigger does to its own table: read the model's record, put it over the revision it read."""
+"""What the trigger does to its own table: read the model's record, put it over the revision it read; the label
+ingest does the same to the model's detector item there (and reads the live version from the record)."""
 
 
 class Retraining(Construct):
@@ -78,9 +82,12 @@ class Retraining(Construct):
             self,
             "LabelIngest",
             name=LABEL_INGEST,
-            environment={ENV_SAMPLES_TABLE: samples_table.table_name},
+            environment={
+                ENV_SAMPLES_TABLE: samples_table.table_name,
+                ENV_RETRAINING_TABLE: self.table.table_name,
+            },
             event_pattern=None,
-            description="Record each new label object in the sample catalogue, each sample counted once",
+            description="Record each new label in the sample catalogue once; watch the live version's labelled errors",
         )
         # Only labels/: what the ingest sets aside under labels-rejected/ must not trigger it again.
         bucket.add_event_notification(
@@ -92,7 +99,7 @@ class Retraining(Construct):
         self._grant_trigger(samples_table, state, key)
 
     def _grant_label_ingest(self, bucket: s3.IBucket, samples_table: dynamodb.ITable, key: kms.IKey) -> None:
-        """Read labels, set bad ones aside, label the catalogued samples."""
+        """Read labels, set bad ones aside, label the catalogued samples, watch the live version's errors."""
         self.label_ingest.allow(
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{LABELS_PREFIX}*")]),
             iam.PolicyStatement(
@@ -103,6 +110,7 @@ class Retraining(Construct):
         )
         self.label_ingest.allow(
             table_statement(samples_table, LABELS_CATALOGUE),
+            table_statement(self.table, RETRAINING_STATE),
             key_via(key, "dynamodb", KMS_VIA_DYNAMODB_WRITE),
             key_via(key, "s3", KMS_VIA_S3),
         )

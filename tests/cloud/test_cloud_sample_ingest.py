@@ -18,7 +18,7 @@ from edgeloop.cloud.sample_ingest import (
     ingest_sample_object,
 )
 from edgeloop.core.compression import MAX_DECOMPRESSED_BYTES, compress, decompress
-from edgeloop.core.errors import ValidationError
+from edgeloop.core.errors import StateStoreError, ValidationError
 from edgeloop.core.names import REJECTED_REASON_SUFFIX, SAMPLES_TABLE, samples_object_key, samples_topic
 from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
 from edgeloop.core.records import IOT_CORE_MAX_PAYLOAD_BYTES, Record, RecordKind, encode_batch
@@ -183,3 +183,24 @@ def test_the_handler_takes_each_object_on_its_own(event: Any, aws: None) -> None
     assert s3.get_object(Bucket=BUCKET, Key=rejected)["Body"].read() == b"garbage"
     reason = s3.get_object(Bucket=BUCKET, Key=rejected + REJECTED_REASON_SUFFIX)["Body"].read().decode()
     assert "is not gzip" in reason
+
+
+def test_the_catalogue_gives_back_the_sample_a_label_is_compared_with(catalogue: Any) -> None:
+    store = MemoryArtifactStore()
+    store.put(URI, batch(range(41, 46)))
+    ingest_sample_object(URI, store=store, catalogue=catalogue, queue=MemoryLabellingQueue())
+    assert catalogue.sample_of(THING, 43) == sample("r-43")
+    assert catalogue.sample_of(THING, 46) is None
+    assert catalogue.sample_of("edge-dev-2", 43) is None
+
+
+def test_a_sample_kept_without_its_payload_is_none_and_one_kept_damaged_is_a_store_error(aws: None) -> None:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(**table_definition(SAMPLES_TABLE))
+    catalogue = DynamoSampleCatalogue(client, SAMPLES_TABLE)
+    key = {"pk": {"S": f"sample#{THING}"}, "sk": {"S": f"{1:012d}"}}
+    client.put_item(TableName=SAMPLES_TABLE, Item={**key, "model_name": {"S": "digits"}})  # catalogued before
+    assert catalogue.sample_of(THING, 1) is None
+    client.put_item(TableName=SAMPLES_TABLE, Item={**key, "payload": {"S": '{"schema_version": 1}'}})
+    with pytest.raises(StateStoreError, match="kept damaged"):
+        catalogue.sample_of(THING, 1)

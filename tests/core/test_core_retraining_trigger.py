@@ -11,7 +11,9 @@ import pytest
 from edgeloop.core.errors import ConfigError, ValidationError
 from edgeloop.core.events import ScheduledTick
 from edgeloop.core.retraining import (
+    RaisedAlarm,
     RetrainingPolicy,
+    TickResult,
     TriggerRecord,
     evaluate_tick,
     initial_record,
@@ -124,3 +126,61 @@ def test_a_scheduled_tick_is_its_event_id_and_due_time() -> None:
         ScheduledTick.from_event({**event, "time": "yesterday"})
     with pytest.raises(ValidationError, match="no time zone"):
         ScheduledTick.from_event({**event, "time": "2026-12-01T09:00:00"})
+
+
+ALARM = RaisedAlarm("v3#1", "labelled error rate of version 3 rose")
+
+
+def alarmed(record: TriggerRecord, now: float, labels: int, alarm: RaisedAlarm | None = ALARM) -> TickResult:
+    return evaluate_tick(record, POLICY, now=now, label_total=labels, live_version=3, drift_score=None, alarm=alarm)
+
+
+def test_an_error_alarm_triggers_with_the_drift_minimum_of_labels_and_names_itself() -> None:
+    few = alarmed(START, 100, labels=POLICY.min_labels_on_drift - 1)
+    assert not few.decision.retrain
+    assert "rose" in few.decision.reason
+    assert f"of {POLICY.min_labels_on_drift} labels" in few.decision.reason
+    assert few.record is not None
+    assert few.record.handled_alarm is None, "an alarm not acted on stays raised"
+    fired = alarmed(few.record, 200, labels=POLICY.min_labels_on_drift)
+    assert fired.decision.retrain
+    assert fired.entry is not None
+    assert fired.decision.reason.startswith(ALARM.reason)
+    assert ALARM.reason in json.loads(fired.entry["Detail"])["reason"]
+    assert fired.record is not None
+    assert fired.record.handled_alarm == ALARM.key
+
+
+def test_a_handled_alarm_is_cleared_and_only_a_new_one_triggers_again() -> None:
+    fired = alarmed(START, 100, labels=POLICY.min_labels_on_drift)
+    assert fired.record is not None
+    later = 100 + POLICY.cooldown_s + 1
+    same = alarmed(sent(fired.record), later, labels=2 * POLICY.min_labels_on_drift)
+    assert not same.decision.retrain, "the retrain already answered this alarm"
+    assert "rose" not in same.decision.reason
+    new = alarmed(sent(fired.record), later, labels=2 * POLICY.min_labels_on_drift, alarm=RaisedAlarm("v3#2", "again"))
+    assert new.decision.retrain
+    assert new.decision.reason.startswith("again")
+
+
+def test_a_retrain_for_labels_also_clears_the_alarm_and_no_alarm_changes_nothing() -> None:
+    fired = alarmed(START, 100, labels=POLICY.min_new_labels)
+    assert fired.decision.retrain
+    assert "new labelled examples" in fired.decision.reason
+    assert fired.record is not None
+    assert fired.record.handled_alarm == ALARM.key
+    quiet = alarmed(START, 100, labels=POLICY.min_labels_on_drift, alarm=None)
+    assert not quiet.decision.retrain
+    assert quiet.record is not None
+    assert quiet.record.handled_alarm is None
+
+
+def test_a_record_stored_before_alarms_were_handled_still_parses() -> None:
+    record = alarmed(START, 100, labels=POLICY.min_labels_on_drift).record
+    assert record is not None
+    data = json.loads(json.dumps(record.to_dict()))
+    assert TriggerRecord.from_dict(data) == record
+    del data["handled_alarm"]
+    assert TriggerRecord.from_dict(data) == replace(record, handled_alarm=None)
+    with pytest.raises(ValidationError, match="handled_alarm"):
+        TriggerRecord.from_dict({**data, "handled_alarm": 7})

@@ -244,4 +244,4 @@ def test_the_handler_builds_its_ports_from_the_environment(monkeypatch: pytest.M
     finally:
         retraining_trigger._deps.cache_clear()
     assert deps["settings"].policy == POLICY
-    assert set(deps) == {"settings", "states", "catalogue", "rollouts", "health", "bus"}
+    assert set(deps) == {"settings", "states", "catalogue", "rollouts", "health", "bus", "alarms"}

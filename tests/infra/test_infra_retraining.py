@@ -139,17 +139,21 @@ def test_the_label_ingest_runs_on_label_objects_only_and_holds_exactly_what_it_c
     assert not LABELS_REJECTED_PREFIX.startswith(LABELS_PREFIX), "a rejection must not re-trigger the ingest"
     function = _function(synthesized, ingest)
     assert function["Handler"] == "label_ingest.handler"
-    assert function["Environment"]["Variables"] == {
-        ENV_SAMPLES_TABLE: {"Ref": logical_id(synthesized, stack.samples.table)}
-    }
-    bucket, key, table = (
-        logical_id(synthesized, c) for c in (stack.storage.samples, stack.storage.key, stack.samples.table)
+    bucket, key, table, retraining = (
+        logical_id(synthesized, c)
+        for c in (stack.storage.samples, stack.storage.key, stack.samples.table, stack.retraining.table)
     )
+    assert function["Environment"]["Variables"] == {
+        ENV_SAMPLES_TABLE: {"Ref": table},
+        ENV_RETRAINING_TABLE: {"Ref": retraining},
+    }
     assert _granted(_statements(synthesized, ingest)) == {
         ("s3:GetObject", f"<{bucket}.Arn>/{LABELS_PREFIX}*"),
         ("s3:PutObject", f"<{bucket}.Arn>/{LABELS_REJECTED_PREFIX}*"),
         ("dynamodb:GetItem", f"<{table}.Arn>"),
         ("dynamodb:UpdateItem", f"<{table}.Arn>"),
+        ("dynamodb:GetItem", f"<{retraining}.Arn>"),  # the live version (trigger item), the detector item
+        ("dynamodb:PutItem", f"<{retraining}.Arn>"),  # the detector item only over the revision it read
         *{(a, f"<{key}.Arn>") for a in ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey")},
     }
 
