@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from edgeloop.core.errors import ValidationError
-from edgeloop.local.sim.scenario import BUILT_IN, Scenario, built_in
+from edgeloop.local.sim.scenario import BUILT_IN, DEFAULT_LABEL_DELAY_S, Scenario, built_in
 
 BASE: dict[str, Any] = {
     "name": "t",
@@ -120,7 +120,7 @@ def test_a_file_scenario_needs_only_the_data_keys(tmp_path: Path) -> None:
     assert scenario.is_file
     assert scenario.duration_s is None, "streamed once: the runner fixes the duration from the file"
     assert (scenario.exclude_columns, scenario.drift_at_rows) == (("t", "id"), (300, 600))
-    assert (scenario.family, scenario.label_delay_s) == ("auto", 300.0)
+    assert (scenario.family, scenario.label_delay_s) == ("auto", DEFAULT_LABEL_DELAY_S)
     with pytest.raises(ValidationError, match="not known until the file is loaded"):
         _ = scenario.run_duration_s
 
