@@ -75,8 +75,8 @@ def run_one(scenario_path: Path, budget: float, out: Path) -> dict[str, Any]:
     device_config = {**scenario.device_config, "sampleBudgetShare": budget}
     scenario = dataclasses.replace(scenario, device_config=device_config)
     verdict: list[str] = []
-    name = next((n for n in CHECK_NAMES if hasattr(loop_module, n)), None)
-    check: Callable[..., None] | None = getattr(loop_module, name) if name else None
+    names = [n for n in CHECK_NAMES if hasattr(loop_module, n)]  # every name run_scenario might call it by
+    check: Callable[..., None] | None = getattr(loop_module, names[0]) if names else None
 
     def recorded(scenario: Any, summary: dict[str, Any]) -> None:
         try:
@@ -85,16 +85,17 @@ def run_one(scenario_path: Path, budget: float, out: Path) -> dict[str, Any]:
         except EdgeloopError as exc:  # the figures are the point here: keep the verdict, not the exception
             verdict.append(str(exc))
 
-    if name:
-        setattr(loop_module, name, recorded)  # the run's own check, recorded instead of raised
+    originals = {n: getattr(loop_module, n) for n in names}
+    for n in names:
+        setattr(loop_module, n, recorded)  # the run's own check, recorded instead of raised
     started = time.monotonic()
     try:
         summary = loop_module.run_scenario(scenario, out, lambda message: None)
     except EdgeloopError as exc:  # a run that could not finish: no figures, the reason in the table
         summary, verdict = {}, [str(exc)]
     finally:
-        if name:
-            setattr(loop_module, name, check)
+        for n, original in originals.items():
+            setattr(loop_module, n, original)
     loop = summary.get("loop") or {}
     row: dict[str, Any] = {key: loop.get(key) for key in FIELDS}
     raw = row["raw_equivalent_bytes"] or 0
