@@ -168,7 +168,6 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
         finally:
             for device in fleet.values():
                 device.close()
-        _check_loop(scenario, summary)
         summary["run"] = {"wall_s": round(time.monotonic() - started, 2), "scenario": scenario.name,
                           "devices": len(things), "simulated_s": scenario.run_duration_s, "step_s": scenario.step_s,
                           "sessions_shared": len(pool), "steps": world.steps, "artifact_downloads": downloads.fetched,
@@ -176,6 +175,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     summary = with_cost(summary)
     base.write_summary(out, summary)
     write_report(out, summary)
+    _check_loop(scenario, summary)  # after writing: a run that fails its own check leaves its figures to read
     return summary
 
 

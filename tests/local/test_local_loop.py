@@ -12,7 +12,7 @@ import pytest
 
 from edgeloop.cli.demo import load_scenario
 from edgeloop.cli.main import main
-from edgeloop.core.errors import UsageError, ValidationError
+from edgeloop.core.errors import EdgeloopError, UsageError, ValidationError
 from edgeloop.local import loop as loop_module
 from edgeloop.local.loop import SAMPLE_BYTES_PER_DEVICE, run_scenario
 from edgeloop.local.sim.scenario import BUILT_IN, Scenario
@@ -162,3 +162,16 @@ def test_the_loop_decides_the_same_without_drift_at_rows_which_only_scoring_read
     assert scored["loop"]["changes"][0]["at_row"] == 1500
     assert blind["loop"]["changes"] == [], "without drift_at_rows nothing is scored per change"
     assert blind["loop"]["false_alarms"] is None
+
+
+def test_a_run_that_fails_its_own_check_still_leaves_its_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(scenario: Scenario, summary: dict[str, Any]) -> None:
+        raise EdgeloopError(f"scenario {scenario.name}: the check refused it")
+
+    monkeypatch.setattr(loop_module, "_check_loop", failing)
+    with pytest.raises(EdgeloopError, match="the check refused it"):
+        run_scenario(Scenario.from_dict(TINY), tmp_path, lambda message: None)
+    assert json.loads((tmp_path / "summary.json").read_text())["loop"]["answered"] > 0
+    assert (tmp_path / "report.html").exists()
