@@ -135,7 +135,9 @@ def test_a_candidate_that_fails_device_verification_never_runs_anywhere(
     _, summary, progress, _ = bad_model_run
     rollout = _bad(summary, kind)
     assert rollout["stopped_by"] == f"device verification: {failure}"
-    assert rollout["reverted_by"].startswith("canary gate: job_failure_rate 1 > 0.1")
+    # the failed deployments fail the job gate; the device's activation failure may reach the gate first or not
+    assert rollout["reverted_by"].startswith("canary gate: ")
+    assert "job_failure_rate 1 > 0.1" in rollout["reverted_by"].split("; devices report")[0]
     [failed] = rollout["device_failures"]
     assert failed["thing_name"] == "edgeloop-device-001"
     assert "serving com.edgeloop.model.digits 1.0.0 from the local store" in failed["detail"]
@@ -195,7 +197,9 @@ def test_each_bad_candidate_ends_rejected_in_the_registry_with_the_reason(bad_mo
     for rollout in bad:
         assert rollout["registry"]["approval"] == "Rejected"
         gate = gates.get(rollout["bad_kind"], "job_failure_rate")
-        assert rollout["registry"]["description"].startswith(f"reverted by rollout: ring canary failed: {gate}")
+        description = rollout["registry"]["description"]
+        assert description.startswith("reverted by rollout: ring canary failed: ")
+        assert f"{gate} " in description.split("; devices report")[0]  # activation_failure_rate may come first
     devices_say = {"tampered": "sha256 is", "selftest": "self-test failed"}  # what the device said, not a gate
     for rollout in bad:
         if rollout["bad_kind"] in devices_say:
