@@ -31,7 +31,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,11 @@ from streams import STREAMS, write_stream
 from edgeloop.cli.demo import load_scenario
 from edgeloop.core.errors import EdgeloopError
 from edgeloop.local import loop as loop_module
+from edgeloop.local import scoring
 from edgeloop.local.report import write_report
 
 KEYS = ("runs", "checks_passed", "streams", "budgets", "max_bytes_ratio", "mean_gap_to_oracle", "budget_at_1_50")
 QUICK_STREAMS = ("sea-abrupt", "rbf-abrupt")
-CHECK_NAMES = ("check_loop", "_check_loop")
-"""Where run_scenario's own check lives in edgeloop.local.loop (the name it calls)."""
 FIELDS = ("drift_detected_at_row", "detection_delay_rows", "false_alarms", "retrains", "recovered_accuracy",
           "oracle_accuracy", "labelled", "sample_bytes_uploaded", "raw_equivalent_bytes")  # fmt: skip
 """The loop summary's fields the table reads; one a run's summary lacks reads as None (not measured)."""
@@ -75,27 +74,22 @@ def run_one(scenario_path: Path, budget: float, out: Path) -> dict[str, Any]:
     device_config = {**scenario.device_config, "sampleBudgetShare": budget}
     scenario = dataclasses.replace(scenario, device_config=device_config)
     verdict: list[str] = []
-    names = [n for n in CHECK_NAMES if hasattr(loop_module, n)]  # every name run_scenario might call it by
-    check: Callable[..., None] | None = getattr(loop_module, names[0]) if names else None
+    check = scoring.check_loop  # run_scenario's own check, by the name it calls
 
     def recorded(scenario: Any, summary: dict[str, Any]) -> None:
         try:
-            if check is not None:
-                check(scenario, summary)
+            check(scenario, summary)
         except EdgeloopError as exc:  # the figures are the point here: keep the verdict, not the exception
             verdict.append(str(exc))
 
-    originals = {n: getattr(loop_module, n) for n in names}
-    for n in names:
-        setattr(loop_module, n, recorded)  # the run's own check, recorded instead of raised
+    scoring.check_loop = recorded  # the run's own check, recorded instead of raised
     started = time.monotonic()
     try:
         summary = loop_module.run_scenario(scenario, out, lambda message: None)
     except EdgeloopError as exc:  # a run that could not finish: no figures, the reason in the table
         summary, verdict = {}, [str(exc)]
     finally:
-        for n, original in originals.items():
-            setattr(loop_module, n, original)
+        scoring.check_loop = check
     loop = summary.get("loop") or {}
     row: dict[str, Any] = {key: loop.get(key) for key in FIELDS}
     raw = row["raw_equivalent_bytes"] or 0

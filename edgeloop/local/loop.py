@@ -40,6 +40,7 @@ from edgeloop.core.rollout import VersionHealth
 from edgeloop.core.sample_budget import DEFAULT_BUDGET_SHARE, DEFAULT_SAMPLERS
 from edgeloop.device.onnx_session import SessionPool
 from edgeloop.local import demo as base
+from edgeloop.local import scoring
 from edgeloop.local.demo_options import MAX_DEVICES, DemoOptions
 from edgeloop.local.fleet import FleetDownloads, SteppedDevice
 from edgeloop.local.ledger import Ledger, request_index
@@ -48,7 +49,7 @@ from edgeloop.local.recovery import Moment, Recovery, old_rows
 from edgeloop.local.report import with_cost, write_report
 from edgeloop.local.retrain import Labelled, choose_recipe, cross_fitted_errors, gate_pairs
 from edgeloop.local.run_summary import reliability, scenario_events, timeline_point, uplink, usage, with_accuracy
-from edgeloop.local.scoring import Retrain, Scoring, change_points, check_loop, score
+from edgeloop.local.scoring import Retrain, Scoring, change_points, score
 from edgeloop.local.sim.cost import estimate
 from edgeloop.local.sim.oracle import OracleLabeller
 from edgeloop.local.sim.outages import outages_mapping
@@ -175,12 +176,8 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
     summary = with_cost(summary)
     base.write_summary(out, summary)
     write_report(out, summary)
-    _check_loop(scenario, summary)  # after writing: a run that fails its own check leaves its figures to read
+    scoring.check_loop(scenario, summary)  # after writing: a run that fails its own check leaves its figures to read
     return summary
-
-
-_check_loop = check_loop
-"""The run's own check (edgeloop.local.scoring.check_loop), by the name benchmarks/loop.py records it under."""
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeloop.core.errors import ValidationError
+from edgeloop.core.sample_budget import RAW_DECIMALS, RAW_ENVELOPE_BYTES
 from edgeloop.local.fleet import SteppedDevice
 from edgeloop.local.ledger import Ledger, Reservoir, TruthTable, request_id
 from edgeloop.local.sim.scenario import MAX_DURATION_S, DriftEvent, Scenario
@@ -28,8 +29,6 @@ from edgeloop.training.data import load_dataset, load_file
 if TYPE_CHECKING:
     from edgeloop.local.demo import DemoClock
 
-RAW_ENVELOPE_BYTES = 96
-"""What a naive device adds around each reading it streams raw (thing, request id, timestamp, JSON keys)."""
 ORACLE_MAX_ROWS = 30_000
 """The oracle learns from every post-drift row up to this many, then from a uniform sample of this many."""
 
@@ -247,7 +246,7 @@ class World:
             first = self.ledger.add(self.now_s, index, truth, picks)
             if drift_at is not None and self.now_s >= drift_at:
                 self.reservoir.add(rows, first)
-            rounded, sent = np.round(rows, 4).tolist(), len(picks)
+            rounded, sent = np.round(rows, RAW_DECIMALS).tolist(), len(picks)  # raw_reading_bytes, for a whole step
             self.raw_bytes += len(json.dumps(rounded)) - 2 - 2 * (sent - 1) + RAW_ENVELOPE_BYTES * sent
             device.step([(request_id(thing, first + i), row) for i, row in enumerate(rows)])
         for hook in self.on_step:

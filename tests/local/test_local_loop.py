@@ -13,7 +13,7 @@ import pytest
 from edgeloop.cli.demo import load_scenario
 from edgeloop.cli.main import main
 from edgeloop.core.errors import EdgeloopError, UsageError, ValidationError
-from edgeloop.local import loop as loop_module
+from edgeloop.local import scoring
 from edgeloop.local.loop import SAMPLE_BYTES_PER_DEVICE, run_scenario
 from edgeloop.local.sim.scenario import BUILT_IN, Scenario
 
@@ -148,7 +148,7 @@ def test_the_loop_decides_the_same_without_drift_at_rows_which_only_scoring_read
                 "devices": 2, "requests_per_s": 2.0, "label_delay_s": 30.0, "family": "trees",
                 "samplers": {"random": 0.05}}  # fmt: skip
     summaries: list[dict[str, Any]] = []
-    monkeypatch.setattr(loop_module, "_check_loop", lambda scenario, summary: summaries.append(summary))
+    monkeypatch.setattr(scoring, "check_loop", lambda scenario, summary: summaries.append(summary))
     run_scenario(Scenario.from_dict({**scenario, "drift_at_rows": [1500]}), tmp_path / "a", lambda message: None)
     run_scenario(Scenario.from_dict(scenario), tmp_path / "b", lambda message: None)
     scored, blind = summaries
@@ -170,7 +170,7 @@ def test_a_run_that_fails_its_own_check_still_leaves_its_figures(
     def failing(scenario: Scenario, summary: dict[str, Any]) -> None:
         raise EdgeloopError(f"scenario {scenario.name}: the check refused it")
 
-    monkeypatch.setattr(loop_module, "_check_loop", failing)
+    monkeypatch.setattr(scoring, "check_loop", failing)
     with pytest.raises(EdgeloopError, match="the check refused it"):
         run_scenario(Scenario.from_dict(TINY), tmp_path, lambda message: None)
     assert json.loads((tmp_path / "summary.json").read_text())["loop"]["answered"] > 0
