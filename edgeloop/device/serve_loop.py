@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.1
 """How often an idle loop wakes to forward, report and notice the stop event."""
+BACKLOG_PASS_S = 0.05
+"""A backlog is taken whole only while the last pass took less than this: a slow model keeps batchMax takes, so
+health reports and the stop event between passes are not held up for seconds (a slow canary must be judged)."""
 STOP_FORWARD_ROUNDS = 10
 """Forward rounds attempted on stop; what is left stays durable in the buffer for the next start."""
 
@@ -58,6 +61,7 @@ class ServeLoop:
         self._forward_interval_s = forward_interval_s
         self._next_forward = 0.0
         self._next_health = 0.0
+        self._last_pass_s = 0.0
 
     def defer_forward(self, until: float) -> None:
         """No periodic forward round before `until` (a simulated fleet staggers its devices, as boot times do)."""
@@ -70,7 +74,9 @@ class ServeLoop:
         while not stop.is_set():
             batch = self._collect(inputs)
             if batch:
+                started = time.monotonic()
                 self._guarded(self._host.serve, batch)
+                self._last_pass_s = time.monotonic() - started
             self.tick()
         self._finish(inputs)
 
@@ -80,7 +86,9 @@ class ServeLoop:
             self._guarded(self._host.commit)
         config = self._host.config
         batch: list[InferenceRequest] = []
-        taken = inputs.take(batch, max(config.batchMax, RUN_MAX_ROWS))  # a backlog is taken in one lock round
+        quick = self._last_pass_s < BACKLOG_PASS_S
+        limit = max(config.batchMax, RUN_MAX_ROWS) if quick else config.batchMax
+        taken = inputs.take(batch, limit)  # a backlog is taken in one lock round
         if taken >= config.batchMax:
             return batch
         if not taken:

@@ -14,7 +14,7 @@ from edgeloop.device.buffer import MemoryBuffer
 from edgeloop.device.forwarder import Forwarder
 from edgeloop.device.inference import RUN_MAX_ROWS, InferenceRequest
 from edgeloop.device.request_queue import RequestQueue
-from edgeloop.device.serve_loop import IDLE_POLL_S, ServeLoop
+from edgeloop.device.serve_loop import BACKLOG_PASS_S, IDLE_POLL_S, ServeLoop
 from edgeloop.device.staging import Staging
 from edgeloop.device.tally import Tally
 from edgeloop.device.uplink import MemoryUplink
@@ -212,3 +212,13 @@ def test_the_loop_serves_a_stream_until_stopped() -> None:
 
     assert not thread.is_alive()
     assert [rid for batch in host.served for rid in batch] == [f"r{i}" for i in range(9)]
+
+
+def test_after_a_slow_pass_a_backlog_is_taken_batch_max_at_a_time() -> None:
+    loop = make_loop(Host(DeviceConfig(batchMax=4, batchWaitMs=10_000)))
+    inputs = RecordingQueue(requests(20))
+    loop._last_pass_s = BACKLOG_PASS_S * 2  # a slow model: reports and stop must not wait for a whole backlog
+
+    assert len(loop._collect(inputs)) == 4
+    loop._last_pass_s = 0.0
+    assert len(loop._collect(inputs)) == 16
