@@ -10,7 +10,10 @@ Definitions, per change k (its segment: the requests from change k up to change 
   change's row. A detection before the first change, or a second one in a segment, is a false alarm.
 - recovered_accuracy: accuracy of the segment's requests answered by versions retrained after the change
   (a retrain triggered inside the segment); post_drift_accuracy: the segment's other answered requests
-  (the versions live when it began), bad candidates left out of both.
+  (the versions live when it began), bad candidates left out of both. A detected change the loop did not
+  retrain for (its new-world gate found no candidate better than the deployed version) is scored on what the
+  deployed version answered after the detection (`recovered_by: deployed`): a change that did not hurt the
+  model needs no retrain, and one that did shows up as a gap to the oracle.
 - oracle_accuracy: the same family as the first version retrained after the change, trained on the segment's
   rows with their true labels, cross-fitted over ORACLE_FOLDS folds (no row is scored by a model that saw it),
   scored on exactly the requests recovered_accuracy scores.
@@ -128,7 +131,12 @@ def _segment(s: Scoring, k: int, bad: np.ndarray) -> dict[str, Any]:
     mine = [r for r in s.retrains if change.index <= r.index < end]
     positions = np.arange(size)
     inside = (positions >= change.index) & (positions < end)
-    recovered = inside & np.isin(s.ledger.version[:size], [r.version for r in mine]) & ~bad
+    if mine:
+        recovered = inside & np.isin(s.ledger.version[:size], [r.version for r in mine]) & ~bad
+    elif found:  # no retrain: what the deployed version answered once the loop knew of the change
+        recovered = inside & (positions >= found[0].index) & ~bad
+    else:
+        recovered = np.zeros(size, dtype=bool)
     post = inside & ~recovered & ~bad
     family = mine[0].family if mine else s.initial_family
     oracle, scored = _oracle(s, inside, recovered, family)
@@ -139,6 +147,7 @@ def _segment(s: Scoring, k: int, bad: np.ndarray) -> dict[str, Any]:
         "detection_delay_rows": found[0].row - change.row if found else None,
         "false_alarms": max(0, len(found) - 1),
         "retrains": [r.version for r in mine],
+        "recovered_by": "retrained" if mine else "deployed",
         "post_drift_accuracy": s.ledger.accuracy(post),
         "recovered_accuracy": s.ledger.accuracy(recovered),
         "recovered_rows": int((recovered & _answered(s.ledger)).sum()),
@@ -230,10 +239,14 @@ def _change_problems(change: dict[str, Any]) -> list[str]:
     if recovered is None:
         return [f"no retrained version answered after the change at row {at}"]
     problems = []
-    if post is not None and recovered <= post:
+    retrained = change.get("recovered_by", "retrained") == "retrained"
+    if oracle is None and not retrained:
+        return [f"no retrained version answered after the change at row {at}, and no oracle to judge the deployed one"]
+    if retrained and post is not None and recovered <= post:
         problems.append(f"after row {at}: recovered accuracy {recovered} is not above {post}")
     if oracle is not None and recovered < oracle - ORACLE_GAP:
         problems.append(
             f"after row {at}: recovered accuracy {recovered} is more than 2 points below the oracle {oracle}"
+            + ("" if retrained else " (no retrained version answered: the deployed one kept serving)")
         )
     return problems

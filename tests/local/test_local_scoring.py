@@ -94,8 +94,10 @@ def _summary(**loop: Any) -> dict[str, Any]:
         ({"oracle_accuracy": 0.93}, {}, "more than 2 points below the oracle 0.93"),
         ({"recovered_accuracy": None}, {}, "no retrained version answered"),
         ({"recovered_accuracy": 0.5, "oracle_accuracy": None}, {}, "recovered accuracy 0.5 is not above 0.5"),
+        ({"recovered_by": "deployed", "recovered_accuracy": 0.8}, {}, "the deployed one kept serving"),
+        ({"recovered_by": "deployed", "oracle_accuracy": None}, {}, "no oracle to judge the deployed one"),
     ],
-    ids=["missed", "false-alarm", "below-oracle", "not-recovered", "no-better"],
+    ids=["missed", "false-alarm", "below-oracle", "not-recovered", "no-better", "deployed-short", "deployed-unjudged"],
 )
 def test_the_run_check_fails_a_run_its_own_figures_call_bad(
     change: dict[str, Any], loop: dict[str, Any], problem: str
@@ -108,3 +110,25 @@ def test_the_run_check_fails_a_run_its_own_figures_call_bad(
 
 def test_the_run_check_passes_a_recovery_within_two_points_of_the_oracle() -> None:
     check_loop(Scenario.from_dict(BUILTIN), _summary())
+
+
+def test_a_change_the_deployed_version_still_answers_well_needs_no_retrain() -> None:
+    summary = _summary()
+    summary["loop"]["changes"][0].update(recovered_by="deployed", recovered_accuracy=0.95, post_drift_accuracy=0.96)
+    check_loop(Scenario.from_dict(BUILTIN), summary)  # within 2 points of the oracle, though not above `post`
+
+
+def test_without_a_retrain_the_deployed_versions_answers_after_the_detection_are_scored(tmp_path: Path) -> None:
+    ledger, x = _ledger(400, np.random.default_rng(3))
+    truth = ledger.truth[:400].astype(np.int64)
+    for i in range(400):  # one version throughout, right on every request (the change did not hurt it)
+        ledger.answer(i, int(truth[i]), 1)
+    detections = [Detection(150.0, 150, 250, "fleet_drift", "")]
+    change = score(_scoring(ledger, x, tmp_path, detections=detections))["changes"][0]
+    assert change["recovered_by"] == "deployed"
+    assert change["recovered_rows"] == 250, "requests 150-399: from the detection on"
+    assert change["recovered_accuracy"] == 1.0
+    assert change["post_drift_accuracy"] == 1.0, "requests 100-149: the change, before the loop knew"
+    assert change["oracle_accuracy"] is not None
+    undetected = score(_scoring(ledger, x, tmp_path))["changes"][0]
+    assert undetected["recovered_accuracy"] is None
