@@ -244,8 +244,12 @@ class DemoSession:
             raise EdgeloopError(f"{record.model_name} v{record.version} was not approved: {record.approval}")
         return Candidate(trained, record)
 
-    def roll_out(self, record: RegistryRecord, traffic: Ticking) -> dict[str, Any]:
-        """Approval event -> model_approved starts the rollout; then scheduler ticks until it is final."""
+    def roll_out(
+        self, record: RegistryRecord, traffic: Ticking, until: Callable[[], bool] | None = None
+    ) -> dict[str, Any]:
+        """Approval event -> model_approved starts the rollout; then scheduler ticks until it is final, or until
+        `until` says the traffic has ended (a file streamed once: no request will ever reach the next gate, so
+        the rollout is recorded as unfinished rather than waited on until the controller halts it)."""
         started = self.bus.put(self.stack.model_package_event(record)).result
         self.progress(f"model_approved λ: {started['status']}: {started['reason']}")
         if started["status"] != "rolling-out":
@@ -257,7 +261,7 @@ class DemoSession:
             self.step(traffic)
             shown = self._show(ctx, record.version, shown)
             rollout, _ = ctx.rollouts.get(record.model_name, record.version)
-            if rollout.is_final:
+            if rollout.is_final or (until is not None and until()):
                 break
             if time.monotonic() > deadline:
                 raise EdgeloopError(
@@ -308,7 +312,7 @@ class DemoSession:
         return {
             "version": rollout.model_version,
             "bad_kind": self.bad_kinds.get(rollout.model_version),
-            "outcome": "completed" if rollout.state is RolloutState.COMPLETED else "reverted",
+            "outcome": _outcome(rollout),
             "registry": {"approval": record.approval.value, "description": record.approval_description},
             "rings_reached": reached,
             "devices_on_version": sum(h.devices_on_version for h in health),
@@ -640,3 +644,14 @@ def write_summary(out: Path, summary: dict[str, Any]) -> Path:
         Path(temp).unlink(missing_ok=True)
         raise
     return target
+
+
+UNFINISHED = "unfinished"
+"""A rollout still in its rings when a file stream ran out: neither completed nor reverted."""
+
+
+def _outcome(rollout: Rollout) -> str:
+    """completed, reverted (stopped or rolled back), or unfinished (the stream ended first)."""
+    if rollout.state is RolloutState.COMPLETED:
+        return "completed"
+    return "reverted" if rollout.is_final else UNFINISHED

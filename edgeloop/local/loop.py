@@ -47,6 +47,7 @@ from edgeloop.local.ledger import Ledger, request_index
 from edgeloop.local.link import Network
 from edgeloop.local.recovery import Moment, Recovery, old_rows
 from edgeloop.local.report import with_cost, write_report
+from edgeloop.local.retrain import FAMILY_CHOICES as RETRAIN_FAMILIES
 from edgeloop.local.retrain import Labelled, choose_recipe, cross_fitted_errors, gate_pairs
 from edgeloop.local.run_summary import reliability, scenario_events, timeline_point, uplink, usage, with_accuracy
 from edgeloop.local.scoring import Retrain, Scoring, change_points, score
@@ -259,7 +260,7 @@ class _ScenarioRun:
         """One rollout through the rings while the world keeps streaming; its decisions go on the timeline."""
         self.events.append({"t_s": self.world.now_s, "kind": "rollout_start", "text": f"v{record.version} ({label})",
                             "version": record.version})  # fmt: skip
-        entry = self.demo.roll_out(record, self.world)
+        entry = self.demo.roll_out(record, self.world, until=lambda: self.world.exhausted)
         for decision in entry["decisions"]:
             self.events.append({"t_s": round(decision["at"] - self.world.started_at, 1), "kind": "decision",
                                 "text": f"{decision['decision']}: {decision['reason']}",
@@ -372,7 +373,7 @@ class _ScenarioRun:
             config,
             self.demo.options.seed + len(self.retrains),
             new_inputs=self._inputs_since(self.recovery.concept_start or 0),
-            families=(self.family,),  # the deployed family: the canary gate reverts a switch (confidence, latency)
+            families=(self.family, *(f for f in RETRAIN_FAMILIES if f != self.family)),  # a tie keeps the deployed one
         )
         candidate_right, deployed_right = gate_pairs(recent, recipe, self.live_version)
         gate = new_world_gate(candidate_right, deployed_right, self.recovery.policy)

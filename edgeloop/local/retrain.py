@@ -17,7 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from edgeloop.training.config import TrainingConfig
-from edgeloop.training.model import FAMILIES, MLP, TREES
+from edgeloop.training.model import FAMILIES, LINEAR, MLP, TREES
 
 CV_FOLDS = 3
 """Folds over the recent labels: each recipe is fitted this many times, so the loop stays fast."""
@@ -29,7 +29,7 @@ OLD_MAX_ROWS = 1000
 """Old rows a recipe adds at most: enough to keep what the old world knew, few enough to fit in seconds."""
 CV_MAX_ITER = 200
 """MLP iterations while comparing recipes (the published candidate trains with the caller's max_iter)."""
-FAMILY_CHOICES = (MLP, TREES)
+FAMILY_CHOICES = (LINEAR, MLP, TREES)
 MIN_PER_CLASS = 2
 """Every class must appear this often in a training set (the training job's stratified holdout needs two)."""
 

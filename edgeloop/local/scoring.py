@@ -14,9 +14,10 @@ Definitions, per change k (its segment: the requests from change k up to change 
   retrain for (its new-world gate found no candidate better than the deployed version) is scored on what the
   deployed version answered after the detection (`recovered_by: deployed`): a change that did not hurt the
   model needs no retrain, and one that did shows up as a gap to the oracle.
-- oracle_accuracy: the same family as the first version retrained after the change, trained on the segment's
-  rows with their true labels, cross-fitted over ORACLE_FOLDS folds (no row is scored by a model that saw it),
-  scored on exactly the requests recovered_accuracy scores.
+- oracle_accuracy: the same family as the version that answered, trained on the segment's rows with their true
+  labels, cross-fitted over ORACLE_FOLDS folds (no row is scored by a model that saw it), scored on exactly the
+  requests recovered_accuracy scores: when retrains chose different families, each family's oracle scores the
+  requests its versions answered (`oracle_family` names them, joined by "+").
 Top-level figures pool the segments (correct answers over answers); `changes` lists each segment.
 """
 
@@ -31,6 +32,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from edgeloop.core.errors import EdgeloopError
+from edgeloop.local.demo import UNFINISHED
 from edgeloop.local.detection import Detection
 from edgeloop.local.ledger import Ledger
 from edgeloop.local.sim.scenario import Scenario
@@ -138,8 +140,15 @@ def _segment(s: Scoring, k: int, bad: np.ndarray) -> dict[str, Any]:
     else:
         recovered = np.zeros(size, dtype=bool)
     post = inside & ~recovered & ~bad
-    family = mine[0].family if mine else s.initial_family
-    oracle, scored = _oracle(s, inside, recovered, family)
+    families = {r.version: r.family for r in mine} or {None: s.initial_family}
+    family = "+".join(dict.fromkeys(families.values()))
+    scored = (0, 0)
+    for name in dict.fromkeys(families.values()):  # each family's oracle scores the rows its own versions answered
+        answered_by = [v for v, f in families.items() if f == name]
+        mask = recovered if None in answered_by else recovered & np.isin(s.ledger.version[:size], answered_by)
+        part = _oracle(s, inside, mask, name)[1]
+        scored = (scored[0] + part[0], scored[1] + part[1])
+    oracle = round(scored[0] / scored[1], 4) if scored[1] else None
     return {
         "at_row": change.row,
         "detected_at_row": found[0].row if found else None,
@@ -224,7 +233,7 @@ def check_loop(scenario: Scenario, summary: dict[str, Any]) -> None:
     for rollout in summary["rollouts"]:
         if rollout["bad_kind"] and rollout["outcome"] != "reverted":
             problems.append(f"bad candidate v{rollout['version']} ({rollout['bad_kind']}) was not stopped")
-        if not rollout["bad_kind"] and rollout["outcome"] != "completed":
+        if not rollout["bad_kind"] and rollout["outcome"] not in ("completed", UNFINISHED):  # the file ran out first
             problems.append(f"v{rollout['version']} did not complete its rollout ({rollout['outcome']})")
     if problems:
         raise EdgeloopError(f"scenario {scenario.name}: " + "; ".join(problems))

@@ -67,6 +67,17 @@ def _fit_trees(x: np.ndarray, y: np.ndarray, config: TrainingConfig) -> Pipeline
     return _fitted(Pipeline([("forest", forest)]), x, y, config.max_iter)
 
 
+def _fit_linear(x: np.ndarray, y: np.ndarray, config: TrainingConfig) -> Pipeline:
+    """StandardScaler + logistic regression: few parameters, so a few hundred labels already fit it about as well as
+    thousands do (a retrain after a change has only its recent labels)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    linear = LogisticRegression(max_iter=LINEAR_MAX_ITER)
+    return _fitted(Pipeline([("scale", StandardScaler()), ("linear", linear)]), x, y, LINEAR_MAX_ITER)
+
+
 def _fitted(pipeline: Pipeline, x: np.ndarray, y: np.ndarray, max_iter: int) -> Pipeline:
     """Fit, turning a convergence warning into one clear log line (other warnings pass through)."""
     from sklearn.exceptions import ConvergenceWarning
@@ -93,6 +104,9 @@ class Family:
 
 MLP = "mlp"
 TREES = "trees"
+LINEAR = "linear"
+LINEAR_MAX_ITER = 1000
+"""lbfgs iterations for the linear family (a convex fit: it converges, this only bounds a pathological one)."""
 FAMILIES: Mapping[str, Family] = MappingProxyType(
     {
         MLP: Family(_fit_mlp, ("hidden", "max_iter")),
@@ -101,9 +115,15 @@ FAMILIES: Mapping[str, Family] = MappingProxyType(
             ("n_estimators", "max_depth"),
             not_quantizable="tree ensembles do not quantize (no MatMul or Gemm for INT8 to act on)",
         ),
+        LINEAR: Family(
+            _fit_linear,
+            (),
+            not_quantizable="a linear classifier exports as one LinearClassifier op (no MatMul or Gemm for INT8)",
+        ),
     }
 )
-"""Tabular and small-image classifiers (an 8x8 digit is 64 pixel features); the MLP is the default."""
+"""Tabular and small-image classifiers (an 8x8 digit is 64 pixel features); the MLP is the default. The
+linear one is there for few labels: after a change, a retrain that must learn from a few hundred samples."""
 AUTO = "auto"
 """Not a family: the training entry point fits every family and keeps the better one on validation."""
 FAMILY_CHOICES = (*FAMILIES, AUTO)

@@ -64,7 +64,7 @@ def test_train_help_names_the_command_and_the_choices(capsys: pytest.CaptureFixt
     text = " ".join(capsys.readouterr().out.split())
     assert text.startswith("usage: edgeloop train ")
     assert "python -m edgeloop.training" not in text
-    assert "one of mlp, trees, auto (default mlp)" in text
+    assert "one of mlp, trees, linear, auto (default mlp)" in text
     assert "one of accuracy, macro_f1 (default accuracy)" in text
     assert "builtin:digits, builtin:breast_cancer" in text
     assert "family trees only (default 50)" in text  # --n-estimators

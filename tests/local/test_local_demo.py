@@ -18,7 +18,8 @@ import pytest
 from edgeloop.cli.demo import bad_kinds
 from edgeloop.cli.main import main
 from edgeloop.core.errors import EdgeloopError, UsageError
-from edgeloop.local.demo import DEMO_P99_RATIO, ROWS_PER_TICK, Traffic, _check_promises
+from edgeloop.core.rollout import Rollout, RolloutState
+from edgeloop.local.demo import DEMO_P99_RATIO, ROWS_PER_TICK, UNFINISHED, Traffic, _check_promises, _outcome
 from edgeloop.local.demo_options import BAD_KINDS, DemoOptions
 from edgeloop.local.sim.scenario import BadKind
 
@@ -327,3 +328,12 @@ def test_traffic_reaches_a_device_only_once_it_has_a_model() -> None:
     traffic.tick()
     assert len(devices["broad"].sent) == ROWS_PER_TICK
     assert set(traffic.truth) == {*devices["canary"].sent, *devices["broad"].sent}
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome"),
+    [(RolloutState.COMPLETED, "completed"), (RolloutState.ROLLED_BACK, "reverted"), (RolloutState.IN_RING, UNFINISHED),
+     (RolloutState.HALTED, UNFINISHED)],
+)  # fmt: skip
+def test_a_rollout_the_stream_ended_under_is_unfinished_not_reverted(state: RolloutState, outcome: str) -> None:
+    assert _outcome(Rollout("digits", 4, state, 0, 2)) == outcome

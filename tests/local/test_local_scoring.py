@@ -132,3 +132,38 @@ def test_without_a_retrain_the_deployed_versions_answers_after_the_detection_are
     assert change["oracle_accuracy"] is not None
     undetected = score(_scoring(ledger, x, tmp_path))["changes"][0]
     assert undetected["recovered_accuracy"] is None
+
+
+@pytest.mark.parametrize(
+    ("rollout", "problem"),
+    [
+        ({"version": 3, "bad_kind": None, "outcome": "reverted"}, "v3 did not complete its rollout"),
+        ({"version": 4, "bad_kind": "slow", "outcome": "unfinished"}, "bad candidate v4"),
+        ({"version": 5, "bad_kind": None, "outcome": "unfinished"}, None),
+    ],
+    ids=["good-reverted", "bad-unfinished", "good-unfinished"],
+)
+def test_only_a_good_version_still_in_its_rings_when_the_file_ran_out_is_not_held_against_the_run(
+    rollout: dict[str, Any], problem: str | None
+) -> None:
+    summary = _summary()
+    summary["rollouts"] = [rollout]
+    if problem is None:
+        check_loop(Scenario.from_dict(BUILTIN), summary)
+        return
+    with pytest.raises(EdgeloopError, match=problem):
+        check_loop(Scenario.from_dict(BUILTIN), summary)
+
+
+def test_retrains_of_different_families_are_each_judged_by_their_own_familys_oracle(tmp_path: Path) -> None:
+    ledger, x = _ledger(600, np.random.default_rng(4))
+    truth = ledger.truth[:600].astype(np.int64)
+    for i in range(600):  # v2 (trees) answers 300-449, v3 (linear) 450-599, both right
+        ledger.answer(i, int(x[i, 0] > 0) if i < 300 else int(truth[i]), 1 if i < 300 else 2 if i < 450 else 3)
+    retrains = [Retrain(2, 250.0, 250, "trees"), Retrain(3, 400.0, 400, "linear")]
+    change = score(_scoring(ledger, x, tmp_path, retrains=retrains, detections=[Detection(150.0, 150, 250, "x", "")]))[
+        "changes"
+    ][0]
+    assert change["oracle_family"] == "trees+linear"
+    assert change["recovered_rows"] == 300
+    assert 0.9 <= change["oracle_accuracy"] <= 1.0, "a sign boundary: both families learn it from 500 rows"

@@ -246,7 +246,10 @@ def test_data_given_as_a_file_path_reads_that_file(ml: Path) -> None:
         (["--gate-metric", "f1"], "--gate-metric: unknown metric 'f1'; expected one of ['accuracy', 'macro_f1']"),
         (["--parent-version", "0"], "--parent-version: must be >= 1, got 0"),
         (["--parent-version", "v3"], "--parent-version: 'v3' is not an integer"),
-        (["--model", "forest"], "--family: unknown family 'forest'; expected one of ['mlp', 'trees', 'auto']"),
+        (
+            ["--model", "forest"],
+            "--family: unknown family 'forest'; expected one of ['mlp', 'trees', 'linear', 'auto']",
+        ),
         (["--model", "trees", "--hidden", "8"], "--hidden: applies to family 'mlp', not 'trees'"),
         (["--n-estimators", "10"], "--n-estimators: applies to family 'trees', not 'mlp'"),
         (["--features", "a,,b"], "--features: ['a', '', 'b'] must be one or more non-empty column names"),

@@ -6,7 +6,7 @@ A scenario is a JSON or YAML document (the CLI reads the file; this module valid
     dataset: streams/sea.csv         # builtin:<name>, or a CSV / Parquet / NPZ file (relative to this file)
     label_column: label              # for files: the column (or NPZ array) holding the true labels
     exclude_columns: [t, id]         # file columns that are never features (a timestamp, an id)
-    family: auto                     # mlp | trees | auto (files' default: picked by validation; builtins: mlp)
+    family: auto                     # mlp | trees | linear | auto (files' default: picked by validation; builtins: mlp)
     initial_rows: 600                # the first N rows train the first model; the rest stream to devices
     drift_at_rows: [2000, 3500]      # the file's known change points (0-based data rows): for scoring only
     devices: 5
@@ -174,7 +174,7 @@ class Scenario:
     exclude_columns: tuple[str, ...] = ()
     """File columns that are never features (a timestamp, an id); each must exist in the file."""
     family: str | None = None
-    """mlp | trees | auto; None resolves to auto for a file and to mlp for a built-in set (unchanged scenarios)."""
+    """mlp | trees | linear | auto; None resolves to auto for a file, to mlp for a built-in set (unchanged)."""
     drift_at_rows: tuple[int, ...] = ()
     """The file's known change points (0-based data rows): for scoring the run only, never read by the loop."""
     label_delay_s: float = DEFAULT_LABEL_DELAY_S

@@ -146,7 +146,7 @@ def test_built_ins_keep_the_mlp_and_need_a_duration() -> None:
     [
         (file_with(dataset="sea.txt"), "dataset", "neither builtin:<name> nor a .csv"),
         (file_with(dataset="builtin:mnist", name="m"), "dataset", "the built-in sets are"),
-        (file_with(family="forest"), "family", "expected one of ['mlp', 'trees', 'auto']"),
+        (file_with(family="forest"), "family", "expected one of ['mlp', 'trees', 'linear', 'auto']"),
         (file_with(family=3), "scenario.family", "string"),
         (file_with(drift_at_rows=[600, 300]), "drift_at_rows", "strictly increasing"),
         (file_with(drift_at_rows=[300, 300]), "drift_at_rows", "strictly increasing"),
