@@ -140,7 +140,7 @@ def _segment(s: Scoring, k: int, bad: np.ndarray) -> dict[str, Any]:
     else:
         recovered = np.zeros(size, dtype=bool)
     post = inside & ~recovered & ~bad
-    families = {r.version: r.family for r in mine} or {None: s.initial_family}
+    families: dict[int | None, str] = {r.version: r.family for r in mine} or {None: s.initial_family}
     family = "+".join(dict.fromkeys(families.values()))
     scored = (0, 0)
     for name in dict.fromkeys(families.values()):  # each family's oracle scores the rows its own versions answered
