@@ -144,8 +144,8 @@ def _segment(s: Scoring, k: int, bad: np.ndarray) -> dict[str, Any]:
     family = "+".join(dict.fromkeys(families.values()))
     scored = (0, 0)
     for name in dict.fromkeys(families.values()):  # each family's oracle scores the rows its own versions answered
-        answered_by = [v for v, f in families.items() if f == name]
-        mask = recovered if None in answered_by else recovered & np.isin(s.ledger.version[:size], answered_by)
+        answered_by = [v for v, f in families.items() if f == name and v is not None]
+        mask = recovered & np.isin(s.ledger.version[:size], answered_by) if answered_by else recovered
         part = _oracle(s, inside, mask, name)[1]
         scored = (scored[0] + part[0], scored[1] + part[1])
     oracle = round(scored[0] / scored[1], 4) if scored[1] else None
