@@ -78,14 +78,13 @@ class GateEvidence:
         """Parse the JSON form, refusing unknown keys, non-finite numbers and shares outside [0, 1]."""
         fields = wire.mapping(data, where)
         wire.only_keys(fields, set(_KEYS.values()), where)
+        values: dict[str, Any] = {name: wire.integer(fields, _KEYS[name], where, minimum=0) for name in _COUNTS}
+        values["deployed_version"] = wire.integer(fields, "deployedVersion", where, minimum=1)
+        values |= {name: wire.number(fields, _KEYS[name], where) for name in _SHARES}
         try:
-            return cls(
-                **{name: wire.integer(fields, _KEYS[name], where, minimum=0) for name in _COUNTS},
-                deployed_version=wire.integer(fields, "deployedVersion", where, minimum=1),
-                **{name: wire.number(fields, _KEYS[name], where) for name in _SHARES},
-            )
-        except ValidationError as exc:
-            raise ValidationError(exc.field.replace("evidence", where, 1), exc.message) from exc
+            return cls(**values)
+        except ValidationError as exc:  # a share outside [0, 1]: named under the caller's where
+            raise ValidationError(where + exc.field.removeprefix("evidence"), exc.message) from exc
 
     @classmethod
     def from_text(cls, text: str, where: str = "evidence") -> GateEvidence:
