@@ -64,6 +64,14 @@ class GateEvidence:
         """How much less sure the candidate was than the deployed version on the same samples (< 0: surer)."""
         return self.deployed_confidence - self.candidate_confidence
 
+    def describe(self) -> str:
+        """One line for the decision log: what the gate saw, against which version."""
+        return (
+            f"new-world gate: accuracy {self.candidate_accuracy:.3f} vs v{self.deployed_version} "
+            f"{self.deployed_accuracy:.3f} on {self.samples} recent labels, confidence {self.candidate_confidence:.3f} "
+            f"vs {self.deployed_confidence:.3f} on {self.confidence_samples} random ones"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form (shares to 6 decimals: the text must fit a 256-character tag or metadata value)."""
         return {key: round(getattr(self, name), 6) if name in _SHARES else getattr(self, name)

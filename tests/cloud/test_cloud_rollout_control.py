@@ -217,6 +217,8 @@ def test_a_retrain_backed_by_the_new_world_gate_is_judged_against_the_confidence
     assert promoted.rollout.ring == 1, promoted.decision.reason
     assert "confidence_drop 0.28 <= 0.4" in promoted.decision.reason
     assert sim.ctx.rollouts.get("digits", v2)[0].evidence == evidence
+    start = sim.ctx.rollouts.decisions("digits", v2)[0]
+    assert start.reason.endswith(f"; {evidence.describe()}"), "the decision log says why the gate is wider"
 
 
 def test_a_device_that_rejects_the_candidate_reverts_at_once(sim: Fleet) -> None:

@@ -67,6 +67,12 @@ def test_a_surer_candidate_never_tightens_the_gate() -> None:
     assert confidence_allowance(0.05, surer, 1) == 0.05
 
 
+def test_the_evidence_reads_as_one_line_for_the_decision_log() -> None:
+    assert BACKED.describe() == (
+        "new-world gate: accuracy 0.750 vs v1 0.556 on 124 recent labels, confidence 0.672 vs 0.903 on 87 random ones"
+    )
+
+
 def test_a_gate_switched_off_stays_off() -> None:
     assert confidence_allowance(None, BACKED, 1) is None
 
