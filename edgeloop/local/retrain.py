@@ -186,7 +186,7 @@ def gate_pairs(recent: Sequence[Labelled], recipe: Recipe, deployed: int) -> tup
 def gate_evidence(recent: Sequence[Labelled], recipe: Recipe, deployed: int) -> GateEvidence | None:
     """The new-world gate's figures for registration: both versions' accuracy on the recent labels the deployed
     version answered, and their mean top-1 confidence on the random share of those (what the canary's live mean
-    estimates); None without such random samples or when a deployed confidence is unknown."""
+    estimates); None without a random sample whose deployed confidence is known."""
     candidate, live = gate_pairs(recent, recipe, deployed)
     pairs = zip(recent, recipe.oof_confidence, strict=True)
     drawn = [(float(s.confidence), float(sure)) for s, sure in pairs
