@@ -9,8 +9,8 @@ from typing import Any
 
 import boto3
 
+from edgeloop.cloud.approvals import handle_approval_change
 from edgeloop.cloud.aws import rollout_context
-from edgeloop.cloud.publish import handle_approval_change
 from edgeloop.core.events import ModelPackageStateChange
 from edgeloop.core.settings import CloudSettings
 

@@ -15,6 +15,7 @@ from edgeloop.cloud.publish import is_edgeloop_training_output, publish_trained_
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.signing import KmsSigner
 from edgeloop.core.events import TrainingJobStateChange
+from edgeloop.core.evidence import job_evidence
 from edgeloop.core.settings import CloudSettings
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def handle(event: Any, deps: dict[str, Any]) -> dict[str, Any]:
     if not is_edgeloop_training_output(change, deps["settings"]):
         reason = f"model {change.model_artifacts_uri} is outside {deps['settings'].training_output_uri}"
         return {"status": "ignored", "trainingJob": change.job_name, "reason": reason}
-    published = publish_trained_model(change, **deps)
+    published = publish_trained_model(change, evidence=job_evidence(event), **deps)
     record, component = published.record, published.component
     result: dict[str, Any] = {
         "status": "published" if component is not None else "rejected",

@@ -147,7 +147,7 @@ def status_lines(ports: CliPorts, rollout: Rollout, policy: RolloutPolicy) -> li
         )
     reached = sum((rings.get(i, VersionHealth()) for i in range(rollout.ring + 1)), VersionHealth())
     lines += ["", f"gates (rings 0..{rollout.ring} against last-known-good {lkg}):"]
-    lines += [f"  {g.describe()}" for g in gate_values(reached, baseline, policy.gates)] or ["  (no data yet)"]
+    lines += [f"  {g.describe()}" for g in gate_values(reached, baseline, policy.gates, rollout)] or ["  (no data yet)"]
     decision = decide(rollout, policy, rings, baseline, ctx.clock())
     lines += ["", f"decision now: {decision.action} - {decision.reason}", "", "decision log:"]
     for entry in ctx.rollouts.decisions(rollout.model_name, rollout.model_version):

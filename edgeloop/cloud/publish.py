@@ -1,4 +1,4 @@
-"""Cloud use cases: publish a trained model (register + component) and hand an approved one to the rollout."""
+"""Cloud use case: publish a trained model (verify, register, sign, create its component); approvals.py rolls it out."""
 
 from __future__ import annotations
 
@@ -11,17 +11,16 @@ from dataclasses import dataclass
 from edgeloop.cloud.artifacts import ArtifactStore, parse_s3_uri
 from edgeloop.cloud.fleet import ComponentRef, FleetControl
 from edgeloop.cloud.registry import ModelRegistry
-from edgeloop.cloud.rollout_control import RolloutContext, start_rollout, step
 from edgeloop.cloud.signing import ManifestSigner
 from edgeloop.core.approval import ApprovalDecision, ApprovedVersion, decide_approval
 from edgeloop.core.errors import IntegrityError, ModelFormatError, NotFoundError
-from edgeloop.core.events import ModelPackageStateChange, TrainingJobStateChange
+from edgeloop.core.events import TrainingJobStateChange
+from edgeloop.core.evidence import GateEvidence
 from edgeloop.core.manifest import MANIFEST_FILE, ModelManifest
-from edgeloop.core.names import artifact_prefix, model_from_package_group
+from edgeloop.core.names import artifact_prefix
 from edgeloop.core.onnx_format import check_onnx_model
 from edgeloop.core.recipes import model_recipe
 from edgeloop.core.registry import ApprovalStatus, RegistryRecord
-from edgeloop.core.rollout import Rollout, RolloutState
 from edgeloop.core.settings import CloudSettings
 from edgeloop.core.signing import MANIFEST_SIGNATURE_FILE
 
@@ -52,16 +51,6 @@ class Published:
     record: RegistryRecord
     component: ComponentRef | None
     decision: ApprovalDecision
-
-
-@dataclass(frozen=True)
-class ApprovalOutcome:
-    """What an approval change led to: a rollout, a recorded rejection, or nothing."""
-
-    status: str
-    reason: str
-    deployment_id: str | None = None
-    """The first ring's deployment when the approval started a rollout."""
 
 
 def read_model_archive(data: bytes) -> ModelArchive:
@@ -103,13 +92,15 @@ def publish_trained_model(
     fleet: FleetControl,
     settings: CloudSettings,
     signer: ManifestSigner | None = None,
+    evidence: GateEvidence | None = None,
 ) -> Published:
     """Verify the job's model, decide its approval, sign it, store it, register it, create its component.
 
     Everything that can refuse bad input or a bad key (digest, manifest, schema, KMS Sign) runs before
     the registry is touched, so a failure registers nothing. Every step is idempotent (content-addressed
     keys, one version per training job, a recipe that is a pure function of the bytes), so a redelivered
-    event converges on the same version and component.
+    event converges on the same version and component. evidence: the new-world gate's figures the job was
+    tagged with (edgeloop.core.evidence.job_evidence), recorded with the version for its canary.
     """
     if not is_edgeloop_training_output(change, settings) or change.model_artifacts_uri is None:
         raise NotFoundError(f"training job {change.job_name} is {change.status}; it has no model to publish")
@@ -133,6 +124,7 @@ def publish_trained_model(
         approval=first,
         signed=signature is not None,
         decision=decision.description,
+        evidence=evidence,
     )
     if not record.deployable:
         log.warning("%s v%s is not deployable: %s", record.model_name, record.version, decision.description)
@@ -173,67 +165,9 @@ def is_edgeloop_training_output(change: TrainingJobStateChange, settings: CloudS
     return change.completed and uri is not None and uri.startswith(settings.training_output_uri)
 
 
-def handle_approval_change(change: ModelPackageStateChange, *, ctx: RolloutContext) -> ApprovalOutcome:
-    """Approved: open the version's rollout and take its first step (ring 0); Rejected: record; Pending: nothing.
-
-    A redelivered approval finds its rollout and changes nothing; an approval while another version of the
-    model is rolling out starts nothing and says so (the operator starts it later with `edgeloop rollout start`).
-    """
-    label = f"{change.group_name} v{change.version}"
-    if change.approval is ApprovalStatus.PENDING:
-        return ApprovalOutcome("ignored", f"{label} awaits manual approval")
-    model_name = model_from_package_group(change.group_name)
-    record = ctx.registry.get(model_name, change.version)
-    if change.approval is ApprovalStatus.REJECTED:
-        why = record.approval_description or record.decision or "no reason given"
-        log.info("%s was rejected (%s); nothing is deployed", label, why)
-        return ApprovalOutcome("rejected", f"{label} was rejected: {why}")
-    if not record.deployable:
-        log.error("%s was approved although its accuracy gate failed (%s); refusing to deploy", label, record.gate)
-        return ApprovalOutcome("refused", f"{label} did not pass its accuracy gate ({record.gate}); not deployed")
-    if record.approval is not ApprovalStatus.APPROVED:
-        raise NotFoundError(f"{record.model_name} v{record.version} is {record.approval} in the registry now")
-    return _roll_out(ctx, model_name, change.version, label)
-
-
-def _roll_out(ctx: RolloutContext, model_name: str, version: int, label: str) -> ApprovalOutcome:
-    """Open the rollout unless it exists or another one is active, then step a pending one into ring 0.
-
-    A deployment that fails (throttled, say) raises with the rollout left pending: the redelivered event, or
-    the controller's schedule, steps it again; nothing else was written.
-    """
-    existing = _existing_rollout(ctx, model_name, version)
-    if existing is not None and existing.state is not RolloutState.PENDING:
-        return ApprovalOutcome("rolling-out", f"{label} already has a rollout ({existing.state}, ring {existing.ring})")
-    if existing is None:
-        active = ctx.rollouts.active(model_name)
-        if active is not None:
-            return ApprovalOutcome(
-                "not-started",
-                f"{label} is approved but v{active.model_version} is still rolling out ({active.state}); "
-                f"start it afterwards with `edgeloop rollout start {version}`",
-            )
-        start_rollout(ctx, model_name, version)
-    result = step(ctx, model_name)
-    reason = result.decision.reason if result is not None else "started"
-    latest = ctx.fleet.latest_deployment(ctx.settings.ring_group_arn(ctx.settings.rollout_policy.rings[0].name))
-    return ApprovalOutcome("rolling-out", f"{label}: {reason}", latest.deployment_id if latest else None)
-
-
-def _existing_rollout(ctx: RolloutContext, model_name: str, version: int) -> Rollout | None:
-    """The version's rollout if one was opened already (a redelivered approval event)."""
-    try:
-        rollout, _ = ctx.rollouts.get(model_name, version)
-    except NotFoundError:
-        return None
-    return rollout
-
-
 __all__ = [
-    "ApprovalOutcome",
     "ModelArchive",
     "Published",
-    "handle_approval_change",
     "is_edgeloop_training_output",
     "parse_s3_uri",
     "publish_trained_model",

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
 from edgeloop.core.approval import clip
 from edgeloop.core.errors import NotFoundError, RegistryError
+from edgeloop.core.evidence import GateEvidence
 from edgeloop.core.manifest import ModelManifest
 from edgeloop.core.names import model_package_group
 from edgeloop.core.registry import ApprovalStatus, RegistryRecord, gate_summary, package_metadata
@@ -20,7 +21,8 @@ class ModelRegistry(Protocol):
     `register` is idempotent per training job: registering the same job again returns the existing
     version instead of creating a second one (EventBridge delivers at least once). Versions are
     integers from 1, assigned by the registry; the record's gate, lineage parent and signed flag come
-    from the manifest and the caller. `get` raises NotFoundError for an unknown version.
+    from the manifest and the caller (so does a retrained candidate's new-world gate evidence). `get`
+    raises NotFoundError for an unknown version.
     `set_approval` keeps every other field of the record and records `reason` as the approval
     description. `versions` is ordered by version.
     """
@@ -37,6 +39,7 @@ class ModelRegistry(Protocol):
         approval: ApprovalStatus,
         signed: bool = False,
         decision: str = "",
+        evidence: GateEvidence | None = None,
     ) -> RegistryRecord: ...
 
     def get(self, model_name: str, version: int) -> RegistryRecord: ...
@@ -55,8 +58,9 @@ def latest_approved(registry: ModelRegistry, model_name: str) -> RegistryRecord 
 
 
 def _metadata(
-    manifest: ModelManifest, training_job: str, artifact_uri: str, manifest_uri: str, signed: bool, decision: str
-) -> dict[str, str]:
+    manifest: ModelManifest, training_job: str, artifact_uri: str, manifest_uri: str, signed: bool, decision: str,
+    evidence: GateEvidence | None = None,
+) -> dict[str, str]:  # fmt: skip
     """The customer metadata of a new version: pointers, accuracy, gate, lineage parent, signature, decision."""
     return package_metadata(
         model_name=manifest.model_name,
@@ -70,6 +74,7 @@ def _metadata(
         signed=signed,
         gate=gate_summary(manifest),
         decision=decision,
+        evidence=evidence,
     )
 
 
@@ -109,12 +114,13 @@ class SageMakerRegistry:
         approval: ApprovalStatus,
         signed: bool = False,
         decision: str = "",
+        evidence: GateEvidence | None = None,
     ) -> RegistryRecord:
         """Create the next version unless this training job was registered already."""
         existing = self._find_by_job(manifest.model_name, training_job)
         if existing is not None:
             return existing
-        metadata = _metadata(manifest, training_job, artifact_uri, manifest_uri, signed, decision)
+        metadata = _metadata(manifest, training_job, artifact_uri, manifest_uri, signed, decision, evidence)
         group = model_package_group(manifest.model_name)
         try:
             arn = self._sm.create_model_package(
@@ -211,6 +217,7 @@ class MemoryRegistry:
         approval: ApprovalStatus,
         signed: bool = False,
         decision: str = "",
+        evidence: GateEvidence | None = None,
     ) -> RegistryRecord:
         """Append the next version unless the job is already registered."""
         group = model_package_group(manifest.model_name)
@@ -227,7 +234,7 @@ class MemoryRegistry:
                 version=version,
                 package_arn=f"{self._arn_prefix}{group}/{version}",
                 approval=approval.value,
-                metadata=_metadata(manifest, training_job, artifact_uri, manifest_uri, signed, decision),
+                metadata=_metadata(manifest, training_job, artifact_uri, manifest_uri, signed, decision, evidence),
             )
             records.append(record)
             return record

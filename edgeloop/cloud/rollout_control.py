@@ -81,10 +81,11 @@ def start_rollout(ctx: RolloutContext, model_name: str, version: int, policy: Ro
     baseline = _lifetime(ctx, model_name, lkg)
     rollout = Rollout(
         model_name, version, RolloutState.PENDING, 0, len(policy.rings), started_at=now, last_known_good=lkg,
-        baseline_at_start=baseline,
+        baseline_at_start=baseline, evidence=record.evidence,
     )  # fmt: skip
     ctx.rollouts.start(rollout, policy)
-    ctx.rollouts.add_decision(model_name, version, DecisionEntry(now, 0, "start", _start_reason(lkg, policy)), 0)
+    reason = _start_reason(lkg, policy) + ("" if record.evidence is None else f"; {record.evidence.describe()}")
+    ctx.rollouts.add_decision(model_name, version, DecisionEntry(now, 0, "start", reason), 0)
     log.info("rollout of %s v%d started (last-known-good %s)", model_name, version, lkg)
     return rollout
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from edgeloop.core import wire
 from edgeloop.core.errors import ValidationError
+from edgeloop.core.evidence import GateEvidence
 from edgeloop.core.manifest import ModelManifest
 from edgeloop.core.names import component_version, model_component_name, validate_model_name
 from edgeloop.core.signing import MANIFEST_SIGNATURE_FILE
@@ -23,7 +24,7 @@ class ApprovalStatus(StrEnum):
 
 _META_PREFIX = "edgeloop:"
 _META_KEYS = ("modelName", "trainingJob", "artifactUri", "manifestUri", "sha256", "holdoutAccuracy")
-_OPTIONAL_KEYS = ("deployable", "parentVersion", "signed", "gate", "decision")
+_OPTIONAL_KEYS = ("deployable", "parentVersion", "signed", "gate", "decision", "evidence")
 """Written by this edgeloop, absent from versions registered before it: read with the defaults below."""
 _TEXT_LIMIT = 256
 """SageMaker's limit on each CustomerMetadataProperties value."""
@@ -54,6 +55,8 @@ class RegistryRecord:
     """Why the version got its first approval status (policy reasons, breaking schema changes)."""
     approval_description: str = ""
     """The latest ApprovalDescription (who approved or rejected, and why); not part of the metadata."""
+    evidence: GateEvidence | None = None
+    """The new-world gate's figures for a retrained candidate (edgeloop.core.evidence); None for any other."""
 
     def __post_init__(self) -> None:
         validate_model_name(self.model_name)
@@ -96,6 +99,7 @@ class RegistryRecord:
             signed=self.signed,
             gate=self.gate,
             decision=self.decision,
+            evidence=self.evidence,
         )
 
     @classmethod
@@ -135,6 +139,7 @@ class RegistryRecord:
             gate=meta.get("gate", ""),
             decision=meta.get("decision", ""),
             approval_description=approval_description,
+            evidence=None if "evidence" not in meta else GateEvidence.from_text(meta["evidence"], f"{where}.evidence"),
         )
 
 
@@ -169,6 +174,7 @@ def package_metadata(
     signed: bool = False,
     gate: str = "",
     decision: str = "",
+    evidence: GateEvidence | None = None,
 ) -> dict[str, str]:
     """The metadata written with a new model package, before the registry has assigned its version."""
     values = (model_name, training_job, artifact_uri, manifest_uri, sha256, f"{holdout_accuracy:.6f}")
@@ -179,6 +185,7 @@ def package_metadata(
         "true" if signed else "false",
         gate,
         decision,
+        "" if evidence is None else evidence.to_text(),
     )
     for key, value in zip(_OPTIONAL_KEYS, optional, strict=True):
         if value:

@@ -12,6 +12,7 @@ from typing import Any
 
 from edgeloop.core import wire
 from edgeloop.core.errors import InvalidTransitionError, ValidationError
+from edgeloop.core.evidence import GateEvidence, confidence_allowance
 from edgeloop.core.names import ring_group, validate_model_name
 
 
@@ -60,6 +61,8 @@ class Rollout:
     baseline_at_start: VersionHealth | None = None
     """Last-known-good's fleet sums when the rollout began: relative gates compare the candidate with what
     last-known-good did since then, under the same conditions, not over its whole life (see VersionHealth.since)."""
+    evidence: GateEvidence | None = None
+    """The new-world gate's figures from the registry record (None: no evidence, the confidence gate as set)."""
 
     def __post_init__(self) -> None:
         validate_model_name(self.model_name)
@@ -89,6 +92,7 @@ class Rollout:
             "baseline_at_start": None
             if self.baseline_at_start is None
             else json.dumps(self.baseline_at_start.to_dict(), sort_keys=True),
+            "evidence": None if self.evidence is None else self.evidence.to_text(),
         }
 
     @classmethod
@@ -107,6 +111,9 @@ class Rollout:
                 baseline = VersionHealth.from_dict(json.loads(wire.text(data, "baseline_at_start", where)))
             except json.JSONDecodeError as exc:
                 raise ValidationError(f"{where}.baseline_at_start", f"is not JSON: {exc}") from exc
+        evidence = data.get("evidence")
+        if evidence is not None:
+            evidence = GateEvidence.from_text(wire.text(data, "evidence", where), f"{where}.evidence")
         return cls(
             model_name=wire.text(data, "model_name", where),
             model_version=wire.integer(data, "model_version", where, minimum=1),
@@ -119,6 +126,7 @@ class Rollout:
             ring_started_at=None if ring_started is None else wire.number(data, "ring_started_at", where),
             last_known_good=None if good is None else wire.integer(data, "last_known_good", where, minimum=1),
             baseline_at_start=baseline,
+            evidence=evidence,
         )
 
 
@@ -472,8 +480,11 @@ JOB_FAILURE_GATE = "job_failure_rate"
 """The gate on failed deployments: the one whose failures the devices can explain (their failure causes)."""
 
 
-def gate_values(candidate: VersionHealth, baseline: VersionHealth | None, gates: Gates) -> tuple[GateValue, ...]:
-    """Every gate that can be judged from the data: relative ones only with a last-known-good baseline."""
+def gate_values(
+    candidate: VersionHealth, baseline: VersionHealth | None, gates: Gates, rollout: Rollout | None = None
+) -> tuple[GateValue, ...]:
+    """Every gate that can be judged from the data: relative ones only with a last-known-good baseline; the
+    confidence drop against the rollout's evidence (edgeloop.core.evidence.confidence_allowance)."""
     values: list[GateValue] = []
 
     def check(name: str, value: float | None, threshold: float | None) -> None:
@@ -491,7 +502,10 @@ def gate_values(candidate: VersionHealth, baseline: VersionHealth | None, gates:
             check("p99_latency_ratio", p99 / base_p99, gates.max_p99_latency_ratio)
         base_conf, conf = baseline.mean_confidence, candidate.mean_confidence
         if base_conf is not None and conf is not None:
-            check("confidence_drop", base_conf - conf, gates.max_confidence_drop)
+            allowed = gates.max_confidence_drop
+            if rollout is not None:
+                allowed = confidence_allowance(allowed, rollout.evidence, rollout.last_known_good)
+            check("confidence_drop", base_conf - conf, allowed)
         base_drift, drift = baseline.mean_drift, candidate.mean_drift
         if base_drift is not None and drift is not None:
             check("drift_increase", drift - base_drift, gates.max_drift_increase)
@@ -535,7 +549,7 @@ def _judge_ring(
     ring, spec = rollout.ring, policy.rings[rollout.ring]
     current = rings.get(ring, VersionHealth())
     reached = sum((rings.get(i, VersionHealth()) for i in range(ring + 1)), VersionHealth())
-    values = gate_values(reached, baseline, policy.gates)
+    values = gate_values(reached, baseline, policy.gates, rollout)
     failed_hard = [g for g in values if not g.passed and g.name in HARD_GATES]
     if failed_hard:
         return _revert(ring, spec.name, failed_hard, values)

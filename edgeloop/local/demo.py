@@ -25,6 +25,7 @@ from edgeloop.cloud.fleet import DeploymentInfo
 from edgeloop.cloud.rollout_control import RolloutContext
 from edgeloop.core.errors import EdgeloopError, UsageError
 from edgeloop.core.events import SAGEMAKER_SOURCE, SCHEDULED_EVENT, SCHEDULER_SOURCE, TRAINING_JOB_STATE_CHANGE
+from edgeloop.core.evidence import EVIDENCE_TAG, GateEvidence
 from edgeloop.core.health import HealthReport
 from edgeloop.core.names import (
     HEALTH_SHADOW,
@@ -211,14 +212,17 @@ class DemoSession:
         """A device's current health, read in-process (a stepped fleet keeps its devices apart from the stack)."""
 
     def train_and_publish(
-        self, label: str, seed: int, *, bad: BadKind | None = None, config: Mapping[str, Any] | None = None
-    ) -> Candidate:
+        self, label: str, seed: int, *, bad: BadKind | None = None, config: Mapping[str, Any] | None = None,
+        evidence: GateEvidence | None = None,
+    ) -> Candidate:  # fmt: skip
         """Train (honestly, or as a simulated bad candidate of kind `bad`), publish through training_completed, approve.
 
-        config adds TrainingConfig fields (a scenario's dataset channel, the lineage parent).
+        config adds TrainingConfig fields (a scenario's dataset channel, the lineage parent); evidence: the
+        new-world gate's figures, tagged on the job so the version's canary sees them.
         """
         bad = None if bad is None else BadKind(bad)
-        trained, event = _training_job(self.stack, self.options, self.work, label, seed, bad=bad, config=config)
+        trained, event = _training_job(self.stack, self.options, self.work, label, seed, bad=bad, config=config,
+                                       evidence=evidence)  # fmt: skip
         kind = f"simulated BAD candidate ({bad}: {candidates.DESCRIPTIONS[bad]})" if bad else "trained"
         self.progress(f"{kind} {trained.manifest.model_name}: holdout accuracy {trained.manifest.holdout_accuracy:.4f}")
         published = self.bus.put(event).result
@@ -377,6 +381,7 @@ def _training_job(
     *,
     bad: BadKind | None = None,
     config: Mapping[str, Any] | None = None,
+    evidence: GateEvidence | None = None,
 ) -> tuple[TrainingResult, dict[str, Any]]:
     """Run the training entry point as a SageMaker job would, and build the job's completion event.
 
@@ -394,6 +399,7 @@ def _training_job(
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
         StoppingCondition={"MaxRuntimeInSeconds": 3600},
         HyperParameters={"model_name": options.model_name, "seed": str(seed)},
+        **({} if evidence is None else {"Tags": [{"Key": EVIDENCE_TAG, "Value": evidence.to_text()}]}),
     )
     model_dir = work / "training" / label / "model"
     extra: dict[str, Any] = dict(config or {})
@@ -416,6 +422,8 @@ def _training_job(
     described = sagemaker.describe_training_job(TrainingJobName=job)
     stack.store.put(described["ModelArtifacts"]["S3ModelArtifacts"], _tar_gz(model_dir))
     detail = {k: _jsonable(v) for k, v in described.items() if k != "ResponseMetadata"}
+    if evidence is not None:  # the state change event carries the job's tags as a map
+        detail["Tags"] = {EVIDENCE_TAG: evidence.to_text()}
     event = eventbridge_event(
         TRAINING_JOB_STATE_CHANGE, SAGEMAKER_SOURCE, [described["TrainingJobArn"]], detail, f"local-{job}"
     )

@@ -48,7 +48,7 @@ from edgeloop.local.link import Network
 from edgeloop.local.recovery import Moment, Recovery, old_rows
 from edgeloop.local.report import with_cost, write_report
 from edgeloop.local.retrain import FAMILY_CHOICES as RETRAIN_FAMILIES
-from edgeloop.local.retrain import Labelled, choose_recipe, cross_fitted_errors, gate_pairs
+from edgeloop.local.retrain import Labelled, choose_recipe, cross_fitted_errors, gate_evidence, gate_pairs
 from edgeloop.local.run_summary import reliability, scenario_events, timeline_point, uplink, usage, with_accuracy
 from edgeloop.local.scoring import Retrain, Scoring, change_points, score
 from edgeloop.local.sim.cost import estimate
@@ -347,7 +347,7 @@ class _ScenarioRun:
             x = np.array([float(ref.sample.features[name]) for name in self.features], dtype=np.float64)
             unbiased = observation_of(ref.sample, int(label)).unbiased
             out.append(Labelled(x, int(label), ref.sample.model_version, ref.sample.label_index,
-                                -1 if index is None else index, unbiased))  # fmt: skip
+                                -1 if index is None else index, unbiased, ref.sample.confidence))  # fmt: skip
         return out
 
     def _fleet_drift(self) -> float | None:
@@ -391,7 +391,9 @@ class _ScenarioRun:
         channel = _channel(self.work, "retrain", recipe.x, recipe.y, self.features)
         channel.update(parent_version=self.live_version, max_iter=RETRAIN_MAX_ITER, family=recipe.family)
         trigger = Retrain(0, round(self.world.now_s, 1), max(0, self.world.ledger.size - 1), recipe.family)
-        candidate = self.demo.train_and_publish("v-retrained", self.demo.options.seed + 1, config=channel)
+        evidence = gate_evidence(recent, recipe, self.live_version)  # the canary judges its confidence against it
+        candidate = self.demo.train_and_publish("v-retrained", self.demo.options.seed + 1, config=channel,
+                                                evidence=evidence)  # fmt: skip
         self.progress(f"retrained {what} (cross-validated {recipe.cv_accuracy:.3f}); {gate.reason}")
         version = candidate.record.version
         self.retrains.append(replace(trigger, version=version))

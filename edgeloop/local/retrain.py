@@ -4,7 +4,8 @@ The cloud side of recovery, in the local runner: labelled samples since the esti
 new concept; the initial rows and older labels are the old world. Candidate recipes (family x how much of
 the old world to add) are compared by cross-validation on the recent labels only (old rows always train,
 never validate), and the winner's out-of-fold answers are what the new-world gate
-(edgeloop.core.retraining.new_world_gate) compares with the deployed version's answers on the same samples.
+(edgeloop.core.retraining.new_world_gate) compares with the deployed version's answers on the same samples; their
+accuracies and confidences are the evidence a registered candidate carries to its canary (gate_evidence).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from edgeloop.core.evidence import GateEvidence
 from edgeloop.training.config import TrainingConfig
 from edgeloop.training.model import FAMILIES, LINEAR, MLP, TREES
 
@@ -47,6 +49,8 @@ class Labelled:
     """The request's position in the stream (ledger index): what orders samples in time."""
     unbiased: bool = False
     """Taken by the random sampler, without looking at the answer: it may estimate an error rate."""
+    confidence: float | None = None
+    """The deployed answer's top-1 probability, as the device reported it (None: not known)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class Recipe:
     cv_accuracy: float
     oof: np.ndarray
     """Out-of-fold predictions of this recipe on the recent labels (each from a model that did not see it)."""
+    oof_confidence: np.ndarray
+    """The top-1 probability of each out-of-fold prediction: how sure the candidate is on labels it did not see."""
     scores: dict[str, float]
     """Every recipe's cross-validated accuracy, '<family>+<mix>'."""
 
@@ -83,14 +89,14 @@ def choose_recipe(
     for family in families:
         for mix in OLD_MIXES:
             ox, oy = (moved if mix == "aligned" else old_x)[picks[mix]], old_y[picks[mix]]
-            oof = _out_of_fold(family, rx, ry, ox, oy, folds, quick)
+            oof, sure = _out_of_fold(family, rx, ry, ox, oy, folds, quick)
             accuracy = float((oof == ry).mean())
             scores[f"{family}+{mix}"] = round(accuracy, 4)
             if best is None or accuracy > best.cv_accuracy:
                 x, y = with_every_class(np.vstack([rx, ox]), np.concatenate([ry, oy]), old_x, old_y, classes)
-                best = Recipe(family, mix, x, y, accuracy, oof, scores)
+                best = Recipe(family, mix, x, y, accuracy, oof, sure, scores)
     assert best is not None  # families is never empty
-    return Recipe(best.family, best.mix, best.x, best.y, best.cv_accuracy, best.oof, scores)
+    return replace(best, scores=scores)
 
 
 def _old_pick(mix: str, old: int, rng: np.random.Generator) -> np.ndarray:
@@ -120,25 +126,29 @@ def _folds(x: np.ndarray, k: int) -> np.ndarray:
 def _out_of_fold(
     family: str, rx: np.ndarray, ry: np.ndarray, ox: np.ndarray, oy: np.ndarray, folds: np.ndarray,
     config: TrainingConfig,
-) -> np.ndarray:  # fmt: skip
-    """Each recent label predicted by the recipe fitted without its fold (old rows always in training)."""
-    oof = np.full(len(ry), -1, dtype=np.int64)
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Each recent label predicted by the recipe fitted without its fold (old rows always in training), and the
+    prediction's top-1 probability."""
+    oof, sure = np.full(len(ry), -1, dtype=np.int64), np.ones(len(ry), dtype=np.float64)
     with threadpool_limits(1):  # BLAS threads left spinning after a fit would slow the fleet's next inferences
         for fold in np.unique(folds):
-            oof[fold == folds] = _fold(family, rx, ry, ox, oy, folds == fold, config)
-    return oof
+            oof[fold == folds], sure[fold == folds] = _fold(family, rx, ry, ox, oy, folds == fold, config)
+    return oof, sure
 
 
 def _fold(
     family: str, rx: np.ndarray, ry: np.ndarray, ox: np.ndarray, oy: np.ndarray, test: np.ndarray,
     config: TrainingConfig,
-) -> np.ndarray:  # fmt: skip
-    """One fold's answers: the recipe fitted on the other folds and the old rows."""
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """One fold's answers and their top-1 probabilities: the recipe fitted on the other folds and the old rows."""
     train_x, train_y = np.vstack([rx[~test], ox]), np.concatenate([ry[~test], oy])
-    if len(np.unique(train_y)) < 2:  # nothing to learn from: the constant answer
-        return np.full(int(test.sum()), train_y[0] if len(train_y) else -1, dtype=np.int64)
+    if len(np.unique(train_y)) < 2:  # nothing to learn from: the constant answer, surely
+        answer = np.full(int(test.sum()), train_y[0] if len(train_y) else -1, dtype=np.int64)
+        return answer, np.ones(len(answer), dtype=np.float64)
     model = FAMILIES[family].fit(train_x, train_y, replace(config, family=family))
-    return np.asarray(model.predict(rx[test]), dtype=np.int64)
+    proba = np.asarray(model.predict_proba(rx[test]), dtype=np.float64)
+    classes = np.asarray(model.classes_, dtype=np.int64)
+    return classes[proba.argmax(axis=1)], proba.max(axis=1)
 
 
 def with_every_class(
@@ -171,3 +181,24 @@ def gate_pairs(recent: Sequence[Labelled], recipe: Recipe, deployed: int) -> tup
             candidate.append(bool(predicted == sample.y))
             live.append(sample.answer == sample.y)
     return candidate, live
+
+
+def gate_evidence(recent: Sequence[Labelled], recipe: Recipe, deployed: int) -> GateEvidence | None:
+    """The new-world gate's figures for registration: both versions' accuracy on the recent labels the deployed
+    version answered, and their mean top-1 confidence on the random share of those (what the canary's live mean
+    estimates); None without a random sample whose deployed confidence is known."""
+    candidate, live = gate_pairs(recent, recipe, deployed)
+    pairs = zip(recent, recipe.oof_confidence, strict=True)
+    drawn = [(float(s.confidence), float(sure)) for s, sure in pairs
+             if s.version == deployed and s.unbiased and s.confidence is not None]  # fmt: skip
+    if not candidate or not drawn:
+        return None
+    return GateEvidence(
+        samples=len(candidate),
+        confidence_samples=len(drawn),
+        deployed_version=deployed,
+        candidate_accuracy=sum(candidate) / len(candidate),
+        deployed_accuracy=sum(live) / len(live),
+        candidate_confidence=min(1.0, sum(sure for _, sure in drawn) / len(drawn)),
+        deployed_confidence=min(1.0, sum(conf for conf, _ in drawn) / len(drawn)),
+    )

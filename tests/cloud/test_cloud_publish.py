@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from support import FAKE_ONNX, load_event, manifest_for, model_tarball
 
+from edgeloop.cloud.approvals import ApprovalOutcome, handle_approval_change
 from edgeloop.cloud.artifacts import S3ArtifactStore
 from edgeloop.cloud.fleet import MemoryFleetControl
-from edgeloop.cloud.publish import ApprovalOutcome, handle_approval_change, publish_trained_model, read_model_archive
+from edgeloop.cloud.publish import publish_trained_model, read_model_archive
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.rollout_control import RolloutContext
 from edgeloop.cloud.rollout_stores import MemoryFleetHealthStore, MemoryRolloutStore

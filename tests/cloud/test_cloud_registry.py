@@ -10,6 +10,7 @@ from support import FAKE_ONNX, manifest_for
 
 from edgeloop.cloud.registry import MemoryRegistry, SageMakerRegistry, latest_approved
 from edgeloop.core.errors import NotFoundError, RegistryError
+from edgeloop.core.evidence import GateEvidence
 from edgeloop.core.registry import ApprovalStatus
 
 
@@ -115,3 +116,21 @@ def test_set_approval_records_the_reason_clipped_to_sagemakers_limit(registry: A
     updated = registry.set_approval("digits", 1, ApprovalStatus.REJECTED, "x" * 300)
     assert len(updated.approval_description) == 256
     assert registry.get("digits", 1) == updated
+
+
+def test_register_records_the_new_world_gate_evidence_and_approval_keeps_it(registry: Any) -> None:
+    registry.ensure_group("digits")
+    evidence = GateEvidence(124, 87, 1, candidate_accuracy=0.75, deployed_accuracy=0.556, candidate_confidence=0.672,
+                            deployed_confidence=0.903)  # fmt: skip
+    record = registry.register(
+        manifest_for(FAKE_ONNX),
+        training_job="job-3",
+        artifact_uri="s3://edgeloop-artifacts/models/digits/y/model.onnx",
+        manifest_uri="s3://edgeloop-artifacts/models/digits/y/manifest.json",
+        approval=ApprovalStatus.PENDING,
+        evidence=evidence,
+    )
+    assert record.evidence == evidence
+    approved = registry.set_approval("digits", record.version, ApprovalStatus.APPROVED, "ok")
+    assert approved.evidence == registry.get("digits", record.version).evidence == evidence
+    assert _register(registry, "job-4").evidence is None

@@ -13,6 +13,7 @@ from edgeloop.cloud.fleet import DeploymentProgress, MemoryFleetControl
 from edgeloop.cloud.registry import MemoryRegistry
 from edgeloop.cloud.rollout_stores import MemoryFleetHealthStore, MemoryRolloutStore
 from edgeloop.core.errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
+from edgeloop.core.evidence import GateEvidence
 from edgeloop.core.health import HealthReport, LatencySummary, ModelState
 from edgeloop.core.names import INFERENCE_COMPONENT, model_component_name, ring_group
 from edgeloop.core.registry import ApprovalStatus
@@ -72,13 +73,16 @@ class Fleet:
         self.fleet.record_progress(latest.deployment_id, progress)
 
 
-def register(registry: MemoryRegistry, fleet: MemoryFleetControl, job: str) -> int:
+def register(
+    registry: MemoryRegistry, fleet: MemoryFleetControl, job: str, evidence: GateEvidence | None = None
+) -> int:
     record = registry.register(
         manifest_for(FAKE_ONNX),
         training_job=job,
         artifact_uri=f"s3://a/{job}/model.onnx",
         manifest_uri=f"s3://a/{job}/manifest.json",
         approval=ApprovalStatus.APPROVED,
+        evidence=evidence,
     )
     fleet.create_component_version(
         {"ComponentName": record.component_name, "ComponentVersion": record.component_version}
@@ -195,6 +199,26 @@ def test_the_lifetime_baseline_stands_in_until_last_known_good_reported_enough_s
 
     assert reverting.rollout.state is RolloutState.ROLLING_BACK
     assert "confidence_drop 0.28 > 0.1" in reverting.decision.reason, "v1's lifetime 0.9: no window yet"
+
+
+def test_a_retrain_backed_by_the_new_world_gate_is_judged_against_the_confidence_drop_it_predicted(sim: Fleet) -> None:
+    v1 = complete_first_version(sim)
+    evidence = GateEvidence(100, 60, v1, candidate_accuracy=0.8, deployed_accuracy=0.55, candidate_confidence=0.6,
+                            deployed_confidence=0.9)  # fmt: skip
+    v2 = register(sim.registry, sim.fleet, "job-2", evidence)
+    assert control.start_rollout(sim.ctx, "digits", v2).evidence == evidence, "from the registry record"
+    control.step(sim.ctx, "digits")
+    sim.jobs_done("canary", 1)
+    sim.report("dev-0", v2, confidence=0.62)  # the same 0.28 drop that reverts a candidate without evidence
+    sim.clock.now += 61
+
+    promoted = control.step(sim.ctx, "digits")
+
+    assert promoted.rollout.ring == 1, promoted.decision.reason
+    assert "confidence_drop 0.28 <= 0.4" in promoted.decision.reason
+    assert sim.ctx.rollouts.get("digits", v2)[0].evidence == evidence
+    start = sim.ctx.rollouts.decisions("digits", v2)[0]
+    assert start.reason.endswith(f"; {evidence.describe()}"), "the decision log says why the gate is wider"
 
 
 def test_a_device_that_rejects_the_candidate_reverts_at_once(sim: Fleet) -> None:

@@ -18,6 +18,7 @@ from edgeloop.cloud.rollout_stores import (
     table_definition,
 )
 from edgeloop.core.errors import ConflictError, NotFoundError
+from edgeloop.core.evidence import GateEvidence
 from edgeloop.core.fleet_health import DeviceSnapshot, contribution
 from edgeloop.core.health import HealthReport, LatencySummary, ModelState
 from edgeloop.core.names import FLEET_HEALTH_TABLE, ROLLOUTS_TABLE
@@ -76,6 +77,14 @@ def test_the_baseline_snapshot_reads_back_with_the_rollout(rollouts: Any) -> Non
     snapshot = VersionHealth(inferences=500, confidence_sum=450.0, confidence_count=500, drift_sum=0.1, drift_count=2)
     rollouts.start(pending(baseline_at_start=snapshot), POLICY)
     assert rollouts.get("digits", 7)[0].baseline_at_start == snapshot
+
+
+def test_the_new_world_gate_evidence_reads_back_with_the_rollout(rollouts: Any) -> None:
+    evidence = GateEvidence(124, 87, 6, candidate_accuracy=0.75, deployed_accuracy=0.556, candidate_confidence=0.672,
+                            deployed_confidence=0.903)  # fmt: skip
+    rollouts.start(pending(evidence=evidence), POLICY)
+    assert rollouts.get("digits", 7)[0].evidence == evidence
+    assert rollouts.active("digits") == pending(evidence=evidence)
 
 
 def test_a_second_active_rollout_of_a_model_is_refused(rollouts: Any) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from edgeloop.core import names
 from edgeloop.core.errors import ValidationError
+from edgeloop.core.evidence import GateEvidence
 from edgeloop.core.registry import ApprovalStatus, RegistryRecord, package_metadata
 
 MakeRecord = Callable[..., RegistryRecord]
@@ -147,3 +148,42 @@ def test_bad_optional_metadata_names_the_key(make_registry_record: MakeRecord, k
 def test_long_metadata_text_is_clipped_to_sagemakers_limit(make_registry_record: MakeRecord) -> None:
     metadata = make_registry_record(decision="x" * 1000).to_metadata()
     assert len(metadata["edgeloop:decision"]) == 256
+
+
+EVIDENCE = GateEvidence(
+    samples=124,
+    confidence_samples=87,
+    deployed_version=1,
+    candidate_accuracy=0.75,
+    deployed_accuracy=0.556,
+    candidate_confidence=0.672,
+    deployed_confidence=0.903,
+)
+
+
+def test_the_new_world_gate_evidence_round_trips_through_the_metadata(make_registry_record: MakeRecord) -> None:
+    record = make_registry_record(evidence=EVIDENCE)
+    metadata = record.to_metadata()
+    assert metadata["edgeloop:evidence"] == EVIDENCE.to_text()
+    assert _rebuild(record, metadata) == record
+    assert _rebuild(record, metadata).evidence == EVIDENCE
+    assert "edgeloop:evidence" not in make_registry_record().to_metadata()  # a version without it writes nothing
+    assert _rebuild(record, {k: v for k, v in metadata.items() if k != "edgeloop:evidence"}).evidence is None
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ("not json", "evidence"),
+        ('{"samples": 3}', "evidence.confidenceSamples"),
+        (EVIDENCE.to_text().replace("0.903", "1.903"), "evidence.deployedConfidence"),
+        (EVIDENCE.to_text().replace('"samples":124', '"samples":-1'), "evidence.samples"),
+    ],
+)
+def test_bad_evidence_metadata_is_refused_naming_the_key(
+    make_registry_record: MakeRecord, value: str, field: str
+) -> None:
+    record = make_registry_record()
+    with pytest.raises(ValidationError) as info:
+        _rebuild(record, {**record.to_metadata(), "edgeloop:evidence": value})
+    assert info.value.field.endswith(f"metadata.{field}")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from edgeloop.core.errors import InvalidTransitionError, ValidationError
+from edgeloop.core.evidence import GateEvidence
 from edgeloop.core.rollout import (
     LATENCY_BUCKETS_MS,
     Action,
@@ -335,3 +336,79 @@ def test_relative_gates_can_be_switched_off_with_null() -> None:
         {"rings": [{"name": "all", "share": 1, "bake_s": 0}], "gates": {"max_p99_latency_ratio": None}}
     )
     assert policy.gates.max_p99_latency_ratio is None
+
+
+# --- the confidence gate against the new-world gate's evidence ----------------------------------------------
+
+EVIDENCE = GateEvidence(
+    samples=120,
+    confidence_samples=80,
+    deployed_version=6,  # the rollout's last-known-good
+    candidate_accuracy=0.75,
+    deployed_accuracy=0.55,
+    candidate_confidence=0.67,
+    deployed_confidence=0.92,
+)
+"""The deployed version confidently wrong after a change, the retrained one more accurate and less sure: 0.25."""
+
+
+def unsure(confidence: float) -> dict[int, VersionHealth]:
+    """The canary ring with the candidate this sure on average (the baseline is at 0.92)."""
+    return {0: healthy(confidence_sum=confidence * 2970)}
+
+
+def test_a_backed_candidate_as_unsure_as_its_evidence_predicts_is_not_reverted() -> None:
+    decision = decide(replace(rollout(), evidence=EVIDENCE), POLICY, unsure(0.70), BASELINE, T0 + 60)
+    assert (decision.action, decision.reason) == (Action.WAIT, "ring canary: gates pass, baking 60 of 600 s")
+    gate = next(g for g in decision.gates if g.name == "confidence_drop")
+    assert (gate.value, gate.threshold) == (pytest.approx(0.22), pytest.approx(0.30))
+
+
+def test_the_same_drop_without_evidence_is_reverted() -> None:
+    decision = decide(rollout(), POLICY, unsure(0.70), BASELINE, T0 + 60)
+    assert decision.action is Action.REVERT
+    assert "confidence_drop 0.22 > 0.05" in decision.reason
+
+
+@pytest.mark.parametrize(
+    "evidence",
+    [
+        replace(EVIDENCE, candidate_accuracy=0.5),  # the samples say the candidate is worse
+        replace(EVIDENCE, deployed_version=5),  # compared with a version that is not the baseline
+        replace(EVIDENCE, confidence_samples=0),  # no random sample: nothing predicts the live confidence
+    ],
+    ids=["worse", "other-baseline", "no-random-samples"],
+)
+def test_evidence_that_does_not_back_the_candidate_keeps_the_gate(evidence: GateEvidence) -> None:
+    decision = decide(replace(rollout(), evidence=evidence), POLICY, unsure(0.70), BASELINE, T0 + 60)
+    assert decision.action is Action.REVERT
+    assert "confidence_drop 0.22 > 0.05" in decision.reason
+
+
+def test_a_drop_beyond_the_allowance_still_reverts() -> None:
+    decision = decide(replace(rollout(), evidence=EVIDENCE), POLICY, unsure(0.55), BASELINE, T0 + 60)
+    assert decision.action is Action.REVERT
+    assert "confidence_drop 0.37 > 0.3" in decision.reason
+
+
+def test_evidence_widens_only_the_confidence_gate() -> None:
+    backed = replace(rollout(), evidence=EVIDENCE)
+    failing = {0: healthy(errors=300, confidence_sum=0.70 * 2970)}
+    decision = decide(backed, POLICY, failing, BASELINE, T0 + 60)
+    assert decision.action is Action.REVERT
+    assert "error_rate" in decision.reason
+    assert "confidence_drop" not in decision.reason
+
+
+def test_a_rollout_with_evidence_round_trips_and_an_old_item_reads_without_it() -> None:
+    backed = replace(rollout(), evidence=EVIDENCE)
+    assert Rollout.from_dict(backed.to_dict()) == backed
+    old = {k: v for k, v in rollout().to_dict().items() if k != "evidence"}
+    assert Rollout.from_dict(old).evidence is None
+
+
+@pytest.mark.parametrize(("text", "field"), [("{", "rollout.evidence"), ('{"samples": 1}', "rollout.evidence")])
+def test_a_damaged_evidence_attribute_is_refused(text: str, field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Rollout.from_dict({**rollout().to_dict(), "evidence": text})
+    assert info.value.field.startswith(field)

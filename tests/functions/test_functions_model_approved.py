@@ -13,6 +13,7 @@ from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.rollout_control import RolloutContext
 from edgeloop.cloud.rollout_stores import MemoryFleetHealthStore, MemoryRolloutStore
 from edgeloop.core.errors import ValidationError
+from edgeloop.core.evidence import GateEvidence
 from edgeloop.core.manifest import Gate
 from edgeloop.core.recipes import model_recipe
 from edgeloop.core.registry import ApprovalStatus
@@ -113,3 +114,30 @@ def test_bad_events_name_the_field(deps: dict[str, Any], event: Any, field: str,
     bad["detail"][field] = value
     with pytest.raises(ValidationError, match=match):
         model_approved.handle(bad, deps)
+
+
+def test_a_retrain_with_new_world_gate_evidence_opens_a_rollout_carrying_it(deps: dict[str, Any], event: Any) -> None:
+    evidence = GateEvidence(124, 87, 1, candidate_accuracy=0.75, deployed_accuracy=0.556, candidate_confidence=0.672,
+                            deployed_confidence=0.903)  # fmt: skip
+    deps["ctx"].rollouts.set_last_known_good("digits", 1)
+    record = deps["ctx"].registry.register(
+        manifest_for(FAKE_ONNX),
+        training_job="job-2",
+        artifact_uri="s3://edgeloop-artifacts/models/digits/b/model.onnx",
+        manifest_uri="s3://edgeloop-artifacts/models/digits/b/manifest.json",
+        approval=ApprovalStatus.APPROVED,
+        evidence=evidence,
+    )
+    manifest = manifest_for(FAKE_ONNX)
+    recipe = model_recipe(record, manifest, manifest_bytes=manifest.to_json().encode())
+    deps["ctx"].fleet.create_component_version(recipe)
+    approved = event("model_package_approved")
+    approved["detail"]["ModelPackageVersion"] = 2
+    assert model_approved.handle(approved, deps)["status"] == "rolling-out"
+    rollout, _ = deps["ctx"].rollouts.get("digits", 2)
+    assert (rollout.evidence, rollout.last_known_good) == (evidence, 1)
+
+
+def test_a_version_without_evidence_opens_a_rollout_without_it(deps: dict[str, Any], event: Any) -> None:
+    model_approved.handle(event("model_package_approved"), deps)
+    assert deps["ctx"].rollouts.get("digits", 1)[0].evidence is None

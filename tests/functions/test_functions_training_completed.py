@@ -15,6 +15,7 @@ from edgeloop.cloud.fleet import MemoryFleetControl
 from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.signing import KmsSigner
 from edgeloop.core.errors import ConfigError, IntegrityError, NotFoundError, SigningError, ValidationError
+from edgeloop.core.evidence import EVIDENCE_TAG, GateEvidence
 from edgeloop.core.manifest import Gate
 from edgeloop.core.settings import CloudSettings
 from functions import training_completed
@@ -158,3 +159,31 @@ def test_a_disabled_key_registers_nothing(deps: dict[str, Any], event: Any, s3: 
             training_completed.handle(event("training_job_completed"), deps)
     assert deps["registry"].versions("digits") == []
     assert s3.list_objects_v2(Bucket="edgeloop-artifacts").get("KeyCount", 0) == 0
+
+
+def test_the_new_world_gate_evidence_tagged_on_the_job_is_registered_with_the_version(
+    deps: dict[str, Any], event: Any, sagemaker: Any
+) -> None:
+    evidence = GateEvidence(124, 87, 1, candidate_accuracy=0.75, deployed_accuracy=0.556, candidate_confidence=0.672,
+                            deployed_confidence=0.903)  # fmt: skip
+    tagged = event("training_job_completed")
+    tagged["detail"]["Tags"] = {EVIDENCE_TAG: evidence.to_text(), "team": "ml"}
+    result = training_completed.handle(tagged, deps)
+    assert result["status"] == "published"
+    assert deps["registry"].get("digits", 1).evidence == evidence
+    package = sagemaker.list_model_packages(ModelPackageGroupName="edgeloop-digits")["ModelPackageSummaryList"][0]
+    described = sagemaker.describe_model_package(ModelPackageName=package["ModelPackageArn"])
+    assert described["CustomerMetadataProperties"]["edgeloop:evidence"] == evidence.to_text()
+
+
+def test_a_job_without_the_tag_registers_a_version_without_evidence(deps: dict[str, Any], event: Any) -> None:
+    training_completed.handle(event("training_job_completed"), deps)
+    assert deps["registry"].get("digits", 1).evidence is None
+
+
+def test_a_damaged_evidence_tag_registers_nothing(deps: dict[str, Any], event: Any) -> None:
+    tagged = event("training_job_completed")
+    tagged["detail"]["Tags"] = {EVIDENCE_TAG: '{"samples": -1}'}
+    with pytest.raises(ValidationError, match="edgeloop:evidence"):
+        training_completed.handle(tagged, deps)
+    assert deps["registry"].versions("digits") == []

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edgeloop.local.retrain import (
     Labelled,
     aligned,
     choose_recipe,
     cross_fitted_errors,
+    gate_evidence,
     gate_pairs,
     with_every_class,
 )
@@ -85,3 +88,34 @@ def test_the_gate_compares_only_samples_the_deployed_version_answered(tmp_path: 
     errors, trials = cross_fitted_errors(recent, recipe)
     assert trials == 15, "the random share: every other sample here"
     assert 0 <= errors <= trials
+
+
+def test_the_evidence_has_the_gates_accuracies_and_the_random_shares_confidences(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    new_x, new_y = _world(rng, 60, flip=True)
+    recent = [replace(s, confidence=0.95 if s.unbiased else 0.55) for s in _recent(new_x, new_y, 1 - new_y)]
+    recent[0] = replace(recent[0], version=7)  # answered by another version: in neither figure
+    recipe = choose_recipe(recent, *_world(rng, 100, flip=False), 2, _config(tmp_path), 0, families=(TREES,))
+    assert recipe.oof_confidence.shape == recipe.oof.shape
+    assert ((recipe.oof_confidence >= 0.5) & (recipe.oof_confidence <= 1.0)).all(), "top-1 of two classes"
+    evidence = gate_evidence(recent, recipe, deployed=1)
+    assert evidence is not None
+    candidate, _ = gate_pairs(recent, recipe, deployed=1)
+    assert (evidence.samples, evidence.confidence_samples, evidence.deployed_version) == (59, 29, 1)
+    assert evidence.candidate_accuracy == pytest.approx(sum(candidate) / 59)
+    assert evidence.deployed_accuracy == 0.0
+    assert evidence.deployed_confidence == pytest.approx(0.95), "the random share only: hard examples bias it down"
+    drawn = [float(c) for s, c in zip(recent, recipe.oof_confidence, strict=True) if s.unbiased and s.version == 1]
+    assert evidence.candidate_confidence == pytest.approx(sum(drawn) / len(drawn))
+    assert evidence.backs_candidate
+
+
+def test_no_evidence_without_a_random_sample_or_a_known_confidence(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    new_x, new_y = _world(rng, 40, flip=True)
+    recent = _recent(new_x, new_y, 1 - new_y)  # the device's confidence unknown
+    recipe = choose_recipe(recent, *_world(rng, 100, flip=False), 2, _config(tmp_path), 0, families=(TREES,))
+    assert gate_evidence(recent, recipe, deployed=1) is None
+    hard_only = [replace(s, unbiased=False, confidence=0.6) for s in recent]
+    assert gate_evidence(hard_only, recipe, deployed=1) is None
+    assert gate_evidence([replace(s, confidence=0.6) for s in recent], recipe, deployed=2) is None, "not answered"
