@@ -417,6 +417,7 @@ class _ScenarioRun:
             retrains=self.retrains, bad_versions=set(self.bad_versions), initial_family=self.family,
             rows_for=self._oracle_rows, known=bool(self.scenario.drift_at_rows) or not self.scenario.is_file,
             config=TrainingConfig(model_dir=self.work / "oracle", model_name=self.demo.options.model_name),
+            completed=frozenset(self.demo.completed),
         ))  # fmt: skip
         retrained = np.isin(ledger.version[:size], [r.version for r in self.retrains])
         devices = list(self.world.fleet.values())

@@ -8,9 +8,12 @@ at or after it): nothing the loop decides reads them.
 Definitions, per change k (its segment: the requests from change k up to change k + 1 or the stream's end):
 - detected: the first detection whose stream position falls in the segment; delay = its file row minus the
   change's row. A detection before the first change, or a second one in a segment, is a false alarm.
-- recovered_accuracy: accuracy of the segment's requests answered by versions retrained after the change
-  (a retrain triggered inside the segment); post_drift_accuracy: the segment's other answered requests
-  (the versions live when it began), bad candidates left out of both. A detected change the loop did not
+- recovered_accuracy: accuracy of the segment's requests answered by the version the recovery ended on: the
+  last version retrained after the change (a retrain triggered inside the segment) whose rollout reached the
+  whole fleet (`recovered_version`); when none did, every retrained version's. `recovering_accuracy` pools
+  every retrained version's answers (the early retrains on fewer labels included): the way there.
+  post_drift_accuracy: the segment's answered requests by the versions live when it began; bad candidates are
+  left out of all three. A detected change the loop did not
   retrain for (its new-world gate found no candidate better than the deployed version) is scored on what the
   deployed version answered after the detection (`recovered_by: deployed`): a change that did not hurt the
   model needs no retrain, and one that did shows up as a gap to the oracle.
@@ -98,6 +101,8 @@ class Scoring:
     """Whether the run's change points are known (a file without drift_at_rows: none are, nothing is a false alarm)."""
     config: TrainingConfig
     """The oracle's training configuration (its model_dir is scratch)."""
+    completed: frozenset[int] = frozenset()
+    """Versions whose rollout reached the whole fleet: the one a recovery ends on is the last of them."""
 
 
 def score(s: Scoring) -> dict[str, Any]:
@@ -133,13 +138,18 @@ def _segment(s: Scoring, k: int, bad: np.ndarray) -> dict[str, Any]:
     mine = [r for r in s.retrains if change.index <= r.index < end]
     positions = np.arange(size)
     inside = (positions >= change.index) & (positions < end)
-    if mine:
-        recovered = inside & np.isin(s.ledger.version[:size], [r.version for r in mine]) & ~bad
+    retrained = inside & np.isin(s.ledger.version[:size], [r.version for r in mine]) & ~bad
+    final = [r for r in mine if r.version in s.completed][-1:]
+    if final:  # the version the recovery ended on: the last retrain that reached the whole fleet
+        mine = final
+        recovered = inside & (s.ledger.version[:size] == final[0].version) & ~bad
+    elif mine:  # none reached the fleet: every retrained version's answers
+        recovered = retrained
     elif found:  # no retrain: what the deployed version answered once the loop knew of the change
         recovered = inside & (positions >= found[0].index) & ~bad
     else:
         recovered = np.zeros(size, dtype=bool)
-    post = inside & ~recovered & ~bad
+    post = inside & ~retrained & ~recovered & ~bad
     families: dict[int | None, str] = {r.version: r.family for r in mine} or {None: s.initial_family}
     family = "+".join(dict.fromkeys(families.values()))
     scored = (0, 0)
@@ -159,6 +169,8 @@ def _segment(s: Scoring, k: int, bad: np.ndarray) -> dict[str, Any]:
         "recovered_by": "retrained" if mine else "deployed",
         "post_drift_accuracy": s.ledger.accuracy(post),
         "recovered_accuracy": s.ledger.accuracy(recovered),
+        "recovered_version": final[0].version if final else None,
+        "recovering_accuracy": s.ledger.accuracy(retrained) if retrained.any() else None,
         "recovered_rows": int((recovered & _answered(s.ledger)).sum()),
         "oracle_accuracy": oracle,
         "oracle_family": family,

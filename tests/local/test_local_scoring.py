@@ -167,3 +167,23 @@ def test_retrains_of_different_families_are_each_judged_by_their_own_familys_ora
     assert change["oracle_family"] == "trees+linear"
     assert change["recovered_rows"] == 300
     assert 0.9 <= change["oracle_accuracy"] <= 1.0, "a sign boundary: both families learn it from 500 rows"
+
+
+@pytest.mark.parametrize(("completed", "final", "rows"), [({2, 3}, 3, 150), ({2}, 2, 150), (set(), None, 300)])
+def test_recovery_is_scored_on_the_last_retrain_that_reached_the_fleet(
+    tmp_path: Path, completed: set[int], final: int | None, rows: int
+) -> None:
+    ledger, x = _ledger(600, np.random.default_rng(5))
+    truth = ledger.truth[:600].astype(np.int64)
+    for i in range(600):  # v2 (few labels) right on half of its requests, v3 on all of them
+        answer = int(x[i, 0] > 0) if i < 300 else int(truth[i]) if i >= 450 or i % 2 else 1 - int(truth[i])
+        ledger.answer(i, answer, 1 if i < 300 else 2 if i < 450 else 3)
+    retrains = [Retrain(2, 250.0, 250, "trees"), Retrain(3, 400.0, 400, "trees")]
+    detections = [Detection(150.0, 150, 250, "x", "")]
+    change = score(
+        _scoring(ledger, x, tmp_path, retrains=retrains, detections=detections, completed=frozenset(completed))
+    )["changes"][0]
+    assert (change["recovered_version"], change["recovered_rows"]) == (final, rows)
+    assert change["recovering_accuracy"] == 0.75, "both retrained versions' answers: the way there"
+    assert change["recovered_accuracy"] == {3: 1.0, 2: 0.5, None: 0.75}[final]
+    assert change["post_drift_accuracy"] == 0.0, "v1's answers after the change"
