@@ -32,8 +32,11 @@ class Stage:
     def measured(self, size: int) -> None:
         self.sizes.append(size)
 
-    def retune(self, random_balance: float | None = None, hard_balance: float | None = None) -> None:
+    def retune(
+        self, random_balance: float | None = None, hard_balance: float | None = None, wire_ratio: float = 1.0
+    ) -> None:
         self.retuned = len(self.sizes)
+        self.wire_ratio = wire_ratio
 
     def payload(self, request_id: str, row: np.ndarray, label_index: int, signals: Any, sampler: str) -> dict[str, Any]:
         self.built.append(request_id)
