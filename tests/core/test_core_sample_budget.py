@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 
 from edgeloop.core.errors import ConfigError
 from edgeloop.core.sample_budget import (
     BANK_SAMPLES,
+    DEFAULT_BUDGET_SHARE,
+    DEFAULT_SAMPLERS,
     RAW_ENVELOPE_BYTES,
     STABLE_SPEND,
     SUSPECTED_BOOST,
@@ -20,6 +23,7 @@ from edgeloop.core.sample_budget import (
     WireRatio,
     raw_reading_bytes,
 )
+from edgeloop.core.samplers import SampleSignals, choose_sampler, parse_samplers
 
 
 def test_a_raw_reading_is_its_rounded_values_as_json_plus_the_envelope() -> None:
@@ -238,3 +242,41 @@ def test_a_stable_device_leaves_only_about_its_bank_and_drops_no_random_sample(s
     bank = BANK_SAMPLES * 300 * 0.3
     assert budget.spent_wire >= earned - 4 * bank  # a bank and a half, the idle hard account's bank, a sample or two
     assert budget.spent_wire > 0.9 * earned
+
+
+def _signals(probabilities: list[float]) -> SampleSignals:
+    top, second = sorted(probabilities, reverse=True)[:2]
+    return SampleSignals(top, top - second, False, 1.0, 1.0)
+
+
+def _spread(classes: int, top: float, second: float | None = None) -> list[float]:
+    """A prediction over `classes` classes: top, then second (default: an even share), the rest shared evenly."""
+    rest = classes - 1
+    second = (1.0 - top) / rest if second is None else second
+    return [top, second] + [(1.0 - top - second) / (rest - 1)] * (rest - 1) if rest > 1 else [top, 1.0 - top]
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5, 10])
+def test_the_default_samplers_take_hard_examples_whatever_the_number_of_classes(classes: int) -> None:
+    """What DEFAULT_SAMPLERS means for 2, 3, 5 and 10 classes: the unsure and the hesitant are hard examples,
+    the confident are not. A binary model's top class is never under 1/2, so low_confidence cannot fire for it;
+    small_margin then reads top-1 under 0.55 (top two within 0.1), its hard examples near the boundary."""
+    settings = parse_samplers(dict(DEFAULT_SAMPLERS))
+    hesitant = _spread(classes, 0.52, 0.45) if classes > 2 else [0.54, 0.46]
+    assert choose_sampler(settings, _signals(hesitant)) == "small_margin"
+    confident = _spread(classes, 0.95)
+    assert choose_sampler(settings, _signals(confident)) is None
+    if classes > 2:
+        unsure = _spread(classes, 0.45, 0.2)  # top under 1/2, a clear margin over the runner-up
+        assert choose_sampler(settings, _signals(unsure)) == "low_confidence"
+    else:
+        assert choose_sampler(settings, _signals([0.6, 0.4])) is None  # a binary 0.6 is neither
+    assert all(abs(sum(p) - 1.0) < 1e-9 for p in (hesitant, confident))
+
+
+def test_the_device_page_states_the_default_share_and_the_wire_prior() -> None:
+    page = " ".join((Path(__file__).parents[2] / "docs" / "device.md").read_text().split())
+    assert f"`DEFAULT_BUDGET_SHARE` (a share of {DEFAULT_BUDGET_SHARE:g} of raw bytes, on the wire" in page
+    assert DEFAULT_BUDGET_SHARE < 1 / 20
+    assert "`WIRE_PRIOR_BYTES` of JSON" in page
+    assert "half a bank above the bank" in page  # test_beyond_its_bank_a_stable_device_spends_the_surplus_too
