@@ -7,7 +7,7 @@ core.samplers.choose_sampler one by one.
 
 Under a share budget (sampleBudgetShare, core.sample_budget) the random sampler's rate is the one the budget
 pays for at a sample's wire price (its JSON size times the running compression ratio the taker hands over),
-filling the bank, spending all it earns once the bank is full, or boosted while the device's drift flag is up,
+filling the bank, spending the surplus beyond it too, or boosted while the device's drift flag is up,
 and never below the configured `random` parameter; the stage counts the readings it saw and estimates their
 raw-equivalent bytes from the rows it sampled, so the taker can credit the budget, and each payload records the
 probability its sampler took it with.
@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from edgeloop.core.privacy import AppliedPrivacy, filter_features, laplace_scale
-from edgeloop.core.sample_budget import WIRE_PRIOR_RATIO, BudgetPolicy, raw_reading_bytes
+from edgeloop.core.sample_budget import BudgetPolicy, raw_reading_bytes
 from edgeloop.core.sample_payload import Sample
 from edgeloop.core.samplers import SAMPLERS, SamplerSettings, SampleSignals, choose_sampler, payload_bytes
 from edgeloop.core.settings import DeviceConfig
+from edgeloop.core.share_budget import WIRE_PRIOR_RATIO
 from edgeloop.device.onnx_model import LoadedModel
 
 VectorSampler = Callable[[np.ndarray, np.ndarray, bool, np.ndarray, np.ndarray, float], np.ndarray]

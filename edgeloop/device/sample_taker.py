@@ -18,8 +18,9 @@ import numpy as np
 
 from edgeloop.core.drift import DriftSummary
 from edgeloop.core.records import Record, RecordKind
-from edgeloop.core.sample_budget import BudgetPolicy, ShareBudget
+from edgeloop.core.sample_budget import BudgetPolicy
 from edgeloop.core.samplers import SampleBudget, payload_bytes
+from edgeloop.core.share_budget import ShareBudget
 from edgeloop.device.sample_stage import SampleStage
 
 log = logging.getLogger(__name__)
