@@ -18,8 +18,8 @@ from edgeloop.core.sample_budget import BudgetPolicy
 
 WIRE_PRIOR_RATIO = 1.0
 """Wire bytes per sample JSON byte assumed before any batch was published: no compression (the safe side)."""
-WIRE_PRIOR_BYTES = 1024
-"""The prior counts as this many JSON bytes already published; the measured ratio outweighs it after a few samples."""
+WIRE_PRIOR_BYTES = 256
+"""The prior weighs as this many JSON bytes published, less than one sample: the first batch mostly replaces it."""
 
 
 @dataclass(frozen=True)
