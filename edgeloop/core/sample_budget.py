@@ -1,20 +1,24 @@
-"""The sample budget as a share of what raw streaming would have sent, and the random share it reserves.
+"""The sample budget as a share of what raw streaming would have sent, on the wire, and the random share it reserves.
 
 A daily byte limit (sampleBytesPerDay) bounds nothing in a short run and everything in a busy one; a share
 holds at any request rate and run length: every reading a device serves earns `share` x its raw-equivalent
 bytes (what a naive device streaming every reading would have sent, `raw_reading_bytes`), and samples spend
-what was earned, so sample bytes never exceed `share` of raw bytes at any moment.
+what was earned, priced at the bytes they are expected to take on the wire (core.share_budget: the accounts, and
+the running compression ratio of the device's published SAMPLE batches), so the wire bytes spent never exceed
+`share` of raw bytes. This module is what the configuration needs (settings, the Lambdas): the policy alone.
 
 The earnings go to two accounts. The random sampler's account gets `random_share` of them and the hard-example
 samplers cannot touch it, so the control sample the cloud's accuracy estimate rests on is never censored by hard
 examples taking the bytes first; the random sampler may also spend the hard account once its own is empty. The
-random rate follows from the budget (`random_rate`): while the device is stable it spends half of what its
-account earns and banks the rest; while a change is suspected (the device's drift flag) it spends at
-`suspected_boost` times that rate, drawing the bank down, since labelled random samples are what both measures
-the deployed version on the new world and teaches its successor. The bank is kept up to `bank_samples` random
-samples' worth; what the random account holds beyond that, the hard-example samplers may spend, so a budget
-whose device never suspects a change is not left unspent. Each random sample records the rate it was
-drawn at (its inclusion probability, core.estimates), so a rate that moves does not bias the estimate.
+random rate follows from the budget (`random_rate`): the account first fills a bank of `bank_samples` random
+samples' worth, spending `stable_spend` of its earnings while it does. What the random account holds beyond the
+bank, the hard-example samplers may spend; what they leave raises the stable pace in proportion, so a device
+whose hard examples are few spends all its account earns (its balance settles half a bank above the bank) and
+no labels are left on the table. While a change is suspected (the device's drift flag) it spends at
+`suspected_boost` times the filling rate, drawing the bank down, since labelled random samples are what both
+measures the deployed version on the new world and teaches its successor. Each random
+sample records the rate it was drawn at (its inclusion probability, core.estimates); the rate depends only on
+what happened before the draw, never on the inference drawn, so a rate that moves does not bias the estimate.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from edgeloop.core.errors import ConfigError
@@ -32,16 +36,16 @@ RAW_ENVELOPE_BYTES = 96
 RAW_DECIMALS = 4
 """A raw reading's values as a naive device would send them: rounded to this many decimals."""
 STABLE_SPEND = 0.5
-"""While stable, the random sampler spends this share of what its account earns (the rest is banked)."""
+"""While its bank fills, the random sampler spends this share of what its account earns (more beyond the bank)."""
 SUSPECTED_BOOST = 4.0
-"""While a change is suspected, the random rate is this many times the stable rate (paid from the bank)."""
+"""While a change is suspected, the random rate is this many times the filling rate (paid from the bank)."""
 BANK_SAMPLES = 8
-"""The random account keeps this many samples' worth for a suspected change; hard samples may spend the rest."""
+"""The random account keeps this many samples' worth for a suspected change; beyond it, the surplus is spent."""
 
-DEFAULT_BUDGET_SHARE = 0.10
-"""The default budget: sample JSON at most 1/10 of what streaming every reading raw would send, counted before
-the batch's gzip; on the wire that was 2-3% of raw on the development streams (under the 1/20 promise), and
-1/20 before compression left the loop with too few labels to detect a concept change or recover from it."""
+DEFAULT_BUDGET_SHARE = 0.045
+"""The default budget: sample bytes on the wire (gzipped batches, as `sample_bytes_uploaded` counts them) at most
+0.045 of what streaming every reading raw would send: under the 1/20 promise by a tenth, for the estimate's error
+(the bank still held keeps a short run well under it); 1/50 is a share of 0.02."""
 DEFAULT_SAMPLERS: Mapping[str, float] = MappingProxyType({"random": 0.0, "low_confidence": 0.5, "small_margin": 0.1})
 """The default sampling policy under the default budget: the random rate is what the budget pays for (0 is only
 its floor); hard examples are the unsure (top class under 1/2) and the hesitant (top two within 0.1), whatever
@@ -88,77 +92,29 @@ class BudgetPolicy:
     ) -> float:
         """The random sampler's rate: its account's earnings per reading in samples, at the stable or boosted pace.
 
-        floor is the configured `random` parameter: the rate never goes below what the operator asked for. The
-        boost is paid from the random account's balance: with a balance given that could not pay for two
-        batches of `batch` readings at the boosted rate (nor two samples), the stable rate applies, which is
+        sample_bytes is a sample's price (its expected bytes on the wire). floor is the configured `random`
+        parameter: the rate never goes below what the operator asked for. balance: what the random sampler may
+        spend now (its account; both accounts when hard_idle). Stable, the rate is the account's income times a
+        pace: stable_spend while the bank (bank_samples samples) fills, and beyond it stable_spend plus the surplus
+        in banks, up to the cap (stable_spend x suspected_boost): a surplus the hard examples leave is spent, so
+        the balance settles half a bank above the bank instead of growing. Without a balance the stable pace is
+        stable_spend. While a change is suspected the pace is the cap, paid from the balance. A rate the balance
+        could not pay for two batches of `batch` readings at (nor two samples) falls back to the filling rate,
         below the account's income, so random samples are thinned by a rate they record, never dropped by a
-        budget that ran out (a drop would leave the stretch it happened in under-represented). hard_idle: the
-        hard examples leave their account unspent (a model seldom unsure), so the random sampler's rate is paced
-        on the whole budget's earnings instead of its own share (it borrows what the hard account holds).
+        budget that ran out (a drop would leave the stretch it happened in under-represented). hard_idle: the hard
+        examples leave their account unspent (a model seldom unsure), so the random sampler's income is the whole
+        budget's (it borrows what the hard account holds).
         """
         if self.share <= 0 or sample_bytes <= 0:
             return floor
-        earned = (1.0 if hard_idle else self.random_share) * self.share * raw_per_reading / sample_bytes
-        stable = min(1.0, max(floor, earned * self.stable_spend))
-        if not suspected:
-            return stable
-        boosted = min(1.0, max(floor, earned * self.stable_spend * self.suspected_boost))
-        if balance is not None and balance < max(2.0, 2.0 * boosted * batch) * sample_bytes:
-            return stable
-        return boosted
-
-
-@dataclass(frozen=True)
-class ShareBudget:
-    """Bytes earned (share of raw-equivalent bytes served) and spent, in the random and the hard account."""
-
-    policy: BudgetPolicy
-    raw_bytes: int = 0
-    """Raw-equivalent bytes of every reading served so far."""
-    random_spent: int = 0
-    hard_spent: int = 0
-
-    def earned(self) -> tuple[float, float]:
-        """Bytes earned so far by the random and the hard account."""
-        total = self.policy.share * self.raw_bytes
-        return total * self.policy.random_share, total * (1.0 - self.policy.random_share)
-
-    def balances(self) -> tuple[float, float]:
-        """What the random and the hard account hold now (the random one may borrow from the hard one)."""
-        random_earned, hard_earned = self.earned()
-        random_left = random_earned - self.random_spent
-        hard_left = hard_earned - self.hard_spent
-        return random_left, hard_left
-
-    def served(self, raw_bytes: int) -> ShareBudget:
-        """Readings served: their raw-equivalent bytes earn the accounts their share."""
-        return replace(self, raw_bytes=self.raw_bytes + raw_bytes)
-
-    def admit(self, size: int, random: bool, bank: float = 0.0) -> tuple[ShareBudget, bool]:
-        """Whether a sample of size bytes is affordable, and the budget after spending it.
-
-        A random sample spends its own account first, then the hard one; a hard sample the hard one, then what
-        the random account holds beyond `bank` bytes (the reserve a suspected change will spend).
-        """
-        if self.policy.share <= 0:
-            return self, True
-        random_left, hard_left = self.balances()
-        if not random:
-            spare = max(0.0, random_left - bank)
-            if size > hard_left + spare:
-                return self, False
-            own = max(0, min(size, math.floor(hard_left)))
-            return replace(self, hard_spent=self.hard_spent + own, random_spent=self.random_spent + size - own), True
-        if size > random_left + hard_left:
-            return self, False
-        own = max(0, min(size, math.floor(random_left)))
-        return replace(self, random_spent=self.random_spent + own, hard_spent=self.hard_spent + size - own), True
-
-    @property
-    def spent(self) -> int:
-        """Sample bytes spent under this budget."""
-        return self.random_spent + self.hard_spent
-
-    def with_policy(self, policy: BudgetPolicy) -> ShareBudget:
-        """The same history under a new share (a configuration change keeps what was served and spent)."""
-        return replace(self, policy=policy)
+        income = (1.0 if hard_idle else self.random_share) * self.share * raw_per_reading / sample_bytes
+        filling = min(1.0, max(floor, income * self.stable_spend))
+        cap = self.stable_spend * self.suspected_boost
+        if balance is None:
+            return min(1.0, max(floor, income * cap)) if suspected else filling
+        bank = max(self.bank_samples, 1.0) * sample_bytes
+        pace = cap if suspected else min(cap, self.stable_spend + max(0.0, balance - bank) / bank)
+        rate = min(1.0, max(floor, income * pace))
+        if balance < max(2.0, 2.0 * rate * batch) * sample_bytes:
+            return filling
+        return rate

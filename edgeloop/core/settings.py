@@ -255,7 +255,7 @@ class DeviceConfig:
     driftThreshold: float = 0.2  # noqa: N815 - PSI at or above which a feature (and the device) counts as drifted
     samplers: SamplerSettings = ()  # hard-example samplers and their parameters (core.samplers)
     sampleBytesPerDay: int = 1024 * 1024  # noqa: N815 - sample payload bytes per UTC day; beyond, dropped and counted
-    sampleBudgetShare: float = 0.0  # noqa: N815 - sample bytes at most this share of raw-equivalent bytes (0: off)
+    sampleBudgetShare: float = 0.0  # noqa: N815 - sample bytes on the wire at most this share of raw bytes (0: off)
     sampleRandomShare: float = 0.5  # noqa: N815 - share of that budget reserved for the random sampler
     privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)  # what of a sampled input may leave (core.privacy)
     fleetSalt: str = field(default="", repr=False)  # noqa: N815 - HMAC key of privacy.hash; a secret

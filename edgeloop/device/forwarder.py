@@ -70,7 +70,9 @@ class Forwarder:
         max_bytes: int = MAX_MESSAGE_BYTES,
         unit_bytes: int = BILLING_UNIT_BYTES,
         rand: Callable[[], float] = random.random,
+        on_samples: Callable[[tuple[Record, ...], int], None] | None = None,
     ) -> None:
+        """on_samples: told each confirmed SAMPLE batch and its bytes on the wire (the sample budget's price)."""
         self._thing = thing_name
         self._buffer = buffer
         self._uplink = uplink
@@ -79,6 +81,7 @@ class Forwarder:
         self._max_bytes = max_bytes
         self._unit_bytes = unit_bytes
         self._rand = rand
+        self._on_samples = on_samples
         self._last_success_at: float | None = None
         self._next_attempt_at: float | None = None
         self._down_at_failure = False
@@ -172,7 +175,10 @@ class Forwarder:
             log.exception("publish of seqs %d..%d failed unexpectedly; backing off", message[0].seq, message[-1].seq)
             self._failed(exc, now)
             return None
-        return self._confirmed(message, len(payload), now)
+        acked = self._confirmed(message, len(payload), now)
+        if self._on_samples is not None and message[0].kind is RecordKind.SAMPLE:
+            self._on_samples(message, len(payload))
+        return acked
 
     def _encode(self, message: tuple[Record, ...]) -> tuple[str, bytes]:
         """SAMPLE batches compressed on their range's samples topic; everything else as JSON with the results."""

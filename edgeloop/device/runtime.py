@@ -82,8 +82,12 @@ class DeviceRuntime:
         self._staging = Staging(buffer, clock, self._tally, lambda: self._config.resultCommitMs)
         self._samples = SampleTaker(config.sampleBytesPerDay, clock)
         self._forwarder = Forwarder(
-            thing_name, buffer, uplink, backoff_base_s=min(forward_interval_s, FORWARD_INTERVAL_S)
-        )  # a long idle interval must not slow the retries after a failure
+            thing_name,
+            buffer,
+            uplink,
+            backoff_base_s=min(forward_interval_s, FORWARD_INTERVAL_S),  # a long idle interval: retries stay quick
+            on_samples=self._samples.published,  # the sample budget prices samples at their bytes on the wire
+        )
         self._health = HealthReporter(
             thing_name=thing_name,
             models=self._models,

@@ -6,9 +6,11 @@ finds the rows some sampler would take, and only those (few, by design) are name
 core.samplers.choose_sampler one by one.
 
 Under a share budget (sampleBudgetShare, core.sample_budget) the random sampler's rate is the one the budget
-pays for, stable or boosted while the device's drift flag is up, and never below the configured `random`
-parameter; the stage counts the readings it saw and estimates their raw-equivalent bytes from the rows it
-sampled, so the taker can credit the budget, and each payload records the probability its sampler took it with.
+pays for at a sample's wire price (its JSON size times the running compression ratio the taker hands over),
+filling the bank, spending the surplus beyond it too, or boosted while the device's drift flag is up,
+and never below the configured `random` parameter; the stage counts the readings it saw and estimates their
+raw-equivalent bytes from the rows it sampled, so the taker can credit the budget, and each payload records the
+probability its sampler took it with.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from edgeloop.core.sample_budget import BudgetPolicy, raw_reading_bytes
 from edgeloop.core.sample_payload import Sample
 from edgeloop.core.samplers import SAMPLERS, SamplerSettings, SampleSignals, choose_sampler, payload_bytes
 from edgeloop.core.settings import DeviceConfig
+from edgeloop.core.share_budget import WIRE_PRIOR_RATIO
 from edgeloop.device.onnx_model import LoadedModel
 
 VectorSampler = Callable[[np.ndarray, np.ndarray, bool, np.ndarray, np.ndarray, float], np.ndarray]
@@ -106,21 +109,31 @@ class SampleStage:
             self._sample_total += size
             self._sample_rows += 1
 
-    def retune(self, random_balance: float | None = None, hard_balance: float | None = None) -> None:
-        """The random rates from what was measured so far and what the accounts hold; the taker calls it once a
-        batch's payloads are built, so every payload records the rate its row was drawn at."""
-        self._retune(random_balance, hard_balance)
+    def retune(
+        self,
+        random_balance: float | None = None,
+        hard_balance: float | None = None,
+        wire_ratio: float = WIRE_PRIOR_RATIO,
+    ) -> None:
+        """The random rates from what was measured so far and what the accounts hold (wire bytes); the taker calls
+        it once a batch's payloads are built, so every payload records the rate its row was drawn at."""
+        self._retune(random_balance, hard_balance, wire_ratio)
 
-    def _retune(self, random_balance: float | None = None, hard_balance: float | None = None) -> None:
-        """The random rates from the budget, the reading and sample sizes seen so far and the accounts' balances."""
+    def _retune(
+        self,
+        random_balance: float | None = None,
+        hard_balance: float | None = None,
+        wire_ratio: float = WIRE_PRIOR_RATIO,
+    ) -> None:
+        """The random rates from the budget, the reading sizes and sample prices seen so far and the balances."""
         if not (self.budget_policy.share and self._has_random):
             return
-        size, raw, policy = self.sample_bytes, self.raw_per_reading, self.budget_policy
+        size, raw, policy = self.sample_bytes * wire_ratio, self.raw_per_reading, self.budget_policy
         idle = hard_balance is not None and hard_balance >= policy.bank_samples * size  # hard examples are few
-        stable = policy.random_rate(raw, size, False, self._random_floor, hard_idle=idle)
-        suspected = policy.random_rate(
-            raw, size, True, self._random_floor, balance=random_balance, batch=self._last_batch, hard_idle=idle
-        )
+        balance = random_balance + (hard_balance or 0.0) if idle and random_balance is not None else random_balance
+        batch, floor = self._last_batch, self._random_floor
+        stable = policy.random_rate(raw, size, False, floor, balance=balance, batch=batch, hard_idle=idle)
+        suspected = policy.random_rate(raw, size, True, floor, balance=balance, batch=batch, hard_idle=idle)
         self._rates = (stable, suspected)
         self._effective = (
             tuple((name, stable if name == "random" else p) for name, p in self.settings),

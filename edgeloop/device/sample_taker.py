@@ -2,21 +2,25 @@
 
 The share budget (sampleBudgetShare, core.sample_budget) is credited with the raw-equivalent bytes of the
 readings the sampling stage saw since the last look, estimated by the stage; a random sample may spend the
-random account and then the hard one, a hard-example sample only the hard one.
+random account and then the hard one, a hard-example sample only the hard one. Samples are priced at their
+expected wire bytes: the forwarder reports each SAMPLE batch it published (`published`), and the budget's
+running compression ratio learns from it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from edgeloop.core.drift import DriftSummary
-from edgeloop.core.sample_budget import BudgetPolicy, ShareBudget
+from edgeloop.core.records import Record, RecordKind
+from edgeloop.core.sample_budget import BudgetPolicy
 from edgeloop.core.samplers import SampleBudget, payload_bytes
+from edgeloop.core.share_budget import ShareBudget
 from edgeloop.device.sample_stage import SampleStage
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,12 @@ class SampleTaker:
         with self._lock:
             return self._share
 
+    def published(self, records: Iterable[Record], wire_bytes: int) -> None:
+        """The forwarder published a SAMPLE batch of records in wire_bytes: the share budget's wire ratio learns it."""
+        json_bytes = sum(payload_bytes(r.payload) for r in records if r.kind is RecordKind.SAMPLE)
+        with self._lock:
+            self._share = self._share.published(json_bytes, wire_bytes)
+
     def _credit(self, stage: SampleStage) -> None:
         """Credit the share budget with the readings the stage saw since the last look (lock held)."""
         policy: BudgetPolicy = stage.budget_policy
@@ -70,11 +80,12 @@ class SampleTaker:
         if sampler == "random" or not self._share.policy.share:
             return False
         random_left, hard_left = self._share.balances()
-        return hard_left + max(0.0, random_left - self._bank_bytes) < (self._budget.smallest or 1)
+        smallest = (self._budget.smallest or 1) * self._share.wire.ratio
+        return hard_left + max(0.0, random_left - self._bank_bytes) < smallest
 
     def _bank(self, stage: SampleStage) -> float:
-        """Bytes the random account keeps for a suspected change: bank_samples of the stage's mean sample size."""
-        self._bank_bytes = self._share.policy.bank_samples * stage.sample_bytes
+        """Wire bytes the random account keeps for a suspected change: bank_samples of the stage's mean sample price."""
+        self._bank_bytes = self._share.policy.bank_samples * stage.sample_bytes * self._share.wire.ratio
         return self._bank_bytes
 
     def set_limit(self, bytes_per_day: int) -> None:
@@ -114,7 +125,8 @@ class SampleTaker:
                 kept.append(payload)
         with self._lock:
             random_left, hard_left = self._share.balances()
-        stage.retune(random_left, hard_left)  # after the batch: its payloads recorded the rate their rows were drawn at
+            ratio = self._share.wire.ratio
+        stage.retune(random_left, hard_left, ratio)  # after the batch: its payloads recorded their rows' rate
         if len(kept) < len(rows):  # once per budget day at WARNING; the health report counts every drop
             day = self.budget.day
             level = logging.DEBUG if self._warned_day == day else logging.WARNING

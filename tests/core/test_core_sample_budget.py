@@ -1,83 +1,29 @@
-"""The share budget: sample bytes never exceed the share of raw-equivalent bytes, and the random share is reserved."""
+"""The sample budget policy: the random rate it pays for, its defaults, and what the default samplers take."""
 
 from __future__ import annotations
 
 import json
 import math
-import random
+from pathlib import Path
 
 import pytest
 
 from edgeloop.core.errors import ConfigError
 from edgeloop.core.sample_budget import (
+    DEFAULT_BUDGET_SHARE,
+    DEFAULT_SAMPLERS,
     RAW_ENVELOPE_BYTES,
+    STABLE_SPEND,
     SUSPECTED_BOOST,
     BudgetPolicy,
-    ShareBudget,
     raw_reading_bytes,
 )
+from edgeloop.core.samplers import SampleSignals, choose_sampler, parse_samplers
 
 
 def test_a_raw_reading_is_its_rounded_values_as_json_plus_the_envelope() -> None:
     values = [1.23456789, -0.5, 3.0]
     assert raw_reading_bytes(values) == len(json.dumps([1.2346, -0.5, 3.0])) + RAW_ENVELOPE_BYTES
-
-
-def test_readings_served_earn_the_share_split_between_the_accounts() -> None:
-    budget = ShareBudget(BudgetPolicy(0.02, random_share=0.25)).served(100_000)
-    assert budget.earned() == pytest.approx((500.0, 1500.0))
-
-
-def test_a_hard_sample_cannot_spend_the_random_reserve() -> None:
-    budget = ShareBudget(BudgetPolicy(0.1, random_share=0.5)).served(10_000)  # 500 bytes in each account
-    budget, admitted = budget.admit(400, random=False, bank=500)
-    assert admitted
-    budget, admitted = budget.admit(400, random=False, bank=500)
-    assert not admitted  # 100 left in the hard account; the random account's 500 are banked
-    budget, admitted = budget.admit(400, random=True)
-    assert admitted
-    assert (budget.random_spent, budget.hard_spent) == (400, 400)
-
-
-def test_a_hard_sample_may_spend_what_the_random_account_holds_beyond_its_bank() -> None:
-    budget = ShareBudget(BudgetPolicy(0.1, random_share=0.5)).served(10_000)  # 500 bytes in each account
-    budget, admitted = budget.admit(700, random=False, bank=300)
-    assert admitted  # 500 of its own and 200 of the random account's 500: 300 stay banked
-    assert (budget.random_spent, budget.hard_spent) == (200, 500)
-    _, admitted = budget.admit(1, random=False, bank=300)
-    assert not admitted
-    _, admitted = budget.admit(300, random=True, bank=300)
-    assert admitted
-
-
-def test_a_random_sample_borrows_from_the_hard_account_once_its_own_is_spent() -> None:
-    budget = ShareBudget(BudgetPolicy(0.1, random_share=0.5)).served(10_000)
-    budget, first = budget.admit(400, random=True)
-    budget, second = budget.admit(400, random=True)  # 100 of its own left, 300 borrowed
-    assert (first, second) == (True, True)
-    assert (budget.random_spent, budget.hard_spent) == (500, 300)
-    _, third = budget.admit(400, random=True)
-    assert not third
-
-
-def test_no_share_admits_everything() -> None:
-    budget, admitted = ShareBudget(BudgetPolicy(0.0)).admit(10_000, random=False)
-    assert admitted
-    assert budget.spent == 0
-
-
-@pytest.mark.parametrize("seed", range(20))
-def test_spent_never_exceeds_the_share_of_raw_bytes(seed: int) -> None:
-    """Any order of readings served and samples offered: the invariant holds after every step."""
-    rng = random.Random(seed)
-    share, random_share = rng.uniform(0.001, 1.0), rng.uniform(0.0, 1.0)
-    budget = ShareBudget(BudgetPolicy(share, random_share=random_share))
-    for _ in range(300):
-        bank = rng.uniform(0, 3_000)
-        budget, _ = budget.served(rng.randrange(0, 5_000)).admit(rng.randrange(1, 2_000), rng.random() < 0.5, bank)
-        assert budget.spent <= share * budget.raw_bytes + 1e-6
-        assert budget.random_spent <= random_share * share * budget.raw_bytes + 1e-6
-        assert budget.hard_spent <= (1 - random_share) * share * budget.raw_bytes + 1e-6
 
 
 def test_the_random_rate_is_what_its_account_pays_for_boosted_while_suspected() -> None:
@@ -124,3 +70,55 @@ def test_while_hard_examples_leave_their_account_idle_the_random_rate_paces_on_t
     policy = BudgetPolicy(0.04, random_share=0.25)
     own = policy.random_rate(120, 300, suspected=False)
     assert policy.random_rate(120, 300, False, hard_idle=True) == pytest.approx(own / 0.25)
+
+
+def test_beyond_its_bank_a_stable_device_spends_the_surplus_too() -> None:
+    policy = BudgetPolicy(0.04, random_share=0.5)
+    income = 0.5 * 0.04 * 120 / 300
+    bank = policy.bank_samples * 300
+    assert policy.random_rate(120, 300, False) == pytest.approx(income * STABLE_SPEND)  # no balance known: filling
+    assert policy.random_rate(120, 300, False, balance=bank) == pytest.approx(income * STABLE_SPEND)  # the bank
+    assert policy.random_rate(120, 300, False, balance=1.5 * bank) == pytest.approx(income)  # where it settles
+    assert policy.random_rate(120, 300, False, balance=2 * bank) == pytest.approx(1.5 * income)  # the surplus
+    capped = income * STABLE_SPEND * SUSPECTED_BOOST
+    assert policy.random_rate(120, 300, False, balance=100 * bank) == pytest.approx(capped)
+    assert policy.random_rate(120, 300, True, balance=100 * bank) == pytest.approx(capped)
+    assert policy.random_rate(120, 300, False, balance=bank, floor=0.5) == 0.5
+
+
+def _signals(probabilities: list[float]) -> SampleSignals:
+    top, second = sorted(probabilities, reverse=True)[:2]
+    return SampleSignals(top, top - second, False, 1.0, 1.0)
+
+
+def _spread(classes: int, top: float, second: float | None = None) -> list[float]:
+    """A prediction over `classes` classes: top, then second (default: an even share), the rest shared evenly."""
+    rest = classes - 1
+    second = (1.0 - top) / rest if second is None else second
+    return [top, second] + [(1.0 - top - second) / (rest - 1)] * (rest - 1) if rest > 1 else [top, 1.0 - top]
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5, 10])
+def test_the_default_samplers_take_hard_examples_whatever_the_number_of_classes(classes: int) -> None:
+    """What DEFAULT_SAMPLERS means for 2, 3, 5 and 10 classes: the unsure and the hesitant are hard examples,
+    the confident are not. A binary model's top class is never under 1/2, so low_confidence cannot fire for it;
+    small_margin then reads top-1 under 0.55 (top two within 0.1), its hard examples near the boundary."""
+    settings = parse_samplers(dict(DEFAULT_SAMPLERS))
+    hesitant = _spread(classes, 0.52, 0.45) if classes > 2 else [0.54, 0.46]
+    assert choose_sampler(settings, _signals(hesitant)) == "small_margin"
+    confident = _spread(classes, 0.95)
+    assert choose_sampler(settings, _signals(confident)) is None
+    if classes > 2:
+        unsure = _spread(classes, 0.45, 0.2)  # top under 1/2, a clear margin over the runner-up
+        assert choose_sampler(settings, _signals(unsure)) == "low_confidence"
+    else:
+        assert choose_sampler(settings, _signals([0.6, 0.4])) is None  # a binary 0.6 is neither
+    assert all(abs(sum(p) - 1.0) < 1e-9 for p in (hesitant, confident))
+
+
+def test_the_device_page_states_the_default_share_and_the_wire_prior() -> None:
+    page = " ".join((Path(__file__).parents[2] / "docs" / "device.md").read_text().split())
+    assert f"`DEFAULT_BUDGET_SHARE` (a share of {DEFAULT_BUDGET_SHARE:g} of raw bytes, on the wire" in page
+    assert DEFAULT_BUDGET_SHARE < 1 / 20
+    assert "`WIRE_PRIOR_BYTES` of JSON" in page
+    assert "half a bank above the bank" in page  # test_beyond_its_bank_a_stable_device_spends_the_surplus_too

@@ -404,3 +404,25 @@ def test_only_the_last_topic_run_is_held_back_for_a_fuller_message(
 
     sent = delivered(uplink)
     assert [(RecordKind.SAMPLE, s) for s in samples] == sent[:3], "a short samples run is not starved"
+
+
+def test_each_confirmed_sample_batch_is_reported_with_its_bytes_on_the_wire(
+    buffer: RecordBuffer, uplink: ScriptedUplink
+) -> None:
+    """The sample budget learns its wire price from this hook: SAMPLE batches only, and only once confirmed."""
+    reported: list[tuple[list[int], int]] = []
+    fill(buffer, RecordKind.RESULT, 5)
+    samples = fill(buffer, RecordKind.SAMPLE, 30, blob=300)
+    fwd = forwarder(buffer, uplink, on_samples=lambda records, size: reported.append(([r.seq for r in records], size)))
+    uplink.fail_next = 1  # the round's first publish fails: nothing confirmed, nothing reported
+
+    fwd.drain(10.0, 100)
+    assert reported == []
+    assert fwd.drain(100.0, 100) == 35
+
+    sample_messages = [p for t, p in uplink.published if t != results_topic(THING)]
+    assert [seqs for seqs, _ in reported] == [samples]
+    assert [size for _, size in reported] == [len(p) for p in sample_messages]
+    assert reported[0][1] * 3 < sum(
+        len(r.to_wire()["payload"]["blob"]) for r in decode_batch(decompress(sample_messages[0]))
+    )

@@ -363,3 +363,22 @@ def test_samplers_can_be_tuned_from_the_shadow_and_a_bad_name_is_refused(
     reported = shadow_reported(device)
     assert reported["overrides"]["applied"] == [{"key": "samplers", "value": "random=1"}]
     assert reported["samples_taken"] == 4
+
+
+def test_the_runtime_prices_its_share_budget_at_what_its_sample_batches_took_on_the_wire(
+    trained: ModelDirFactory, make_device: Callable[..., Device], digits: Digits
+) -> None:
+    """The forwarder tells the sample taker each SAMPLE batch's wire bytes: the share learns the gzip ratio."""
+    device = make_device(
+        config(samplers={"random": 0.0, "low_confidence": 0.9}, privacy={"allowRaw": True}, sampleBudgetShare=0.5)
+    )
+    assert device.runtime._samples.share.wire.ratio == 1.0  # nothing published yet: the prior
+    device.runtime.infer(stream(digits.unseen[:400]))
+    assert samples(device.buffer)
+    device.runtime.forward(flush=True)
+
+    wire = device.runtime._samples.share.wire
+    published = [p for t, p in device.uplink.published if "/samples/" in t]
+    assert published
+    assert wire.wire_bytes == sum(len(p) for p in published)
+    assert wire.ratio < 0.5  # digits' samples gzip well, so each is priced far below its JSON

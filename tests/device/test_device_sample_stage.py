@@ -128,3 +128,18 @@ def test_the_stage_counts_the_readings_it_saw_and_draws_at_the_rate_in_force() -
     assert stage.served == 2 * n
     assert len(calm) == pytest.approx(stable * n, rel=0.2)
     assert sum(name == "random" for name in rows) == pytest.approx(suspected * n, rel=0.2)
+
+
+def test_the_random_rate_prices_samples_at_the_wire_ratio_and_spends_a_surplus() -> None:
+    stage = stage_for({"random": 0.0, "low_confidence": 0.4}, sampleBudgetShare=0.05)
+    row = np.array([0.2, 0.4])
+    stage.measured(payload_bytes(stage.payload("r-1", row, 1, (0.9, 0.8, False, None), "random")))
+    stage.retune(0.0, 0.0, 1.0)
+    at_json = stage.random_rates[0]
+    stage.retune(0.0, 0.0, 0.25)  # batches travel at a quarter of their JSON: four times the samples
+    assert stage.random_rates[0] == pytest.approx(4 * at_json)
+    bank = BudgetPolicy(0.05).bank_samples * stage.sample_bytes * 0.25
+    stage.retune(bank, 0.0, 0.25)
+    assert stage.random_rates[0] == pytest.approx(4 * at_json)  # the bank is full: still filling
+    stage.retune(1.5 * bank, 0.0, 0.25)
+    assert stage.random_rates[0] == pytest.approx(8 * at_json)  # half a bank more: all the account earns

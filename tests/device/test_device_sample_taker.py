@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
 import pytest
 from support import FakeClock
 
+from edgeloop.core.records import Record, RecordKind
 from edgeloop.core.sample_budget import BudgetPolicy
 from edgeloop.core.samplers import payload_bytes
 from edgeloop.device.sample_stage import SampleStage
@@ -32,8 +34,11 @@ class Stage:
     def measured(self, size: int) -> None:
         self.sizes.append(size)
 
-    def retune(self, random_balance: float | None = None, hard_balance: float | None = None) -> None:
+    def retune(
+        self, random_balance: float | None = None, hard_balance: float | None = None, wire_ratio: float = 1.0
+    ) -> None:
         self.retuned = len(self.sizes)
+        self.wire_ratio = wire_ratio
 
     def payload(self, request_id: str, row: np.ndarray, label_index: int, signals: Any, sampler: str) -> dict[str, Any]:
         self.built.append(request_id)
@@ -143,3 +148,29 @@ def test_a_new_stage_is_credited_from_its_own_start() -> None:
     second.served = 30
     take(taker, second, [])
     assert taker.share.raw_bytes == 13_000
+
+
+def sample_records(payloads: list[dict[str, Any]]) -> list[Record]:
+    return [Record("dev-1", i, RecordKind.SAMPLE, 1.0, p) for i, p in enumerate(payloads)]
+
+
+def test_published_batches_teach_the_share_its_wire_price() -> None:
+    """A batch that went out at a quarter of its samples' JSON bytes: the same budget then pays for about 4x."""
+    stage = Stage(padding=100, share=0.1, raw_per_reading=200.0)
+    stage.served = 50  # 1000 wire bytes earned, 500 in each account
+    size = payload_bytes(Stage(padding=100).payload("r0", np.zeros(4), 1, None, "low_confidence"))
+    naive = SampleTaker(10_000_000, FakeClock())
+    priced = SampleTaker(10_000_000, FakeClock())
+    payloads = [Stage(padding=100).payload(f"p{i}", np.zeros(4), 1, None, "random") for i in range(200)]
+    priced.published(sample_records(payloads), sum(payload_bytes(p) for p in payloads) // 4)
+    priced.published([Record("dev-1", 0, RecordKind.RESULT, 1.0, {"x": 1})], 10**6)  # results teach nothing
+
+    ratio = priced.share.wire.ratio
+    assert 0.25 < ratio < 0.3  # a quarter, and the prior's small weight
+    assert len(take(naive, stage, rows(50))) == 500 // size
+    stage2 = Stage(padding=100, share=0.1, raw_per_reading=200.0)
+    stage2.served = 50
+    kept = take(priced, stage2, rows(50))
+    assert len(kept) == math.floor(500 / (size * ratio))
+    assert priced.share.spent_wire <= 1000
+    assert stage2.wire_ratio == ratio  # the stage prices its random rate the same way
