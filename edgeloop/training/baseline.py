@@ -14,9 +14,10 @@ DECIMALS = 6
 
 
 def feature_baseline(name: str, column: np.ndarray) -> FeatureBaseline:
-    """Summary statistics and quantile bins of one feature (ties collapse bins, so edges stay strictly ascending)."""
+    """Summary statistics and quantile bins of one feature (ties collapse bins, so edges stay strictly ascending:
+    the edges are rounded to what the manifest keeps before ties are collapsed, or two could round to one)."""
     values = column.astype(np.float64)
-    inner = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1]))
+    inner = np.unique(np.round(np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1]), DECIMALS))
     counts = np.bincount(np.searchsorted(inner, values, side="right"), minlength=inner.size + 1)
     fractions = counts / counts.sum()
     return FeatureBaseline(
@@ -25,7 +26,7 @@ def feature_baseline(name: str, column: np.ndarray) -> FeatureBaseline:
         std=round(float(values.std()), DECIMALS),
         minimum=float(values.min()),
         maximum=float(values.max()),
-        edges=tuple(round(float(e), DECIMALS) for e in inner),
+        edges=tuple(float(e) for e in inner),
         fractions=_rounded_fractions(fractions),
     )
 

@@ -57,3 +57,10 @@ def test_without_predictions_the_baseline_is_the_older_form() -> None:
 def test_predictions_must_match_the_confidences() -> None:
     with pytest.raises(ValueError, match="predicted"):
         baseline(np.zeros((20, 1)), ("a",), np.full(20, 0.9), np.zeros(19, dtype=np.int64), classes=2)
+
+
+def test_quantile_edges_a_millionth_apart_stay_strictly_ascending_once_rounded() -> None:
+    column = np.repeat(np.array([0.1, 0.1 + 4e-7, 0.1 + 8e-7, 0.5, 0.9]), 40)  # quantiles closer than DECIMALS keeps
+    edges = feature_baseline("x", column).edges
+    assert list(edges) == sorted(set(edges)), edges
+    assert len(edges) >= 2
