@@ -12,6 +12,7 @@ from typing import Any
 from edgeloop.core import wire
 from edgeloop.core.errors import ManifestError, ValidationError
 from edgeloop.core.names import validate_model_name
+from edgeloop.core.reliability import Reliability
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 2
@@ -290,6 +291,8 @@ class Baseline:
     """Rows the confidence and class baselines describe (the holdout); None: confidence from training rows."""
     class_fractions: tuple[float, ...] | None = None
     """The share of holdout rows predicted as each label, in label order; None: not recorded."""
+    reliability: Reliability | None = None
+    """Holdout rows and errors per confidence band (the cloud's calibrated detector); None: not recorded."""
 
     def __post_init__(self) -> None:
         if self.rows < 1:
@@ -305,13 +308,16 @@ class Baseline:
                 raise ManifestError("baseline.class_fractions", "needs holdout_rows (the rows they describe)")
             if any(f < 0 for f in self.class_fractions) or abs(sum(self.class_fractions) - 1.0) > 1e-3:
                 raise ManifestError("baseline.class_fractions", "must be non-negative and sum to 1")
+        if self.reliability is not None and self.reliability.total_rows != self.holdout_rows:
+            raise ManifestError("baseline.reliability", f"describes {self.reliability.total_rows} rows, not the "
+                                f"holdout's {self.holdout_rows}")  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Baseline:
-        """Parse the baseline section (holdout_rows and class_fractions are optional: older manifests lack them)."""
+        """Parse the baseline section (holdout_rows, class_fractions, reliability: optional, older ones lack them)."""
         where = "baseline"
         keys = {"rows", "features", "confidence_mean", "confidence_edges", "confidence_fractions"}
-        wire.only_keys(data, keys | {"holdout_rows", "class_fractions"}, where)
+        wire.only_keys(data, keys | {"holdout_rows", "class_fractions", "reliability"}, where)
         return cls(
             rows=wire.integer(data, "rows", where, minimum=1),
             features=tuple(
@@ -323,6 +329,7 @@ class Baseline:
             confidence_fractions=_numbers(data, "confidence_fractions", where),
             holdout_rows=wire.integer(data, "holdout_rows", where, minimum=1) if "holdout_rows" in data else None,
             class_fractions=_numbers(data, "class_fractions", where) if "class_fractions" in data else None,
+            reliability=Reliability.from_dict(data["reliability"]) if "reliability" in data else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -338,6 +345,8 @@ class Baseline:
             data["holdout_rows"] = self.holdout_rows
         if self.class_fractions is not None:
             data["class_fractions"] = list(self.class_fractions)
+        if self.reliability is not None:
+            data["reliability"] = self.reliability.to_dict()
         return data
 
 
