@@ -4,7 +4,7 @@ The random-share detector (edgeloop.core.detectors) can only watch samples drawn
 answer, because hard-example samplers pick rows the model is unsure of, which are wrong more often. This one
 conditions on what the samplers look at instead. Under "no change", an answer the deployed version gave with
 top-1 confidence c is wrong with probability p(c), and the version's holdout measured it per confidence band
-(the manifest's reliability table, edgeloop.core.reliability). A sampler that chose a sample by its
+(the manifest's reliability table, edgeloop.core.manifest). A sampler that chose a sample by its
 confidence (low_confidence), or without looking at it (random, drifted), does not change p(c): given c, the
 choice is independent of whether the answer was right. So every such sample is evidence, weighed by its band.
 
@@ -52,6 +52,7 @@ margin picks the rows more likely wrong, which the table does not describe. With
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ from edgeloop.core import wire
 from edgeloop.core.detector_state import finite_number
 from edgeloop.core.detectors import MAX_ALTERNATIVE, Alarm, Observation, upper_rate
 from edgeloop.core.errors import ValidationError
-from edgeloop.core.reliability import Reliability
+from edgeloop.core.manifest import Reliability
 
 DEFAULT_ODDS = (2.0, 4.0, 10.0)
 """Error-odds multipliers watched for: small ones need many samples, large ones (a concept change where the
@@ -165,6 +166,11 @@ class CalibratedState:
         )
 
 
+def band_of(table: Reliability, confidence: float) -> int:
+    """The band a confidence falls in: [edges[i-1], edges[i]), the first from 0, the last to 1."""
+    return bisect.bisect_right(table.edges, confidence)
+
+
 def initial_calibrated(policy: CalibratedDetector, table: Reliability) -> CalibratedState:
     """A fresh detector for one version, judging by its holdout's reliability table."""
     return CalibratedState(table, ((0.0, 0, 0, 0.0),) * (len(table.rows) * len(policy.odds)))
@@ -192,7 +198,7 @@ def observe_calibrated(
         if sample.confidence is None:
             skipped += 1
             continue
-        band = state.reliability.band(sample.confidence) - (0 if sample.unbiased else 1)
+        band = band_of(state.reliability, sample.confidence) - (0 if sample.unbiased else 1)
         if band < 0:  # a hard example in the lowest band: nothing below it bounds where the sampler looked
             skipped += 1
             continue

@@ -25,8 +25,8 @@ from edgeloop.core.calibrated import CalibratedDetector, CalibratedState, initia
 from edgeloop.core.detector_state import DetectorState, finite_number
 from edgeloop.core.detectors import Alarm, ErrorDetector, Observation, initial_state, observe
 from edgeloop.core.errors import ValidationError
+from edgeloop.core.manifest import Reliability
 from edgeloop.core.names import validate_model_name
-from edgeloop.core.reliability import Reliability
 from edgeloop.core.retraining import RaisedAlarm
 
 CLOUD_DETECTOR = ErrorDetector(warmup=100)

@@ -12,7 +12,6 @@ from typing import Any
 from edgeloop.core import wire
 from edgeloop.core.errors import ManifestError, ValidationError
 from edgeloop.core.names import validate_model_name
-from edgeloop.core.reliability import Reliability
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 2
@@ -23,6 +22,7 @@ REFERENCE_PRECISION = "fp32"
 GATE_TOLERANCE = 1e-4
 """Slack when the manifest's own gate arithmetic is re-checked (metrics travel rounded)."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_BANDS = 64
 
 
 @dataclass(frozen=True)
@@ -274,6 +274,37 @@ class FeatureBaseline:
 
 
 @dataclass(frozen=True)
+class Reliability:
+    """Holdout rows and errors per confidence band (edges split [0, 1]): the calibrated detector's reference."""
+
+    edges: tuple[float, ...]
+    rows: tuple[int, ...]
+    errors: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        e, n, pairs = self.edges, len(self.edges) + 1, list(zip(self.rows, self.errors, strict=False))
+        if not (
+            n <= MAX_BANDS
+            and all(0 < a < b for a, b in zip(e, (*e[1:], 1.0), strict=False))
+            and len(self.rows) == len(self.errors) == n
+            and all(type(r) is type(x) is int and 0 <= x <= r for r, x in pairs)
+            and sum(self.rows)
+        ):
+            raise ManifestError("baseline.reliability", "needs edges ascending in (0, 1), per band 0 <= errors <= rows")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {k: list(getattr(self, k)) for k in ("edges", "rows", "errors")}
+
+    @classmethod
+    def from_dict(cls, data: object, where: str = "baseline.reliability") -> Reliability:
+        """Parse a table strictly."""
+        d = wire.mapping(data, where)
+        wire.only_keys(d, {"edges", "rows", "errors"}, where)
+        return cls(_numbers(d, "edges", where), *(tuple(wire.sequence(d, k, where)) for k in ("rows", "errors")))
+
+
+@dataclass(frozen=True)
 class Baseline:
     """What the model saw in training, per feature and for its own behaviour: the device's drift reference.
 
@@ -292,7 +323,7 @@ class Baseline:
     class_fractions: tuple[float, ...] | None = None
     """The share of holdout rows predicted as each label, in label order; None: not recorded."""
     reliability: Reliability | None = None
-    """Holdout rows and errors per confidence band (the cloud's calibrated detector); None: not recorded."""
+    """None: not recorded."""
 
     def __post_init__(self) -> None:
         if self.rows < 1:
@@ -308,9 +339,8 @@ class Baseline:
                 raise ManifestError("baseline.class_fractions", "needs holdout_rows (the rows they describe)")
             if any(f < 0 for f in self.class_fractions) or abs(sum(self.class_fractions) - 1.0) > 1e-3:
                 raise ManifestError("baseline.class_fractions", "must be non-negative and sum to 1")
-        if self.reliability is not None and self.reliability.total_rows != self.holdout_rows:
-            raise ManifestError("baseline.reliability", f"describes {self.reliability.total_rows} rows, not the "
-                                f"holdout's {self.holdout_rows}")  # fmt: skip
+        if self.reliability is not None and sum(self.reliability.rows) != self.holdout_rows:
+            raise ManifestError("baseline.reliability", "must describe the holdout_rows")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Baseline:

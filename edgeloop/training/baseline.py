@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeloop.core.manifest import Baseline, FeatureBaseline
-from edgeloop.core.reliability import Reliability
+from edgeloop.core.manifest import Baseline, FeatureBaseline, Reliability
 
 BINS = 10
 """Histogram bins per feature: PSI over ten quantile bins is the usual choice (each bin ~10% of training rows)."""

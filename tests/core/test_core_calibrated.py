@@ -16,12 +16,13 @@ from hypothesis import strategies as st
 from edgeloop.core.calibrated import (
     CalibratedDetector,
     CalibratedState,
+    band_of,
     initial_calibrated,
     observe_calibrated,
 )
 from edgeloop.core.detectors import ErrorDetector, Observation, initial_state, observe
 from edgeloop.core.errors import ValidationError
-from edgeloop.core.reliability import Reliability
+from edgeloop.core.manifest import Reliability
 
 EDGES = (0.6, 0.7, 0.8, 0.9, 0.95)
 
@@ -142,7 +143,7 @@ def first_alarms(table: Reliability, before: list[Observation], after: list[Obse
     assert alarm is not None
     assert alarm.run_error_rate > alarm.reference_rate
     calibrated_used = next(i for i, o in enumerate(_judged(after, table), 1) if o == alarm.at_sample - start)
-    plain_state, plain_early = observe(initial_state(plain, table.total_errors, table.total_rows), before, plain)
+    plain_state, plain_early = observe(initial_state(plain, sum(table.errors), sum(table.rows)), before, plain)
     assert plain_early is None
     for used, sample in enumerate(after, 1):
         plain_state, plain_alarm = observe(plain_state, [sample], plain)
@@ -155,7 +156,7 @@ def _judged(after: list[Observation], table: Reliability) -> list[int]:
     """Per sample of `after`, how many of them the calibrated detector had judged by then."""
     out, judged = [], 0
     for o in after:
-        band = table.band(o.confidence or 0.0) - (0 if o.unbiased else 1)
+        band = band_of(table, o.confidence or 0.0) - (0 if o.unbiased else 1)
         judged += o.confidence is not None and band >= 0
         out.append(judged)
     return out
