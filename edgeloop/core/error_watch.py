@@ -17,7 +17,7 @@ most the sum of the two policies' false_alarm (CLOUD_DETECTOR's and CALIBRATED_D
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edgeloop.core import wire
@@ -132,15 +132,18 @@ def fold_labels(
 ) -> tuple[ErrorWatch, Alarm | None]:
     """One arrival batch of the live version's labelled samples folded in; a new live version starts afresh.
 
-    `reference` is (errors, trials) of the version's holdout and `reliability` its reliability table, both used
-    only when the watch starts (with a table, the calibrated detector runs too). Returns the watch to store (its
-    revision one past the one read) and the alarm this batch raised, if any (the calibrated one's first).
+    `reference` is (errors, trials) of the version's holdout, used only when the watch starts; `reliability`, its
+    reliability table, starts the calibrated detector beside it then, or later on a watch running without one.
+    Returns the watch to store (its revision one past the one read) and the alarm this batch raised, if any (the
+    calibrated one's first).
     """
     revision = 0 if watch is None else watch.revision
+    calibrated = None if reliability is None else initial_calibrated(calibrated_policy, reliability)
     if watch is None or watch.version != live_version or watch.model_name != model_name:
-        calibrated = None if reliability is None else initial_calibrated(calibrated_policy, reliability)
         watch = ErrorWatch(model_name, live_version, initial_state(policy, *reference), revision=revision,
                            calibrated=calibrated)  # fmt: skip
+    elif watch.calibrated is None and calibrated is not None:  # a table read late: the calibrated one starts now
+        watch = replace(watch, calibrated=calibrated)
     state, calibrated, raised = observe_both(watch.state, watch.calibrated, observations, policy, calibrated_policy)
     stored = ErrorWatch(model_name, live_version, state, raised or watch.alarm, revision + 1, calibrated)
     return stored, raised

@@ -288,7 +288,7 @@ class Reliability:
             and all(0 < a < b for a, b in zip(e, (*e[1:], 1.0), strict=False))
             and len(self.rows) == len(self.errors) == n
             and all(type(r) is type(x) is int and 0 <= x <= r for r, x in pairs)
-            and sum(self.rows)
+            and sum(self.rows) > 0
         ):
             raise ManifestError("baseline.reliability", "needs edges ascending in (0, 1), per band 0 <= errors <= rows")
 

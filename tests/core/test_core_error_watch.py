@@ -133,17 +133,23 @@ def test_with_a_reliability_table_the_calibrated_detector_runs_beside_and_alarms
     assert later.raised() != raised  # a later alarm of either detector gets a new key
 
 
-def test_a_table_is_taken_only_when_the_watch_starts_and_a_new_version_drops_it() -> None:
+def test_a_table_starts_the_calibrated_detector_once_and_a_new_version_drops_it() -> None:
     rng = random.Random(8)
     plain, _ = fold_labels(None, "digits", 3, confident(rng, 10, 0.01), POLICY)
     assert plain.calibrated is None
     assert "calibrated" not in plain.to_dict()  # a watch stored before the calibrated detector reads the same
-    still, _ = fold_labels(plain, "digits", 3, confident(rng, 10, 0.01), POLICY, reliability=TABLE)
-    assert still.calibrated is None
-    fresh, _ = fold_labels(still, "digits", 4, [], POLICY, reliability=TABLE,
+    late, _ = fold_labels(plain, "digits", 3, confident(rng, 10, 0.01), POLICY, reliability=TABLE)
+    assert late.calibrated is not None  # a table read late starts it on the same version
+    assert late.calibrated.monitored > 0
+    assert late.state.reference_trials > plain.state.reference_trials  # the random-share one kept going
+    kept, _ = fold_labels(late, "digits", 3, [], POLICY, reliability=Reliability((), (5,), (5,)))
+    assert kept.calibrated == late.calibrated  # a running one is not restarted
+    fresh, _ = fold_labels(kept, "digits", 4, [], POLICY)
+    assert fresh.calibrated is None
+    other, _ = fold_labels(kept, "digits", 4, [], POLICY, reliability=TABLE,
                            calibrated_policy=CalibratedDetector(odds=(3.0,)))  # fmt: skip
-    assert fresh.calibrated is not None
-    assert len(fresh.calibrated.cusums) == len(TABLE.rows)
+    assert other.calibrated is not None
+    assert len(other.calibrated.cusums) == len(TABLE.rows)
 
 
 @pytest.mark.parametrize(

@@ -172,4 +172,4 @@ def test_the_handler_builds_its_ports_from_the_environment(aws: None, monkeypatc
         deps = label_ingest._deps()
     finally:
         label_ingest._deps.cache_clear()
-    assert set(deps) == {"store", "catalogue", "live", "watches"}
+    assert set(deps) == {"store", "catalogue", "live", "watches", "reliabilities"}
