@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -62,10 +62,9 @@ class ErrorWatchStore(Protocol):
     def put(self, watch: ErrorWatch) -> None: ...
 
 
-class Reliabilities(Protocol):
-    """A model version's reliability table, as its manifest records it; None where it has none or is unreadable."""
-
-    def reliability(self, model_name: str, version: int) -> Reliability | None: ...
+Reliabilities = Callable[[str, int], Reliability | None]
+"""(model name, version) -> the version's reliability table as its manifest records it; None where it has none
+or it cannot be read. Not a port of its own: ManifestReliabilities composes the registry and artifact ports."""
 
 
 @dataclass
@@ -137,7 +136,7 @@ def _fold(
         read = watches.get(model)
         table = None
         if reliabilities is not None and (read is None or read.version != live or read.calibrated is None):
-            table = reliabilities.reliability(model, live)
+            table = reliabilities(model, live)
         watch, alarm = fold_labels(read, model, live, observed, policy, reliability=table)
         try:
             watches.put(watch)
@@ -162,7 +161,7 @@ class ManifestReliabilities:
         self._registry, self._store = registry, store
         self._read: dict[tuple[str, int], Reliability | None] = {}
 
-    def reliability(self, model_name: str, version: int) -> Reliability | None:
+    def __call__(self, model_name: str, version: int) -> Reliability | None:
         """The table of model_name's version, or None (none recorded, or unreadable: logged once)."""
         key = (model_name, version)
         if key not in self._read:

@@ -163,7 +163,7 @@ class Tables:
     def __init__(self, table: Reliability | None) -> None:
         self.table, self.asked = table, 0
 
-    def reliability(self, model_name: str, version: int) -> Reliability | None:
+    def __call__(self, model_name: str, version: int) -> Reliability | None:
         self.asked += 1
         return self.table
 
@@ -248,10 +248,10 @@ def test_manifest_reliabilities_read_the_registry_records_manifest_once_and_surv
             return store.get(uri, max_bytes=max_bytes)
 
     tables = ManifestReliabilities(registry, Counting())
-    assert tables.reliability("digits", 2) == TABLE
-    assert tables.reliability("digits", 2) == TABLE
+    assert tables("digits", 2) == TABLE
+    assert tables("digits", 2) == TABLE
     assert Counting.reads == 1
-    assert tables.reliability("digits", 1) is None  # an older manifest: no table
+    assert tables("digits", 1) is None  # an older manifest: no table
     with caplog.at_level("WARNING"):
-        assert tables.reliability("digits", 9) is None  # no such version: logged, watched without a table
+        assert tables("digits", 9) is None  # no such version: logged, watched without a table
     assert "digits v9: no reliability table" in caplog.text

@@ -182,7 +182,7 @@ class Tables:
     def __init__(self, table: Reliability) -> None:
         self.table = table
 
-    def reliability(self, model_name: str, version: int) -> Reliability | None:
+    def __call__(self, model_name: str, version: int) -> Reliability | None:
         return self.table
 
 
