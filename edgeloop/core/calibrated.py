@@ -8,17 +8,22 @@ top-1 confidence c is wrong with probability p(c), and the version's holdout mea
 confidence (low_confidence), or without looking at it (random, drifted), does not change p(c): given c, the
 choice is independent of whether the answer was right. So every such sample is evidence, weighed by its band.
 
-**Method.** Per band b the reference q0(b) is the Chernoff upper confidence bound of the holdout's error
-rate in b (edgeloop.core.detectors.upper_rate) at risk r/B, r the `reference_share` of `false_alarm` and B the
-bands: every q0(b) is at or above the true p(b) except with probability at most r. One one-sided CUSUM per
-group g of bands (band g and every band above it: the answers given at confidence g's lower edge or more)
-and odds multiplier k in `odds`. A sample in band b adds, to the CUSUMs of groups 0 to b, the log-likelihood
-ratio of "the error odds are k times q0(b)'s", q1 = k q0 / (1 - q0 + k q0), against q0: ln(q1/q0) for an
-error, ln((1-q1)/(1-q0)) for a right answer; S = max(0, S + l), an alarm when any S reaches h. The groups are
-there because a change of concept moves some bands and not others: a group that leaves out the unmoved low
-bands keeps their conservative references from drowning the evidence of the moved ones above. An error at
-high confidence, where the version is almost never wrong, weighs more than one at low confidence, which is
-why this sees changes of concept that leave the inputs alone and the overall error rate almost so.
+**Method.** One one-sided CUSUM per group g of bands (band g and every band above it: the answers given at
+confidence g's lower edge or more) and odds multiplier k in `odds`. A sample in band b steps the CUSUMs of
+groups 0 to b by the log-likelihood ratio of "the error odds are k times q0's", q1 = k q0 / (1 - q0 + k q0),
+against q0: ln(q1/q0) for an error, ln((1-q1)/(1-q0)) for a right answer; S = max(0, S + l), an alarm when
+any S reaches h. For a random sample, q0 is group g's pooled holdout rate: drawn without looking, a random
+sample in group g is an answer drawn from the group's mix of confidences, wrong with the group's average
+rate. For a hard example, q0 is the rate of the band below its own (see "Inside a band"). Each rate is the
+Chernoff upper confidence bound of the holdout's (edgeloop.core.detectors.upper_rate) at risk r/2B, r the
+`reference_share` of `false_alarm` and B the bands (B band bounds, B group bounds): every q0 is at or above
+the true rate except with probability at most r. The groups are there because a change of concept moves
+some bands and not others: a group that leaves out the unmoved low bands keeps them from drowning the
+evidence of the moved ones above, and pooling the bands above g bounds the group's rate far tighter than
+any of its bands alone (a holdout has a few hundred rows). An error among confident answers, where the
+version is almost never wrong, weighs more than one among unsure ones, which is why this sees changes of
+concept that leave the inputs alone and the overall error rate almost so. (A shift of the confidence mix
+that raises a group's error rate alarms too: the version then answers worse, which is a change as well.)
 
 **The bound.** For a sample whose true error rate p is at most q0, E[e^l] = p q1/q0 + (1-p)(1-q1)/(1-q0) <= 1
 (it is 1 at p = q0 and grows with p), whatever band the sample is in and whatever sampler took it. So from
@@ -32,7 +37,7 @@ and h is chosen so this is `false_alarm` at `horizon` samples (the CUSUM restart
 same sum bounds the expected number of alarms).
 
 **Label delay and order.** Labels arrive minutes to hours after inference, in any order. Under no change
-each labelled sample's error depends only on its own confidence band, not on when its label came, so the
+each labelled sample's error depends only on its confidence (and sampler), not on when its label came, so the
 argument above holds in arrival order (each arrival batch is sorted by inference time only to make the
 estimated start readable). A delay that does not depend on the answer only postpones evidence: after a
 change, the CUSUM climbs once the changed samples' labels arrive, and it never alarms because of the delay.
@@ -42,7 +47,7 @@ only the bottom of a band (confidence below its threshold) takes the rows most l
 sample not drawn at random is judged against the band below its own: the detector assumes that the error
 rate does not rise with confidence, and then every row of the band below was answered at a confidence no
 higher than this one's, so that band's rate (and its upper bound) is at least this sample's. A hard example
-in the lowest band is skipped. A random sample is judged by its own band (its draw ignored the confidence).
+in the lowest band is skipped. A random sample is judged by its groups' pooled rates (its draw ignored the confidence).
 
 **Which samples are skipped.** A sample with no confidence, and one a sampler chose by its top-1 minus top-2
 margin where that margin is not a function of the confidence (more than two classes): given c, a small
@@ -97,18 +102,23 @@ class CalibratedDetector:
         return math.log(bands * len(self.odds) * self.horizon / (self.false_alarm * (1.0 - self.reference_share)))
 
     def band_risk(self, bands: int) -> float:
-        """The risk each band's upper bound spends (they sum to the reference's share)."""
-        return self.false_alarm * self.reference_share / bands
+        """The risk each of the 2B upper bounds (B bands, B groups) spends: they sum to the reference's share."""
+        return self.false_alarm * self.reference_share / (2 * bands)
 
     def false_alarm_bound(self, samples: int, bands: int) -> float:
         """The stated bound on P(an alarm within `samples` watched samples | no change): r + B K n e^-h."""
         cusums = bands * len(self.odds)
         return min(1.0, self.false_alarm * self.reference_share + cusums * samples * math.exp(-self.threshold(bands)))
 
-    def references(self, table: Reliability) -> tuple[float, ...]:
-        """q0 per band: the holdout error rate's upper confidence bound (1.0 for a band with no rows)."""
-        risk = self.band_risk(len(table.rows))
-        return tuple(upper_rate(e, r, risk) for e, r in zip(table.errors, table.rows, strict=True))
+    def references(self, table: Reliability) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(q0 per band, q0 per group: bands g and up pooled): the holdout error rates' upper confidence bounds
+        (1.0 where there are no rows)."""
+        risk, pairs = self.band_risk(len(table.rows)), list(zip(table.errors, table.rows, strict=True))
+        bands = tuple(upper_rate(e, r, risk) for e, r in pairs)
+        groups = tuple(
+            upper_rate(sum(e for e, _ in pairs[g:]), sum(r for _, r in pairs[g:]), risk) for g in range(len(pairs))
+        )
+        return bands, groups
 
 
 @dataclass(frozen=True)
@@ -188,8 +198,8 @@ def observe_calibrated(
         raise ValidationError(
             "calibrated_state.cusums", f"{len(state.cusums)} CUSUMs for {bands} bands x {per_band} odds"
         )
-    references = policy.references(state.reliability)
-    steps = _steps(references, policy.odds)
+    band_refs, group_refs = policy.references(state.reliability)
+    band_steps, group_steps = _steps(band_refs, policy.odds), _steps(group_refs, policy.odds)
     threshold = policy.threshold(bands)
     cusums = list(state.cusums)
     monitored, skipped, alarms = state.monitored, state.skipped, state.alarms
@@ -198,19 +208,21 @@ def observe_calibrated(
         if sample.confidence is None:
             skipped += 1
             continue
-        band = band_of(state.reliability, sample.confidence) - (0 if sample.unbiased else 1)
-        if band < 0:  # a hard example in the lowest band: nothing below it bounds where the sampler looked
+        band = band_of(state.reliability, sample.confidence)
+        if not sample.unbiased and band == 0:  # a hard example in the lowest band: nothing below bounds its rate
             skipped += 1
             continue
         monitored += 1
         fired: int | None = None
         for i in range((band + 1) * per_band):  # the groups of bands 0.., 1.., ..., band.. (all hold this one)
-            step = steps[band][i % per_band]
+            group = i // per_band
+            step = (group_steps[group] if sample.unbiased else band_steps[band - 1])[i % per_band]
+            q0 = group_refs[group] if sample.unbiased else band_refs[band - 1]
             statistic, run, run_errors, expected = cusums[i]
-            if step is not None:  # None: a band the holdout cannot bound below certainty gives no evidence
+            if step is not None:  # None: a reference too near certainty gives no evidence
                 statistic += step[0] if sample.error else step[1]
             if statistic > 0.0:
-                cusums[i] = (statistic, run + 1, run_errors + sample.error, expected + references[band])
+                cusums[i] = (statistic, run + 1, run_errors + sample.error, expected + q0)
             else:
                 cusums[i] = (0.0, 0, 0, 0.0)
             if statistic >= threshold and fired is None:

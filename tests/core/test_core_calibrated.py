@@ -67,17 +67,19 @@ def test_the_stated_bound_is_the_policy_false_alarm_at_its_horizon() -> None:
     assert policy.false_alarm_bound(policy.horizon, 6) == pytest.approx(policy.false_alarm)
     assert policy.false_alarm_bound(10, 6) < policy.false_alarm_bound(1000, 6) < policy.false_alarm
     assert policy.threshold(6) == pytest.approx(math.log(6 * 3 * 10_000 / 0.005))
-    assert policy.band_risk(4) * 4 == pytest.approx(policy.false_alarm * policy.reference_share)
+    assert policy.band_risk(4) * 8 == pytest.approx(policy.false_alarm * policy.reference_share)  # 4 bands, 4 groups
 
 
-def test_each_band_is_bounded_from_above_and_an_empty_band_gives_no_evidence() -> None:
+def test_bands_and_groups_are_bounded_from_above_and_an_empty_band_gives_no_evidence() -> None:
     table = Reliability((0.8,), (0, 200), (0, 4))
-    low, high = CalibratedDetector().references(table)
+    (low, high), (everything, top) = CalibratedDetector().references(table)
     assert low == 1.0
     assert 0.02 < high < 0.1
+    assert everything == top == high  # the group of all bands pools the same 200 rows
     state = initial_calibrated(CalibratedDetector(), table)
-    state, alarm = observe_calibrated(state, [Observation(True, True, 0.0, 0.6)] * 500, CalibratedDetector())
-    assert alarm is None  # errors in a band the holdout never saw are not evidence of a change
+    hard = [Observation(True, False, 0.0, 0.9)] * 500  # hard examples judged by the empty band below theirs
+    state, alarm = observe_calibrated(state, hard, CalibratedDetector())
+    assert alarm is None
     assert state.monitored == 500
     assert all(c[0] == 0.0 for c in state.cusums)
 
