@@ -1,5 +1,6 @@
 """Lambda: new label objects (S3 ObjectCreated under labels/) recorded in the sample catalogue, each sample once,
-and each first label of the live version watched by the labelled-error detector."""
+and each first label of the live version watched by the labelled-error detectors (the calibrated one where the
+version's manifest, found through its registry record, has a reliability table)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 import boto3
 
 from edgeloop.cloud.artifacts import S3ArtifactStore
-from edgeloop.cloud.error_watch import DynamoErrorWatchStore, watch_labels
+from edgeloop.cloud.error_watch import DynamoErrorWatchStore, ManifestReliabilities, watch_labels
 from edgeloop.cloud.labels import ingest_label_object
+from edgeloop.cloud.registry import SageMakerRegistry
 from edgeloop.cloud.retraining_table import DynamoRetrainingTable
 from edgeloop.cloud.sample_ingest import DynamoSampleCatalogue
 from edgeloop.core.events import s3_object_uris
@@ -26,11 +28,13 @@ log = logging.getLogger(__name__)
 def _deps() -> dict[str, Any]:
     """Clients built once per cold start, never at import time."""
     dynamodb = boto3.client("dynamodb")
+    store = S3ArtifactStore(boto3.client("s3"))
     return {
-        "store": S3ArtifactStore(boto3.client("s3")),
+        "store": store,
         "catalogue": DynamoSampleCatalogue(dynamodb, os.environ[ENV_SAMPLES_TABLE]),
         "live": DynamoRetrainingTable(dynamodb, os.environ[ENV_RETRAINING_TABLE]),
         "watches": DynamoErrorWatchStore(dynamodb, os.environ[ENV_RETRAINING_TABLE]),
+        "reliabilities": ManifestReliabilities(SageMakerRegistry(boto3.client("sagemaker")), store),
     }
 
 
@@ -45,7 +49,8 @@ def handle(event: Any, deps: dict[str, Any]) -> dict[str, Any]:
         "rejected": {r.object_uri: r.rejected for r in reports if r.rejected},
     }
     if "watches" in deps and new:
-        watched = watch_labels(new, catalogue=deps["catalogue"], live=deps["live"], watches=deps["watches"])
+        watched = watch_labels(new, catalogue=deps["catalogue"], live=deps["live"], watches=deps["watches"],
+                               reliabilities=deps.get("reliabilities"))  # fmt: skip
         result["watched"] = {"observed": watched.observed, "ignored": watched.ignored, "lost": watched.lost}
         result["alarms"] = watched.alarms
     return result

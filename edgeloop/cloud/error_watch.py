@@ -4,9 +4,11 @@ The label ingest hands over the labels it recorded for the first time; each beco
 sample's own answer against the label; unbiased when the random sampler drew it) of its model. Only samples
 of the model's live version count: the last-known-good version as the trigger's record names it (so a new
 version is taken up at the trigger's next tick). The watch (core.error_watch) restarts when that version
-changes, its reference from the version's first labelled samples (the warm-up: the ingest does not read
-manifests). It is stored in the retraining table beside the trigger's record (sk "detector"), with a
-conditional write on its revision: concurrent ingests re-read and fold again, so no batch is counted twice.
+changes, its reference from the version's first labelled samples (the warm-up). Where the version's manifest
+has a reliability table (read through `Reliabilities`: the registry record's manifest_uri, once per version
+and process), the calibrated detector runs beside it on every labelled sample (core.calibrated). The watch is
+stored in the retraining table beside the trigger's record (sk "detector"), with a conditional write on its
+revision: concurrent ingests re-read and fold again, so no batch is counted twice.
 The trigger reads its alarm attributes and treats an unhandled alarm as a reason to retrain
 (edgeloop.cloud.retraining_table, edgeloop.cloud.retraining).
 """
@@ -16,11 +18,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edgeloop.cloud.artifacts import ArtifactStore
 from edgeloop.cloud.errors import AWS_ERRORS, error_code
+from edgeloop.cloud.registry import ModelRegistry
 from edgeloop.cloud.retraining_table import (
     ALARM_KEY,
     ALARM_REASON,
@@ -33,14 +37,17 @@ from edgeloop.cloud.retraining_table import (
 from edgeloop.cloud.sample_ingest import SampleCatalogue
 from edgeloop.core.detectors import ErrorDetector, Observation, observation_of
 from edgeloop.core.error_watch import CLOUD_DETECTOR, ErrorWatch, fold_labels, live_alarm
-from edgeloop.core.errors import ConflictError, StateStoreError
+from edgeloop.core.errors import ConflictError, EdgeloopError, StateStoreError
 from edgeloop.core.labels import Label
+from edgeloop.core.manifest import ModelManifest, Reliability
 from edgeloop.core.retraining import RaisedAlarm
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 """Conditional-write retries before a batch's observations are given up (logged): another ingest kept winning."""
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+"""A manifest larger than this is not one (cloud.publish reads them under the same cap)."""
 
 
 class ErrorWatchStore(Protocol):
@@ -53,6 +60,11 @@ class ErrorWatchStore(Protocol):
     def get(self, model_name: str) -> ErrorWatch | None: ...
 
     def put(self, watch: ErrorWatch) -> None: ...
+
+
+Reliabilities = Callable[[str, int], Reliability | None]
+"""(model name, version) -> the version's reliability table as its manifest records it; None where it has none
+or it cannot be read. Not a port of its own: ManifestReliabilities composes the registry and artifact ports."""
 
 
 @dataclass
@@ -74,8 +86,10 @@ def watch_labels(
     live: LiveVersions,
     watches: ErrorWatchStore,
     policy: ErrorDetector = CLOUD_DETECTOR,
+    reliabilities: Reliabilities | None = None,
 ) -> WatchReport:
-    """Fold labels recorded for the first time into their models' watches (one conditional write per model)."""
+    """Fold labels recorded for the first time into their models' watches (one conditional write per model); with
+    `reliabilities`, a watch without the calibrated detector starts it when its version's table can be read."""
     report = WatchReport()
     by_model: dict[str, list[tuple[int, Observation]]] = {}
     for label in labels:
@@ -92,7 +106,7 @@ def watch_labels(
         report.ignored += len(observed) - len(mine)
         if version is None or not mine:
             continue
-        stored = _fold(model, version, mine, watches, policy)
+        stored = _fold(model, version, mine, watches, policy, reliabilities)
         if stored is None:
             report.lost += len(mine)
             continue
@@ -110,11 +124,20 @@ class _Stored:
 
 
 def _fold(
-    model: str, live: int, observed: list[Observation], watches: ErrorWatchStore, policy: ErrorDetector
+    model: str,
+    live: int,
+    observed: list[Observation],
+    watches: ErrorWatchStore,
+    policy: ErrorDetector,
+    reliabilities: Reliabilities | None,
 ) -> _Stored | None:
     """Read, fold, store over the read revision; re-read on a lost race. None: gave up (logged)."""
     for _ in range(MAX_ATTEMPTS):
-        watch, alarm = fold_labels(watches.get(model), model, live, observed, policy)
+        read = watches.get(model)
+        table = None
+        if reliabilities is not None and (read is None or read.version != live or read.calibrated is None):
+            table = reliabilities(model, live)
+        watch, alarm = fold_labels(read, model, live, observed, policy, reliability=table)
         try:
             watches.put(watch)
         except ConflictError:
@@ -128,6 +151,28 @@ def _fold(
 
 
 # --- adapters --------------------------------------------------------------------------------------------
+
+
+class ManifestReliabilities:
+    """Reliabilities from the registry record's manifest in the artifact store, each version read once per process
+    (a version's manifest never changes); a version that cannot be read is logged and watched without a table."""
+
+    def __init__(self, registry: ModelRegistry, store: ArtifactStore) -> None:
+        self._registry, self._store = registry, store
+        self._read: dict[tuple[str, int], Reliability | None] = {}
+
+    def __call__(self, model_name: str, version: int) -> Reliability | None:
+        """The table of model_name's version, or None (none recorded, or unreadable: logged once)."""
+        key = (model_name, version)
+        if key not in self._read:
+            try:
+                uri = self._registry.get(model_name, version).manifest_uri
+                manifest = ModelManifest.from_json(self._store.get(uri, max_bytes=MAX_MANIFEST_BYTES))
+                self._read[key] = manifest.baseline.reliability
+            except (EdgeloopError, *AWS_ERRORS) as exc:
+                log.warning("%s v%d: no reliability table (%s); its errors are watched without one", *key, exc)
+                self._read[key] = None
+        return self._read[key]
 
 
 class MemoryErrorWatchStore:

@@ -64,6 +64,9 @@ MAX_ALTERNATIVE = 0.999
 _BISECTIONS = 60
 UNBIASED_SAMPLER = "random"
 """The sampler that draws without looking at the answer (and is tried first, so it names every row it draws)."""
+MARGIN_SAMPLER = "small_margin"
+MARGIN_TOLERANCE = 1e-3
+"""How far a sample's margin may sit from 2c - 1 and still be a two-class answer's (the payload rounds both)."""
 
 
 @dataclass(frozen=True)
@@ -156,11 +159,19 @@ class Observation:
     """Drawn without regard to the answer (the random share); False for a hard-example sample."""
     served_at: float = 0.0
     """When the device answered: the order within one arrival batch."""
+    confidence: float | None = None
+    """The answer's top-1 confidence, where the sampler's choice depended on nothing else that predicts an error
+    (edgeloop.core.calibrated); None: the calibrated detector cannot judge this sample."""
 
 
 def observation_of(sample: Sample, true_index: int, served_at: float = 0.0) -> Observation:
-    """A labelled sample as the detector sees it: wrong or right, and whether the random share drew it."""
-    return Observation(sample.label_index != true_index, sample.sampler == UNBIASED_SAMPLER, served_at)
+    """A labelled sample as the detectors see it: wrong or right, whether the random share drew it, and the
+    confidence it was answered with unless a margin the confidence does not fix chose it (more than two classes)."""
+    by_margin = (
+        sample.sampler == MARGIN_SAMPLER and abs(sample.margin - (2.0 * sample.confidence - 1.0)) > MARGIN_TOLERANCE
+    )
+    confidence = None if by_margin else sample.confidence
+    return Observation(sample.label_index != true_index, sample.sampler == UNBIASED_SAMPLER, served_at, confidence)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ REFERENCE_PRECISION = "fp32"
 GATE_TOLERANCE = 1e-4
 """Slack when the manifest's own gate arithmetic is re-checked (metrics travel rounded)."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_BANDS = 64
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,37 @@ class FeatureBaseline:
 
 
 @dataclass(frozen=True)
+class Reliability:
+    """Holdout rows and errors per confidence band (edges split [0, 1]): the calibrated detector's reference."""
+
+    edges: tuple[float, ...]
+    rows: tuple[int, ...]
+    errors: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        e, n, pairs = self.edges, len(self.edges) + 1, list(zip(self.rows, self.errors, strict=False))
+        if not (
+            n <= MAX_BANDS
+            and all(0 < a < b for a, b in zip(e, (*e[1:], 1.0), strict=False))
+            and len(self.rows) == len(self.errors) == n
+            and all(type(r) is type(x) is int and 0 <= x <= r for r, x in pairs)
+            and sum(self.rows) > 0
+        ):
+            raise ManifestError("baseline.reliability", "needs edges ascending in (0, 1), per band 0 <= errors <= rows")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {k: list(getattr(self, k)) for k in ("edges", "rows", "errors")}
+
+    @classmethod
+    def from_dict(cls, data: object, where: str = "baseline.reliability") -> Reliability:
+        """Parse a table strictly."""
+        d = wire.mapping(data, where)
+        wire.only_keys(d, {"edges", "rows", "errors"}, where)
+        return cls(_numbers(d, "edges", where), *(tuple(wire.sequence(d, k, where)) for k in ("rows", "errors")))
+
+
+@dataclass(frozen=True)
 class Baseline:
     """What the model saw in training, per feature and for its own behaviour: the device's drift reference.
 
@@ -290,6 +322,8 @@ class Baseline:
     """Rows the confidence and class baselines describe (the holdout); None: confidence from training rows."""
     class_fractions: tuple[float, ...] | None = None
     """The share of holdout rows predicted as each label, in label order; None: not recorded."""
+    reliability: Reliability | None = None
+    """None: not recorded."""
 
     def __post_init__(self) -> None:
         if self.rows < 1:
@@ -305,13 +339,15 @@ class Baseline:
                 raise ManifestError("baseline.class_fractions", "needs holdout_rows (the rows they describe)")
             if any(f < 0 for f in self.class_fractions) or abs(sum(self.class_fractions) - 1.0) > 1e-3:
                 raise ManifestError("baseline.class_fractions", "must be non-negative and sum to 1")
+        if self.reliability is not None and sum(self.reliability.rows) != self.holdout_rows:
+            raise ManifestError("baseline.reliability", "must describe the holdout_rows")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Baseline:
-        """Parse the baseline section (holdout_rows and class_fractions are optional: older manifests lack them)."""
+        """Parse the baseline section (holdout_rows, class_fractions, reliability: optional, older ones lack them)."""
         where = "baseline"
         keys = {"rows", "features", "confidence_mean", "confidence_edges", "confidence_fractions"}
-        wire.only_keys(data, keys | {"holdout_rows", "class_fractions"}, where)
+        wire.only_keys(data, keys | {"holdout_rows", "class_fractions", "reliability"}, where)
         return cls(
             rows=wire.integer(data, "rows", where, minimum=1),
             features=tuple(
@@ -323,6 +359,7 @@ class Baseline:
             confidence_fractions=_numbers(data, "confidence_fractions", where),
             holdout_rows=wire.integer(data, "holdout_rows", where, minimum=1) if "holdout_rows" in data else None,
             class_fractions=_numbers(data, "class_fractions", where) if "class_fractions" in data else None,
+            reliability=Reliability.from_dict(data["reliability"]) if "reliability" in data else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -338,6 +375,8 @@ class Baseline:
             data["holdout_rows"] = self.holdout_rows
         if self.class_fractions is not None:
             data["class_fractions"] = list(self.class_fractions)
+        if self.reliability is not None:
+            data["reliability"] = self.reliability.to_dict()
         return data
 
 

@@ -281,6 +281,7 @@ def _manifest(
             selected.probabilities.max(axis=1),
             selected.labels,
             len(dataset.labels),
+            truth=parts.y_holdout,  # the reliability table: the cloud's calibrated detector (core.calibrated)
         ),
     )
 

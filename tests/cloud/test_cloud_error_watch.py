@@ -4,17 +4,22 @@ first labels it folds in (the live version's only, each once, a lost race re-rea
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import boto3
 import pytest
+from support import FAKE_ONNX, manifest_for
 
+from edgeloop.cloud.artifacts import MemoryArtifactStore
 from edgeloop.cloud.error_watch import (
     MAX_ATTEMPTS,
     DynamoErrorWatchStore,
+    ManifestReliabilities,
     MemoryErrorWatchStore,
     watch_labels,
 )
+from edgeloop.cloud.registry import MemoryRegistry
 from edgeloop.cloud.retraining import DynamoRetrainingStateStore, MemoryRetrainingStateStore
 from edgeloop.cloud.rollout_stores import table_definition
 from edgeloop.cloud.sample_ingest import MemorySampleCatalogue, SampleRef
@@ -22,8 +27,10 @@ from edgeloop.core.detectors import ErrorDetector, Observation
 from edgeloop.core.error_watch import ErrorWatch, fold_labels
 from edgeloop.core.errors import ConflictError
 from edgeloop.core.labels import Label
+from edgeloop.core.manifest import Reliability
 from edgeloop.core.names import RETRAINING_TABLE
 from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
+from edgeloop.core.registry import ApprovalStatus
 from edgeloop.core.retraining import RetrainingPolicy, evaluate_tick, initial_record
 from edgeloop.core.sample_payload import Sample
 
@@ -144,3 +151,107 @@ def test_a_lost_race_is_read_again_and_folded_once() -> None:
     report = watch_labels([Label("edge-dev-1", 0, 1, "gt")], catalogue=catalogue, live=live,
                           watches=hopeless, policy=POLICY)  # fmt: skip
     assert (report.observed, report.lost) == (0, 1)
+
+
+TABLE = Reliability((0.9,), (150, 250), (45, 2))
+"""A version wrong 30% of the time below 0.9 confidence and under 1% above."""
+
+
+class Tables:
+    """Reliabilities fake: the table of every version, and how often it was asked."""
+
+    def __init__(self, table: Reliability | None) -> None:
+        self.table, self.asked = table, 0
+
+    def __call__(self, model_name: str, version: int) -> Reliability | None:
+        self.asked += 1
+        return self.table
+
+
+def confident_samples(version: int, n: int, confident_error: float, rng: random.Random) -> list[tuple[Sample, int]]:
+    """(sample, true label) pairs: half random at 0.95 confidence wrong at confident_error, half hard examples at
+    0.6 wrong 30% of the time."""
+    out = []
+    for i in range(n):
+        hard = i % 2 == 0
+        wrong = rng.random() < (0.3 if hard else confident_error)
+        s = replace(
+            sample(version, 1, sampler="low_confidence" if hard else "random"), confidence=0.6 if hard else 0.95
+        )
+        out.append((s, 2 if wrong else 1))
+    return out
+
+
+def test_with_reliabilities_every_labelled_sample_is_judged_by_its_band_and_a_confident_rise_alarms() -> None:
+    rng = random.Random(6)
+    steady, risen = confident_samples(3, 200, 0.005, rng), confident_samples(3, 120, 0.4, rng)
+    catalogue = catalogued([s for s, _ in steady + risen])
+    live, watches, tables = MemoryRetrainingStateStore(), MemoryErrorWatchStore(), Tables(TABLE)
+    trigger_ticked(live, 3)
+    labels = [Label("edge-dev-1", seq, truth, "gt") for seq, (_, truth) in enumerate(steady + risen)]
+    report = watch_labels(labels[:200], catalogue=catalogue, live=live, watches=watches, policy=POLICY,
+                          reliabilities=tables)  # fmt: skip
+    watch = watches.get("digits")
+    assert watch is not None
+    assert watch.calibrated is not None
+    assert (report.alarms, tables.asked) == ([], 1)
+    assert watch.calibrated.monitored == 100  # hard examples in the lowest band are skipped, random ones judged
+    report = watch_labels(labels[200:], catalogue=catalogue, live=live, watches=watches, policy=POLICY,
+                          reliabilities=tables)  # fmt: skip
+    assert tables.asked == 1, "the table is read when the watch starts, not per batch"
+    [alarm] = report.alarms
+    assert alarm.startswith("digits v3#")
+    assert "labelled error rate of version 3 rose" in alarm
+    watch = watches.get("digits")
+    assert watch is not None
+    assert watch.calibrated is not None
+    assert watch.calibrated.alarms >= 1
+
+
+def test_without_a_table_the_watch_runs_as_before_and_asks_again_next_batch() -> None:
+    rng = random.Random(7)
+    pairs = confident_samples(3, 40, 0.01, rng)
+    catalogue, live, watches, tables = (
+        catalogued([s for s, _ in pairs]),
+        MemoryRetrainingStateStore(),
+        MemoryErrorWatchStore(),
+        Tables(None),
+    )
+    trigger_ticked(live, 3)
+    labels = [Label("edge-dev-1", seq, truth, "gt") for seq, (_, truth) in enumerate(pairs)]
+    for batch in (labels[:20], labels[20:]):
+        watch_labels(batch, catalogue=catalogue, live=live, watches=watches, policy=POLICY, reliabilities=tables)
+    watch = watches.get("digits")
+    assert watch is not None
+    assert watch.calibrated is None
+    assert tables.asked == 2  # the adapter, not the watch, remembers what it could not read
+
+
+def test_manifest_reliabilities_read_the_registry_records_manifest_once_and_survive_a_missing_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry, store = MemoryRegistry(), MemoryArtifactStore()
+    registry.ensure_group("digits")
+    manifest = manifest_for(FAKE_ONNX)
+    with_table = replace(manifest, baseline=replace(manifest.baseline, holdout_rows=400, reliability=TABLE))
+    for job, m in (("job-1", manifest), ("job-2", with_table)):
+        uri = f"s3://edgeloop-artifacts/models/digits/{job}/manifest.json"
+        store.put(uri, m.to_json().encode())
+        registry.register(m, training_job=job, artifact_uri=uri.replace("manifest.json", "model.onnx"),
+                          manifest_uri=uri, approval=ApprovalStatus.APPROVED)  # fmt: skip
+
+    class Counting(MemoryArtifactStore):
+        reads = 0
+
+        def get(self, uri: str, *, max_bytes: int = 1 << 20) -> bytes:
+            Counting.reads += 1
+            return store.get(uri, max_bytes=max_bytes)
+
+    tables = ManifestReliabilities(registry, Counting())
+    assert tables("digits", 2) == TABLE
+    assert tables("digits", 2) == TABLE
+    assert Counting.reads == 1
+    assert tables("digits", 1) is None  # an older manifest: no table
+    with caplog.at_level("WARNING"):
+        assert tables("digits", 9) is None  # no such version: logged, watched without a table
+    assert "digits v9: no reliability table" in caplog.text

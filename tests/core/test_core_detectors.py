@@ -144,12 +144,16 @@ def test_biased_samples_are_skipped_or_used_with_their_own_warmup_reference() ->
 
 
 def test_a_labelled_sample_becomes_an_observation_flagged_by_its_sampler() -> None:
-    def sample(sampler: str) -> Sample:
+    def sample(sampler: str, confidence: float = 0.4, margin: float = 0.1) -> Sample:
         privacy = AppliedPrivacy(PrivacyPolicy(), None)
-        return Sample("r-1", "digits", 3, sampler, 7, "7", 0.4, 0.1, False, None, {"a": 1.0}, privacy)
+        return Sample("r-1", "digits", 3, sampler, 7, "7", confidence, margin, False, None, {"a": 1.0}, privacy)
 
-    assert observation_of(sample("random"), 7, 12.5) == Observation(False, True, 12.5)
-    assert observation_of(sample("low_confidence"), 2) == Observation(True, False, 0.0)
+    assert observation_of(sample("random"), 7, 12.5) == Observation(False, True, 12.5, 0.4)
+    assert observation_of(sample("low_confidence"), 2) == Observation(True, False, 0.0, 0.4)
+    # chosen by a margin the confidence does not fix (three or more classes): the calibrated detector skips it
+    assert observation_of(sample("small_margin"), 2).confidence is None
+    # two classes: the margin is 2c - 1, so choosing by it is choosing by the confidence
+    assert observation_of(sample("small_margin", 0.52, 0.04), 2).confidence == 0.52
 
 
 def test_warmup_reference_has_no_rate_until_it_is_done() -> None:

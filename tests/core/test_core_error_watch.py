@@ -12,9 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgeloop.core.calibrated import CalibratedDetector
 from edgeloop.core.detectors import ErrorDetector, Observation
-from edgeloop.core.error_watch import CLOUD_DETECTOR, ErrorWatch, fold_labels, live_alarm
+from edgeloop.core.error_watch import CALIBRATED_DETECTOR, CLOUD_DETECTOR, ErrorWatch, fold_labels, live_alarm
 from edgeloop.core.errors import ValidationError
+from edgeloop.core.manifest import Reliability
 
 POLICY = ErrorDetector(warmup=100)
 
@@ -95,6 +97,61 @@ def test_a_watch_with_its_alarm_round_trips_through_json() -> None:
     assert ErrorWatch.from_dict(json.loads(json.dumps(watch.to_dict()))) == watch
 
 
+TABLE = Reliability((0.9,), (200, 200), (40, 2))
+"""A version wrong 20% of the time below 0.9 confidence and 1% above."""
+
+
+def confident(rng: random.Random, n: int, above_rate: float) -> list[Observation]:
+    """n labelled samples, half at 0.95 confidence wrong at above_rate, half at 0.7 wrong 20% of the time; a
+    third of the low ones hard-example picks."""
+    out = []
+    for t in range(n):
+        if t % 2:
+            out.append(Observation(rng.random() < above_rate, True, float(t), 0.95))
+        else:
+            out.append(Observation(rng.random() < 0.2, t % 3 != 0, float(t), 0.7))
+    return out
+
+
+def test_with_a_reliability_table_the_calibrated_detector_runs_beside_and_alarms_first() -> None:
+    rng = random.Random(7)
+    watch, alarm = fold_labels(None, "digits", 3, confident(rng, 400, 0.01), POLICY, reliability=TABLE)
+    assert alarm is None
+    assert watch.calibrated is not None
+    assert watch.calibrated.monitored > 0
+    assert CALIBRATED_DETECTOR.false_alarm + CLOUD_DETECTOR.false_alarm <= 0.02  # the stated combined bound
+    risen, alarm = fold_labels(watch, "digits", 3, confident(rng, 100, 0.4), POLICY)
+    assert alarm is not None
+    assert alarm.alternative in CALIBRATED_DETECTOR.odds  # the calibrated detector's (an odds multiplier)
+    assert alarm.reference_rate < sum(TABLE.errors) / sum(TABLE.rows)  # mostly the confident band's rate
+    raised = risen.raised()
+    assert raised is not None
+    assert raised.key == "v3#1"
+    assert ErrorWatch.from_dict(json.loads(json.dumps(risen.to_dict()))) == risen
+    later, _ = fold_labels(risen, "digits", 3, confident(rng, 200, 0.6), POLICY)
+    assert later.raised() is not None
+    assert later.raised() != raised  # a later alarm of either detector gets a new key
+
+
+def test_a_table_starts_the_calibrated_detector_once_and_a_new_version_drops_it() -> None:
+    rng = random.Random(8)
+    plain, _ = fold_labels(None, "digits", 3, confident(rng, 10, 0.01), POLICY)
+    assert plain.calibrated is None
+    assert "calibrated" not in plain.to_dict()  # a watch stored before the calibrated detector reads the same
+    late, _ = fold_labels(plain, "digits", 3, confident(rng, 10, 0.01), POLICY, reliability=TABLE)
+    assert late.calibrated is not None  # a table read late starts it on the same version
+    assert late.calibrated.monitored > 0
+    assert late.state.reference_trials > plain.state.reference_trials  # the random-share one kept going
+    kept, _ = fold_labels(late, "digits", 3, [], POLICY, reliability=Reliability((), (5,), (5,)))
+    assert kept.calibrated == late.calibrated  # a running one is not restarted
+    fresh, _ = fold_labels(kept, "digits", 4, [], POLICY)
+    assert fresh.calibrated is None
+    other, _ = fold_labels(kept, "digits", 4, [], POLICY, reliability=TABLE,
+                           calibrated_policy=CalibratedDetector(odds=(3.0,)))  # fmt: skip
+    assert other.calibrated is not None
+    assert len(other.calibrated.cusums) == len(TABLE.rows)
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -104,6 +161,8 @@ def test_a_watch_with_its_alarm_round_trips_through_json() -> None:
         ({"alarm": {"at_sample": 1}}, "error_watch.alarm"),
         ({"state": {"reference_errors": 1}}, "detector_state"),
         ({"model_name": "no spaces allowed"}, "model_name"),
+        ({"calibrated": {"cusums": []}}, "calibrated_state"),
+        ({"calibrated": None}, "calibrated_state"),
     ],
 )
 def test_a_damaged_watch_names_its_field(change: dict[str, Any], field: str) -> None:
@@ -129,6 +188,9 @@ def _mutated(rng: random.Random, value: Any) -> Any:
 @given(rng=st.randoms(use_true_random=False))
 def test_a_mangled_watch_parses_or_raises_validation_error_only(rng: random.Random) -> None:
     good = folded([stream(random.Random(1), 0.1, 300), stream(random.Random(2), 0.6, 300)]).to_dict()
+    if rng.random() < 0.5:
+        good, _ = fold_labels(None, "digits", 3, confident(rng, 50, 0.3), POLICY, reliability=TABLE)
+        good = good.to_dict()
     try:
         parsed = ErrorWatch.from_dict(_mutated(rng, good))
     except ValidationError:

@@ -340,3 +340,47 @@ def test_a_bad_behaviour_baseline_names_its_field(
     with pytest.raises(ManifestError) as info:
         ModelManifest.from_dict(data)
     assert info.value.field == field
+
+
+def _with_reliability(data: dict[str, Any]) -> dict[str, Any]:
+    data = _with_behaviour(data)
+    data["baseline"]["reliability"] = {"edges": [0.8, 0.95], "rows": [8, 10, 12], "errors": [3, 1, 0]}
+    return data
+
+
+def test_a_reliability_table_round_trips_and_a_manifest_without_one_still_parses(
+    manifest_dict: Callable[..., dict[str, Any]],
+) -> None:
+    newer = _with_reliability(manifest_dict())
+    manifest = ModelManifest.from_dict(newer)
+    assert manifest.to_dict() == newer
+    table = manifest.baseline.reliability
+    assert table is not None
+    assert (table.edges, table.rows, table.errors) == ((0.8, 0.95), (8, 10, 12), (3, 1, 0))
+    assert ModelManifest.from_dict(_with_behaviour(manifest_dict())).baseline.reliability is None
+
+
+BAD_RELIABILITY: list[Any] = [
+    pytest.param(_set("baseline.reliability.rows", [8, 10, 11]), "baseline.reliability", id="not-the-holdout"),
+    pytest.param(_set("baseline.reliability.errors", [9, 1, 0]), "baseline.reliability", id="errors-over-rows"),
+    pytest.param(_set("baseline.reliability.errors", [3, 1]), "baseline.reliability", id="too-few-errors"),
+    pytest.param(_set("baseline.reliability.edges", [0.95, 0.8]), "baseline.reliability", id="descending"),
+    pytest.param(_set("baseline.reliability.edges", [0.8, 1.0]), "baseline.reliability", id="edge-at-one"),
+    pytest.param(_set("baseline.reliability.edges", [0.8, "x"]), "baseline.reliability.edges", id="edge-text"),
+    pytest.param(_set("baseline.reliability.rows", [8, 10, 12.0]), "baseline.reliability", id="float-rows"),
+    pytest.param(_set("baseline.reliability.rows", [8, 10, True]), "baseline.reliability", id="bool-rows"),
+    pytest.param(_set("baseline.reliability", [1, 2]), "baseline.reliability", id="not-an-object"),
+    pytest.param(_delete("baseline.reliability.errors"), "baseline.reliability", id="missing-errors"),
+    pytest.param(_set("baseline.reliability.bands", 3), "baseline.reliability", id="unknown-key"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), BAD_RELIABILITY)
+def test_a_bad_reliability_table_names_its_field(
+    manifest_dict: Callable[..., dict[str, Any]], mutate: Mutation, field: str
+) -> None:
+    data = _with_reliability(manifest_dict())
+    mutate(data)
+    with pytest.raises(ValidationError) as info:
+        ModelManifest.from_dict(data)
+    assert field in str(info.value)

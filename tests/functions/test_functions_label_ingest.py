@@ -21,6 +21,7 @@ from edgeloop.cloud.rollout_stores import DynamoFleetHealthStore, DynamoRolloutS
 from edgeloop.cloud.sample_ingest import DynamoSampleCatalogue, MemorySampleCatalogue, SampleCatalogue, SampleRef
 from edgeloop.core.error_watch import CLOUD_DETECTOR
 from edgeloop.core.labels import Label, label_key
+from edgeloop.core.manifest import Reliability
 from edgeloop.core.names import FLEET_HEALTH_TABLE, RETRAINING_TABLE, ROLLOUTS_TABLE, SAMPLES_TABLE
 from edgeloop.core.privacy import AppliedPrivacy, PrivacyPolicy
 from edgeloop.core.retraining import RetrainingPolicy
@@ -172,4 +173,52 @@ def test_the_handler_builds_its_ports_from_the_environment(aws: None, monkeypatc
         deps = label_ingest._deps()
     finally:
         label_ingest._deps.cache_clear()
-    assert set(deps) == {"store", "catalogue", "live", "watches"}
+    assert set(deps) == {"store", "catalogue", "live", "watches", "reliabilities"}
+
+
+class Tables:
+    """The registry's manifests, as label_ingest reads them: every version has this reliability table."""
+
+    def __init__(self, table: Reliability) -> None:
+        self.table = table
+
+    def __call__(self, model_name: str, version: int) -> Reliability | None:
+        return self.table
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_rise_among_confident_answers_retrains_through_the_calibrated_detector(aws: None, seed: int) -> None:
+    """Most errors sit in the hard examples (0.6 confidence) and stay there; after the change a tenth of the confident
+    answers go wrong. The overall error rate moves little, the confident band's by ten times: the calibrated
+    detector alarms and the trigger retrains once."""
+    cloud = Cloud(seed)
+    cloud.ingest["reliabilities"] = Tables(Reliability((0.9,), (300, 700), (120, 7)))
+    arrivals: list[int] = []
+    outcomes = []
+    for seq in range(900):
+        hard = seq % 3 == 0
+        wrong = cloud.rng.random() < (0.4 if hard else (0.01 if seq < 400 else 0.12))
+        truth = cloud.rng.randrange(CLASSES)
+        answer = (truth + 1) % CLASSES if wrong else truth
+        sample = Sample(
+            request_id=f"r-{seq}", model_name="digits", model_version=LIVE,
+            sampler="low_confidence" if hard else "random", label_index=answer, label=str(answer),
+            confidence=0.6 if hard else 0.95, margin=0.3, drifted=False, drift_score=None, features={},
+            privacy=AppliedPrivacy(PrivacyPolicy(), None),
+        )  # fmt: skip
+        cloud.catalogue.add(SampleRef(THING, seq, f"s3://{BUCKET}/samples/{THING}/{seq}.json", sample))
+        cloud.truth[seq] = truth
+        arrivals.append(seq)
+        if len(arrivals) == 30:
+            cloud.rng.shuffle(arrivals)
+            assert cloud.labels_arrive(arrivals)["watched"]["lost"] == 0
+            outcomes.append(cloud.tick(1 + seq // 30))
+            arrivals = []
+    triggered = [o for o in outcomes if o["status"] == "triggered"]
+    assert len(triggered) == 1, [o["reason"] for o in outcomes]
+    watch = cloud.watches.get("digits")
+    assert watch is not None
+    assert watch.calibrated is not None
+    assert watch.calibrated.alarms >= 1
+    assert watch.alarm is not None
+    assert watch.alarm.at_sample > 400 * 2 // 3 - 1, "no alarm before the change"

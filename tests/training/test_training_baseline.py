@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgeloop.training.baseline import BINS, baseline, feature_baseline
+from edgeloop.training.baseline import BINS, MIN_BAND_ROWS, RELIABILITY_EDGES, baseline, feature_baseline, reliability
 
 
 def test_quantile_bins_hold_about_a_tenth_of_the_rows_each() -> None:
@@ -64,3 +64,38 @@ def test_quantile_edges_a_millionth_apart_stay_strictly_ascending_once_rounded()
     edges = feature_baseline("x", column).edges
     assert list(edges) == sorted(set(edges)), edges
     assert len(edges) >= 2
+
+
+def test_with_true_labels_the_baseline_records_the_holdout_reliability() -> None:
+    rng = np.random.default_rng(3)
+    confidences = rng.uniform(0.5, 1.0, 400)
+    predicted = rng.integers(0, 2, 400)
+    wrong = rng.random(400) < 0.8 * (1.0 - confidences)  # less often wrong where the model is sure
+    truth = np.where(wrong, 1 - predicted, predicted)
+    result = baseline(np.zeros((10, 1)), ("a",), confidences, predicted, classes=2, truth=truth)
+    table = result.reliability
+    assert table is not None
+    assert sum(table.rows) == 400 == result.holdout_rows
+    assert sum(table.errors) == int(wrong.sum())
+    assert min(table.rows) >= MIN_BAND_ROWS
+    assert set(table.edges) <= set(RELIABILITY_EDGES)
+    rates = [e / r for e, r in zip(table.errors, table.rows, strict=True)]
+    assert rates[0] > rates[-1]
+    without = baseline(np.zeros((10, 1)), ("a",), confidences, predicted, classes=2)
+    assert without.reliability is None
+
+
+def test_thin_bands_merge_with_a_neighbour_and_a_tiny_holdout_is_one_band() -> None:
+    confidences = np.array([0.3] * 5 + [0.72] * 50 + [0.97] * 45 + [0.999] * 3)
+    wrong = np.array([True] * 5 + [False] * 50 + [False] * 44 + [True] + [False] * 3)
+    table = reliability(confidences, wrong, min_rows=40)
+    assert table.rows == (55, 48)  # 0.3's five rows join 0.72's band; 0.999's three join 0.97's
+    assert table.errors == (5, 1)
+    assert table.edges == (0.8,)
+    tiny = reliability(np.array([0.6, 0.9]), np.array([True, False]), min_rows=40)
+    assert (tiny.edges, tiny.rows, tiny.errors) == ((), (2,), (1,))
+
+
+def test_truth_needs_predictions_of_the_same_shape() -> None:
+    with pytest.raises(ValueError, match="truth"):
+        baseline(np.zeros((20, 1)), ("a",), np.full(20, 0.9), truth=np.zeros(20, dtype=np.int64))
