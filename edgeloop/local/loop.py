@@ -34,6 +34,7 @@ import numpy as np
 from edgeloop.cloud.sample_ingest import SampleRef
 from edgeloop.core.detectors import observation_of, reference_from_manifest
 from edgeloop.core.errors import EdgeloopError, ValidationError
+from edgeloop.core.manifest import Reliability
 from edgeloop.core.records import InferenceBatch
 from edgeloop.core.retraining import new_world_gate
 from edgeloop.core.rollout import VersionHealth
@@ -163,6 +164,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
                                 family=_family(scenario.family, first.trained.family_selection))  # fmt: skip
             with contextlib.suppress(ValidationError):  # a manifest without holdout_rows: the detector warms up
                 loop._first_reference = reference_from_manifest(first.trained.manifest)
+            loop.reliabilities[first.record.version] = _reliability(first.trained.manifest)
             loop.roll_out(first.record, "initial")
             loop.run(first.record.version)
             loop.drain()
@@ -219,6 +221,8 @@ class _ScenarioRun:
         self.initial_x, self.initial_y, self.features, self.progress = initial_x, initial_y, features, progress
         self.pool, self.classes, self.family = pool, classes, family
         self._first_reference: tuple[int, int] = (0, 0)
+        self.reliabilities: dict[int, Reliability | None] = {}
+        """Each version's holdout reliability table (its manifest's): what the calibrated detector judges it by."""
         """The first version's reference error counts (its holdout), set by the runner when its manifest says."""
         self.labeller = OracleLabeller(world.truth, float(getattr(scenario, "label_delay_s", 0.0) or 0.0))
         self.samples: list[SampleRef] = []
@@ -252,9 +256,9 @@ class _ScenarioRun:
                 self._retrain(decision.reason)
 
     def _went_live(self, version: int, reference: tuple[int, int] = (0, 0)) -> None:
-        """The fleet runs version now; its error detector starts from reference (errors, trials)."""
+        """The fleet runs version now; its error detectors start from reference (errors, trials) and its table."""
         self.live_version = version
-        self.recovery.went_live(version, reference)
+        self.recovery.went_live(version, reference, self.reliabilities.get(version))
 
     def roll_out(self, record: Any, label: str) -> dict[str, Any]:
         """One rollout through the rings while the world keeps streaming; its decisions go on the timeline."""
@@ -345,9 +349,10 @@ class _ScenarioRun:
         for ref, label in self.labeller.due(self.world.now_s):
             index = request_index(ref.sample.request_id)
             x = np.array([float(ref.sample.features[name]) for name in self.features], dtype=np.float64)
-            unbiased = observation_of(ref.sample, int(label)).unbiased
+            observed = observation_of(ref.sample, int(label))
             out.append(Labelled(x, int(label), ref.sample.model_version, ref.sample.label_index,
-                                -1 if index is None else index, unbiased, ref.sample.confidence))  # fmt: skip
+                                -1 if index is None else index, observed.unbiased, ref.sample.confidence,
+                                observed.confidence))  # fmt: skip
         return out
 
     def _fleet_drift(self) -> float | None:
@@ -396,6 +401,7 @@ class _ScenarioRun:
                                                 evidence=evidence)  # fmt: skip
         self.progress(f"retrained {what} (cross-validated {recipe.cv_accuracy:.3f}); {gate.reason}")
         version = candidate.record.version
+        self.reliabilities[version] = _reliability(candidate.trained.manifest)
         self.retrains.append(replace(trigger, version=version))
         if self.roll_out(candidate.record, "retrained")["outcome"] == "completed":
             self._went_live(version, cross_fitted_errors(recent, recipe))
@@ -487,3 +493,9 @@ def _channel(work: Path, label: str, x: np.ndarray, y: np.ndarray, names: tuple[
     arrays: dict[str, Any] = {NPZ_FEATURES: x.astype(np.float32), "label": y, NPZ_FEATURE_NAMES: np.array(names)}
     np.savez(folder / "data.npz", **arrays)
     return {"dataset": "npz", "train_dir": folder}
+
+
+def _reliability(manifest: Any) -> Reliability | None:
+    """A version's reliability table, where its manifest's baseline has one (older manifests do not)."""
+    baseline = getattr(manifest, "baseline", None)
+    return None if baseline is None else baseline.reliability

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeloop.core.manifest import Reliability
 from edgeloop.core.retraining import RecoveryPolicy, RetrainingDecision, RetrainingPolicy, change_point, retrain_due
 from edgeloop.local.detection import ChangeWatch, Detection
 from edgeloop.local.retrain import Labelled
@@ -56,16 +57,19 @@ class Recovery:
         """The live version's lowest fleet drift score: a version trained across a change starts high, and only a
         rise above where it started is a new change."""
 
-    def went_live(self, version: int, reference: tuple[int, int] = (0, 0)) -> None:
-        """A version reached the fleet: the detector (against reference: errors, trials) and the drift clock restart."""
+    def went_live(
+        self, version: int, reference: tuple[int, int] = (0, 0), reliability: Reliability | None = None
+    ) -> None:
+        """A version reached the fleet: the detectors (against reference: errors, trials; and its reliability table)
+        and the drift clock restart."""
         self.live_version = version
-        self.watch.restart(version, reference)
+        self.watch.restart(version, reference, reliability)
         self._high_since, self._floor = None, None
 
     def observe(self, new: Sequence[Labelled], drift: float | None, now: Moment) -> Detection | None:
         """Take in the step's new labels and the fleet drift score; a Detection when either alarms."""
         self.labelled.extend(new)
-        errors = [(s.index, s.version, s.answer != s.y, s.unbiased) for s in new]
+        errors = [(s.index, s.version, s.answer != s.y, s.unbiased, s.judged) for s in new]
         if self.watch.labelled(errors):
             ordered = [e for _, e in sorted(self.watch.errors)]
             start = change_point(ordered, CHANGE_MIN_SIDE)

@@ -51,6 +51,9 @@ class Labelled:
     """Taken by the random sampler, without looking at the answer: it may estimate an error rate."""
     confidence: float | None = None
     """The deployed answer's top-1 probability, as the device reported it (None: not known)."""
+    judged: float | None = None
+    """The confidence the calibrated detector may judge it by (core.detectors.observation_of: None where a margin
+    the confidence does not fix chose it)."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeloop.core.manifest import Reliability
 from edgeloop.core.retraining import RecoveryPolicy, RetrainingPolicy
 from edgeloop.local.detection import ChangeWatch
 from edgeloop.local.recovery import Moment, Recovery, old_rows
@@ -19,11 +20,11 @@ def _samples(start: int, count: int, wrong: bool, version: int = 1) -> list[Labe
 def test_the_watch_alarms_on_the_live_versions_errors_only_and_once_per_change() -> None:
     watch = ChangeWatch()
     watch.restart(1, reference=(5, 200))
-    assert not watch.labelled([(i, 1, False, True) for i in range(100)])
-    assert not watch.labelled([(100 + i, 2, True, True) for i in range(100)]), "another version's errors"
-    assert watch.labelled([(200 + i, 1, True, True) for i in range(40)])
+    assert not watch.labelled([(i, 1, False, True, None) for i in range(100)])
+    assert not watch.labelled([(100 + i, 2, True, True, None) for i in range(100)]), "another version's errors"
+    assert watch.labelled([(200 + i, 1, True, True, None) for i in range(40)])
     watch.open = True
-    assert not watch.labelled([(300 + i, 1, True, True) for i in range(40)]), "the change is already open"
+    assert not watch.labelled([(300 + i, 1, True, True, None) for i in range(40)]), "the change is already open"
     watch.restart(3)
     assert not watch.open
     assert watch.errors == []
@@ -62,3 +63,18 @@ def test_fleet_drift_alarms_only_when_it_stays_above_the_versions_own_floor() ->
     for t in range(800, 2000, 30):
         assert recovery.observe([], 9.0 + (t % 60) / 100, Moment(float(t), t, t)) is None
     assert len(recovery.detections) == 1
+
+
+def test_with_its_reliability_table_the_watch_hears_confident_hard_examples_go_wrong() -> None:
+    table = Reliability(edges=(0.6, 0.9), rows=(300, 300, 300), errors=(90, 9, 3))
+    wrong_and_sure = [(i, 1, True, False, 0.95) for i in range(25)]  # hard examples: the random CUSUM skips them
+    blind = ChangeWatch()
+    blind.restart(1, reference=(5, 200))
+    assert not blind.labelled(wrong_and_sure)
+    calibrated = ChangeWatch()
+    calibrated.restart(1, reference=(5, 200), reliability=table)
+    assert calibrated.labelled(wrong_and_sure)
+    right_and_sure = [(i, 1, False, False, 0.95) for i in range(300)]
+    quiet = ChangeWatch()
+    quiet.restart(1, reference=(5, 200), reliability=table)
+    assert not quiet.labelled(right_and_sure), "answers as good as the holdout's raise nothing"
