@@ -21,11 +21,18 @@ from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 
 from edgeloop.core.events import EDGELOOP_SOURCE, RETRAINING_REQUESTED
-from edgeloop.core.names import LABELS_PREFIX, LABELS_REJECTED_PREFIX, RETRAINING_TABLE
+from edgeloop.core.names import LABELS_PREFIX, LABELS_REJECTED_PREFIX, MODELS_PREFIX, RETRAINING_TABLE
 from edgeloop.core.retraining import RetrainingPolicy
 from edgeloop.core.settings import ENV_RETRAINING_TABLE, ENV_SAMPLES_TABLE, TriggerSettings
 from infra.constructs.event_function import FunctionDefaults
-from infra.constructs.grants import KMS_VIA_DYNAMODB_WRITE, KMS_VIA_S3, key_via, table_statement
+from infra.constructs.grants import (
+    KMS_VIA_DYNAMODB_WRITE,
+    KMS_VIA_S3,
+    key_via,
+    list_model_packages,
+    read_model_packages,
+    table_statement,
+)
 from infra.constructs.rollout_state import RolloutState, state_table
 
 LABEL_INGEST = "label_ingest"
@@ -53,6 +60,8 @@ class Retraining(Construct):
         samples_table: dynamodb.ITable,
         state: RolloutState,
         key: kms.IKey,
+        package_arns: str,
+        artifacts: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
         self.table = state_table(self, "State", RETRAINING_TABLE, key)
@@ -96,6 +105,7 @@ class Retraining(Construct):
             s3.NotificationKeyFilter(prefix=LABELS_PREFIX),
         )
         self._grant_label_ingest(bucket, samples_table, key)
+        self._grant_reliabilities(package_arns, artifacts)
         self._grant_trigger(samples_table, state, key)
 
     def _grant_label_ingest(self, bucket: s3.IBucket, samples_table: dynamodb.ITable, key: kms.IKey) -> None:
@@ -113,6 +123,17 @@ class Retraining(Construct):
             table_statement(self.table, RETRAINING_STATE),
             key_via(key, "dynamodb", KMS_VIA_DYNAMODB_WRITE),
             key_via(key, "s3", KMS_VIA_S3),
+        )
+
+    def _grant_reliabilities(self, package_arns: str, artifacts: s3.IBucket) -> None:
+        """Read the live version's registry record and its manifest: the reliability table its calibrated detector
+        judges labels by (without them, label ingest logs it and watches the random share only)."""
+        self.label_ingest.allow(
+            read_model_packages(package_arns),
+            list_model_packages(),
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[artifacts.arn_for_objects(f"{MODELS_PREFIX}*")]),
+            wildcard_reason="Package versions are numbered by the registry as models arrive, and models are stored "
+            "under their sha256; ListModelPackages supports no resource-level permission.",
         )
 
     def _grant_trigger(self, samples_table: dynamodb.ITable, state: RolloutState, key: kms.IKey) -> None:

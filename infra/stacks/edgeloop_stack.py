@@ -174,6 +174,8 @@ class EdgeloopStack(cdk.Stack):
             samples_table=self.samples.table,
             state=self.rollout_state,
             key=key,
+            package_arns=self.registry.package_arns,
+            artifacts=self.storage.artifacts,
         )
         self.monitoring = self._monitoring()
         self._outputs()

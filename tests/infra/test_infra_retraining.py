@@ -8,7 +8,13 @@ from typing import Any
 from templates import as_list, logical_id, of_type, statements_of_role
 
 from edgeloop.core.events import EDGELOOP_SOURCE, RETRAINING_REQUESTED
-from edgeloop.core.names import LABELS_PREFIX, LABELS_REJECTED_PREFIX, RETRAINING_TABLE
+from edgeloop.core.names import (
+    LABELS_PREFIX,
+    LABELS_REJECTED_PREFIX,
+    MODELS_PREFIX,
+    RETRAINING_TABLE,
+    model_package_group,
+)
 from edgeloop.core.retraining import RetrainingPolicy, evaluate_tick, initial_record
 from edgeloop.core.settings import (
     ENV_EVENT_BUS_NAME,
@@ -139,10 +145,15 @@ def test_the_label_ingest_runs_on_label_objects_only_and_holds_exactly_what_it_c
     assert not LABELS_REJECTED_PREFIX.startswith(LABELS_PREFIX), "a rejection must not re-trigger the ingest"
     function = _function(synthesized, ingest)
     assert function["Handler"] == "label_ingest.handler"
-    bucket, key, table, retraining = (
+    bucket, key, table, retraining, artifacts = (
         logical_id(synthesized, c)
-        for c in (stack.storage.samples, stack.storage.key, stack.samples.table, stack.retraining.table)
-    )
+        for c in (
+            stack.storage.samples, stack.storage.key, stack.samples.table, stack.retraining.table,
+            stack.storage.artifacts,
+        )
+    )  # fmt: skip
+    group = model_package_group(stack.retraining.settings.model_name)
+    packages = f"arn:<AWS::Partition>:sagemaker:us-east-1:<AWS::AccountId>:model-package/{group}/*"
     assert function["Environment"]["Variables"] == {
         ENV_SAMPLES_TABLE: {"Ref": table},
         ENV_RETRAINING_TABLE: {"Ref": retraining},
@@ -155,6 +166,9 @@ def test_the_label_ingest_runs_on_label_objects_only_and_holds_exactly_what_it_c
         ("dynamodb:GetItem", f"<{retraining}.Arn>"),  # the live version (trigger item), the detector item
         ("dynamodb:PutItem", f"<{retraining}.Arn>"),  # the detector item only over the revision it read
         *{(a, f"<{key}.Arn>") for a in ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey")},
+        ("sagemaker:DescribeModelPackage", packages),  # the live version's record: where its manifest is
+        ("sagemaker:ListModelPackages", "*"),
+        ("s3:GetObject", f"<{artifacts}.Arn>/{MODELS_PREFIX}*"),  # its manifest: the reliability table
     }
 
 
