@@ -387,10 +387,14 @@ def retrain_due(concept_labels: int, trained_on: int | None, policy: RecoveryPol
 
 
 def new_world_gate(
-    candidate_right: Sequence[bool], deployed_right: Sequence[bool], policy: RecoveryPolicy
+    candidate_right: Sequence[bool], deployed_right: Sequence[bool], policy: RecoveryPolicy, *, successor: bool = False
 ) -> RetrainingDecision:
     """Register a candidate only if it beats the deployed version on recent labelled samples neither saw
-    (the candidate's answers cross-fitted): a paired sign test on the samples where they disagree."""
+    (the candidate's answers cross-fitted): a paired sign test on the samples where they disagree.
+
+    successor: the deployed version was itself retrained on this concept, and the candidate learns the same
+    concept from more of its labels; it must then only not lose (as many wins as losses): more labels of one
+    concept are not expected to make a worse model, and a significance bar would keep the fleet on fewer."""
     if len(candidate_right) != len(deployed_right):
         raise ValidationError("new_world_gate", f"{len(candidate_right)} candidate vs {len(deployed_right)} answers")
     n = len(candidate_right)
@@ -402,4 +406,6 @@ def new_world_gate(
     figures = f"candidate {candidate:.3f} vs deployed {deployed:.3f} on {n} recent samples ({wins} won, {losses} lost)"
     if wins - losses > policy.gate_z * math.sqrt(wins + losses) and wins > losses:
         return RetrainingDecision(True, f"{figures}: it beats the deployed version")
+    if successor and wins >= losses:
+        return RetrainingDecision(True, f"{figures}: on more labels of the same concept, no worse than its predecessor")
     return RetrainingDecision(False, f"{figures}: not better than the deployed version")

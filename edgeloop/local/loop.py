@@ -60,7 +60,7 @@ from edgeloop.local.stack import LocalStack
 from edgeloop.local.world import ORACLE_MAX_ROWS, FeatureScale, World, load_stream
 from edgeloop.training.config import TrainingConfig
 from edgeloop.training.data import NPZ_FEATURE_NAMES, NPZ_FEATURES
-from edgeloop.training.model import FAMILIES, MLP
+from edgeloop.training.model import FAMILIES, MLP, predict_onnx, session
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -165,6 +165,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
             with contextlib.suppress(ValidationError):  # a manifest without holdout_rows: the detector warms up
                 loop._first_reference = reference_from_manifest(first.trained.manifest)
             loop.reliabilities[first.record.version] = _reliability(first.trained.manifest)
+            loop.model_paths[first.record.version] = first.trained.model_path
             loop.roll_out(first.record, "initial")
             loop.run(first.record.version)
             loop.drain()
@@ -221,6 +222,9 @@ class _ScenarioRun:
         self.initial_x, self.initial_y, self.features, self.progress = initial_x, initial_y, features, progress
         self.pool, self.classes, self.family = pool, classes, family
         self._first_reference: tuple[int, int] = (0, 0)
+        self.model_paths: dict[int, Path] = {}
+        """Each version's model file: the cloud answers, with the live one, the labelled samples it never saw."""
+        self._live_session: tuple[int, Any] | None = None
         self.reliabilities: dict[int, Reliability | None] = {}
         """Each version's holdout reliability table (its manifest's): what the calibrated detector judges it by."""
         """The first version's reference error counts (its holdout), set by the runner when its manifest says."""
@@ -380,8 +384,11 @@ class _ScenarioRun:
             new_inputs=self._inputs_since(self.recovery.concept_start or 0),
             families=(self.family, *(f for f in RETRAIN_FAMILIES if f != self.family)),  # a tie keeps the deployed one
         )
-        candidate_right, deployed_right = gate_pairs(recent, recipe, self.live_version)
-        gate = new_world_gate(candidate_right, deployed_right, self.recovery.policy)
+        gated = self._answered_by_live(recent)
+        candidate_right, deployed_right = gate_pairs(gated, recipe, self.live_version)
+        gate = new_world_gate(
+            candidate_right, deployed_right, self.recovery.policy, successor=self.recovery.live_is_successor
+        )
         self.recovery.tried()
         log.info("recipe chosen in %.1f s: %s", time.monotonic() - started, recipe.scores)
         what = f"{recipe.family} on {len(recent)} recent labels + old rows: {recipe.mix}"
@@ -396,15 +403,33 @@ class _ScenarioRun:
         channel = _channel(self.work, "retrain", recipe.x, recipe.y, self.features)
         channel.update(parent_version=self.live_version, max_iter=RETRAIN_MAX_ITER, family=recipe.family)
         trigger = Retrain(0, round(self.world.now_s, 1), max(0, self.world.ledger.size - 1), recipe.family)
-        evidence = gate_evidence(recent, recipe, self.live_version)  # the canary judges its confidence against it
+        evidence = gate_evidence(gated, recipe, self.live_version)  # the canary judges its confidence against it
         candidate = self.demo.train_and_publish("v-retrained", self.demo.options.seed + 1, config=channel,
                                                 evidence=evidence)  # fmt: skip
         self.progress(f"retrained {what} (cross-validated {recipe.cv_accuracy:.3f}); {gate.reason}")
         version = candidate.record.version
+        self.recovery.trained(version)
+        self.model_paths[version] = candidate.trained.model_path
         self.reliabilities[version] = _reliability(candidate.trained.manifest)
         self.retrains.append(replace(trigger, version=version))
         if self.roll_out(candidate.record, "retrained")["outcome"] == "completed":
             self._went_live(version, cross_fitted_errors(recent, recipe))
+
+    def _answered_by_live(self, recent: list[Labelled]) -> list[Labelled]:
+        """recent, with the live version's own answer (and confidence) on each sample it never trained on that an
+        older version answered on a device: the live model run in the cloud on the sample's released features."""
+        unseen = self.recovery.unseen_by_live()
+        todo = [i for i, s in enumerate(recent) if s.version != self.live_version and id(s) in unseen]
+        path = self.model_paths.get(self.live_version)
+        if not todo or path is None:
+            return list(recent)
+        if self._live_session is None or self._live_session[0] != self.live_version:
+            self._live_session = (self.live_version, session(path.read_bytes()))
+        labels, probabilities = predict_onnx(self._live_session[1], np.array([recent[i].x for i in todo]))
+        out = list(recent)
+        for i, label, row in zip(todo, labels.tolist(), probabilities, strict=True):
+            out[i] = replace(recent[i], version=self.live_version, answer=int(label), confidence=float(row[label]))
+        return out
 
     def _inputs_since(self, start: int) -> np.ndarray:
         """Features of every sample since the stream position start, labelled or still waiting for its label."""

@@ -49,6 +49,11 @@ class Recovery:
         self.concept_start: int | None = None
         """Stream position where the current change's concept begins (None: no change open or handled)."""
         self.trained_on: int | None = None
+        self._tried_at = 0
+        self.cuts: dict[int, int] = {}
+        self.concept_of: dict[int, int | None] = {}
+        """Per retrained version: the concept (its start) it was trained on."""
+        """Per retrained version: how many labelled samples (in arrival order) had arrived when it was trained."""
         """The concept's label count at the last retrain attempt (None: none since the detection)."""
         self.live_version = 0
         self._high_since: float | None = None
@@ -116,14 +121,17 @@ class Recovery:
         return [s for s in self.labelled if s.index < start]
 
     def due(self) -> RetrainingDecision:
-        """Whether to retrain now: labels of the concept per retrain_due, and enough deployed answers to gate on."""
+        """Whether to retrain now: labels of the concept per retrain_due, and enough deployed answers to gate on
+        (samples the live version answered on a device, or arrived after it was trained: the cloud answers those
+        with the live model itself, so a fresh version need not wait a label delay for its own samples)."""
         if self.concept_start is None:
             return RetrainingDecision(False, "no change detected")
         recent = self.recent()
         decision = retrain_due(len(recent), self.trained_on, self.policy)
         if not decision.retrain:
             return decision
-        answered = sum(1 for s in recent if s.version == self.live_version)
+        unseen = self.unseen_by_live()
+        answered = sum(1 for s in recent if s.version == self.live_version or id(s) in unseen)
         if answered < self.policy.gate_min_samples:
             return RetrainingDecision(False, f"{answered} of {self.policy.gate_min_samples} samples to gate on")
         return decision
@@ -131,6 +139,23 @@ class Recovery:
     def tried(self) -> None:
         """A retrain was attempted on the concept's labels so far (registered or refused)."""
         self.trained_on = len(self.recent())
+        self._tried_at = len(self.labelled)
+
+    def trained(self, version: int) -> None:
+        """version was trained on the labels that had arrived at the last attempt (later ones it never saw), of the
+        concept open now."""
+        self.cuts[version] = self._tried_at
+        self.concept_of[version] = self.concept_start
+
+    @property
+    def live_is_successor(self) -> bool:
+        """Whether the live version was itself retrained on the concept open now (a new detection starts another)."""
+        return self.concept_start is not None and self.concept_of.get(self.live_version, -1) == self.concept_start
+
+    def unseen_by_live(self) -> set[int]:
+        """ids of the labelled samples the live version did not train on (arrived after its retrain; every one for
+        a version trained before any label): its answers to them, computed in the cloud, are fair gate evidence."""
+        return {id(s) for s in self.labelled[self.cuts.get(self.live_version, 0) :]}
 
 
 def old_rows(initial_x: np.ndarray, initial_y: np.ndarray, old: Sequence[Labelled]) -> tuple[np.ndarray, np.ndarray]:

@@ -90,3 +90,24 @@ def test_the_gate_needs_one_answer_each_per_sample() -> None:
 def test_a_bad_recovery_policy_names_its_field(values: dict[str, float], field: str) -> None:
     with pytest.raises(ValidationError, match=field):
         RecoveryPolicy(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("candidate", "deployed", "retrain"),
+    [
+        ([True] * 22 + [False] * 17 + [True] * 10, [False] * 22 + [True] * 17 + [True] * 10, True),  # 22 won, 17 lost
+        ([True] * 30, [True] * 30, True),  # no disagreement: as good, on more labels
+        ([True] * 17 + [False] * 22 + [True] * 10, [False] * 17 + [True] * 22 + [True] * 10, False),  # it lost more
+        ([True] * 10, [True] * 10, False),  # too few samples, successor or not
+    ],
+    ids=["wins-within-noise", "equal", "loses", "too-few"],
+)
+def test_a_successor_on_the_same_concept_need_only_not_lose(
+    candidate: list[bool], deployed: list[bool], retrain: bool
+) -> None:
+    decision = new_world_gate(candidate, deployed, POLICY, successor=True)
+    assert decision.retrain is retrain
+    if retrain and "beats" not in decision.reason:
+        assert "no worse than its predecessor" in decision.reason
+    if candidate != deployed and retrain:
+        assert not new_world_gate(candidate, deployed, POLICY).retrain, "a first retrain must clearly win"

@@ -78,3 +78,35 @@ def test_with_its_reliability_table_the_watch_hears_confident_hard_examples_go_w
     quiet = ChangeWatch()
     quiet.restart(1, reference=(5, 200), reliability=table)
     assert not quiet.labelled(right_and_sure), "answers as good as the holdout's raise nothing"
+
+
+def test_a_fresh_version_is_gated_on_labels_it_never_trained_on_not_only_on_its_own_samples() -> None:
+    recovery = Recovery(POLICY, RecoveryPolicy(min_labels=20, gate_min_samples=10, growth=1.5))
+    recovery.went_live(1, reference=(5, 200))
+    recovery.observe(_samples(0, 100, wrong=False), None, Moment(100.0, 99, 1099))
+    for step in range(10):
+        recovery.observe(_samples(100 + 10 * step, 10, True), None, Moment(200.0, 1, 1))
+    assert recovery.due().retrain
+    recovery.tried()
+    recovery.trained(2)
+    before = {id(s) for s in recovery.labelled}
+    recovery.went_live(2)
+    assert not recovery.unseen_by_live() & before, "v2 trained on every label that had arrived"
+    recovery.observe(_samples(200, 60, True, version=1), None, Moment(300.0, 260, 1260))  # v1's, labelled late
+    assert len(recovery.unseen_by_live()) == 60
+    assert recovery.due().retrain, "v2 never saw them: the cloud can answer them with v2 itself"
+    recovery.went_live(1)
+    assert len(recovery.unseen_by_live()) == len(recovery.labelled), "the first version trained on no label"
+
+
+def test_only_a_version_retrained_on_the_open_concept_is_a_successor() -> None:
+    recovery = Recovery(POLICY)
+    recovery.went_live(1)
+    recovery.concept_start = 100
+    assert not recovery.live_is_successor, "the first version knew no concept after a change"
+    recovery.tried()
+    recovery.trained(2)
+    recovery.went_live(2)
+    assert recovery.live_is_successor
+    recovery.concept_start = 900  # a new detection opened another concept
+    assert not recovery.live_is_successor
