@@ -255,6 +255,8 @@ class _ScenarioRun:
                 self._roll_out_bad(bad.pop(0).kind)
                 continue
             self.demo.step(self.world)
+            if self.world.now_s >= self.scenario.run_duration_s:
+                break  # the step that reached the end: a retrain decided now would roll out after the run
             decision = self.recovery.due()
             if decision.retrain:
                 self._retrain(decision.reason)
