@@ -222,12 +222,12 @@ class _ScenarioRun:
         self.initial_x, self.initial_y, self.features, self.progress = initial_x, initial_y, features, progress
         self.pool, self.classes, self.family = pool, classes, family
         self._first_reference: tuple[int, int] = (0, 0)
+        """The first version's reference error counts (its holdout), set by the runner when its manifest says."""
         self.model_paths: dict[int, Path] = {}
         """Each version's model file: the cloud answers, with the live one, the labelled samples it never saw."""
         self._live_session: tuple[int, Any] | None = None
         self.reliabilities: dict[int, Reliability | None] = {}
         """Each version's holdout reliability table (its manifest's): what the calibrated detector judges it by."""
-        """The first version's reference error counts (its holdout), set by the runner when its manifest says."""
         self.labeller = OracleLabeller(world.truth, float(getattr(scenario, "label_delay_s", 0.0) or 0.0))
         self.samples: list[SampleRef] = []
         window = float(scenario.device_config.get("driftWindow", SCENARIO_DEVICE_CONFIG["driftWindow"]))

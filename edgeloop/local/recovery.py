@@ -49,12 +49,12 @@ class Recovery:
         self.concept_start: int | None = None
         """Stream position where the current change's concept begins (None: no change open or handled)."""
         self.trained_on: int | None = None
+        """The concept's label count at the last retrain attempt (None: none since the detection)."""
         self._tried_at = 0
         self.cuts: dict[int, int] = {}
+        """Per retrained version: how many labelled samples (in arrival order) had arrived when it was trained."""
         self.concept_of: dict[int, int | None] = {}
         """Per retrained version: the concept (its start) it was trained on."""
-        """Per retrained version: how many labelled samples (in arrival order) had arrived when it was trained."""
-        """The concept's label count at the last retrain attempt (None: none since the detection)."""
         self.live_version = 0
         self._high_since: float | None = None
         self._high_index = 0

@@ -13,10 +13,10 @@ Definitions, per change k (its segment: the requests from change k up to change 
   whole fleet (`recovered_version`); when none did, every retrained version's. `recovering_accuracy` pools
   every retrained version's answers (the early retrains on fewer labels included): the way there.
   post_drift_accuracy: the segment's answered requests by the versions live when it began; bad candidates are
-  left out of all three. A detected change the loop did not
-  retrain for (its new-world gate found no candidate better than the deployed version) is scored on what the
-  deployed version answered after the detection (`recovered_by: deployed`): a change that did not hurt the
-  model needs no retrain, and one that did shows up as a gap to the oracle.
+  left out of all three. A detected change the loop did not retrain for (its new-world gate found no candidate
+  better than the deployed version) is scored on what the deployed version answered after the detection
+  (`recovered_by: deployed`): a change that did not hurt the model needs no retrain, and one that did shows up
+  as a gap to the oracle.
 - oracle_accuracy: the same family as the version that answered, trained on the segment's rows with their true
   labels, cross-fitted over ORACLE_FOLDS folds (no row is scored by a model that saw it), scored on exactly the
   requests recovered_accuracy scores: when retrains chose different families, each family's oracle scores the
