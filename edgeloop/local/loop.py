@@ -164,7 +164,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: Progress, *, seed: int
                                 family=_family(scenario.family, first.trained.family_selection))  # fmt: skip
             with contextlib.suppress(ValidationError):  # a manifest without holdout_rows: the detector warms up
                 loop._first_reference = reference_from_manifest(first.trained.manifest)
-            loop.reliabilities[first.record.version] = _reliability(first.trained.manifest)
+            loop.reliabilities[first.record.version] = first.trained.manifest.baseline.reliability
             loop.model_paths[first.record.version] = first.trained.model_path
             loop.roll_out(first.record, "initial")
             loop.run(first.record.version)
@@ -412,7 +412,7 @@ class _ScenarioRun:
         version = candidate.record.version
         self.recovery.trained(version)
         self.model_paths[version] = candidate.trained.model_path
-        self.reliabilities[version] = _reliability(candidate.trained.manifest)
+        self.reliabilities[version] = candidate.trained.manifest.baseline.reliability
         self.retrains.append(replace(trigger, version=version))
         if self.roll_out(candidate.record, "retrained")["outcome"] == "completed":
             self._went_live(version, cross_fitted_errors(recent, recipe))
@@ -520,9 +520,3 @@ def _channel(work: Path, label: str, x: np.ndarray, y: np.ndarray, names: tuple[
     arrays: dict[str, Any] = {NPZ_FEATURES: x.astype(np.float32), "label": y, NPZ_FEATURE_NAMES: np.array(names)}
     np.savez(folder / "data.npz", **arrays)
     return {"dataset": "npz", "train_dir": folder}
-
-
-def _reliability(manifest: Any) -> Reliability | None:
-    """A version's reliability table, where its manifest's baseline has one (older manifests do not)."""
-    baseline = getattr(manifest, "baseline", None)
-    return None if baseline is None else baseline.reliability
