@@ -4,6 +4,7 @@ rolled out, and accuracy back up — on a shortened drift scenario (the built-in
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -158,10 +159,19 @@ def test_the_loop_decides_the_same_without_drift_at_rows_which_only_scoring_read
     assert [(r["version"], r["outcome"]) for r in scored["rollouts"]] == [
         (r["version"], r["outcome"]) for r in blind["rollouts"]
     ]
-    assert scored["timeline"]["events"] == blind["timeline"]["events"]
+    assert _decisions(scored) == _decisions(blind)
     assert scored["loop"]["changes"][0]["at_row"] == 1500
     assert blind["loop"]["changes"] == [], "without drift_at_rows nothing is scored per change"
     assert blind["loop"]["false_alarms"] is None
+
+
+def _decisions(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The timeline's events with the wall-clock latency figures blanked: the p99 a gate measured is host timing,
+    not a decision (the gate's verdict stays in the text)."""
+    return [
+        {**e, "text": re.sub(r"(p99_latency_\w+) [0-9.]+", r"\1 <wall-clock>", e["text"])}
+        for e in summary["timeline"]["events"]
+    ]
 
 
 def test_a_run_that_fails_its_own_check_still_leaves_its_figures(
